@@ -1,0 +1,441 @@
+// Generated from schemas/fleet.schema.json by scripts/gen-types.ts (npm run gen). Do not edit.
+
+/**
+ * A label value: 1 to 63 of letters, digits, '.', '_' and '-', starting and ending with a letter or digit.
+ */
+export type LabelValue = string;
+/**
+ * An operating system family.
+ */
+export type OsFamily =
+  | 'debian'
+  | 'ubuntu'
+  | 'rhel'
+  | 'centos'
+  | 'rocky'
+  | 'almalinux'
+  | 'fedora'
+  | 'sles'
+  | 'opensuse'
+  | 'alpine'
+  | 'arch'
+  | 'windows'
+  | 'freebsd';
+/**
+ * An operating system release, such as "12", "9.4" or "2022".
+ */
+export type OsRelease = string;
+/**
+ * A CPU architecture, as uname -m names it.
+ */
+export type Arch = 'x86_64' | 'aarch64' | 'riscv64' | 'ppc64le' | 's390x' | 'i686' | 'armv7l';
+/**
+ * vm: a full virtual machine (QEMU); container: a sandbox sharing the host kernel (chroot + namespaces).
+ */
+export type InstanceKind = 'vm' | 'container';
+/**
+ * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
+ */
+export type Name = string;
+/**
+ * Host-metric license pools this host is already assigned to (it counts against them whether or not it runs licensed instances).
+ *
+ * @maxItems 256
+ */
+export type NameList = Name[];
+/**
+ * A Debian package version: [epoch:]upstream[-revision], the upstream part starting with a digit.
+ */
+export type PackageVersion = string;
+/**
+ * License pools every instance of this image draws on.
+ *
+ * @maxItems 256
+ */
+export type NameList1 = Name[];
+/**
+ * Instance groups whose instances must not share a host with this group's (a group may name itself: one replica per host).
+ *
+ * @maxItems 256
+ */
+export type NameList2 = Name[];
+/**
+ * License pools each replica draws on, in addition to its image's.
+ *
+ * @maxItems 256
+ */
+export type NameList3 = Name[];
+
+/**
+ * A vfleet fleet spec (apiVersion vfleet/v1, kind Fleet): the hosts, images, license pools, patch baselines and instance groups of one fleet.
+ */
+export interface FleetDocument {
+  /**
+   * The spec format version.
+   */
+  apiVersion: 'vfleet/v1';
+  /**
+   * The document kind.
+   */
+  kind: 'Fleet';
+  metadata: Metadata;
+  spec: FleetSpec;
+}
+/**
+ * Who this fleet is.
+ */
+export interface Metadata {
+  /**
+   * The fleet's name; it prefixes the fleet's keys in Redis.
+   */
+  name: string;
+  /**
+   * Free text for the reader.
+   */
+  description?: string;
+  labels?: Labels;
+}
+/**
+ * Key/value labels, used by placement (requireLabels, spread) and failure domains.
+ */
+export interface Labels {
+  [k: string]: LabelValue;
+}
+/**
+ * The fleet's desired state.
+ */
+export interface FleetSpec {
+  failover?: FailoverPolicy;
+  /**
+   * The machines instances are placed on.
+   *
+   * @minItems 1
+   * @maxItems 100000
+   */
+  hosts: [Host, ...Host[]];
+  /**
+   * What instances boot: container root filesystems and VM disks.
+   *
+   * @maxItems 10000
+   */
+  images: Image[];
+  /**
+   * License pools: what the organisation owns, and how each counts.
+   *
+   * @maxItems 1000
+   */
+  licenses?: LicensePool[];
+  /**
+   * Minimum package versions that instances must carry.
+   *
+   * @maxItems 1000
+   */
+  patchBaselines?: PatchBaseline[];
+  /**
+   * Instance groups; each group's replicas become <name>-0, <name>-1, ...
+   *
+   * @maxItems 1000000
+   */
+  instances?: InstanceGroup[];
+}
+/**
+ * How many simultaneous failures of a failure domain the fleet must survive.
+ */
+export interface FailoverPolicy {
+  /**
+   * Simultaneous domain failures to survive (0 turns standby reservation off).
+   */
+  tolerate?: number;
+  /**
+   * A label key: an optional DNS-subdomain prefix and '/', then 1 to 63 of lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit.
+   */
+  domain?: string;
+}
+/**
+ * A machine that runs instances.
+ */
+export interface Host {
+  /**
+   * The host's unique name.
+   */
+  name: string;
+  /**
+   * How vfleet drives the host: the built-in emulator (embedded), this machine (local) or SSH (ssh).
+   */
+  engine?: 'embedded' | 'local' | 'ssh';
+  /**
+   * ssh: the host's DNS name, IPv4 or IPv6 address.
+   */
+  address?: string;
+  /**
+   * ssh: the TCP port.
+   */
+  port?: number;
+  /**
+   * ssh: the login user.
+   */
+  user?: string;
+  /**
+   * ssh: the pinned host key, as an OpenSSH public key line ("ssh-ed25519 AAAA...") or its SHA256 fingerprint ("SHA256:..."). vfleet refuses a host whose key differs.
+   */
+  hostKey?: string;
+  /**
+   * ssh: the private key file; without it vfleet uses the ssh-agent at SSH_AUTH_SOCK.
+   */
+  identityFile?: string;
+  /**
+   * local and ssh: where instance folders live on the host.
+   */
+  dataDir?: string;
+  labels?: Labels;
+  /**
+   * The host's processors.
+   */
+  cpu: {
+    /**
+     * Physical processors.
+     */
+    sockets: number;
+    /**
+     * Physical cores per processor.
+     */
+    coresPerSocket: number;
+    /**
+     * Hardware threads per core (2 with SMT).
+     */
+    threadsPerCore?: number;
+  };
+  /**
+   * Memory in MiB.
+   */
+  memoryMiB: number;
+  /**
+   * Disk for instances, in GiB.
+   */
+  diskGiB: number;
+  os: HostOs;
+  /**
+   * What the host can run: full VMs (vm), sandboxes (container), or both.
+   *
+   * @minItems 1
+   * @maxItems 2
+   */
+  runs: [InstanceKind] | [InstanceKind, InstanceKind];
+  /**
+   * How far placement may oversubscribe the host: allocatable = physical x ratio.
+   */
+  overcommit?: {
+    /**
+     * vCPUs per hardware thread.
+     */
+    cpu?: number;
+    /**
+     * Memory overcommit ratio.
+     */
+    memory?: number;
+  };
+  licenses?: NameList;
+}
+/**
+ * The host's operating system; containers must match its family, release and arch.
+ */
+export interface HostOs {
+  family: OsFamily;
+  release: OsRelease;
+  /**
+   * The kernel release (uname -r).
+   */
+  kernel?: string;
+  arch: Arch;
+}
+/**
+ * What an instance boots.
+ */
+export interface Image {
+  /**
+   * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
+   */
+  name: string;
+  kind: InstanceKind;
+  os: ImageOs;
+  source?: ImageSource;
+  /**
+   * vm: may run on a host of another arch under QEMU's emulation (TCG).
+   */
+  allowEmulation?: boolean;
+  packages?: PackageVersions;
+  /**
+   * A package inventory file in dpkg-query -W -f='${binary:Package}\t${Version}\n' format; entries in packages override it.
+   */
+  packagesFrom?: string;
+  licenses?: NameList1;
+}
+/**
+ * The image's operating system.
+ */
+export interface ImageOs {
+  family: OsFamily;
+  release: OsRelease;
+  arch: Arch;
+}
+/**
+ * Where the image's files are: rootfs for a container; disk, or kernel (+ initrd), for a VM.
+ */
+export interface ImageSource {
+  /**
+   * container: a root filesystem tarball or folder.
+   */
+  rootfs?: string;
+  /**
+   * vm: a qcow2 base disk.
+   */
+  disk?: string;
+  /**
+   * vm: a kernel to boot directly.
+   */
+  kernel?: string;
+  /**
+   * vm: the kernel's initrd.
+   */
+  initrd?: string;
+  /**
+   * vm: the kernel command line.
+   */
+  cmdline?: string;
+}
+/**
+ * The image's package inventory (name to installed version), as the embedded engine reports it.
+ */
+export interface PackageVersions {
+  [k: string]: PackageVersion;
+}
+/**
+ * Licenses the organisation owns, and the metric by which they are counted.
+ */
+export interface LicensePool {
+  /**
+   * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
+   */
+  name: string;
+  /**
+   * The licensed product, for the reader and the reports.
+   */
+  product?: string;
+  /**
+   * What one unit covers: an instance; a vCPU of an instance; a physical core of each host that runs (or may fail over) a licensed instance; a pair of sockets of such a host; such a host.
+   */
+  metric: 'instance' | 'instance-vcpu' | 'host-core' | 'host-socket-pair' | 'host';
+  /**
+   * Units owned.
+   */
+  entitlement: number;
+  /**
+   * host-core: at least this many core units per counted host (16 for Windows Server).
+   */
+  minimumPerHost?: number;
+  /**
+   * host-core: at least this many core units per processor (8 for Windows Server).
+   */
+  minimumPerProcessor?: number;
+  /**
+   * instance-vcpu: at least this many units per instance.
+   */
+  minimumPerInstance?: number;
+  /**
+   * Stacked rights (Windows Server Standard: 2): one full licensing of a host covers this many instances; each further batch licenses the host again. Absent: unlimited instances.
+   */
+  instancesPerUnit?: number;
+  /**
+   * Hosts that are failover targets of a licensed instance must be licensed too.
+   */
+  coverFailover?: boolean;
+}
+/**
+ * Minimum package versions for the instances and hosts it applies to.
+ */
+export interface PatchBaseline {
+  /**
+   * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
+   */
+  name: string;
+  /**
+   * The operating systems the baseline applies to; others are not-applicable.
+   */
+  appliesTo: {
+    family: OsFamily;
+    release?: OsRelease;
+    arch?: Arch;
+  };
+  minimum: PackageVersions1;
+}
+/**
+ * Package name to the lowest compliant version (compared as dpkg does).
+ */
+export interface PackageVersions1 {
+  [k: string]: PackageVersion;
+}
+/**
+ * A group of identical instances.
+ */
+export interface InstanceGroup {
+  /**
+   * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
+   */
+  name: string;
+  /**
+   * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
+   */
+  image: string;
+  /**
+   * How many instances.
+   */
+  replicas?: number;
+  /**
+   * What each replica needs.
+   */
+  resources: {
+    /**
+     * Virtual CPUs.
+     */
+    vcpus: number;
+    /**
+     * Memory in MiB.
+     */
+    memoryMiB: number;
+    /**
+     * Disk in GiB.
+     */
+    diskGiB?: number;
+  };
+  /**
+   * Constraints on where replicas go.
+   */
+  placement?: {
+    /**
+     * binpack fills hosts before opening new ones; spread prefers the emptiest host.
+     */
+    strategy?: 'binpack' | 'spread';
+    /**
+     * A label key: an optional DNS-subdomain prefix and '/', then 1 to 63 of lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit.
+     */
+    spread?: string;
+    requireLabels?: Labels1;
+    avoid?: NameList2;
+  };
+  /**
+   * Reserve standby capacity so each replica can restart elsewhere when its failure domain fails.
+   */
+  failover?: boolean;
+  /**
+   * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
+   */
+  patchBaseline?: string;
+  licenses?: NameList3;
+  labels?: Labels;
+}
+/**
+ * Key/value labels, used by placement (requireLabels, spread) and failure domains.
+ */
+export interface Labels1 {
+  [k: string]: LabelValue;
+}

@@ -1,0 +1,161 @@
+// The normalized fleet: what the spec says, with every default applied and every replica expanded.
+// Field shapes come from the generated spec types, so a schema change that these types do not
+// follow fails to compile (STYLE.md #6).
+import type {
+  Arch,
+  FleetDocument,
+  HostOs,
+  Image as ImageSpec,
+  InstanceGroup as InstanceGroupSpec,
+  InstanceKind,
+  LicensePool as LicensePoolSpec,
+  OsFamily,
+  PatchBaseline as PatchBaselineSpec,
+} from './fleet-spec.generated.js';
+
+export type { Arch, FleetDocument, HostOs, InstanceKind, OsFamily };
+
+export type Labels = Readonly<Record<string, string>>;
+export type PackageVersions = Readonly<Record<string, string>>;
+
+/** The failure domain "host" means every host is its own domain; anything else is a label key. */
+export const HOST_DOMAIN = 'host';
+
+export interface FailoverPolicy {
+  /** Simultaneous domain failures to survive; 0 turns standby reservation off. */
+  readonly tolerate: number;
+  /** "host" or a host label key. */
+  readonly domain: string;
+}
+
+export type EngineKind = 'embedded' | 'local' | 'ssh';
+
+export interface HostCpu {
+  readonly sockets: number;
+  readonly coresPerSocket: number;
+  readonly threadsPerCore: number;
+}
+
+export interface SshEndpoint {
+  readonly address: string;
+  readonly port: number;
+  readonly user: string;
+  readonly hostKey: string;
+  /** Absent: use the ssh-agent. */
+  readonly identityFile?: string;
+}
+
+export interface Host {
+  readonly name: string;
+  readonly engine: EngineKind;
+  /** Present when engine is ssh. */
+  readonly ssh?: SshEndpoint;
+  readonly dataDir: string;
+  readonly labels: Labels;
+  readonly cpu: HostCpu;
+  readonly memoryMiB: number;
+  readonly diskGiB: number;
+  readonly os: HostOs;
+  readonly runs: readonly InstanceKind[];
+  readonly overcommit: { readonly cpu: number; readonly memory: number };
+  readonly licenses: readonly string[];
+}
+
+export interface Image {
+  readonly name: string;
+  readonly kind: InstanceKind;
+  readonly os: ImageSpec['os'];
+  readonly source: NonNullable<ImageSpec['source']> | undefined;
+  readonly allowEmulation: boolean;
+  /** The inventory the spec gives inline; `packagesFrom` is resolved by the loader's caller. */
+  readonly packages: PackageVersions;
+  readonly packagesFrom: string | undefined;
+  readonly licenses: readonly string[];
+}
+
+export type LicenseMetric = LicensePoolSpec['metric'];
+
+export interface LicensePool {
+  readonly name: string;
+  readonly product: string | undefined;
+  readonly metric: LicenseMetric;
+  readonly entitlement: number;
+  readonly minimumPerHost: number;
+  readonly minimumPerProcessor: number;
+  readonly minimumPerInstance: number;
+  /** Absent: one licensing of a host covers any number of instances. */
+  readonly instancesPerUnit: number | undefined;
+  readonly coverFailover: boolean;
+}
+
+export interface PatchBaseline {
+  readonly name: string;
+  readonly appliesTo: PatchBaselineSpec['appliesTo'];
+  readonly minimum: PackageVersions;
+}
+
+export type PlacementStrategy = 'binpack' | 'spread';
+
+export interface Resources {
+  readonly vcpus: number;
+  readonly memoryMiB: number;
+  readonly diskGiB: number;
+}
+
+export interface InstanceGroup {
+  readonly name: string;
+  readonly image: string;
+  readonly replicas: number;
+  readonly resources: Resources;
+  readonly placement: {
+    readonly strategy: PlacementStrategy;
+    readonly spread: string | undefined;
+    readonly requireLabels: Labels;
+    readonly avoid: readonly string[];
+  };
+  readonly failover: boolean;
+  readonly patchBaseline: string | undefined;
+  /** The group's own pools followed by its image's, without repeats. */
+  readonly licenses: readonly string[];
+  readonly labels: Labels;
+}
+
+/** One replica of a group. Its name is `<group>-<index>`, always suffixed, so scaling 1 → 3 renames nothing. */
+export interface Instance {
+  readonly name: string;
+  readonly group: string;
+  readonly index: number;
+}
+
+export interface Fleet {
+  readonly name: string;
+  readonly failover: FailoverPolicy;
+  readonly hosts: readonly Host[];
+  readonly images: readonly Image[];
+  readonly licenses: readonly LicensePool[];
+  readonly patchBaselines: readonly PatchBaseline[];
+  readonly groups: readonly InstanceGroup[];
+}
+
+/** `<group>-<index>`: the one place replica names are made. */
+export function replicaName(group: string, index: number): string {
+  return `${group}-${index}`;
+}
+
+/** Every replica of every group, in spec order. */
+export function* instancesOf(fleet: Pick<Fleet, 'groups'>): Generator<Instance> {
+  for (const group of fleet.groups) {
+    for (let index = 0; index < group.replicas; index++) {
+      yield { name: replicaName(group.name, index), group: group.name, index };
+    }
+  }
+}
+
+// Compile-time proof that the spec types still carry what normalization reads.
+type _GroupSpecFields = Pick<
+  InstanceGroupSpec,
+  'name' | 'image' | 'replicas' | 'resources' | 'placement' | 'failover' | 'patchBaseline'
+>;
+type _DocFields = Pick<FleetDocument, 'metadata' | 'spec'>;
+
+export type { _DocFields, _GroupSpecFields };

@@ -1,0 +1,153 @@
+// The whole of `validate`: bytes → text → YAML → schema → semantics → Fleet, every problem
+// collected on the way (STYLE.md #7). Pure: the caller reads the file and passes its bytes.
+import type { Diagnostic, DiagnosticCode, Severity } from '../model/diagnostic.js';
+import type { Fleet } from '../model/fleet.js';
+import type { FleetDocument } from '../model/fleet-spec.generated.js';
+import { normalizeFleet } from './normalize.js';
+import { checkSchema } from './schema-check.js';
+import { checkSemantics } from './semantic-checks.js';
+import { decodeSource } from './source-text.js';
+import { formatPath } from './spec-path.js';
+import { locate, type ParsedYaml, type PathSegment, parseYaml } from './yaml-document.js';
+
+export interface LoadedFleet {
+  /** Present when there is no error (warnings allowed). */
+  readonly fleet: Fleet | undefined;
+  /** The validated document, for tools that want the spec as written. */
+  readonly document: FleetDocument | undefined;
+  /** Sorted by line and column. */
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+export function loadFleet(bytes: Uint8Array | string, file: string): LoadedFleet {
+  const diagnostics: Diagnostic[] = [];
+  const at = (
+    severity: Severity,
+    code: DiagnosticCode,
+    message: string,
+    line: number,
+    column: number,
+    path: string,
+  ) => diagnostics.push({ severity, code, message, file, line, column, path });
+
+  let text: string;
+  if (typeof bytes === 'string') {
+    text = bytes;
+  } else {
+    const decoded = decodeSource(bytes);
+    if (!decoded.ok) {
+      const { line, column } = lineAndColumn(bytes, decoded.offset);
+      at('error', decoded.code, decoded.message, line, column, '');
+      return { fleet: undefined, document: undefined, diagnostics };
+    }
+    text = decoded.text;
+  }
+
+  if (text.trim() === '' || isOnlyComments(text)) {
+    at(
+      'error',
+      'empty',
+      'the file is empty; a fleet spec starts with "apiVersion: vfleet/v1"',
+      1,
+      1,
+      '',
+    );
+    return { fleet: undefined, document: undefined, diagnostics };
+  }
+
+  const parsed = parseYaml(text);
+  const position = (offset: number) => {
+    const { line, col } = parsed.lineCounter.linePos(offset);
+    return { line, column: col };
+  };
+  const report = (
+    severity: Severity,
+    code: DiagnosticCode,
+    message: string,
+    path: readonly PathSegment[],
+    where: number | 'key' | 'value',
+  ) => {
+    const offset = typeof where === 'number' ? where : locate(parsed, path, where);
+    const { line, column } = position(offset);
+    at(severity, code, message, line, column, formatPath(path));
+  };
+
+  for (const problem of parsed.problems) {
+    report('error', problem.code, problem.message, problem.path, problem.offset);
+  }
+  let document: FleetDocument | undefined;
+  if (!parsed.problems.some((p) => p.fatal)) {
+    document = validateValue(parsed, report);
+  }
+  const hasErrors = diagnostics.some((d) => d.severity === 'error');
+  const fleet = document && !hasErrors ? normalizeFleet(document) : undefined;
+  return {
+    fleet,
+    document: hasErrors ? undefined : document,
+    diagnostics: sortDiagnostics(diagnostics),
+  };
+}
+
+function validateValue(
+  parsed: ParsedYaml,
+  report: (
+    severity: Severity,
+    code: DiagnosticCode,
+    message: string,
+    path: readonly PathSegment[],
+    where: 'key' | 'value',
+  ) => void,
+): FleetDocument | undefined {
+  const value = parsed.value;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    report(
+      'error',
+      'wrong-type',
+      'a fleet spec is a mapping that starts with "apiVersion: vfleet/v1"',
+      [],
+      'value',
+    );
+    return undefined;
+  }
+  const schema = checkSchema(value);
+  for (const problem of schema.problems) {
+    report('error', problem.code, problem.message, problem.path, problem.at);
+  }
+  if (!schema.document) return undefined;
+  for (const problem of checkSemantics(schema.document)) {
+    report(problem.severity, problem.code, problem.message, problem.path, problem.at);
+  }
+  return schema.document;
+}
+
+function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {
+  const seen = new Set<string>();
+  return diagnostics
+    .filter((d) => {
+      const key = `${d.line}:${d.column}:${d.code}:${d.message}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    })
+    .sort((a, b) => a.line - b.line || a.column - b.column || a.message.localeCompare(b.message));
+}
+
+function isOnlyComments(text: string): boolean {
+  return text
+    .split('\n')
+    .every((line) => /^\s*(#.*)?$/.test(line) || /^\s*(---|\.\.\.)\s*$/.test(line));
+}
+
+/** 1-based line and column of a UTF-16 offset into the decoded text of `bytes`. */
+function lineAndColumn(bytes: Uint8Array, offset: number): { line: number; column: number } {
+  const text = new TextDecoder('utf-8').decode(bytes);
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return { line, column: offset - lineStart + 1 };
+}

@@ -1,0 +1,129 @@
+// A valid FleetDocument → the Fleet model: defaults applied (the same defaults the schema
+// declares; test/schema-defaults.test.ts holds them together), pools of image and group merged.
+
+import type {
+  Fleet,
+  Host,
+  Image,
+  InstanceGroup,
+  LicensePool,
+  PatchBaseline,
+} from '../model/fleet.js';
+import { HOST_DOMAIN } from '../model/fleet.js';
+import type { FleetDocument } from '../model/fleet-spec.generated.js';
+
+export const DEFAULTS = {
+  failoverTolerate: 1,
+  failoverDomain: HOST_DOMAIN,
+  engine: 'embedded',
+  sshPort: 22,
+  sshUser: 'root',
+  dataDir: '/var/lib/vfleet',
+  threadsPerCore: 1,
+  overcommitCpu: 1,
+  overcommitMemory: 1,
+  allowEmulation: false,
+  coverFailover: false,
+  replicas: 1,
+  diskGiB: 0,
+  strategy: 'binpack',
+  groupFailover: false,
+} as const;
+
+export function normalizeFleet(doc: FleetDocument): Fleet {
+  const spec = doc.spec;
+  const imageLicenses = new Map((spec.images ?? []).map((i) => [i.name, i.licenses ?? []]));
+  const hosts: Host[] = spec.hosts.map((h) => {
+    const engine = h.engine ?? DEFAULTS.engine;
+    return {
+      name: h.name,
+      engine,
+      ...(engine === 'ssh'
+        ? {
+            ssh: {
+              address: h.address as string,
+              port: h.port ?? DEFAULTS.sshPort,
+              user: h.user ?? DEFAULTS.sshUser,
+              hostKey: h.hostKey as string,
+              ...(h.identityFile === undefined ? {} : { identityFile: h.identityFile }),
+            },
+          }
+        : {}),
+      dataDir: h.dataDir ?? DEFAULTS.dataDir,
+      labels: { ...h.labels },
+      cpu: {
+        sockets: h.cpu.sockets,
+        coresPerSocket: h.cpu.coresPerSocket,
+        threadsPerCore: h.cpu.threadsPerCore ?? DEFAULTS.threadsPerCore,
+      },
+      memoryMiB: h.memoryMiB,
+      diskGiB: h.diskGiB,
+      os: { ...h.os },
+      runs: [...h.runs],
+      overcommit: {
+        cpu: h.overcommit?.cpu ?? DEFAULTS.overcommitCpu,
+        memory: h.overcommit?.memory ?? DEFAULTS.overcommitMemory,
+      },
+      licenses: [...(h.licenses ?? [])],
+    };
+  });
+  const images: Image[] = spec.images.map((i) => ({
+    name: i.name,
+    kind: i.kind,
+    os: { ...i.os },
+    source: i.source === undefined ? undefined : { ...i.source },
+    allowEmulation: i.allowEmulation ?? DEFAULTS.allowEmulation,
+    packages: { ...i.packages },
+    packagesFrom: i.packagesFrom,
+    licenses: [...(i.licenses ?? [])],
+  }));
+  const licenses: LicensePool[] = (spec.licenses ?? []).map((l) => ({
+    name: l.name,
+    product: l.product,
+    metric: l.metric,
+    entitlement: l.entitlement,
+    minimumPerHost: l.minimumPerHost ?? 0,
+    minimumPerProcessor: l.minimumPerProcessor ?? 0,
+    minimumPerInstance: l.minimumPerInstance ?? 0,
+    instancesPerUnit: l.instancesPerUnit,
+    coverFailover: l.coverFailover ?? DEFAULTS.coverFailover,
+  }));
+  const patchBaselines: PatchBaseline[] = (spec.patchBaselines ?? []).map((b) => ({
+    name: b.name,
+    appliesTo: { ...b.appliesTo },
+    minimum: { ...b.minimum },
+  }));
+  const groups: InstanceGroup[] = (spec.instances ?? []).map((g) => ({
+    name: g.name,
+    image: g.image,
+    replicas: g.replicas ?? DEFAULTS.replicas,
+    resources: {
+      vcpus: g.resources.vcpus,
+      memoryMiB: g.resources.memoryMiB,
+      diskGiB: g.resources.diskGiB ?? DEFAULTS.diskGiB,
+    },
+    placement: {
+      strategy: g.placement?.strategy ?? DEFAULTS.strategy,
+      spread: g.placement?.spread,
+      requireLabels: { ...g.placement?.requireLabels },
+      avoid: [...(g.placement?.avoid ?? [])],
+    },
+    failover: g.failover ?? DEFAULTS.groupFailover,
+    patchBaseline: g.patchBaseline,
+    licenses: [...new Set([...(g.licenses ?? []), ...(imageLicenses.get(g.image) ?? [])])],
+    labels: { ...g.labels },
+  }));
+  return {
+    name: doc.metadata.name,
+    failover: {
+      tolerate:
+        spec.failover === undefined ? 0 : (spec.failover.tolerate ?? DEFAULTS.failoverTolerate),
+      domain: spec.failover?.domain ?? DEFAULTS.failoverDomain,
+    },
+    hosts,
+    images,
+    licenses,
+    patchBaselines,
+    groups,
+  };
+}

@@ -1,0 +1,342 @@
+// Layer 3: what the schema cannot say — names are unique, references resolve, replicas keep
+// valid names, every image can run somewhere, ssh hosts are pinned, failure domains exist.
+// Runs only on a document that passed the schema, so it may trust shapes and types.
+import type { DiagnosticCode, Severity } from '../model/diagnostic.js';
+import { HOST_DOMAIN, replicaName } from '../model/fleet.js';
+import type { FleetDocument, Host, InstanceGroup } from '../model/fleet-spec.generated.js';
+import { didYouMean } from './did-you-mean.js';
+import { quoteValue } from './spec-path.js';
+import type { PathSegment } from './yaml-document.js';
+
+export interface SemanticProblem {
+  readonly severity: Severity;
+  readonly code: DiagnosticCode;
+  readonly message: string;
+  readonly path: readonly PathSegment[];
+  readonly at: 'key' | 'value';
+}
+
+const HOST_METRICS = new Set(['host-core', 'host-socket-pair', 'host']);
+
+type Section = 'hosts' | 'images' | 'licenses' | 'patchBaselines' | 'instances';
+const NOUN: Record<Section, string> = {
+  hosts: 'host',
+  images: 'image',
+  licenses: 'license pool',
+  patchBaselines: 'patch baseline',
+  instances: 'instance group',
+};
+
+export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
+  const problems: SemanticProblem[] = [];
+  const error = (
+    code: DiagnosticCode,
+    message: string,
+    path: PathSegment[],
+    at: 'key' | 'value' = 'value',
+  ) => problems.push({ severity: 'error', code, message, path, at });
+  const warn = (
+    code: DiagnosticCode,
+    message: string,
+    path: PathSegment[],
+    at: 'key' | 'value' = 'value',
+  ) => problems.push({ severity: 'warning', code, message, path, at });
+
+  const spec = doc.spec;
+  const hosts = spec.hosts;
+  const images = spec.images;
+  const licenses = spec.licenses ?? [];
+  const baselines = spec.patchBaselines ?? [];
+  const groups = spec.instances ?? [];
+
+  // Unique names per kind; the first one wins, later ones are reported where they stand.
+  const indexOf = <T extends { name: string }>(section: Section, items: readonly T[]) => {
+    const byName = new Map<string, number>();
+    items.forEach((item, i) => {
+      const first = byName.get(item.name);
+      if (first === undefined) byName.set(item.name, i);
+      else
+        error(
+          'duplicate-name',
+          `${NOUN[section]} name ${quoteValue(item.name)} is already used by spec.${section}[${first}]`,
+          ['spec', section, i, 'name'],
+        );
+    });
+    return byName;
+  };
+  indexOf('hosts', hosts);
+  const imageByName = indexOf('images', images);
+  const poolByName = indexOf('licenses', licenses);
+  const baselineByName = indexOf('patchBaselines', baselines);
+  const groupByName = indexOf('instances', groups);
+
+  const reference = (
+    section: Section,
+    known: Map<string, number>,
+    name: string,
+    path: PathSegment[],
+  ): boolean => {
+    if (known.has(name)) return true;
+    error(
+      'unknown-reference',
+      `no ${NOUN[section]} is named ${quoteValue(name)}${didYouMean(name, known.keys())}`,
+      path,
+    );
+    return false;
+  };
+
+  const labelKeys = new Set<string>();
+  for (const host of hosts) for (const key of Object.keys(host.labels ?? {})) labelKeys.add(key);
+
+  // Hosts: ssh endpoints pinned, host-metric licenses only.
+  hosts.forEach((host, h) => {
+    const engine = host.engine ?? 'embedded';
+    if (engine === 'ssh') {
+      for (const key of ['address', 'hostKey'] as const) {
+        if (host[key] === undefined) {
+          error(
+            'ssh-endpoint',
+            key === 'hostKey'
+              ? `ssh host ${quoteValue(host.name)} needs a pinned hostKey (its "ssh-ed25519 AAAA..." public key or SHA256 fingerprint); vfleet never trusts an unknown key`
+              : `ssh host ${quoteValue(host.name)} needs an address`,
+            ['spec', 'hosts', h],
+          );
+        }
+      }
+    } else {
+      for (const key of ['address', 'port', 'user', 'hostKey', 'identityFile'] as const) {
+        if (host[key] !== undefined) {
+          warn(
+            'ssh-endpoint',
+            `${key} is ignored: host ${quoteValue(host.name)} uses the ${engine} engine, not ssh`,
+            ['spec', 'hosts', h, key],
+            'key',
+          );
+        }
+      }
+    }
+    (host.licenses ?? []).forEach((pool, j) => {
+      const path: PathSegment[] = ['spec', 'hosts', h, 'licenses', j];
+      if (!reference('licenses', poolByName, pool, path)) return;
+      const metric = licenses[poolByName.get(pool) as number]?.metric;
+      if (metric && !HOST_METRICS.has(metric)) {
+        error(
+          'license-metric-mismatch',
+          `license pool ${quoteValue(pool)} counts per ${metric}; only host-core, host-socket-pair and host pools are assigned to hosts`,
+          path,
+        );
+      }
+    });
+  });
+
+  // Images: runnable somewhere, sources that fit the kind, pools that exist.
+  images.forEach((image, i) => {
+    const runners = hosts.filter((host) => host.runs.includes(image.kind));
+    if (runners.length === 0) {
+      error(
+        'unrunnable-image',
+        `no host runs ${image.kind === 'vm' ? 'VMs' : 'containers'}, so image ${quoteValue(image.name)} cannot run anywhere (add "${image.kind}" to a host's runs)`,
+        ['spec', 'images', i, 'kind'],
+      );
+    } else if (
+      image.kind === 'container' &&
+      !runners.some((host) => sharesKernel(host, image.os))
+    ) {
+      warn(
+        'unrunnable-image',
+        `container image ${quoteValue(image.name)} needs a host running ${image.os.family} ${image.os.release} on ${image.os.arch} (containers share the host's kernel); no host that runs containers does`,
+        ['spec', 'images', i, 'os'],
+      );
+    }
+    const source = image.source;
+    if (source) {
+      const misplaced =
+        image.kind === 'container'
+          ? (['disk', 'kernel', 'initrd', 'cmdline'] as const).filter(
+              (k) => source[k] !== undefined,
+            )
+          : (['rootfs'] as const).filter((k) => source[k] !== undefined);
+      for (const key of misplaced) {
+        error(
+          'schema',
+          `source.${key} does not apply to a ${image.kind} image`,
+          ['spec', 'images', i, 'source', key],
+          'key',
+        );
+      }
+      if (image.kind === 'container' && source.rootfs === undefined) {
+        error('missing-key', `container image ${quoteValue(image.name)} needs source.rootfs`, [
+          'spec',
+          'images',
+          i,
+          'source',
+        ]);
+      }
+      if (image.kind === 'vm' && source.disk === undefined && source.kernel === undefined) {
+        error(
+          'missing-key',
+          `VM image ${quoteValue(image.name)} needs source.disk or source.kernel`,
+          ['spec', 'images', i, 'source'],
+        );
+      }
+      if (image.kind === 'vm' && source.kernel === undefined) {
+        for (const key of ['initrd', 'cmdline'] as const) {
+          if (source[key] !== undefined) {
+            error(
+              'schema',
+              `source.${key} needs source.kernel`,
+              ['spec', 'images', i, 'source', key],
+              'key',
+            );
+          }
+        }
+      }
+    }
+    (image.licenses ?? []).forEach((pool, j) => {
+      reference('licenses', poolByName, pool, ['spec', 'images', i, 'licenses', j]);
+    });
+  });
+
+  // License pools: fields that only mean something for one metric.
+  licenses.forEach((pool, p) => {
+    const onlyFor: Array<[keyof typeof pool, string]> = [
+      ['minimumPerHost', 'host-core'],
+      ['minimumPerProcessor', 'host-core'],
+      ['minimumPerInstance', 'instance-vcpu'],
+    ];
+    for (const [key, metric] of onlyFor) {
+      if (pool[key] !== undefined && pool.metric !== metric) {
+        warn(
+          'license-metric-mismatch',
+          `${key} only applies to ${metric} pools; pool ${quoteValue(pool.name)} counts per ${pool.metric}`,
+          ['spec', 'licenses', p, key],
+          'key',
+        );
+      }
+    }
+  });
+
+  // Instance groups.
+  groups.forEach((group, g) => {
+    const at = (...rest: PathSegment[]): PathSegment[] => ['spec', 'instances', g, ...rest];
+    const replicas = group.replicas ?? 1;
+    if (replicas > 0) {
+      const last = replicaName(group.name, replicas - 1);
+      if (last.length > 63) {
+        error(
+          'replica-name-too-long',
+          `replica name ${quoteValue(last)} is ${last.length} characters; a DNS label has at most 63 (shorten the group name to ${63 - (last.length - group.name.length)})`,
+          at('name'),
+        );
+      }
+    }
+    const imageIndex = imageByName.get(group.image);
+    reference('images', imageByName, group.image, at('image'));
+    if (group.patchBaseline !== undefined) {
+      if (reference('patchBaselines', baselineByName, group.patchBaseline, at('patchBaseline'))) {
+        const baseline = baselines[baselineByName.get(group.patchBaseline) as number];
+        const image = imageIndex === undefined ? undefined : images[imageIndex];
+        if (baseline && image && !baselineApplies(baseline.appliesTo, image.os)) {
+          warn(
+            'baseline-mismatch',
+            `patch baseline ${quoteValue(baseline.name)} applies to ${describeOs(baseline.appliesTo)}, but image ${quoteValue(image.name)} is ${describeOs(image.os)}; its instances will be not-applicable`,
+            at('patchBaseline'),
+          );
+        }
+      }
+    }
+    (group.licenses ?? []).forEach((pool, j) => {
+      reference('licenses', poolByName, pool, at('licenses', j));
+    });
+    const placement = group.placement ?? {};
+    (placement.avoid ?? []).forEach((other, j) => {
+      reference('instances', groupByName, other, at('placement', 'avoid', j));
+    });
+    if (placement.spread !== undefined && !labelKeys.has(placement.spread)) {
+      error(
+        'unknown-spread-label',
+        `no host carries the label ${quoteValue(placement.spread)} to spread over${didYouMean(placement.spread, labelKeys)}`,
+        at('placement', 'spread'),
+      );
+    }
+    const required = Object.entries(placement.requireLabels ?? {});
+    if (required.length > 0 && !hosts.some((host) => hasLabels(host, required))) {
+      warn(
+        'unsatisfiable-labels',
+        `no host carries all of ${required.map(([k, v]) => `${k}=${v}`).join(', ')}; group ${quoteValue(group.name)} cannot be placed`,
+        at('placement', 'requireLabels'),
+      );
+    }
+  });
+
+  checkFailover(doc, groups, error);
+  return problems;
+}
+
+function checkFailover(
+  doc: FleetDocument,
+  groups: readonly InstanceGroup[],
+  error: (code: DiagnosticCode, message: string, path: PathSegment[], at?: 'key' | 'value') => void,
+): void {
+  const policy = doc.spec.failover;
+  if (!policy) return;
+  const domain = policy.domain ?? HOST_DOMAIN;
+  const tolerate = policy.tolerate ?? 1;
+  const hosts = doc.spec.hosts;
+  let domains: Set<string>;
+  if (domain === HOST_DOMAIN) {
+    domains = new Set(hosts.map((h) => h.name));
+  } else {
+    const carriers = hosts.filter((h) => h.labels?.[domain] !== undefined);
+    if (carriers.length === 0) {
+      const keys = new Set(hosts.flatMap((h) => Object.keys(h.labels ?? {})));
+      error(
+        'unknown-domain',
+        `no host carries the label ${quoteValue(domain)} that spec.failover.domain names${didYouMean(domain, [HOST_DOMAIN, ...keys])} (use "host" to make every host its own domain)`,
+        ['spec', 'failover', 'domain'],
+      );
+      return;
+    }
+    hosts.forEach((host, h) => {
+      if (host.labels?.[domain] === undefined) {
+        error(
+          'unknown-domain',
+          `host ${quoteValue(host.name)} has no ${quoteValue(domain)} label, but spec.failover.domain puts every host in a ${domain}`,
+          ['spec', 'hosts', h],
+        );
+      }
+    });
+    domains = new Set(carriers.map((h) => h.labels?.[domain] as string));
+  }
+  const protectedGroups = groups.some((g) => g.failover === true);
+  if (tolerate > 0 && protectedGroups && domains.size <= tolerate) {
+    error(
+      'unknown-domain',
+      `failover tolerates ${tolerate} failed ${domain === HOST_DOMAIN ? 'host' : domain}${tolerate === 1 ? '' : 's'}, but the fleet has only ${domains.size}; nothing would be left to fail over to`,
+      ['spec', 'failover', 'tolerate'],
+    );
+  }
+}
+
+function sharesKernel(host: Host, os: { family: string; release: string; arch: string }): boolean {
+  return host.os.family === os.family && host.os.release === os.release && host.os.arch === os.arch;
+}
+
+function hasLabels(host: Host, required: Array<[string, string]>): boolean {
+  return required.every(([k, v]) => host.labels?.[k] === v);
+}
+
+function baselineApplies(
+  appliesTo: { family: string; release?: string; arch?: string },
+  os: { family: string; release: string; arch: string },
+): boolean {
+  return (
+    appliesTo.family === os.family &&
+    (appliesTo.release === undefined || appliesTo.release === os.release) &&
+    (appliesTo.arch === undefined || appliesTo.arch === os.arch)
+  );
+}
+
+function describeOs(os: { family: string; release?: string; arch?: string }): string {
+  return [os.family, os.release, os.arch].filter((p) => p !== undefined).join(' ');
+}

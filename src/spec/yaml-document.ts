@@ -1,0 +1,325 @@
+// Parses spec text into a YAML document that remembers where every node came from, and refuses
+// what a fleet spec never needs and an attacker would use: alias bombs, prototype keys, deep
+// nesting, custom tags. Every problem is returned as data with its offset; nothing throws.
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  type YAMLError,
+} from 'yaml';
+import type { DiagnosticCode } from '../model/diagnostic.js';
+
+/** A spec needs about 8 levels; 64 leaves room for anything a person writes and stops stack games. */
+export const MAX_DEPTH = 64;
+/** Aliases are legitimate YAML (shared label maps), but a handful is all a spec needs. */
+export const MAX_ALIASES = 100;
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const CORE_TAGS = new Set(
+  ['str', 'int', 'float', 'bool', 'null', 'map', 'seq'].map((t) => `tag:yaml.org,2002:${t}`),
+);
+
+export type PathSegment = string | number;
+
+export interface YamlProblem {
+  readonly code: DiagnosticCode;
+  readonly message: string;
+  readonly offset: number;
+  readonly path: readonly PathSegment[];
+  /** A fatal problem stops schema and semantic checks: the tree they would read is not the file. */
+  readonly fatal: boolean;
+}
+
+export interface ParsedYaml {
+  readonly lineCounter: LineCounter;
+  readonly document: Document.Parsed | undefined;
+  /** The document as plain data, when it could be built. */
+  readonly value: unknown;
+  readonly problems: readonly YamlProblem[];
+}
+
+export function parseYaml(text: string): ParsedYaml {
+  const lineCounter = new LineCounter();
+  const problems: YamlProblem[] = [];
+
+  // The yaml parser recurses per flow level; refuse absurd bracket nesting before it spends
+  // its stack (and a second) finding out.
+  const deep = firstFlowDepthOver(text, MAX_DEPTH);
+  if (deep !== -1) {
+    // The line counter is filled by the parser; count lines by hand for this one offset.
+    for (let i = text.indexOf('\n'); i !== -1 && i < deep; i = text.indexOf('\n', i + 1)) {
+      lineCounter.addNewLine(i + 1);
+    }
+    problems.push({
+      code: 'nesting-too-deep',
+      message: `nesting is deeper than ${MAX_DEPTH} levels`,
+      offset: deep,
+      path: [],
+      fatal: true,
+    });
+    return { lineCounter, document: undefined, value: undefined, problems };
+  }
+
+  const document = parseDocument(text, {
+    lineCounter,
+    uniqueKeys: true,
+    strict: true,
+    prettyErrors: false,
+    version: '1.2',
+  });
+
+  let exhausted = false;
+  for (const error of document.errors) {
+    if (error.code === 'RESOURCE_EXHAUSTION') {
+      if (!exhausted) {
+        problems.push({
+          code: 'nesting-too-deep',
+          message: `nesting is deeper than ${MAX_DEPTH} levels`,
+          offset: error.pos[0],
+          path: [],
+          fatal: true,
+        });
+      }
+      exhausted = true;
+      continue;
+    }
+    problems.push(fromYamlError(error, text));
+  }
+  for (const warning of document.warnings) {
+    if (warning.code === 'TAG_RESOLVE_FAILED') {
+      problems.push({
+        code: 'unsupported-tag',
+        message: `unsupported tag ${JSON.stringify(text.slice(warning.pos[0], warning.pos[1]))}; a fleet spec uses plain YAML values`,
+        offset: warning.pos[0],
+        path: [],
+        fatal: false,
+      });
+    }
+  }
+
+  if (!exhausted && document.contents) {
+    inspect(document, document.contents, [], 1, problems, { aliases: 0 });
+  }
+
+  let value: unknown;
+  if (!problems.some((p) => p.fatal)) {
+    try {
+      value = document.toJS({ maxAliasCount: MAX_ALIASES });
+    } catch (e) {
+      // Reached only by alias expansion the node walk did not foresee; report it, do not crash.
+      problems.push({
+        code: 'alias-limit',
+        message: `the document expands beyond what its aliases may (${(e as Error).message})`,
+        offset: 0,
+        path: [],
+        fatal: true,
+      });
+    }
+  }
+  return { lineCounter, document, value, problems };
+}
+
+function fromYamlError(error: YAMLError, text: string): YamlProblem {
+  const offset = error.pos[0];
+  switch (error.code) {
+    case 'DUPLICATE_KEY':
+      return {
+        code: 'duplicate-key',
+        message: `duplicate key ${JSON.stringify(text.slice(error.pos[0], error.pos[1]))}`,
+        offset,
+        path: [],
+        fatal: false,
+      };
+    case 'MULTIPLE_DOCS':
+      return {
+        code: 'yaml-syntax',
+        message: 'a fleet spec is a single YAML document; remove the second "---" document',
+        offset,
+        path: [],
+        fatal: true,
+      };
+    default: {
+      // yaml's messages end with " at line L, column C:" and a source excerpt; we give our own.
+      const first = (error.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+      return { code: 'yaml-syntax', message: first, offset, path: [], fatal: true };
+    }
+  }
+}
+
+function inspect(
+  document: Document.Parsed,
+  node: unknown,
+  path: PathSegment[],
+  depth: number,
+  problems: YamlProblem[],
+  seen: { aliases: number },
+): void {
+  if (depth > MAX_DEPTH) {
+    problems.push({
+      code: 'nesting-too-deep',
+      message: `nesting is deeper than ${MAX_DEPTH} levels`,
+      offset: offsetOf(node),
+      path: [...path],
+      fatal: true,
+    });
+    return;
+  }
+  if (isAlias(node)) {
+    seen.aliases++;
+    if (seen.aliases === MAX_ALIASES + 1) {
+      problems.push({
+        code: 'alias-limit',
+        message: `more than ${MAX_ALIASES} aliases; a fleet spec needs only a few`,
+        offset: offsetOf(node),
+        path: [...path],
+        fatal: true,
+      });
+    }
+    return;
+  }
+  const tag = (node as Node | null)?.tag;
+  if (tag !== undefined && !CORE_TAGS.has(tag)) {
+    problems.push({
+      code: 'unsupported-tag',
+      message: `unsupported tag ${JSON.stringify(tag)}; a fleet spec uses plain YAML values`,
+      offset: offsetOf(node),
+      path: [...path],
+      fatal: false,
+    });
+  }
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const key = pair.key;
+      if (!isScalar(key) || key.value === null || typeof key.value === 'object') {
+        problems.push({
+          code: 'non-string-key',
+          message: 'a mapping key must be a plain string',
+          offset: offsetOf(key ?? pair.value ?? node),
+          path: [...path],
+          fatal: false,
+        });
+        continue;
+      }
+      const name = String(key.value);
+      if (FORBIDDEN_KEYS.has(name)) {
+        problems.push({
+          code: 'forbidden-key',
+          message: `the key ${JSON.stringify(name)} is not allowed`,
+          offset: offsetOf(key),
+          path: [...path, name],
+          fatal: false,
+        });
+      }
+      path.push(name);
+      inspect(document, pair.value, path, depth + 1, problems, seen);
+      path.pop();
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => {
+      path.push(i);
+      inspect(document, item, path, depth + 1, problems, seen);
+      path.pop();
+    });
+  }
+}
+
+function offsetOf(node: unknown): number {
+  const range = (node as Node | null)?.range;
+  return range ? range[0] : 0;
+}
+
+/**
+ * The offset at which flow collections ([ ], { }) first nest deeper than `limit`, or -1.
+ * Quoted scalars and comments are skipped; brackets inside block scalars may overcount, which
+ * can only err towards refusing a file with over `limit` unbalanced brackets in a block scalar.
+ */
+export function firstFlowDepthOver(text: string, limit: number): number {
+  let depth = 0;
+  let i = 0;
+  const n = text.length;
+  let prev = '\n';
+  while (i < n) {
+    const c = text[i] as string;
+    if (c === '#' && (prev === ' ' || prev === '\t' || prev === '\n')) {
+      const eol = text.indexOf('\n', i);
+      i = eol === -1 ? n : eol;
+      prev = ' ';
+      continue;
+    }
+    if ((c === '"' || c === "'") && /[\s[{,:]/.test(prev)) {
+      i = endOfQuoted(text, i, c);
+      prev = c;
+      continue;
+    }
+    if (c === '[' || c === '{') {
+      depth++;
+      if (depth > limit) return i;
+    } else if ((c === ']' || c === '}') && depth > 0) {
+      depth--;
+    }
+    prev = c;
+    i++;
+  }
+  return -1;
+}
+
+function endOfQuoted(text: string, start: number, quote: string): number {
+  let i = start + 1;
+  while (i < text.length) {
+    const c = text[i];
+    if (quote === '"' && c === '\\') {
+      i += 2;
+      continue;
+    }
+    if (c === quote) {
+      if (quote === "'" && text[i + 1] === "'") {
+        i += 2;
+        continue;
+      }
+      return i + 1;
+    }
+    i++;
+  }
+  return i;
+}
+
+/** The node at `path` (or the deepest existing node on the way), for positioning a diagnostic. */
+export function locate(
+  parsed: ParsedYaml,
+  path: readonly PathSegment[],
+  at: 'key' | 'value' = 'value',
+): number {
+  const document = parsed.document;
+  if (!document) return 0;
+  let node: unknown = document.contents;
+  let keyNode: unknown;
+  for (const segment of path) {
+    if (isAlias(node)) node = node.resolve(document);
+    if (isMap(node)) {
+      const pair = node.items.find(
+        (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(segment),
+      );
+      if (!pair) break;
+      keyNode = pair.key;
+      node = pair.value ?? pair.key;
+    } else if (isSeq(node)) {
+      const item = node.items[Number(segment)];
+      if (item === undefined) break;
+      keyNode = undefined;
+      node = item;
+    } else {
+      break;
+    }
+  }
+  if (at === 'key' && keyNode) return offsetOf(keyNode);
+  if (isScalar(node) && node.value === null && node.source === '' && keyNode) {
+    return offsetOf(keyNode);
+  }
+  return offsetOf(node);
+}
