@@ -113,11 +113,53 @@ function validateValue(
   for (const problem of schema.problems) {
     report('error', problem.code, problem.message, problem.path, problem.at);
   }
-  if (!schema.document) return undefined;
-  for (const problem of checkSemantics(schema.document)) {
-    report(problem.severity, problem.code, problem.message, problem.path, problem.at);
+  // Semantics run even after schema errors, on the items the schema accepted, so one run
+  // reports all three layers.
+  const input = schema.document ?? semanticInput(value as Record<string, unknown>, schema.problems);
+  if (input) {
+    const { document, broken } =
+      'broken' in input ? input : { document: input, broken: new Set<string>() };
+    for (const problem of checkSemantics(document, broken)) {
+      report(problem.severity, problem.code, problem.message, problem.path, problem.at);
+    }
   }
   return schema.document;
+}
+
+const SECTIONS = ['hosts', 'images', 'licenses', 'patchBaselines', 'instances'] as const;
+
+/**
+ * The part of an invalid document that semantic checks can still read: `spec` with its sections
+ * as arrays (a section that is not one counts as empty), and the items the schema rejected
+ * named in `broken`. Undefined when there is no usable `spec` at all.
+ */
+function semanticInput(
+  value: Record<string, unknown>,
+  problems: readonly { path: readonly PathSegment[] }[],
+): { document: FleetDocument; broken: Set<string> } | undefined {
+  const spec = value.spec;
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) return undefined;
+  const broken = new Set<string>();
+  for (const { path } of problems) {
+    if (path[0] !== 'spec') continue;
+    if (path[1] === 'failover') broken.add('failover');
+    else if (typeof path[1] === 'string' && typeof path[2] === 'number')
+      broken.add(`${path[1]}/${path[2]}`);
+  }
+  const sections: Record<string, unknown[]> = {};
+  for (const section of SECTIONS) {
+    const items = (spec as Record<string, unknown>)[section];
+    sections[section] = Array.isArray(items) ? items : [];
+    sections[section].forEach((item, i) => {
+      if (item === null || typeof item !== 'object' || Array.isArray(item))
+        broken.add(`${section}/${i}`);
+    });
+  }
+  const failover = (spec as Record<string, unknown>).failover;
+  if (failover !== undefined && (failover === null || typeof failover !== 'object'))
+    broken.add('failover');
+  const document = { ...value, spec: { ...spec, ...sections } } as unknown as FleetDocument;
+  return { document, broken };
 }
 
 function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {

@@ -162,14 +162,14 @@ function translate(error: ErrorObject, root: unknown): SchemaProblem | undefined
       if (error.propertyName !== undefined) {
         return {
           code: 'invalid-format',
-          message: `${quoteValue(error.propertyName)} in ${where} is not a valid key${description ? `: ${lowerFirst(description)}` : ''}`,
+          message: `${quoteValue(error.propertyName)} in ${where} is not a valid key${description ? `; expected ${lowerFirst(description)}` : ''}`,
           path: [...path, error.propertyName],
           at: 'key',
         };
       }
       return {
         code: 'invalid-format',
-        message: `${where} ${quoteValue(data)} is not valid${description ? `: ${lowerFirst(description)}` : ''}`,
+        message: `${where} ${quoteValue(data)} is not valid${description ? `; expected ${lowerFirst(description)}` : ''}`,
         path,
         at: 'value',
       };
@@ -233,7 +233,5 @@ function translate(error: ErrorObject, root: unknown): SchemaProblem | undefined
 }
 
 function lowerFirst(text: string): string {
-  return text.length > 1 && /^[A-Z][a-z]/.test(text)
-    ? text[0]?.toLowerCase() + text.slice(1)
-    : text;
+  return /^[A-Z][a-z ]/.test(text) ? text.charAt(0).toLowerCase() + text.slice(1) : text;
 }

@@ -27,8 +27,17 @@ const NOUN: Record<Section, string> = {
   instances: 'instance group',
 };
 
-export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
+/**
+ * `broken` names the items the schema rejected (`hosts/3`, `failover`): they take part only by
+ * name, so a reference to a host with a bad cpu block is not also reported as unknown, and
+ * nothing reads a field whose shape the schema did not vouch for.
+ */
+export function checkSemantics(
+  doc: FleetDocument,
+  broken: ReadonlySet<string> = new Set(),
+): SemanticProblem[] {
   const problems: SemanticProblem[] = [];
+  const ok = (section: Section, i: number) => !broken.has(`${section}/${i}`);
   const error = (
     code: DiagnosticCode,
     message: string,
@@ -53,6 +62,7 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
   const indexOf = <T extends { name: string }>(section: Section, items: readonly T[]) => {
     const byName = new Map<string, number>();
     items.forEach((item, i) => {
+      if (!ok(section, i) && typeof (item as { name?: unknown } | null)?.name !== 'string') return;
       const first = byName.get(item.name);
       if (first === undefined) byName.set(item.name, i);
       else
@@ -85,11 +95,17 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
     return false;
   };
 
+  // Checks that something exists on *some* host would be guesses while a host is malformed;
+  // they wait until the hosts pass the schema.
+  const hostsTrusted = hosts.every((_, h) => ok('hosts', h));
   const labelKeys = new Set<string>();
-  for (const host of hosts) for (const key of Object.keys(host.labels ?? {})) labelKeys.add(key);
+  hosts.forEach((host, h) => {
+    if (ok('hosts', h)) for (const key of Object.keys(host.labels ?? {})) labelKeys.add(key);
+  });
 
   // Hosts: ssh endpoints pinned, host-metric licenses only.
   hosts.forEach((host, h) => {
+    if (!ok('hosts', h)) return;
     const engine = host.engine ?? 'embedded';
     if (engine === 'ssh') {
       for (const key of ['address', 'hostKey'] as const) {
@@ -118,7 +134,8 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
     (host.licenses ?? []).forEach((pool, j) => {
       const path: PathSegment[] = ['spec', 'hosts', h, 'licenses', j];
       if (!reference('licenses', poolByName, pool, path)) return;
-      const metric = licenses[poolByName.get(pool) as number]?.metric;
+      const p = poolByName.get(pool) as number;
+      const metric = ok('licenses', p) ? licenses[p]?.metric : undefined;
       if (metric && !HOST_METRICS.has(metric)) {
         error(
           'license-metric-mismatch',
@@ -131,8 +148,11 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
 
   // Images: runnable somewhere, sources that fit the kind, pools that exist.
   images.forEach((image, i) => {
-    const runners = hosts.filter((host) => host.runs.includes(image.kind));
-    if (runners.length === 0) {
+    if (!ok('images', i)) return;
+    const runners = hosts.filter((host, h) => ok('hosts', h) && host.runs.includes(image.kind));
+    if (!hostsTrusted) {
+      // judged once the hosts are well formed
+    } else if (runners.length === 0) {
       error(
         'unrunnable-image',
         `no host runs ${image.kind === 'vm' ? 'VMs' : 'containers'}, so image ${quoteValue(image.name)} cannot run anywhere (add "${image.kind}" to a host's runs)`,
@@ -199,6 +219,7 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
 
   // License pools: fields that only mean something for one metric.
   licenses.forEach((pool, p) => {
+    if (!ok('licenses', p)) return;
     const onlyFor: Array<[keyof typeof pool, string]> = [
       ['minimumPerHost', 'host-core'],
       ['minimumPerProcessor', 'host-core'],
@@ -218,6 +239,7 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
 
   // Instance groups.
   groups.forEach((group, g) => {
+    if (!ok('instances', g)) return;
     const at = (...rest: PathSegment[]): PathSegment[] => ['spec', 'instances', g, ...rest];
     const replicas = group.replicas ?? 1;
     if (replicas > 0) {
@@ -234,8 +256,10 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
     reference('images', imageByName, group.image, at('image'));
     if (group.patchBaseline !== undefined) {
       if (reference('patchBaselines', baselineByName, group.patchBaseline, at('patchBaseline'))) {
-        const baseline = baselines[baselineByName.get(group.patchBaseline) as number];
-        const image = imageIndex === undefined ? undefined : images[imageIndex];
+        const b = baselineByName.get(group.patchBaseline) as number;
+        const baseline = ok('patchBaselines', b) ? baselines[b] : undefined;
+        const image =
+          imageIndex === undefined || !ok('images', imageIndex) ? undefined : images[imageIndex];
         if (baseline && image && !baselineApplies(baseline.appliesTo, image.os)) {
           warn(
             'baseline-mismatch',
@@ -252,7 +276,7 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
     (placement.avoid ?? []).forEach((other, j) => {
       reference('instances', groupByName, other, at('placement', 'avoid', j));
     });
-    if (placement.spread !== undefined && !labelKeys.has(placement.spread)) {
+    if (hostsTrusted && placement.spread !== undefined && !labelKeys.has(placement.spread)) {
       error(
         'unknown-spread-label',
         `no host carries the label ${quoteValue(placement.spread)} to spread over${didYouMean(placement.spread, labelKeys)}`,
@@ -260,7 +284,11 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
       );
     }
     const required = Object.entries(placement.requireLabels ?? {});
-    if (required.length > 0 && !hosts.some((host) => hasLabels(host, required))) {
+    if (
+      hostsTrusted &&
+      required.length > 0 &&
+      !hosts.some((host, h) => ok('hosts', h) && hasLabels(host, required))
+    ) {
       warn(
         'unsatisfiable-labels',
         `no host carries all of ${required.map(([k, v]) => `${k}=${v}`).join(', ')}; group ${quoteValue(group.name)} cannot be placed`,
@@ -269,20 +297,22 @@ export function checkSemantics(doc: FleetDocument): SemanticProblem[] {
     }
   });
 
-  checkFailover(doc, groups, error);
+  if (hostsTrusted && !broken.has('failover')) checkFailover(doc, groups, broken, error);
   return problems;
 }
 
 function checkFailover(
   doc: FleetDocument,
   groups: readonly InstanceGroup[],
+  broken: ReadonlySet<string>,
   error: (code: DiagnosticCode, message: string, path: PathSegment[], at?: 'key' | 'value') => void,
 ): void {
   const policy = doc.spec.failover;
   if (!policy) return;
   const domain = policy.domain ?? HOST_DOMAIN;
   const tolerate = policy.tolerate ?? 1;
-  const hosts = doc.spec.hosts;
+  // A host the schema rejected may lack labels; judge domains by the hosts that are well formed.
+  const hosts = doc.spec.hosts.filter((_, h) => !broken.has(`hosts/${h}`));
   let domains: Set<string>;
   if (domain === HOST_DOMAIN) {
     domains = new Set(hosts.map((h) => h.name));
@@ -297,8 +327,8 @@ function checkFailover(
       );
       return;
     }
-    hosts.forEach((host, h) => {
-      if (host.labels?.[domain] === undefined) {
+    doc.spec.hosts.forEach((host, h) => {
+      if (!broken.has(`hosts/${h}`) && host.labels?.[domain] === undefined) {
         error(
           'unknown-domain',
           `host ${quoteValue(host.name)} has no ${quoteValue(domain)} label, but spec.failover.domain puts every host in a ${domain}`,
@@ -308,7 +338,7 @@ function checkFailover(
     });
     domains = new Set(carriers.map((h) => h.labels?.[domain] as string));
   }
-  const protectedGroups = groups.some((g) => g.failover === true);
+  const protectedGroups = groups.some((g) => g?.failover === true);
   if (tolerate > 0 && protectedGroups && domains.size <= tolerate) {
     error(
       'unknown-domain',
