@@ -22,7 +22,7 @@ export type OsFamily =
   | 'windows'
   | 'freebsd';
 /**
- * An operating system release, such as "12", "9.4" or "2022".
+ * An operating system release of letters, digits, '.', '_' and '-', such as "12", "9.4" or "2022".
  */
 export type OsRelease = string;
 /**
@@ -90,7 +90,7 @@ export interface Metadata {
    */
   name: string;
   /**
-   * Free text for the reader.
+   * Free text for the reader: one line, no control characters.
    */
   description?: string;
   labels?: Labels;
@@ -164,7 +164,7 @@ export interface Host {
    */
   engine?: 'embedded' | 'local' | 'ssh';
   /**
-   * ssh: the host's DNS name, IPv4 or IPv6 address.
+   * A DNS name, IPv4 or IPv6 address: where an ssh host is reached.
    */
   address?: string;
   /**
@@ -172,11 +172,11 @@ export interface Host {
    */
   port?: number;
   /**
-   * ssh: the login user.
+   * A POSIX user name (lower-case letters, digits, '_' and '-'): the ssh login user.
    */
   user?: string;
   /**
-   * ssh: the pinned host key, as an OpenSSH public key line ("ssh-ed25519 AAAA...") or its SHA256 fingerprint ("SHA256:..."). vfleet refuses a host whose key differs.
+   * An OpenSSH public key line ("ssh-ed25519 AAAA...") or its SHA256 fingerprint ("SHA256:..."): the ssh host's pinned key. vfleet refuses a host whose key differs.
    */
   hostKey?: string;
   /**
@@ -243,7 +243,7 @@ export interface HostOs {
   family: OsFamily;
   release: OsRelease;
   /**
-   * The kernel release (uname -r).
+   * A kernel release as uname -r prints it (letters, digits and . _ + ~ -).
    */
   kernel?: string;
   arch: Arch;
@@ -299,7 +299,7 @@ export interface ImageSource {
    */
   initrd?: string;
   /**
-   * vm: the kernel command line.
+   * A kernel command line of letters, digits, spaces and . _ , : = / + - only, not starting with '-' (vm with kernel).
    */
   cmdline?: string;
 }
@@ -318,7 +318,7 @@ export interface LicensePool {
    */
   name: string;
   /**
-   * The licensed product, for the reader and the reports.
+   * Free text naming the licensed product, for the reader and the reports: one line, no control characters.
    */
   product?: string;
   /**

@@ -79,12 +79,14 @@ function subject(root: unknown, path: readonly PathSegment[]): string {
 
 function firstSentence(text: unknown): string {
   if (typeof text !== 'string') return '';
-  const end = text.indexOf('. ');
+  // "letters, digits and . _ + @" holds a '.' that is not a full stop; a sentence ends before a capital.
+  const end = text.search(/\.\s+(?=[A-Z])/);
   return (end === -1 ? text : text.slice(0, end)).replace(/\.$/, '');
 }
 
 function describeType(value: unknown): string {
   if (value === null) return 'empty';
+  if (ArrayBuffer.isView(value)) return 'binary data';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
   return `a ${typeof value}`;

@@ -247,7 +247,7 @@ export function checkSemantics(
       if (last.length > 63) {
         error(
           'replica-name-too-long',
-          `replica name ${quoteValue(last)} is ${last.length} characters; a DNS label has at most 63 (shorten the group name to ${63 - (last.length - group.name.length)})`,
+          `replica name ${quoteValue(last, 80)} is ${last.length} characters; a DNS label has at most 63 (shorten the group name to ${63 - (last.length - group.name.length)})`,
           at('name'),
         );
       }
@@ -338,11 +338,12 @@ function checkFailover(
     });
     domains = new Set(carriers.map((h) => h.labels?.[domain] as string));
   }
+  const noun = domain === HOST_DOMAIN ? 'host' : domain;
   const protectedGroups = groups.some((g) => g?.failover === true);
   if (tolerate > 0 && protectedGroups && domains.size <= tolerate) {
     error(
       'unknown-domain',
-      `failover tolerates ${tolerate} failed ${domain === HOST_DOMAIN ? 'host' : domain}${tolerate === 1 ? '' : 's'}, but the fleet has only ${domains.size}; nothing would be left to fail over to`,
+      `failover tolerates ${tolerate} failed ${noun}${tolerate === 1 ? '' : 's'}, but the fleet has only ${domains.size} ${noun}${domains.size === 1 ? '' : 's'}; nothing would be left to fail over to`,
       ['spec', 'failover', 'tolerate'],
     );
   }

@@ -19,11 +19,26 @@ import type { DiagnosticCode } from '../model/diagnostic.js';
 export const MAX_DEPTH = 64;
 /** Aliases are legitimate YAML (shared label maps), but a handful is all a spec needs. */
 export const MAX_ALIASES = 100;
+/**
+ * What all aliases together may add to the document, in nodes. A billion-laughs document adds
+ * 9^9 from a few hundred bytes; a spec that shares a label map a hundred times adds a few hundred.
+ */
+export const MAX_ALIAS_EXPANSION = 10_000;
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const YAML_TAG_PREFIX = 'tag:yaml.org,2002:';
 const CORE_TAGS = new Set(
-  ['str', 'int', 'float', 'bool', 'null', 'map', 'seq'].map((t) => `tag:yaml.org,2002:${t}`),
+  ['str', 'int', 'float', 'bool', 'null', 'map', 'seq'].map((t) => `${YAML_TAG_PREFIX}${t}`),
 );
+
+interface AliasBudget {
+  aliases: number;
+  /** Nodes the aliases seen so far add when expanded. */
+  expansion: number;
+  /** Expanded size of each anchored node, filled in document order (anchors precede aliases). */
+  sizes: Map<unknown, number>;
+  overBudget: boolean;
+}
 
 export type PathSegment = string | number;
 
@@ -104,13 +119,19 @@ export function parseYaml(text: string): ParsedYaml {
   }
 
   if (!exhausted && document.contents) {
-    inspect(document, document.contents, [], 1, problems, { aliases: 0 });
+    inspect(document, document.contents, [], 1, problems, {
+      aliases: 0,
+      expansion: 0,
+      sizes: new Map(),
+      overBudget: false,
+    });
   }
 
   let value: unknown;
   if (!problems.some((p) => p.fatal)) {
     try {
-      value = document.toJS({ maxAliasCount: MAX_ALIASES });
+      // inspect() bounded what aliases expand to, so yaml's own (coarser) limit is not needed.
+      value = document.toJS({ maxAliasCount: -1 });
     } catch (e) {
       // Reached only by alias expansion the node walk did not foresee; report it, do not crash.
       problems.push({
@@ -131,7 +152,7 @@ function fromYamlError(error: YAMLError, text: string): YamlProblem {
     case 'DUPLICATE_KEY':
       return {
         code: 'duplicate-key',
-        message: `duplicate key ${JSON.stringify(text.slice(error.pos[0], error.pos[1]))}`,
+        message: `duplicate key ${JSON.stringify(keyTextAt(text, offset))}`,
         offset,
         path: [],
         fatal: false,
@@ -152,14 +173,26 @@ function fromYamlError(error: YAMLError, text: string): YamlProblem {
   }
 }
 
+/** The key written at `offset`: a quoted scalar, or plain text up to its ':'. */
+function keyTextAt(text: string, offset: number): string {
+  const rest = text.slice(offset, offset + 300);
+  const quoted = /^("(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*')/.exec(rest);
+  if (quoted) {
+    const raw = quoted[1] as string;
+    return raw.startsWith('"') ? String(JSON.parse(raw)) : raw.slice(1, -1).replace(/''/g, "'");
+  }
+  const plain = /^([^\n:#]*?)\s*(?::|$)/m.exec(rest);
+  return plain?.[1] ?? rest.slice(0, 1);
+}
+
 function inspect(
   document: Document.Parsed,
   node: unknown,
   path: PathSegment[],
   depth: number,
   problems: YamlProblem[],
-  seen: { aliases: number },
-): void {
+  seen: AliasBudget,
+): number {
   if (depth > MAX_DEPTH) {
     problems.push({
       code: 'nesting-too-deep',
@@ -168,10 +201,12 @@ function inspect(
       path: [...path],
       fatal: true,
     });
-    return;
+    return 1;
   }
   if (isAlias(node)) {
     seen.aliases++;
+    const size = seen.sizes.get(node.resolve(document)) ?? 1;
+    seen.expansion += size;
     if (seen.aliases === MAX_ALIASES + 1) {
       problems.push({
         code: 'alias-limit',
@@ -180,19 +215,31 @@ function inspect(
         path: [...path],
         fatal: true,
       });
+    } else if (seen.expansion > MAX_ALIAS_EXPANSION && !seen.overBudget) {
+      seen.overBudget = true;
+      problems.push({
+        code: 'alias-limit',
+        message: `aliases expand the document by more than ${MAX_ALIAS_EXPANSION} nodes (an alias bomb?); a fleet spec needs only a few small aliases`,
+        offset: offsetOf(node),
+        path: [...path],
+        fatal: true,
+      });
     }
-    return;
+    return size;
   }
+  // Tags yaml could not resolve (`!custom`) come as its warnings; here, the ones it resolves
+  // but a spec has no use for (`!!binary`, `!!set`, `!!timestamp`).
   const tag = (node as Node | null)?.tag;
-  if (tag !== undefined && !CORE_TAGS.has(tag)) {
+  if (tag?.startsWith(YAML_TAG_PREFIX) && !CORE_TAGS.has(tag)) {
     problems.push({
       code: 'unsupported-tag',
-      message: `unsupported tag ${JSON.stringify(tag)}; a fleet spec uses plain YAML values`,
+      message: `unsupported tag "!!${tag.slice(YAML_TAG_PREFIX.length)}"; a fleet spec uses plain YAML values`,
       offset: offsetOf(node),
       path: [...path],
       fatal: false,
     });
   }
+  let size = 1;
   if (isMap(node)) {
     for (const pair of node.items) {
       const key = pair.key;
@@ -202,7 +249,9 @@ function inspect(
           message: 'a mapping key must be a plain string',
           offset: offsetOf(key ?? pair.value ?? node),
           path: [...path],
-          fatal: false,
+          // yaml turns such a key into text like "[ a, b ]"; checking that text would only
+          // report the same key again, so the layers after this one do not run.
+          fatal: true,
         });
         continue;
       }
@@ -217,16 +266,18 @@ function inspect(
         });
       }
       path.push(name);
-      inspect(document, pair.value, path, depth + 1, problems, seen);
+      size += 1 + inspect(document, pair.value, path, depth + 1, problems, seen);
       path.pop();
     }
   } else if (isSeq(node)) {
     node.items.forEach((item, i) => {
       path.push(i);
-      inspect(document, item, path, depth + 1, problems, seen);
+      size += inspect(document, item, path, depth + 1, problems, seen);
       path.pop();
     });
   }
+  if ((node as Node | null)?.anchor) seen.sizes.set(node, size);
+  return size;
 }
 
 function offsetOf(node: unknown): number {

@@ -1,0 +1,90 @@
+// DESIGN.md's layout: the pure modules never reach for I/O or an adapter. This reads the
+// TypeScript sources, so it fails the moment such an import is written.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { fromRoot } from './helpers/paths.js';
+
+const PURE = ['spec', 'model', 'scheduler', 'licensing', 'patching', 'plan', 'audit'];
+const ADAPTERS = ['state', 'queue', 'engines', 'controller', 'cli'];
+const FORBIDDEN_PACKAGES = [
+  'ioredis',
+  'bullmq',
+  'ssh2',
+  'fs',
+  'fs/promises',
+  'child_process',
+  'net',
+  'dgram',
+  'http',
+  'https',
+  'worker_threads',
+];
+
+function tsFiles(dir: string): string[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return entries.flatMap((name) => {
+    const path = `${dir}/${name}`;
+    if (statSync(path).isDirectory()) return tsFiles(path);
+    return name.endsWith('.ts') ? [path] : [];
+  });
+}
+
+/** Every module specifier a file imports or re-exports, statically or dynamically. */
+export function importsOf(source: string): string[] {
+  const specifiers: string[] = [];
+  const patterns = [
+    /\bfrom\s+['"]([^'"]+)['"]/g,
+    /\bimport\s+['"]([^'"]+)['"]/g,
+    /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
+    /\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
+  ];
+  for (const pattern of patterns) {
+    for (const match of source.matchAll(pattern)) specifiers.push(match[1] as string);
+  }
+  return specifiers;
+}
+
+export function violation(file: string, specifier: string): string | undefined {
+  const bare = specifier.replace(/^node:/, '');
+  if (FORBIDDEN_PACKAGES.includes(bare)) return `${file} imports ${specifier}`;
+  if (specifier.startsWith('.')) {
+    const layer = new URL(specifier, `file://${file}`).pathname.split('/src/')[1]?.split('/')[0];
+    if (layer && ADAPTERS.includes(layer))
+      return `${file} imports the adapter ${layer}/ (${specifier})`;
+  }
+  return undefined;
+}
+
+describe('architecture', () => {
+  it('pure modules import no I/O and no adapter', () => {
+    const files = PURE.flatMap((dir) => tsFiles(fromRoot('src', dir)));
+    assert.ok(files.length > 5, 'found the pure modules');
+    const problems = files.flatMap((file) =>
+      importsOf(readFileSync(file, 'utf8')).flatMap((s) => violation(file, s) ?? []),
+    );
+    assert.deepEqual(problems, []);
+  });
+
+  it('the check itself catches what it must', () => {
+    const file = fromRoot('src', 'spec', 'x.ts');
+    for (const bad of [
+      "import { readFileSync } from 'node:fs';",
+      "import x from 'ioredis'",
+      "const q = await import('bullmq')",
+      "export { s } from '../state/keys.js'",
+    ]) {
+      const found = importsOf(bad).flatMap((s) => violation(file, s) ?? []);
+      assert.equal(found.length, 1, bad);
+    }
+    assert.deepEqual(
+      importsOf("import { x } from '../model/fleet.js'").flatMap((s) => violation(file, s) ?? []),
+      [],
+    );
+  });
+});
