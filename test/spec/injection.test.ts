@@ -22,6 +22,7 @@ const PAYLOADS = [
   'a"b',
   'a b',
   'a\\b',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion is the payload
   '${IFS}',
   'a\rb',
 ];
@@ -31,38 +32,82 @@ type Setter = (doc: Doc, value: string) => void;
 
 /** Where a value goes, and the path its diagnostic must point at. */
 const FIELDS: Record<string, { set: Setter; path: string; spaces?: boolean }> = {
-  'metadata.name': { set: (d, v) => void (d.metadata.name = v), path: 'metadata.name' },
-  'host name': { set: (d, v) => void (hostAt(d).name = v), path: 'spec.hosts[0].name' },
-  'host address': { set: (d, v) => void (sshHost(d).address = v), path: 'spec.hosts[0].address' },
-  'host user': { set: (d, v) => void (sshHost(d).user = v), path: 'spec.hosts[0].user' },
-  'host hostKey': { set: (d, v) => void (sshHost(d).hostKey = v), path: 'spec.hosts[0].hostKey' },
+  'metadata.name': {
+    set: (d, v) => {
+      d.metadata.name = v;
+    },
+    path: 'metadata.name',
+  },
+  'host name': {
+    set: (d, v) => {
+      hostAt(d).name = v;
+    },
+    path: 'spec.hosts[0].name',
+  },
+  'host address': {
+    set: (d, v) => {
+      sshHost(d).address = v;
+    },
+    path: 'spec.hosts[0].address',
+  },
+  'host user': {
+    set: (d, v) => {
+      sshHost(d).user = v;
+    },
+    path: 'spec.hosts[0].user',
+  },
+  'host hostKey': {
+    set: (d, v) => {
+      sshHost(d).hostKey = v;
+    },
+    path: 'spec.hosts[0].hostKey',
+  },
   'host identityFile': {
-    set: (d, v) => void (sshHost(d).identityFile = v),
+    set: (d, v) => {
+      sshHost(d).identityFile = v;
+    },
     path: 'spec.hosts[0].identityFile',
   },
   'host dataDir': {
-    set: (d, v) => void (hostAt(d).dataDir = `/var/lib/${v}`),
+    set: (d, v) => {
+      hostAt(d).dataDir = `/var/lib/${v}`;
+    },
     path: 'spec.hosts[0].dataDir',
   },
   'host label key': {
-    set: (d, v) => void (hostAt(d).labels = { rack: 'r1', [v]: 'x' }),
+    set: (d, v) => {
+      hostAt(d).labels = { rack: 'r1', [v]: 'x' };
+    },
     path: 'spec.hosts[0].labels',
   },
   'host label value': {
-    set: (d, v) => void (hostAt(d).labels = { rack: v }),
+    set: (d, v) => {
+      hostAt(d).labels = { rack: v };
+    },
     path: 'spec.hosts[0].labels.rack',
   },
   'host os.release': {
-    set: (d, v) => void (hostAt(d).os.release = v),
+    set: (d, v) => {
+      hostAt(d).os.release = v;
+    },
     path: 'spec.hosts[0].os.release',
   },
   'host os.kernel': {
-    set: (d, v) => void (hostAt(d).os.kernel = v),
+    set: (d, v) => {
+      hostAt(d).os.kernel = v;
+    },
     path: 'spec.hosts[0].os.kernel',
   },
-  'image name': { set: (d, v) => void (imageAt(d).name = v), path: 'spec.images[0].name' },
+  'image name': {
+    set: (d, v) => {
+      imageAt(d).name = v;
+    },
+    path: 'spec.images[0].name',
+  },
   'image rootfs': {
-    set: (d, v) => void (imageAt(d).source = { rootfs: `images/${v}` }),
+    set: (d, v) => {
+      imageAt(d).source = { rootfs: `images/${v}` };
+    },
     path: 'spec.images[0].source.rootfs',
   },
   'image disk': {
@@ -82,15 +127,21 @@ const FIELDS: Record<string, { set: Setter; path: string; spaces?: boolean }> = 
     spaces: true,
   },
   'image packagesFrom': {
-    set: (d, v) => void (imageAt(d).packagesFrom = v),
+    set: (d, v) => {
+      imageAt(d).packagesFrom = v;
+    },
     path: 'spec.images[0].packagesFrom',
   },
   'package name': {
-    set: (d, v) => void (imageAt(d).packages = { [`ssl${v}`]: '1.0' }),
+    set: (d, v) => {
+      imageAt(d).packages = { [`ssl${v}`]: '1.0' };
+    },
     path: 'spec.images[0].packages',
   },
   'package version': {
-    set: (d, v) => void (imageAt(d).packages = { openssl: `3.0${v}` }),
+    set: (d, v) => {
+      imageAt(d).packages = { openssl: `3.0${v}` };
+    },
     path: 'spec.images[0].packages.openssl',
   },
   'baseline version': {
@@ -100,8 +151,18 @@ const FIELDS: Record<string, { set: Setter; path: string; spaces?: boolean }> = 
     },
     path: 'spec.patchBaselines[0].minimum.openssl',
   },
-  'group name': { set: (d, v) => void (groupAt(d).name = v), path: 'spec.instances[0].name' },
-  'group image': { set: (d, v) => void (groupAt(d).image = v), path: 'spec.instances[0].image' },
+  'group name': {
+    set: (d, v) => {
+      groupAt(d).name = v;
+    },
+    path: 'spec.instances[0].name',
+  },
+  'group image': {
+    set: (d, v) => {
+      groupAt(d).image = v;
+    },
+    path: 'spec.instances[0].image',
+  },
 };
 
 function hostAt(d: Doc) {
@@ -147,6 +208,7 @@ describe('injection attempts', () => {
   }
 
   it('no string with a shell metacharacter, space, newline or NUL passes any field (property)', () => {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are among the dangers
     const dangerous = /[;&|`$<>(){}\s\\'"*?!\u0000-\u001f]/;
     fc.assert(
       fc.property(
