@@ -96,7 +96,7 @@ export interface Metadata {
   labels?: Labels;
 }
 /**
- * Key/value labels, used by placement (requireLabels, spread) and failure domains.
+ * Key/value labels. On hosts they drive placement (requireLabels, spread) and failure domains; on the fleet and on groups they are for the reader and for tools.
  */
 export interface Labels {
   [k: string]: LabelValue;
@@ -126,20 +126,20 @@ export interface FleetSpec {
    */
   licenses?: LicensePool[];
   /**
-   * Minimum package versions that instances must carry.
+   * Minimum package versions for the instances (and hosts) they apply to.
    *
    * @maxItems 1000
    */
   patchBaselines?: PatchBaseline[];
   /**
-   * Instance groups; each group's replicas become <name>-0, <name>-1, ...
+   * Instance groups; the replicas of group web are web-0, web-1, and so on.
    *
    * @maxItems 1000000
    */
   instances?: InstanceGroup[];
 }
 /**
- * How many simultaneous failures of a failure domain the fleet must survive.
+ * Standby capacity for protected instances. Without this section nothing is reserved (tolerate 0).
  */
 export interface FailoverPolicy {
   /**
@@ -168,7 +168,7 @@ export interface Host {
    */
   address?: string;
   /**
-   * ssh: the TCP port.
+   * The TCP port of an ssh host.
    */
   port?: number;
   /**
@@ -180,11 +180,11 @@ export interface Host {
    */
   hostKey?: string;
   /**
-   * ssh: the private key file; without it vfleet uses the ssh-agent at SSH_AUTH_SOCK.
+   * The private key file for an ssh host; without it vfleet uses the ssh-agent at SSH_AUTH_SOCK.
    */
   identityFile?: string;
   /**
-   * local and ssh: where instance folders live on the host.
+   * Where instance folders live on a local or ssh host.
    */
   dataDir?: string;
   labels?: Labels;
@@ -222,7 +222,7 @@ export interface Host {
    */
   runs: [InstanceKind] | [InstanceKind, InstanceKind];
   /**
-   * How far placement may oversubscribe the host: allocatable = physical x ratio.
+   * How far placement may oversubscribe the host: allocatable = physical times the ratio.
    */
   overcommit?: {
     /**
@@ -230,7 +230,7 @@ export interface Host {
      */
     cpu?: number;
     /**
-     * Memory overcommit ratio.
+     * Allocatable memory per MiB of physical memory (1: no overcommit).
      */
     memory?: number;
   };
@@ -322,7 +322,7 @@ export interface LicensePool {
    */
   product?: string;
   /**
-   * What one unit covers: an instance; a vCPU of an instance; a physical core of each host that runs (or may fail over) a licensed instance; a pair of sockets of such a host; such a host.
+   * What one unit covers. instance: one instance. instance-vcpu: one vCPU of an instance. host-core: one physical core of every host that runs (or, with coverFailover, may fail over) a licensed instance. host-socket-pair: two sockets of such a host. host: one such host.
    */
   metric: 'instance' | 'instance-vcpu' | 'host-core' | 'host-socket-pair' | 'host';
   /**
@@ -342,7 +342,7 @@ export interface LicensePool {
    */
   minimumPerInstance?: number;
   /**
-   * Stacked rights (Windows Server Standard: 2): one full licensing of a host covers this many instances; each further batch licenses the host again. Absent: unlimited instances.
+   * Stacked rights, as Windows Server Standard's 2: licensing a host's cores once covers this many instances on it, and every further batch of that many needs the cores licensed again. Absent: one licensing covers any number of instances.
    */
   instancesPerUnit?: number;
   /**
@@ -359,7 +359,7 @@ export interface PatchBaseline {
    */
   name: string;
   /**
-   * The operating systems the baseline applies to; others are not-applicable.
+   * The operating systems the baseline applies to; a release or arch left out means any. Instances of other systems are reported as not applicable.
    */
   appliesTo: {
     family: OsFamily;
@@ -434,7 +434,7 @@ export interface InstanceGroup {
   labels?: Labels;
 }
 /**
- * Key/value labels, used by placement (requireLabels, spread) and failure domains.
+ * Key/value labels. On hosts they drive placement (requireLabels, spread) and failure domains; on the fleet and on groups they are for the reader and for tools.
  */
 export interface Labels1 {
   [k: string]: LabelValue;

@@ -83,3 +83,14 @@ describe('schema drift', () => {
     assert.deepEqual(unbounded, []);
   });
 });
+
+describe('spec reference drift', () => {
+  it('docs/spec-reference.md is what scripts/gen-spec-docs.ts makes of the schema', async () => {
+    const { generateSpecDocs, specReferencePath } = await import('../../scripts/gen-spec-docs.js');
+    assert.equal(
+      readFileSync(specReferencePath, 'utf8'),
+      generateSpecDocs(),
+      'the schema changed: run `npm run gen` and commit the result',
+    );
+  });
+});
