@@ -1,0 +1,169 @@
+// Hosts ordered by a non-negative integer key (their effective free capacity), for exact
+// best-fit (smallest key ≥ a bound that passes the checks) and worst-fit (largest key) without
+// sampling. Keys live in a four-level bitset of 32-bit words, so finding the next occupied key
+// takes at most eight word operations; hosts with equal keys share a bucket (a linked list).
+
+const BITS = 24;
+/** Keys are clamped below this (16 Mi): in MiB, hosts up to 16 TiB are ordered exactly. */
+export const MAX_KEY = (1 << BITS) - 1;
+
+class BitTree {
+  private readonly levels: Uint32Array[] = [];
+
+  constructor(bits: number) {
+    let size = 1 << bits;
+    do {
+      const words = Math.max(1, Math.ceil(size / 32));
+      this.levels.push(new Uint32Array(words));
+      size = words;
+    } while (size > 1);
+  }
+
+  set(i: number): void {
+    for (const level of this.levels) {
+      const word = i >>> 5;
+      const before = level[word] as number;
+      level[word] = before | (1 << (i & 31));
+      if (before !== 0) return;
+      i = word;
+    }
+  }
+
+  clear(i: number): void {
+    for (const level of this.levels) {
+      const word = i >>> 5;
+      const after = (level[word] as number) & ~(1 << (i & 31));
+      level[word] = after;
+      if (after !== 0) return;
+      i = word;
+    }
+  }
+
+  /** The smallest set index ≥ i, or -1. */
+  next(i: number): number {
+    let depth = 0;
+    // Climb until a word holds a set bit at or after the position.
+    for (;;) {
+      const level = this.levels[depth];
+      if (!level) return -1;
+      const word = i >>> 5;
+      if (word >= level.length) return -1;
+      const masked = (level[word] as number) & (~0 << (i & 31));
+      if (masked !== 0) {
+        i = (word << 5) + ctz(masked);
+        break;
+      }
+      depth++;
+      i = word + 1;
+    }
+    // Descend to the first set bit of each lower level.
+    while (depth > 0) {
+      depth--;
+      const level = this.levels[depth] as Uint32Array;
+      i = (i << 5) + ctz(level[i] as number);
+    }
+    return i;
+  }
+
+  /** The largest set index ≤ i, or -1. */
+  previous(i: number): number {
+    let depth = 0;
+    for (;;) {
+      const level = this.levels[depth];
+      if (!level || i < 0) return -1;
+      const word = i >>> 5;
+      const shift = 31 - (i & 31);
+      const masked =
+        shift === 0 ? (level[word] as number) : ((level[word] as number) << shift) >>> shift;
+      if (masked !== 0) {
+        i = (word << 5) + 31 - Math.clz32(masked);
+        break;
+      }
+      depth++;
+      i = word - 1;
+    }
+    while (depth > 0) {
+      depth--;
+      const level = this.levels[depth] as Uint32Array;
+      i = (i << 5) + 31 - Math.clz32(level[i] as number);
+    }
+    return i;
+  }
+}
+
+function ctz(x: number): number {
+  return 31 - Math.clz32(x & -x);
+}
+
+export class FitIndex {
+  private readonly tree = new BitTree(BITS);
+  private readonly heads = new Map<number, number>();
+  private readonly nextHost: Int32Array;
+  private readonly previousHost: Int32Array;
+  private readonly keys: Int32Array;
+
+  constructor(hostCount: number) {
+    this.nextHost = new Int32Array(hostCount).fill(-1);
+    this.previousHost = new Int32Array(hostCount).fill(-1);
+    this.keys = new Int32Array(hostCount).fill(-1);
+  }
+
+  has(host: number): boolean {
+    return (this.keys[host] as number) >= 0;
+  }
+
+  /** Puts the host at `key` (clamped to 0…MAX_KEY), first in its bucket. */
+  set(host: number, key: number): void {
+    const k = key <= 0 ? 0 : key >= MAX_KEY ? MAX_KEY : Math.floor(key);
+    if (this.keys[host] === k) return;
+    if (this.has(host)) this.remove(host);
+    const head = this.heads.get(k);
+    this.nextHost[host] = head ?? -1;
+    this.previousHost[host] = -1;
+    if (head === undefined) this.tree.set(k);
+    else this.previousHost[head] = host;
+    this.heads.set(k, host);
+    this.keys[host] = k;
+  }
+
+  remove(host: number): void {
+    const k = this.keys[host] as number;
+    if (k < 0) return;
+    const next = this.nextHost[host] as number;
+    const previous = this.previousHost[host] as number;
+    if (previous >= 0) this.nextHost[previous] = next;
+    else if (next >= 0) this.heads.set(k, next);
+    else {
+      this.heads.delete(k);
+      this.tree.clear(k);
+    }
+    if (next >= 0) this.previousHost[next] = previous;
+    this.keys[host] = -1;
+    this.nextHost[host] = -1;
+    this.previousHost[host] = -1;
+  }
+
+  /** The first host, in ascending key order from `from`, that `accept` takes; -1 if none. */
+  ascending(from: number, accept: (host: number) => boolean): number {
+    let k = this.tree.next(from <= 0 ? 0 : Math.min(Math.ceil(from), MAX_KEY));
+    while (k >= 0) {
+      for (let h = this.heads.get(k) ?? -1; h >= 0; h = this.nextHost[h] as number) {
+        if (accept(h)) return h;
+      }
+      k = k >= MAX_KEY ? -1 : this.tree.next(k + 1);
+    }
+    return -1;
+  }
+
+  /** The first host, in descending key order down to `downTo`, that `accept` takes; -1 if none. */
+  descending(downTo: number, accept: (host: number) => boolean): number {
+    let k = this.tree.previous(MAX_KEY);
+    while (k >= 0 && k >= downTo) {
+      for (let h = this.heads.get(k) ?? -1; h >= 0; h = this.nextHost[h] as number) {
+        if (accept(h)) return h;
+      }
+      k = this.tree.previous(k - 1);
+    }
+    return -1;
+  }
+}

@@ -1,0 +1,773 @@
+// schedule(fleet, observed) → Placement: every instance on a host, exactly (no sampling) and
+// deterministically (ties go to the host seen first; nothing random, no clock).
+//
+// The stack, in the order it runs (STYLE.md #4):
+//   1. classes   — instances of one group are identical (Borg's equivalence classes); the static
+//                  checks (host-checks.ts) run once per class of identical constraints, giving its
+//                  member hosts and one FitIndex over them.
+//   2. keep      — an observed instance whose host still passes every check stays, so a small
+//                  spec change gives a small plan. Done before anything new is placed, so new
+//                  instances cannot crowd out old ones.
+//   3. place     — the remaining groups, most constrained and largest first (first-fit
+//                  decreasing packs better), each replica on:
+//                    a host already licensed for its host-metric pools, if one fits (licenses
+//                    cost nothing more there), else the host that adds the fewest license units;
+//                    then best-fit (binpack: the smallest effective free capacity that fits) or
+//                    worst-fit (spread) through the class's FitIndex.
+//                  A candidate passes the dynamic checks: capacity (after standby reserves),
+//                  anti-affinity, spread skew ≤ 1, license entitlement, and — for protected
+//                  instances — a failover target outside its failure domain.
+//   4. report    — placements in spec order, host usage and reserves, license use, and for each
+//                  unplaceable instance how many hosts each reason ruled out.
+//
+// Failover (tolerate 1): a scenario is the loss of one failure domain. When a protected
+// instance is placed in domain d, it gets a target host outside d that can take it in scenario
+// d: used + load[d] + demand ≤ capacity. The host's reserve is the per-resource maximum of its
+// loads over scenarios — scenarios share reserves, since only one happens at a time — and
+// normal placements only use capacity − used − reserve, so no placement can break a scenario.
+
+import { LicenseLedger } from '../licensing/license-ledger.js';
+import { hostUnits, instanceUnits, isHostMetric } from '../licensing/license-units.js';
+import { VfleetError } from '../model/errors.js';
+import type { Fleet, Host, Image, InstanceGroup, LicensePool } from '../model/fleet.js';
+import { HOST_DOMAIN, replicaName } from '../model/fleet.js';
+import {
+  type Explanation,
+  type HostVerdict,
+  NOTHING_OBSERVED,
+  type ObservedPlacement,
+  PLACEMENT_FORMAT_VERSION,
+  type Placement,
+  type PlacementEntry,
+  type Unplaceable,
+} from '../model/placement.js';
+import { type Amounts, allocatable, demandOf } from './capacity.js';
+import { FitIndex } from './fit-index.js';
+import { STATIC_CHECKS } from './host-checks.js';
+
+export interface ScheduleOptions {
+  /** Evaluate every host for this instance when its turn comes, for `explain`. */
+  readonly explain?: string;
+}
+
+export interface ScheduleResult {
+  readonly placement: Placement;
+  readonly explanation: Explanation | undefined;
+}
+
+export function schedule(
+  fleet: Fleet,
+  observed: ObservedPlacement = NOTHING_OBSERVED,
+  options: ScheduleOptions = {},
+): Placement {
+  return new Scheduler(fleet, options).run(observed).placement;
+}
+
+/** Schedules and explains one instance: every host's verdict and score at its turn. */
+export function explain(
+  fleet: Fleet,
+  instance: string,
+  observed: ObservedPlacement = NOTHING_OBSERVED,
+): ScheduleResult {
+  return new Scheduler(fleet, { explain: instance }).run(observed);
+}
+
+interface HostClass {
+  readonly id: number;
+  readonly mask: Uint8Array;
+  readonly members: Int32Array;
+  readonly index: FitIndex;
+  /** Members interleaved by failure domain: standby reserves spread over every domain. */
+  readonly failoverOrder: Int32Array;
+  /** Smallest protected demand using the class, per resource: a target with less room is done. */
+  readonly minDemand: Amounts;
+}
+
+interface GroupPlan {
+  readonly g: number;
+  readonly group: InstanceGroup;
+  readonly image: Image;
+  readonly demand: Amounts;
+  /** Lower bound of the FitIndex key of any host that fits the demand. */
+  readonly keyBound: number;
+  readonly cls: HostClass;
+  readonly avoid: readonly number[];
+  readonly spread: { valueOf: Int32Array; counts: Int32Array; min: number } | undefined;
+  readonly pools: readonly number[];
+  readonly hostPools: readonly number[];
+  readonly coverPools: readonly number[];
+  /** The fewest units licensing any new member host for all of `pools` can take. */
+  readonly cheapestNewHost: number;
+  readonly isProtected: boolean;
+  readonly hostOf: Int32Array;
+  readonly targetOf: Int32Array;
+  failed: Record<string, number> | undefined;
+}
+
+class Scheduler {
+  private readonly fleet: Fleet;
+  private readonly options: ScheduleOptions;
+  private readonly hosts: readonly Host[];
+  private readonly H: number;
+  private readonly capCpu: Float64Array;
+  private readonly capMem: Float64Array;
+  private readonly capDisk: Float64Array;
+  private readonly usedCpu: Float64Array;
+  private readonly usedMem: Float64Array;
+  private readonly usedDisk: Float64Array;
+  private readonly resCpu: Float64Array;
+  private readonly resMem: Float64Array;
+  private readonly resDisk: Float64Array;
+  /** MiB per milli-vCPU of the whole fleet: makes CPU and memory comparable in one key. */
+  private readonly cpuToMem: number;
+  private readonly domainOf: Int32Array;
+  private readonly domainCount: number;
+  private readonly groupsOn: Array<Map<number, number>>;
+  private readonly indexesOf: FitIndex[][];
+  /** Per host: failure domain → what would land here if that domain failed. */
+  private readonly scenarioLoad: Array<Map<number, Float64Array> | undefined>;
+  private readonly cursors = new Map<number, number>();
+  private readonly ledger: LicenseLedger;
+  /** Per host-metric pool: counted hosts where one more licensed instance costs no units. */
+  private readonly zeroCost: Array<FitIndex | undefined>;
+  private readonly plans: GroupPlan[];
+  private readonly tolerate: number;
+  private lastTarget = -1;
+  private explanation: Explanation | undefined;
+
+  constructor(fleet: Fleet, options: ScheduleOptions) {
+    if (fleet.failover.tolerate > 1) {
+      throw new VfleetError(
+        'unsupported-tolerance',
+        `failover.tolerate ${fleet.failover.tolerate} is not supported; vfleet reserves for one failed ${fleet.failover.domain} at a time (see docs/scheduler.md)`,
+      );
+    }
+    this.fleet = fleet;
+    this.options = options;
+    this.hosts = fleet.hosts;
+    const H = fleet.hosts.length;
+    this.H = H;
+    this.capCpu = new Float64Array(H);
+    this.capMem = new Float64Array(H);
+    this.capDisk = new Float64Array(H);
+    this.usedCpu = new Float64Array(H);
+    this.usedMem = new Float64Array(H);
+    this.usedDisk = new Float64Array(H);
+    this.resCpu = new Float64Array(H);
+    this.resMem = new Float64Array(H);
+    this.resDisk = new Float64Array(H);
+    let totalCpu = 0;
+    let totalMem = 0;
+    fleet.hosts.forEach((host, h) => {
+      const cap = allocatable(host);
+      this.capCpu[h] = cap.cpu;
+      this.capMem[h] = cap.memory;
+      this.capDisk[h] = cap.disk;
+      totalCpu += cap.cpu;
+      totalMem += cap.memory;
+    });
+    this.cpuToMem = totalCpu > 0 ? totalMem / totalCpu : 1;
+    this.tolerate = fleet.failover.tolerate;
+    this.domainOf = new Int32Array(H);
+    const domains = new Map<string, number>();
+    fleet.hosts.forEach((host, h) => {
+      const name =
+        fleet.failover.domain === HOST_DOMAIN
+          ? host.name
+          : (host.labels[fleet.failover.domain] ?? '');
+      let d = domains.get(name);
+      if (d === undefined) {
+        d = domains.size;
+        domains.set(name, d);
+      }
+      this.domainOf[h] = d;
+    });
+    this.domainCount = domains.size;
+    this.groupsOn = Array.from({ length: H }, () => new Map());
+    this.indexesOf = Array.from({ length: H }, () => []);
+    this.scenarioLoad = new Array(H);
+    this.ledger = new LicenseLedger(fleet.licenses, fleet.hosts);
+    this.zeroCost = fleet.licenses.map((pool) =>
+      isHostMetric(pool) ? new FitIndex(H) : undefined,
+    );
+    fleet.licenses.forEach((_, pool) => {
+      for (const h of this.ledger.countedHosts(pool)) this.refreshZeroCost(pool, h);
+    });
+    this.plans = this.planGroups();
+  }
+
+  run(observed: ObservedPlacement): ScheduleResult {
+    this.keepObserved(observed);
+    const unplaceable: Unplaceable[] = [];
+    for (const p of this.placementOrder()) {
+      for (let i = 0; i < p.group.replicas; i++) {
+        if ((p.hostOf[i] as number) >= 0) continue;
+        const name = replicaName(p.group.name, i);
+        const explaining = this.options.explain === name;
+        if (explaining) this.explanation = this.evaluateAll(p, name, false);
+        const host = p.failed ? -1 : this.choose(p);
+        if (host < 0) {
+          p.failed ??= this.reasonsAcrossHosts(p);
+          unplaceable.push({ instance: name, group: p.group.name, reasons: p.failed });
+          continue;
+        }
+        this.commit(p, i, host, this.lastTarget);
+        if (explaining) this.markChosen(host);
+      }
+    }
+    return { placement: this.report(unplaceable), explanation: this.explanation };
+  }
+
+  // --- 1. classes -------------------------------------------------------------------------
+
+  private planGroups(): GroupPlan[] {
+    const fleet = this.fleet;
+    const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
+    const poolIndex = new Map(fleet.licenses.map((p, i) => [p.name, i]));
+    const groupIndex = new Map(fleet.groups.map((g, i) => [g.name, i]));
+    // Anti-affinity is symmetric: if web avoids db, db must not join a host that has web.
+    const avoid: Array<Set<number>> = fleet.groups.map(() => new Set());
+    fleet.groups.forEach((group, g) => {
+      for (const other of group.placement.avoid) {
+        const o = groupIndex.get(other);
+        if (o === undefined) continue;
+        avoid[g]?.add(o);
+        avoid[o]?.add(g);
+      }
+    });
+    const classes = new Map<string, HostClass>();
+    const indexes = new Map<string, { index: FitIndex; order: Int32Array }>();
+    const plans = fleet.groups.map((group, g): GroupPlan => {
+      const image = imageByName.get(group.image);
+      if (!image) {
+        throw new VfleetError(
+          'unknown-reference',
+          `instance group ${group.name}: no image ${group.image}`,
+        );
+      }
+      const demand = demandOf(group, image);
+      const cls = this.classFor(group, image, classes, indexes);
+      const pools = group.licenses.flatMap((name) => poolIndex.get(name) ?? []);
+      const hostPools = pools.filter((p) => isHostMetric(fleet.licenses[p] as LicensePool));
+      const isProtected = this.tolerate > 0 && group.failover;
+      if (isProtected) {
+        cls.minDemand.cpu = Math.min(cls.minDemand.cpu, demand.cpu);
+        cls.minDemand.memory = Math.min(cls.minDemand.memory, demand.memory);
+        cls.minDemand.disk = Math.min(cls.minDemand.disk, demand.disk);
+      }
+      return {
+        g,
+        group,
+        image,
+        demand,
+        keyBound: Math.min(demand.memory, demand.cpu * this.cpuToMem),
+        cls,
+        avoid: [...(avoid[g] ?? [])].sort((a, b) => a - b),
+        spread: this.spreadFor(group, cls),
+        pools,
+        hostPools,
+        coverPools: hostPools.filter((p) => (fleet.licenses[p] as LicensePool).coverFailover),
+        cheapestNewHost: this.cheapestNewHost(cls, pools, group),
+        isProtected,
+        hostOf: new Int32Array(group.replicas).fill(-1),
+        targetOf: new Int32Array(group.replicas).fill(-1),
+        failed: undefined,
+      };
+    });
+    for (let h = 0; h < this.H; h++) this.updateKey(h);
+    return plans;
+  }
+
+  private classFor(
+    group: InstanceGroup,
+    image: Image,
+    classes: Map<string, HostClass>,
+    indexes: Map<string, { index: FitIndex; order: Int32Array }>,
+  ): HostClass {
+    const key = JSON.stringify([
+      image.kind,
+      image.kind === 'container' ? [image.os.family, image.os.release] : image.allowEmulation,
+      image.os.arch,
+      Object.entries(group.placement.requireLabels).sort(),
+      group.placement.spread ?? null,
+    ]);
+    const known = classes.get(key);
+    if (known) return known;
+    const mask = new Uint8Array(this.H);
+    const members: number[] = [];
+    this.hosts.forEach((host, h) => {
+      if (STATIC_CHECKS.every((c) => c.check(host, group, image).ok)) {
+        mask[h] = 1;
+        members.push(h);
+      }
+    });
+    // Classes with the same members share one index, so a placement updates each index once.
+    const membersKey = members.join(',');
+    let shared = indexes.get(membersKey);
+    if (!shared) {
+      const index = new FitIndex(this.H);
+      for (const h of members) this.indexesOf[h]?.push(index);
+      shared = { index, order: this.interleaveByDomain(members) };
+      indexes.set(membersKey, shared);
+    }
+    const cls: HostClass = {
+      id: classes.size,
+      mask,
+      members: Int32Array.from(members),
+      index: shared.index,
+      failoverOrder: shared.order,
+      minDemand: {
+        cpu: Number.POSITIVE_INFINITY,
+        memory: Number.POSITIVE_INFINITY,
+        disk: Number.POSITIVE_INFINITY,
+      },
+    };
+    classes.set(key, cls);
+    return cls;
+  }
+
+  private cheapestNewHost(cls: HostClass, pools: readonly number[], group: InstanceGroup): number {
+    let cheapest = Number.POSITIVE_INFINITY;
+    for (const h of cls.members) {
+      let units = 0;
+      for (const pool of pools) {
+        const p = this.fleet.licenses[pool] as LicensePool;
+        units += isHostMetric(p)
+          ? hostUnits(p, (this.hosts[h] as Host).cpu, 1)
+          : instanceUnits(p, group.resources);
+      }
+      cheapest = Math.min(cheapest, units);
+    }
+    return cheapest;
+  }
+
+  private interleaveByDomain(members: readonly number[]): Int32Array {
+    const byDomain = new Map<number, number[]>();
+    for (const h of members) {
+      const d = this.domainOf[h] as number;
+      const list = byDomain.get(d);
+      if (list) list.push(h);
+      else byDomain.set(d, [h]);
+    }
+    const lists = [...byDomain.values()];
+    const order: number[] = [];
+    for (let round = 0; order.length < members.length; round++) {
+      for (const list of lists) if (round < list.length) order.push(list[round] as number);
+    }
+    return Int32Array.from(order);
+  }
+
+  private readonly spreadValues = new Map<string, { valueOf: Int32Array; values: number }>();
+
+  private spreadFor(group: InstanceGroup, cls: HostClass): GroupPlan['spread'] {
+    const label = group.placement.spread;
+    if (label === undefined) return undefined;
+    const cacheKey = `${cls.id}\u0000${label}`;
+    const cached = this.spreadValues.get(cacheKey);
+    if (cached) return { valueOf: cached.valueOf, counts: new Int32Array(cached.values), min: 0 };
+    const values = new Map<string, number>();
+    const valueOf = new Int32Array(this.H).fill(-1);
+    for (const h of cls.members) {
+      const value = (this.hosts[h] as Host).labels[label];
+      if (value === undefined) continue;
+      let v = values.get(value);
+      if (v === undefined) {
+        v = values.size;
+        values.set(value, v);
+      }
+      valueOf[h] = v;
+    }
+    this.spreadValues.set(cacheKey, { valueOf, values: values.size });
+    return { valueOf, counts: new Int32Array(values.size), min: 0 };
+  }
+
+  /** Most constrained first, then largest first (first-fit decreasing), then spec order. */
+  private placementOrder(): GroupPlan[] {
+    const constraints = (p: GroupPlan) =>
+      (p.spread ? 1 : 0) +
+      (p.avoid.length > 0 ? 1 : 0) +
+      (Object.keys(p.group.placement.requireLabels).length > 0 ? 1 : 0) +
+      (p.isProtected ? 1 : 0) +
+      (p.hostPools.length > 0 ? 1 : 0);
+    return [...this.plans].sort(
+      (a, b) =>
+        constraints(b) - constraints(a) ||
+        b.keyBound - a.keyBound ||
+        b.demand.memory - a.demand.memory ||
+        a.g - b.g,
+    );
+  }
+
+  // --- 2. keep ----------------------------------------------------------------------------
+
+  private keepObserved(observed: ObservedPlacement): void {
+    const planByName = new Map(this.plans.map((p) => [p.group.name, p]));
+    const hostByName = new Map(this.hosts.map((h, i) => [h.name, i]));
+    const wanted = new Map<string, number>();
+    for (const { name, host } of observed.instances) {
+      const h = hostByName.get(host);
+      if (h !== undefined) wanted.set(name, h);
+    }
+    if (wanted.size === 0) return;
+    for (const p of this.plans) {
+      for (let i = 0; i < p.group.replicas; i++) {
+        const name = replicaName(p.group.name, i);
+        const h = wanted.get(name);
+        if (h === undefined) continue;
+        if (this.options.explain === name) this.explanation = this.evaluateAll(p, name, true);
+        if (p.cls.mask[h] && this.dynamicReason(p, h) === null) {
+          this.commit(p, i, h, this.lastTarget);
+          if (this.options.explain === name) this.markChosen(h);
+        }
+      }
+    }
+  }
+
+  // --- 3. place ---------------------------------------------------------------------------
+
+  private choose(p: GroupPlan): number {
+    const accept = (h: number) => this.dynamicReason(p, h) === null;
+    if (p.hostPools.length > 0) return this.chooseLicensed(p, accept);
+    const host =
+      p.group.placement.strategy === 'spread'
+        ? p.cls.index.descending(p.keyBound, accept)
+        : p.cls.index.ascending(p.keyBound, accept);
+    // The accepted host was the last one checked, so lastTarget is its failover target.
+    return host;
+  }
+
+  /**
+   * The license scorer: a host already licensed for the group's host-metric pools costs nothing
+   * more (Datacenter) or least (Standard); only when none fits does a new host get licensed, and
+   * then the one that adds the fewest units, best fit among equals.
+   */
+  private chooseLicensed(p: GroupPlan, accept: (h: number) => boolean): number {
+    const zero = this.zeroCost[p.hostPools[0] as number] as FitIndex;
+    const free = (h: number) => p.cls.mask[h] === 1 && accept(h);
+    const cheap =
+      p.group.placement.strategy === 'spread'
+        ? zero.descending(p.keyBound, free)
+        : zero.ascending(p.keyBound, free);
+    if (cheap >= 0) return cheap; // the last host checked: lastTarget is its failover target
+    let best = -1;
+    let bestUnits = Number.POSITIVE_INFINITY;
+    let bestKey = Number.POSITIVE_INFINITY;
+    const spread = p.group.placement.strategy === 'spread';
+    const consider = (h: number) => {
+      const units = this.licenseUnits(p, h);
+      const key = this.keyAfter(p, h);
+      const better =
+        units < bestUnits ||
+        (units === bestUnits && (spread ? key > bestKey || best < 0 : key < bestKey));
+      if (better) {
+        best = h;
+        bestUnits = units;
+        bestKey = key;
+      }
+    };
+    for (const h of this.ledger.countedHosts(p.hostPools[0] as number)) {
+      if (p.cls.mask[h] && accept(h)) consider(h);
+    }
+    if (best < 0 || bestUnits > p.cheapestNewHost) {
+      // Visit candidates in best-fit order until one costs as little as any new host can:
+      // the cheapest in licenses wins, not merely the first that fits.
+      p.cls.index.ascending(p.keyBound, (h) => {
+        if (accept(h)) consider(h);
+        return bestUnits <= p.cheapestNewHost;
+      });
+    }
+    if (best >= 0 && p.isProtected) this.dynamicReason(p, best);
+    return best;
+  }
+
+  /**
+   * The dynamic checks, cheapest first; null when the host takes the instance. For a protected
+   * instance it also finds the failover target, left in `lastTarget`.
+   */
+  private dynamicReason(p: GroupPlan, h: number): string | null {
+    const d = p.demand;
+    if (this.capCpu[h]! - this.usedCpu[h]! - this.resCpu[h]! < d.cpu) return 'insufficient-cpu';
+    if (this.capMem[h]! - this.usedMem[h]! - this.resMem[h]! < d.memory)
+      return 'insufficient-memory';
+    if (this.capDisk[h]! - this.usedDisk[h]! - this.resDisk[h]! < d.disk)
+      return 'insufficient-disk';
+    if (p.avoid.length > 0) {
+      const present = this.groupsOn[h] as Map<number, number>;
+      for (const a of p.avoid) if (present.has(a)) return 'anti-affinity';
+    }
+    if (p.spread) {
+      const v = p.spread.valueOf[h] as number;
+      if (v < 0 || p.spread.counts[v] !== p.spread.min) return 'spread-skew';
+    }
+    for (const pool of p.pools) {
+      if (!this.ledger.affordable(pool, this.ledger.primaryDelta(pool, h, p.group.resources))) {
+        return `license-exhausted:${(this.fleet.licenses[pool] as LicensePool).name}`;
+      }
+    }
+    this.lastTarget = -1;
+    if (p.isProtected) {
+      const t = this.findTarget(p, this.domainOf[h] as number, h);
+      if (t < 0) return 'failover-capacity';
+      for (const pool of p.coverPools) {
+        const units =
+          this.ledger.primaryDelta(pool, h, p.group.resources) +
+          this.ledger.failoverDelta(pool, t, this.domainOf[h] as number);
+        if (!this.ledger.affordable(pool, units)) {
+          return `license-exhausted:${(this.fleet.licenses[pool] as LicensePool).name}`;
+        }
+      }
+      this.lastTarget = t;
+    }
+    return null;
+  }
+
+  /** Whether `t` can take the demand in the scenario where domain `d` fails. */
+  private fitsScenario(t: number, d: number, demand: Amounts): boolean {
+    const load = this.scenarioLoad[t]?.get(d);
+    const c = load ? (load[0] as number) : 0;
+    const m = load ? (load[1] as number) : 0;
+    const k = load ? (load[2] as number) : 0;
+    return (
+      this.usedCpu[t]! + c + demand.cpu <= this.capCpu[t]! &&
+      this.usedMem[t]! + m + demand.memory <= this.capMem[t]! &&
+      this.usedDisk[t]! + k + demand.disk <= this.capDisk[t]!
+    );
+  }
+
+  /**
+   * A failover target for an instance of `p` placed in domain `d`: a host of its class outside
+   * d with room in scenario d. Licensed instances prefer hosts already licensed. Otherwise each
+   * (class, domain) pair walks the class's domain-interleaved order with a cursor, which moves
+   * past a host once it has no room left even for the class's smallest protected demand — so
+   * every scenario fills the same hosts' reserves before opening new ones.
+   */
+  private findTarget(p: GroupPlan, d: number, primary: number): number {
+    const demand = p.demand;
+    for (const pool of p.coverPools) {
+      for (const t of this.ledger.countedHosts(pool)) {
+        if (
+          t !== primary &&
+          p.cls.mask[t] &&
+          this.domainOf[t] !== d &&
+          this.fitsScenario(t, d, demand)
+        ) {
+          return t;
+        }
+      }
+    }
+    const order = p.cls.failoverOrder;
+    const key = p.cls.id * this.domainCount + d;
+    let position = this.cursors.get(key) ?? 0;
+    let moving = true;
+    for (let i = position; i < order.length; i++) {
+      const t = order[i] as number;
+      if (this.domainOf[t] === d) {
+        if (moving) position = i + 1;
+        continue;
+      }
+      if (this.fitsScenario(t, d, demand)) {
+        this.cursors.set(key, position);
+        return t;
+      }
+      if (moving && !this.fitsScenario(t, d, p.cls.minDemand)) position = i + 1;
+      else moving = false;
+    }
+    this.cursors.set(key, position);
+    return -1;
+  }
+
+  private commit(p: GroupPlan, i: number, h: number, target: number): void {
+    const d = p.demand;
+    this.usedCpu[h] = this.usedCpu[h]! + d.cpu;
+    this.usedMem[h] = this.usedMem[h]! + d.memory;
+    this.usedDisk[h] = this.usedDisk[h]! + d.disk;
+    const present = this.groupsOn[h] as Map<number, number>;
+    present.set(p.g, (present.get(p.g) ?? 0) + 1);
+    if (p.spread) {
+      const v = p.spread.valueOf[h] as number;
+      p.spread.counts[v] = (p.spread.counts[v] as number) + 1;
+      let min = Number.POSITIVE_INFINITY;
+      for (const c of p.spread.counts) if (c < min) min = c;
+      p.spread.min = min;
+    }
+    for (const pool of p.pools) this.ledger.addPrimary(pool, h, p.group.resources);
+    for (const pool of p.hostPools) this.refreshZeroCost(pool, h);
+    p.hostOf[i] = h;
+    this.updateKey(h);
+    if (target >= 0) {
+      const domain = this.domainOf[h] as number;
+      let loads = this.scenarioLoad[target];
+      if (!loads) {
+        loads = new Map();
+        this.scenarioLoad[target] = loads;
+      }
+      let load = loads.get(domain);
+      if (!load) {
+        load = new Float64Array(3);
+        loads.set(domain, load);
+      }
+      load[0] = (load[0] as number) + d.cpu;
+      load[1] = (load[1] as number) + d.memory;
+      load[2] = (load[2] as number) + d.disk;
+      this.resCpu[target] = Math.max(this.resCpu[target]!, load[0] as number);
+      this.resMem[target] = Math.max(this.resMem[target]!, load[1] as number);
+      this.resDisk[target] = Math.max(this.resDisk[target]!, load[2] as number);
+      for (const pool of p.coverPools) {
+        this.ledger.addFailover(pool, target, domain);
+        this.refreshZeroCost(pool, target);
+      }
+      p.targetOf[i] = target;
+      this.updateKey(target);
+    }
+  }
+
+  /** Effective free capacity in MiB-equivalents: what a host can still take, in one number. */
+  private key(h: number): number {
+    const freeMem = this.capMem[h]! - this.usedMem[h]! - this.resMem[h]!;
+    const freeCpu = (this.capCpu[h]! - this.usedCpu[h]! - this.resCpu[h]!) * this.cpuToMem;
+    return Math.max(0, Math.min(freeMem, freeCpu));
+  }
+
+  private keyAfter(p: GroupPlan, h: number): number {
+    return Math.max(0, this.key(h) - p.keyBound);
+  }
+
+  private refreshZeroCost(pool: number, h: number): void {
+    const index = this.zeroCost[pool];
+    if (!index) return;
+    const zero =
+      this.ledger.isCounted(pool, h) && this.ledger.primaryDelta(pool, h, { vcpus: 1 }) === 0;
+    if (zero === index.has(h)) return;
+    const indexes = this.indexesOf[h] as FitIndex[];
+    if (zero) {
+      index.set(h, this.key(h));
+      indexes.push(index);
+    } else {
+      index.remove(h);
+      indexes.splice(indexes.indexOf(index), 1);
+    }
+  }
+
+  private updateKey(h: number): void {
+    const key = this.key(h);
+    for (const index of this.indexesOf[h] as FitIndex[]) index.set(h, key);
+  }
+
+  private licenseUnits(p: GroupPlan, h: number): number {
+    let units = 0;
+    for (const pool of p.pools) units += this.ledger.primaryDelta(pool, h, p.group.resources);
+    return units;
+  }
+
+  // --- 4. report and explain ---------------------------------------------------------------
+
+  /** The first check that rules host h out for the group, static or dynamic; null if none. */
+  private reasonFor(p: GroupPlan, h: number): string | null {
+    const host = this.hosts[h] as Host;
+    for (const check of STATIC_CHECKS) {
+      const verdict = check.check(host, p.group, p.image);
+      if (!verdict.ok) return verdict.reason;
+    }
+    return this.dynamicReason(p, h);
+  }
+
+  private reasonsAcrossHosts(p: GroupPlan): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (let h = 0; h < this.H; h++) {
+      const reason = this.reasonFor(p, h) ?? 'not-chosen';
+      counts[reason] = (counts[reason] ?? 0) + 1;
+    }
+    if (this.H === 0) counts['no-hosts'] = 1;
+    return Object.fromEntries(Object.entries(counts).sort(([a], [b]) => (a < b ? -1 : 1)));
+  }
+
+  private evaluateAll(p: GroupPlan, name: string, kept: boolean): Explanation {
+    const hosts: HostVerdict[] = [];
+    for (let h = 0; h < this.H; h++) {
+      const reason = this.reasonFor(p, h);
+      hosts.push({
+        host: (this.hosts[h] as Host).name,
+        ok: reason === null,
+        reason,
+        freeAfter: reason === null ? Math.round(this.keyAfter(p, h)) : null,
+        licenseUnits: reason === null ? this.licenseUnits(p, h) : null,
+        chosen: false,
+      });
+    }
+    return {
+      instance: name,
+      group: p.group.name,
+      strategy: p.group.placement.strategy,
+      kept,
+      hosts,
+    };
+  }
+
+  private markChosen(h: number): void {
+    if (!this.explanation) return;
+    const hosts = this.explanation.hosts.map((v, i) => (i === h ? { ...v, chosen: true } : v));
+    this.explanation = { ...this.explanation, hosts };
+  }
+
+  private report(unplaceable: Unplaceable[]): Placement {
+    const placements: PlacementEntry[] = [];
+    let protectedCount = 0;
+    let covered = 0;
+    for (const p of this.plans) {
+      for (let i = 0; i < p.group.replicas; i++) {
+        if (p.isProtected) protectedCount++;
+        const h = p.hostOf[i] as number;
+        if (h < 0) continue;
+        const t = p.targetOf[i] as number;
+        if (t >= 0) covered++;
+        placements.push({
+          instance: replicaName(p.group.name, i),
+          group: p.group.name,
+          host: (this.hosts[h] as Host).name,
+          failoverHost: t >= 0 ? (this.hosts[t] as Host).name : null,
+        });
+      }
+    }
+    const groupOrder = new Map(this.plans.map((p) => [p.group.name, p.g]));
+    unplaceable.sort(
+      (a, b) =>
+        (groupOrder.get(a.group) as number) - (groupOrder.get(b.group) as number) ||
+        indexOf(a.instance) - indexOf(b.instance),
+    );
+    return {
+      formatVersion: PLACEMENT_FORMAT_VERSION,
+      placements,
+      hosts: this.hosts.map((host, h) => ({
+        name: host.name,
+        used: {
+          vcpus: this.usedCpu[h]! / 1000,
+          memoryMiB: this.usedMem[h]!,
+          diskGiB: this.usedDisk[h]!,
+        },
+        reserved: {
+          vcpus: this.resCpu[h]! / 1000,
+          memoryMiB: this.resMem[h]!,
+          diskGiB: this.resDisk[h]!,
+        },
+        licenses: this.ledger.poolsCounting(h),
+      })),
+      licenses: this.fleet.licenses.map((pool, i) => ({
+        pool: pool.name,
+        metric: pool.metric,
+        entitlement: pool.entitlement,
+        used: this.ledger.used(i),
+      })),
+      unplaceable,
+      failover: {
+        tolerate: this.tolerate,
+        domain: this.fleet.failover.domain,
+        protected: protectedCount,
+        covered,
+      },
+    };
+  }
+}
+
+function indexOf(instance: string): number {
+  return Number(instance.slice(instance.lastIndexOf('-') + 1));
+}

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { FitIndex, MAX_KEY } from '../../src/scheduler/fit-index.js';
+
+describe('FitIndex', () => {
+  it('finds the smallest key at or above a bound, and the largest', () => {
+    const index = new FitIndex(4);
+    index.set(0, 500);
+    index.set(1, 100);
+    index.set(2, 5000);
+    assert.equal(
+      index.ascending(101, () => true),
+      0,
+    );
+    assert.equal(
+      index.ascending(0, () => true),
+      1,
+    );
+    assert.equal(
+      index.ascending(5001, () => true),
+      -1,
+    );
+    assert.equal(
+      index.descending(0, () => true),
+      2,
+    );
+    assert.equal(
+      index.ascending(0, (h) => h !== 1),
+      0,
+      'skips a host the checks refuse',
+    );
+    index.remove(1);
+    assert.equal(
+      index.ascending(0, () => true),
+      0,
+    );
+    index.set(0, 6000);
+    assert.equal(
+      index.descending(0, () => true),
+      0,
+    );
+    index.set(3, MAX_KEY + 10);
+    assert.equal(
+      index.descending(0, () => true),
+      3,
+      'large keys clamp to the top',
+    );
+  });
+
+  it('agrees with a sorted scan (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(31), fc.oneof(fc.nat(70_000), fc.constant(-1))), {
+          maxLength: 200,
+        }),
+        fc.nat(70_000),
+        (ops, bound) => {
+          const index = new FitIndex(32);
+          const model = new Map<number, number>();
+          for (const [host, key] of ops) {
+            if (key < 0) {
+              index.remove(host);
+              model.delete(host);
+            } else {
+              index.set(host, key);
+              model.set(host, key);
+            }
+          }
+          const seen: number[] = [];
+          index.ascending(bound, (h) => {
+            seen.push(model.get(h) as number);
+            return false;
+          });
+          const expected = [...model.values()].filter((k) => k >= bound).sort((a, b) => a - b);
+          assert.deepEqual(seen, expected);
+          const down: number[] = [];
+          index.descending(0, (h) => {
+            down.push(model.get(h) as number);
+            return false;
+          });
+          assert.deepEqual(
+            down,
+            [...model.values()].sort((a, b) => b - a),
+          );
+        },
+      ),
+      { numRuns: 300, seed: 7 },
+    );
+  });
+});
