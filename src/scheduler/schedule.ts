@@ -92,7 +92,7 @@ interface GroupPlan {
   readonly keyBound: number;
   readonly cls: HostClass;
   readonly avoid: readonly number[];
-  readonly spread: { valueOf: Int32Array; counts: Int32Array; min: number } | undefined;
+  readonly spread: { valueAt: Int32Array; counts: Int32Array; min: number } | undefined;
   readonly pools: readonly number[];
   readonly hostPools: readonly number[];
   readonly coverPools: readonly number[];
@@ -357,16 +357,16 @@ class Scheduler {
     return Int32Array.from(order);
   }
 
-  private readonly spreadValues = new Map<string, { valueOf: Int32Array; values: number }>();
+  private readonly spreadValues = new Map<string, { valueAt: Int32Array; values: number }>();
 
   private spreadFor(group: InstanceGroup, cls: HostClass): GroupPlan['spread'] {
     const label = group.placement.spread;
     if (label === undefined) return undefined;
     const cacheKey = `${cls.id}\u0000${label}`;
     const cached = this.spreadValues.get(cacheKey);
-    if (cached) return { valueOf: cached.valueOf, counts: new Int32Array(cached.values), min: 0 };
+    if (cached) return { valueAt: cached.valueAt, counts: new Int32Array(cached.values), min: 0 };
     const values = new Map<string, number>();
-    const valueOf = new Int32Array(this.H).fill(-1);
+    const valueAt = new Int32Array(this.H).fill(-1);
     for (const h of cls.members) {
       const value = (this.hosts[h] as Host).labels[label];
       if (value === undefined) continue;
@@ -375,10 +375,10 @@ class Scheduler {
         v = values.size;
         values.set(value, v);
       }
-      valueOf[h] = v;
+      valueAt[h] = v;
     }
-    this.spreadValues.set(cacheKey, { valueOf, values: values.size });
-    return { valueOf, counts: new Int32Array(values.size), min: 0 };
+    this.spreadValues.set(cacheKey, { valueAt, values: values.size });
+    return { valueAt, counts: new Int32Array(values.size), min: 0 };
   }
 
   /** Most constrained first, then largest first (first-fit decreasing), then spec order. */
@@ -496,7 +496,7 @@ class Scheduler {
       for (const a of p.avoid) if (present.has(a)) return 'anti-affinity';
     }
     if (p.spread) {
-      const v = p.spread.valueOf[h] as number;
+      const v = p.spread.valueAt[h] as number;
       if (v < 0 || p.spread.counts[v] !== p.spread.min) return 'spread-skew';
     }
     for (const pool of p.pools) {
@@ -584,7 +584,7 @@ class Scheduler {
     const present = this.groupsOn[h] as Map<number, number>;
     present.set(p.g, (present.get(p.g) ?? 0) + 1);
     if (p.spread) {
-      const v = p.spread.valueOf[h] as number;
+      const v = p.spread.valueAt[h] as number;
       p.spread.counts[v] = (p.spread.counts[v] as number) + 1;
       let min = Number.POSITIVE_INFINITY;
       for (const c of p.spread.counts) if (c < min) min = c;
