@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isVfleetError } from '../model/errors.js';
+import { scheduleCommand } from './commands/schedule-command.js';
 import { validateCommand } from './commands/validate-command.js';
 import { processTerminal, type Terminal } from './terminal.js';
 
@@ -21,7 +22,7 @@ export function buildProgram(terminal: Terminal, setExit: (code: number) => void
       writeOut: (s) => terminal.out(s),
       writeErr: (s) => terminal.err(s),
     });
-  for (const command of [validateCommand(terminal, setExit)]) {
+  for (const command of [validateCommand(terminal, setExit), scheduleCommand(terminal, setExit)]) {
     program.addCommand(
       command.exitOverride().configureOutput({
         writeOut: (s) => terminal.out(s),

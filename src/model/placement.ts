@@ -61,7 +61,12 @@ export interface Placement {
 
 /** Where instances run now, as far as the scheduler needs to know (for stability). */
 export interface ObservedPlacement {
-  readonly instances: ReadonlyArray<{ readonly name: string; readonly host: string }>;
+  readonly instances: ReadonlyArray<{
+    readonly instance: string;
+    readonly host: string;
+    /** Kept too when it still works, so a re-plan does not move standby reserves or licenses. */
+    readonly failoverHost?: string | null;
+  }>;
 }
 
 export const NOTHING_OBSERVED: ObservedPlacement = { instances: [] };

@@ -92,7 +92,15 @@ interface GroupPlan {
   readonly keyBound: number;
   readonly cls: HostClass;
   readonly avoid: readonly number[];
-  readonly spread: { valueAt: Int32Array; counts: Int32Array; min: number } | undefined;
+  readonly spread:
+    | {
+        valueAt: Int32Array;
+        counts: Int32Array;
+        min: number;
+        /** While keeping observed instances: at most this many per value (observed minimum + 1). */
+        keepCap: number;
+      }
+    | undefined;
   readonly pools: readonly number[];
   readonly hostPools: readonly number[];
   readonly coverPools: readonly number[];
@@ -133,6 +141,9 @@ class Scheduler {
   private readonly plans: GroupPlan[];
   private readonly tolerate: number;
   private lastTarget = -1;
+  /** An observed failover host to try first while keeping its instance. */
+  private preferredTarget = -1;
+  private keeping = false;
   private explanation: Explanation | undefined;
 
   constructor(fleet: Fleet, options: ScheduleOptions) {
@@ -364,7 +375,9 @@ class Scheduler {
     if (label === undefined) return undefined;
     const cacheKey = `${cls.id}\u0000${label}`;
     const cached = this.spreadValues.get(cacheKey);
-    if (cached) return { valueAt: cached.valueAt, counts: new Int32Array(cached.values), min: 0 };
+    if (cached) {
+      return { valueAt: cached.valueAt, counts: new Int32Array(cached.values), min: 0, keepCap: 0 };
+    }
     const values = new Map<string, number>();
     const valueAt = new Int32Array(this.H).fill(-1);
     for (const h of cls.members) {
@@ -378,7 +391,7 @@ class Scheduler {
       valueAt[h] = v;
     }
     this.spreadValues.set(cacheKey, { valueAt, values: values.size });
-    return { valueAt, counts: new Int32Array(values.size), min: 0 };
+    return { valueAt, counts: new Int32Array(values.size), min: 0, keepCap: 0 };
   }
 
   /** Most constrained first, then largest first (first-fit decreasing), then spec order. */
@@ -401,26 +414,46 @@ class Scheduler {
   // --- 2. keep ----------------------------------------------------------------------------
 
   private keepObserved(observed: ObservedPlacement): void {
-    const planByName = new Map(this.plans.map((p) => [p.group.name, p]));
     const hostByName = new Map(this.hosts.map((h, i) => [h.name, i]));
-    const wanted = new Map<string, number>();
-    for (const { name, host } of observed.instances) {
+    const wanted = new Map<string, { host: number; target: number }>();
+    for (const { instance, host, failoverHost } of observed.instances) {
       const h = hostByName.get(host);
-      if (h !== undefined) wanted.set(name, h);
+      const t = failoverHost ? (hostByName.get(failoverHost) ?? -1) : -1;
+      if (h !== undefined) wanted.set(instance, { host: h, target: t });
     }
     if (wanted.size === 0) return;
+    this.keeping = true;
     for (const p of this.plans) {
+      if (p.spread) {
+        // Kept replicas are judged as a set, not in the order they happen to be visited: each
+        // value may keep the observed minimum + 1, which leaves a skew of at most 1.
+        const observedCounts = new Int32Array(p.spread.counts.length);
+        for (let i = 0; i < p.group.replicas; i++) {
+          const w = wanted.get(replicaName(p.group.name, i));
+          const v = w ? (p.spread.valueAt[w.host] as number) : -1;
+          if (v >= 0) observedCounts[v] = (observedCounts[v] as number) + 1;
+        }
+        p.spread.keepCap = Math.min(...observedCounts) + 1;
+      }
       for (let i = 0; i < p.group.replicas; i++) {
         const name = replicaName(p.group.name, i);
-        const h = wanted.get(name);
-        if (h === undefined) continue;
+        const w = wanted.get(name);
+        if (w === undefined) continue;
         if (this.options.explain === name) this.explanation = this.evaluateAll(p, name, true);
-        if (p.cls.mask[h] && this.dynamicReason(p, h) === null) {
-          this.commit(p, i, h, this.lastTarget);
-          if (this.options.explain === name) this.markChosen(h);
+        this.preferredTarget = w.target;
+        if (p.cls.mask[w.host] && this.dynamicReason(p, w.host) === null) {
+          this.commit(p, i, w.host, this.lastTarget);
+          if (this.options.explain === name) this.markChosen(w.host);
         }
       }
+      if (p.spread) {
+        let min = Number.POSITIVE_INFINITY;
+        for (const c of p.spread.counts) if (c < min) min = c;
+        p.spread.min = p.spread.counts.length > 0 ? min : 0;
+      }
     }
+    this.preferredTarget = -1;
+    this.keeping = false;
   }
 
   // --- 3. place ---------------------------------------------------------------------------
@@ -497,7 +530,10 @@ class Scheduler {
     }
     if (p.spread) {
       const v = p.spread.valueAt[h] as number;
-      if (v < 0 || p.spread.counts[v] !== p.spread.min) return 'spread-skew';
+      const count = p.spread.counts[v] as number;
+      if (v < 0 || (this.keeping ? count >= p.spread.keepCap : count !== p.spread.min)) {
+        return 'spread-skew';
+      }
     }
     for (const pool of p.pools) {
       if (!this.ledger.affordable(pool, this.ledger.primaryDelta(pool, h, p.group.resources))) {
@@ -543,6 +579,15 @@ class Scheduler {
    */
   private findTarget(p: GroupPlan, d: number, primary: number): number {
     const demand = p.demand;
+    const preferred = this.preferredTarget;
+    if (
+      preferred >= 0 &&
+      p.cls.mask[preferred] &&
+      this.domainOf[preferred] !== d &&
+      this.fitsScenario(preferred, d, demand)
+    ) {
+      return preferred;
+    }
     for (const pool of p.coverPools) {
       for (const t of this.ledger.countedHosts(pool)) {
         if (
