@@ -120,11 +120,15 @@ export function checkSemantics(
         }
       }
     } else {
-      for (const key of ['address', 'port', 'user', 'hostKey', 'identityFile'] as const) {
+      const ignored =
+        engine === 'embedded'
+          ? (['address', 'port', 'user', 'hostKey', 'identityFile', 'dataDir'] as const)
+          : (['address', 'port', 'user', 'hostKey', 'identityFile'] as const);
+      for (const key of ignored) {
         if (host[key] !== undefined) {
           warn(
             'ssh-endpoint',
-            `${key} is ignored: host ${quoteValue(host.name)} uses the ${engine} engine, not ssh`,
+            `${key} is ignored: host ${quoteValue(host.name)} uses the ${engine} engine${key === 'dataDir' ? ', whose instances live in Redis' : ', not ssh'}`,
             ['spec', 'hosts', h, key],
             'key',
           );
@@ -157,6 +161,16 @@ export function checkSemantics(
         'unrunnable-image',
         `no host runs ${image.kind === 'vm' ? 'VMs' : 'containers'}, so image ${quoteValue(image.name)} cannot run anywhere (add "${image.kind}" to a host's runs)`,
         ['spec', 'images', i, 'kind'],
+      );
+    } else if (
+      image.kind === 'vm' &&
+      !image.allowEmulation &&
+      !runners.some((host) => host.os.arch === image.os.arch)
+    ) {
+      warn(
+        'unrunnable-image',
+        `VM image ${quoteValue(image.name)} is ${image.os.arch}, and no host that runs VMs is; set allowEmulation: true to run it under QEMU's emulation`,
+        ['spec', 'images', i, 'os', 'arch'],
       );
     } else if (
       image.kind === 'container' &&
