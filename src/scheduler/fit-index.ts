@@ -143,10 +143,13 @@ export class FitIndex {
     this.previousHost[host] = -1;
   }
 
-  /** The first host, in ascending key order from `from`, that `accept` takes; -1 if none. */
-  ascending(from: number, accept: (host: number) => boolean): number {
+  /**
+   * The first host, in ascending key order from `from` and below `below`, that `accept` takes;
+   * -1 if none.
+   */
+  ascending(from: number, accept: (host: number) => boolean, below = MAX_KEY + 1): number {
     let k = this.tree.next(from <= 0 ? 0 : Math.min(Math.ceil(from), MAX_KEY));
-    while (k >= 0) {
+    while (k >= 0 && k < below) {
       for (let h = this.heads.get(k) ?? -1; h >= 0; h = this.nextHost[h] as number) {
         if (accept(h)) return h;
       }

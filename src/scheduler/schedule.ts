@@ -42,7 +42,14 @@ import {
   type Unplaceable,
 } from '../model/placement.js';
 import { type Amounts, allocatable, demandOf } from './capacity.js';
-import { FitIndex } from './fit-index.js';
+import { FitIndex, MAX_KEY } from './fit-index.js';
+
+/**
+ * Keys from here up belong to empty hosts, ordered by their capacity: binpack fills the hosts
+ * already in use (best fit) and only then opens a new one, the largest first, so a fleet of
+ * mixed host sizes ends up on as few hosts as it can.
+ */
+const EMPTY = (MAX_KEY + 1) / 2;
 import { STATIC_CHECKS } from './host-checks.js';
 
 export interface ScheduleOptions {
@@ -461,10 +468,14 @@ class Scheduler {
   private choose(p: GroupPlan): number {
     const accept = (h: number) => this.dynamicReason(p, h) === null;
     if (p.hostPools.length > 0) return this.chooseLicensed(p, accept);
+    const index = p.cls.index;
     const host =
       p.group.placement.strategy === 'spread'
-        ? p.cls.index.descending(p.keyBound, accept)
-        : p.cls.index.ascending(p.keyBound, accept);
+        ? index.descending(p.keyBound, accept)
+        : (() => {
+            const open = index.ascending(p.keyBound, accept, EMPTY);
+            return open >= 0 ? open : index.descending(EMPTY, accept);
+          })();
     // The accepted host was the last one checked, so lastTarget is its failover target.
     return host;
   }
@@ -667,14 +678,21 @@ class Scheduler {
   }
 
   /** Effective free capacity in MiB-equivalents: what a host can still take, in one number. */
-  private key(h: number): number {
+  private free(h: number): number {
     const freeMem = this.capMem[h]! - this.usedMem[h]! - this.resMem[h]!;
     const freeCpu = (this.capCpu[h]! - this.usedCpu[h]! - this.resCpu[h]!) * this.cpuToMem;
     return Math.max(0, Math.min(freeMem, freeCpu));
   }
 
+  /** The FitIndex key: free capacity, with empty hosts above EMPTY (see there). */
+  private key(h: number): number {
+    const free = this.free(h);
+    const empty = this.usedMem[h] === 0 && this.usedCpu[h] === 0 && this.resMem[h] === 0 && this.resCpu[h] === 0;
+    return empty ? EMPTY + Math.min(free, EMPTY - 1) : Math.min(free, EMPTY - 1);
+  }
+
   private keyAfter(p: GroupPlan, h: number): number {
-    return Math.max(0, this.key(h) - p.keyBound);
+    return Math.max(0, this.free(h) - p.keyBound);
   }
 
   private refreshZeroCost(pool: number, h: number): void {

@@ -42,12 +42,36 @@ const hostOf = (placement: ReturnType<typeof schedule>, instance: string) =>
   placement.placements.find((p) => p.instance === instance)?.host;
 
 describe('schedule: capacity and fit', () => {
-  it('binpack puts the instance on the fullest host that fits', () => {
+  it('binpack fills the fullest host in use that fits, and opens the largest empty host last', () => {
     const fleet = fleetOf({
-      hosts: [small('a', 'r1', 16384), small('b', 'r1', 8192), small('c', 'r1', 4096)],
-      instances: [aGroup({ replicas: 1, resources: { vcpus: 1, memoryMiB: 6000 } })],
+      hosts: [small('a', 'r1', 16384), small('b', 'r1', 8192), small('c', 'r1', 32768), small('d', 'r1', 4096)],
+      instances: [
+        aGroup({ name: 'big', replicas: 1, resources: { vcpus: 1, memoryMiB: 3000 } }),
+        aGroup({ name: 'web', replicas: 2, resources: { vcpus: 1, memoryMiB: 1000 }, placement: { avoid: ['web'] } }),
+      ],
     });
-    assert.equal(hostOf(schedule(fleet), 'web-0'), 'b');
+    const placement = schedule(fleet);
+    // web (constrained) goes first: web-0 opens the largest empty host, web-1 (which avoids it)
+    // the next largest; big then fits on both, and takes the one with less room left.
+    assert.equal(hostOf(placement, 'web-0'), 'c');
+    assert.equal(hostOf(placement, 'web-1'), 'a');
+    assert.equal(hostOf(placement, 'big-0'), 'a');
+  });
+
+  it('among hosts in use, binpack picks the one with the least room left that fits', () => {
+    const fleet = fleetOf({
+      hosts: [small('a', 'r1', 16384), small('b', 'r1', 16384)],
+      instances: [
+        aGroup({ name: 'x', replicas: 2, resources: { vcpus: 1, memoryMiB: 6000 }, placement: { avoid: ['x'] } }),
+        aGroup({ name: 'y', replicas: 1, resources: { vcpus: 1, memoryMiB: 4000 }, placement: { avoid: ['z'] } }),
+        aGroup({ name: 'z', replicas: 1, resources: { vcpus: 1, memoryMiB: 9000 } }),
+      ],
+    });
+    const placement = schedule(fleet);
+    // z (9000) goes beside one x (10384 left → 1384); y (4000) then fits only on the other host.
+    assert.notEqual(hostOf(placement, 'x-0'), hostOf(placement, 'x-1'));
+    assert.notEqual(hostOf(placement, 'y-0'), hostOf(placement, 'z-0'));
+    assert.equal(placement.unplaceable.length, 0);
   });
 
   it('spread strategy puts it on the emptiest host', () => {
