@@ -25,10 +25,34 @@ interface Case {
 }
 
 const CASES: readonly Case[] = [
-  { name: '1k hosts, 100k instances, failover', hosts: 1_000, instances: 100_000, failover: true, naiveSeconds: 0 },
-  { name: '1k hosts, 100k instances, no failover', hosts: 1_000, instances: 100_000, failover: false, naiveSeconds: 60 },
-  { name: '10k hosts, 1M instances, failover', hosts: 10_000, instances: 1_000_000, failover: true, naiveSeconds: 0 },
-  { name: '10k hosts, 1M instances, no failover', hosts: 10_000, instances: 1_000_000, failover: false, naiveSeconds: 60 },
+  {
+    name: '1k hosts, 100k instances, failover',
+    hosts: 1_000,
+    instances: 100_000,
+    failover: true,
+    naiveSeconds: 0,
+  },
+  {
+    name: '1k hosts, 100k instances, no failover',
+    hosts: 1_000,
+    instances: 100_000,
+    failover: false,
+    naiveSeconds: 60,
+  },
+  {
+    name: '10k hosts, 1M instances, failover',
+    hosts: 10_000,
+    instances: 1_000_000,
+    failover: true,
+    naiveSeconds: 0,
+  },
+  {
+    name: '10k hosts, 1M instances, no failover',
+    hosts: 10_000,
+    instances: 1_000_000,
+    failover: false,
+    naiveSeconds: 60,
+  },
 ];
 
 type Vec = [number, number, number];
@@ -40,14 +64,20 @@ function main(): void {
     return;
   }
   const quick = process.argv.includes('--quick');
-  console.log(`bench:schedule on ${process.version}, seed 1 (placements/s: higher is better; ratios: lower is better)`);
+  console.log(
+    `bench:schedule on ${process.version}, seed 1 (placements/s: higher is better; ratios: lower is better)`,
+  );
   let failed = false;
   CASES.forEach((c, i) => {
     if (quick && c.instances > 100_000) return;
-    const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--case', String(i)], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawnSync(
+      process.execPath,
+      [fileURLToPath(import.meta.url), '--case', String(i)],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     process.stdout.write(child.stdout);
     if (child.status !== 0) failed = true;
   });
@@ -56,7 +86,12 @@ function main(): void {
 
 function runCase(c: Case): void {
   const fleet = normalizeFleet(
-    generateFleetDocument({ hosts: c.hosts, instances: c.instances, seed: 1, failover: c.failover }),
+    generateFleetDocument({
+      hosts: c.hosts,
+      instances: c.instances,
+      seed: 1,
+      failover: c.failover,
+    }),
   );
   const started = performance.now();
   const placement = schedule(fleet);
@@ -90,7 +125,8 @@ function runCase(c: Case): void {
     );
   }
   console.log(parts.join('; '));
-  const ok = placed > 0 && (!c.failover || placement.failover.covered === placementProtected(placement));
+  const ok =
+    placed > 0 && (!c.failover || placement.failover.covered === placementProtected(placement));
   process.exitCode = ok ? 0 : 1;
 }
 
@@ -141,7 +177,9 @@ function demandByGroup(fleet: Fleet): Map<string, Vec> {
  */
 function hostsLowerBound(fleet: Fleet, placement: Placement): number {
   const demand = demandByGroup(fleet);
-  const kindOf = new Map(fleet.groups.map((g) => [g.name, fleet.images.find((i) => i.name === g.image)!.kind]));
+  const kindOf = new Map(
+    fleet.groups.map((g) => [g.name, fleet.images.find((i) => i.name === g.image)!.kind]),
+  );
   const total: Vec = [0, 0, 0];
   const vm: Vec = [0, 0, 0];
   for (const p of placement.placements) {
@@ -178,7 +216,10 @@ function hostsLowerBound(fleet: Fleet, placement: Placement): number {
  * the static checks, capacity, anti-affinity and spread skew. No licenses, no failover, no
  * index: what a scheduler without vfleet's structures does. Stops after `limitSeconds`.
  */
-function naiveFirstFit(fleet: Fleet, limitSeconds: number): { placed: number; seconds: number; complete: boolean } {
+function naiveFirstFit(
+  fleet: Fleet,
+  limitSeconds: number,
+): { placed: number; seconds: number; complete: boolean } {
   const started = performance.now();
   const H = fleet.hosts.length;
   const cap = fleet.hosts.map((h) => allocatable(h));
@@ -193,7 +234,8 @@ function naiveFirstFit(fleet: Fleet, limitSeconds: number): { placed: number; se
     const counts = new Map<string, number>();
     if (label) {
       for (const host of fleet.hosts) {
-        if (STATIC_CHECKS.every((c) => c.check(host, group, image).ok)) counts.set(host.labels[label]!, 0);
+        if (STATIC_CHECKS.every((c) => c.check(host, group, image).ok))
+          counts.set(host.labels[label]!, 0);
       }
     }
     for (let i = 0; i < group.replicas; i++) {
@@ -203,7 +245,8 @@ function naiveFirstFit(fleet: Fleet, limitSeconds: number): { placed: number; se
         if (!STATIC_CHECKS.every((c) => c.check(host, group, image).ok)) continue;
         const u = used[h]!;
         const c = cap[h]!;
-        if (u.cpu + d.cpu > c.cpu || u.memory + d.memory > c.memory || u.disk + d.disk > c.disk) continue;
+        if (u.cpu + d.cpu > c.cpu || u.memory + d.memory > c.memory || u.disk + d.disk > c.disk)
+          continue;
         if (group.placement.avoid.some((a) => groupsOn[h]!.has(a))) continue;
         if (label && counts.get(host.labels[label]!) !== min) continue;
         u.cpu += d.cpu;

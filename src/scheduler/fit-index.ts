@@ -96,13 +96,17 @@ function ctz(x: number): number {
 }
 
 export class FitIndex {
-  private readonly tree = new BitTree(BITS);
+  private readonly tree: BitTree;
+  private readonly maxKey: number;
   private readonly heads = new Map<number, number>();
   private readonly nextHost: Int32Array;
   private readonly previousHost: Int32Array;
   private readonly keys: Int32Array;
 
-  constructor(hostCount: number) {
+  /** `bits` bounds the keys (default 24: up to MAX_KEY); smaller indexes take less memory. */
+  constructor(hostCount: number, bits = BITS) {
+    this.tree = new BitTree(bits);
+    this.maxKey = (1 << bits) - 1;
     this.nextHost = new Int32Array(hostCount).fill(-1);
     this.previousHost = new Int32Array(hostCount).fill(-1);
     this.keys = new Int32Array(hostCount).fill(-1);
@@ -114,7 +118,7 @@ export class FitIndex {
 
   /** Puts the host at `key` (clamped to 0…MAX_KEY), first in its bucket. */
   set(host: number, key: number): void {
-    const k = key <= 0 ? 0 : key >= MAX_KEY ? MAX_KEY : Math.floor(key);
+    const k = key <= 0 ? 0 : key >= this.maxKey ? this.maxKey : Math.floor(key);
     if (this.keys[host] === k) return;
     if (this.has(host)) this.remove(host);
     const head = this.heads.get(k);
@@ -148,19 +152,19 @@ export class FitIndex {
    * -1 if none.
    */
   ascending(from: number, accept: (host: number) => boolean, below = MAX_KEY + 1): number {
-    let k = this.tree.next(from <= 0 ? 0 : Math.min(Math.ceil(from), MAX_KEY));
+    let k = this.tree.next(from <= 0 ? 0 : Math.min(Math.ceil(from), this.maxKey));
     while (k >= 0 && k < below) {
       for (let h = this.heads.get(k) ?? -1; h >= 0; h = this.nextHost[h] as number) {
         if (accept(h)) return h;
       }
-      k = k >= MAX_KEY ? -1 : this.tree.next(k + 1);
+      k = k >= this.maxKey ? -1 : this.tree.next(k + 1);
     }
     return -1;
   }
 
   /** The first host, in descending key order down to `downTo`, that `accept` takes; -1 if none. */
   descending(downTo: number, accept: (host: number) => boolean): number {
-    let k = this.tree.previous(MAX_KEY);
+    let k = this.tree.previous(this.maxKey);
     while (k >= 0 && k >= downTo) {
       for (let h = this.heads.get(k) ?? -1; h >= 0; h = this.nextHost[h] as number) {
         if (accept(h)) return h;

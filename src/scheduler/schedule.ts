@@ -50,6 +50,11 @@ import { FitIndex, MAX_KEY } from './fit-index.js';
  * mixed host sizes ends up on as few hosts as it can.
  */
 const EMPTY = (MAX_KEY + 1) / 2;
+/** Above this many failure domains (domain: host on a large fleet), reserves grow by cursor only. */
+const MAX_SLACK_DOMAINS = 64;
+/** Reserves weighed when one must grow: a bound on work, not on correctness (any choice fits). */
+const GROWTH_CANDIDATES = 64;
+
 import { STATIC_CHECKS } from './host-checks.js';
 
 export interface ScheduleOptions {
@@ -135,6 +140,8 @@ class Scheduler {
   private readonly resDisk: Float64Array;
   /** MiB per milli-vCPU of the whole fleet: makes CPU and memory comparable in one key. */
   private readonly cpuToMem: number;
+  /** MiB per GiB of disk of the whole fleet, for weighing reserve growth. */
+  private readonly diskToMem: number;
   private readonly domainOf: Int32Array;
   private readonly domainCount: number;
   private readonly groupsOn: Array<Map<number, number>>;
@@ -142,7 +149,17 @@ class Scheduler {
   /** Per host: failure domain → what would land here if that domain failed. */
   private readonly scenarioLoad: Array<Map<number, Float64Array> | undefined>;
   private readonly cursors = new Map<number, number>();
+  /**
+   * Per failure domain d (when there are few enough domains): hosts keyed by their slack for
+   * scenario d — reserve minus what d's failure already lands there. A protected instance of d
+   * first goes into existing slack, so every scenario fills the same reserves before any grows.
+   */
+  private readonly slack: FitIndex[] | undefined;
+  /** Failover targets found during one placement, by domain: the state does not change meanwhile. */
+  private readonly targetMemo = new Map<number, number>();
   private readonly ledger: LicenseLedger;
+  /** Hosts some host-metric pool counts: kept for licensed instances while others fit elsewhere. */
+  private readonly licensed: Uint8Array;
   /** Per host-metric pool: counted hosts where one more licensed instance costs no units. */
   private readonly zeroCost: Array<FitIndex | undefined>;
   private readonly plans: GroupPlan[];
@@ -176,6 +193,7 @@ class Scheduler {
     this.resDisk = new Float64Array(H);
     let totalCpu = 0;
     let totalMem = 0;
+    let totalDisk = 0;
     fleet.hosts.forEach((host, h) => {
       const cap = allocatable(host);
       this.capCpu[h] = cap.cpu;
@@ -183,8 +201,10 @@ class Scheduler {
       this.capDisk[h] = cap.disk;
       totalCpu += cap.cpu;
       totalMem += cap.memory;
+      totalDisk += cap.disk;
     });
     this.cpuToMem = totalCpu > 0 ? totalMem / totalCpu : 1;
+    this.diskToMem = totalDisk > 0 ? totalMem / totalDisk : 1;
     this.tolerate = fleet.failover.tolerate;
     this.domainOf = new Int32Array(H);
     const domains = new Map<string, number>();
@@ -201,10 +221,15 @@ class Scheduler {
       this.domainOf[h] = d;
     });
     this.domainCount = domains.size;
+    this.slack =
+      this.tolerate > 0 && domains.size <= MAX_SLACK_DOMAINS
+        ? Array.from({ length: domains.size }, () => new FitIndex(H, 22))
+        : undefined;
     this.groupsOn = Array.from({ length: H }, () => new Map());
     this.indexesOf = Array.from({ length: H }, () => []);
     this.scenarioLoad = new Array(H);
     this.ledger = new LicenseLedger(fleet.licenses, fleet.hosts);
+    this.licensed = new Uint8Array(H);
     this.zeroCost = fleet.licenses.map((pool) =>
       isHostMetric(pool) ? new FitIndex(H) : undefined,
     );
@@ -409,8 +434,12 @@ class Scheduler {
       (Object.keys(p.group.placement.requireLabels).length > 0 ? 1 : 0) +
       (p.isProtected ? 1 : 0) +
       (p.hostPools.length > 0 ? 1 : 0);
+    // Groups that draw on host-metric pools go first: they concentrate on few licensed hosts
+    // before anything else takes the room there.
+    const licensed = (p: GroupPlan) => (p.hostPools.length > 0 ? 1 : 0);
     return [...this.plans].sort(
       (a, b) =>
+        licensed(b) - licensed(a) ||
         constraints(b) - constraints(a) ||
         b.keyBound - a.keyBound ||
         b.demand.memory - a.demand.memory ||
@@ -448,6 +477,7 @@ class Scheduler {
         if (w === undefined) continue;
         if (this.options.explain === name) this.explanation = this.evaluateAll(p, name, true);
         this.preferredTarget = w.target;
+        this.targetMemo.clear();
         if (p.cls.mask[w.host] && this.dynamicReason(p, w.host) === null) {
           this.commit(p, i, w.host, this.lastTarget);
           if (this.options.explain === name) this.markChosen(w.host);
@@ -466,16 +496,16 @@ class Scheduler {
   // --- 3. place ---------------------------------------------------------------------------
 
   private choose(p: GroupPlan): number {
+    this.targetMemo.clear();
     const accept = (h: number) => this.dynamicReason(p, h) === null;
     if (p.hostPools.length > 0) return this.chooseLicensed(p, accept);
     const index = p.cls.index;
-    const host =
-      p.group.placement.strategy === 'spread'
-        ? index.descending(p.keyBound, accept)
-        : (() => {
-            const open = index.ascending(p.keyBound, accept, EMPTY);
-            return open >= 0 ? open : index.descending(EMPTY, accept);
-          })();
+    const find = (take: (h: number) => boolean) => {
+      if (p.group.placement.strategy === 'spread') return index.descending(p.keyBound, take);
+      const open = index.ascending(p.keyBound, take, EMPTY);
+      return open >= 0 ? open : index.descending(EMPTY, take);
+    };
+    const host = find(accept);
     // The accepted host was the last one checked, so lastTarget is its failover target.
     return host;
   }
@@ -500,9 +530,12 @@ class Scheduler {
     const consider = (h: number) => {
       const units = this.licenseUnits(p, h);
       const key = this.keyAfter(p, h);
+      // Among hosts that cost the same, a host newly licensed should be the roomiest, so that the
+      // units bought hold as many licensed instances as they can; a licensed one, the best fit.
+      const roomiest = spread || !this.ledger.isCounted(p.hostPools[0] as number, h);
       const better =
         units < bestUnits ||
-        (units === bestUnits && (spread ? key > bestKey || best < 0 : key < bestKey));
+        (units === bestUnits && (roomiest ? key > bestKey || best < 0 : key < bestKey));
       if (better) {
         best = h;
         bestUnits = units;
@@ -513,10 +546,10 @@ class Scheduler {
       if (p.cls.mask[h] && accept(h)) consider(h);
     }
     if (best < 0 || bestUnits > p.cheapestNewHost) {
-      // Visit candidates in best-fit order until one costs as little as any new host can:
-      // the cheapest in licenses wins, not merely the first that fits.
-      p.cls.index.ascending(p.keyBound, (h) => {
-        if (accept(h)) consider(h);
+      // Visit candidates roomiest first until one costs as little as any new host can: the
+      // cheapest in licenses wins, not merely the first that fits.
+      p.cls.index.descending(p.keyBound, (h) => {
+        if (!this.ledger.isCounted(p.hostPools[0] as number, h) && accept(h)) consider(h);
         return bestUnits <= p.cheapestNewHost;
       });
     }
@@ -589,6 +622,48 @@ class Scheduler {
    * every scenario fills the same hosts' reserves before opening new ones.
    */
   private findTarget(p: GroupPlan, d: number, primary: number): number {
+    const memo = this.targetMemo.get(d);
+    if (memo !== undefined) return memo;
+    const t = this.searchTarget(p, d, primary);
+    this.targetMemo.set(d, t);
+    return t;
+  }
+
+  /** Whether demand fits in t's existing reserve for scenario d, with no reserve growth. */
+  private fitsSlack(t: number, d: number, demand: Amounts): boolean {
+    const load = this.scenarioLoad[t]?.get(d);
+    return (
+      (load ? (load[0] as number) : 0) + demand.cpu <= this.resCpu[t]! &&
+      (load ? (load[1] as number) : 0) + demand.memory <= this.resMem[t]! &&
+      (load ? (load[2] as number) : 0) + demand.disk <= this.resDisk[t]!
+    );
+  }
+
+  private slackKey(t: number, d: number): number {
+    const load = this.scenarioLoad[t]?.get(d);
+    const mem = this.resMem[t]! - (load ? (load[1] as number) : 0);
+    const cpu = (this.resCpu[t]! - (load ? (load[0] as number) : 0)) * this.cpuToMem;
+    return Math.min(mem, cpu);
+  }
+
+  /** How much t's reserve would grow (MiB-equivalents) to take demand in scenario d. */
+  private growth(t: number, d: number, demand: Amounts): number {
+    const load = this.scenarioLoad[t]?.get(d);
+    const c = (load ? (load[0] as number) : 0) + demand.cpu - this.resCpu[t]!;
+    const m = (load ? (load[1] as number) : 0) + demand.memory - this.resMem[t]!;
+    const k = (load ? (load[2] as number) : 0) + demand.disk - this.resDisk[t]!;
+    return Math.max(0, m) + Math.max(0, c) * this.cpuToMem + Math.max(0, k) * this.diskToMem;
+  }
+
+  private updateSlack(t: number, d: number): void {
+    const index = this.slack?.[d];
+    if (!index) return;
+    const key = this.slackKey(t, d);
+    if (key >= 1) index.set(t, key);
+    else index.remove(t);
+  }
+
+  private searchTarget(p: GroupPlan, d: number, primary: number): number {
     const demand = p.demand;
     const preferred = this.preferredTarget;
     if (
@@ -600,16 +675,38 @@ class Scheduler {
       return preferred;
     }
     for (const pool of p.coverPools) {
+      let grow = -1;
       for (const t of this.ledger.countedHosts(pool)) {
-        if (
-          t !== primary &&
-          p.cls.mask[t] &&
-          this.domainOf[t] !== d &&
-          this.fitsScenario(t, d, demand)
-        ) {
-          return t;
-        }
+        if (t === primary || !p.cls.mask[t] || this.domainOf[t] === d) continue;
+        if (this.fitsSlack(t, d, demand)) return t;
+        if (grow < 0 && this.fitsScenario(t, d, demand)) grow = t;
       }
+      if (grow >= 0) return grow;
+    }
+    const slack = this.slack?.[d];
+    if (slack) {
+      const inSlack = slack.ascending(
+        p.keyBound,
+        (t) => p.cls.mask[t] === 1 && this.domainOf[t] !== d && this.fitsSlack(t, d, demand),
+      );
+      if (inSlack >= 0) return inSlack;
+      // No reserve holds it whole: grow the one that needs to grow least (often in one resource
+      // only), among the reserves with the most slack for d.
+      let best = -1;
+      let bestGrowth = Number.POSITIVE_INFINITY;
+      let visited = 0;
+      slack.descending(1, (t) => {
+        if (p.cls.mask[t] === 1 && this.domainOf[t] !== d && this.fitsScenario(t, d, demand)) {
+          const growth = this.growth(t, d, demand);
+          if (growth < bestGrowth) {
+            best = t;
+            bestGrowth = growth;
+          }
+        }
+        return ++visited >= GROWTH_CANDIDATES;
+      });
+      const fresh = demand.memory + demand.cpu * this.cpuToMem + demand.disk * this.diskToMem;
+      if (best >= 0 && bestGrowth < fresh) return best;
     }
     const order = p.cls.failoverOrder;
     const key = p.cls.id * this.domainCount + d;
@@ -665,9 +762,21 @@ class Scheduler {
       load[0] = (load[0] as number) + d.cpu;
       load[1] = (load[1] as number) + d.memory;
       load[2] = (load[2] as number) + d.disk;
+      const grew =
+        (load[0] as number) > this.resCpu[target]! ||
+        (load[1] as number) > this.resMem[target]! ||
+        (load[2] as number) > this.resDisk[target]!;
       this.resCpu[target] = Math.max(this.resCpu[target]!, load[0] as number);
       this.resMem[target] = Math.max(this.resMem[target]!, load[1] as number);
       this.resDisk[target] = Math.max(this.resDisk[target]!, load[2] as number);
+      if (grew) {
+        // A larger reserve is more slack for every other scenario.
+        for (let other = 0; other < (this.slack?.length ?? 0); other++) {
+          if (other !== this.domainOf[target]) this.updateSlack(target, other);
+        }
+      } else {
+        this.updateSlack(target, domain);
+      }
       for (const pool of p.coverPools) {
         this.ledger.addFailover(pool, target, domain);
         this.refreshZeroCost(pool, target);
@@ -687,7 +796,11 @@ class Scheduler {
   /** The FitIndex key: free capacity, with empty hosts above EMPTY (see there). */
   private key(h: number): number {
     const free = this.free(h);
-    const empty = this.usedMem[h] === 0 && this.usedCpu[h] === 0 && this.resMem[h] === 0 && this.resCpu[h] === 0;
+    const empty =
+      this.usedMem[h] === 0 &&
+      this.usedCpu[h] === 0 &&
+      this.resMem[h] === 0 &&
+      this.resCpu[h] === 0;
     return empty ? EMPTY + Math.min(free, EMPTY - 1) : Math.min(free, EMPTY - 1);
   }
 
@@ -698,6 +811,7 @@ class Scheduler {
   private refreshZeroCost(pool: number, h: number): void {
     const index = this.zeroCost[pool];
     if (!index) return;
+    if (this.ledger.isCounted(pool, h)) this.licensed[h] = 1;
     const zero =
       this.ledger.isCounted(pool, h) && this.ledger.primaryDelta(pool, h, { vcpus: 1 }) === 0;
     if (zero === index.has(h)) return;

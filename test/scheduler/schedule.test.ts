@@ -44,10 +44,20 @@ const hostOf = (placement: ReturnType<typeof schedule>, instance: string) =>
 describe('schedule: capacity and fit', () => {
   it('binpack fills the fullest host in use that fits, and opens the largest empty host last', () => {
     const fleet = fleetOf({
-      hosts: [small('a', 'r1', 16384), small('b', 'r1', 8192), small('c', 'r1', 32768), small('d', 'r1', 4096)],
+      hosts: [
+        small('a', 'r1', 16384),
+        small('b', 'r1', 8192),
+        small('c', 'r1', 32768),
+        small('d', 'r1', 4096),
+      ],
       instances: [
         aGroup({ name: 'big', replicas: 1, resources: { vcpus: 1, memoryMiB: 3000 } }),
-        aGroup({ name: 'web', replicas: 2, resources: { vcpus: 1, memoryMiB: 1000 }, placement: { avoid: ['web'] } }),
+        aGroup({
+          name: 'web',
+          replicas: 2,
+          resources: { vcpus: 1, memoryMiB: 1000 },
+          placement: { avoid: ['web'] },
+        }),
       ],
     });
     const placement = schedule(fleet);
@@ -62,8 +72,18 @@ describe('schedule: capacity and fit', () => {
     const fleet = fleetOf({
       hosts: [small('a', 'r1', 16384), small('b', 'r1', 16384)],
       instances: [
-        aGroup({ name: 'x', replicas: 2, resources: { vcpus: 1, memoryMiB: 6000 }, placement: { avoid: ['x'] } }),
-        aGroup({ name: 'y', replicas: 1, resources: { vcpus: 1, memoryMiB: 4000 }, placement: { avoid: ['z'] } }),
+        aGroup({
+          name: 'x',
+          replicas: 2,
+          resources: { vcpus: 1, memoryMiB: 6000 },
+          placement: { avoid: ['x'] },
+        }),
+        aGroup({
+          name: 'y',
+          replicas: 1,
+          resources: { vcpus: 1, memoryMiB: 4000 },
+          placement: { avoid: ['z'] },
+        }),
         aGroup({ name: 'z', replicas: 1, resources: { vcpus: 1, memoryMiB: 9000 } }),
       ],
     });
