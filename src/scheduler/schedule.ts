@@ -27,7 +27,7 @@
 // normal placements only use capacity − used − reserve, so no placement can break a scenario.
 
 import { LicenseLedger } from '../licensing/license-ledger.js';
-import { hostUnits, instanceUnits, isHostMetric } from '../licensing/license-units.js';
+import { isHostMetric } from '../licensing/license-units.js';
 import { VfleetError } from '../model/errors.js';
 import type { Fleet, Host, Image, InstanceGroup, LicensePool } from '../model/fleet.js';
 import { HOST_DOMAIN, replicaName } from '../model/fleet.js';
@@ -54,6 +54,8 @@ const EMPTY = (MAX_KEY + 1) / 2;
 const MAX_SLACK_DOMAINS = 64;
 /** Reserves weighed when one must grow: a bound on work, not on correctness (any choice fits). */
 const GROWTH_CANDIDATES = 64;
+/** Hosts weighed when an instance must buy license units: a bound on work; any choice fits. */
+const LICENSE_CANDIDATES = 32;
 
 import { STATIC_CHECKS } from './host-checks.js';
 
@@ -116,8 +118,6 @@ interface GroupPlan {
   readonly pools: readonly number[];
   readonly hostPools: readonly number[];
   readonly coverPools: readonly number[];
-  /** The fewest units licensing any new member host for all of `pools` can take. */
-  readonly cheapestNewHost: number;
   readonly isProtected: boolean;
   readonly hostOf: Int32Array;
   readonly targetOf: Int32Array;
@@ -310,14 +310,17 @@ class Scheduler {
         pools,
         hostPools,
         coverPools: hostPools.filter((p) => (fleet.licenses[p] as LicensePool).coverFailover),
-        cheapestNewHost: this.cheapestNewHost(cls, pools, group),
         isProtected,
         hostOf: new Int32Array(group.replicas).fill(-1),
         targetOf: new Int32Array(group.replicas).fill(-1),
         failed: undefined,
       };
     });
-    for (let h = 0; h < this.H; h++) this.updateKey(h);
+    // Index hosts in an order that takes each failure domain in turn (backwards, as an index
+    // bucket is last-in first-out): among equally empty hosts, new ones open rack by rack in
+    // rotation, so racks fill evenly and spread groups find room in every rack.
+    const rotation = this.interleaveByDomain(Array.from({ length: this.H }, (_, h) => h));
+    for (let i = rotation.length - 1; i >= 0; i--) this.updateKey(rotation[i] as number);
     return plans;
   }
 
@@ -367,21 +370,6 @@ class Scheduler {
     };
     classes.set(key, cls);
     return cls;
-  }
-
-  private cheapestNewHost(cls: HostClass, pools: readonly number[], group: InstanceGroup): number {
-    let cheapest = Number.POSITIVE_INFINITY;
-    for (const h of cls.members) {
-      let units = 0;
-      for (const pool of pools) {
-        const p = this.fleet.licenses[pool] as LicensePool;
-        units += isHostMetric(p)
-          ? hostUnits(p, (this.hosts[h] as Host).cpu, 1)
-          : instanceUnits(p, group.resources);
-      }
-      cheapest = Math.min(cheapest, units);
-    }
-    return cheapest;
   }
 
   private interleaveByDomain(members: readonly number[]): Int32Array {
@@ -511,48 +499,39 @@ class Scheduler {
   }
 
   /**
-   * The license scorer: a host already licensed for the group's host-metric pools costs nothing
-   * more (Datacenter) or least (Standard); only when none fits does a new host get licensed, and
-   * then the one that adds the fewest units, best fit among equals.
+   * The license scorer. A host where the instance adds no license units (licensed for
+   * Datacenter already, or with a free Standard slot) wins, best fit among them. Otherwise the
+   * instance must buy units, and buys where they go furthest, weighing the first
+   * LICENSE_CANDIDATES hosts that pass: for a pool whose licensing covers any number of
+   * instances (Datacenter, RHEL per socket pair), the lowest units per room left, roomiest
+   * first, since the room is what the units buy; for stacked rights (Standard: 2 instances per
+   * licensing), the fewest units, best fit first, since room beyond the stack buys nothing.
    */
   private chooseLicensed(p: GroupPlan, accept: (h: number) => boolean): number {
-    const zero = this.zeroCost[p.hostPools[0] as number] as FitIndex;
-    const free = (h: number) => p.cls.mask[h] === 1 && accept(h);
-    const cheap =
+    const pool = p.hostPools[0] as number;
+    const zero = this.zeroCost[pool] as FitIndex;
+    const member = (h: number) => p.cls.mask[h] === 1 && accept(h);
+    const free =
       p.group.placement.strategy === 'spread'
-        ? zero.descending(p.keyBound, free)
-        : zero.ascending(p.keyBound, free);
-    if (cheap >= 0) return cheap; // the last host checked: lastTarget is its failover target
+        ? zero.descending(p.keyBound, member)
+        : zero.ascending(p.keyBound, member);
+    if (free >= 0) return free; // the last host checked: lastTarget is its failover target
+    const stacked = (this.fleet.licenses[pool] as LicensePool).instancesPerUnit !== undefined;
     let best = -1;
-    let bestUnits = Number.POSITIVE_INFINITY;
-    let bestKey = Number.POSITIVE_INFINITY;
-    const spread = p.group.placement.strategy === 'spread';
-    const consider = (h: number) => {
+    let bestCost = Number.POSITIVE_INFINITY;
+    let seen = 0;
+    const weigh = (h: number) => {
+      if (!accept(h)) return false;
       const units = this.licenseUnits(p, h);
-      const key = this.keyAfter(p, h);
-      // Among hosts that cost the same, a host newly licensed should be the roomiest, so that the
-      // units bought hold as many licensed instances as they can; a licensed one, the best fit.
-      const roomiest = spread || !this.ledger.isCounted(p.hostPools[0] as number, h);
-      const better =
-        units < bestUnits ||
-        (units === bestUnits && (roomiest ? key > bestKey || best < 0 : key < bestKey));
-      if (better) {
+      const cost = stacked ? units : units / Math.max(1, this.free(h));
+      if (cost < bestCost) {
         best = h;
-        bestUnits = units;
-        bestKey = key;
+        bestCost = cost;
       }
+      return ++seen >= LICENSE_CANDIDATES;
     };
-    for (const h of this.ledger.countedHosts(p.hostPools[0] as number)) {
-      if (p.cls.mask[h] && accept(h)) consider(h);
-    }
-    if (best < 0 || bestUnits > p.cheapestNewHost) {
-      // Visit candidates roomiest first until one costs as little as any new host can: the
-      // cheapest in licenses wins, not merely the first that fits.
-      p.cls.index.descending(p.keyBound, (h) => {
-        if (!this.ledger.isCounted(p.hostPools[0] as number, h) && accept(h)) consider(h);
-        return bestUnits <= p.cheapestNewHost;
-      });
-    }
+    if (stacked) p.cls.index.ascending(p.keyBound, weigh);
+    else p.cls.index.descending(p.keyBound, weigh);
     if (best >= 0 && p.isProtected) this.dynamicReason(p, best);
     return best;
   }
