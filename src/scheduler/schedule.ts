@@ -319,7 +319,10 @@ class Scheduler {
     // Index hosts in an order that takes each failure domain in turn (backwards, as an index
     // bucket is last-in first-out): among equally empty hosts, new ones open rack by rack in
     // rotation, so racks fill evenly and spread groups find room in every rack.
-    const rotation = this.interleaveByDomain(Array.from({ length: this.H }, (_, h) => h));
+    const rotation = this.interleaveByDomain(
+      Array.from({ length: this.H }, (_, h) => h),
+      this.rotationOf(),
+    );
     for (let i = rotation.length - 1; i >= 0; i--) this.updateKey(rotation[i] as number);
     return plans;
   }
@@ -372,10 +375,14 @@ class Scheduler {
     return cls;
   }
 
-  private interleaveByDomain(members: readonly number[]): Int32Array {
-    const byDomain = new Map<number, number[]>();
+  /** Members taking each value of `groupOf` in turn: one host of every rack, then the next. */
+  private interleaveByDomain(
+    members: readonly number[],
+    groupOf: (h: number) => number | string = (h) => this.domainOf[h] as number,
+  ): Int32Array {
+    const byDomain = new Map<number | string, number[]>();
     for (const h of members) {
-      const d = this.domainOf[h] as number;
+      const d = groupOf(h);
       const list = byDomain.get(d);
       if (list) list.push(h);
       else byDomain.set(d, [h]);
@@ -386,6 +393,23 @@ class Scheduler {
       for (const list of lists) if (round < list.length) order.push(list[round] as number);
     }
     return Int32Array.from(order);
+  }
+
+  /**
+   * What new hosts rotate over: the failure domain when it is a label, else the label most
+   * groups spread over, else none (host order).
+   */
+  private rotationOf(): (h: number) => number | string {
+    const domain = this.fleet.failover.domain;
+    if (this.tolerate > 0 && domain !== HOST_DOMAIN) return (h) => this.domainOf[h] as number;
+    const spreads = new Map<string, number>();
+    for (const g of this.fleet.groups) {
+      const label = g.placement.spread;
+      if (label !== undefined) spreads.set(label, (spreads.get(label) ?? 0) + g.replicas);
+    }
+    const label = [...spreads].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]?.[0];
+    if (label === undefined) return (h) => h;
+    return (h) => (this.hosts[h] as Host).labels[label] ?? '';
   }
 
   private readonly spreadValues = new Map<string, { valueAt: Int32Array; values: number }>();

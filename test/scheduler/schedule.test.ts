@@ -47,7 +47,7 @@ describe('schedule: capacity and fit', () => {
       hosts: [
         small('a', 'r1', 16384),
         small('b', 'r1', 8192),
-        small('c', 'r1', 32768),
+        small('c', 'r1', 32768, { cpu: { sockets: 2, coresPerSocket: 8, threadsPerCore: 1 } }),
         small('d', 'r1', 4096),
       ],
       instances: [
