@@ -325,6 +325,13 @@ function checkFailover(
   if (!policy) return;
   const domain = policy.domain ?? HOST_DOMAIN;
   const tolerate = policy.tolerate ?? 1;
+  if (tolerate > 1) {
+    error(
+      'unsupported-tolerance',
+      `failover.tolerate ${tolerate} is not supported yet: vfleet reserves standby capacity for one failed ${domain} at a time (tolerate: 1); surviving ${tolerate} at once needs a plan for every combination of ${tolerate} domains (see docs/scheduler.md)`,
+      ['spec', 'failover', 'tolerate'],
+    );
+  }
   // A host the schema rejected may lack labels; judge domains by the hosts that are well formed.
   const hosts = doc.spec.hosts.filter((_, h) => !broken.has(`hosts/${h}`));
   let domains: Set<string>;

@@ -60,7 +60,8 @@ export function renderPlacementText(fleetName: string, placement: Placement): st
     );
   }
   if (placement.unplaceable.length > 0) {
-    out.push(`${placement.unplaceable.length} instances could not be placed:`);
+    const n = placement.unplaceable.length;
+    out.push(`${n} instance${n === 1 ? '' : 's'} could not be placed:`);
     for (const u of placement.unplaceable) {
       const reasons = Object.entries(u.reasons)
         .sort(([, a], [, b]) => b - a)
