@@ -264,51 +264,38 @@ describe('schedule: licenses', () => {
     }),
   ];
 
-  it('a Windows VM goes where Datacenter is already licensed: no new units', () => {
-    const fleet = fleetOf({
+  /** Windows VMs of group web; with `oneEach`, one per host (the group avoids itself). */
+  const windowsFleet = (replicas: number, oneEach: boolean) =>
+    fleetOf({
       hosts,
       images: [windows],
       licenses: [datacenter],
-      instances: [aGroup({ image: 'win', replicas: 3, resources: { vcpus: 2, memoryMiB: 4096 } })],
+      instances: [
+        aGroup({
+          image: 'win',
+          replicas,
+          resources: { vcpus: 2, memoryMiB: 4096 },
+          placement: { avoid: oneEach ? ['web'] : [] },
+        }),
+      ],
     });
+
+  it('a Windows VM goes where Datacenter is already licensed: no new units', () => {
+    const fleet = windowsFleet(3, false);
     const placement = schedule(fleet);
     assert.deepEqual(new Set(placement.placements.map((p) => p.host)), new Set(['small-2']));
     assert.equal(placement.licenses[0]?.used, 16);
   });
 
   it('a new host is licensed where it costs least (16 cores, not 32), within the entitlement', () => {
-    const fleet = fleetOf({
-      hosts,
-      images: [windows],
-      licenses: [datacenter],
-      instances: [
-        aGroup({
-          image: 'win',
-          replicas: 2,
-          resources: { vcpus: 2, memoryMiB: 4096 },
-          placement: { avoid: ['web'] },
-        }),
-      ],
-    });
+    const fleet = windowsFleet(2, true);
     const placement = schedule(fleet);
     assert.deepEqual(placement.placements.map((p) => p.host).sort(), ['small-1', 'small-2']);
     assert.equal(placement.licenses[0]?.used, 32);
   });
 
   it('an instance that would exceed the entitlement is unplaceable with license-exhausted:<pool>', () => {
-    const fleet = fleetOf({
-      hosts,
-      images: [windows],
-      licenses: [datacenter],
-      instances: [
-        aGroup({
-          image: 'win',
-          replicas: 3,
-          resources: { vcpus: 2, memoryMiB: 4096 },
-          placement: { avoid: ['web'] },
-        }),
-      ],
-    });
+    const fleet = windowsFleet(3, true);
     const placement = schedule(fleet);
     assert.equal(placement.placements.length, 2);
     assert.deepEqual(placement.unplaceable[0]?.reasons, {
