@@ -1,0 +1,70 @@
+// How a plan is shown: Terraform's shape — one line per action with its symbol, then what it
+// costs in licenses and leaves in failover coverage, and the closing `Plan:` line.
+import { ACTION_SYMBOL, type Plan, type PlanAction } from '../../model/plan.js';
+
+function describe(a: PlanAction): string {
+  const failover = a.failoverHost ? ` (failover ${a.failoverHost})` : '';
+  switch (a.kind) {
+    case 'create':
+      return `create ${a.instance} on ${a.host}${failover}`;
+    case 'move':
+      return `move ${a.instance} from ${a.fromHost} to ${a.host}${failover}`;
+    case 'update':
+      return `update ${a.instance} on ${a.host}: ${a.reason}`;
+    case 'start':
+      return `start ${a.instance} on ${a.host}: ${a.reason}`;
+    case 'destroy':
+      return `destroy ${a.instance} on ${a.host}: ${a.reason}`;
+  }
+}
+
+export function renderPlanText(plan: Plan): string {
+  const out: string[] = [];
+  if (plan.actions.length === 0) {
+    out.push(`No changes. Fleet ${plan.fleet} matches the spec.`, '');
+  } else {
+    out.push('vfleet will perform the following actions:', '');
+    for (const a of plan.actions) out.push(`  ${ACTION_SYMBOL[a.kind]} ${describe(a)}`);
+    out.push('');
+  }
+  if (plan.licenses.length > 0) {
+    out.push('Licenses:');
+    for (const l of plan.licenses) {
+      const over =
+        l.after > l.entitlement ? `  EXCEEDS the entitlement by ${l.after - l.entitlement}` : '';
+      const change =
+        l.before === l.after
+          ? 'unchanged'
+          : `${l.after > l.before ? '+' : ''}${l.after - l.before}`;
+      out.push(
+        `  ${l.pool} (${l.metric}): ${l.before} → ${l.after} of ${l.entitlement} (${change})${over}`,
+      );
+    }
+    out.push('');
+  }
+  const f = plan.failover;
+  if (f.tolerate > 0) {
+    out.push(
+      `Failover: ${f.covered} of ${f.protected} protected instances covered (any ${f.tolerate} ${f.domain} may fail).`,
+      '',
+    );
+  }
+  if (plan.unplaceable.length > 0) {
+    out.push(
+      `Cannot place ${plan.unplaceable.length} instance${plan.unplaceable.length === 1 ? '' : 's'}:`,
+    );
+    for (const u of plan.unplaceable) {
+      const reasons = Object.entries(u.reasons)
+        .sort(([, a], [, b]) => b - a)
+        .map(([reason, hosts]) => `${reason} (${hosts} host${hosts === 1 ? '' : 's'})`)
+        .join(', ');
+      out.push(`  ! ${u.instance}: ${reasons}`);
+    }
+    out.push('');
+  }
+  const s = plan.summary;
+  out.push(
+    `Plan: ${s.create} to create, ${s.move} to move, ${s.update} to update, ${s.destroy} to destroy.`,
+  );
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,25 @@
+// What is, as the state store last saw it: the other input of `plan` besides the spec.
+
+import type { Resources } from './fleet.js';
+
+export type InstanceStatus = 'created' | 'running' | 'stopped' | 'failed';
+
+export interface ObservedInstance {
+  readonly instance: string;
+  readonly group: string;
+  readonly host: string;
+  /** Grows with every action on the instance; a host refuses an older one (fencing). */
+  readonly generation: number;
+  readonly status: InstanceStatus;
+  readonly image: string;
+  readonly resources: Resources;
+  readonly failoverHost: string | null;
+}
+
+export interface ObservedState {
+  /** The state's version: every mutation increments it, so a saved plan knows if it is stale. */
+  readonly version: number;
+  readonly instances: readonly ObservedInstance[];
+}
+
+export const EMPTY_STATE: ObservedState = { version: 0, instances: [] };

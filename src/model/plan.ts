@@ -1,0 +1,70 @@
+// A plan is data (STYLE.md #2): what apply will do, in order, with what it costs in licenses and
+// what failover coverage it leaves. Printed, saved to a file, applied later by another module.
+import type { Resources } from './fleet.js';
+import type { FailoverSummary, Unplaceable } from './placement.js';
+
+export const PLAN_FORMAT_VERSION = '1';
+
+export const ACTION_KINDS = ['destroy', 'move', 'update', 'start', 'create'] as const;
+export type ActionKind = (typeof ACTION_KINDS)[number];
+
+/** How each action is shown, Terraform style. */
+export const ACTION_SYMBOL: Readonly<Record<ActionKind, string>> = {
+  create: '+',
+  start: '~',
+  update: '~',
+  move: '>',
+  destroy: '-',
+};
+
+export interface PlanAction {
+  /** `<instance>.<kind>`: unique in a plan, part of the job ids apply derives. */
+  readonly id: string;
+  readonly kind: ActionKind;
+  readonly instance: string;
+  readonly group: string;
+  /** Where the instance runs after the action (for destroy: where it ran). */
+  readonly host: string;
+  /** move: where it runs now. */
+  readonly fromHost: string | null;
+  /** The instance's generation once the action is done. */
+  readonly generation: number;
+  readonly image: string;
+  readonly resources: Resources;
+  readonly failoverHost: string | null;
+  /** Ids of actions that must finish first (they free the capacity this one needs). */
+  readonly dependsOn: readonly string[];
+  /** Why, for people: "new replica", "vcpus 2 → 4", "group removed"… */
+  readonly reason: string;
+}
+
+export interface LicenseChange {
+  readonly pool: string;
+  readonly metric: string;
+  readonly entitlement: number;
+  readonly before: number;
+  readonly after: number;
+}
+
+export interface PlanSummary {
+  readonly create: number;
+  readonly move: number;
+  /** Updates and starts: changes to an instance that stays where it is. */
+  readonly update: number;
+  readonly destroy: number;
+}
+
+export interface Plan {
+  readonly formatVersion: typeof PLAN_FORMAT_VERSION;
+  readonly id: string;
+  readonly fleet: string;
+  /** sha256 of the spec file the plan was made from. */
+  readonly specHash: string;
+  /** The observed state's version the plan was made against. */
+  readonly stateVersion: number;
+  readonly actions: readonly PlanAction[];
+  readonly unplaceable: readonly Unplaceable[];
+  readonly licenses: readonly LicenseChange[];
+  readonly failover: FailoverSummary;
+  readonly summary: PlanSummary;
+}

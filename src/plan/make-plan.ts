@@ -1,0 +1,213 @@
+// plan(fleet, placement, observed) → Plan: the diff between where the scheduler wants every
+// instance and where the state store says it is. Pure: ids, hashes and versions come in.
+//
+// Per instance:
+//   desired, not observed              → create   (generation 1)
+//   desired elsewhere than observed    → move     (a flow in apply: prepare on the target, start
+//                                                  there, then stop and destroy on the source)
+//   same host, image or resources or
+//   failover host changed              → update
+//   same host, unchanged, not running  → start
+//   observed, no longer desired        → destroy
+//   desired but unplaceable            → nothing; reported (an observed one keeps running)
+// Every action carries the instance's next generation: the host refuses older ones (fencing).
+// Anything that lands on a host waits for what leaves it (destroys and moves away), so capacity
+// is freed before it is taken.
+
+import { LicenseLedger } from '../licensing/license-ledger.js';
+import type { Fleet, InstanceGroup, LicensePool } from '../model/fleet.js';
+import { HOST_DOMAIN } from '../model/fleet.js';
+import type { ObservedInstance, ObservedState } from '../model/observed.js';
+import type { Placement, PlacementEntry } from '../model/placement.js';
+import {
+  ACTION_KINDS,
+  type ActionKind,
+  type LicenseChange,
+  PLAN_FORMAT_VERSION,
+  type Plan,
+  type PlanAction,
+} from '../model/plan.js';
+
+export interface PlanMeta {
+  readonly id: string;
+  readonly specHash: string;
+}
+
+export function makePlan(
+  fleet: Fleet,
+  placement: Placement,
+  observed: ObservedState,
+  meta: PlanMeta,
+): Plan {
+  const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
+  const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
+  const seen = new Map(observed.instances.map((o) => [o.instance, o]));
+  const unplaceable = new Set(placement.unplaceable.map((u) => u.instance));
+  const drafts: Array<Omit<PlanAction, 'dependsOn'>> = [];
+
+  const draft = (
+    kind: ActionKind,
+    desired: PlacementEntry,
+    group: InstanceGroup,
+    before: ObservedInstance | undefined,
+    reason: string,
+  ) => {
+    const image = imageByName.get(group.image);
+    drafts.push({
+      id: `${desired.instance}.${kind}`,
+      kind,
+      instance: desired.instance,
+      group: group.name,
+      host: desired.host,
+      fromHost: kind === 'move' ? (before?.host ?? null) : null,
+      generation: (before?.generation ?? 0) + 1,
+      image: image?.name ?? group.image,
+      resources: group.resources,
+      failoverHost: desired.failoverHost,
+      reason,
+    });
+  };
+
+  for (const desired of placement.placements) {
+    const group = groupByName.get(desired.group);
+    if (!group) continue;
+    const before = seen.get(desired.instance);
+    if (!before) {
+      draft('create', desired, group, undefined, 'new replica');
+    } else if (before.host !== desired.host) {
+      draft('move', desired, group, before, `from ${before.host} to ${desired.host}`);
+    } else {
+      const changes = differences(before, group, desired);
+      if (changes.length > 0) draft('update', desired, group, before, changes.join(', '));
+      else if (before.status !== 'running') {
+        draft('start', desired, group, before, `${before.status}, should be running`);
+      }
+    }
+  }
+  const desiredNames = new Set(placement.placements.map((p) => p.instance));
+  for (const before of observed.instances) {
+    if (desiredNames.has(before.instance) || unplaceable.has(before.instance)) continue;
+    const group = groupByName.get(before.group);
+    drafts.push({
+      id: `${before.instance}.destroy`,
+      kind: 'destroy',
+      instance: before.instance,
+      group: before.group,
+      host: before.host,
+      fromHost: null,
+      generation: before.generation + 1,
+      image: before.image,
+      resources: before.resources,
+      failoverHost: null,
+      reason: !group ? 'group removed from the spec' : 'replica no longer wanted',
+    });
+  }
+
+  // What leaves a host, by host: landings wait for them.
+  const leaving = new Map<string, string[]>();
+  for (const a of drafts) {
+    const from = a.kind === 'destroy' ? a.host : a.kind === 'move' ? a.fromHost : null;
+    if (from === null) continue;
+    const list = leaving.get(from) ?? [];
+    list.push(a.id);
+    leaving.set(from, list);
+  }
+  const landsOnHost = new Set<ActionKind>(['create', 'move', 'update']);
+  const order = new Map(ACTION_KINDS.map((k, i) => [k, i]));
+  const actions: PlanAction[] = drafts
+    .map((a) => ({
+      ...a,
+      dependsOn: landsOnHost.has(a.kind)
+        ? (leaving.get(a.host) ?? []).filter((id) => id !== a.id)
+        : [],
+    }))
+    .sort((a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number));
+
+  const count = (...kinds: ActionKind[]) => actions.filter((a) => kinds.includes(a.kind)).length;
+  return {
+    formatVersion: PLAN_FORMAT_VERSION,
+    id: meta.id,
+    fleet: fleet.name,
+    specHash: meta.specHash,
+    stateVersion: observed.version,
+    actions,
+    unplaceable: placement.unplaceable,
+    licenses: licenseChanges(fleet, placement, observed),
+    failover: placement.failover,
+    summary: {
+      create: count('create'),
+      move: count('move'),
+      update: count('update', 'start'),
+      destroy: count('destroy'),
+    },
+  };
+}
+
+function differences(
+  before: ObservedInstance,
+  group: InstanceGroup,
+  desired: PlacementEntry,
+): string[] {
+  const changes: string[] = [];
+  if (before.image !== group.image) changes.push(`image ${before.image} → ${group.image}`);
+  const r = group.resources;
+  if (before.resources.vcpus !== r.vcpus)
+    changes.push(`vcpus ${before.resources.vcpus} → ${r.vcpus}`);
+  if (before.resources.memoryMiB !== r.memoryMiB) {
+    changes.push(`memoryMiB ${before.resources.memoryMiB} → ${r.memoryMiB}`);
+  }
+  if (before.resources.diskGiB !== r.diskGiB)
+    changes.push(`diskGiB ${before.resources.diskGiB} → ${r.diskGiB}`);
+  if (before.failoverHost !== desired.failoverHost) {
+    changes.push(
+      `failover host ${before.failoverHost ?? 'none'} → ${desired.failoverHost ?? 'none'}`,
+    );
+  }
+  return changes;
+}
+
+/** License use of the observed placement (before) against the new one (after), per pool. */
+function licenseChanges(
+  fleet: Fleet,
+  placement: Placement,
+  observed: ObservedState,
+): LicenseChange[] {
+  const ledger = new LicenseLedger(fleet.licenses, fleet.hosts);
+  const hostIndex = new Map(fleet.hosts.map((h, i) => [h.name, i]));
+  const poolIndex = new Map(fleet.licenses.map((p, i) => [p.name, i]));
+  const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
+  const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
+  // The ledger keys failure scenarios by number; number the domains as they come.
+  const domains = new Map<string, number>();
+  const domainOf = (host: string) => {
+    const h = fleet.hosts[hostIndex.get(host) as number];
+    if (!h) return -1;
+    const name =
+      fleet.failover.domain === HOST_DOMAIN ? h.name : (h.labels[fleet.failover.domain] ?? '');
+    let d = domains.get(name);
+    if (d === undefined) {
+      d = domains.size;
+      domains.set(name, d);
+    }
+    return d;
+  };
+  for (const o of observed.instances) {
+    const h = hostIndex.get(o.host);
+    if (h === undefined) continue;
+    const pools = groupByName.get(o.group)?.licenses ?? imageByName.get(o.image)?.licenses ?? [];
+    for (const name of pools) {
+      const p = poolIndex.get(name);
+      if (p === undefined) continue;
+      ledger.addPrimary(p, h, o.resources);
+      const t = o.failoverHost === null ? undefined : hostIndex.get(o.failoverHost);
+      if (t !== undefined) ledger.addFailover(p, t, domainOf(o.host));
+    }
+  }
+  return fleet.licenses.map((pool: LicensePool, i) => ({
+    pool: pool.name,
+    metric: pool.metric,
+    entitlement: pool.entitlement,
+    before: ledger.used(i),
+    after: placement.licenses[i]?.used ?? 0,
+  }));
+}

@@ -1,0 +1,244 @@
+// The planner, case by case, and the property that matters most: applying a plan and planning
+// again gives no changes.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { renderPlanText } from '../../src/cli/views/plan-view.js';
+import type { Fleet } from '../../src/model/fleet.js';
+import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
+import {
+  EMPTY_STATE,
+  type ObservedInstance,
+  type ObservedState,
+} from '../../src/model/observed.js';
+import type { Plan } from '../../src/model/plan.js';
+import { makePlan } from '../../src/plan/make-plan.js';
+import { parsePlan, serializePlan } from '../../src/plan/plan-file.js';
+import { schedule } from '../../src/scheduler/schedule.js';
+import { loadFleet } from '../../src/spec/load-fleet.js';
+import { normalizeFleet } from '../../src/spec/normalize.js';
+import { fromRoot } from '../helpers/paths.js';
+import { aFleetDocument, aGroup } from '../helpers/spec-builders.js';
+
+const meta = { id: 'p1', specHash: 'h' };
+
+function planFor(fleet: Fleet, observed: ObservedState = EMPTY_STATE): Plan {
+  return makePlan(fleet, schedule(fleet, { instances: observed.instances }), observed, meta);
+}
+
+/** What the state would be after every action of the plan succeeded. */
+function applied(fleet: Fleet, plan: Plan, before: ObservedState): ObservedState {
+  const byName = new Map(before.instances.map((o) => [o.instance, o]));
+  for (const a of plan.actions) {
+    if (a.kind === 'destroy') {
+      byName.delete(a.instance);
+      continue;
+    }
+    const record: ObservedInstance = {
+      instance: a.instance,
+      group: a.group,
+      host: a.host,
+      generation: a.generation,
+      status: 'running',
+      image: a.image,
+      resources: a.resources,
+      failoverHost: a.failoverHost,
+    };
+    byName.set(a.instance, record);
+  }
+  void fleet;
+  return { version: before.version + plan.actions.length, instances: [...byName.values()] };
+}
+
+const fleetOf = (spec: Partial<FleetDocument['spec']>) =>
+  normalizeFleet(aFleetDocument({ licenses: [], patchBaselines: [], ...spec }));
+
+describe('makePlan', () => {
+  it('creates every instance of an empty fleet, in spec order, at generation 1', () => {
+    const fleet = fleetOf({ instances: [aGroup({ replicas: 3 })] });
+    const plan = planFor(fleet);
+    assert.deepEqual(
+      plan.actions.map((a) => [a.kind, a.instance, a.generation]),
+      [
+        ['create', 'web-0', 1],
+        ['create', 'web-1', 1],
+        ['create', 'web-2', 1],
+      ],
+    );
+    assert.deepEqual(plan.summary, { create: 3, move: 0, update: 0, destroy: 0 });
+    assert.match(
+      renderPlanText(plan),
+      /\n {2}\+ create web-0 on hv-0\d\n[\s\S]*Plan: 3 to create, 0 to move, 0 to update, 0 to destroy\.\n$/,
+    );
+  });
+
+  it('plans nothing for a converged fleet', () => {
+    const fleet = fleetOf({ instances: [aGroup({ replicas: 3 })] });
+    const first = planFor(fleet);
+    const second = planFor(fleet, applied(fleet, first, EMPTY_STATE));
+    assert.deepEqual(second.actions, []);
+    assert.match(
+      renderPlanText(second),
+      /^No changes\.[\s\S]*Plan: 0 to create, 0 to move, 0 to update, 0 to destroy\.\n$/,
+    );
+  });
+
+  it('scaling down destroys the highest replicas; a removed group is destroyed whole', () => {
+    const fleet = fleetOf({
+      instances: [aGroup({ replicas: 3 }), aGroup({ name: 'db', replicas: 1 })],
+    });
+    const state = applied(fleet, planFor(fleet), EMPTY_STATE);
+    const smaller = fleetOf({ instances: [aGroup({ replicas: 1 })] });
+    const plan = planFor(smaller, state);
+    assert.deepEqual(
+      plan.actions.map((a) => [a.kind, a.instance, a.reason]),
+      [
+        ['destroy', 'web-1', 'replica no longer wanted'],
+        ['destroy', 'web-2', 'replica no longer wanted'],
+        ['destroy', 'db-0', 'group removed from the spec'],
+      ],
+    );
+    assert.ok(plan.actions.every((a) => a.generation === 2));
+  });
+
+  it('a resource change is an update in place, with the next generation', () => {
+    const fleet = fleetOf({ instances: [aGroup({ replicas: 1 })] });
+    const state = applied(fleet, planFor(fleet), EMPTY_STATE);
+    const bigger = fleetOf({
+      instances: [aGroup({ replicas: 1, resources: { vcpus: 4, memoryMiB: 2048, diskGiB: 10 } })],
+    });
+    const plan = planFor(bigger, state);
+    assert.equal(plan.actions.length, 1);
+    assert.deepEqual(
+      [plan.actions[0]?.kind, plan.actions[0]?.reason, plan.actions[0]?.generation],
+      ['update', 'vcpus 2 → 4', 2],
+    );
+    assert.match(renderPlanText(plan), / {2}~ update web-0 on hv-0\d: vcpus 2 → 4\n/);
+  });
+
+  it('an instance whose host left the fleet moves, after what leaves the target', () => {
+    const fleet = fleetOf({ instances: [aGroup({ replicas: 1 })] });
+    const state: ObservedState = {
+      version: 7,
+      instances: [
+        {
+          instance: 'web-0',
+          group: 'web',
+          host: 'gone',
+          generation: 4,
+          status: 'running',
+          image: 'debian-12',
+          resources: { vcpus: 2, memoryMiB: 2048, diskGiB: 10 },
+          failoverHost: null,
+        },
+        {
+          instance: 'old-0',
+          group: 'old',
+          host: 'hv-01',
+          generation: 1,
+          status: 'running',
+          image: 'debian-12',
+          resources: { vcpus: 1, memoryMiB: 512, diskGiB: 0 },
+          failoverHost: null,
+        },
+        {
+          instance: 'old-1',
+          group: 'old',
+          host: 'hv-02',
+          generation: 1,
+          status: 'running',
+          image: 'debian-12',
+          resources: { vcpus: 1, memoryMiB: 512, diskGiB: 0 },
+          failoverHost: null,
+        },
+      ],
+    };
+    const plan = planFor(fleet, state);
+    assert.equal(plan.stateVersion, 7);
+    const move = plan.actions.find((a) => a.kind === 'move');
+    assert.ok(move);
+    assert.equal(move.fromHost, 'gone');
+    assert.equal(move.generation, 5);
+    const leaving = plan.actions.find((a) => a.kind === 'destroy' && a.host === move.host);
+    assert.deepEqual(move.dependsOn, [leaving?.id]);
+    assert.match(renderPlanText(plan), / {2}> move web-0 from gone to hv-0\d/);
+  });
+
+  it('a stopped instance is started where it is', () => {
+    const fleet = fleetOf({ instances: [aGroup({ replicas: 1 })] });
+    const running = applied(fleet, planFor(fleet), EMPTY_STATE);
+    const stopped = {
+      ...running,
+      instances: running.instances.map((o) => ({ ...o, status: 'stopped' as const })),
+    };
+    const plan = planFor(fleet, stopped);
+    assert.deepEqual(
+      plan.actions.map((a) => [a.kind, a.reason]),
+      [['start', 'stopped, should be running']],
+    );
+  });
+
+  it('shows license use before → after per pool', () => {
+    const fleet = loadFleet(readFileSync(fromRoot('fleet.yaml')), 'fleet.yaml').fleet as Fleet;
+    const plan = planFor(fleet);
+    assert.deepEqual(
+      plan.licenses.map((l) => [l.pool, l.before, l.after]),
+      [
+        ['windows-datacenter', 32, 32],
+        ['rhel-vdc', 0, 2],
+        ['backup-agent', 0, 3],
+      ],
+    );
+    const text = renderPlanText(plan);
+    assert.match(text, /rhel-vdc \(host-socket-pair\): 0 → 2 of 4 \(\+2\)/);
+    assert.match(text, /Failover: 15 of 15 protected instances covered/);
+    assert.match(text, /Plan: 26 to create, 0 to move, 0 to update, 0 to destroy\.\n$/);
+    const again = planFor(fleet, applied(fleet, plan, EMPTY_STATE));
+    assert.deepEqual(
+      again.licenses.map((l) => l.before),
+      again.licenses.map((l) => l.after),
+    );
+  });
+
+  it('a saved plan reads back the same, and anything else is refused with a reason', () => {
+    const fleet = fleetOf({ instances: [aGroup({ replicas: 2 })] });
+    const plan = planFor(fleet);
+    assert.deepEqual(parsePlan(serializePlan(plan)), {
+      ok: true,
+      plan: JSON.parse(serializePlan(plan)),
+    });
+    assert.deepEqual(parsePlan('{'), { ok: false, reason: 'not JSON' });
+    assert.equal(parsePlan(JSON.stringify({ ...plan, formatVersion: '9' })).ok, false);
+    assert.equal(parsePlan(JSON.stringify({ ...plan, actions: [{ kind: 'explode' }] })).ok, false);
+  });
+
+  it('applying a plan and planning again gives no changes (random fleets and edits)', () => {
+    const fleetFrom = (replicas: number[], vcpus: number) =>
+      fleetOf({
+        instances: replicas.map((n, i) =>
+          aGroup({ name: `g${i}`, replicas: n, resources: { vcpus, memoryMiB: 1024, diskGiB: 5 } }),
+        ),
+      });
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 4 }),
+        fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 4 }),
+        (before, after, vcpus) => {
+          const first = fleetFrom(before, 2);
+          const state = applied(first, planFor(first), EMPTY_STATE);
+          const second = fleetFrom(after, vcpus);
+          const plan = planFor(second, state);
+          const converged = applied(second, plan, state);
+          assert.deepEqual(planFor(second, converged).actions, []);
+          for (const a of plan.actions) {
+            const was = state.instances.find((o) => o.instance === a.instance);
+            assert.equal(a.generation, (was?.generation ?? 0) + 1);
+          }
+        },
+      ),
+      { numRuns: 200, seed: 5 },
+    );
+  });
+});
