@@ -1,0 +1,228 @@
+// The embedded emulator engine: hosts whose whole state lives in Redis, so any worker process
+// sees the same hosts and the pipeline runs with nothing installed but Redis. Each instance goes
+// created → running ⇄ stopped → destroyed, after a configurable boot latency, and reports its
+// image's package inventory; `patch` raises versions. Fault injection (`vfleet host fail`)
+// makes a host stop answering. Transitions run as one Lua script each, so fencing (refuse an
+// older generation) and the state change are atomic: two workers racing on one job cannot
+// both act.
+//
+// Keys (under the fleet's hash tag, beside those state/keys.ts owns):
+//   vfleet:{<fleet>}:engine:<host>:instances  hash  instance → JSON record
+//   vfleet:{<fleet>}:engine:<host>:fence      hash  instance → newest generation seen (kept after destroy)
+//   vfleet:{<fleet>}:engine:<host>:disks      hash  instance → JSON {from, generation} (copied disks)
+//   vfleet:{<fleet>}:engine:<host>:down       string, present while the host is failed
+import type { Redis } from 'ioredis';
+import { VfleetError } from '../../model/errors.js';
+import type { Host, PackageVersions } from '../../model/fleet.js';
+import type { EngineInstance, HostEngine, HostFacts, InstanceRequest } from '../host-engine.js';
+
+export function engineKeys(fleet: string, host: string) {
+  const base = `vfleet:{${fleet}}:engine:${host}:`;
+  return {
+    instances: `${base}instances`,
+    fence: `${base}fence`,
+    disks: `${base}disks`,
+    down: `${base}down`,
+  };
+}
+
+// KEYS: instances, fence, down. ARGV: name, generation, op, payload (JSON).
+// Returns {status, value}: ok | stale (value: the fence) | missing | down.
+const TRANSITION = `
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'down', ''} end
+local name = ARGV[1]
+local gen = tonumber(ARGV[2])
+local fence = tonumber(redis.call('HGET', KEYS[2], name) or '0')
+if gen < fence then return {'stale', tostring(fence)} end
+redis.call('HSET', KEYS[2], name, gen)
+local op = ARGV[3]
+local current = redis.call('HGET', KEYS[1], name)
+if op == 'create' then
+  if current then
+    local rec = cjson.decode(current)
+    rec.generation = gen
+    current = cjson.encode(rec)
+    redis.call('HSET', KEYS[1], name, current)
+    return {'ok', current}
+  end
+  redis.call('HSET', KEYS[1], name, ARGV[4])
+  return {'ok', ARGV[4]}
+end
+if op == 'destroy' then
+  redis.call('HDEL', KEYS[1], name)
+  return {'ok', ''}
+end
+if not current then return {'missing', ''} end
+local rec = cjson.decode(current)
+rec.generation = gen
+if op == 'start' then rec.status = 'running'
+elseif op == 'stop' then rec.status = 'stopped'
+elseif op == 'patch' then
+  local wanted = cjson.decode(ARGV[4])
+  for package, version in pairs(wanted) do rec.packages[package] = version end
+end
+current = cjson.encode(rec)
+redis.call('HSET', KEYS[1], name, current)
+return {'ok', current}
+`;
+
+export interface EmbeddedEngineOptions {
+  /** How long an instance takes to boot, ms; small by default so CI stays fast. */
+  readonly bootLatencyMs?: number;
+  /** Injected so tests and benchmarks control time (STYLE.md #5). */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class EmbeddedEngine implements HostEngine {
+  readonly host: string;
+  private readonly keys: ReturnType<typeof engineKeys>;
+  private readonly bootLatencyMs: number;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly fleet: string,
+    private readonly spec: Host,
+    options: EmbeddedEngineOptions = {},
+  ) {
+    this.host = spec.name;
+    this.keys = engineKeys(fleet, spec.name);
+    this.bootLatencyMs = options.bootLatencyMs ?? 10;
+    this.sleep = options.sleep ?? defaultSleep;
+  }
+
+  async facts(): Promise<HostFacts> {
+    await this.answering();
+    return {
+      name: this.spec.name,
+      engine: 'embedded',
+      cpu: this.spec.cpu,
+      memoryMiB: this.spec.memoryMiB,
+      diskGiB: this.spec.diskGiB,
+      os: this.spec.os,
+      runs: this.spec.runs,
+    };
+  }
+
+  async list(): Promise<EngineInstance[]> {
+    await this.answering();
+    const all = await this.redis.hgetall(this.keys.instances);
+    return Object.values(all)
+      .map((json) => JSON.parse(json) as EngineInstance)
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  async inventory(name: string): Promise<PackageVersions> {
+    await this.answering();
+    const json = await this.redis.hget(this.keys.instances, name);
+    if (!json) throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
+    return (JSON.parse(json) as EngineInstance).packages;
+  }
+
+  async create(request: InstanceRequest): Promise<EngineInstance> {
+    const record: EngineInstance = {
+      name: request.name,
+      group: request.group,
+      generation: request.generation,
+      status: 'created',
+      image: request.image.name,
+      resources: request.resources,
+      packages: { ...request.image.packages },
+    };
+    const created = await this.transition(request.name, request.generation, 'create', record);
+    if (created.status === 'running') return created;
+    if (this.bootLatencyMs > 0) await this.sleep(this.bootLatencyMs);
+    return this.transition(request.name, request.generation, 'start');
+  }
+
+  start(name: string, generation: number): Promise<EngineInstance> {
+    return this.transition(name, generation, 'start');
+  }
+
+  stop(name: string, generation: number): Promise<EngineInstance> {
+    return this.transition(name, generation, 'stop');
+  }
+
+  async destroy(name: string, generation: number): Promise<void> {
+    await this.transition(name, generation, 'destroy');
+    await this.redis.hdel(this.keys.disks, name);
+  }
+
+  patch(name: string, generation: number, packages: PackageVersions): Promise<EngineInstance> {
+    return this.transition(name, generation, 'patch', packages);
+  }
+
+  async copyDisk(name: string, generation: number, to: HostEngine): Promise<void> {
+    await this.answering();
+    if (!(to instanceof EmbeddedEngine)) {
+      throw new VfleetError(
+        'engine-mismatch',
+        `cannot copy ${name} from embedded ${this.host} to a real host`,
+      );
+    }
+    const exists = await this.redis.hexists(this.keys.instances, name);
+    if (!exists)
+      throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
+    await to.receiveDisk(name, JSON.stringify({ from: this.host, generation }));
+  }
+
+  /** Where copyDisk lands on the target host. */
+  async receiveDisk(name: string, marker: string): Promise<void> {
+    await this.answering();
+    await this.redis.hset(this.keys.disks, name, marker);
+  }
+
+  private async answering(): Promise<void> {
+    if ((await this.redis.exists(this.keys.down)) === 1) throw unreachable(this.host);
+  }
+
+  private async transition(
+    name: string,
+    generation: number,
+    op: 'create' | 'start' | 'stop' | 'destroy' | 'patch',
+    payload: unknown = {},
+  ): Promise<EngineInstance> {
+    const [status, value] = (await this.redis.eval(
+      TRANSITION,
+      3,
+      this.keys.instances,
+      this.keys.fence,
+      this.keys.down,
+      name,
+      String(generation),
+      op,
+      JSON.stringify(payload),
+    )) as [string, string];
+    switch (status) {
+      case 'ok':
+        return (value ? JSON.parse(value) : { name }) as EngineInstance;
+      case 'down':
+        throw unreachable(this.host);
+      case 'stale':
+        throw new VfleetError(
+          'stale-generation',
+          `${this.host} refuses ${op} of ${name} at generation ${generation}: it has seen generation ${value}`,
+        );
+      default:
+        throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
+    }
+  }
+}
+
+function unreachable(host: string): VfleetError {
+  return new VfleetError('host-unreachable', `host ${host} does not answer`, { retryable: true });
+}
+
+/** Fault injection, for the embedded engine only: `vfleet host fail|recover <name>`. */
+export async function setHostDown(
+  redis: Redis,
+  fleet: string,
+  host: string,
+  down: boolean,
+): Promise<void> {
+  const key = engineKeys(fleet, host).down;
+  if (down) await redis.set(key, '1');
+  else await redis.del(key);
+}

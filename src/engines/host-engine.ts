@@ -1,0 +1,65 @@
+// The one interface the queue talks to (DESIGN.md "Queue, state and engines"). Implementations:
+// the embedded emulator (engines/embedded/), and real hosts through a Transport (local, ssh)
+// with the qemu and sandbox drivers. Every mutating call carries the instance's generation:
+// a host refuses a generation older than the newest it has seen (fencing), and repeating the
+// newest is harmless (idempotence), so a job that runs twice never acts twice.
+import type { HostOs, InstanceKind, PackageVersions, Resources } from '../model/fleet.js';
+import type { InstanceStatus } from '../model/observed.js';
+
+export interface EngineImage {
+  readonly name: string;
+  readonly kind: InstanceKind;
+  readonly os: { readonly family: string; readonly release: string; readonly arch: string };
+  readonly packages: PackageVersions;
+}
+
+/** What an engine needs to create an instance. */
+export interface InstanceRequest {
+  readonly name: string;
+  readonly group: string;
+  readonly generation: number;
+  readonly image: EngineImage;
+  readonly resources: Resources;
+}
+
+export interface EngineInstance {
+  readonly name: string;
+  readonly group: string;
+  readonly generation: number;
+  readonly status: Exclude<InstanceStatus, 'failed'>;
+  readonly image: string;
+  readonly resources: Resources;
+  readonly packages: PackageVersions;
+}
+
+export interface HostFacts {
+  readonly name: string;
+  readonly engine: 'embedded' | 'local' | 'ssh';
+  readonly cpu: {
+    readonly sockets: number;
+    readonly coresPerSocket: number;
+    readonly threadsPerCore: number;
+  };
+  readonly memoryMiB: number;
+  readonly diskGiB: number;
+  readonly os: HostOs;
+  readonly runs: readonly InstanceKind[];
+}
+
+export interface HostEngine {
+  readonly host: string;
+  facts(): Promise<HostFacts>;
+  list(): Promise<EngineInstance[]>;
+  /** The instance's installed packages, name → version. */
+  inventory(name: string): Promise<PackageVersions>;
+  /** Creates and boots the instance; if it already exists at this generation, returns it. */
+  create(request: InstanceRequest): Promise<EngineInstance>;
+  start(name: string, generation: number): Promise<EngineInstance>;
+  stop(name: string, generation: number): Promise<EngineInstance>;
+  /** Removes the instance and everything it had on the host; absent already is fine. */
+  destroy(name: string, generation: number): Promise<void>;
+  /** Raises the given packages to at least the given versions. */
+  patch(name: string, generation: number, packages: PackageVersions): Promise<EngineInstance>;
+  /** Copies the instance's disk to another host, so `move` can start it there. */
+  copyDisk(name: string, generation: number, to: HostEngine): Promise<void>;
+}

@@ -1,0 +1,131 @@
+// One contract, run against every HostEngine (STYLE.md #10: BullMQ's adapter suites): the
+// embedded emulator now, the local and ssh transports with the qemu and sandbox drivers later.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { HostEngine, InstanceRequest } from '../../src/engines/host-engine.js';
+import { isVfleetError } from '../../src/model/errors.js';
+
+export interface EngineFixture {
+  /** Two hosts of the same fleet, empty. */
+  readonly a: HostEngine;
+  readonly b: HostEngine;
+  /** Makes a host stop answering, and brings it back; absent where it cannot be done. */
+  readonly fail?: (host: string) => Promise<void>;
+  readonly recover?: (host: string) => Promise<void>;
+  close(): Promise<void>;
+}
+
+export function request(name: string, generation: number): InstanceRequest {
+  return {
+    name,
+    group: name.replace(/-\d+$/, ''),
+    generation,
+    image: {
+      name: 'debian-12',
+      kind: 'container',
+      os: { family: 'debian', release: '12', arch: 'x86_64' },
+      packages: { openssl: '3.0.15-1~deb12u1', bash: '5.2.15-2+b7' },
+    },
+    resources: { vcpus: 1, memoryMiB: 256, diskGiB: 1 },
+  };
+}
+
+const rejectsWith = async (promise: Promise<unknown>, code: string) =>
+  assert.rejects(promise, (e) => isVfleetError(e) && e.code === code);
+
+export function engineConformance(name: string, make: () => Promise<EngineFixture>): void {
+  describe(`HostEngine conformance: ${name}`, () => {
+    let f: EngineFixture;
+    before(async () => {
+      f = await make();
+    });
+    after(async () => {
+      await f?.close();
+    });
+
+    it('reports its facts', async () => {
+      const facts = await f.a.facts();
+      assert.equal(facts.name, f.a.host);
+      assert.ok(facts.cpu.sockets >= 1 && facts.memoryMiB > 0);
+    });
+
+    it('creates an instance that ends up running, with its image inventory', async () => {
+      const created = await f.a.create(request('c1-0', 1));
+      assert.equal(created.status, 'running');
+      assert.deepEqual(
+        (await f.a.list()).map((i) => [i.name, i.status, i.generation]),
+        [['c1-0', 'running', 1]],
+      );
+      assert.deepEqual(await f.a.inventory('c1-0'), request('c1-0', 1).image.packages);
+      await f.a.destroy('c1-0', 2);
+    });
+
+    it('is idempotent: the same create twice, or at once, makes one instance', async () => {
+      await f.a.create(request('c2-0', 1));
+      await f.a.create(request('c2-0', 1));
+      await Promise.all([f.a.create(request('c2-1', 1)), f.a.create(request('c2-1', 1))]);
+      const names = (await f.a.list()).map((i) => i.name).filter((n) => n.startsWith('c2-'));
+      assert.deepEqual(names, ['c2-0', 'c2-1']);
+      await f.a.destroy('c2-0', 2);
+      await f.a.destroy('c2-1', 2);
+    });
+
+    it('refuses an older generation (fencing), also after a destroy', async () => {
+      await f.a.create(request('c3-0', 3));
+      await rejectsWith(f.a.stop('c3-0', 2), 'stale-generation');
+      assert.equal((await f.a.list()).find((i) => i.name === 'c3-0')?.status, 'running');
+      await f.a.destroy('c3-0', 4);
+      await rejectsWith(f.a.create(request('c3-0', 3)), 'stale-generation');
+      assert.equal(
+        (await f.a.list()).some((i) => i.name === 'c3-0'),
+        false,
+      );
+      await f.a.destroy('c3-0', 4); // destroying what is gone is fine
+    });
+
+    it('stops and starts', async () => {
+      await f.a.create(request('c4-0', 1));
+      assert.equal((await f.a.stop('c4-0', 2)).status, 'stopped');
+      assert.equal((await f.a.start('c4-0', 3)).status, 'running');
+      await rejectsWith(f.a.start('nope-0', 1), 'instance-missing');
+      await f.a.destroy('c4-0', 4);
+    });
+
+    it('patch raises package versions', async () => {
+      await f.a.create(request('c5-0', 1));
+      const patched = await f.a.patch('c5-0', 2, { openssl: '3.0.17-1~deb12u2' });
+      assert.equal(patched.packages.openssl, '3.0.17-1~deb12u2');
+      assert.equal((await f.a.inventory('c5-0')).bash, '5.2.15-2+b7');
+      await f.a.destroy('c5-0', 3);
+    });
+
+    it('moves: copy the disk, start on the target, destroy on the source', async () => {
+      await f.a.create(request('c6-0', 1));
+      await f.a.copyDisk('c6-0', 2, f.b);
+      await f.b.create(request('c6-0', 2));
+      await f.a.destroy('c6-0', 2);
+      assert.equal(
+        (await f.a.list()).some((i) => i.name === 'c6-0'),
+        false,
+      );
+      assert.equal((await f.b.list()).find((i) => i.name === 'c6-0')?.status, 'running');
+      await f.b.destroy('c6-0', 3);
+    });
+
+    it('a failed host does not answer, retryably, and answers again once recovered', async (t) => {
+      if (!f.fail || !f.recover) {
+        t.skip('this engine has no fault injection');
+        return;
+      }
+      await f.fail(f.a.host);
+      await assert.rejects(
+        f.a.create(request('c7-0', 1)),
+        (e) => isVfleetError(e) && e.code === 'host-unreachable' && e.retryable,
+      );
+      await assert.rejects(f.a.list(), (e) => isVfleetError(e) && e.code === 'host-unreachable');
+      await f.recover(f.a.host);
+      assert.equal((await f.a.create(request('c7-0', 1))).status, 'running');
+      await f.a.destroy('c7-0', 2);
+    });
+  });
+}
