@@ -1,0 +1,170 @@
+// What a worker does with one job: read the host's real state first and skip what is already
+// done (idempotence), act with the action's generation (the host fences older ones), record the
+// outcome in the state store and the event history. A non-retryable error becomes BullMQ's
+// UnrecoverableError at this boundary (STYLE.md #8); anything else is retried with backoff.
+import { UnrecoverableError } from 'bullmq';
+import type { EngineInstance, HostEngine, InstanceRequest } from '../engines/host-engine.js';
+import { isVfleetError, VfleetError } from '../model/errors.js';
+import type { ObservedInstance } from '../model/observed.js';
+import type { ActionJobData } from './plan-jobs.js';
+
+/** Where outcomes go: the state store (src/state) implements it. */
+export interface StateSink {
+  putInstance(record: ObservedInstance & { packages: Record<string, string> }): Promise<void>;
+  deleteInstance(name: string): Promise<void>;
+  appendEvent(event: Record<string, string | number | null>): Promise<void>;
+}
+
+export interface EngineLookup {
+  engine(host: string): HostEngine;
+}
+
+export type JobOutcome = 'done' | 'already-done';
+
+export function actionHandler(engines: EngineLookup, state: StateSink, clock: () => number) {
+  return async (job: { name: string; data: ActionJobData }): Promise<JobOutcome> => {
+    const { data } = job;
+    try {
+      const outcome = await perform(engines, state, data);
+      await state.appendEvent(event(data, clock(), outcome, null));
+      return outcome;
+    } catch (e) {
+      await state
+        .appendEvent(event(data, clock(), 'failed', errorMessage(e)))
+        .catch(() => undefined);
+      if (isVfleetError(e) && !e.retryable) throw new UnrecoverableError(`${e.code}: ${e.message}`);
+      throw e;
+    }
+  };
+}
+
+function errorMessage(e: unknown): string {
+  return isVfleetError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+}
+
+function event(data: ActionJobData, at: number, outcome: string, error: string | null) {
+  return {
+    at,
+    plan: data.planId,
+    instance: data.action.instance,
+    action: data.action.kind,
+    step: data.step,
+    host: data.host,
+    generation: data.action.generation,
+    outcome,
+    error,
+  };
+}
+
+function request(data: ActionJobData): InstanceRequest {
+  if (!data.image)
+    throw new VfleetError(
+      'image-missing',
+      `no image ${data.action.image} for ${data.action.instance}`,
+    );
+  return {
+    name: data.action.instance,
+    group: data.action.group,
+    generation: data.action.generation,
+    image: data.image,
+    resources: data.action.resources,
+  };
+}
+
+async function current(engine: HostEngine, name: string): Promise<EngineInstance | undefined> {
+  return (await engine.list()).find((i) => i.name === name);
+}
+
+const sameResources = (i: EngineInstance, data: ActionJobData) =>
+  i.resources.vcpus === data.action.resources.vcpus &&
+  i.resources.memoryMiB === data.action.resources.memoryMiB &&
+  i.resources.diskGiB === data.action.resources.diskGiB &&
+  i.image === data.action.image;
+
+async function record(
+  state: StateSink,
+  data: ActionJobData,
+  instance: EngineInstance,
+  host: string,
+) {
+  await state.putInstance({
+    instance: instance.name,
+    group: data.action.group,
+    host,
+    generation: data.action.generation,
+    status: instance.status,
+    image: instance.image,
+    resources: instance.resources,
+    failoverHost: data.action.failoverHost,
+    packages: { ...instance.packages },
+  });
+}
+
+async function perform(
+  engines: EngineLookup,
+  state: StateSink,
+  data: ActionJobData,
+): Promise<JobOutcome> {
+  const a = data.action;
+  const engine = engines.engine(data.host);
+  const now = await current(engine, a.instance);
+  const done = now !== undefined && now.generation >= a.generation;
+  switch (data.step) {
+    case 'create':
+    case 'move-in': {
+      if (done && now.status === 'running') {
+        if (data.step === 'create') await record(state, data, now, data.host);
+        return 'already-done';
+      }
+      const created = await engine.create(request(data));
+      if (data.step === 'create') await record(state, data, created, data.host);
+      return 'done';
+    }
+    case 'start': {
+      if (done && now.status === 'running') {
+        await record(state, data, now, data.host);
+        return 'already-done';
+      }
+      await record(state, data, await engine.start(a.instance, a.generation), data.host);
+      return 'done';
+    }
+    case 'replace': {
+      // Resources or image changed: the instance is recreated in place (Terraform's -/+).
+      if (done && now.status === 'running' && sameResources(now, data)) {
+        await record(state, data, now, data.host);
+        return 'already-done';
+      }
+      await engine.destroy(a.instance, a.generation);
+      await record(state, data, await engine.create(request(data)), data.host);
+      return 'done';
+    }
+    case 'destroy': {
+      if (now) await engine.destroy(a.instance, a.generation);
+      await state.deleteInstance(a.instance);
+      return now ? 'done' : 'already-done';
+    }
+    case 'copy-disk': {
+      if (!now) return 'already-done'; // the source is gone already: an earlier run moved it
+      await engine.copyDisk(a.instance, a.generation, engines.engine(a.host));
+      return 'done';
+    }
+    case 'move-out': {
+      const target = await current(engines.engine(a.host), a.instance);
+      if (!target || target.status !== 'running') {
+        throw new VfleetError(
+          'move-incomplete',
+          `${a.instance} is not running on ${a.host}; not removing it from ${data.host}`,
+          {
+            retryable: true,
+          },
+        );
+      }
+      if (now) {
+        await engine.stop(a.instance, a.generation);
+        await engine.destroy(a.instance, a.generation);
+      }
+      await record(state, data, target, a.host);
+      return now ? 'done' : 'already-done';
+    }
+  }
+}

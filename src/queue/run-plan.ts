@@ -1,0 +1,163 @@
+// apply's engine room: the plan's waves as BullMQ jobs on one queue per host, run by in-process
+// workers, each action's outcome collected. Enqueuing is idempotent (deterministic job ids): a
+// job that already ran is not run again, its recorded outcome is read back instead.
+import { FlowProducer, Job, type JobsOptions, Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Fleet } from '../model/fleet.js';
+import type { Plan } from '../model/plan.js';
+import {
+  actionHandler,
+  type EngineLookup,
+  type JobOutcome,
+  type StateSink,
+} from './action-handler.js';
+import { type ActionJobData, type JobNode, planJobs } from './plan-jobs.js';
+
+export interface ActionOutcome {
+  readonly action: string;
+  readonly outcome: JobOutcome | 'failed' | 'skipped';
+  readonly error: string | null;
+}
+
+export interface RunPlanOptions {
+  /** A new connection per BullMQ client (workers block, so they need their own). */
+  readonly connect: () => Redis;
+  /** Key prefix for the queues: under the fleet's hash tag. */
+  readonly prefix: string;
+  readonly engines: EngineLookup;
+  readonly state: StateSink;
+  readonly clock: () => number;
+  /** Jobs each host's worker runs at once. */
+  readonly concurrency: number;
+  /** Called as each action finishes, for progress output. */
+  readonly onOutcome?: (outcome: ActionOutcome) => void;
+  /** Retry attempts for retryable failures (default 5). */
+  readonly attempts?: number;
+}
+
+const JOB_OPTIONS = (attempts: number): JobsOptions => ({
+  attempts,
+  backoff: { type: 'exponential', delay: 200, jitter: 0.5 },
+  removeOnComplete: { age: 24 * 3600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
+});
+
+export async function runPlan(
+  plan: Plan,
+  fleet: Fleet,
+  options: RunPlanOptions,
+): Promise<ActionOutcome[]> {
+  const waves = planJobs(plan, fleet);
+  const hosts = new Set<string>();
+  const walk = (n: JobNode) => {
+    hosts.add(n.data.host);
+    n.children.forEach(walk);
+  };
+  waves.flat().forEach(walk);
+
+  // BullMQ does not close connections it is given: keep them, and close them at the end.
+  const connections: Redis[] = [];
+  const connect = () => {
+    const c = options.connect();
+    connections.push(c);
+    return c;
+  };
+  const connection = connect();
+  const queues = new Map<string, Queue>();
+  const workers: Worker[] = [];
+  const flows = new FlowProducer({ connection, prefix: options.prefix });
+  const waiting = new Map<string, (outcome: ActionOutcome) => void>();
+  const roots = new Map<string, string>(); // root job id → action id
+  const handler = actionHandler(options.engines, options.state, options.clock);
+  const attempts = options.attempts ?? 5;
+
+  const settle = (jobId: string, outcome: ActionOutcome['outcome'], error: string | null) => {
+    const action = roots.get(jobId);
+    const resolve = waiting.get(jobId);
+    if (!action || !resolve) return;
+    waiting.delete(jobId);
+    resolve({ action, outcome, error });
+  };
+
+  for (const host of hosts) {
+    const name = `host.${host}`;
+    queues.set(name, new Queue(name, { connection, prefix: options.prefix }));
+    const worker = new Worker<ActionJobData, JobOutcome>(name, (job) => handler(job), {
+      connection: connect(),
+      prefix: options.prefix,
+      concurrency: options.concurrency,
+    });
+    worker.on('completed', (job) => settle(job.id as string, job.returnvalue, null));
+    worker.on('failed', (job, error) => {
+      if (!job) return;
+      const final =
+        error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+      if (final) settle(job.id as string, 'failed', error.message);
+    });
+    worker.on('error', () => undefined); // connection hiccups surface as job failures
+    workers.push(worker);
+  }
+
+  const outcomes: ActionOutcome[] = [];
+  const failed = new Set<string>();
+  try {
+    for (const wave of waves) {
+      const pending: Array<Promise<ActionOutcome>> = [];
+      for (const root of wave) {
+        const action = root.data.action;
+        if (action.dependsOn.some((d) => failed.has(d))) {
+          const skipped: ActionOutcome = {
+            action: action.id,
+            outcome: 'skipped',
+            error: 'an action it waits for failed',
+          };
+          outcomes.push(skipped);
+          failed.add(action.id);
+          options.onOutcome?.(skipped);
+          continue;
+        }
+        roots.set(root.jobId, action.id);
+        const done = new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve));
+        await enqueue(root, queues, flows, JOB_OPTIONS(attempts));
+        // Already ran (the same plan enqueued again): read its stored outcome instead of waiting.
+        const stored = await Job.fromId(queues.get(root.queueName) as Queue, root.jobId);
+        const state = stored ? await stored.getState() : 'unknown';
+        if (state === 'completed') settle(root.jobId, stored?.returnvalue as JobOutcome, null);
+        else if (state === 'failed') settle(root.jobId, 'failed', stored?.failedReason ?? 'failed');
+        pending.push(done);
+      }
+      for (const outcome of await Promise.all(pending)) {
+        outcomes.push(outcome);
+        if (outcome.outcome === 'failed') failed.add(outcome.action);
+        options.onOutcome?.(outcome);
+      }
+    }
+  } finally {
+    await Promise.all(workers.map((w) => w.close()));
+    await Promise.all([...queues.values()].map((q) => q.close()));
+    await flows.close();
+    await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+  }
+  return outcomes;
+}
+
+async function enqueue(
+  root: JobNode,
+  queues: Map<string, Queue>,
+  flows: FlowProducer,
+  opts: JobsOptions,
+): Promise<Job> {
+  if (root.children.length === 0) {
+    const queue = queues.get(root.queueName) as Queue;
+    return queue.add(root.name, root.data, { ...opts, jobId: root.jobId });
+  }
+  const tree = (n: JobNode, child: boolean): Parameters<FlowProducer['add']>[0] => ({
+    name: n.name,
+    queueName: n.queueName,
+    data: n.data,
+    opts: { ...opts, jobId: n.jobId, ...(child ? { failParentOnFailure: true } : {}) },
+    children: n.children.map((c) => tree(c, true)),
+  });
+  const added = await flows.add(tree(root, false));
+  return added.job;
+}

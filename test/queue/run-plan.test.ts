@@ -1,0 +1,143 @@
+// The plan through BullMQ on a real redis-server into embedded hosts: converge, idempotence,
+// a failed host, a move.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { EmbeddedEngine, setHostDown } from '../../src/engines/embedded/embedded-engine.js';
+import type { Fleet } from '../../src/model/fleet.js';
+import type { ObservedInstance, ObservedState } from '../../src/model/observed.js';
+import { makePlan } from '../../src/plan/make-plan.js';
+import type { StateSink } from '../../src/queue/action-handler.js';
+import { runPlan } from '../../src/queue/run-plan.js';
+import { schedule } from '../../src/scheduler/schedule.js';
+import { loadFleet } from '../../src/spec/load-fleet.js';
+import { fromRoot } from '../helpers/paths.js';
+import { startTestRedis, type TestRedis } from '../helpers/redis-server.js';
+
+class MemoryState implements StateSink {
+  readonly instances = new Map<string, ObservedInstance>();
+  readonly events: Array<Record<string, unknown>> = [];
+  version = 0;
+  async putInstance(record: ObservedInstance): Promise<void> {
+    const { packages: _, ...rest } = record as ObservedInstance & { packages?: unknown };
+    this.instances.set(record.instance, rest);
+    this.version++;
+  }
+  async deleteInstance(name: string): Promise<void> {
+    this.instances.delete(name);
+    this.version++;
+  }
+  async appendEvent(event: Record<string, unknown>): Promise<void> {
+    this.events.push(event);
+  }
+  observed(): ObservedState {
+    return { version: this.version, instances: [...this.instances.values()] };
+  }
+}
+
+describe('runPlan', () => {
+  let server: TestRedis;
+  let redis: Redis;
+  const fleet = loadFleet(readFileSync(fromRoot('fleet.yaml')), 'fleet.yaml').fleet as Fleet;
+  let n = 0;
+
+  before(async () => {
+    server = await startTestRedis(['--maxmemory-policy', 'noeviction']);
+    redis = server.client();
+  });
+  after(async () => server.stop());
+
+  const setup = (name: string) => {
+    const fleetName = `${name}-${n++}`;
+    const engines = new Map(
+      fleet.hosts.map((h) => [
+        h.name,
+        new EmbeddedEngine(redis, fleetName, h, { bootLatencyMs: 0 }),
+      ]),
+    );
+    const state = new MemoryState();
+    const options = {
+      connect: () => new Redis({ path: server.socket, maxRetriesPerRequest: null }),
+      prefix: `vfleet:{${fleetName}}:q`,
+      engines: { engine: (host: string) => engines.get(host) as EmbeddedEngine },
+      state,
+      clock: () => 0,
+      concurrency: 4,
+      attempts: 2,
+    };
+    const planNow = (id: string, f: Fleet = fleet) => {
+      const observed = state.observed();
+      return makePlan(f, schedule(f, { instances: observed.instances }), observed, {
+        id,
+        specHash: 'h',
+      });
+    };
+    const running = async () =>
+      (await Promise.all([...engines.values()].map((e) => e.list()))).flat();
+    return { engines, state, options, planNow, running, fleetName };
+  };
+
+  it('takes an empty fleet to the spec, and a second plan has no changes', async () => {
+    const { state, options, planNow, running } = setup('converge');
+    const plan = planNow('p1');
+    const outcomes = await runPlan(plan, fleet, options);
+    assert.equal(outcomes.length, 26);
+    assert.ok(
+      outcomes.every((o) => o.outcome === 'done'),
+      JSON.stringify(outcomes.filter((o) => o.outcome !== 'done')),
+    );
+    assert.equal((await running()).length, 26);
+    assert.equal(state.instances.size, 26);
+    assert.deepEqual(planNow('p2').actions, []);
+  });
+
+  it('enqueuing the same plan twice runs nothing twice', async () => {
+    const { options, planNow, running, state } = setup('twice');
+    const plan = planNow('p1');
+    await runPlan(plan, fleet, options);
+    const eventsAfterFirst = state.events.length;
+    const again = await runPlan(plan, fleet, options);
+    assert.ok(again.every((o) => o.outcome === 'done' || o.outcome === 'already-done'));
+    assert.equal(state.events.length, eventsAfterFirst, 'no job ran again');
+    const names = (await running()).map((i) => i.name);
+    assert.equal(names.length, new Set(names).size, 'every instance exists exactly once');
+  });
+
+  it('a failed host fails its actions cleanly; the rest completes; recovery resumes', async () => {
+    const { options, planNow, running, fleetName } = setup('failed');
+    await setHostDown(redis, fleetName, 'ct-r1-03', true);
+    const outcomes = await runPlan(planNow('p1'), fleet, options);
+    const failed = outcomes.filter((o) => o.outcome === 'failed');
+    assert.ok(failed.length > 0);
+    assert.ok(
+      failed.every((o) => /ct-r1-03 does not answer/.test(o.error ?? '')),
+      JSON.stringify(failed),
+    );
+    assert.equal(outcomes.filter((o) => o.outcome === 'done').length, 26 - failed.length);
+    await setHostDown(redis, fleetName, 'ct-r1-03', false);
+    const resumed = await runPlan(planNow('p2'), fleet, options);
+    assert.equal(resumed.length, failed.length);
+    assert.ok(resumed.every((o) => o.outcome === 'done'));
+    assert.equal((await running()).length, 26);
+  });
+
+  it('moves an instance when its host leaves the fleet: copy, start on the target, remove from the source', async () => {
+    const { options, planNow, running, state } = setup('move');
+    await runPlan(planNow('p1'), fleet, options);
+    const before = state.instances.get('db-0') as ObservedInstance;
+    const smaller: Fleet = { ...fleet, hosts: fleet.hosts.filter((h) => h.name !== before.host) };
+    const plan = planNow('p2', smaller);
+    const move = plan.actions.find((a) => a.instance === 'db-0');
+    assert.equal(move?.kind, 'move');
+    const outcomes = await runPlan(plan, fleet, options);
+    assert.ok(
+      outcomes.every((o) => o.outcome === 'done'),
+      JSON.stringify(outcomes),
+    );
+    const where = (await running()).filter((i) => i.name === 'db-0');
+    assert.equal(where.length, 1);
+    assert.equal(state.instances.get('db-0')?.host, move?.host);
+    assert.equal(state.instances.get('db-0')?.generation, (before.generation ?? 0) + 1);
+  });
+});
