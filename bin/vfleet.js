@@ -15,4 +15,11 @@ try {
   }
   throw e;
 }
+// A reader that stops early (`vfleet status | head`) is not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e) => {
+    if (e && e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
 process.exitCode = await cli.main(process.argv.slice(2));

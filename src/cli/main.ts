@@ -3,7 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isVfleetError } from '../model/errors.js';
+import { applyCommand } from './commands/apply-command.js';
+import { downCommand } from './commands/down-command.js';
+import { planCommand } from './commands/plan-command.js';
 import { scheduleCommand } from './commands/schedule-command.js';
+import { forceUnlockCommand, hostCommand, statusCommand } from './commands/status-command.js';
 import { validateCommand } from './commands/validate-command.js';
 import { processTerminal, type Terminal } from './terminal.js';
 
@@ -22,7 +26,16 @@ export function buildProgram(terminal: Terminal, setExit: (code: number) => void
       writeOut: (s) => terminal.out(s),
       writeErr: (s) => terminal.err(s),
     });
-  for (const command of [validateCommand(terminal, setExit), scheduleCommand(terminal, setExit)]) {
+  for (const command of [
+    validateCommand(terminal, setExit),
+    scheduleCommand(terminal, setExit),
+    planCommand(terminal, setExit),
+    applyCommand(terminal, setExit),
+    statusCommand(terminal, setExit),
+    hostCommand(terminal, setExit),
+    forceUnlockCommand(terminal, setExit),
+    downCommand(terminal, setExit),
+  ]) {
     program.addCommand(
       command.exitOverride().configureOutput({
         writeOut: (s) => terminal.out(s),

@@ -10,9 +10,9 @@ import type { ActionJobData } from './plan-jobs.js';
 
 /** Where outcomes go: the state store (src/state) implements it. */
 export interface StateSink {
-  putInstance(record: ObservedInstance & { packages: Record<string, string> }): Promise<void>;
-  deleteInstance(name: string): Promise<void>;
-  appendEvent(event: Record<string, string | number | null>): Promise<void>;
+  putInstance(record: ObservedInstance & { packages: Record<string, string> }): Promise<unknown>;
+  deleteInstance(name: string): Promise<unknown>;
+  appendEvent(event: Record<string, string | number | null>): Promise<unknown>;
 }
 
 export interface EngineLookup {

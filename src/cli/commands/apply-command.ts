@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { createInterface } from 'node:readline/promises';
+import { Command } from 'commander';
+import { VfleetError } from '../../model/errors.js';
+import type { Plan } from '../../model/plan.js';
+import { parsePlan } from '../../plan/plan-file.js';
+import { type ActionOutcome, runPlan } from '../../queue/run-plan.js';
+import { type FleetSession, openFleet, queuePrefixOf } from '../fleet-session.js';
+import type { Terminal } from '../terminal.js';
+import { renderPlanText } from '../views/plan-view.js';
+import { currentPlan } from './plan-command.js';
+
+export interface ApplyArgs {
+  /** A fleet spec, or a saved plan (a .json file). */
+  readonly target: string;
+  readonly spec: string;
+  readonly autoApprove: boolean;
+  readonly concurrency: number;
+}
+
+const LOCK_TTL_MS = 60_000;
+
+/**
+ * Takes the fleet lock, shows the plan, asks (unless --auto-approve; refuses without it when
+ * not on a terminal), runs it through the host queues with in-process workers, and reports each
+ * action. Exit 0 only when every action succeeded; 1 when one failed or the apply was refused.
+ */
+export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<number> {
+  const saved = args.target.endsWith('.json') ? readSavedPlan(args.target) : undefined;
+  const session = await openFleet(saved ? args.spec : args.target, terminal);
+  if (!session) return 1;
+  const holder = {
+    id: randomUUID().slice(0, 8),
+    pid: process.pid,
+    host: hostname(),
+    since: Date.now(),
+  };
+  try {
+    const lock = await session.state.acquireLock(holder, LOCK_TTL_MS);
+    if (!lock.ok) {
+      const h = lock.holder;
+      terminal.err(
+        `vfleet: fleet ${session.fleet.name} is locked by apply ${h.id} (pid ${h.pid} on ${h.host}, since ${new Date(h.since).toISOString()}).\n` +
+          `If that apply is gone, run: vfleet force-unlock ${h.id}`,
+      );
+      return 1;
+    }
+    const renew = setInterval(
+      () => void session.state.renewLock(holder.id, LOCK_TTL_MS),
+      LOCK_TTL_MS / 3,
+    );
+    try {
+      return await applyLocked(session, saved, args, terminal);
+    } finally {
+      clearInterval(renew);
+      await session.state.releaseLock(holder.id);
+    }
+  } finally {
+    await session.close();
+  }
+}
+
+function readSavedPlan(path: string): Plan {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new VfleetError('plan-file', `cannot read the plan file ${path}`);
+  }
+  const parsed = parsePlan(text);
+  if (!parsed.ok)
+    throw new VfleetError('plan-file', `${path} is not a vfleet plan: ${parsed.reason}`);
+  return parsed.plan;
+}
+
+async function applyLocked(
+  session: FleetSession,
+  saved: Plan | undefined,
+  args: ApplyArgs,
+  terminal: Terminal,
+): Promise<number> {
+  const { plan: fresh } = await currentPlan(session, undefined, true);
+  if (saved) {
+    if (saved.specHash !== session.specHash) {
+      terminal.err(
+        `vfleet: the saved plan is stale: ${session.file} changed since it was made. Run vfleet plan again.`,
+      );
+      return 1;
+    }
+    if (saved.stateVersion !== fresh.stateVersion) {
+      terminal.err(
+        `vfleet: the saved plan is stale: the fleet's state moved from version ${saved.stateVersion} to ${fresh.stateVersion} since it was made. Run vfleet plan again.`,
+      );
+      return 1;
+    }
+  }
+  const plan = saved ?? fresh;
+  terminal.out(renderPlanText(plan));
+  if (plan.actions.length === 0) return 0;
+  if (!args.autoApprove && !saved) {
+    if (!terminal.isTTY || !process.stdin.isTTY) {
+      terminal.err(
+        'vfleet: not applying without confirmation; run with --auto-approve when no one can answer.',
+      );
+      return 1;
+    }
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    const answer = await rl.question("Apply these actions? Only 'yes' will be accepted: ");
+    rl.close();
+    if (answer.trim() !== 'yes') {
+      terminal.out('Apply cancelled.');
+      return 1;
+    }
+  }
+  const total = plan.actions.length;
+  let finished = 0;
+  const outcomes = await runPlan(plan, session.fleet, {
+    connect: () => session.connect(),
+    prefix: queuePrefixOf(session.fleet),
+    engines: session.engines(),
+    state: session.state,
+    clock: () => Date.now(),
+    concurrency: args.concurrency,
+    onOutcome: (o: ActionOutcome) => {
+      finished++;
+      if (terminal.isTTY) {
+        process.stdout.write(
+          `\r  [${finished}/${total}] ${o.outcome.padEnd(12)} ${o.action}`.padEnd(80),
+        );
+        if (finished === total) process.stdout.write('\n');
+      } else {
+        terminal.out(JSON.stringify({ formatVersion: '1', type: 'action', plan: plan.id, ...o }));
+      }
+    },
+  });
+  const failed = outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
+  for (const o of failed)
+    terminal.err(`  ! ${o.action}: ${o.outcome}${o.error ? `: ${o.error}` : ''}`);
+  const done = outcomes.length - failed.length;
+  terminal.out(
+    failed.length === 0
+      ? `Apply complete: ${done} action${done === 1 ? '' : 's'} done.`
+      : `Apply incomplete: ${done} done, ${failed.length} failed or skipped. The next apply resumes from here.`,
+  );
+  return failed.length === 0 ? 0 : 1;
+}
+
+export function applyCommand(terminal: Terminal, setExit: (code: number) => void): Command {
+  return new Command('apply')
+    .description('take the fleet to the spec (or apply a saved plan) through the host queues')
+    .argument('[target]', 'the fleet spec, or a plan saved with vfleet plan --out (same as -f)')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--auto-approve', 'apply without asking', false)
+    .option('--workers <n>', 'jobs each host runs at once', (v) => Number.parseInt(v, 10), 4)
+    .action(
+      async (
+        target: string | undefined,
+        o: { file: string; autoApprove: boolean; workers: number },
+      ) => {
+        if (!Number.isInteger(o.workers) || o.workers < 1)
+          throw new VfleetError('usage', '--workers takes a whole number ≥ 1');
+        setExit(
+          await runApply(
+            {
+              target: target ?? o.file,
+              spec: o.file,
+              autoApprove: o.autoApprove,
+              concurrency: o.workers,
+            },
+            terminal,
+          ),
+        );
+      },
+    );
+}

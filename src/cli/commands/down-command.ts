@@ -1,0 +1,38 @@
+import { Command } from 'commander';
+import { stopEmbeddedRedis } from '../../state/redis-server.js';
+import type { Terminal } from '../terminal.js';
+import { type DownResult, renderDownText } from '../views/down-view.js';
+
+export interface DownArgs {
+  readonly cwd: string;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Stops the private redis-server of the folder (its AOF is flushed first, its data kept).
+ * A Redis named by REDIS_URL is not vfleet's to stop. Exit 0, also when nothing runs.
+ */
+export async function runDown(args: DownArgs, terminal: Terminal): Promise<number> {
+  let result: DownResult;
+  if ((args.env.REDIS_URL ?? '').trim() !== '') {
+    result = { kind: 'external' };
+  } else {
+    const debug = args.env.VFLEET_DEBUG
+      ? (message: string) => terminal.err(`vfleet: debug: ${message}`)
+      : undefined;
+    const outcome = await stopEmbeddedRedis(args.cwd, { debug });
+    result = outcome.stopped
+      ? { kind: 'stopped', pid: outcome.pid, dir: outcome.paths.dir }
+      : { kind: 'nothing-running', dir: outcome.paths.dir };
+  }
+  terminal.out(renderDownText(result));
+  return 0;
+}
+
+export function downCommand(terminal: Terminal, setExit: (code: number) => void): Command {
+  return new Command('down')
+    .description("stop this folder's private redis-server (started when REDIS_URL is not set)")
+    .action(async () => {
+      setExit(await runDown({ cwd: process.cwd(), env: process.env }, terminal));
+    });
+}

@@ -1,0 +1,93 @@
+import { writeFileSync } from 'node:fs';
+import { Command } from 'commander';
+import type { Plan } from '../../model/plan.js';
+import { makePlan } from '../../plan/make-plan.js';
+import { serializePlan } from '../../plan/plan-file.js';
+import { explain } from '../../scheduler/schedule.js';
+import { type FleetSession, openFleet, planIdOf } from '../fleet-session.js';
+import type { Terminal } from '../terminal.js';
+import { renderExplanationText } from '../views/placement-view.js';
+import { renderPlanText } from '../views/plan-view.js';
+
+export interface PlanArgs {
+  readonly file: string;
+  readonly out: string | undefined;
+  readonly json: boolean;
+  readonly detailedExitcode: boolean;
+  readonly explain: string | undefined;
+}
+
+/** The plan for a session's fleet against its current state. */
+export async function currentPlan(
+  session: FleetSession,
+  explainInstance?: string,
+  persist = false,
+) {
+  const observed = await session.observe(persist);
+  const { placement, explanation } = explain(session.fleet, explainInstance ?? '', {
+    instances: observed.instances,
+  });
+  const plan: Plan = makePlan(session.fleet, placement, observed, {
+    id: planIdOf(session.specHash, observed.version),
+    specHash: session.specHash,
+  });
+  return { plan, explanation };
+}
+
+/** Exit 0, or with --detailed-exitcode 0 no changes / 2 changes; 1 on error. */
+export async function runPlanCommand(args: PlanArgs, terminal: Terminal): Promise<number> {
+  const session = await openFleet(args.file, terminal);
+  if (!session) return 1;
+  try {
+    const { plan, explanation } = await currentPlan(session, args.explain);
+    if (args.out) writeFileSync(args.out, serializePlan(plan));
+    if (args.json) terminal.out(serializePlan(plan));
+    else {
+      if (args.explain) terminal.out(renderExplanationText(explanation, args.explain));
+      terminal.out(renderPlanText(plan));
+      if (args.out)
+        terminal.out(`Saved the plan to ${args.out}: apply it with \`vfleet apply ${args.out}\`.`);
+    }
+    return args.detailedExitcode && plan.actions.length > 0 ? 2 : 0;
+  } finally {
+    await session.close();
+  }
+}
+
+export function planCommand(terminal: Terminal, setExit: (code: number) => void): Command {
+  return new Command('plan')
+    .description(
+      'show what apply would change: placements, license use before → after, failover coverage',
+    )
+    .argument('[file]', 'the fleet spec (same as -f)')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--out <plan.json>', 'save the plan for `vfleet apply plan.json`')
+    .option('--json', 'print the plan as JSON (formatVersion 1)', false)
+    .option('--detailed-exitcode', 'exit 2 when there are changes, 0 when there are none', false)
+    .option('--explain <instance>', "show every host's verdict and score for one instance")
+    .action(
+      async (
+        file: string | undefined,
+        o: {
+          file: string;
+          out?: string;
+          json: boolean;
+          detailedExitcode: boolean;
+          explain?: string;
+        },
+      ) => {
+        setExit(
+          await runPlanCommand(
+            {
+              file: file ?? o.file,
+              out: o.out,
+              json: o.json,
+              detailedExitcode: o.detailedExitcode,
+              explain: o.explain,
+            },
+            terminal,
+          ),
+        );
+      },
+    );
+}

@@ -1,0 +1,165 @@
+import { Command } from 'commander';
+import { engineKeys, setHostDown } from '../../engines/embedded/embedded-engine.js';
+import { VfleetError } from '../../model/errors.js';
+import { openFleet } from '../fleet-session.js';
+import type { Terminal } from '../terminal.js';
+import { table } from '../views/table.js';
+import { currentPlan } from './plan-command.js';
+
+/** Hosts with what they hold, instances with host, generation and status, and drift. Exit 0. */
+export async function runStatus(
+  args: { file: string; json: boolean },
+  terminal: Terminal,
+): Promise<number> {
+  const session = await openFleet(args.file, terminal);
+  if (!session) return 1;
+  try {
+    const snapshot = await session.state.readAll();
+    const { plan } = await currentPlan(session);
+    const down = new Set<string>();
+    for (const host of session.fleet.hosts) {
+      if (
+        host.engine === 'embedded' &&
+        (await session.connection.redis.exists(engineKeys(session.fleet.name, host.name).down))
+      ) {
+        down.add(host.name);
+      }
+    }
+    const hosts = session.fleet.hosts.map((h) => {
+      const on = snapshot.instances.filter((i) => i.host === h.name);
+      return {
+        name: h.name,
+        engine: h.engine,
+        health: down.has(h.name) ? 'failed' : 'ok',
+        instances: on.length,
+        vcpus: on.reduce((n, i) => n + i.resources.vcpus, 0),
+        memoryMiB: on.reduce((n, i) => n + i.resources.memoryMiB, 0),
+      };
+    });
+    const drift = plan.summary;
+    if (args.json) {
+      terminal.out(
+        JSON.stringify(
+          {
+            formatVersion: '1',
+            fleet: session.fleet.name,
+            stateVersion: snapshot.version,
+            redis: session.connection.url,
+            hosts,
+            instances: snapshot.instances,
+            drift,
+          },
+          null,
+          2,
+        ),
+      );
+      return 0;
+    }
+    terminal.out(
+      `Fleet ${session.fleet.name} (state version ${snapshot.version}, Redis ${session.connection.url})\n`,
+    );
+    terminal.out(
+      table(
+        ['HOST', 'ENGINE', 'HEALTH', 'INSTANCES', 'VCPUS', 'MEMORY MIB'],
+        hosts.map((h) => [h.name, h.engine, h.health, h.instances, h.vcpus, h.memoryMiB]),
+      ),
+    );
+    terminal.out('');
+    terminal.out(
+      table(
+        ['INSTANCE', 'HOST', 'GENERATION', 'STATUS', 'FAILOVER HOST'],
+        snapshot.instances.map((i) => [
+          i.instance,
+          i.host,
+          i.generation,
+          i.status,
+          i.failoverHost ?? '-',
+        ]),
+      ),
+    );
+    const changes = drift.create + drift.move + drift.update + drift.destroy;
+    terminal.out(
+      changes === 0
+        ? '\nNo drift: the fleet matches the spec.'
+        : `\nDrift: ${drift.create} to create, ${drift.move} to move, ${drift.update} to update, ${drift.destroy} to destroy (vfleet plan shows them).`,
+    );
+    return 0;
+  } finally {
+    await session.close();
+  }
+}
+
+export function statusCommand(terminal: Terminal, setExit: (code: number) => void): Command {
+  return new Command('status')
+    .description('hosts, instances with their generations and health, and drift from the spec')
+    .argument('[file]', 'the fleet spec (same as -f)')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--json', 'print JSON (formatVersion 1)', false)
+    .action(async (file: string | undefined, o: { file: string; json: boolean }) => {
+      setExit(await runStatus({ file: file ?? o.file, json: o.json }, terminal));
+    });
+}
+
+/** Fault injection for embedded hosts: `vfleet host fail|recover <name>`. */
+export function hostCommand(terminal: Terminal, setExit: (code: number) => void): Command {
+  const command = new Command('host').description('fault injection for embedded hosts');
+  for (const [verb, down] of [
+    ['fail', true],
+    ['recover', false],
+  ] as const) {
+    command
+      .command(verb)
+      .description(
+        down ? 'make an embedded host stop answering' : 'bring a failed embedded host back',
+      )
+      .argument('<name>', 'the host')
+      .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+      .action(async (name: string, o: { file: string }) => {
+        const session = await openFleet(o.file, terminal);
+        if (!session) return setExit(1);
+        try {
+          const host = session.fleet.hosts.find((h) => h.name === name);
+          if (!host) throw new VfleetError('unknown-host', `no host ${name} in ${o.file}`);
+          if (host.engine !== 'embedded') {
+            throw new VfleetError(
+              'not-embedded',
+              `host ${name} uses the ${host.engine} engine; only embedded hosts can be failed on purpose`,
+            );
+          }
+          await setHostDown(session.connection.redis, session.fleet.name, name, down);
+          terminal.out(down ? `Host ${name} no longer answers.` : `Host ${name} answers again.`);
+          setExit(0);
+        } finally {
+          await session.close();
+        }
+      });
+  }
+  return command;
+}
+
+export function forceUnlockCommand(terminal: Terminal, setExit: (code: number) => void): Command {
+  return new Command('force-unlock')
+    .description('remove the fleet lock of an apply that is gone')
+    .argument('<id>', 'the lock id the refused apply printed')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .action(async (id: string, o: { file: string }) => {
+      const session = await openFleet(o.file, terminal);
+      if (!session) return setExit(1);
+      try {
+        const result = await session.state.forceUnlock(id);
+        if (result.ok) {
+          terminal.out(`Removed lock ${id} (pid ${result.holder.pid} on ${result.holder.host}).`);
+          setExit(0);
+        } else {
+          terminal.err(
+            result.holder
+              ? `vfleet: the lock is held under ${result.holder.id}, not ${id}.`
+              : 'vfleet: no lock is held.',
+          );
+          setExit(1);
+        }
+      } finally {
+        await session.close();
+      }
+    });
+}

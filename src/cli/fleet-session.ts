@@ -1,0 +1,147 @@
+// What the commands that touch a fleet's state share: the spec read and validated, its hash,
+// and the fleet's Redis (the private server of this folder, or REDIS_URL) with its state.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import { EmbeddedEngine } from '../engines/embedded/embedded-engine.js';
+import type { EngineInstance, HostEngine } from '../engines/host-engine.js';
+import { countBySeverity } from '../model/diagnostic.js';
+import { isVfleetError, VfleetError } from '../model/errors.js';
+import type { Fleet } from '../model/fleet.js';
+import type { ObservedInstance, ObservedState } from '../model/observed.js';
+import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
+import { queuePrefix } from '../state/keys.js';
+import { connectRedis, type RedisConnection } from '../state/redis-server.js';
+import { readAndLoadFleet } from './read-spec.js';
+import type { Terminal } from './terminal.js';
+import { renderValidate } from './views/diagnostics-view.js';
+
+export interface FleetSession {
+  readonly file: string;
+  readonly fleet: Fleet;
+  /** sha256 of the spec file's bytes: a saved plan is refused once the spec changes. */
+  readonly specHash: string;
+  readonly connection: RedisConnection;
+  readonly state: FleetState;
+  /** A new connection to the same server (BullMQ workers need their own). */
+  connect(): Redis;
+  engines(): { engine(host: string): HostEngine };
+  /**
+   * The observed state, refreshed from the hosts themselves (as Terraform refreshes before a
+   * plan): an instance a host runs that the state does not know — created by an apply that died
+   * before recording it — is adopted, so no plan ever creates it a second time elsewhere. With
+   * `persist`, adopted instances are written to the state (apply does, under its lock).
+   */
+  observe(persist: boolean): Promise<ObservedState>;
+  close(): Promise<void>;
+}
+
+/** Reads and validates the spec; on errors prints them and returns undefined. */
+export function readValidFleet(
+  file: string,
+  terminal: Terminal,
+): { fleet: Fleet; specHash: string } | undefined {
+  const loaded = readAndLoadFleet(file);
+  if (!loaded.fleet || countBySeverity(loaded.diagnostics).errors > 0) {
+    terminal.err(
+      renderValidate('text', { file, diagnostics: loaded.diagnostics, fleet: undefined }),
+    );
+    return undefined;
+  }
+  const specHash = createHash('sha256').update(readFileSync(file)).digest('hex');
+  return { fleet: loaded.fleet, specHash };
+}
+
+export async function openFleet(
+  file: string,
+  terminal: Terminal,
+): Promise<FleetSession | undefined> {
+  const spec = readValidFleet(file, terminal);
+  if (!spec) return undefined;
+  const connection = await connectRedis({ cwd: process.cwd(), env: process.env });
+  const state = new FleetState(connection.redis, spec.fleet.name);
+  const extra: Redis[] = [];
+  const bootLatencyMs = Number(process.env.VFLEET_EMBEDDED_BOOT_MS ?? 10);
+  const cache = new Map<string, HostEngine>();
+  const lookup = {
+    engine: (name: string) => {
+      const known = cache.get(name);
+      if (known) return known;
+      const host = spec.fleet.hosts.find((h) => h.name === name);
+      if (!host) throw new VfleetError('unknown-host', `no host ${name} in ${file}`);
+      if (host.engine !== 'embedded') {
+        throw new VfleetError(
+          'engine-not-available',
+          `host ${name} uses the ${host.engine} engine, which this vfleet does not drive yet (only embedded)`,
+        );
+      }
+      const engine = new EmbeddedEngine(connection.redis, spec.fleet.name, host, { bootLatencyMs });
+      cache.set(name, engine);
+      return engine;
+    },
+  };
+  return {
+    file,
+    ...spec,
+    connection,
+    state,
+    connect() {
+      const c = connection.redis.duplicate({ maxRetriesPerRequest: null });
+      extra.push(c);
+      return c;
+    },
+    engines: () => lookup,
+    async observe(persist: boolean) {
+      let snapshot = await state.readAll();
+      const known = new Set(snapshot.instances.map((i) => i.instance));
+      const adopted: ObservedInstance[] = [];
+      for (const host of spec.fleet.hosts) {
+        if (host.engine !== 'embedded') continue;
+        let found: EngineInstance[];
+        try {
+          found = await lookup.engine(host.name).list();
+        } catch (e) {
+          if (isVfleetError(e) && e.code === 'host-unreachable') continue; // reported by apply
+          throw e;
+        }
+        for (const i of found) {
+          if (known.has(i.name)) continue;
+          known.add(i.name);
+          const record = {
+            instance: i.name,
+            group: i.group,
+            host: host.name,
+            generation: i.generation,
+            status: i.status,
+            image: i.image,
+            resources: i.resources,
+            failoverHost: null,
+          };
+          adopted.push(record);
+          if (persist) await state.putInstance({ ...record, packages: { ...i.packages } });
+        }
+      }
+      if (persist && adopted.length > 0) snapshot = await state.readAll();
+      const observed = observedOf(snapshot);
+      return persist ? observed : { ...observed, instances: [...observed.instances, ...adopted] };
+    },
+    async close() {
+      await Promise.all(extra.map((c) => c.quit().catch(() => c.disconnect())));
+      await connection.close();
+    },
+  };
+}
+
+export const queuePrefixOf = (fleet: Fleet): string => queuePrefix(fleet.name);
+
+export function observedOf(snapshot: FleetSnapshot): ObservedState {
+  return {
+    version: snapshot.version,
+    instances: snapshot.instances.map(({ packages: _, ...instance }) => instance),
+  };
+}
+
+/** A plan's id: the spec and the state it was made from, so the same inputs give the same jobs. */
+export function planIdOf(specHash: string, stateVersion: number): string {
+  return createHash('sha256').update(`${specHash}:${stateVersion}`).digest('hex').slice(0, 16);
+}

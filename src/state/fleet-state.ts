@@ -1,0 +1,300 @@
+// The observed state of one fleet in Redis: hosts and their heartbeats, instances, the state
+// version, the fleet lock and the event history (key layout: keys.ts). An adapter over an
+// ioredis client; the clock comes in as arguments, so callers (and tests) decide what "now" is.
+//
+// Every mutation of hosts or instances INCRs `version` in the same MULTI, so a reader that sees
+// the new record also sees the new version, and a plan made against an older version is known
+// to be stale. Heartbeats are the exception: they say a host is alive, they change nothing a
+// plan was made from, and bumping the version on each would make every saved plan stale within
+// seconds of a worker running. Losing a host is a mutation the controller makes when a
+// heartbeat is too old, and that one bumps the version.
+import type { ChainableCommander, Redis } from 'ioredis';
+import { VfleetError } from '../model/errors.js';
+import type { Resources } from '../model/fleet.js';
+import { EVENTS_MAXLEN, type FleetKeys, fleetKeys } from './keys.js';
+
+// Local until model/observed.ts grows the same fields; then these become aliases of those.
+export type InstanceRecordStatus = 'created' | 'running' | 'stopped' | 'failed';
+
+export interface ObservedHostRecord {
+  readonly name: string;
+  readonly facts: Readonly<Record<string, unknown>>;
+  /** Epoch ms of the last heartbeat, as the heartbeating process's clock said; null: never. */
+  readonly lastHeartbeat: number | null;
+}
+
+export interface ObservedInstanceRecord {
+  readonly instance: string;
+  readonly group: string;
+  readonly host: string;
+  readonly generation: number;
+  readonly status: InstanceRecordStatus;
+  readonly image: string;
+  readonly resources: Resources;
+  readonly failoverHost: string | null;
+  /** Package → version, as the host last reported the instance's inventory. */
+  readonly packages: Readonly<Record<string, string>>;
+}
+
+export interface FleetSnapshot {
+  readonly version: number;
+  /** Sorted by name, so that equal states read equal. */
+  readonly hosts: readonly ObservedHostRecord[];
+  /** Sorted by instance name. */
+  readonly instances: readonly ObservedInstanceRecord[];
+}
+
+export interface LockHolder {
+  /** Names the lock in messages and in `vfleet force-unlock <id>`. */
+  readonly id: string;
+  readonly pid: number;
+  /** The machine the holder runs on. */
+  readonly host: string;
+  /** Epoch ms when it was taken. */
+  readonly since: number;
+}
+
+export type LockResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly holder: LockHolder };
+
+export type ForceUnlockResult =
+  | { readonly ok: true; readonly holder: LockHolder }
+  /** Nothing was removed: no lock is held (holder null), or it is held under another id. */
+  | { readonly ok: false; readonly holder: LockHolder | null };
+
+export interface FleetEvent {
+  /** The stream entry id (`<ms>-<seq>`, Redis's clock): orders events across processes. */
+  readonly id: string;
+  readonly event: Readonly<Record<string, unknown>>;
+}
+
+// SET NX PX, or the current holder, atomically: a separate GET after a failed SET could find the
+// lock expired in between and report no holder.
+const ACQUIRE = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return redis.call('GET', KEYS[1])
+`;
+
+// Acts on the lock only while its holder's id is ARGV[1]: a holder whose lock expired and was
+// taken by another must not renew or delete the other's. Returns {acted, current value}.
+const IF_HOLDER = `
+local value = redis.call('GET', KEYS[1])
+if not value then return {0, false} end
+local ok, holder = pcall(cjson.decode, value)
+if not ok or type(holder) ~= 'table' or holder.id ~= ARGV[1] then return {0, value} end
+if ARGV[2] == 'renew' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('DEL', KEYS[1]) end
+return {1, value}
+`;
+
+function parseJson(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new VfleetError(
+      'state-corrupt',
+      `${where} in Redis is not valid JSON; it was not written by this vfleet version`,
+    );
+  }
+}
+
+function byName<T>(key: (item: T) => string): (a: T, b: T) => number {
+  return (a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
+}
+
+export class FleetState {
+  readonly fleet: string;
+  readonly keys: FleetKeys;
+  private readonly redis: Redis;
+
+  constructor(redis: Redis, fleet: string) {
+    this.redis = redis;
+    this.fleet = fleet;
+    this.keys = fleetKeys(fleet);
+  }
+
+  /**
+   * Everything `plan` and `status` need, in one round trip: one MULTI, so the version read is
+   * the version of exactly these records (a fleet of 100,000 instances is one HGETALL reply).
+   */
+  async readAll(): Promise<FleetSnapshot> {
+    const results = await this.redis
+      .multi()
+      .get(this.keys.version)
+      .hgetall(this.keys.hosts)
+      .hgetall(this.keys.heartbeats)
+      .hgetall(this.keys.instances)
+      .exec();
+    const [version, hosts, heartbeats, instances] = replies(results, 4) as [
+      string | null,
+      Record<string, string>,
+      Record<string, string>,
+      Record<string, string>,
+    ];
+    const names = new Set([...Object.keys(hosts), ...Object.keys(heartbeats)]);
+    const hostRecords = [...names].map((name): ObservedHostRecord => {
+      const facts = hosts[name];
+      const beat = heartbeats[name];
+      return {
+        name,
+        facts:
+          facts === undefined
+            ? {}
+            : (parseJson(facts, `${this.keys.hosts} field ${name}`) as Record<string, unknown>),
+        lastHeartbeat: beat === undefined ? null : Number(beat),
+      };
+    });
+    const instanceRecords = Object.entries(instances).map(
+      ([name, json]) =>
+        parseJson(json, `${this.keys.instances} field ${name}`) as ObservedInstanceRecord,
+    );
+    return {
+      version: version === null ? 0 : Number(version),
+      hosts: hostRecords.sort(byName((h) => h.name)),
+      instances: instanceRecords.sort(byName((i) => i.instance)),
+    };
+  }
+
+  async version(): Promise<number> {
+    return Number((await this.redis.get(this.keys.version)) ?? 0);
+  }
+
+  /** Creates or replaces an instance's record. Returns the new state version. */
+  async putInstance(record: ObservedInstanceRecord): Promise<number> {
+    return this.mutate((m) => m.hset(this.keys.instances, record.instance, JSON.stringify(record)));
+  }
+
+  /** Returns the new state version (bumped even when there was nothing to delete). */
+  async deleteInstance(name: string): Promise<number> {
+    return this.mutate((m) => m.hdel(this.keys.instances, name));
+  }
+
+  /** Creates or replaces a host's facts. Returns the new state version. */
+  async putHost(name: string, facts: object): Promise<number> {
+    return this.mutate((m) => m.hset(this.keys.hosts, name, JSON.stringify(facts)));
+  }
+
+  /** Records that `host` was alive at `nowMs`. Not a mutation: the version does not move. */
+  async heartbeat(host: string, nowMs: number): Promise<void> {
+    await this.redis.hset(this.keys.heartbeats, host, String(nowMs));
+  }
+
+  private async mutate(write: (m: ChainableCommander) => unknown): Promise<number> {
+    const multi = this.redis.multi();
+    write(multi);
+    multi.incr(this.keys.version);
+    const [, version] = replies(await multi.exec(), 2);
+    return Number(version);
+  }
+
+  // --- the fleet lock: one apply at a time -------------------------------------------------
+
+  /** Takes the lock for `ttlMs` unless someone holds it; then says who. */
+  async acquireLock(holder: LockHolder, ttlMs: number): Promise<LockResult> {
+    const current = (await this.redis.eval(
+      ACQUIRE,
+      1,
+      this.keys.lock,
+      JSON.stringify(holder),
+      String(Math.max(1, Math.round(ttlMs))),
+    )) as string | null;
+    return current === null ? { ok: true } : { ok: false, holder: this.parseHolder(current) };
+  }
+
+  /** Extends our lock to `ttlMs` from now; false when it is no longer ours (expired, taken). */
+  async renewLock(id: string, ttlMs: number): Promise<boolean> {
+    const [acted] = await this.ifHolder(id, 'renew', Math.max(1, Math.round(ttlMs)));
+    return acted;
+  }
+
+  /** Releases our lock; does nothing (false) when it is not ours. */
+  async releaseLock(id: string): Promise<boolean> {
+    const [acted] = await this.ifHolder(id, 'release', 0);
+    return acted;
+  }
+
+  /**
+   * `vfleet force-unlock <id>`: removes the lock a crashed apply left, named by the id its
+   * message showed — so an unlock meant for one holder cannot remove a newer holder's lock.
+   */
+  async forceUnlock(id: string): Promise<ForceUnlockResult> {
+    const [acted, value] = await this.ifHolder(id, 'release', 0);
+    const holder = value === null ? null : this.parseHolder(value);
+    return acted && holder ? { ok: true, holder } : { ok: false, holder };
+  }
+
+  async lockHolder(): Promise<LockHolder | null> {
+    const value = await this.redis.get(this.keys.lock);
+    return value === null ? null : this.parseHolder(value);
+  }
+
+  private async ifHolder(
+    id: string,
+    op: 'renew' | 'release',
+    ttlMs: number,
+  ): Promise<[boolean, string | null]> {
+    const [acted, value] = (await this.redis.eval(
+      IF_HOLDER,
+      1,
+      this.keys.lock,
+      id,
+      op,
+      String(ttlMs),
+    )) as [number, string | null];
+    return [acted === 1, value ?? null];
+  }
+
+  private parseHolder(value: string): LockHolder {
+    return parseJson(value, this.keys.lock) as LockHolder;
+  }
+
+  // --- the event history ---------------------------------------------------------------------
+
+  /** Appends an event (an action, its outcome…); the stream keeps about the last 10,000. */
+  async appendEvent(event: object): Promise<string> {
+    const id = await this.redis.xadd(
+      this.keys.events,
+      'MAXLEN',
+      '~',
+      String(EVENTS_MAXLEN),
+      '*',
+      'event',
+      JSON.stringify(event),
+    );
+    return String(id);
+  }
+
+  /** The last `count` events, oldest first. */
+  async readEvents(count: number): Promise<FleetEvent[]> {
+    const entries = (await this.redis.xrevrange(
+      this.keys.events,
+      '+',
+      '-',
+      'COUNT',
+      Math.max(1, Math.floor(count)),
+    )) as [string, string[]][];
+    return entries.reverse().map(([id, fields]) => {
+      const json = fields[fields.indexOf('event') + 1] ?? '{}';
+      return {
+        id,
+        event: parseJson(json, `${this.keys.events} entry ${id}`) as FleetEvent['event'],
+      };
+    });
+  }
+}
+
+/** The replies of a MULTI, or its first error (ioredis reports errors per command). */
+function replies(results: [Error | null, unknown][] | null, expected: number): unknown[] {
+  if (results === null || results.length !== expected) {
+    throw new VfleetError('redis-transaction', 'a Redis transaction was aborted', {
+      retryable: true,
+    });
+  }
+  const failed = results.find(([error]) => error !== null)?.[0];
+  if (failed) {
+    throw new VfleetError('redis-command', `Redis refused a state command: ${failed.message}`, {
+      retryable: false,
+    });
+  }
+  return results.map(([, value]) => value);
+}

@@ -1,0 +1,83 @@
+// The Redis key layout of a fleet: the one place key names are made (DESIGN.md "Queue, state and
+// engines"). Everything else asks these builders; nobody concatenates a key by hand.
+//
+// Every key of fleet F starts with `vfleet:{F}:`. The braces are a Redis Cluster hash tag: only
+// `F` is hashed, so all of a fleet's keys live in one slot and a MULTI, a Lua script or a BullMQ
+// flow may touch any of them together. Names are DNS labels (the spec's pattern), so a name can
+// hold neither a brace (which would move the hash tag) nor a ':' (which would blur the layout).
+//
+//   vfleet:{F}:hosts          hash    host → JSON facts
+//   vfleet:{F}:heartbeats     hash    host → last heartbeat, epoch ms (the heartbeat's own clock)
+//   vfleet:{F}:instances      hash    instance → JSON record (host, generation, status, …)
+//   vfleet:{F}:version        string  integer; every state mutation INCRs it in the same MULTI,
+//                                     a saved plan records it and apply refuses a stale one
+//   vfleet:{F}:lock           string  JSON holder {id, pid, host, since}, with a TTL (PX)
+//   vfleet:{F}:events         stream  one entry per action and outcome, XADD MAXLEN ~ 10000
+//   vfleet:{F}:bull:…         BullMQ's keys (queuePrefix): queues `host.<host>`, jobs, flows
+//   vfleet:{F}:engine:<host>:… the embedded engine's emulated hosts (engineHostKeys)
+//
+// Heartbeats are one hash rather than a key per host so that `readAll` reads them in the same
+// round trip as everything else (it cannot GET keys whose host names it has not read yet), and
+// they do not bump `version`: a heartbeat is liveness, not a change a plan was made against.
+
+/** The spec's pattern for names (schemas/fleet.schema.json, definitions.name). */
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Events kept in the stream, approximately (`MAXLEN ~`): enough for an audit of recent applies. */
+export const EVENTS_MAXLEN = 10_000;
+
+export interface FleetKeys {
+  /** `vfleet:{<fleet>}:`, with the trailing colon. */
+  readonly prefix: string;
+  readonly hosts: string;
+  readonly heartbeats: string;
+  readonly instances: string;
+  readonly version: string;
+  readonly lock: string;
+  readonly events: string;
+}
+
+export interface EngineHostKeys {
+  readonly instances: string;
+  readonly fence: string;
+  readonly disks: string;
+  readonly down: string;
+}
+
+function checkName(kind: string, name: string): string {
+  // A programming error, not a user's: names reach here only after the spec validated them.
+  if (!NAME.test(name)) throw new TypeError(`not a valid ${kind} name for a Redis key: ${name}`);
+  return name;
+}
+
+export function fleetKeys(fleet: string): FleetKeys {
+  const prefix = `vfleet:{${checkName('fleet', fleet)}}:`;
+  return {
+    prefix,
+    hosts: `${prefix}hosts`,
+    heartbeats: `${prefix}heartbeats`,
+    instances: `${prefix}instances`,
+    version: `${prefix}version`,
+    lock: `${prefix}lock`,
+    events: `${prefix}events`,
+  };
+}
+
+/**
+ * BullMQ's `prefix` option for the fleet's queues. BullMQ makes `<prefix>:<queue>:<suffix>`
+ * keys, so the fleet's hash tag leads every queue key and a flow across host queues is one slot.
+ */
+export function queuePrefix(fleet: string): string {
+  return `${fleetKeys(fleet).prefix}bull`;
+}
+
+/** The embedded engine's keys for one emulated host. */
+export function engineHostKeys(fleet: string, host: string): EngineHostKeys {
+  const base = `${fleetKeys(fleet).prefix}engine:${checkName('host', host)}:`;
+  return {
+    instances: `${base}instances`,
+    fence: `${base}fence`,
+    disks: `${base}disks`,
+    down: `${base}down`,
+  };
+}

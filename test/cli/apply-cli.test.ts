@@ -1,0 +1,162 @@
+// The main job as a user runs it: `vfleet apply` on the embedded default, then against a test
+// redis-server (REDIS_URL) for the failure cases: a second apply changes nothing, a stale saved
+// plan is refused, a locked fleet is refused with the holder, a failed host fails cleanly, and
+// an apply killed midway is resumed by the next with every instance existing exactly once.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fromRoot } from '../helpers/paths.js';
+import { startTestRedis, type TestRedis } from '../helpers/redis-server.js';
+
+const bin = fromRoot('bin', 'vfleet.js');
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function workdir(): string {
+  const dir = mkdtempSync(`${tmpdir()}/vfleet-apply-`);
+  copyFileSync(fromRoot('fleet.yaml'), `${dir}/fleet.yaml`);
+  return dir;
+}
+
+function vfleet(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
+  const result = spawnSync(process.execPath, [bin, ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, VFLEET_EMBEDDED_BOOT_MS: '0', ...env },
+    timeout: 60_000,
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const running = (cwd: string, env: NodeJS.ProcessEnv) => {
+  const status = JSON.parse(vfleet(['status', '--json'], cwd, env).stdout);
+  return status.instances as Array<{ instance: string; status: string; host: string }>;
+};
+
+describe('vfleet apply on the embedded default', () => {
+  it('converges from nothing, then changes nothing; down stops the private Redis', () => {
+    const dir = workdir();
+    try {
+      const first = vfleet(['apply', '--auto-approve'], dir);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /Plan: 26 to create, 0 to move, 0 to update, 0 to destroy\./);
+      assert.match(first.stdout, /Apply complete: 26 actions done\./);
+      const second = vfleet(['apply', '--auto-approve'], dir);
+      assert.equal(second.code, 0);
+      assert.match(second.stdout, /^No changes\./);
+      assert.match(second.stdout, /Plan: 0 to create, 0 to move, 0 to update, 0 to destroy\./);
+      const plan = vfleet(['plan', '--detailed-exitcode'], dir);
+      assert.equal(plan.code, 0);
+      const instances = running(dir, {});
+      assert.equal(instances.length, 26);
+      assert.ok(instances.every((i) => i.status === 'running'));
+    } finally {
+      assert.equal(vfleet(['down'], dir).code, 0);
+    }
+  });
+});
+
+describe('vfleet apply against REDIS_URL', () => {
+  let server: TestRedis;
+  let env: NodeJS.ProcessEnv;
+  before(async () => {
+    const port = await freePort();
+    server = await startTestRedis([
+      '--maxmemory-policy',
+      'noeviction',
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+    ]);
+    env = { REDIS_URL: `redis://127.0.0.1:${port}/0` };
+  });
+  after(async () => server.stop());
+
+  const fresh = async () => {
+    await server.client().flushall();
+    return workdir();
+  };
+
+  it('refuses to apply without --auto-approve when no one can answer', async () => {
+    const dir = await fresh();
+    const run = vfleet(['apply'], dir, env);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /--auto-approve/);
+    assert.equal(running(dir, env).length, 0);
+  });
+
+  it('plan --detailed-exitcode says 2 for changes; a stale saved plan is refused', async () => {
+    const dir = await fresh();
+    const plan = vfleet(['plan', '--out', 'plan.json', '--detailed-exitcode'], dir, env);
+    assert.equal(plan.code, 2);
+    const applied = vfleet(['apply', 'plan.json'], dir, env);
+    assert.equal(applied.code, 0, applied.stderr);
+    const again = vfleet(['apply', 'plan.json'], dir, env);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /stale: the fleet's state moved from version 0 to 26/);
+  });
+
+  it('refuses a locked fleet with the holder, and force-unlock frees it', async () => {
+    const dir = await fresh();
+    const holder = { id: 'deadbeef', pid: 4242, host: 'elsewhere', since: 0 };
+    await server.client().set('vfleet:{lab}:lock', JSON.stringify(holder), 'PX', 60_000);
+    const refused = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /locked by apply deadbeef \(pid 4242 on elsewhere/);
+    assert.match(refused.stderr, /vfleet force-unlock deadbeef/);
+    assert.equal(vfleet(['force-unlock', 'deadbeef'], dir, env).code, 0);
+    assert.equal(vfleet(['apply', '--auto-approve'], dir, env).code, 0);
+  });
+
+  it('a failed host makes its actions fail cleanly; after recovery the next apply finishes', async () => {
+    const dir = await fresh();
+    assert.equal(vfleet(['host', 'fail', 'ct-r1-03'], dir, env).code, 0);
+    const failed = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /host ct-r1-03 does not answer/);
+    assert.match(failed.stdout, /Apply incomplete: \d+ done, \d+ failed or skipped\./);
+    assert.doesNotMatch(failed.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(vfleet(['host', 'recover', 'ct-r1-03'], dir, env).code, 0);
+    const resumed = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(running(dir, env).length, 26);
+  });
+
+  it('an apply killed midway (SIGKILL) is resumed by the next: every instance exactly once', async () => {
+    const dir = await fresh();
+    const child = spawn(process.execPath, [bin, 'apply', '--auto-approve', '--workers', '1'], {
+      cwd: dir,
+      env: { ...process.env, ...env, VFLEET_EMBEDDED_BOOT_MS: '150' },
+      stdio: 'ignore',
+    });
+    const redis = server.client();
+    for (let i = 0; i < 200 && (await redis.hlen('vfleet:{lab}:instances')) < 3; i++)
+      await delay(25);
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    const partial = await redis.hlen('vfleet:{lab}:instances');
+    assert.ok(partial > 0 && partial < 26, `killed midway (${partial} recorded)`);
+    const holder = JSON.parse((await redis.get('vfleet:{lab}:lock')) as string);
+    assert.equal(vfleet(['force-unlock', holder.id], dir, env).code, 0);
+    const resumed = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const names = running(dir, env).map((i) => i.instance);
+    assert.equal(names.length, 26);
+    // Exactly once on the hosts themselves, not only in the state.
+    let onHosts = 0;
+    for (const key of await redis.keys('vfleet:{lab}:engine:*:instances'))
+      onHosts += await redis.hlen(key);
+    assert.equal(onHosts, 26);
+  });
+});

@@ -1,0 +1,245 @@
+// FleetState against a real redis-server: records round-trip, every mutation bumps the version,
+// readAll is one round trip, the lock is exclusive and expires, the event stream is capped.
+// Each test uses its own fleet name, so tests share the server but no keys.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
+import { isVfleetError } from '../../src/model/errors.js';
+import {
+  FleetState,
+  type LockHolder,
+  type ObservedInstanceRecord,
+} from '../../src/state/fleet-state.js';
+import { EVENTS_MAXLEN, fleetKeys } from '../../src/state/keys.js';
+import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
+
+let server: TestRedisServer;
+let redis: Redis;
+let fleets = 0;
+
+/** A FleetState on a fleet no other test uses. */
+function aFleet(): FleetState {
+  fleets += 1;
+  return new FleetState(redis, `fleet-${fleets}`);
+}
+
+function anInstance(overrides: Partial<ObservedInstanceRecord> = {}): ObservedInstanceRecord {
+  return {
+    instance: 'web-0',
+    group: 'web',
+    host: 'hv-01',
+    generation: 1,
+    status: 'running',
+    image: 'debian-12',
+    resources: { vcpus: 2, memoryMiB: 2048, diskGiB: 20 },
+    failoverHost: 'hv-02',
+    packages: { openssl: '3.0.15-1~deb12u1' },
+    ...overrides,
+  };
+}
+
+function aHolder(id: string): LockHolder {
+  return { id, pid: 4242, host: 'ci-runner-1', since: 1_700_000_000_000 };
+}
+
+before(async () => {
+  server = await startRedisServer();
+  redis = server.client();
+});
+
+after(async () => {
+  await server.stop();
+});
+
+describe('FleetState records', () => {
+  it('reads an empty fleet as version 0 with nothing in it', async () => {
+    assert.deepEqual(await aFleet().readAll(), { version: 0, hosts: [], instances: [] });
+  });
+
+  it('round-trips hosts, heartbeats and instances, sorted by name', async () => {
+    const state = aFleet();
+    await state.putHost('hv-02', { memoryMiB: 65536, os: { family: 'debian' } });
+    await state.putHost('hv-01', { memoryMiB: 32768 });
+    await state.heartbeat('hv-01', 1_700_000_000_123);
+    const web1 = anInstance({ instance: 'web-1', host: 'hv-02', failoverHost: null });
+    await state.putInstance(web1);
+    await state.putInstance(anInstance());
+    assert.deepEqual(await state.readAll(), {
+      version: 4,
+      hosts: [
+        { name: 'hv-01', facts: { memoryMiB: 32768 }, lastHeartbeat: 1_700_000_000_123 },
+        {
+          name: 'hv-02',
+          facts: { memoryMiB: 65536, os: { family: 'debian' } },
+          lastHeartbeat: null,
+        },
+      ],
+      instances: [anInstance(), web1],
+    });
+  });
+
+  it('bumps the version on every mutation, and not on a heartbeat', async () => {
+    const state = aFleet();
+    const versions = [
+      await state.putHost('hv-01', {}),
+      await state.putInstance(anInstance()),
+      await state.putInstance(anInstance({ generation: 2, status: 'stopped' })),
+      await state.deleteInstance('web-0'),
+      await state.deleteInstance('web-0'),
+    ];
+    assert.deepEqual(versions, [1, 2, 3, 4, 5]);
+    await state.heartbeat('hv-01', 1);
+    assert.equal(await state.version(), 5, 'a heartbeat changes nothing a plan depends on');
+    assert.deepEqual((await state.readAll()).instances, []);
+  });
+
+  it('counts concurrent mutations exactly (each one is a MULTI with its INCR)', async () => {
+    const state = aFleet();
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => state.putInstance(anInstance({ instance: `web-${i}` }))),
+    );
+    const all = await state.readAll();
+    assert.equal(all.version, 50);
+    assert.equal(all.instances.length, 50);
+  });
+
+  it('reads everything in one round trip, however many instances there are', async () => {
+    const state = aFleet();
+    const instances: Record<string, string> = {};
+    for (let i = 0; i < 5_000; i++) {
+      instances[`web-${i}`] = JSON.stringify(anInstance({ instance: `web-${i}` }));
+    }
+    await redis.hset(state.keys.instances, instances);
+    await state.putHost('hv-01', {});
+    await state.heartbeat('hv-01', 7);
+    // Every request ioredis sends is one write on its socket: count them during readAll.
+    const stream = redis.stream;
+    const write = stream.write;
+    let writes = 0;
+    stream.write = function (this: typeof stream, ...args: Parameters<typeof write>) {
+      writes += 1;
+      return write.apply(this, args);
+    } as typeof write;
+    try {
+      const all = await state.readAll();
+      assert.equal(all.instances.length, 5_000);
+      assert.equal(all.hosts.length, 1);
+    } finally {
+      stream.write = write;
+    }
+    assert.equal(writes, 1);
+  });
+
+  it('reports a record that is not JSON as state-corrupt, naming where', async () => {
+    const state = aFleet();
+    await redis.hset(state.keys.instances, 'web-0', '{not json');
+    await assert.rejects(state.readAll(), (e: unknown) => {
+      assert.ok(isVfleetError(e));
+      assert.equal(e.code, 'state-corrupt');
+      assert.match(e.message, /instances field web-0/);
+      return true;
+    });
+  });
+
+  it('keeps every key of the fleet under its hash tag', async () => {
+    const state = aFleet();
+    await state.putHost('hv-01', {});
+    await state.heartbeat('hv-01', 1);
+    await state.putInstance(anInstance());
+    await state.acquireLock(aHolder('a'), 60_000);
+    await state.appendEvent({ kind: 'create' });
+    const keys = await redis.keys(`*${state.fleet}*`);
+    assert.equal(keys.length, 6);
+    for (const key of keys) assert.ok(key.startsWith(`vfleet:{${state.fleet}}:`), key);
+  });
+});
+
+describe('FleetState lock', () => {
+  it('lets one holder in and tells the next who holds it', async () => {
+    const state = aFleet();
+    assert.deepEqual(await state.acquireLock(aHolder('apply-1'), 60_000), { ok: true });
+    assert.deepEqual(await state.acquireLock(aHolder('apply-2'), 60_000), {
+      ok: false,
+      holder: aHolder('apply-1'),
+    });
+    assert.deepEqual(await state.lockHolder(), aHolder('apply-1'));
+  });
+
+  it('ignores a release or renew by a non-holder; the holder releases', async () => {
+    const state = aFleet();
+    await state.acquireLock(aHolder('apply-1'), 60_000);
+    assert.equal(await state.releaseLock('apply-2'), false);
+    assert.equal(await state.renewLock('apply-2', 1), false);
+    assert.deepEqual(await state.lockHolder(), aHolder('apply-1'));
+    assert.ok((await redis.pttl(state.keys.lock)) > 1_000, 'the TTL was not touched');
+    assert.equal(await state.renewLock('apply-1', 120_000), true);
+    assert.ok((await redis.pttl(state.keys.lock)) > 60_000, 'the holder extended it');
+    assert.equal(await state.releaseLock('apply-1'), true);
+    assert.equal(await state.lockHolder(), null);
+    assert.equal(await state.releaseLock('apply-1'), false, 'releasing twice is harmless');
+  });
+
+  it('frees the lock when its TTL runs out (a crashed holder)', async () => {
+    const state = aFleet();
+    await state.acquireLock(aHolder('crashed'), 50);
+    // Wait for Redis to expire it: a condition, not a duration (STYLE.md #11).
+    for (let i = 0; i < 200 && (await redis.exists(state.keys.lock)) === 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(await state.acquireLock(aHolder('next'), 60_000), { ok: true });
+    assert.equal(await state.renewLock('crashed', 60_000), false, 'the old holder lost it');
+  });
+
+  it('force-unlocks only the lock named by its id', async () => {
+    const state = aFleet();
+    assert.deepEqual(await state.forceUnlock('nobody'), { ok: false, holder: null });
+    await state.acquireLock(aHolder('apply-1'), 60_000);
+    assert.deepEqual(await state.forceUnlock('apply-0'), {
+      ok: false,
+      holder: aHolder('apply-1'),
+    });
+    assert.deepEqual(await state.forceUnlock('apply-1'), { ok: true, holder: aHolder('apply-1') });
+    assert.deepEqual(await state.acquireLock(aHolder('apply-2'), 60_000), { ok: true });
+  });
+
+  it('does not bump the state version', async () => {
+    const state = aFleet();
+    await state.acquireLock(aHolder('a'), 60_000);
+    await state.renewLock('a', 60_000);
+    await state.releaseLock('a');
+    assert.equal(await state.version(), 0);
+  });
+});
+
+describe('FleetState events', () => {
+  it('returns the last events, oldest first', async () => {
+    const state = aFleet();
+    const ids = [];
+    for (const n of [1, 2, 3]) ids.push(await state.appendEvent({ action: `web-${n}.create`, n }));
+    const events = await state.readEvents(2);
+    assert.deepEqual(
+      events.map((e) => e.event),
+      [
+        { action: 'web-2.create', n: 2 },
+        { action: 'web-3.create', n: 3 },
+      ],
+    );
+    assert.deepEqual(
+      events.map((e) => e.id),
+      ids.slice(1),
+    );
+    assert.deepEqual(await aFleet().readEvents(10), []);
+  });
+
+  it('caps the stream at about 10,000 entries', async () => {
+    const state = aFleet();
+    await Promise.all(
+      Array.from({ length: EVENTS_MAXLEN + 1_500 }, (_, n) => state.appendEvent({ n })),
+    );
+    const length = await redis.xlen(fleetKeys(state.fleet).events);
+    // `MAXLEN ~` trims whole stream nodes (100 entries by default): a little above the cap.
+    assert.ok(length >= EVENTS_MAXLEN && length < EVENTS_MAXLEN + 200, String(length));
+    const [last] = await state.readEvents(1);
+    assert.deepEqual(last?.event, { n: EVENTS_MAXLEN + 1_499 });
+  });
+});

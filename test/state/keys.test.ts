@@ -1,0 +1,65 @@
+// The key layout: one hash tag per fleet (so a fleet is one Redis Cluster slot), and no fleet's
+// keys inside another's namespace.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { engineHostKeys, fleetKeys, queuePrefix } from '../../src/state/keys.js';
+
+/** The part of a key Redis Cluster hashes: the first {…} with something inside, else the key. */
+function hashTag(key: string): string {
+  const open = key.indexOf('{');
+  if (open < 0) return key;
+  const close = key.indexOf('}', open + 1);
+  return close <= open + 1 ? key : key.slice(open + 1, close);
+}
+
+function allKeys(fleet: string): string[] {
+  const { prefix, ...keys } = fleetKeys(fleet);
+  return [
+    ...Object.values(keys),
+    `${queuePrefix(fleet)}:host.hv-01:wait`,
+    ...Object.values(engineHostKeys(fleet, 'hv-01')),
+  ];
+}
+
+describe('state keys', () => {
+  it('puts every key of a fleet under vfleet:{<fleet>}: so they share one cluster slot', () => {
+    const keys = allKeys('lab');
+    assert.deepEqual([...new Set(keys)].length, keys.length, 'no two kinds of record share a key');
+    for (const key of keys) {
+      assert.ok(key.startsWith('vfleet:{lab}:'), key);
+      assert.equal(hashTag(key), 'lab', key);
+    }
+  });
+
+  it('names the documented keys', () => {
+    assert.deepEqual(fleetKeys('lab'), {
+      prefix: 'vfleet:{lab}:',
+      hosts: 'vfleet:{lab}:hosts',
+      heartbeats: 'vfleet:{lab}:heartbeats',
+      instances: 'vfleet:{lab}:instances',
+      version: 'vfleet:{lab}:version',
+      lock: 'vfleet:{lab}:lock',
+      events: 'vfleet:{lab}:events',
+    });
+    assert.equal(queuePrefix('lab'), 'vfleet:{lab}:bull');
+    assert.equal(engineHostKeys('lab', 'hv-01').fence, 'vfleet:{lab}:engine:hv-01:fence');
+  });
+
+  it("keeps fleets apart: no key of one fleet starts with another's prefix", () => {
+    const fleets = ['we', 'web', 'web-1', 'a', 'ab'];
+    for (const fleet of fleets) {
+      for (const other of fleets.filter((f) => f !== fleet)) {
+        for (const key of allKeys(fleet)) {
+          assert.ok(!key.startsWith(fleetKeys(other).prefix), `${key} vs ${other}`);
+        }
+      }
+    }
+  });
+
+  it('refuses names that could move the hash tag or blur the layout', () => {
+    for (const bad of ['', 'a}b', '{x}', 'a:b', 'A', '-a', 'a'.repeat(64)]) {
+      assert.throws(() => fleetKeys(bad), TypeError, JSON.stringify(bad));
+    }
+    assert.throws(() => engineHostKeys('lab', 'hv:01'), TypeError);
+  });
+});
