@@ -3,10 +3,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { EmbeddedEngine } from '../engines/embedded/embedded-engine.js';
-import type { EngineInstance, HostEngine } from '../engines/host-engine.js';
+import { EmbeddedEngine, unknownInstances } from '../engines/embedded/embedded-engine.js';
+import type { HostEngine } from '../engines/host-engine.js';
 import { countBySeverity } from '../model/diagnostic.js';
-import { isVfleetError, VfleetError } from '../model/errors.js';
+import { VfleetError } from '../model/errors.js';
 import type { Fleet } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
@@ -87,6 +87,9 @@ export async function openFleet(
     state,
     connect() {
       const c = connection.redis.duplicate({ maxRetriesPerRequest: null });
+      // A raw ioredis error can carry the AUTH arguments: never let one reach the terminal.
+      // Failures surface as the jobs' own errors instead.
+      c.on('error', () => undefined);
       extra.push(c);
       return c;
     },
@@ -95,31 +98,25 @@ export async function openFleet(
       let snapshot = await state.readAll();
       const known = new Set(snapshot.instances.map((i) => i.instance));
       const adopted: ObservedInstance[] = [];
-      for (const host of spec.fleet.hosts) {
-        if (host.engine !== 'embedded') continue;
-        let found: EngineInstance[];
-        try {
-          found = await lookup.engine(host.name).list();
-        } catch (e) {
-          if (isVfleetError(e) && e.code === 'host-unreachable') continue; // reported by apply
-          throw e;
-        }
-        for (const i of found) {
-          if (known.has(i.name)) continue;
-          known.add(i.name);
-          const record = {
-            instance: i.name,
-            group: i.group,
-            host: host.name,
-            generation: i.generation,
-            status: i.status,
-            image: i.image,
-            resources: i.resources,
-            failoverHost: null,
-          };
-          adopted.push(record);
-          if (persist) await state.putInstance({ ...record, packages: { ...i.packages } });
-        }
+      const embedded = spec.fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name);
+      for (const { host, instance: i } of await unknownInstances(
+        connection.redis,
+        spec.fleet.name,
+        embedded,
+        known,
+      )) {
+        const record = {
+          instance: i.name,
+          group: i.group,
+          host,
+          generation: i.generation,
+          status: i.status,
+          image: i.image,
+          resources: i.resources,
+          failoverHost: null,
+        };
+        adopted.push(record);
+        if (persist) await state.putInstance({ ...record, packages: { ...i.packages } });
       }
       if (persist && adopted.length > 0) snapshot = await state.readAll();
       const observed = observedOf(snapshot);

@@ -50,6 +50,8 @@ export interface HostEngine {
   readonly host: string;
   facts(): Promise<HostFacts>;
   list(): Promise<EngineInstance[]>;
+  /** One instance as the host has it, or undefined: what a job reads before it acts. */
+  describe(name: string): Promise<EngineInstance | undefined>;
   /** The instance's installed packages, name → version. */
   inventory(name: string): Promise<PackageVersions>;
   /** Creates and boots the instance; if it already exists at this generation, returns it. */

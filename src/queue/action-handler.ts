@@ -71,8 +71,8 @@ function request(data: ActionJobData): InstanceRequest {
   };
 }
 
-async function current(engine: HostEngine, name: string): Promise<EngineInstance | undefined> {
-  return (await engine.list()).find((i) => i.name === name);
+function current(engine: HostEngine, name: string): Promise<EngineInstance | undefined> {
+  return engine.describe(name);
 }
 
 const sameResources = (i: EngineInstance, data: ActionJobData) =>

@@ -103,6 +103,7 @@ export async function runPlan(
   try {
     for (const wave of waves) {
       const pending: Array<Promise<ActionOutcome>> = [];
+      const ready: JobNode[] = [];
       for (const root of wave) {
         const action = root.data.action;
         if (action.dependsOn.some((d) => failed.has(d))) {
@@ -117,14 +118,23 @@ export async function runPlan(
           continue;
         }
         roots.set(root.jobId, action.id);
-        const done = new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve));
-        await enqueue(root, queues, flows, JOB_OPTIONS(attempts));
-        // Already ran (the same plan enqueued again): read its stored outcome instead of waiting.
+        pending.push(new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)));
+        ready.push(root);
+      }
+      // Jobs that exist already (the same plan enqueued again) are not run again: their stored
+      // outcome is read back. One round trip finds them all.
+      const exists = await existing(connection, options.prefix, ready);
+      await enqueueAll(
+        ready.filter((r) => !exists.has(r.jobId)),
+        queues,
+        flows,
+        JOB_OPTIONS(attempts),
+      );
+      for (const root of ready.filter((r) => exists.has(r.jobId))) {
         const stored = await Job.fromId(queues.get(root.queueName) as Queue, root.jobId);
         const state = stored ? await stored.getState() : 'unknown';
         if (state === 'completed') settle(root.jobId, stored?.returnvalue as JobOutcome, null);
         else if (state === 'failed') settle(root.jobId, 'failed', stored?.failedReason ?? 'failed');
-        pending.push(done);
       }
       for (const outcome of await Promise.all(pending)) {
         outcomes.push(outcome);
@@ -141,15 +151,31 @@ export async function runPlan(
   return outcomes;
 }
 
-async function enqueue(
-  root: JobNode,
+/** Which of the roots' jobs already exist, in one pipeline. */
+async function existing(
+  connection: Redis,
+  prefix: string,
+  roots: readonly JobNode[],
+): Promise<Set<string>> {
+  if (roots.length === 0) return new Set();
+  const pipe = connection.pipeline();
+  for (const r of roots) pipe.exists(`${prefix}:${r.queueName}:${r.jobId}`);
+  const replies = (await pipe.exec()) ?? [];
+  return new Set(roots.filter((_, i) => replies[i]?.[1] === 1).map((r) => r.jobId));
+}
+
+/** Leaves in one addBulk per queue, trees in one flow addBulk. */
+async function enqueueAll(
+  roots: readonly JobNode[],
   queues: Map<string, Queue>,
   flows: FlowProducer,
   opts: JobsOptions,
-): Promise<Job> {
-  if (root.children.length === 0) {
-    const queue = queues.get(root.queueName) as Queue;
-    return queue.add(root.name, root.data, { ...opts, jobId: root.jobId });
+): Promise<void> {
+  const byQueue = new Map<string, JobNode[]>();
+  const trees: JobNode[] = [];
+  for (const r of roots) {
+    if (r.children.length > 0) trees.push(r);
+    else byQueue.set(r.queueName, [...(byQueue.get(r.queueName) ?? []), r]);
   }
   const tree = (n: JobNode, child: boolean): Parameters<FlowProducer['add']>[0] => ({
     name: n.name,
@@ -158,6 +184,12 @@ async function enqueue(
     opts: { ...opts, jobId: n.jobId, ...(child ? { failParentOnFailure: true } : {}) },
     children: n.children.map((c) => tree(c, true)),
   });
-  const added = await flows.add(tree(root, false));
-  return added.job;
+  await Promise.all([
+    ...[...byQueue].map(([name, nodes]) =>
+      (queues.get(name) as Queue).addBulk(
+        nodes.map((n) => ({ name: n.name, data: n.data, opts: { ...opts, jobId: n.jobId } })),
+      ),
+    ),
+    trees.length > 0 ? flows.addBulk(trees.map((t) => tree(t, false))) : Promise.resolve([]),
+  ]);
 }

@@ -5,22 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync } from 'node:fs';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fromRoot } from '../helpers/paths.js';
-import { startTestRedis, type TestRedis } from '../helpers/redis-server.js';
+import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 
 const bin = fromRoot('bin', 'vfleet.js');
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function workdir(): string {
   const dir = mkdtempSync(`${tmpdir()}/vfleet-apply-`);
@@ -67,19 +58,11 @@ describe('vfleet apply on the embedded default', () => {
 });
 
 describe('vfleet apply against REDIS_URL', () => {
-  let server: TestRedis;
+  let server: TestRedisServer;
   let env: NodeJS.ProcessEnv;
   before(async () => {
-    const port = await freePort();
-    server = await startTestRedis([
-      '--maxmemory-policy',
-      'noeviction',
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-    ]);
-    env = { REDIS_URL: `redis://127.0.0.1:${port}/0` };
+    server = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
+    env = { REDIS_URL: `${server.url}/0` };
   });
   after(async () => server.stop());
 

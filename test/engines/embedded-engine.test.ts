@@ -1,6 +1,6 @@
 import { EmbeddedEngine, setHostDown } from '../../src/engines/embedded/embedded-engine.js';
 import type { Host } from '../../src/model/fleet.js';
-import { startTestRedis } from '../helpers/redis-server.js';
+import { startRedisServer } from '../helpers/redis.js';
 import { engineConformance } from './conformance.js';
 
 const host = (name: string): Host => ({
@@ -18,7 +18,7 @@ const host = (name: string): Host => ({
 });
 
 engineConformance('embedded', async () => {
-  const server = await startTestRedis();
+  const server = await startRedisServer();
   const redis = server.client();
   const options = { bootLatencyMs: 1 };
   return {

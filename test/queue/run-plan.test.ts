@@ -13,7 +13,7 @@ import { runPlan } from '../../src/queue/run-plan.js';
 import { schedule } from '../../src/scheduler/schedule.js';
 import { loadFleet } from '../../src/spec/load-fleet.js';
 import { fromRoot } from '../helpers/paths.js';
-import { startTestRedis, type TestRedis } from '../helpers/redis-server.js';
+import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 
 class MemoryState implements StateSink {
   readonly instances = new Map<string, ObservedInstance>();
@@ -37,13 +37,13 @@ class MemoryState implements StateSink {
 }
 
 describe('runPlan', () => {
-  let server: TestRedis;
+  let server: TestRedisServer;
   let redis: Redis;
   const fleet = loadFleet(readFileSync(fromRoot('fleet.yaml')), 'fleet.yaml').fleet as Fleet;
   let n = 0;
 
   before(async () => {
-    server = await startTestRedis(['--maxmemory-policy', 'noeviction']);
+    server = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'] });
     redis = server.client();
   });
   after(async () => server.stop());

@@ -114,6 +114,12 @@ export class EmbeddedEngine implements HostEngine {
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
+  async describe(name: string): Promise<EngineInstance | undefined> {
+    await this.answering();
+    const json = await this.redis.hget(this.keys.instances, name);
+    return json ? (JSON.parse(json) as EngineInstance) : undefined;
+  }
+
   async inventory(name: string): Promise<PackageVersions> {
     await this.answering();
     const json = await this.redis.hget(this.keys.instances, name);
@@ -126,7 +132,8 @@ export class EmbeddedEngine implements HostEngine {
       name: request.name,
       group: request.group,
       generation: request.generation,
-      status: 'created',
+      // With no boot latency there is nothing to wait for: one transition, not two.
+      status: this.bootLatencyMs > 0 ? 'created' : 'running',
       image: request.image.name,
       resources: request.resources,
       packages: { ...request.image.packages },
@@ -225,4 +232,43 @@ export async function setHostDown(
   const key = engineKeys(fleet, host).down;
   if (down) await redis.set(key, '1');
   else await redis.del(key);
+}
+
+/**
+ * What embedded hosts run that `known` does not list, for refreshing the state before a plan:
+ * every host's instance names in one pipeline, then the unknown ones' records in another.
+ * Failed hosts are skipped (they do not answer).
+ */
+export async function unknownInstances(
+  redis: Redis,
+  fleet: string,
+  hosts: readonly string[],
+  known: ReadonlySet<string>,
+): Promise<Array<{ host: string; instance: EngineInstance }>> {
+  if (hosts.length === 0) return [];
+  const names = redis.pipeline();
+  for (const host of hosts) {
+    const keys = engineKeys(fleet, host);
+    names.exists(keys.down);
+    names.hkeys(keys.instances);
+  }
+  const replies = (await names.exec()) ?? [];
+  const wanted: Array<{ host: string; name: string }> = [];
+  const seen = new Set(known);
+  hosts.forEach((host, i) => {
+    if (replies[2 * i]?.[1] === 1) return;
+    for (const name of (replies[2 * i + 1]?.[1] as string[] | undefined) ?? []) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      wanted.push({ host, name });
+    }
+  });
+  if (wanted.length === 0) return [];
+  const records = redis.pipeline();
+  for (const w of wanted) records.hget(engineKeys(fleet, w.host).instances, w.name);
+  const found = (await records.exec()) ?? [];
+  return wanted.flatMap((w, i) => {
+    const json = found[i]?.[1] as string | null | undefined;
+    return json ? [{ host: w.host, instance: JSON.parse(json) as EngineInstance }] : [];
+  });
 }
