@@ -48,6 +48,7 @@ async function startRedis() {
   );
   const connect = () => new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: null });
   const probe = connect();
+  probe.on('error', () => undefined); // refused until the server is up
   for (let i = 0; i < 100; i++) {
     try {
       await probe.ping();
