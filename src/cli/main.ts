@@ -9,6 +9,7 @@ import { planCommand } from './commands/plan-command.js';
 import { scheduleCommand } from './commands/schedule-command.js';
 import { forceUnlockCommand, hostCommand, statusCommand } from './commands/status-command.js';
 import { validateCommand } from './commands/validate-command.js';
+import { workerCommand } from './commands/worker-command.js';
 import { processTerminal, type Terminal } from './terminal.js';
 
 function version(): string {
@@ -34,6 +35,7 @@ export function buildProgram(terminal: Terminal, setExit: (code: number) => void
     statusCommand(terminal, setExit),
     hostCommand(terminal, setExit),
     forceUnlockCommand(terminal, setExit),
+    workerCommand(terminal, setExit),
     downCommand(terminal, setExit),
   ]) {
     program.addCommand(

@@ -1,7 +1,7 @@
 // apply's engine room: the plan's waves as BullMQ jobs on one queue per host, run by in-process
 // workers, each action's outcome collected. Enqueuing is idempotent (deterministic job ids): a
 // job that already ran is not run again, its recorded outcome is read back instead.
-import { FlowProducer, Job, type JobsOptions, Queue, Worker } from 'bullmq';
+import { FlowProducer, Job, type JobsOptions, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Fleet } from '../model/fleet.js';
 import type { Plan } from '../model/plan.js';
@@ -33,6 +33,8 @@ export interface RunPlanOptions {
   readonly onOutcome?: (outcome: ActionOutcome) => void;
   /** Retry attempts for retryable failures (default 5). */
   readonly attempts?: number;
+  /** Standalone `vfleet worker` processes serve the queues: run none here, listen for outcomes. */
+  readonly external?: boolean;
 }
 
 const JOB_OPTIONS = (attempts: number): JobsOptions => ({
@@ -64,7 +66,7 @@ export async function runPlan(
   };
   const connection = connect();
   const queues = new Map<string, Queue>();
-  const workers: Worker[] = [];
+  const workers: Array<Worker | QueueEvents> = [];
   const flows = new FlowProducer({ connection, prefix: options.prefix });
   const waiting = new Map<string, (outcome: ActionOutcome) => void>();
   const roots = new Map<string, string>(); // root job id → action id
@@ -81,7 +83,27 @@ export async function runPlan(
 
   for (const host of hosts) {
     const name = `host.${host}`;
-    queues.set(name, new Queue(name, { connection, prefix: options.prefix }));
+    const queue = new Queue(name, { connection, prefix: options.prefix });
+    queues.set(name, queue);
+    if (options.external) {
+      // Outcomes from whichever worker ran the job. A failed attempt that will be retried is
+      // not an outcome: only a job that ends in the failed state is.
+      const events = new QueueEvents(name, { connection: connect(), prefix: options.prefix });
+      events.on('completed', ({ jobId, returnvalue }) => {
+        const value =
+          typeof returnvalue === 'string' && returnvalue.startsWith('"')
+            ? JSON.parse(returnvalue)
+            : returnvalue;
+        settle(jobId, value as JobOutcome, null);
+      });
+      events.on('failed', async ({ jobId, failedReason }) => {
+        if ((await queue.getJobState(jobId)) === 'failed') settle(jobId, 'failed', failedReason);
+      });
+      events.on('error', () => undefined);
+      await events.waitUntilReady();
+      workers.push(events);
+      continue;
+    }
     const worker = new Worker<ActionJobData, JobOutcome>(name, (job) => handler(job), {
       connection: connect(),
       prefix: options.prefix,

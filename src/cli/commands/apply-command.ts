@@ -18,6 +18,8 @@ export interface ApplyArgs {
   readonly spec: string;
   readonly autoApprove: boolean;
   readonly concurrency: number;
+  /** `vfleet worker` processes serve the queues; run no workers here. */
+  readonly externalWorkers: boolean;
 }
 
 const LOCK_TTL_MS = 60_000;
@@ -123,6 +125,7 @@ async function applyLocked(
     state: session.state,
     clock: () => Date.now(),
     concurrency: args.concurrency,
+    external: args.externalWorkers,
     onOutcome: (o: ActionOutcome) => {
       finished++;
       if (terminal.isTTY) {
@@ -154,10 +157,11 @@ export function applyCommand(terminal: Terminal, setExit: (code: number) => void
     .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
     .option('--auto-approve', 'apply without asking', false)
     .option('--workers <n>', 'jobs each host runs at once', (v) => Number.parseInt(v, 10), 4)
+    .option('--external-workers', 'vfleet worker processes serve the queues: run none here', false)
     .action(
       async (
         target: string | undefined,
-        o: { file: string; autoApprove: boolean; workers: number },
+        o: { file: string; autoApprove: boolean; workers: number; externalWorkers: boolean },
       ) => {
         if (!Number.isInteger(o.workers) || o.workers < 1)
           throw new VfleetError('usage', '--workers takes a whole number ≥ 1');
@@ -168,6 +172,7 @@ export function applyCommand(terminal: Terminal, setExit: (code: number) => void
               spec: o.file,
               autoApprove: o.autoApprove,
               concurrency: o.workers,
+              externalWorkers: o.externalWorkers,
             },
             terminal,
           ),

@@ -1,0 +1,88 @@
+import { Worker } from 'bullmq';
+import { Command } from 'commander';
+import { VfleetError } from '../../model/errors.js';
+import { actionHandler } from '../../queue/action-handler.js';
+import type { ActionJobData } from '../../queue/plan-jobs.js';
+import { openFleet, queuePrefixOf } from '../fleet-session.js';
+import type { Terminal } from '../terminal.js';
+
+const SHUTDOWN_TIMEOUT_MS = 30_000;
+
+/**
+ * A standalone worker: serves the host queues of the fleet until SIGTERM or SIGINT, then stops
+ * taking jobs and waits (at most 30 s) for the ones it runs. Any number of them, on any number of
+ * machines, may serve one fleet: workers hold nothing that Redis and the hosts do not.
+ */
+export async function runWorker(
+  args: { file: string; concurrency: number; hosts: readonly string[] | undefined },
+  terminal: Terminal,
+): Promise<number> {
+  const session = await openFleet(args.file, terminal);
+  if (!session) return 1;
+  const names = args.hosts ?? session.fleet.hosts.map((h) => h.name);
+  for (const name of names) {
+    if (!session.fleet.hosts.some((h) => h.name === name)) {
+      await session.close();
+      throw new VfleetError('unknown-host', `no host ${name} in ${args.file}`);
+    }
+  }
+  const lockDuration = Number(process.env.VFLEET_WORKER_LOCK_MS ?? 30_000);
+  const handler = actionHandler(session.engines(), session.state, () => Date.now());
+  const workers = names.map((host) => {
+    const worker = new Worker<ActionJobData>(`host.${host}`, (job) => handler(job), {
+      connection: session.connect(),
+      prefix: queuePrefixOf(session.fleet),
+      concurrency: args.concurrency,
+      // How long a job a dead worker held stays locked before another worker takes it over.
+      lockDuration,
+      stalledInterval: lockDuration,
+    });
+    worker.on('error', () => undefined);
+    return worker;
+  });
+  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  terminal.out(
+    `vfleet worker: serving ${names.length} host queue${names.length === 1 ? '' : 's'} of fleet ${session.fleet.name} (pid ${process.pid})`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  terminal.out('vfleet worker: stopping; finishing the jobs in hand');
+  const closed = Promise.all(workers.map((w) => w.close()));
+  const timedOut = await Promise.race([
+    closed.then(() => false),
+    new Promise<boolean>((resolve) => setTimeout(() => resolve(true), SHUTDOWN_TIMEOUT_MS).unref()),
+  ]);
+  if (timedOut) {
+    await Promise.all(workers.map((w) => w.close(true)));
+    terminal.err(
+      'vfleet worker: jobs still running after 30 s were left for another worker to retry',
+    );
+  }
+  await session.close();
+  return 0;
+}
+
+export function workerCommand(terminal: Terminal, setExit: (code: number) => void): Command {
+  return new Command('worker')
+    .description("serve the fleet's host queues (a daemon; stops gracefully on SIGTERM)")
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--concurrency <n>', 'jobs each host runs at once', (v) => Number.parseInt(v, 10), 4)
+    .option('--hosts <names>', 'serve only these hosts (comma-separated)')
+    .action(async (o: { file: string; concurrency: number; hosts?: string }) => {
+      if (!Number.isInteger(o.concurrency) || o.concurrency < 1) {
+        throw new VfleetError('usage', '--concurrency takes a whole number ≥ 1');
+      }
+      setExit(
+        await runWorker(
+          {
+            file: o.file,
+            concurrency: o.concurrency,
+            hosts: o.hosts?.split(',').map((h) => h.trim()),
+          },
+          terminal,
+        ),
+      );
+    });
+}
