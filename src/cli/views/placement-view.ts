@@ -4,6 +4,14 @@ import { table } from './table.js';
 
 const round = (n: number) => Math.round(n * 100) / 100;
 
+/** `insufficient-memory (3 hosts), anti-affinity (1 host)`: the commonest reason first. */
+export function formatReasons(reasons: Readonly<Record<string, number>>): string {
+  return Object.entries(reasons)
+    .sort(([, a], [, b]) => b - a)
+    .map(([reason, hosts]) => `${reason} (${hosts} host${hosts === 1 ? '' : 's'})`)
+    .join(', ');
+}
+
 export function renderPlacementJson(
   placement: Placement,
   explanation: Explanation | undefined,
@@ -63,11 +71,7 @@ export function renderPlacementText(fleetName: string, placement: Placement): st
     const n = placement.unplaceable.length;
     out.push(`${n} instance${n === 1 ? '' : 's'} could not be placed:`);
     for (const u of placement.unplaceable) {
-      const reasons = Object.entries(u.reasons)
-        .sort(([, a], [, b]) => b - a)
-        .map(([reason, hosts]) => `${reason} (${hosts} host${hosts === 1 ? '' : 's'})`)
-        .join(', ');
-      out.push(`  ${u.instance}: ${reasons}`);
+      out.push(`  ${u.instance}: ${formatReasons(u.reasons)}`);
     }
     out.push('');
   }

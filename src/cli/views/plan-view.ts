@@ -1,6 +1,7 @@
 // How a plan is shown: Terraform's shape — one line per action with its symbol, then what it
 // costs in licenses and leaves in failover coverage, and the closing `Plan:` line.
 import { ACTION_SYMBOL, type Plan, type PlanAction } from '../../model/plan.js';
+import { formatReasons } from './placement-view.js';
 
 function describe(a: PlanAction): string {
   const failover = a.failoverHost ? ` (failover ${a.failoverHost})` : '';
@@ -54,11 +55,7 @@ export function renderPlanText(plan: Plan): string {
       `Cannot place ${plan.unplaceable.length} instance${plan.unplaceable.length === 1 ? '' : 's'}:`,
     );
     for (const u of plan.unplaceable) {
-      const reasons = Object.entries(u.reasons)
-        .sort(([, a], [, b]) => b - a)
-        .map(([reason, hosts]) => `${reason} (${hosts} host${hosts === 1 ? '' : 's'})`)
-        .join(', ');
-      out.push(`  ! ${u.instance}: ${reasons}`);
+      out.push(`  ! ${u.instance}: ${formatReasons(u.reasons)}`);
     }
     out.push('');
   }
