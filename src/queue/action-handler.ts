@@ -13,6 +13,12 @@ export interface StateSink {
   putInstance(record: ObservedInstance & { packages: Record<string, string> }): Promise<unknown>;
   deleteInstance(name: string): Promise<unknown>;
   appendEvent(event: Record<string, string | number | null>): Promise<unknown>;
+  /**
+   * Whether the job's plan is the one being applied. A job left in a queue by an apply that died
+   * belongs to a superseded plan and must not act: the new plan may have put the same instance
+   * on another host at the same generation, where the hosts' own fencing cannot tell them apart.
+   */
+  isCurrentPlan(planId: string): Promise<boolean>;
 }
 
 export interface EngineLookup {
@@ -24,6 +30,11 @@ export type JobOutcome = 'done' | 'already-done';
 export function actionHandler(engines: EngineLookup, state: StateSink, clock: () => number) {
   return async (job: { name: string; data: ActionJobData }): Promise<JobOutcome> => {
     const { data } = job;
+    if (!(await state.isCurrentPlan(data.planId))) {
+      throw new UnrecoverableError(
+        `superseded: plan ${data.planId} is no longer the one being applied`,
+      );
+    }
     try {
       const outcome = await perform(engines, state, data);
       await state.appendEvent(event(data, clock(), outcome, null));

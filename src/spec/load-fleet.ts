@@ -3,6 +3,7 @@
 import type { Diagnostic, DiagnosticCode, Severity } from '../model/diagnostic.js';
 import type { Fleet } from '../model/fleet.js';
 import type { FleetDocument } from '../model/fleet-spec.generated.js';
+import { fastParse } from './fast-path.js';
 import { normalizeFleet } from './normalize.js';
 import { checkSchema } from './schema-check.js';
 import { checkSemantics } from './semantic-checks.js';
@@ -19,7 +20,16 @@ export interface LoadedFleet {
   readonly diagnostics: readonly Diagnostic[];
 }
 
-export function loadFleet(bytes: Uint8Array | string, file: string): LoadedFleet {
+export interface LoadOptions {
+  /** Try the fast path first (default true); tests turn it off to compare the two. */
+  readonly fast?: boolean;
+}
+
+export function loadFleet(
+  bytes: Uint8Array | string,
+  file: string,
+  options: LoadOptions = {},
+): LoadedFleet {
   const diagnostics: Diagnostic[] = [];
   const at = (
     severity: Severity,
@@ -55,6 +65,11 @@ export function loadFleet(bytes: Uint8Array | string, file: string): LoadedFleet
     return { fleet: undefined, document: undefined, diagnostics };
   }
 
+  if (options.fast !== false) {
+    const fast = fastLoad(text);
+    if (fast) return fast;
+  }
+
   const parsed = parseYaml(text);
   const position = (offset: number) => {
     const { line, col } = parsed.lineCounter.linePos(offset);
@@ -86,6 +101,16 @@ export function loadFleet(bytes: Uint8Array | string, file: string): LoadedFleet
     document: hasErrors ? undefined : document,
     diagnostics: sortDiagnostics(diagnostics),
   };
+}
+
+/** A valid spec without positions (fast-path.ts); undefined when anything needs reporting. */
+function fastLoad(text: string): LoadedFleet | undefined {
+  const value = fastParse(text);
+  if (value === undefined || value === null || typeof value !== 'object' || Array.isArray(value))
+    return undefined;
+  const schema = checkSchema(value);
+  if (!schema.document || checkSemantics(schema.document).length > 0) return undefined;
+  return { fleet: normalizeFleet(schema.document), document: schema.document, diagnostics: [] };
 }
 
 function validateValue(

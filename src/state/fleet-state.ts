@@ -187,6 +187,15 @@ export class FleetState {
     return Number(version);
   }
 
+  /** Marks `id` as the plan being applied; jobs left over from an earlier apply stop acting. */
+  async setCurrentPlan(id: string): Promise<void> {
+    await this.redis.set(this.keys.currentPlan, id);
+  }
+
+  async isCurrentPlan(id: string): Promise<boolean> {
+    return (await this.redis.get(this.keys.currentPlan)) === id;
+  }
+
   // --- the fleet lock: one apply at a time -------------------------------------------------
 
   /** Takes the lock for `ttlMs` unless someone holds it; then says who. */

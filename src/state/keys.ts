@@ -7,6 +7,7 @@
 // hold neither a brace (which would move the hash tag) nor a ':' (which would blur the layout).
 //
 //   vfleet:{F}:hosts          hash    host → JSON facts
+//   vfleet:{F}:current-plan   string  the id of the plan apply is running; jobs of others are superseded
 //   vfleet:{F}:heartbeats     hash    host → last heartbeat, epoch ms (the heartbeat's own clock)
 //   vfleet:{F}:instances      hash    instance → JSON record (host, generation, status, …)
 //   vfleet:{F}:version        string  integer; every state mutation INCRs it in the same MULTI,
@@ -34,6 +35,8 @@ export interface FleetKeys {
   readonly instances: string;
   readonly version: string;
   readonly lock: string;
+  /** The id of the plan apply is running: jobs of any other plan are superseded. */
+  readonly currentPlan: string;
   readonly events: string;
 }
 
@@ -59,6 +62,7 @@ export function fleetKeys(fleet: string): FleetKeys {
     instances: `${prefix}instances`,
     version: `${prefix}version`,
     lock: `${prefix}lock`,
+    currentPlan: `${prefix}current-plan`,
     events: `${prefix}events`,
   };
 }

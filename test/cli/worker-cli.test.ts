@@ -23,6 +23,7 @@ describe('vfleet worker', () => {
       REDIS_URL: `${server.url}/0`,
       VFLEET_EMBEDDED_BOOT_MS: '100',
       VFLEET_WORKER_LOCK_MS: '1000',
+      VFLEET_HEARTBEAT_MS: '100',
     };
   });
   after(async () => {
@@ -76,6 +77,16 @@ describe('vfleet worker', () => {
       onHosts += await redis.hlen(key);
     assert.equal(onHosts, 26);
     assert.equal(await redis.hlen('vfleet:{lab}:instances'), 26);
+    // Heartbeats: every host beats while it answers; a failed host stops beating.
+    const beatsOf = async () => redis.hgetall('vfleet:{lab}:heartbeats');
+    assert.equal(Object.keys(await beatsOf()).length, 9);
+    await redis.set('vfleet:{lab}:engine:ct-r1-03:down', '1');
+    await delay(300);
+    const before = await beatsOf();
+    await delay(500);
+    const later = await beatsOf();
+    assert.equal(later['ct-r1-03'], before['ct-r1-03'], 'the failed host stopped beating');
+    assert.notEqual(later['hv-r1-01'], before['hv-r1-01'], 'the others go on');
     second.child.kill('SIGTERM');
     assert.equal(await second.exited, 0);
     assert.match(second.output(), /stopping; finishing the jobs in hand/);

@@ -28,6 +28,10 @@ class MemoryState implements StateSink {
     this.instances.delete(name);
     this.version++;
   }
+  current: string | null = null;
+  async isCurrentPlan(id: string): Promise<boolean> {
+    return this.current === null || this.current === id;
+  }
   async appendEvent(event: Record<string, unknown>): Promise<void> {
     this.events.push(event);
   }
@@ -120,6 +124,15 @@ describe('runPlan', () => {
     assert.equal(resumed.length, failed.length);
     assert.ok(resumed.every((o) => o.outcome === 'done'));
     assert.equal((await running()).length, 26);
+  });
+
+  it('a job of a superseded plan (left by an apply that died) does nothing', async () => {
+    const { options, planNow, running, state } = setup('superseded');
+    state.current = 'a-newer-plan';
+    const outcomes = await runPlan(planNow('p1'), fleet, options);
+    assert.ok(outcomes.every((o) => o.outcome === 'failed' && /superseded/.test(o.error ?? '')));
+    assert.equal((await running()).length, 0);
+    assert.equal(state.instances.size, 0);
   });
 
   it('moves an instance when its host leaves the fleet: copy, start on the target, remove from the source', async () => {

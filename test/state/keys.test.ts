@@ -39,6 +39,7 @@ describe('state keys', () => {
       instances: 'vfleet:{lab}:instances',
       version: 'vfleet:{lab}:version',
       lock: 'vfleet:{lab}:lock',
+      currentPlan: 'vfleet:{lab}:current-plan',
       events: 'vfleet:{lab}:events',
     });
     assert.equal(queuePrefix('lab'), 'vfleet:{lab}:bull');

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { VfleetError } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
 import { parsePlan } from '../../plan/plan-file.js';
-import { type ActionOutcome, runPlan } from '../../queue/run-plan.js';
+import type { ActionOutcome } from '../../queue/run-plan.js';
 import { type FleetSession, openFleet, queuePrefixOf } from '../fleet-session.js';
 import type { Terminal } from '../terminal.js';
 import { renderPlanText } from '../views/plan-view.js';
@@ -118,6 +118,9 @@ async function applyLocked(
   }
   const total = plan.actions.length;
   let finished = 0;
+  await session.state.setCurrentPlan(plan.id);
+  // BullMQ loads only for commands that run jobs: plan, status and validate start faster.
+  const { runPlan } = await import('../../queue/run-plan.js');
   const outcomes = await runPlan(plan, session.fleet, {
     connect: () => session.connect(),
     prefix: queuePrefixOf(session.fleet),

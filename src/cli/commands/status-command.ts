@@ -25,12 +25,15 @@ export async function runStatus(
         down.add(host.name);
       }
     }
+    const beats = new Map(snapshot.hosts.map((h) => [h.name, h.lastHeartbeat]));
+    const now = Date.now();
     const hosts = session.fleet.hosts.map((h) => {
       const on = snapshot.instances.filter((i) => i.host === h.name);
       return {
         name: h.name,
         engine: h.engine,
         health: down.has(h.name) ? 'failed' : 'ok',
+        lastHeartbeat: beats.get(h.name) ?? null,
         instances: on.length,
         vcpus: on.reduce((n, i) => n + i.resources.vcpus, 0),
         memoryMiB: on.reduce((n, i) => n + i.resources.memoryMiB, 0),
@@ -60,8 +63,18 @@ export async function runStatus(
     );
     terminal.out(
       table(
-        ['HOST', 'ENGINE', 'HEALTH', 'INSTANCES', 'VCPUS', 'MEMORY MIB'],
-        hosts.map((h) => [h.name, h.engine, h.health, h.instances, h.vcpus, h.memoryMiB]),
+        ['HOST', 'ENGINE', 'HEALTH', 'HEARTBEAT', 'INSTANCES', 'VCPUS', 'MEMORY MIB'],
+        hosts.map((h) => [
+          h.name,
+          h.engine,
+          h.health,
+          h.lastHeartbeat === null
+            ? '-'
+            : `${Math.max(0, Math.round((now - h.lastHeartbeat) / 1000))}s ago`,
+          h.instances,
+          h.vcpus,
+          h.memoryMiB,
+        ]),
       ),
     );
     terminal.out('');

@@ -1,7 +1,5 @@
-import { Worker } from 'bullmq';
 import { Command } from 'commander';
 import { VfleetError } from '../../model/errors.js';
-import { actionHandler } from '../../queue/action-handler.js';
 import type { ActionJobData } from '../../queue/plan-jobs.js';
 import { openFleet, queuePrefixOf } from '../fleet-session.js';
 import type { Terminal } from '../terminal.js';
@@ -26,6 +24,11 @@ export async function runWorker(
       throw new VfleetError('unknown-host', `no host ${name} in ${args.file}`);
     }
   }
+  // BullMQ loads only for commands that run jobs.
+  const [{ Worker }, { actionHandler }] = await Promise.all([
+    import('bullmq'),
+    import('../../queue/action-handler.js'),
+  ]);
   const lockDuration = Number(process.env.VFLEET_WORKER_LOCK_MS ?? 30_000);
   const handler = actionHandler(session.engines(), session.state, () => Date.now());
   const workers = names.map((host) => {
@@ -41,6 +44,24 @@ export async function runWorker(
     return worker;
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  // Heartbeats: a host that answers is alive; one that does not (`vfleet host fail`) stops
+  // beating, which is what the controller watches for.
+  const engines = session.engines();
+  const beat = async () => {
+    for (const host of names) {
+      try {
+        await engines.engine(host).facts();
+        await session.state.heartbeat(host, Date.now());
+      } catch {
+        // no answer: no heartbeat
+      }
+    }
+  };
+  await beat();
+  const heartbeats = setInterval(
+    () => void beat(),
+    Number(process.env.VFLEET_HEARTBEAT_MS ?? 5_000),
+  );
   terminal.out(
     `vfleet worker: serving ${names.length} host queue${names.length === 1 ? '' : 's'} of fleet ${session.fleet.name} (pid ${process.pid})`,
   );
@@ -48,6 +69,7 @@ export async function runWorker(
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  clearInterval(heartbeats);
   terminal.out('vfleet worker: stopping; finishing the jobs in hand');
   const closed = Promise.all(workers.map((w) => w.close()));
   const timedOut = await Promise.race([
