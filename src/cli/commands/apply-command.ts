@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createInterface } from 'node:readline/promises';
+import { Presets, SingleBar } from 'cli-progress';
 import { Command } from 'commander';
 import { VfleetError } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
@@ -116,9 +117,19 @@ async function applyLocked(
       return 1;
     }
   }
-  const total = plan.actions.length;
-  let finished = 0;
   await session.state.setCurrentPlan(plan.id);
+  // A progress bar on a terminal; one NDJSON line per action for anything else (CI, tools).
+  const bar = terminal.isTTY
+    ? new SingleBar(
+        {
+          format: '  [{bar}] {value}/{total} actions  {last}',
+          hideCursor: true,
+          clearOnComplete: false,
+        },
+        Presets.legacy,
+      )
+    : undefined;
+  bar?.start(plan.actions.length, 0, { last: '' });
   // BullMQ loads only for commands that run jobs: plan, status and validate start faster.
   const { runPlan } = await import('../../queue/run-plan.js');
   const outcomes = await runPlan(plan, session.fleet, {
@@ -130,17 +141,12 @@ async function applyLocked(
     concurrency: args.concurrency,
     external: args.externalWorkers,
     onOutcome: (o: ActionOutcome) => {
-      finished++;
-      if (terminal.isTTY) {
-        process.stdout.write(
-          `\r  [${finished}/${total}] ${o.outcome.padEnd(12)} ${o.action}`.padEnd(80),
-        );
-        if (finished === total) process.stdout.write('\n');
-      } else {
+      if (bar) bar.increment(1, { last: `${o.outcome} ${o.action}` });
+      else
         terminal.out(JSON.stringify({ formatVersion: '1', type: 'action', plan: plan.id, ...o }));
-      }
     },
   });
+  bar?.stop();
   const failed = outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
   for (const o of failed)
     terminal.err(`  ! ${o.action}: ${o.outcome}${o.error ? `: ${o.error}` : ''}`);
