@@ -1,6 +1,9 @@
 // Reading a spec file: the I/O half of `read, then parse` (STYLE.md #7).
 import { readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import type { Diagnostic } from '../model/diagnostic.js';
+import { parseInventory } from '../spec/inventory.js';
 import { type LoadedFleet, loadFleet } from '../spec/load-fleet.js';
 import { MAX_SPEC_BYTES } from '../spec/source-text.js';
 
@@ -37,5 +40,44 @@ export function readAndLoadFleet(file: string): LoadedFleet {
     };
     return failed(`cannot read the file: ${reasons[code ?? ''] ?? code ?? 'unknown error'}`);
   }
-  return loadFleet(bytes, file);
+  return withInventories(loadFleet(bytes, file), file);
+}
+
+/**
+ * Images may take their package inventory from a file (`packagesFrom`, relative to the spec's
+ * folder); inline `packages` entries override it. Read here, parsed by spec/inventory.ts.
+ */
+function withInventories(loaded: LoadedFleet, specFile: string): LoadedFleet {
+  const fleet = loaded.fleet;
+  if (!fleet || !fleet.images.some((i) => i.packagesFrom !== undefined)) return loaded;
+  const diagnostics = [...loaded.diagnostics];
+  const images = fleet.images.map((image) => {
+    if (image.packagesFrom === undefined) return image;
+    const path = resolve(dirname(specFile), image.packagesFrom.replace(/^~\//, `${homedir()}/`));
+    let text: string;
+    try {
+      if (statSync(path).size > MAX_SPEC_BYTES) throw new Error('too large');
+      text = readFileSync(path, 'utf8');
+    } catch {
+      diagnostics.push({
+        severity: 'error',
+        code: 'read-error',
+        message: `cannot read the package inventory of image ${image.name} (packagesFrom: ${image.packagesFrom})`,
+        file: path,
+        line: 1,
+        column: 1,
+        path: '',
+      });
+      return image;
+    }
+    const inventory = parseInventory(text, path);
+    diagnostics.push(...inventory.diagnostics);
+    return { ...image, packages: { ...inventory.packages, ...image.packages } };
+  });
+  const failed = diagnostics.some((d) => d.severity === 'error');
+  return {
+    fleet: failed ? undefined : { ...fleet, images },
+    document: failed ? undefined : loaded.document,
+    diagnostics,
+  };
 }

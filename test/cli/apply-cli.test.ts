@@ -4,7 +4,7 @@
 // an apply killed midway is resumed by the next with every instance existing exactly once.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -16,6 +16,8 @@ const bin = fromRoot('bin', 'vfleet.js');
 function workdir(): string {
   const dir = mkdtempSync(`${tmpdir()}/vfleet-apply-`);
   copyFileSync(fromRoot('fleet.yaml'), `${dir}/fleet.yaml`);
+  // fleet.yaml takes the debian-12 image's packages from this inventory, relative to the spec
+  cpSync(fromRoot('examples', 'inventories'), `${dir}/examples/inventories`, { recursive: true });
   return dir;
 }
 

@@ -3,7 +3,7 @@
 // once and the fleet converges; SIGTERM stops a worker gracefully.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -58,6 +58,8 @@ describe('vfleet worker', () => {
   it('a killed worker is replaced and the apply converges, every instance once', async () => {
     const dir = mkdtempSync(`${tmpdir()}/vfleet-worker-`);
     copyFileSync(fromRoot('fleet.yaml'), `${dir}/fleet.yaml`);
+    // fleet.yaml takes the debian-12 image's packages from this inventory, relative to the spec
+    cpSync(fromRoot('examples', 'inventories'), `${dir}/examples/inventories`, { recursive: true });
     const first = start(['worker', '--concurrency', '1'], dir);
     await serving(first);
     const apply = start(['apply', '--auto-approve', '--external-workers'], dir);
