@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { generateFleetDocument } from '../examples/generate.js';
 import type { Fleet } from '../src/model/fleet.js';
-import { HOST_DOMAIN } from '../src/model/fleet.js';
+import { failureDomainOf } from '../src/model/fleet.js';
 import type { Placement } from '../src/model/placement.js';
 import { allocatable, demandOf } from '../src/scheduler/capacity.js';
 import { STATIC_CHECKS } from '../src/scheduler/host-checks.js';
@@ -140,7 +140,7 @@ function reserveRatio(fleet: Fleet, placement: Placement): Vec {
   const hostIndex = new Map(fleet.hosts.map((h, i) => [h.name, i]));
   const domainOf = (host: string) => {
     const h = fleet.hosts[hostIndex.get(host)!]!;
-    return fleet.failover.domain === HOST_DOMAIN ? h.name : h.labels[fleet.failover.domain]!;
+    return failureDomainOf(fleet, h);
   };
   const load = new Map<string, Vec>();
   for (const p of placement.placements) {

@@ -5,7 +5,7 @@
 import { LicenseLedger } from '../licensing/license-ledger.js';
 import { hostUnits, isHostMetric } from '../licensing/license-units.js';
 import type { Fleet } from '../model/fleet.js';
-import { HOST_DOMAIN } from '../model/fleet.js';
+import { domainNumbers } from '../model/fleet.js';
 import type { Placement } from '../model/placement.js';
 
 export interface PoolFinding {
@@ -48,17 +48,8 @@ export function licenseAudit(fleet: Fleet, placement: Placement): LicenseAudit {
   const hostIndex = new Map(fleet.hosts.map((h, i) => [h.name, i]));
   const poolIndex = new Map(fleet.licenses.map((p, i) => [p.name, i]));
   const groups = new Map(fleet.groups.map((g) => [g.name, g]));
-  const domains = new Map<string, number>();
-  const domainOf = (host: string) => {
-    const h = fleet.hosts[hostIndex.get(host) as number];
-    const name = !h
-      ? ''
-      : fleet.failover.domain === HOST_DOMAIN
-        ? h.name
-        : (h.labels[fleet.failover.domain] ?? '');
-    if (!domains.has(name)) domains.set(name, domains.size);
-    return domains.get(name) as number;
-  };
+  const domains = domainNumbers(fleet);
+  const domainOf = (host: string) => domains.get(host) ?? -1;
   const running = new LicenseLedger(fleet.licenses, fleet.hosts);
   const withFailover = new LicenseLedger(fleet.licenses, fleet.hosts);
   const runs = new Map<string, string[]>();

@@ -1,7 +1,6 @@
 // What the commands that touch a fleet's state share: the spec read and validated, its hash,
 // and the fleet's Redis (the private server of this folder, or REDIS_URL) with its state.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { EmbeddedEngine, unknownInstances } from '../engines/embedded/embedded-engine.js';
 import type { HostEngine } from '../engines/host-engine.js';
@@ -48,8 +47,7 @@ export function readValidFleet(
     );
     return undefined;
   }
-  const specHash = createHash('sha256').update(readFileSync(file)).digest('hex');
-  return { fleet: loaded.fleet, specHash };
+  return { fleet: loaded.fleet, specHash: loaded.specHash as string };
 }
 
 export async function openFleet(

@@ -1,4 +1,5 @@
 // Reading a spec file: the I/O half of `read, then parse` (STYLE.md #7).
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -7,7 +8,10 @@ import { parseInventory } from '../spec/inventory.js';
 import { type LoadedFleet, loadFleet } from '../spec/load-fleet.js';
 import { MAX_SPEC_BYTES } from '../spec/source-text.js';
 
-export function readAndLoadFleet(file: string): LoadedFleet {
+/** A loaded spec, and the sha256 of the bytes it was read from (when they could be read). */
+export type ReadFleet = LoadedFleet & { readonly specHash?: string };
+
+export function readAndLoadFleet(file: string): ReadFleet {
   const failed = (message: string): LoadedFleet => {
     const diagnostic: Diagnostic = {
       severity: 'error',
@@ -40,7 +44,8 @@ export function readAndLoadFleet(file: string): LoadedFleet {
     };
     return failed(`cannot read the file: ${reasons[code ?? ''] ?? code ?? 'unknown error'}`);
   }
-  return withInventories(loadFleet(bytes, file), file);
+  const specHash = createHash('sha256').update(bytes).digest('hex');
+  return { ...withInventories(loadFleet(bytes, file), file), specHash };
 }
 
 /**
@@ -49,7 +54,7 @@ export function readAndLoadFleet(file: string): LoadedFleet {
  */
 function withInventories(loaded: LoadedFleet, specFile: string): LoadedFleet {
   const fleet = loaded.fleet;
-  if (!fleet || !fleet.images.some((i) => i.packagesFrom !== undefined)) return loaded;
+  if (!fleet?.images.some((i) => i.packagesFrom !== undefined)) return loaded;
   const diagnostics = [...loaded.diagnostics];
   const images = fleet.images.map((image) => {
     if (image.packagesFrom === undefined) return image;

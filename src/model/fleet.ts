@@ -159,3 +159,36 @@ type _GroupSpecFields = Pick<
 type _DocFields = Pick<FleetDocument, 'metadata' | 'spec'>;
 
 export type { _DocFields, _GroupSpecFields };
+
+/** The failure domain a host belongs to: its name with `domain: host`, else its label's value. */
+export function failureDomainOf(
+  fleet: Pick<Fleet, 'failover'>,
+  host: Pick<Host, 'name' | 'labels'>,
+): string {
+  const domain = fleet.failover.domain;
+  return domain === HOST_DOMAIN ? host.name : (host.labels[domain] ?? '');
+}
+
+/** Whether an OS is one that `appliesTo` names; a release or arch left out means any. */
+export function osMatches(
+  appliesTo: { readonly family: string; readonly release?: string; readonly arch?: string },
+  os: { readonly family: string; readonly release: string; readonly arch: string },
+): boolean {
+  return (
+    appliesTo.family === os.family &&
+    (appliesTo.release === undefined || appliesTo.release === os.release) &&
+    (appliesTo.arch === undefined || appliesTo.arch === os.arch)
+  );
+}
+
+/** Every host's failure domain as a small number, numbered in host order, by host name. */
+export function domainNumbers(fleet: Pick<Fleet, 'failover' | 'hosts'>): Map<string, number> {
+  const numbers = new Map<string, number>();
+  const byDomain = new Map<string, number>();
+  for (const host of fleet.hosts) {
+    const domain = failureDomainOf(fleet, host);
+    if (!byDomain.has(domain)) byDomain.set(domain, byDomain.size);
+    numbers.set(host.name, byDomain.get(domain) as number);
+  }
+  return numbers;
+}

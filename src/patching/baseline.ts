@@ -1,7 +1,7 @@
 // Patch baseline evaluation: each package a baseline names is compliant (installed at or above
 // its minimum, compared as dpkg does), outdated (installed below it) or missing; a subject whose
 // OS the baseline does not apply to is not-applicable as a whole.
-import type { PackageVersions, PatchBaseline } from '../model/fleet.js';
+import { osMatches, type PackageVersions, type PatchBaseline } from '../model/fleet.js';
 import { compareDebianVersions } from './debian-version.js';
 
 export type PackageStatus = 'compliant' | 'outdated' | 'missing';
@@ -21,12 +21,7 @@ export function baselineApplies(
   baseline: Pick<PatchBaseline, 'appliesTo'>,
   os: { readonly family: string; readonly release: string; readonly arch: string },
 ): boolean {
-  const to = baseline.appliesTo;
-  return (
-    to.family === os.family &&
-    (to.release === undefined || to.release === os.release) &&
-    (to.arch === undefined || to.arch === os.arch)
-  );
+  return osMatches(baseline.appliesTo, os);
 }
 
 export function evaluateBaseline(

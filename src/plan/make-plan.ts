@@ -16,7 +16,7 @@
 
 import { LicenseLedger } from '../licensing/license-ledger.js';
 import type { Fleet, InstanceGroup, LicensePool } from '../model/fleet.js';
-import { HOST_DOMAIN } from '../model/fleet.js';
+import { domainNumbers } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import type { Placement, PlacementEntry } from '../model/placement.js';
 import {
@@ -177,20 +177,9 @@ function licenseChanges(
   const poolIndex = new Map(fleet.licenses.map((p, i) => [p.name, i]));
   const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
   const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
-  // The ledger keys failure scenarios by number; number the domains as they come.
-  const domains = new Map<string, number>();
-  const domainOf = (host: string) => {
-    const h = fleet.hosts[hostIndex.get(host) as number];
-    if (!h) return -1;
-    const name =
-      fleet.failover.domain === HOST_DOMAIN ? h.name : (h.labels[fleet.failover.domain] ?? '');
-    let d = domains.get(name);
-    if (d === undefined) {
-      d = domains.size;
-      domains.set(name, d);
-    }
-    return d;
-  };
+  // The ledger keys failure scenarios by number.
+  const domains = domainNumbers(fleet);
+  const domainOf = (host: string) => domains.get(host) ?? -1;
   for (const o of observed.instances) {
     const h = hostIndex.get(o.host);
     if (h === undefined) continue;

@@ -161,7 +161,7 @@ async function perform(
     }
     case 'move-out': {
       const target = await current(engines.engine(a.host), a.instance);
-      if (!target || target.status !== 'running') {
+      if (target?.status !== 'running') {
         throw new VfleetError(
           'move-incomplete',
           `${a.instance} is not running on ${a.host}; not removing it from ${data.host}`,

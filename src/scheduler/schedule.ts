@@ -30,7 +30,7 @@ import { LicenseLedger } from '../licensing/license-ledger.js';
 import { isHostMetric } from '../licensing/license-units.js';
 import { VfleetError } from '../model/errors.js';
 import type { Fleet, Host, Image, InstanceGroup, LicensePool } from '../model/fleet.js';
-import { HOST_DOMAIN, replicaName } from '../model/fleet.js';
+import { domainNumbers, HOST_DOMAIN, replicaName } from '../model/fleet.js';
 import {
   type Explanation,
   type HostVerdict,
@@ -206,24 +206,12 @@ class Scheduler {
     this.cpuToMem = totalCpu > 0 ? totalMem / totalCpu : 1;
     this.diskToMem = totalDisk > 0 ? totalMem / totalDisk : 1;
     this.tolerate = fleet.failover.tolerate;
-    this.domainOf = new Int32Array(H);
-    const domains = new Map<string, number>();
-    fleet.hosts.forEach((host, h) => {
-      const name =
-        fleet.failover.domain === HOST_DOMAIN
-          ? host.name
-          : (host.labels[fleet.failover.domain] ?? '');
-      let d = domains.get(name);
-      if (d === undefined) {
-        d = domains.size;
-        domains.set(name, d);
-      }
-      this.domainOf[h] = d;
-    });
-    this.domainCount = domains.size;
+    const domains = domainNumbers(fleet);
+    this.domainOf = Int32Array.from(fleet.hosts, (host) => domains.get(host.name) as number);
+    this.domainCount = new Set(domains.values()).size;
     this.slack =
-      this.tolerate > 0 && domains.size <= MAX_SLACK_DOMAINS
-        ? Array.from({ length: domains.size }, () => new FitIndex(H, 22))
+      this.tolerate > 0 && this.domainCount <= MAX_SLACK_DOMAINS
+        ? Array.from({ length: this.domainCount }, () => new FitIndex(H, 22))
         : undefined;
     this.groupsOn = Array.from({ length: H }, () => new Map());
     this.indexesOf = Array.from({ length: H }, () => []);

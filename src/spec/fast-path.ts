@@ -5,9 +5,7 @@
 // diagnostic for (aliases, anchors, tags, directives, merge keys, complex keys, duplicate keys,
 // prototype keys) — goes through the careful path, which reports it with file:line:col.
 import { CORE_SCHEMA, load } from 'js-yaml';
-import { MAX_DEPTH } from './yaml-document.js';
-
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+import { FORBIDDEN_KEYS, MAX_DEPTH } from './yaml-document.js';
 
 /**
  * Characters that start a YAML feature the careful path examines. Conservative on purpose: an

@@ -8,7 +8,7 @@ import type { DiagnosticCode } from '../model/diagnostic.js';
 import type { FleetDocument } from '../model/fleet-spec.generated.js';
 import { didYouMean } from './did-you-mean.js';
 import { formatPath, quoteValue } from './spec-path.js';
-import type { PathSegment } from './yaml-document.js';
+import { FORBIDDEN_KEYS, type PathSegment } from './yaml-document.js';
 
 export { schema as fleetSchema };
 
@@ -19,8 +19,6 @@ export interface SchemaProblem {
   /** Point at the key rather than its value (unknown keys). */
   readonly at: 'key' | 'value';
 }
-
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 let compiled: ValidateFunction | undefined;
 

@@ -2,7 +2,7 @@
 // valid names, every image can run somewhere, ssh hosts are pinned, failure domains exist.
 // Runs only on a document that passed the schema, so it may trust shapes and types.
 import type { DiagnosticCode, Severity } from '../model/diagnostic.js';
-import { HOST_DOMAIN, replicaName } from '../model/fleet.js';
+import { HOST_DOMAIN, osMatches, replicaName } from '../model/fleet.js';
 import type { FleetDocument, Host, InstanceGroup } from '../model/fleet-spec.generated.js';
 import { didYouMean } from './did-you-mean.js';
 import { quoteValue } from './spec-path.js';
@@ -274,7 +274,7 @@ export function checkSemantics(
         const baseline = ok('patchBaselines', b) ? baselines[b] : undefined;
         const image =
           imageIndex === undefined || !ok('images', imageIndex) ? undefined : images[imageIndex];
-        if (baseline && image && !baselineApplies(baseline.appliesTo, image.os)) {
+        if (baseline && image && !osMatches(baseline.appliesTo, image.os)) {
           warn(
             'baseline-mismatch',
             `patch baseline ${quoteValue(baseline.name)} applies to ${describeOs(baseline.appliesTo)}, but image ${quoteValue(image.name)} is ${describeOs(image.os)}; its instances will be not-applicable`,
@@ -376,17 +376,6 @@ function sharesKernel(host: Host, os: { family: string; release: string; arch: s
 
 function hasLabels(host: Host, required: Array<[string, string]>): boolean {
   return required.every(([k, v]) => host.labels?.[k] === v);
-}
-
-function baselineApplies(
-  appliesTo: { family: string; release?: string; arch?: string },
-  os: { family: string; release: string; arch: string },
-): boolean {
-  return (
-    appliesTo.family === os.family &&
-    (appliesTo.release === undefined || appliesTo.release === os.release) &&
-    (appliesTo.arch === undefined || appliesTo.arch === os.arch)
-  );
 }
 
 function describeOs(os: { family: string; release?: string; arch?: string }): string {

@@ -25,7 +25,12 @@ export const MAX_ALIASES = 100;
  */
 export const MAX_ALIAS_EXPANSION = 10_000;
 
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+/** Keys that would reach an object's prototype machinery: refused wherever they appear. */
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set([
+  '__proto__',
+  'constructor',
+  'prototype',
+]);
 const YAML_TAG_PREFIX = 'tag:yaml.org,2002:';
 const CORE_TAGS = new Set(
   ['str', 'int', 'float', 'bool', 'null', 'map', 'seq'].map((t) => `${YAML_TAG_PREFIX}${t}`),

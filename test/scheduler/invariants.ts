@@ -2,7 +2,7 @@
 // alone (not from the scheduler's own bookkeeping), for the property tests.
 import { hostUnits, instanceUnits, isHostMetric } from '../../src/licensing/license-units.js';
 import type { Fleet, Host } from '../../src/model/fleet.js';
-import { HOST_DOMAIN } from '../../src/model/fleet.js';
+import { failureDomainOf } from '../../src/model/fleet.js';
 import type { Placement } from '../../src/model/placement.js';
 import { allocatable, demandOf } from '../../src/scheduler/capacity.js';
 import { STATIC_CHECKS } from '../../src/scheduler/host-checks.js';
@@ -14,8 +14,7 @@ export function checkInvariants(fleet: Fleet, placement: Placement): string[] {
   const hostIndex = new Map(fleet.hosts.map((h, i) => [h.name, i]));
   const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
   const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
-  const domainOf = (h: Host) =>
-    fleet.failover.domain === HOST_DOMAIN ? h.name : (h.labels[fleet.failover.domain] ?? '');
+  const domainOf = (h: Host) => failureDomainOf(fleet, h);
   const demand = (group: string): Vec => {
     const g = groupByName.get(group);
     const d = demandOf(g!, imageByName.get(g!.image)!);

@@ -83,7 +83,7 @@ export class EmbeddedEngine implements HostEngine {
 
   constructor(
     private readonly redis: Redis,
-    private readonly fleet: string,
+    fleet: string,
     private readonly spec: Host,
     options: EmbeddedEngineOptions = {},
   ) {
