@@ -45,7 +45,33 @@ export function readAndLoadFleet(file: string): ReadFleet {
     return failed(`cannot read the file: ${reasons[code ?? ''] ?? code ?? 'unknown error'}`);
   }
   const specHash = createHash('sha256').update(bytes).digest('hex');
-  return { ...withInventories(loadFleet(bytes, file), file), specHash };
+  return { ...withInventories(withLocalPaths(loadFleet(bytes, file), file), file), specHash };
+}
+
+/**
+ * Local paths in a spec (image sources, identity files) are relative to the spec's folder or
+ * under `~/`; from here on they are absolute, so a worker in another folder finds the same files.
+ */
+function withLocalPaths(loaded: LoadedFleet, specFile: string): LoadedFleet {
+  const fleet = loaded.fleet;
+  if (!fleet) return loaded;
+  const absolute = (path: string) =>
+    resolve(dirname(specFile), path.replace(/^~\//, `${homedir()}/`));
+  const images = fleet.images.map((image) => {
+    if (image.source === undefined) return image;
+    const source = { ...image.source };
+    for (const key of ['rootfs', 'disk', 'kernel', 'initrd'] as const) {
+      const path = source[key];
+      if (path !== undefined) source[key] = absolute(path);
+    }
+    return { ...image, source };
+  });
+  const hosts = fleet.hosts.map((host) =>
+    host.ssh?.identityFile === undefined
+      ? host
+      : { ...host, ssh: { ...host.ssh, identityFile: absolute(host.ssh.identityFile) } },
+  );
+  return { ...loaded, fleet: { ...fleet, images, hosts } };
 }
 
 /**

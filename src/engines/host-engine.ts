@@ -11,6 +11,16 @@ export interface EngineImage {
   readonly kind: InstanceKind;
   readonly os: { readonly family: string; readonly release: string; readonly arch: string };
   readonly packages: PackageVersions;
+  /** Real engines: the image's files on the machine that runs vfleet, as absolute paths. */
+  readonly source?: {
+    readonly rootfs?: string;
+    readonly disk?: string;
+    readonly kernel?: string;
+    readonly initrd?: string;
+    readonly cmdline?: string;
+  };
+  /** Real engines, containers: the sandbox's argument vector. */
+  readonly command?: readonly string[];
 }
 
 /** What an engine needs to create an instance. */

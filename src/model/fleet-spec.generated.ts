@@ -260,6 +260,13 @@ export interface Image {
   os: ImageOs;
   source?: ImageSource;
   /**
+   * container: the program the sandbox runs and its arguments (an argument vector, never parsed by a shell); default /sbin/init.
+   *
+   * @minItems 1
+   * @maxItems 64
+   */
+  command?: [string, ...string[]];
+  /**
    * vm: may run on a host of another arch under QEMU's emulation (TCG).
    */
   allowEmulation?: boolean;

@@ -66,6 +66,8 @@ export interface Image {
   readonly kind: InstanceKind;
   readonly os: ImageSpec['os'];
   readonly source: NonNullable<ImageSpec['source']> | undefined;
+  /** container: the sandbox's argument vector (real engines); default /sbin/init. */
+  readonly command: readonly string[];
   readonly allowEmulation: boolean;
   /** The inventory the spec gives inline; `packagesFrom` is resolved by the loader's caller. */
   readonly packages: PackageVersions;

@@ -50,7 +50,14 @@ export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
   const imageOf = (name: string): EngineImage | null => {
     const image = images.get(name);
     return image
-      ? { name: image.name, kind: image.kind, os: image.os, packages: image.packages }
+      ? {
+          name: image.name,
+          kind: image.kind,
+          os: image.os,
+          packages: image.packages,
+          ...(image.source === undefined ? {} : { source: image.source }),
+          ...(image.kind === 'container' ? { command: image.command } : {}),
+        }
       : null;
   };
   const node = (
