@@ -4,8 +4,9 @@
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { constants } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { VfleetError } from '../model/errors.js';
 import type { ExecOptions, ExecResult, Transport } from './transport.js';
 
@@ -96,6 +97,17 @@ export class LocalTransport implements Transport {
 
   async createWriteStream(path: string, mode = 0o600): Promise<Writable> {
     return createWriteStream(path, { mode });
+  }
+
+  connectUnixSocket(path: string): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(path);
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        resolve(socket);
+      });
+      socket.once('error', reject);
+    });
   }
 
   async close(): Promise<void> {}

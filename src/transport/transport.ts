@@ -3,7 +3,7 @@
 // no shell anywhere) and `ssh` (ssh2, pinned host key; every argument POSIX-quoted, because an SSH
 // exec request is one string that the remote login shell parses). The drivers (qemu, sandbox)
 // only ever see this interface, so the same driver code runs on this machine and over SSH.
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { VfleetError } from '../model/errors.js';
 
 export interface ExecOptions {
@@ -32,6 +32,8 @@ export interface Transport {
   writeFile(path: string, data: string | Buffer, mode?: number): Promise<void>;
   createReadStream(path: string): Promise<Readable>;
   createWriteStream(path: string, mode?: number): Promise<Writable>;
+  /** A stream to a unix socket on the host (QEMU's QMP): local connect, or OpenSSH streamlocal. */
+  connectUnixSocket(path: string): Promise<Duplex>;
   close(): Promise<void>;
 }
 
