@@ -132,7 +132,7 @@ export const queuePrefixOf = (fleet: Fleet): string => queuePrefix(fleet.name);
 export function observedOf(snapshot: FleetSnapshot): ObservedState {
   return {
     version: snapshot.version,
-    instances: snapshot.instances.map(({ packages: _, ...instance }) => instance),
+    instances: snapshot.instances,
   };
 }
 

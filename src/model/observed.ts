@@ -1,6 +1,6 @@
 // What is, as the state store last saw it: the other input of `plan` besides the spec.
 
-import type { Resources } from './fleet.js';
+import type { PackageVersions, Resources } from './fleet.js';
 
 export type InstanceStatus = 'created' | 'running' | 'stopped' | 'failed';
 
@@ -14,6 +14,8 @@ export interface ObservedInstance {
   readonly image: string;
   readonly resources: Resources;
   readonly failoverHost: string | null;
+  /** The installed packages as the host last reported them; absent: not reported (the image's). */
+  readonly packages?: PackageVersions;
 }
 
 export interface ObservedState {

@@ -1,11 +1,11 @@
 // A plan is data (STYLE.md #2): what apply will do, in order, with what it costs in licenses and
 // what failover coverage it leaves. Printed, saved to a file, applied later by another module.
-import type { Resources } from './fleet.js';
+import type { PackageVersions, Resources } from './fleet.js';
 import type { FailoverSummary, Unplaceable } from './placement.js';
 
 export const PLAN_FORMAT_VERSION = '1';
 
-export const ACTION_KINDS = ['destroy', 'move', 'update', 'start', 'create'] as const;
+export const ACTION_KINDS = ['destroy', 'move', 'update', 'start', 'create', 'patch'] as const;
 export type ActionKind = (typeof ACTION_KINDS)[number];
 
 /** How each action is shown, Terraform style. */
@@ -15,6 +15,7 @@ export const ACTION_SYMBOL: Readonly<Record<ActionKind, string>> = {
   update: '~',
   move: '>',
   destroy: '-',
+  patch: '^',
 };
 
 export interface PlanAction {
@@ -36,6 +37,8 @@ export interface PlanAction {
   readonly dependsOn: readonly string[];
   /** Why, for people: "new replica", "vcpus 2 → 4", "group removed"… */
   readonly reason: string;
+  /** patch: the packages to raise, installed name → the baseline's minimum version. */
+  readonly packages?: PackageVersions;
 }
 
 export interface LicenseChange {
@@ -51,6 +54,8 @@ export interface PlanSummary {
   readonly move: number;
   /** Updates and starts: changes to an instance that stays where it is. */
   readonly update: number;
+  /** Instances raised to their patch baseline, one replica of a group at a time. */
+  readonly patch: number;
   readonly destroy: number;
 }
 

@@ -8,6 +8,8 @@ export type PackageStatus = 'compliant' | 'outdated' | 'missing';
 
 export interface PackageFinding {
   readonly package: string;
+  /** The name the inventory has it under (`libc6:amd64` for a baseline's `libc6`), or null. */
+  readonly installedAs: string | null;
   readonly installed: string | null;
   readonly required: string;
   readonly status: PackageStatus;
@@ -33,16 +35,45 @@ export function evaluateBaseline(
   const packages = Object.entries(baseline.minimum)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([name, required]): PackageFinding => {
-      const version =
-        installed[name] ?? installed[`${name}:${os.arch === 'x86_64' ? 'amd64' : os.arch}`];
-      if (version === undefined)
-        return { package: name, installed: null, required, status: 'missing' };
+      const key = installedKey(installed, name, os.arch);
+      const version = key === null ? undefined : installed[key];
+      if (key === null || version === undefined)
+        return { package: name, installedAs: null, installed: null, required, status: 'missing' };
       return {
         package: name,
+        installedAs: key,
         installed: version,
         required,
         status: compareDebianVersions(version, required) >= 0 ? 'compliant' : 'outdated',
       };
     });
   return { applicable: true, packages };
+}
+
+/** Debian's architecture name for an OS arch (dpkg qualifies multi-arch packages with it). */
+const DPKG_ARCH: Readonly<Record<string, string>> = {
+  x86_64: 'amd64',
+  aarch64: 'arm64',
+  i686: 'i386',
+  ppc64le: 'ppc64el',
+};
+
+/** Where an inventory has a package: its plain name, or qualified with the architecture. */
+export function installedKey(
+  installed: PackageVersions,
+  name: string,
+  arch: string,
+): string | null {
+  if (installed[name] !== undefined) return name;
+  const qualified = `${name}:${DPKG_ARCH[arch] ?? arch}`;
+  return installed[qualified] !== undefined ? qualified : null;
+}
+
+/** What must be raised for a subject to meet its baseline: installed name → minimum version. */
+export function packagesToRaise(findings: readonly PackageFinding[]): PackageVersions {
+  const raise: Record<string, string> = {};
+  for (const f of findings) {
+    if (f.status !== 'compliant') raise[f.installedAs ?? f.package] = f.required;
+  }
+  return raise;
 }

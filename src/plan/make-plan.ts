@@ -10,12 +10,15 @@
 //   same host, unchanged, not running  → start
 //   observed, no longer desired        → destroy
 //   desired but unplaceable            → nothing; reported (an observed one keeps running)
+//   below its patch baseline (as the host
+//   reports it, or as its image will be)→ patch    (after the instance's other action; one
+//                                                  replica of a group at a time: a chain)
 // Every action carries the instance's next generation: the host refuses older ones (fencing).
 // Anything that lands on a host waits for what leaves it (destroys and moves away), so capacity
 // is freed before it is taken.
 
 import { LicenseLedger } from '../licensing/license-ledger.js';
-import type { Fleet, InstanceGroup, LicensePool } from '../model/fleet.js';
+import type { Fleet, InstanceGroup, LicensePool, PackageVersions } from '../model/fleet.js';
 import { domainNumbers } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import type { Placement, PlacementEntry } from '../model/placement.js';
@@ -27,6 +30,7 @@ import {
   type Plan,
   type PlanAction,
 } from '../model/plan.js';
+import { evaluateBaseline, packagesToRaise } from '../patching/baseline.js';
 
 export interface PlanMeta {
   readonly id: string;
@@ -123,6 +127,7 @@ export function makePlan(
     }))
     .sort((a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number));
 
+  actions.push(...patchActions(fleet, placement, seen, actions));
   const count = (...kinds: ActionKind[]) => actions.filter((a) => kinds.includes(a.kind)).length;
   return {
     formatVersion: PLAN_FORMAT_VERSION,
@@ -138,9 +143,71 @@ export function makePlan(
       create: count('create'),
       move: count('move'),
       update: count('update', 'start'),
+      patch: count('patch'),
       destroy: count('destroy'),
     },
   };
+}
+
+/**
+ * Patch actions for the placed instances that will be below their baseline: as the host reports
+ * them, or, for what this plan creates or recreates, as their image is. Each waits for the
+ * instance's own action, and the replicas of a group are chained so that no two of them are
+ * patched at the same time (a rolling patch).
+ */
+function patchActions(
+  fleet: Fleet,
+  placement: Placement,
+  seen: ReadonlyMap<string, ObservedInstance>,
+  actions: readonly PlanAction[],
+): PlanAction[] {
+  const groups = new Map(fleet.groups.map((g) => [g.name, g]));
+  const images = new Map(fleet.images.map((i) => [i.name, i]));
+  const baselines = new Map(fleet.patchBaselines.map((b) => [b.name, b]));
+  const own = new Map(actions.filter((a) => a.kind !== 'destroy').map((a) => [a.instance, a]));
+  const lastOfGroup = new Map<string, string>();
+  const patches: PlanAction[] = [];
+  const entries = [...placement.placements].sort((a, b) =>
+    a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0,
+  );
+  for (const desired of entries) {
+    const group = groups.get(desired.group);
+    const baseline =
+      group?.patchBaseline === undefined ? undefined : baselines.get(group.patchBaseline);
+    const image = group ? images.get(group.image) : undefined;
+    if (!group || !baseline || !image) continue;
+    const before = seen.get(desired.instance);
+    const prior = own.get(desired.instance);
+    const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';
+    const installed: PackageVersions =
+      fresh || before?.packages === undefined ? image.packages : before.packages;
+    const result = evaluateBaseline(baseline, image.os, installed);
+    if (!result.applicable) continue;
+    const raise = packagesToRaise(result.packages);
+    if (Object.keys(raise).length === 0) continue;
+    const changes = result.packages
+      .filter((p) => p.status !== 'compliant')
+      .map((p) => `${p.package} ${p.installed ?? 'missing'} → ${p.required}`);
+    const previous = lastOfGroup.get(group.name);
+    const id = `${desired.instance}.patch`;
+    patches.push({
+      id,
+      kind: 'patch',
+      instance: desired.instance,
+      group: group.name,
+      host: desired.host,
+      fromHost: null,
+      generation: (prior?.generation ?? before?.generation ?? 0) + 1,
+      image: image.name,
+      resources: group.resources,
+      failoverHost: desired.failoverHost,
+      dependsOn: [...(prior ? [prior.id] : []), ...(previous ? [previous] : [])],
+      reason: `${changes.join(', ')} (baseline ${baseline.name})`,
+      packages: raise,
+    });
+    lastOfGroup.set(group.name, id);
+  }
+  return patches;
 }
 
 function differences(

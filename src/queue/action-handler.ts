@@ -6,6 +6,7 @@ import { UnrecoverableError } from 'bullmq';
 import type { EngineInstance, HostEngine, InstanceRequest } from '../engines/host-engine.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';
 import type { ObservedInstance } from '../model/observed.js';
+import { compareDebianVersions } from '../patching/debian-version.js';
 import type { ActionJobData } from './plan-jobs.js';
 
 /** Where outcomes go: the state store (src/state) implements it. */
@@ -92,6 +93,17 @@ const sameResources = (i: EngineInstance, data: ActionJobData) =>
   i.resources.diskGiB === data.action.resources.diskGiB &&
   i.image === data.action.image;
 
+/** Whether every wanted package is installed at (at least) the wanted version. */
+function raised(
+  installed: Readonly<Record<string, string>>,
+  wanted: Readonly<Record<string, string>>,
+) {
+  return Object.entries(wanted).every(
+    ([name, version]) =>
+      installed[name] !== undefined && compareDebianVersions(installed[name], version) >= 0,
+  );
+}
+
 async function record(
   state: StateSink,
   data: ActionJobData,
@@ -157,6 +169,20 @@ async function perform(
     case 'copy-disk': {
       if (!now) return 'already-done'; // the source is gone already: an earlier run moved it
       await engine.copyDisk(a.instance, a.generation, engines.engine(a.host));
+      return 'done';
+    }
+    case 'patch': {
+      const wanted = a.packages ?? {};
+      if (done && now && raised(now.packages, wanted)) {
+        await record(state, data, now, data.host);
+        return 'already-done';
+      }
+      if (!now) {
+        throw new VfleetError('instance-missing', `${a.instance} is not on ${data.host}`, {
+          retryable: true,
+        });
+      }
+      await record(state, data, await engine.patch(a.instance, a.generation, wanted), data.host);
       return 'done';
     }
     case 'move-out': {

@@ -15,7 +15,8 @@ export type JobStep =
   | 'destroy'
   | 'copy-disk'
   | 'move-in'
-  | 'move-out';
+  | 'move-out'
+  | 'patch';
 
 export interface ActionJobData {
   readonly planId: string;
@@ -76,7 +77,7 @@ export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
       host,
       action,
       image:
-        step === 'destroy' || step === 'move-out' || step === 'copy-disk'
+        step === 'destroy' || step === 'move-out' || step === 'copy-disk' || step === 'patch'
           ? null
           : imageOf(action.image),
     },
@@ -92,6 +93,8 @@ export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
         return node('replace', a.host, a);
       case 'destroy':
         return node('destroy', a.host, a);
+      case 'patch':
+        return node('patch', a.host, a);
       case 'move': {
         const from = a.fromHost as string;
         return node('move-out', from, a, [

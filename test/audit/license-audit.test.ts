@@ -1,19 +1,16 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { licenseAudit } from '../../src/audit/license-audit.js';
-import type { Fleet } from '../../src/model/fleet.js';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
 import type { Placement } from '../../src/model/placement.js';
 import { schedule } from '../../src/scheduler/schedule.js';
-import { loadFleet } from '../../src/spec/load-fleet.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
-import { fromRoot } from '../helpers/paths.js';
+import { rootFleet } from '../helpers/root-fleet.js';
 import { aFleetDocument, aGroup, aHost, anImage } from '../helpers/spec-builders.js';
 
 describe('licenseAudit', () => {
   it('fleet.yaml as planned: every pool compliant, the counted hosts and why they count', () => {
-    const fleet = loadFleet(readFileSync(fromRoot('fleet.yaml')), 'fleet.yaml').fleet as Fleet;
+    const fleet = rootFleet();
     const placement = schedule(fleet);
     const audit = licenseAudit(fleet, placement);
     assert.deepEqual(

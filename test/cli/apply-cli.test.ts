@@ -42,12 +42,18 @@ describe('vfleet apply on the embedded default', () => {
     try {
       const first = vfleet(['apply', '--auto-approve'], dir);
       assert.equal(first.code, 0, first.stderr);
-      assert.match(first.stdout, /Plan: 26 to create, 0 to move, 0 to update, 0 to destroy\./);
-      assert.match(first.stdout, /Apply complete: 26 actions done\./);
+      assert.match(
+        first.stdout,
+        /Plan: 26 to create, 0 to move, 0 to update, 6 to patch, 0 to destroy\./,
+      );
+      assert.match(first.stdout, /Apply complete: 32 actions done\./);
       const second = vfleet(['apply', '--auto-approve'], dir);
       assert.equal(second.code, 0);
       assert.match(second.stdout, /^No changes\./);
-      assert.match(second.stdout, /Plan: 0 to create, 0 to move, 0 to update, 0 to destroy\./);
+      assert.match(
+        second.stdout,
+        /Plan: 0 to create, 0 to move, 0 to update, 0 to patch, 0 to destroy\./,
+      );
       const plan = vfleet(['plan', '--detailed-exitcode'], dir);
       assert.equal(plan.code, 0);
       const instances = running(dir, {});
@@ -89,7 +95,7 @@ describe('vfleet apply against REDIS_URL', () => {
     assert.equal(applied.code, 0, applied.stderr);
     const again = vfleet(['apply', 'plan.json'], dir, env);
     assert.equal(again.code, 1);
-    assert.match(again.stderr, /stale: the fleet's state moved from version 0 to 26/);
+    assert.match(again.stderr, /stale: the fleet's state moved from version 0 to 32/);
   });
 
   it('refuses a locked fleet with the holder, and force-unlock frees it', async () => {

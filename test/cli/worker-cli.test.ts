@@ -73,7 +73,7 @@ describe('vfleet worker', () => {
     const second = start(['worker', '--concurrency', '2'], dir);
     await serving(second);
     assert.equal(await apply.exited, 0, apply.output());
-    assert.match(apply.output(), /Apply complete: 26 actions done\./);
+    assert.match(apply.output(), /Apply complete: 32 actions done\./);
     let onHosts = 0;
     for (const key of await redis.keys('vfleet:{lab}:engine:*:instances'))
       onHosts += await redis.hlen(key);

@@ -18,15 +18,23 @@ describe('evaluateBaseline', () => {
     assert.deepEqual(result, {
       applicable: true,
       packages: [
-        { package: 'bash', installed: null, required: '5.2.15-2+b7', status: 'missing' },
+        {
+          package: 'bash',
+          installedAs: null,
+          installed: null,
+          required: '5.2.15-2+b7',
+          status: 'missing',
+        },
         {
           package: 'libc6',
+          installedAs: 'libc6:amd64',
           installed: '2.36-9+deb12u10',
           required: '2.36-9+deb12u7',
           status: 'compliant',
         },
         {
           package: 'openssl',
+          installedAs: 'openssl',
           installed: '3.0.13-1~deb12u1',
           required: '3.0.15-1~deb12u1',
           status: 'outdated',

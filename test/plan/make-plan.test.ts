@@ -1,7 +1,6 @@
 // The planner, case by case, and the property that matters most: applying a plan and planning
 // again gives no changes.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { renderPlanText } from '../../src/cli/views/plan-view.js';
@@ -16,10 +15,9 @@ import type { Plan } from '../../src/model/plan.js';
 import { makePlan } from '../../src/plan/make-plan.js';
 import { parsePlan, serializePlan } from '../../src/plan/plan-file.js';
 import { schedule } from '../../src/scheduler/schedule.js';
-import { loadFleet } from '../../src/spec/load-fleet.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
-import { fromRoot } from '../helpers/paths.js';
-import { aFleetDocument, aGroup } from '../helpers/spec-builders.js';
+import { rootFleet } from '../helpers/root-fleet.js';
+import { aFleetDocument, aGroup, anImage } from '../helpers/spec-builders.js';
 
 const meta = { id: 'p1', specHash: 'h' };
 
@@ -35,6 +33,14 @@ function applied(fleet: Fleet, plan: Plan, before: ObservedState): ObservedState
       byName.delete(a.instance);
       continue;
     }
+    const previous = byName.get(a.instance);
+    const imagePackages = fleet.images.find((i) => i.name === a.image)?.packages ?? {};
+    const packages =
+      a.kind === 'patch'
+        ? { ...(previous?.packages ?? imagePackages), ...a.packages }
+        : a.kind === 'create' || a.kind === 'update'
+          ? imagePackages
+          : (previous?.packages ?? imagePackages);
     const record: ObservedInstance = {
       instance: a.instance,
       group: a.group,
@@ -44,10 +50,10 @@ function applied(fleet: Fleet, plan: Plan, before: ObservedState): ObservedState
       image: a.image,
       resources: a.resources,
       failoverHost: a.failoverHost,
+      packages,
     };
     byName.set(a.instance, record);
   }
-  void fleet;
   return { version: before.version + plan.actions.length, instances: [...byName.values()] };
 }
 
@@ -66,10 +72,10 @@ describe('makePlan', () => {
         ['create', 'web-2', 1],
       ],
     );
-    assert.deepEqual(plan.summary, { create: 3, move: 0, update: 0, destroy: 0 });
+    assert.deepEqual(plan.summary, { create: 3, move: 0, update: 0, patch: 0, destroy: 0 });
     assert.match(
       renderPlanText(plan),
-      /\n {2}\+ create web-0 on hv-0\d\n[\s\S]*Plan: 3 to create, 0 to move, 0 to update, 0 to destroy\.\n$/,
+      /\n {2}\+ create web-0 on hv-0\d\n[\s\S]*Plan: 3 to create, 0 to move, 0 to update, 0 to patch, 0 to destroy\.\n$/,
     );
   });
 
@@ -80,7 +86,7 @@ describe('makePlan', () => {
     assert.deepEqual(second.actions, []);
     assert.match(
       renderPlanText(second),
-      /^No changes\.[\s\S]*Plan: 0 to create, 0 to move, 0 to update, 0 to destroy\.\n$/,
+      /^No changes\.[\s\S]*Plan: 0 to create, 0 to move, 0 to update, 0 to patch, 0 to destroy\.\n$/,
     );
   });
 
@@ -179,8 +185,80 @@ describe('makePlan', () => {
     );
   });
 
+  it('patches what is below its baseline: after its own action, one replica of a group at a time', () => {
+    const baseline = {
+      name: 'sec',
+      appliesTo: { family: 'debian' as const, release: '12' },
+      minimum: { openssl: '3.0.15-1~deb12u1', libc6: '2.36-9+deb12u7' },
+    };
+    const fleet = fleetOf({
+      images: [
+        anImage({ packages: { openssl: '3.0.13-1~deb12u1', 'libc6:amd64': '2.36-9+deb12u9' } }),
+      ],
+      patchBaselines: [baseline],
+      instances: [
+        aGroup({ replicas: 3, patchBaseline: 'sec' }),
+        aGroup({ name: 'db', replicas: 2, patchBaseline: 'sec' }),
+        aGroup({ name: 'free', replicas: 1 }), // no baseline: never patched
+      ],
+    });
+    const plan = planFor(fleet);
+    const patches = plan.actions.filter((a) => a.kind === 'patch');
+    assert.deepEqual(
+      patches.map((a) => [a.id, a.generation, a.dependsOn]),
+      [
+        ['db-0.patch', 2, ['db-0.create']],
+        ['db-1.patch', 2, ['db-1.create', 'db-0.patch']],
+        ['web-0.patch', 2, ['web-0.create']],
+        ['web-1.patch', 2, ['web-1.create', 'web-0.patch']],
+        ['web-2.patch', 2, ['web-2.create', 'web-1.patch']],
+      ],
+    );
+    // Only what is below the minimum, under the name the inventory has it.
+    assert.deepEqual(patches[0]?.packages, { openssl: '3.0.15-1~deb12u1' });
+    assert.match(
+      renderPlanText(plan),
+      /\^ patch web-0 on hv-0\d: openssl 3\.0\.13-1~deb12u1 → 3\.0\.15-1~deb12u1 \(baseline sec\)/,
+    );
+    assert.equal(plan.summary.patch, 5);
+    const converged = applied(fleet, plan, EMPTY_STATE);
+    assert.deepEqual(planFor(fleet, converged).actions, []);
+    // A host that reports an older package again (a rollback) gets one patch, at the next generation.
+    const rolledBack = {
+      ...converged,
+      instances: converged.instances.map((o) =>
+        o.instance === 'web-1'
+          ? { ...o, packages: { ...o.packages, openssl: '3.0.11-1~deb12u2' } }
+          : o,
+      ),
+    };
+    assert.deepEqual(
+      planFor(fleet, rolledBack).actions.map((a) => [a.id, a.generation, a.dependsOn]),
+      [['web-1.patch', 3, []]],
+    );
+    // A missing package is installed at the minimum.
+    const missing = {
+      ...converged,
+      instances: converged.instances.map((o) =>
+        o.instance === 'db-0' ? { ...o, packages: { openssl: '3.0.15-1~deb12u1' } } : o,
+      ),
+    };
+    assert.deepEqual(planFor(fleet, missing).actions[0]?.packages, { libc6: '2.36-9+deb12u7' });
+  });
+
+  it('a baseline for another OS, or an image of another family, plans no patch', () => {
+    const fleet = fleetOf({
+      images: [anImage({ packages: {} })],
+      patchBaselines: [
+        { name: 'rhel', appliesTo: { family: 'rhel' }, minimum: { openssl: '3.0.7-27.el9' } },
+      ],
+      instances: [aGroup({ replicas: 2, patchBaseline: 'rhel' })],
+    });
+    assert.equal(planFor(fleet).summary.patch, 0);
+  });
+
   it('shows license use before → after per pool', () => {
-    const fleet = loadFleet(readFileSync(fromRoot('fleet.yaml')), 'fleet.yaml').fleet as Fleet;
+    const fleet = rootFleet();
     const plan = planFor(fleet);
     assert.deepEqual(
       plan.licenses.map((l) => [l.pool, l.before, l.after]),
@@ -193,7 +271,7 @@ describe('makePlan', () => {
     const text = renderPlanText(plan);
     assert.match(text, /rhel-vdc \(host-socket-pair\): 0 → 2 of 4 \(\+2\)/);
     assert.match(text, /Failover: 15 of 15 protected instances covered/);
-    assert.match(text, /Plan: 26 to create, 0 to move, 0 to update, 0 to destroy\.\n$/);
+    assert.match(text, /Plan: 26 to create, 0 to move, 0 to update, 6 to patch, 0 to destroy\.\n$/);
     const again = planFor(fleet, applied(fleet, plan, EMPTY_STATE));
     assert.deepEqual(
       again.licenses.map((l) => l.before),

@@ -1,7 +1,6 @@
 // The plan through BullMQ on a real redis-server into embedded hosts: converge, idempotence,
 // a failed host, a move.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { EmbeddedEngine, setHostDown } from '../../src/engines/embedded/embedded-engine.js';
@@ -11,17 +10,15 @@ import { makePlan } from '../../src/plan/make-plan.js';
 import type { StateSink } from '../../src/queue/action-handler.js';
 import { runPlan } from '../../src/queue/run-plan.js';
 import { schedule } from '../../src/scheduler/schedule.js';
-import { loadFleet } from '../../src/spec/load-fleet.js';
-import { fromRoot } from '../helpers/paths.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
+import { rootFleet } from '../helpers/root-fleet.js';
 
 class MemoryState implements StateSink {
   readonly instances = new Map<string, ObservedInstance>();
   readonly events: Array<Record<string, unknown>> = [];
   version = 0;
   async putInstance(record: ObservedInstance): Promise<void> {
-    const { packages: _, ...rest } = record as ObservedInstance & { packages?: unknown };
-    this.instances.set(record.instance, rest);
+    this.instances.set(record.instance, record);
     this.version++;
   }
   async deleteInstance(name: string): Promise<void> {
@@ -43,7 +40,7 @@ class MemoryState implements StateSink {
 describe('runPlan', () => {
   let server: TestRedisServer;
   let redis: Redis;
-  const fleet = loadFleet(readFileSync(fromRoot('fleet.yaml')), 'fleet.yaml').fleet as Fleet;
+  const fleet = rootFleet();
   let n = 0;
 
   before(async () => {
@@ -86,7 +83,9 @@ describe('runPlan', () => {
     const { state, options, planNow, running } = setup('converge');
     const plan = planNow('p1');
     const outcomes = await runPlan(plan, fleet, options);
-    assert.equal(outcomes.length, 26);
+    // 26 instances, and 6 patches: web's image is below the debian-12-security baseline.
+    assert.equal(outcomes.length, 32);
+    assert.equal(outcomes.filter((o) => o.action.endsWith('.patch')).length, 6);
     assert.ok(
       outcomes.every((o) => o.outcome === 'done'),
       JSON.stringify(outcomes.filter((o) => o.outcome !== 'done')),
@@ -118,10 +117,14 @@ describe('runPlan', () => {
       failed.every((o) => /ct-r1-03 does not answer/.test(o.error ?? '')),
       JSON.stringify(failed),
     );
-    assert.equal(outcomes.filter((o) => o.outcome === 'done').length, 26 - failed.length);
+    const skipped = outcomes.filter((o) => o.outcome === 'skipped');
+    assert.equal(
+      outcomes.filter((o) => o.outcome === 'done').length,
+      32 - failed.length - skipped.length,
+    );
     await setHostDown(redis, fleetName, 'ct-r1-03', false);
     const resumed = await runPlan(planNow('p2'), fleet, options);
-    assert.equal(resumed.length, failed.length);
+    assert.equal(resumed.length, failed.length + skipped.length);
     assert.ok(resumed.every((o) => o.outcome === 'done'));
     assert.equal((await running()).length, 26);
   });
@@ -130,9 +133,50 @@ describe('runPlan', () => {
     const { options, planNow, running, state } = setup('superseded');
     state.current = 'a-newer-plan';
     const outcomes = await runPlan(planNow('p1'), fleet, options);
-    assert.ok(outcomes.every((o) => o.outcome === 'failed' && /superseded/.test(o.error ?? '')));
+    const creates = outcomes.filter((o) => o.action.endsWith('.create'));
+    assert.equal(creates.length, 26);
+    assert.ok(creates.every((o) => o.outcome === 'failed' && /superseded/.test(o.error ?? '')));
+    // The patches wait for their creates, which failed: they never run.
+    assert.ok(outcomes.filter((o) => !creates.includes(o)).every((o) => o.outcome === 'skipped'));
     assert.equal((await running()).length, 0);
     assert.equal(state.instances.size, 0);
+  });
+
+  it('patches instances below their baseline, never two replicas of a group at once', async () => {
+    const { engines, options, planNow, state } = setup('patch');
+    const active = new Map<string, number>();
+    let most = 0;
+    for (const engine of engines.values()) {
+      const patch = engine.patch.bind(engine);
+      engine.patch = async (name, generation, packages) => {
+        const group = name.replace(/-\d+$/, '');
+        active.set(group, (active.get(group) ?? 0) + 1);
+        most = Math.max(most, active.get(group) ?? 0);
+        await new Promise((r) => setTimeout(r, 20)); // long enough for a second one to overlap
+        try {
+          return await patch(name, generation, packages);
+        } finally {
+          active.set(group, (active.get(group) ?? 0) - 1);
+        }
+      };
+    }
+    const plan = planNow('p1');
+    const patches = plan.actions.filter((a) => a.kind === 'patch');
+    assert.deepEqual(
+      patches.map((a) => a.instance),
+      ['web-0', 'web-1', 'web-2', 'web-3', 'web-4', 'web-5'],
+    );
+    const outcomes = await runPlan(plan, fleet, { ...options, concurrency: 8 });
+    assert.ok(outcomes.every((o) => o.outcome === 'done'));
+    assert.equal(most, 1, 'two replicas of web were patched at the same time');
+    for (const a of patches) {
+      const host = engines.get(a.host) as EmbeddedEngine;
+      const installed = await host.inventory(a.instance);
+      assert.equal(installed.openssl, '3.0.15-1~deb12u1');
+      assert.equal(installed.libssl3, '3.0.15-1~deb12u1');
+      assert.equal(state.instances.get(a.instance)?.packages?.openssl, '3.0.15-1~deb12u1');
+    }
+    assert.deepEqual(planNow('p2').actions, [], 'patched instances stay patched');
   });
 
   it('moves an instance when its host leaves the fleet: copy, start on the target, remove from the source', async () => {

@@ -1,7 +1,6 @@
 // Scheduler behaviour, case by case (small builders, named cases), then properties over random
 // fleets checked by an independent re-computation (invariants.ts).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isVfleetError } from '../../src/model/errors.js';
@@ -9,9 +8,8 @@ import type { Fleet } from '../../src/model/fleet.js';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
 import { vmMemoryOverheadMiB } from '../../src/scheduler/capacity.js';
 import { explain, schedule } from '../../src/scheduler/schedule.js';
-import { loadFleet } from '../../src/spec/load-fleet.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
-import { fromRoot } from '../helpers/paths.js';
+import { rootFleet } from '../helpers/root-fleet.js';
 import { aFleetDocument, aGroup, aHost, anImage } from '../helpers/spec-builders.js';
 import { checkInvariants } from './invariants.js';
 
@@ -423,7 +421,7 @@ describe('schedule: stability, determinism, explanation', () => {
   });
 
   it('the same input gives byte-identical output', () => {
-    const fleet = loadFleet(readFileSync(fromRoot('fleet.yaml')), 'fleet.yaml').fleet as Fleet;
+    const fleet = rootFleet();
     assert.equal(JSON.stringify(schedule(fleet)), JSON.stringify(schedule(fleet)));
   });
 
@@ -442,7 +440,7 @@ describe('schedule: stability, determinism, explanation', () => {
 
 describe('schedule: the root fleet.yaml', () => {
   it('places fully, with failover covered and license use within entitlements', () => {
-    const fleet = loadFleet(readFileSync(fromRoot('fleet.yaml')), 'fleet.yaml').fleet as Fleet;
+    const fleet = rootFleet();
     const placement = schedule(fleet);
     assert.deepEqual(placement.unplaceable, []);
     assert.equal(placement.failover.covered, placement.failover.protected);

@@ -90,11 +90,11 @@ export async function runStatus(
         ]),
       ),
     );
-    const changes = drift.create + drift.move + drift.update + drift.destroy;
+    const changes = drift.create + drift.move + drift.update + drift.patch + drift.destroy;
     terminal.out(
       changes === 0
         ? '\nNo drift: the fleet matches the spec.'
-        : `\nDrift: ${drift.create} to create, ${drift.move} to move, ${drift.update} to update, ${drift.destroy} to destroy (vfleet plan shows them).`,
+        : `\nDrift: ${drift.create} to create, ${drift.move} to move, ${drift.update} to update, ${drift.patch} to patch, ${drift.destroy} to destroy (vfleet plan shows them).`,
     );
     return 0;
   } finally {

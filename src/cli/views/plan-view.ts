@@ -16,6 +16,8 @@ function describe(a: PlanAction): string {
       return `start ${a.instance} on ${a.host}: ${a.reason}`;
     case 'destroy':
       return `destroy ${a.instance} on ${a.host}: ${a.reason}`;
+    case 'patch':
+      return `patch ${a.instance} on ${a.host}: ${a.reason}`;
   }
 }
 
@@ -61,7 +63,7 @@ export function renderPlanText(plan: Plan): string {
   }
   const s = plan.summary;
   out.push(
-    `Plan: ${s.create} to create, ${s.move} to move, ${s.update} to update, ${s.destroy} to destroy.`,
+    `Plan: ${s.create} to create, ${s.move} to move, ${s.update} to update, ${s.patch} to patch, ${s.destroy} to destroy.`,
   );
   return `${out.join('\n')}\n`;
 }

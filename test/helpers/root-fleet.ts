@@ -1,0 +1,12 @@
+// The root fleet.yaml as the CLI sees it: loaded, with its images' packagesFrom inventories read
+// and its local paths made absolute (cli/read-spec.ts), not only parsed.
+import { readAndLoadFleet } from '../../src/cli/read-spec.js';
+import type { Fleet } from '../../src/model/fleet.js';
+import { fromRoot } from './paths.js';
+
+export function rootFleet(): Fleet {
+  const loaded = readAndLoadFleet(fromRoot('fleet.yaml'));
+  if (!loaded.fleet)
+    throw new Error(`fleet.yaml does not load: ${JSON.stringify(loaded.diagnostics)}`);
+  return loaded.fleet;
+}
