@@ -6,7 +6,7 @@ import { LicenseLedger } from '../licensing/license-ledger.js';
 import { hostUnits, isHostMetric } from '../licensing/license-units.js';
 import type { Fleet } from '../model/fleet.js';
 import { domainNumbers } from '../model/fleet.js';
-import type { Placement } from '../model/placement.js';
+import type { AuditInput } from './audit-input.js';
 
 export interface PoolFinding {
   readonly pool: string;
@@ -44,7 +44,9 @@ export interface LicenseAudit {
   }>;
 }
 
-export function licenseAudit(fleet: Fleet, placement: Placement): LicenseAudit {
+export function licenseAudit(input: AuditInput): LicenseAudit {
+  const fleet: Fleet = input.fleet;
+  const images = new Map(fleet.images.map((i) => [i.name, i]));
   const hostIndex = new Map(fleet.hosts.map((h, i) => [h.name, i]));
   const poolIndex = new Map(fleet.licenses.map((p, i) => [p.name, i]));
   const groups = new Map(fleet.groups.map((g) => [g.name, g]));
@@ -60,17 +62,18 @@ export function licenseAudit(fleet: Fleet, placement: Placement): LicenseAudit {
     map.set(key, list);
   };
   const instances: Array<{ instance: string; pools: string[] }> = [];
-  for (const p of placement.placements) {
-    const group = groups.get(p.group);
-    if (!group || group.licenses.length === 0) continue;
-    instances.push({ instance: p.instance, pools: [...group.licenses] });
+  for (const p of input.instances) {
+    // An instance whose group left the spec still runs, and still draws on its image's pools.
+    const licenses = groups.get(p.group)?.licenses ?? images.get(p.image)?.licenses ?? [];
+    if (licenses.length === 0) continue;
+    instances.push({ instance: p.instance, pools: [...licenses] });
     const h = hostIndex.get(p.host);
     if (h === undefined) continue;
-    for (const name of group.licenses) {
+    for (const name of licenses) {
       const pool = poolIndex.get(name);
       if (pool === undefined) continue;
-      running.addPrimary(pool, h, group.resources);
-      withFailover.addPrimary(pool, h, group.resources);
+      running.addPrimary(pool, h, p.resources);
+      withFailover.addPrimary(pool, h, p.resources);
       note(runs, `${name}\u0000${p.host}`, p.instance);
       const t = p.failoverHost === null ? undefined : hostIndex.get(p.failoverHost);
       if (t !== undefined && fleet.licenses[pool]?.coverFailover) {
@@ -95,7 +98,7 @@ export function licenseAudit(fleet: Fleet, placement: Placement): LicenseAudit {
       status: shortfall > 0 ? 'shortfall' : 'compliant',
     };
   });
-  const where = new Map(placement.placements.map((p) => [p.instance, p.host]));
+  const where = new Map(input.instances.map((p) => [p.instance, p.host]));
   const hosts: CountedHost[] = [];
   fleet.licenses.forEach((pool, i) => {
     if (!isHostMetric(pool)) return;

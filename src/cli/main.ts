@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isVfleetError } from '../model/errors.js';
 import { applyCommand } from './commands/apply-command.js';
+import { auditCommand } from './commands/audit-command.js';
 import { downCommand } from './commands/down-command.js';
 import { planCommand } from './commands/plan-command.js';
 import { scheduleCommand } from './commands/schedule-command.js';
@@ -32,6 +33,7 @@ export function buildProgram(terminal: Terminal, setExit: (code: number) => void
     scheduleCommand(terminal, setExit),
     planCommand(terminal, setExit),
     applyCommand(terminal, setExit),
+    auditCommand(terminal, setExit),
     statusCommand(terminal, setExit),
     hostCommand(terminal, setExit),
     forceUnlockCommand(terminal, setExit),

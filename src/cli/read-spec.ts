@@ -4,6 +4,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Diagnostic } from '../model/diagnostic.js';
+import type { PackageVersions } from '../model/fleet.js';
 import { parseInventory } from '../spec/inventory.js';
 import { type LoadedFleet, loadFleet } from '../spec/load-fleet.js';
 import { MAX_SPEC_BYTES } from '../spec/source-text.js';
@@ -75,16 +76,22 @@ function withLocalPaths(loaded: LoadedFleet, specFile: string): LoadedFleet {
 }
 
 /**
- * Images may take their package inventory from a file (`packagesFrom`, relative to the spec's
- * folder); inline `packages` entries override it. Read here, parsed by spec/inventory.ts.
+ * Images and hosts may take their package inventory from a file (`packagesFrom`, relative to the
+ * spec's folder); inline `packages` entries override it. Read here, parsed by spec/inventory.ts.
  */
 function withInventories(loaded: LoadedFleet, specFile: string): LoadedFleet {
   const fleet = loaded.fleet;
-  if (!fleet?.images.some((i) => i.packagesFrom !== undefined)) return loaded;
+  if (!fleet) return loaded;
+  if (![...fleet.images, ...fleet.hosts].some((x) => x.packagesFrom !== undefined)) return loaded;
   const diagnostics = [...loaded.diagnostics];
-  const images = fleet.images.map((image) => {
-    if (image.packagesFrom === undefined) return image;
-    const path = resolve(dirname(specFile), image.packagesFrom.replace(/^~\//, `${homedir()}/`));
+  const withInventory = <
+    T extends { name: string; packages: PackageVersions; packagesFrom: string | undefined },
+  >(
+    what: 'image' | 'host',
+    subject: T,
+  ): T => {
+    if (subject.packagesFrom === undefined) return subject;
+    const path = resolve(dirname(specFile), subject.packagesFrom.replace(/^~\//, `${homedir()}/`));
     let text: string;
     try {
       if (statSync(path).size > MAX_SPEC_BYTES) throw new Error('too large');
@@ -93,21 +100,23 @@ function withInventories(loaded: LoadedFleet, specFile: string): LoadedFleet {
       diagnostics.push({
         severity: 'error',
         code: 'read-error',
-        message: `cannot read the package inventory of image ${image.name} (packagesFrom: ${image.packagesFrom})`,
+        message: `cannot read the package inventory of ${what} ${subject.name} (packagesFrom: ${subject.packagesFrom})`,
         file: path,
         line: 1,
         column: 1,
         path: '',
       });
-      return image;
+      return subject;
     }
     const inventory = parseInventory(text, path);
     diagnostics.push(...inventory.diagnostics);
-    return { ...image, packages: { ...inventory.packages, ...image.packages } };
-  });
+    return { ...subject, packages: { ...inventory.packages, ...subject.packages } };
+  };
+  const images = fleet.images.map((image) => withInventory('image', image));
+  const hosts = fleet.hosts.map((host) => withInventory('host', host));
   const failed = diagnostics.some((d) => d.severity === 'error');
   return {
-    fleet: failed ? undefined : { ...fleet, images },
+    fleet: failed ? undefined : { ...fleet, images, hosts },
     document: failed ? undefined : loaded.document,
     diagnostics,
   };

@@ -235,6 +235,15 @@ export interface Host {
     memory?: number;
   };
   licenses?: NameList;
+  /**
+   * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
+   */
+  patchBaseline?: string;
+  packages?: PackageVersions;
+  /**
+   * The host's package inventory file in dpkg-query -W -f='${binary:Package}\t${Version}\n' format; entries in packages override it.
+   */
+  packagesFrom?: string;
 }
 /**
  * The host's operating system; containers must match its family, release and arch.
@@ -247,6 +256,12 @@ export interface HostOs {
    */
   kernel?: string;
   arch: Arch;
+}
+/**
+ * The host's package inventory (name to installed version), as the embedded engine reports it.
+ */
+export interface PackageVersions {
+  [k: string]: PackageVersion;
 }
 /**
  * What an instance boots.
@@ -270,7 +285,7 @@ export interface Image {
    * vm: may run on a host of another arch under QEMU's emulation (TCG).
    */
   allowEmulation?: boolean;
-  packages?: PackageVersions;
+  packages?: PackageVersions1;
   /**
    * A package inventory file in dpkg-query -W -f='${binary:Package}\t${Version}\n' format; entries in packages override it.
    */
@@ -313,7 +328,7 @@ export interface ImageSource {
 /**
  * The image's package inventory (name to installed version), as the embedded engine reports it.
  */
-export interface PackageVersions {
+export interface PackageVersions1 {
   [k: string]: PackageVersion;
 }
 /**
@@ -373,12 +388,12 @@ export interface PatchBaseline {
     release?: OsRelease;
     arch?: Arch;
   };
-  minimum: PackageVersions1;
+  minimum: PackageVersions2;
 }
 /**
  * Package name to the lowest compliant version (compared as dpkg does).
  */
-export interface PackageVersions1 {
+export interface PackageVersions2 {
   [k: string]: PackageVersion;
 }
 /**

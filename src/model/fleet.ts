@@ -59,6 +59,11 @@ export interface Host {
   readonly runs: readonly InstanceKind[];
   readonly overcommit: { readonly cpu: number; readonly memory: number };
   readonly licenses: readonly string[];
+  /** The baseline the host itself is audited against. */
+  readonly patchBaseline: string | undefined;
+  /** The host's own package inventory; `packagesFrom` is resolved by the loader's caller. */
+  readonly packages: PackageVersions;
+  readonly packagesFrom: string | undefined;
 }
 
 export interface Image {

@@ -66,6 +66,9 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
         memory: h.overcommit?.memory ?? DEFAULTS.overcommitMemory,
       },
       licenses: [...(h.licenses ?? [])],
+      patchBaseline: h.patchBaseline,
+      packages: { ...h.packages },
+      packagesFrom: h.packagesFrom,
     };
   });
   const images: Image[] = spec.images.map((i) => ({

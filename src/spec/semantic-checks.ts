@@ -135,6 +135,14 @@ export function checkSemantics(
         }
       }
     }
+    if (host.patchBaseline !== undefined) {
+      reference('patchBaselines', baselineByName, host.patchBaseline, [
+        'spec',
+        'hosts',
+        h,
+        'patchBaseline',
+      ]);
+    }
     (host.licenses ?? []).forEach((pool, j) => {
       const path: PathSegment[] = ['spec', 'hosts', h, 'licenses', j];
       if (!reference('licenses', poolByName, pool, path)) return;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { plannedInput } from '../../src/audit/audit-input.js';
 import { licenseAudit } from '../../src/audit/license-audit.js';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
 import type { Placement } from '../../src/model/placement.js';
@@ -12,7 +13,7 @@ describe('licenseAudit', () => {
   it('fleet.yaml as planned: every pool compliant, the counted hosts and why they count', () => {
     const fleet = rootFleet();
     const placement = schedule(fleet);
-    const audit = licenseAudit(fleet, placement);
+    const audit = licenseAudit(plannedInput(fleet, placement));
     assert.deepEqual(
       audit.pools.map((p) => [p.pool, p.used, p.needed, p.entitlement, p.status]),
       placement.licenses.map((l) => [l.pool, l.used, l.used, l.entitlement, 'compliant']),
@@ -59,7 +60,7 @@ describe('licenseAudit', () => {
       ...schedule({ ...fleet, failover: { tolerate: 0, domain: 'rack' } }),
       placements: [{ instance: 'w-0', group: 'w', host: 'a', failoverHost: 'b' }],
     };
-    const audit = licenseAudit(fleet, placement);
+    const audit = licenseAudit(plannedInput(fleet, placement));
     assert.deepEqual(audit.pools[0], {
       pool: 'dc',
       product: null,

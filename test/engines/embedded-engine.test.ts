@@ -15,6 +15,9 @@ const host = (name: string): Host => ({
   runs: ['vm', 'container'],
   overcommit: { cpu: 1, memory: 1 },
   licenses: [],
+  patchBaseline: undefined,
+  packages: {},
+  packagesFrom: undefined,
 });
 
 engineConformance('embedded', async () => {

@@ -1,0 +1,62 @@
+// What every audit reads: the instances, where they run and fail over to, with their resources
+// and installed packages — as planned (the spec placed by the scheduler, each instance as its
+// image is) or as observed (the state store's records, as the hosts last reported them).
+import type { Fleet, PackageVersions, Resources } from '../model/fleet.js';
+import type { ObservedState } from '../model/observed.js';
+import type { Placement } from '../model/placement.js';
+
+export interface AuditInstance {
+  readonly instance: string;
+  readonly group: string;
+  readonly host: string;
+  readonly failoverHost: string | null;
+  readonly image: string;
+  readonly resources: Resources;
+  readonly packages: PackageVersions;
+}
+
+export type AuditSource = 'planned' | 'observed';
+
+export interface AuditInput {
+  readonly fleet: Fleet;
+  readonly source: AuditSource;
+  readonly instances: readonly AuditInstance[];
+}
+
+/** The spec as the scheduler would place it; packages as the images declare them. */
+export function plannedInput(fleet: Fleet, placement: Placement): AuditInput {
+  const groups = new Map(fleet.groups.map((g) => [g.name, g]));
+  const images = new Map(fleet.images.map((i) => [i.name, i]));
+  const instances: AuditInstance[] = [];
+  for (const p of placement.placements) {
+    const group = groups.get(p.group);
+    if (!group) continue;
+    instances.push({
+      instance: p.instance,
+      group: p.group,
+      host: p.host,
+      failoverHost: p.failoverHost,
+      image: group.image,
+      resources: group.resources,
+      packages: images.get(group.image)?.packages ?? {},
+    });
+  }
+  return { fleet, source: 'planned', instances };
+}
+
+/** The fleet as the state store has it; an instance whose host never reported packages has its image's. */
+export function observedInput(fleet: Fleet, observed: ObservedState): AuditInput {
+  const images = new Map(fleet.images.map((i) => [i.name, i]));
+  const instances = observed.instances.map(
+    (o): AuditInstance => ({
+      instance: o.instance,
+      group: o.group,
+      host: o.host,
+      failoverHost: o.failoverHost,
+      image: o.image,
+      resources: o.resources,
+      packages: o.packages ?? images.get(o.image)?.packages ?? {},
+    }),
+  );
+  return { fleet, source: 'observed', instances };
+}
