@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# One-time set-up for a fresh machine: redis-server (the embedded default's queue and state
-# store) when it is missing, then the project's npm packages (which also builds vfleet).
+# One-time set-up for a fresh machine: the system packages (redis-server, the embedded default's
+# queue and state store, and what the test suites drive) when they are missing, then the
+# project's npm packages (which also builds vfleet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    sudo=''
-    [ "$(id -u)" -eq 0 ] || sudo='sudo'
-    echo "== installing redis-server (apt-get)"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  elif command -v brew >/dev/null 2>&1; then
+if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
+  # Debian and Ubuntu: Redis, and what the test suites drive (sshd, QEMU, busybox, Chromium).
+  ./scripts/install-system-packages.sh
+elif [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
+  if command -v brew >/dev/null 2>&1; then
     echo "== installing redis (brew)"
     brew install redis
   else
