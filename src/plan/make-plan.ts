@@ -233,13 +233,16 @@ function differences(
   return changes;
 }
 
-/** License use of the observed placement (before) against the new one (after), per pool. */
+/**
+ * License use per pool before (the observed instances) and after the plan (the placed instances,
+ * and the observed ones that could not be placed, which keep running), with the same ledger, so
+ * that an apply that would exceed an entitlement shows.
+ */
 function licenseChanges(
   fleet: Fleet,
   placement: Placement,
   observed: ObservedState,
 ): LicenseChange[] {
-  const ledger = new LicenseLedger(fleet.licenses, fleet.hosts);
   const hostIndex = new Map(fleet.hosts.map((h, i) => [h.name, i]));
   const poolIndex = new Map(fleet.licenses.map((p, i) => [p.name, i]));
   const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
@@ -247,23 +250,47 @@ function licenseChanges(
   // The ledger keys failure scenarios by number.
   const domains = domainNumbers(fleet);
   const domainOf = (host: string) => domains.get(host) ?? -1;
-  for (const o of observed.instances) {
-    const h = hostIndex.get(o.host);
-    if (h === undefined) continue;
-    const pools = groupByName.get(o.group)?.licenses ?? imageByName.get(o.image)?.licenses ?? [];
-    for (const name of pools) {
-      const p = poolIndex.get(name);
-      if (p === undefined) continue;
-      ledger.addPrimary(p, h, o.resources);
-      const t = o.failoverHost === null ? undefined : hostIndex.get(o.failoverHost);
-      if (t !== undefined) ledger.addFailover(p, t, domainOf(o.host));
+  type Running = Pick<ObservedInstance, 'host' | 'failoverHost' | 'group' | 'image' | 'resources'>;
+  const ledgerOf = (running: Iterable<Running>) => {
+    const ledger = new LicenseLedger(fleet.licenses, fleet.hosts);
+    for (const o of running) {
+      const h = hostIndex.get(o.host);
+      if (h === undefined) continue;
+      const pools = groupByName.get(o.group)?.licenses ?? imageByName.get(o.image)?.licenses ?? [];
+      for (const name of pools) {
+        const p = poolIndex.get(name);
+        if (p === undefined) continue;
+        ledger.addPrimary(p, h, o.resources);
+        const t = o.failoverHost === null ? undefined : hostIndex.get(o.failoverHost);
+        if (t !== undefined) ledger.addFailover(p, t, domainOf(o.host));
+      }
     }
-  }
+    return ledger;
+  };
+  const before = ledgerOf(observed.instances);
+  const unplaced = new Set(placement.unplaceable.map((u) => u.instance));
+  const after = ledgerOf([
+    ...placement.placements.flatMap((p): Running[] => {
+      const group = groupByName.get(p.group);
+      return group
+        ? [
+            {
+              host: p.host,
+              failoverHost: p.failoverHost,
+              group: p.group,
+              image: group.image,
+              resources: group.resources,
+            },
+          ]
+        : [];
+    }),
+    ...observed.instances.filter((o) => unplaced.has(o.instance)),
+  ]);
   return fleet.licenses.map((pool: LicensePool, i) => ({
     pool: pool.name,
     metric: pool.metric,
     entitlement: pool.entitlement,
-    before: ledger.used(i),
-    after: placement.licenses[i]?.used ?? 0,
+    before: before.used(i),
+    after: after.used(i),
   }));
 }

@@ -279,6 +279,42 @@ describe('makePlan', () => {
     );
   });
 
+  it('flags an entitlement the fleet would exceed; instances that cannot be placed keep counting', () => {
+    const fleet = rootFleet();
+    const running = applied(fleet, planFor(fleet), EMPTY_STATE);
+    // A true-up: the spec now owns 16 Datacenter cores and 2 backup agents.
+    const smaller: Fleet = {
+      ...fleet,
+      licenses: fleet.licenses.map((p) =>
+        p.name === 'windows-datacenter'
+          ? { ...p, entitlement: 16 }
+          : p.name === 'backup-agent'
+            ? { ...p, entitlement: 2 }
+            : p,
+      ),
+    };
+    const plan = planFor(smaller, running);
+    assert.ok(plan.unplaceable.length > 0, 'the Windows VMs no longer fit the entitlement');
+    assert.deepEqual(
+      plan.licenses.map((l) => [l.pool, l.before, l.after, l.entitlement]),
+      [
+        ['windows-datacenter', 32, 32, 16],
+        ['rhel-vdc', 2, 2, 4],
+        ['backup-agent', 3, 3, 2],
+      ],
+    );
+    const text = renderPlanText(plan);
+    assert.match(
+      text,
+      /windows-datacenter \(host-core\): 32 → 32 of 16 \(unchanged\) {2}EXCEEDS the entitlement by 16/,
+    );
+    assert.match(
+      text,
+      /backup-agent \(instance\): 3 → 3 of 2 \(unchanged\) {2}EXCEEDS the entitlement by 1/,
+    );
+    assert.doesNotMatch(text, /rhel-vdc.*EXCEEDS/);
+  });
+
   it('a saved plan reads back the same, and anything else is refused with a reason', () => {
     const fleet = fleetOf({ instances: [aGroup({ replicas: 2 })] });
     const plan = planFor(fleet);
