@@ -13,8 +13,9 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { generateFleetDocument, generateFleetYaml } from '../examples/generate.js';
 import { EmbeddedEngine, engineKeys } from '../src/engines/embedded/embedded-engine.js';
-import type { Fleet } from '../src/model/fleet.js';
+import type { Fleet, Image } from '../src/model/fleet.js';
 import { EMPTY_STATE } from '../src/model/observed.js';
+import { evaluateBaseline, packagesToRaise } from '../src/patching/baseline.js';
 import { makePlan } from '../src/plan/make-plan.js';
 import type { StateSink } from '../src/queue/action-handler.js';
 import { runPlan } from '../src/queue/run-plan.js';
@@ -153,6 +154,15 @@ async function applyThroughput(
   return { rate: outcomes.length / seconds, actions: outcomes.length };
 }
 
+/** An image's packages as apply leaves them: raised to the group's baseline where below it. */
+function patched(fleet: Fleet, baselineName: string | undefined, image: Image | undefined) {
+  const packages = image?.packages ?? {};
+  const baseline = fleet.patchBaselines.find((b) => b.name === baselineName);
+  if (!baseline || !image) return packages;
+  const result = evaluateBaseline(baseline, image.os, packages);
+  return result.applicable ? { ...packages, ...packagesToRaise(result.packages) } : packages;
+}
+
 /** A converged fleet written straight into the state and the engines, as apply would leave it. */
 async function converge(redis: Redis, fleet: Fleet): Promise<void> {
   const placement = schedule(fleet);
@@ -171,7 +181,7 @@ async function converge(redis: Redis, fleet: Fleet): Promise<void> {
       image: g.image,
       resources: g.resources,
       failoverHost: p.failoverHost,
-      packages: images.get(g.image)?.packages ?? {},
+      packages: patched(fleet, g.patchBaseline, images.get(g.image)),
     };
     pipe.hset(`vfleet:{${fleet.name}}:instances`, p.instance, JSON.stringify(record));
     pipe.hset(
@@ -232,6 +242,7 @@ async function main(): Promise<void> {
       {
         cwd: dir,
         encoding: 'utf8',
+        maxBuffer: 512 * 1024 * 1024,
         env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${redis.port}/0` },
       },
     );
