@@ -117,7 +117,7 @@ export class RealEngine implements HostEngine {
     return this.driverOf(record.kind).inventory(this.context(name), record);
   }
 
-  create(request: InstanceRequest): Promise<EngineInstance> {
+  async create(request: InstanceRequest): Promise<EngineInstance> {
     checkRequest(this.host, request);
     return this.mutate(request.name, request.generation, 'create', async () => {
       const driver = this.driverOf(request.image.kind);
@@ -224,7 +224,7 @@ export class RealEngine implements HostEngine {
     });
   }
 
-  private transition(
+  private async transition(
     name: string,
     generation: number,
     op: string,
