@@ -140,6 +140,7 @@ describe('sandbox driver', () => {
       `| touch ${canary}`,
       `' "; touch ${canary}; echo "'`,
       `&& touch ${canary} #`,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion that must not happen
       '$HOME ${PATH} * ?',
       'line\nbreak',
     ];
