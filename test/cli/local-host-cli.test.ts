@@ -6,8 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { cleanUp, processesUsing } from '../helpers/real-hosts.js';
 import { fromRoot } from '../helpers/paths.js';
+import { cleanUp, processesUsing } from '../helpers/real-hosts.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { testImages } from '../helpers/test-images.js';
 
@@ -82,13 +82,10 @@ describe('vfleet apply onto a local host', () => {
     const status = JSON.parse(vfleet(['status', '--json']).stdout) as {
       instances: Array<{ instance: string; status: string; host: string }>;
     };
-    assert.deepEqual(
-      status.instances.map((i) => [i.instance, i.status, i.host]).sort(),
-      [
-        ['box-0', 'running', host],
-        ['box-1', 'running', host],
-      ],
-    );
+    assert.deepEqual(status.instances.map((i) => [i.instance, i.status, i.host]).sort(), [
+      ['box-0', 'running', host],
+      ['box-1', 'running', host],
+    ]);
     const second = vfleet(['apply', '--auto-approve']);
     assert.equal(second.code, 0, second.stderr);
     assert.match(second.stdout, /^No changes\./);

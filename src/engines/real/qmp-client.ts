@@ -34,9 +34,16 @@ export class QmpClient {
   static async connect(t: Transport, socketPath: string, timeoutMs = 5_000): Promise<QmpClient> {
     const where = `${t.host}: QMP ${socketPath}`;
     let socket: Duplex;
+    const connecting = t.connectUnixSocket(socketPath);
     try {
-      socket = await withTimeout(t.connectUnixSocket(socketPath), timeoutMs, where);
+      socket = await withTimeout(connecting, timeoutMs, where);
     } catch (e) {
+      // QEMU serves one QMP client at a time: a connection that arrives late must not keep
+      // the slot from everyone after us.
+      connecting.then(
+        (late) => late.destroy(),
+        () => undefined,
+      );
       throw new VfleetError('qmp-unavailable', `${where}: ${(e as Error).message}`, {
         retryable: true,
         cause: e,
