@@ -1,6 +1,6 @@
 // The one interface the queue talks to (DESIGN.md "Queue, state and engines"). Implementations:
 // the embedded emulator (engines/embedded/), and real hosts through a Transport (local, ssh)
-// with the qemu and sandbox drivers. Every mutating call carries the instance's generation:
+// with the qemu and sandbox drivers (engines/real/). Every mutating call carries the instance's generation:
 // a host refuses a generation older than the newest it has seen (fencing), and repeating the
 // newest is harmless (idempotence), so a job that runs twice never acts twice.
 import type { HostOs, InstanceKind, PackageVersions, Resources } from '../model/fleet.js';
@@ -94,7 +94,10 @@ export interface HostEngine {
   stop(name: string, generation: number): Promise<EngineInstance>;
   /** Removes the instance and everything it had on the host; absent already is fine. */
   destroy(name: string, generation: number): Promise<void>;
-  /** Raises the given packages to at least the given versions. */
+  /**
+   * Raises the given packages to at least the given versions. Real hosts refuse with
+   * `patch-not-supported` (not retryable): see engines/real/README.md.
+   */
   patch(name: string, generation: number, packages: PackageVersions): Promise<EngineInstance>;
   /** Copies the instance's disk to another host, so `move` can start it there. */
   copyDisk(name: string, generation: number, to: HostEngine): Promise<void>;
