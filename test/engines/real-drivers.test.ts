@@ -4,7 +4,15 @@
 // says so on the serial console; a VM moved to another host keeps its disk.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -90,6 +98,8 @@ describe('sandbox driver', () => {
     const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${init}/status`, 'utf8'))?.[1];
     assert.deepEqual(nspid?.split(/\s+/).map(Number), [init, 1]);
     assert.ok(await waitForText(s.runtime?.log as string, 'sandbox up', 5_000));
+    // A /dev with the usual devices, even though the image's is empty.
+    assert.ok(statSync(`${rootfs}/dev/null`).isCharacterDevice());
     const cgroup = hostCgroup(a.name);
     if (cgroup) {
       // Every process of the sandbox is in its cgroup, from the first one on.

@@ -89,6 +89,7 @@ export class SandboxDriver implements InstanceDriver {
       staged.rootfs = tar;
       await unpack(ctx.t, tar.path, ctx.dir, 'rootfs');
     }
+    await makeDevices(ctx.t, rootfs);
     const cgroup = await makeSandboxCgroup(
       ctx.t,
       await this.cgroup2(ctx.t),
@@ -335,6 +336,35 @@ export function inventoryOf(output: string, where: string): PackageVersions {
     );
   }
   return packages;
+}
+
+/** The character devices every program expects, as container runtimes make them. */
+const DEVICES: ReadonlyArray<[string, number, number]> = [
+  ['null', 1, 3],
+  ['zero', 1, 5],
+  ['full', 1, 7],
+  ['random', 1, 8],
+  ['urandom', 1, 9],
+  ['tty', 5, 0],
+];
+
+/** Gives the rootfs a /dev with the usual devices, where the image left them out. */
+async function makeDevices(t: Transport, rootfs: string): Promise<void> {
+  await mkdirs(t, `${rootfs}/dev`);
+  const present = await t.exec(['ls', '-1', '--', `${rootfs}/dev`]);
+  const have = new Set(present.stdout.toString('utf8').split('\n'));
+  for (const [name, major, minor] of DEVICES) {
+    if (have.has(name)) continue;
+    await run(t, [
+      'mknod',
+      '-m',
+      '666',
+      `${rootfs}/dev/${name}`,
+      'c',
+      String(major),
+      String(minor),
+    ]);
+  }
 }
 
 /** Unpacks a tar into `<dir>/<name>`, through `<name>.partial` so a half-unpacked tree never counts. */
