@@ -6,10 +6,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
+import { testImages } from '../helpers/engine-test-images.js';
 import { fromRoot } from '../helpers/paths.js';
 import { cleanUp, processesUsing } from '../helpers/real-hosts.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
-import { testImages } from '../helpers/test-images.js';
 
 const bin = fromRoot('bin', 'vfleet.js');
 const host = `cli-${process.pid.toString(36)}`;

@@ -19,6 +19,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { RealEngine, type RealEngineOptions } from '../../src/engines/real/real-engine.js';
 import { isVfleetError } from '../../src/model/errors.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
+import { rootfsInventory, testImages } from '../helpers/engine-test-images.js';
 import {
   cleanUp,
   hostCgroup,
@@ -27,7 +28,6 @@ import {
   sandboxRequest,
   vmRequest,
 } from '../helpers/real-hosts.js';
-import { rootfsInventory, testImages } from '../helpers/test-images.js';
 
 const suffix = process.pid.toString(36);
 const options: RealEngineOptions = {

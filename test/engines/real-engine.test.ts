@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { RealEngine } from '../../src/engines/real/real-engine.js';
 import { isVfleetError } from '../../src/model/errors.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
+import { rootfsInventory, testImages } from '../helpers/engine-test-images.js';
 import {
   cleanUp,
   processesUsing,
@@ -16,7 +17,6 @@ import {
   SwitchableTransport,
   sandboxRequest,
 } from '../helpers/real-hosts.js';
-import { rootfsInventory, testImages } from '../helpers/test-images.js';
 import { engineConformance } from './conformance.js';
 
 const options = { sandbox: { stopTimeoutMs: 2_000 }, qemu: { accel: 'tcg', stopTimeoutMs: 2_000 } };

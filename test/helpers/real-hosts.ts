@@ -8,7 +8,7 @@ import type { InstanceRequest } from '../../src/engines/host-engine.js';
 import { VfleetError } from '../../src/model/errors.js';
 import type { Host, Resources } from '../../src/model/fleet.js';
 import type { ExecOptions, ExecResult, Transport } from '../../src/transport/transport.js';
-import type { TestImages } from './test-images.js';
+import type { TestImages } from './engine-test-images.js';
 
 export function realHost(name: string, dataDir: string): Host {
   return {
@@ -76,7 +76,7 @@ export function vmRequest(
         disk: images.base,
         kernel: images.vmlinuz,
         initrd: images.initrd,
-        cmdline: 'console=ttyS0 quiet panic=-1',
+        cmdline: images.cmdline,
       },
     },
     resources,

@@ -1,11 +1,20 @@
 // The tiny images the real-engine tests boot. They come from `scripts/build-test-images.sh`
-// (being added on branch `images`; its files are a documented contract) when the repository has
-// it, or from the script named by VFLEET_BUILD_TEST_IMAGES; until then this helper builds the
-// same files itself, minimally, from this machine's busybox-static and the Debian kernel package
-// (downloaded with apt-get, never installed). Either way they are cached in
-// ${VFLEET_TEST_IMAGES:-~/.cache/vfleet/test-images}.
+// (being added on branch `images`, with its own test/helpers/test-images.ts; its files are a
+// documented contract, docs/lab.md) when the repository has it, or from the script named by
+// VFLEET_BUILD_TEST_IMAGES; until then this helper builds the same files itself, minimally,
+// from this machine's busybox-static and the Debian kernel package (downloaded with apt-get,
+// never installed). Either way they are cached in ${VFLEET_TEST_IMAGES:-~/.cache/vfleet/test-images}.
+// Once branch `images` has landed, this can become a thin wrapper over its buildTestImages().
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { fromRoot } from './paths.js';
 
@@ -19,12 +28,15 @@ export interface TestImages {
   /** An empty qcow2, the backing file of instance overlays. */
   readonly base: string;
   readonly readyMarker: string;
+  /** The kernel command line the initrd expects (its console on ttyS0). */
+  readonly cmdline: string;
   /** Which builder made them (for the test log). */
   readonly builtBy: string;
 }
 
 const FILES = ['busybox-rootfs.tar.gz', 'vmlinuz', 'initrd.img', 'base.qcow2'] as const;
 const READY = 'VFLEET-GUEST-READY';
+const CMDLINE = 'console=ttyS0 quiet panic=-1';
 
 let cached: TestImages | undefined;
 
@@ -45,13 +57,21 @@ export function testImages(): TestImages {
     buildMinimal(dir);
     builtBy = 'test/helpers/test-images.ts (fallback)';
   }
+  // The script's manifest says what its initrd prints and wants; the fallback writes none.
+  let manifest: { readyMarker?: string; cmdline?: string } = {};
+  try {
+    manifest = JSON.parse(readFileSync(`${dir}/manifest.json`, 'utf8'));
+  } catch {
+    // built by the fallback
+  }
   cached = {
     dir,
     rootfs: `${dir}/busybox-rootfs.tar.gz`,
     vmlinuz: `${dir}/vmlinuz`,
     initrd: `${dir}/initrd.img`,
     base: `${dir}/base.qcow2`,
-    readyMarker: READY,
+    readyMarker: manifest.readyMarker ?? READY,
+    cmdline: manifest.cmdline ?? CMDLINE,
     builtBy,
   };
   return cached;
