@@ -6,9 +6,17 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
+import { RealEngine } from '../../src/engines/real/real-engine.js';
+import { LocalTransport } from '../../src/transport/local-transport.js';
 import { testImages } from '../helpers/engine-test-images.js';
 import { fromRoot } from '../helpers/paths.js';
-import { cleanUp, processesUsing } from '../helpers/real-hosts.js';
+import {
+  cleanUp,
+  processesUsing,
+  realHost,
+  SANDBOX_COMMAND,
+  sandboxRequest,
+} from '../helpers/real-hosts.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 
 const bin = fromRoot('bin', 'vfleet.js');
@@ -69,12 +77,18 @@ describe('vfleet apply onto a local host', () => {
     return { code: result.status, stdout: result.stdout, stderr: result.stderr };
   };
 
-  it('creates real sandboxes, changes nothing the second time, and removes them', () => {
-    const { rootfs } = testImages();
+  it('creates real sandboxes, adopts one the state did not know, changes nothing the second time, and removes them', async () => {
+    const images = testImages();
+    const { rootfs } = images;
     writeFileSync(`${dir}/fleet.yaml`, spec(dataDir, rootfs, 2));
+    // An instance the host runs but the state never recorded (an apply that died after the
+    // create): the next plan adopts it instead of creating it a second time.
+    const engine = new RealEngine(realHost(host, dataDir), new LocalTransport(host));
+    const request = sandboxRequest(images, 'box-0', 1);
+    await engine.create({ ...request, image: { ...request.image, command: SANDBOX_COMMAND } });
     const first = vfleet(['apply', '--auto-approve']);
     assert.equal(first.code, 0, first.stderr + first.stdout);
-    assert.match(first.stdout, /Plan: 2 to create/);
+    assert.match(first.stdout, /Plan: 1 to create/);
     assert.deepEqual(readdirSync(`${dataDir}/instances`).sort(), ['box-0', 'box-1']);
     for (const name of ['box-0', 'box-1']) {
       assert.equal(processesUsing(`${dataDir}/instances/${name}/rootfs`).length, 1, name);

@@ -34,6 +34,7 @@ export interface RealEngineOptions {
 }
 
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const LIST_CONCURRENCY = 4;
 
 export class RealEngine implements HostEngine {
   readonly host: string;
@@ -97,7 +98,12 @@ export class RealEngine implements HostEngine {
       .split('\n')
       .filter((n) => NAME.test(n))
       .sort();
-    const found = await Promise.all(names.map((n) => this.describe(n)));
+    // A few at a time: each is several commands, and an ssh server caps sessions per connection.
+    const found: Array<EngineInstance | undefined> = [];
+    for (let i = 0; i < names.length; i += LIST_CONCURRENCY) {
+      const batch = names.slice(i, i + LIST_CONCURRENCY);
+      found.push(...(await Promise.all(batch.map((n) => this.describe(n)))));
+    }
     return found.filter((i): i is EngineInstance => i !== undefined);
   }
 
