@@ -71,12 +71,15 @@ async function waitForText(path: string, text: string, timeoutMs: number): Promi
 describe('sandbox driver', () => {
   const images = testImages();
   let a: Hosted;
+  let b: Hosted;
   before(() => {
-    [a] = twoHosts('sbx');
+    [a, b] = twoHosts('sbx');
   });
   after(async () => {
-    const left = await cleanUp(a.dataDir, a.name);
-    assert.deepEqual(left, { pids: [], cgroups: [] }, 'nothing left behind');
+    for (const h of [a, b]) {
+      const left = await cleanUp(h.dataDir, h.name);
+      assert.deepEqual(left, { pids: [], cgroups: [] }, `${h.name}: nothing left behind`);
+    }
   });
 
   it('runs the command as PID 1 of its own namespaces, chrooted into the rootfs', async (t) => {
