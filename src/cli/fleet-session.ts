@@ -3,14 +3,17 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { EmbeddedEngine, unknownInstances } from '../engines/embedded/embedded-engine.js';
-import type { HostEngine } from '../engines/host-engine.js';
+import type { EngineInstance, HostEngine } from '../engines/host-engine.js';
+import { RealEngine, type RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity } from '../model/diagnostic.js';
 import { VfleetError } from '../model/errors.js';
-import type { Fleet } from '../model/fleet.js';
+import type { Fleet, Host } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
 import { queuePrefix } from '../state/keys.js';
 import { connectRedis, type RedisConnection } from '../state/redis-server.js';
+import { LocalTransport } from '../transport/local-transport.js';
+import type { Transport } from '../transport/transport.js';
 import { readAndLoadFleet } from './read-spec.js';
 import type { Terminal } from './terminal.js';
 import { renderValidate } from './views/diagnostics-view.js';
@@ -33,6 +36,37 @@ export interface FleetSession {
    */
   observe(persist: boolean): Promise<ObservedState>;
   close(): Promise<void>;
+}
+
+// ---- The one place the ssh transport plugs in ------------------------------------------------
+// src/transport/open-transport.ts (branch `ssh`) exports `openTransport(host): Transport`. When it
+// lands, delete this function and import that one instead:
+//   import { openTransport } from '../transport/open-transport.js';
+function openTransport(host: Host): Transport {
+  if (host.engine === 'local') return new LocalTransport(host.name);
+  throw new VfleetError(
+    'engine-not-available',
+    `host ${host.name} uses the ${host.engine} engine, whose transport this vfleet does not have yet (local and embedded only)`,
+  );
+}
+// -------------------------------------------------------------------------------------------------
+
+/** Real-engine settings a worker takes from its environment. */
+export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
+  const number = (name: string) => {
+    const value = env[name];
+    return value === undefined || value === '' ? undefined : Number(value);
+  };
+  const qemuStop = number('VFLEET_VM_STOP_TIMEOUT_MS');
+  const sandboxStop = number('VFLEET_SANDBOX_STOP_TIMEOUT_MS');
+  return {
+    qemu: {
+      // kvm:tcg by default; `tcg` where /dev/kvm opens but KVM does not work (nested guests).
+      ...(env.VFLEET_QEMU_ACCEL ? { accel: env.VFLEET_QEMU_ACCEL } : {}),
+      ...(qemuStop === undefined ? {} : { stopTimeoutMs: qemuStop }),
+    },
+    sandbox: sandboxStop === undefined ? {} : { stopTimeoutMs: sandboxStop },
+  };
 }
 
 /** Reads and validates the spec; on errors prints them and returns undefined. */
@@ -60,23 +94,50 @@ export async function openFleet(
   const state = new FleetState(connection.redis, spec.fleet.name);
   const extra: Redis[] = [];
   const bootLatencyMs = Number(process.env.VFLEET_EMBEDDED_BOOT_MS ?? 10);
+  const realOptions = realEngineOptions(process.env);
   const cache = new Map<string, HostEngine>();
+  const transports: Transport[] = [];
   const lookup = {
     engine: (name: string) => {
       const known = cache.get(name);
       if (known) return known;
       const host = spec.fleet.hosts.find((h) => h.name === name);
       if (!host) throw new VfleetError('unknown-host', `no host ${name} in ${file}`);
-      if (host.engine !== 'embedded') {
-        throw new VfleetError(
-          'engine-not-available',
-          `host ${name} uses the ${host.engine} engine, which this vfleet does not drive yet (only embedded)`,
-        );
+      let engine: HostEngine;
+      if (host.engine === 'embedded') {
+        engine = new EmbeddedEngine(connection.redis, spec.fleet.name, host, { bootLatencyMs });
+      } else {
+        const transport = openTransport(host);
+        transports.push(transport);
+        engine = new RealEngine(host, transport, realOptions);
       }
-      const engine = new EmbeddedEngine(connection.redis, spec.fleet.name, host, { bootLatencyMs });
       cache.set(name, engine);
       return engine;
     },
+  };
+  /** What real hosts run that `known` does not list; a host that does not answer is skipped. */
+  const unknownOnRealHosts = async (known: ReadonlySet<string>) => {
+    const real = spec.fleet.hosts.filter((h) => h.engine !== 'embedded');
+    const listed = await Promise.all(
+      real.map(async (h) => {
+        try {
+          return (await lookup.engine(h.name).list()).map((instance) => ({
+            host: h.name,
+            instance,
+          }));
+        } catch {
+          return [];
+        }
+      }),
+    );
+    const seen = new Set(known);
+    const found: Array<{ host: string; instance: EngineInstance }> = [];
+    for (const entry of listed.flat()) {
+      if (seen.has(entry.instance.name)) continue;
+      seen.add(entry.instance.name);
+      found.push(entry);
+    }
+    return found;
   };
   return {
     file,
@@ -97,12 +158,16 @@ export async function openFleet(
       const known = new Set(snapshot.instances.map((i) => i.instance));
       const adopted: ObservedInstance[] = [];
       const embedded = spec.fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name);
-      for (const { host, instance: i } of await unknownInstances(
+      const fromEmbedded = await unknownInstances(
         connection.redis,
         spec.fleet.name,
         embedded,
         known,
-      )) {
+      );
+      const fromReal = await unknownOnRealHosts(
+        new Set([...known, ...fromEmbedded.map((u) => u.instance.name)]),
+      );
+      for (const { host, instance: i } of [...fromEmbedded, ...fromReal]) {
         const record = {
           instance: i.name,
           group: i.group,
@@ -121,6 +186,7 @@ export async function openFleet(
       return persist ? observed : { ...observed, instances: [...observed.instances, ...adopted] };
     },
     async close() {
+      await Promise.all(transports.map((t) => t.close().catch(() => undefined)));
       await Promise.all(extra.map((c) => c.quit().catch(() => c.disconnect())));
       await connection.close();
     },

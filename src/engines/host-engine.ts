@@ -1,6 +1,6 @@
 // The one interface the queue talks to (DESIGN.md "Queue, state and engines"). Implementations:
 // the embedded emulator (engines/embedded/), and real hosts through a Transport (local, ssh)
-// with the qemu and sandbox drivers. Every mutating call carries the instance's generation:
+// with the qemu and sandbox drivers (engines/real/). Every mutating call carries the instance's generation:
 // a host refuses a generation older than the newest it has seen (fencing), and repeating the
 // newest is harmless (idempotence), so a job that runs twice never acts twice.
 import type { HostOs, InstanceKind, PackageVersions, Resources } from '../model/fleet.js';
@@ -40,6 +40,22 @@ export interface EngineInstance {
   readonly image: string;
   readonly resources: Resources;
   readonly packages: PackageVersions;
+  /** Real engines: how the host sees the instance right now (absent for the embedded engine). */
+  readonly runtime?: InstanceRuntime;
+}
+
+/** What a real host reports about an instance beyond its status. */
+export interface InstanceRuntime {
+  /** The process that is the instance: QEMU, or the sandbox's `unshare`. */
+  readonly pid?: number;
+  /** Sandboxes: PID 1 of the sandbox's pid namespace, as the host numbers it. */
+  readonly initPid?: number;
+  /** VMs: QEMU's run state from QMP `query-status` (running, paused, shutdown, …). */
+  readonly state?: string;
+  /** Sandboxes: which resource limits the host enforces (cgroup v2), and why not where not. */
+  readonly limits?: { readonly memory: boolean; readonly cpu: boolean; readonly note?: string };
+  /** The instance's console output on the host (serial log, sandbox log). */
+  readonly log?: string;
 }
 
 export interface HostFacts {
@@ -54,6 +70,14 @@ export interface HostFacts {
   readonly diskGiB: number;
   readonly os: HostOs;
   readonly runs: readonly InstanceKind[];
+  /** Real hosts: `qemu-system-x86_64 --version`'s first line, or null without QEMU. */
+  readonly qemu?: string | null;
+  /** Real hosts: /dev/kvm can be opened read-write (whether nested KVM really works is not probed). */
+  readonly kvm?: boolean;
+  /** Real hosts: the cgroup v2 mount and its available controllers, or null without one. */
+  readonly cgroups?: { readonly mount: string; readonly controllers: readonly string[] } | null;
+  /** Real hosts: which sandbox limits the host can enforce (cgroup v2 memory and cpu). */
+  readonly sandboxLimits?: { readonly memory: boolean; readonly cpu: boolean };
 }
 
 export interface HostEngine {
@@ -70,7 +94,10 @@ export interface HostEngine {
   stop(name: string, generation: number): Promise<EngineInstance>;
   /** Removes the instance and everything it had on the host; absent already is fine. */
   destroy(name: string, generation: number): Promise<void>;
-  /** Raises the given packages to at least the given versions. */
+  /**
+   * Raises the given packages to at least the given versions. Real hosts refuse with
+   * `patch-not-supported` (not retryable): see engines/real/README.md.
+   */
   patch(name: string, generation: number, packages: PackageVersions): Promise<EngineInstance>;
   /** Copies the instance's disk to another host, so `move` can start it there. */
   copyDisk(name: string, generation: number, to: HostEngine): Promise<void>;

@@ -1,9 +1,12 @@
 // One contract, run against every HostEngine (STYLE.md #10: BullMQ's adapter suites): the
-// embedded emulator now, the local and ssh transports with the qemu and sandbox drivers later.
+// embedded emulator, and the real engine over a transport with its drivers. A fixture brings
+// what differs between engines: the request it can boot, the inventory that request reports,
+// and whether it can patch.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { HostEngine, InstanceRequest } from '../../src/engines/host-engine.js';
 import { isVfleetError } from '../../src/model/errors.js';
+import type { PackageVersions } from '../../src/model/fleet.js';
 
 export interface EngineFixture {
   /** Two hosts of the same fleet, empty. */
@@ -12,10 +15,16 @@ export interface EngineFixture {
   /** Makes a host stop answering, and brings it back; absent where it cannot be done. */
   readonly fail?: (host: string) => Promise<void>;
   readonly recover?: (host: string) => Promise<void>;
+  /** The request the engine can boot; default `request` below (an image with no files). */
+  readonly request?: (name: string, generation: number) => InstanceRequest;
+  /** What `inventory` reports for an instance of that request; default its image's packages. */
+  readonly inventory?: PackageVersions;
+  /** `raises` (default): patch raises versions; `refuses`: patch-not-supported, not retryable. */
+  readonly patch?: 'raises' | 'refuses';
   close(): Promise<void>;
 }
 
-export function request(name: string, generation: number): InstanceRequest {
+export function defaultRequest(name: string, generation: number): InstanceRequest {
   return {
     name,
     group: name.replace(/-\d+$/, ''),
@@ -36,8 +45,10 @@ const rejectsWith = async (promise: Promise<unknown>, code: string) =>
 export function engineConformance(name: string, make: () => Promise<EngineFixture>): void {
   describe(`HostEngine conformance: ${name}`, () => {
     let f: EngineFixture;
+    let request: (name: string, generation: number) => InstanceRequest = defaultRequest;
     before(async () => {
       f = await make();
+      request = f.request ?? defaultRequest;
     });
     after(async () => {
       await f?.close();
@@ -56,7 +67,10 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
         (await f.a.list()).map((i) => [i.name, i.status, i.generation]),
         [['c1-0', 'running', 1]],
       );
-      assert.deepEqual(await f.a.inventory('c1-0'), request('c1-0', 1).image.packages);
+      assert.deepEqual(
+        await f.a.inventory('c1-0'),
+        f.inventory ?? request('c1-0', 1).image.packages,
+      );
       await f.a.destroy('c1-0', 2);
     });
 
@@ -91,8 +105,25 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       await f.a.destroy('c4-0', 4);
     });
 
-    it('patch raises package versions', async () => {
+    it('patch raises package versions, or refuses where the engine cannot', async () => {
       await f.a.create(request('c5-0', 1));
+      if (f.patch === 'refuses') {
+        await assert.rejects(
+          f.a.patch('c5-0', 2, { openssl: '3.0.17-1~deb12u2' }),
+          (e) =>
+            isVfleetError(e) &&
+            e.code === 'patch-not-supported' &&
+            !e.retryable &&
+            e.message.includes(f.a.host) &&
+            e.message.includes('c5-0'),
+        );
+        assert.deepEqual(
+          await f.a.inventory('c5-0'),
+          f.inventory ?? request('c5-0', 1).image.packages,
+        );
+        await f.a.destroy('c5-0', 3);
+        return;
+      }
       const patched = await f.a.patch('c5-0', 2, { openssl: '3.0.17-1~deb12u2' });
       assert.equal(patched.packages.openssl, '3.0.17-1~deb12u2');
       assert.equal((await f.a.inventory('c5-0')).bash, '5.2.15-2+b7');

@@ -1,0 +1,81 @@
+// Where vfleet keeps things on a real host, under the host's `dataDir` (default /var/lib/vfleet).
+// Every path the drivers touch is made here, from the data folder and a validated instance
+// name, so no other value from a spec ever becomes part of a path:
+//
+//   <dataDir>/instances/<name>/   record.json and the driver's files (disk, rootfs, pidfile, …)
+//   <dataDir>/fence/<name>        the newest generation seen; outlives the instance (tombstone)
+//   <dataDir>/locks/<name>/       the instance's lock (mkdir), with its owner inside
+//   <dataDir>/images/<sha256>/    image files staged from the machine that runs vfleet
+//   <dataDir>/bin/                vfleet's fixed host-side helper, named by its own sha256
+import { VfleetError } from '../../model/errors.js';
+
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Refuses anything that is not a DNS label before it can reach a path or an argument. */
+export function checkInstanceName(host: string, name: string): void {
+  if (typeof name !== 'string' || !NAME.test(name)) {
+    throw new VfleetError(
+      'invalid-name',
+      `${host}: ${JSON.stringify(String(name).slice(0, 80))} is not an instance name (a DNS label)`,
+    );
+  }
+}
+
+export class HostLayout {
+  readonly dataDir: string;
+
+  constructor(host: string, dataDir: string) {
+    const clean = dataDir.replace(/\/+$/, '');
+    // The schema already restricts dataDir; the engine checks again because it builds `rm -rf`
+    // targets from it.
+    if (
+      !clean.startsWith('/') ||
+      clean.split('/').some((part) => part === '.' || part === '..') ||
+      /[\0\n\r]/.test(clean) ||
+      clean.length < 2
+    ) {
+      throw new VfleetError(
+        'invalid-data-dir',
+        `${host}: dataDir ${JSON.stringify(dataDir)} must be an absolute path`,
+      );
+    }
+    this.dataDir = clean;
+  }
+
+  get instances(): string {
+    return `${this.dataDir}/instances`;
+  }
+  get fences(): string {
+    return `${this.dataDir}/fence`;
+  }
+  get locks(): string {
+    return `${this.dataDir}/locks`;
+  }
+  get images(): string {
+    return `${this.dataDir}/images`;
+  }
+  get bin(): string {
+    return `${this.dataDir}/bin`;
+  }
+
+  instanceDir(name: string): string {
+    if (!NAME.test(name)) throw new Error(`instanceDir: ${name} is not a DNS label`);
+    return `${this.instances}/${name}`;
+  }
+  record(name: string): string {
+    return `${this.instanceDir(name)}/record.json`;
+  }
+  fence(name: string): string {
+    if (!NAME.test(name)) throw new Error(`fence: ${name} is not a DNS label`);
+    return `${this.fences}/${name}`;
+  }
+  lock(name: string): string {
+    if (!NAME.test(name)) throw new Error(`lock: ${name} is not a DNS label`);
+    return `${this.locks}/${name}`;
+  }
+  imageDir(sha256: string): string {
+    if (!SHA256.test(sha256)) throw new Error(`imageDir: ${sha256} is not a sha256`);
+    return `${this.images}/${sha256}`;
+  }
+}

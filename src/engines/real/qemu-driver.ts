@@ -1,0 +1,293 @@
+// VMs with QEMU. The instance's folder holds its disk and QEMU's runtime files:
+//
+//   <dir>/disk.qcow2   an overlay on the image's staged base disk (`source.disk`), or a fresh
+//                      qcow2 of resources.diskGiB when the image boots `source.kernel`
+//   <dir>/qemu.pid     QEMU's pidfile (-daemonize -pidfile)
+//   <dir>/qmp.sock     the QMP socket: status, power button, pause for a disk copy, quit
+//   <dir>/serial.log   the guest's serial console
+//
+// "running" is QEMU's run state (QMP query-status), not the guest's readiness: a guest that
+// is still booting is running.
+import { VfleetError } from '../../model/errors.js';
+import type { PackageVersions, Resources } from '../../model/fleet.js';
+import { copyFile, run } from '../../transport/transport.js';
+import type { EngineImage } from '../host-engine.js';
+import {
+  exists,
+  mkdirs,
+  processAlive,
+  readPid,
+  sha256Of,
+  signal,
+  waitFor,
+} from './host-commands.js';
+import type { StagedFile } from './image-staging.js';
+import type {
+  DriverContext,
+  DriverStatus,
+  InstanceDriver,
+  InstanceRecord,
+} from './instance-driver.js';
+import { qmp } from './qmp-client.js';
+
+export interface QemuDriverOptions {
+  /** QEMU's -machine accel=…; default `kvm:tcg` (KVM where it works, else emulation). */
+  readonly accel?: string;
+  /** How long the guest has to power off after the ACPI power button before `quit`. Default 30 s. */
+  readonly stopTimeoutMs?: number;
+  /** How long a QMP connection or command may take. Default 5 s. */
+  readonly qmpTimeoutMs?: number;
+  readonly binary?: string;
+}
+
+const GiB = 1024 ** 3;
+/** sun_path is 108 bytes with its terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
+export class QemuDriver implements InstanceDriver {
+  readonly kind = 'vm' as const;
+  private readonly accel: string;
+  private readonly stopTimeoutMs: number;
+  private readonly qmpTimeoutMs: number;
+  private readonly binary: string;
+
+  constructor(options: QemuDriverOptions = {}) {
+    this.accel = options.accel ?? 'kvm:tcg';
+    this.stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
+    this.qmpTimeoutMs = options.qmpTimeoutMs ?? 5_000;
+    this.binary = options.binary ?? 'qemu-system-x86_64';
+  }
+
+  async provision(
+    ctx: DriverContext,
+    request: { name: string; image: EngineImage; resources: Resources },
+  ): Promise<{
+    staged: Record<string, StagedFile>;
+    packages: PackageVersions;
+    driver: Record<string, unknown>;
+  }> {
+    const source = request.image.source ?? {};
+    if (!source.disk && !source.kernel) {
+      throw new VfleetError(
+        'image-missing',
+        `image ${request.image.name} has neither source.disk nor source.kernel for VM ${request.name} on ${ctx.host}`,
+      );
+    }
+    const socket = `${ctx.dir}/qmp.sock`;
+    if (socket.length > MAX_SOCKET_PATH) {
+      throw new VfleetError(
+        'path-too-long',
+        `${ctx.host}: ${socket} is longer than a unix socket path may be (${MAX_SOCKET_PATH}); choose a shorter dataDir`,
+      );
+    }
+    const staged: Record<string, StagedFile> = {};
+    if (source.disk) staged.disk = await ctx.stager.stageLocal(source.disk, 'disk.qcow2');
+    if (source.kernel) staged.kernel = await ctx.stager.stageLocal(source.kernel, 'vmlinuz');
+    if (source.initrd) staged.initrd = await ctx.stager.stageLocal(source.initrd, 'initrd');
+    const disk = `${ctx.dir}/disk.qcow2`;
+    // A disk copied here by a move, or made by an earlier run of this create, is kept.
+    if (!(await exists(ctx.t, disk))) {
+      const partial = `${disk}.partial`;
+      const wanted = request.resources.diskGiB * GiB;
+      if (staged.disk) {
+        const base = staged.disk.path;
+        const info = JSON.parse(
+          (await run(ctx.t, ['qemu-img', 'info', '--output=json', '-f', 'qcow2', base])).toString(),
+        ) as { 'virtual-size'?: number };
+        // An overlay is as large as its base unless asked for more; it cannot be smaller.
+        const size = wanted > (info['virtual-size'] ?? 0) ? [String(wanted)] : [];
+        await run(ctx.t, [
+          'qemu-img',
+          'create',
+          '-q',
+          '-f',
+          'qcow2',
+          '-b',
+          base,
+          '-F',
+          'qcow2',
+          partial,
+          ...size,
+        ]);
+      } else {
+        await run(ctx.t, ['qemu-img', 'create', '-q', '-f', 'qcow2', partial, String(wanted)]);
+      }
+      await run(ctx.t, ['mv', '-T', '--', partial, disk]);
+    }
+    return {
+      staged,
+      packages: { ...request.image.packages },
+      driver: { accel: this.accel },
+    };
+  }
+
+  async start(ctx: DriverContext, record: InstanceRecord): Promise<void> {
+    const now = await this.status(ctx, record);
+    if (now.running) return;
+    if (now.runtime.pid !== undefined) {
+      // QEMU is there but not running the guest (paused by a copy that died, or shut down).
+      await this.command(ctx, 'cont').catch(() => undefined);
+      if ((await this.status(ctx, record)).running) return;
+      await this.kill(ctx);
+    }
+    const dir = ctx.dir;
+    await ctx.t.exec(['rm', '-f', '--', `${dir}/qemu.pid`, `${dir}/qmp.sock`]);
+    const kernel = record.image.staged.kernel?.path;
+    const initrd = record.image.staged.initrd?.path;
+    const argv = [
+      this.binary,
+      '-name',
+      record.name,
+      '-machine',
+      `accel=${this.accel}`,
+      '-nodefaults',
+      '-no-user-config',
+      '-smp',
+      String(record.resources.vcpus),
+      '-m',
+      String(record.resources.memoryMiB),
+      '-drive',
+      `file=${qemuOption(`${dir}/disk.qcow2`)},if=virtio,format=qcow2`,
+      '-display',
+      'none',
+      '-nic',
+      'none',
+      '-serial',
+      `file:${dir}/serial.log`,
+      '-qmp',
+      `unix:${qemuOption(`${dir}/qmp.sock`)},server=on,wait=off`,
+      '-pidfile',
+      `${dir}/qemu.pid`,
+      '-daemonize',
+      ...(kernel ? ['-kernel', kernel] : []),
+      ...(kernel && initrd ? ['-initrd', initrd] : []),
+      ...(kernel && record.image.cmdline ? ['-append', record.image.cmdline] : []),
+    ];
+    // -daemonize returns once QEMU is set up (or failed, with its reason on stderr).
+    await run(ctx.t, argv, { timeoutMs: 60_000 });
+    const up = await waitFor(async () => (await this.status(ctx, record)).running, 30_000);
+    if (!up) {
+      await this.kill(ctx);
+      throw new VfleetError('start-failed', `${ctx.host}: VM ${ctx.name} did not reach running`);
+    }
+  }
+
+  async stop(ctx: DriverContext, _record: InstanceRecord): Promise<void> {
+    const pid = await this.pid(ctx);
+    if (pid === undefined) return;
+    const gone = () => this.gone(ctx, pid);
+    // The ACPI power button: a guest that listens shuts down cleanly.
+    await this.command(ctx, 'system_powerdown').catch(() => undefined);
+    if (await waitFor(gone, this.stopTimeoutMs)) return;
+    await this.command(ctx, 'quit').catch(() => undefined);
+    if (await waitFor(gone, 5_000)) return;
+    await this.kill(ctx);
+  }
+
+  async status(ctx: DriverContext, _record: InstanceRecord): Promise<DriverStatus> {
+    const log = `${ctx.dir}/serial.log`;
+    const pid = await this.pid(ctx);
+    if (pid === undefined) return { running: false, runtime: { log } };
+    try {
+      const s = (await this.command(ctx, 'query-status')) as { status?: string; running?: boolean };
+      return {
+        running: s.running === true,
+        runtime: { pid, state: s.status ?? 'unknown', log },
+      };
+    } catch (e) {
+      // QEMU serves one QMP client at a time: a busy socket is not a dead VM.
+      return {
+        running: true,
+        runtime: { pid, state: `unknown (${(e as Error).message})`, log },
+      };
+    }
+  }
+
+  async remove(ctx: DriverContext, _record: InstanceRecord | undefined): Promise<void> {
+    await this.kill(ctx);
+  }
+
+  async inventory(_ctx: DriverContext, record: InstanceRecord): Promise<PackageVersions> {
+    // Nothing looks inside a guest (no agent): the image's inventory is what a VM reports.
+    return { ...record.image.packages };
+  }
+
+  async copyOut(ctx: DriverContext, record: InstanceRecord, target: DriverContext): Promise<void> {
+    // The target needs the base the overlay sits on; it gets it from this host, not from the
+    // machine vfleet runs on, which may not hold the image any more.
+    const base = record.image.staged.disk;
+    const targetBase = base ? await target.stager.stageFrom(ctx.t, base, 'disk.qcow2') : undefined;
+    for (const [key, role] of [
+      ['kernel', 'vmlinuz'],
+      ['initrd', 'initrd'],
+    ] as const) {
+      const file = record.image.staged[key];
+      if (file) await target.stager.stageFrom(ctx.t, file, role);
+    }
+    await mkdirs(target.t, target.dir);
+    const disk = `${ctx.dir}/disk.qcow2`;
+    const incoming = `${target.dir}/disk.qcow2.incoming`;
+    // Paused while copied: QEMU drains and flushes its I/O when it stops the guest, so the copy
+    // is crash-consistent (what the disk would hold after a power cut at that moment).
+    const paused = (await this.status(ctx, record)).running;
+    try {
+      if (paused) await this.command(ctx, 'stop');
+      await copyFile(ctx.t, disk, target.t, incoming, 0o600);
+      const [sent, got] = await Promise.all([sha256Of(ctx.t, disk), sha256Of(target.t, incoming)]);
+      if (sent === undefined || sent !== got) {
+        throw new VfleetError(
+          'copy-corrupt',
+          `${ctx.name}: the disk copied from ${ctx.host} to ${target.host} differs (${sent} / ${got})`,
+          { retryable: true },
+        );
+      }
+    } catch (e) {
+      await target.t.exec(['rm', '-f', '--', incoming]);
+      throw e;
+    } finally {
+      if (paused) await this.command(ctx, 'cont').catch(() => undefined);
+    }
+    if (targetBase) {
+      // Same bytes, another path: rewrite the overlay's header only (-u).
+      await run(target.t, [
+        'qemu-img',
+        'rebase',
+        '-u',
+        '-f',
+        'qcow2',
+        '-b',
+        targetBase.path,
+        '-F',
+        'qcow2',
+        incoming,
+      ]);
+    }
+    await run(target.t, ['mv', '-T', '--', incoming, `${target.dir}/disk.qcow2`]);
+  }
+
+  private command(ctx: DriverContext, command: string): Promise<unknown> {
+    return qmp(ctx.t, `${ctx.dir}/qmp.sock`, command, undefined, this.qmpTimeoutMs);
+  }
+
+  private async pid(ctx: DriverContext): Promise<number | undefined> {
+    const pidfile = `${ctx.dir}/qemu.pid`;
+    const pid = await readPid(ctx.t, pidfile);
+    return pid !== undefined && (await processAlive(ctx.t, pid, pidfile)) ? pid : undefined;
+  }
+
+  private async gone(ctx: DriverContext, pid: number): Promise<boolean> {
+    return !(await processAlive(ctx.t, pid, `${ctx.dir}/qemu.pid`));
+  }
+
+  private async kill(ctx: DriverContext): Promise<void> {
+    const pid = await this.pid(ctx);
+    if (pid === undefined) return;
+    await signal(ctx.t, pid, 'KILL');
+    await waitFor(() => this.gone(ctx, pid), 5_000);
+  }
+}
+
+/** QEMU's option syntax splits on ',': a literal comma is written twice. */
+function qemuOption(value: string): string {
+  return value.replaceAll(',', ',,');
+}

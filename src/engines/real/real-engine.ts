@@ -1,0 +1,385 @@
+// The HostEngine of real hosts (`engine: local | ssh`): everything it does on the host goes
+// through a Transport (local child processes, or ssh), with argument vectors only, and the same
+// semantics as the embedded engine (DESIGN.md "Queue, state and engines"):
+//
+// - Fencing: `<dataDir>/fence/<name>` holds the newest generation the host has seen for the
+//   name and outlives the instance (a tombstone), so a mutating call with an older generation
+//   is refused (`stale-generation`, not retryable), also after a destroy, and repeating the
+//   newest is harmless.
+// - One at a time: every mutating call runs under the instance's host lock (host-lock.ts), and
+//   the fence is checked and raised inside it, so two identical creates at once make one
+//   instance and the fence and the change it guards cannot interleave with another worker's.
+// - Idempotence: each step looks at what the host has (record, disk, rootfs, live process)
+//   and does only the rest, so a job that died halfway is finished by its retry.
+//
+// The record (`<dataDir>/instances/<name>/record.json`) says what the instance is; its status is
+// always read live from the host (QEMU's QMP, the sandbox's process), never remembered.
+import { VfleetError } from '../../model/errors.js';
+import type { Host, InstanceKind, PackageVersions } from '../../model/fleet.js';
+import { run, type Transport } from '../../transport/transport.js';
+import type { EngineInstance, HostEngine, HostFacts, InstanceRequest } from '../host-engine.js';
+import { mkdirs, readText, removeTree } from './host-commands.js';
+import { liveFacts, staticFacts } from './host-facts.js';
+import { checkInstanceName, HostLayout } from './host-layout.js';
+import { type HostLockOptions, HostLocks } from './host-lock.js';
+import { ImageStager } from './image-staging.js';
+import type { DriverContext, InstanceDriver, InstanceRecord } from './instance-driver.js';
+import { QemuDriver, type QemuDriverOptions } from './qemu-driver.js';
+import { SandboxDriver, type SandboxDriverOptions } from './sandbox-driver.js';
+
+export interface RealEngineOptions {
+  readonly qemu?: QemuDriverOptions;
+  readonly sandbox?: SandboxDriverOptions;
+  readonly lock?: HostLockOptions;
+}
+
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const LIST_CONCURRENCY = 4;
+
+export class RealEngine implements HostEngine {
+  readonly host: string;
+  readonly layout: HostLayout;
+  private readonly locks: HostLocks;
+  private readonly stager: ImageStager;
+  private readonly drivers: Readonly<Record<InstanceKind, InstanceDriver>>;
+  private prepared: Promise<void> | undefined;
+  private fixedFacts: ReturnType<typeof staticFacts> | undefined;
+
+  constructor(
+    private readonly spec: Host,
+    readonly transport: Transport,
+    options: RealEngineOptions = {},
+  ) {
+    if (spec.engine === 'embedded') {
+      throw new VfleetError('engine-mismatch', `host ${spec.name} is embedded, not a real host`);
+    }
+    checkInstanceName(spec.name, spec.name); // the host's name is part of the cgroup path
+    this.host = spec.name;
+    this.layout = new HostLayout(spec.name, spec.dataDir);
+    this.locks = new HostLocks(transport, (name) => this.layout.lock(name), options.lock);
+    this.stager = new ImageStager(transport, this.layout);
+    this.drivers = {
+      vm: new QemuDriver(options.qemu),
+      container: new SandboxDriver(options.sandbox),
+    };
+  }
+
+  async facts(): Promise<HostFacts> {
+    await this.prepare();
+    this.fixedFacts ??= staticFacts(this.transport);
+    const fixed = await this.fixedFacts.catch((e) => {
+      this.fixedFacts = undefined;
+      throw e;
+    });
+    const live = await liveFacts(this.transport, this.layout.dataDir);
+    const controllers = fixed.cgroups?.controllers ?? [];
+    return {
+      name: this.host,
+      engine: this.spec.engine,
+      cpu: fixed.cpu,
+      ...live,
+      os: fixed.os,
+      runs: [
+        ...(fixed.qemu ? (['vm'] as const) : []),
+        ...(fixed.sandbox ? (['container'] as const) : []),
+      ],
+      qemu: fixed.qemu,
+      kvm: fixed.kvm,
+      cgroups: fixed.cgroups,
+      sandboxLimits: { memory: controllers.includes('memory'), cpu: controllers.includes('cpu') },
+    };
+  }
+
+  async list(): Promise<EngineInstance[]> {
+    await this.prepare();
+    const listing = await this.transport.exec(['ls', '-1', '--', this.layout.instances]);
+    const names = listing.stdout
+      .toString('utf8')
+      .split('\n')
+      .filter((n) => NAME.test(n))
+      .sort();
+    // A few at a time: each is several commands, and an ssh server caps sessions per connection.
+    const found: Array<EngineInstance | undefined> = [];
+    for (let i = 0; i < names.length; i += LIST_CONCURRENCY) {
+      const batch = names.slice(i, i + LIST_CONCURRENCY);
+      found.push(...(await Promise.all(batch.map((n) => this.describe(n)))));
+    }
+    return found.filter((i): i is EngineInstance => i !== undefined);
+  }
+
+  async describe(name: string): Promise<EngineInstance | undefined> {
+    checkInstanceName(this.host, name);
+    await this.prepare();
+    const record = await this.readRecord(name);
+    if (!record) return undefined;
+    return this.instanceOf(record);
+  }
+
+  async inventory(name: string): Promise<PackageVersions> {
+    checkInstanceName(this.host, name);
+    await this.prepare();
+    const record = await this.readRecord(name);
+    if (!record) throw this.missing(name);
+    return this.driverOf(record.kind).inventory(this.context(name), record);
+  }
+
+  async create(request: InstanceRequest): Promise<EngineInstance> {
+    checkRequest(this.host, request);
+    return this.mutate(request.name, request.generation, 'create', async () => {
+      const driver = this.driverOf(request.image.kind);
+      const ctx = this.context(request.name);
+      let record = await this.readRecord(request.name);
+      if (!record) {
+        await mkdirs(this.transport, ctx.dir);
+        const made = await driver.provision(ctx, request);
+        record = {
+          formatVersion: 1,
+          name: request.name,
+          group: request.group,
+          generation: request.generation,
+          kind: request.image.kind,
+          image: {
+            name: request.image.name,
+            os: request.image.os,
+            packages: { ...request.image.packages },
+            ...(request.image.command ? { command: [...request.image.command] } : {}),
+            ...(request.image.source?.cmdline ? { cmdline: request.image.source.cmdline } : {}),
+            staged: made.staged,
+          },
+          resources: { ...request.resources },
+          packages: made.packages,
+          driver: made.driver,
+        };
+      } else {
+        record = { ...record, generation: request.generation };
+      }
+      await this.writeRecord(record);
+      // Exists already (a repeated create, or a disk moved here): make sure it runs.
+      await this.driverOf(record.kind).start(ctx, record);
+      return this.instanceOf(record);
+    });
+  }
+
+  start(name: string, generation: number): Promise<EngineInstance> {
+    return this.transition(name, generation, 'start', (driver, ctx, record) =>
+      driver.start(ctx, record),
+    );
+  }
+
+  stop(name: string, generation: number): Promise<EngineInstance> {
+    return this.transition(name, generation, 'stop', (driver, ctx, record) =>
+      driver.stop(ctx, record),
+    );
+  }
+
+  async destroy(name: string, generation: number): Promise<void> {
+    checkInstanceName(this.host, name);
+    await this.mutate(name, generation, 'destroy', async () => {
+      const record = await this.readRecord(name);
+      const ctx = this.context(name);
+      // Without a record (a create that died early) either driver may have left something.
+      const drivers = record ? [this.driverOf(record.kind)] : Object.values(this.drivers);
+      for (const driver of drivers) await driver.remove(ctx, record);
+      await removeTree(this.transport, ctx.dir);
+    });
+  }
+
+  async patch(name: string, _generation: number, _packages: PackageVersions): Promise<never> {
+    checkInstanceName(this.host, name);
+    // Raising packages would mean running apt inside the instance against a package mirror; a
+    // real host here has none to offer, and reporting versions that were never installed would
+    // be a lie the patch audit then repeats.
+    throw new VfleetError(
+      'patch-not-supported',
+      `host ${this.host} (${this.spec.engine}) cannot patch ${name}: real hosts do not install packages into instances; rebuild the image with the packages and replace the instance`,
+    );
+  }
+
+  async copyDisk(name: string, generation: number, to: HostEngine): Promise<void> {
+    checkInstanceName(this.host, name);
+    if (!(to instanceof RealEngine)) {
+      throw new VfleetError(
+        'engine-mismatch',
+        `cannot copy ${name} from real host ${this.host} to ${to.host}, which is not a real host`,
+      );
+    }
+    if (to === this || to.host === this.host) {
+      throw new VfleetError('engine-mismatch', `cannot copy ${name} from ${this.host} to itself`);
+    }
+    await this.mutate(name, generation, 'copy-disk', async () => {
+      const record = await this.readRecord(name);
+      if (!record) throw this.missing(name);
+      const source = this.context(name);
+      await to.receive(name, generation, async (target) => {
+        await this.driverOf(record.kind).copyOut(source, record, target);
+      });
+    });
+  }
+
+  /** The target's half of copyDisk: under its own lock and fence, into its instance folder. */
+  private receive(
+    name: string,
+    generation: number,
+    copy: (target: DriverContext) => Promise<void>,
+  ): Promise<void> {
+    return this.mutate(name, generation, 'receive-disk', async () => {
+      // Already here (a copy-disk job run again after the move went on): never overwrite the
+      // disk of an instance this host has.
+      if (await this.readRecord(name)) return;
+      await copy(this.context(name));
+    });
+  }
+
+  private async transition(
+    name: string,
+    generation: number,
+    op: string,
+    act: (driver: InstanceDriver, ctx: DriverContext, record: InstanceRecord) => Promise<void>,
+  ): Promise<EngineInstance> {
+    checkInstanceName(this.host, name);
+    return this.mutate(name, generation, op, async () => {
+      const found = await this.readRecord(name);
+      if (!found) throw this.missing(name);
+      const record = { ...found, generation };
+      await this.writeRecord(record);
+      await act(this.driverOf(record.kind), this.context(name), record);
+      return this.instanceOf(record);
+    });
+  }
+
+  /** Lock, fence, act: the one path of every mutating call. */
+  private async mutate<T>(
+    name: string,
+    generation: number,
+    op: string,
+    act: () => Promise<T>,
+  ): Promise<T> {
+    if (!Number.isSafeInteger(generation) || generation < 0) {
+      throw new VfleetError(
+        'invalid-generation',
+        `${this.host}: generation ${generation} for ${name}`,
+      );
+    }
+    await this.prepare();
+    return this.locks.hold(name, async () => {
+      const fencePath = this.layout.fence(name);
+      const fence = Number((await readText(this.transport, fencePath))?.trim() ?? 0) || 0;
+      if (generation < fence) {
+        throw new VfleetError(
+          'stale-generation',
+          `${this.host} refuses ${op} of ${name} at generation ${generation}: it has seen generation ${fence}`,
+        );
+      }
+      if (generation > fence) await this.transport.writeFile(fencePath, `${generation}\n`, 0o644);
+      return act();
+    });
+  }
+
+  private prepare(): Promise<void> {
+    this.prepared ??= (async () => {
+      const l = this.layout;
+      await run(this.transport, [
+        'mkdir',
+        '-p',
+        '--',
+        l.instances,
+        l.fences,
+        l.locks,
+        l.images,
+        l.bin,
+      ]);
+    })().catch((e) => {
+      this.prepared = undefined;
+      throw e;
+    });
+    return this.prepared;
+  }
+
+  private context(name: string): DriverContext {
+    return {
+      t: this.transport,
+      host: this.host,
+      name,
+      layout: this.layout,
+      stager: this.stager,
+      dir: this.layout.instanceDir(name),
+    };
+  }
+
+  private driverOf(kind: InstanceKind): InstanceDriver {
+    const driver = this.drivers[kind];
+    if (!driver) throw new VfleetError('invalid-request', `${this.host}: no driver for ${kind}`);
+    return driver;
+  }
+
+  private async readRecord(name: string): Promise<InstanceRecord | undefined> {
+    const text = await readText(this.transport, this.layout.record(name));
+    if (text === undefined) return undefined;
+    try {
+      return JSON.parse(text) as InstanceRecord;
+    } catch {
+      throw new VfleetError(
+        'record-corrupt',
+        `${this.host}: ${this.layout.record(name)} is not valid JSON`,
+      );
+    }
+  }
+
+  private writeRecord(record: InstanceRecord): Promise<void> {
+    return this.transport.writeFile(
+      this.layout.record(record.name),
+      `${JSON.stringify(record, null, 2)}\n`,
+      0o644,
+    );
+  }
+
+  private async instanceOf(record: InstanceRecord): Promise<EngineInstance> {
+    const live = await this.driverOf(record.kind).status(this.context(record.name), record);
+    return {
+      name: record.name,
+      group: record.group,
+      generation: record.generation,
+      status: live.running ? 'running' : 'stopped',
+      image: record.image.name,
+      resources: record.resources,
+      packages: record.packages,
+      runtime: live.runtime,
+    };
+  }
+
+  private missing(name: string): VfleetError {
+    return new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
+  }
+}
+
+/** A request's values reach argument vectors and paths: each is checked for what it may be. */
+function checkRequest(host: string, request: InstanceRequest): void {
+  checkInstanceName(host, request.name);
+  const bad = (what: string) =>
+    new VfleetError('invalid-request', `${host}: ${request.name}: ${what}`);
+  if (!NAME.test(request.group)) throw bad('the group is not a DNS label');
+  const kind = request.image?.kind;
+  if (kind !== 'vm' && kind !== 'container') throw bad(`unknown kind ${String(kind)}`);
+  for (const key of ['vcpus', 'memoryMiB', 'diskGiB'] as const) {
+    const n = request.resources?.[key];
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw bad(`resources.${key} must be a positive integer`);
+  }
+  const command = request.image.command;
+  if (
+    command !== undefined &&
+    (!Array.isArray(command) || command.some((a) => typeof a !== 'string' || a.includes('\0')))
+  ) {
+    throw bad('the command must be a list of strings without NUL');
+  }
+  const source = request.image.source ?? {};
+  for (const key of ['rootfs', 'disk', 'kernel', 'initrd'] as const) {
+    const path = source[key];
+    if (path !== undefined && (!path.startsWith('/') || path.includes('\0'))) {
+      throw bad(`source.${key} must be an absolute path on the machine vfleet runs on`);
+    }
+  }
+  if (source.cmdline !== undefined && /[\0\n\r]/.test(source.cmdline)) {
+    throw bad('source.cmdline must be one line');
+  }
+}
