@@ -165,6 +165,9 @@ function patchActions(
   const images = new Map(fleet.images.map((i) => [i.name, i]));
   const baselines = new Map(fleet.patchBaselines.map((b) => [b.name, b]));
   const own = new Map(actions.filter((a) => a.kind !== 'destroy').map((a) => [a.instance, a]));
+  // Only the embedded engine can raise versions today; on real hosts the audit reports what is
+  // below its baseline, and no job is planned that would only fail.
+  const patchable = new Set(fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name));
   const lastOfGroup = new Map<string, string>();
   const patches: PlanAction[] = [];
   const entries = [...placement.placements].sort((a, b) =>
@@ -175,7 +178,7 @@ function patchActions(
     const baseline =
       group?.patchBaseline === undefined ? undefined : baselines.get(group.patchBaseline);
     const image = group ? images.get(group.image) : undefined;
-    if (!group || !baseline || !image) continue;
+    if (!group || !baseline || !image || !patchable.has(desired.host)) continue;
     const before = seen.get(desired.instance);
     const prior = own.get(desired.instance);
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';

@@ -23,6 +23,9 @@ export function realHost(name: string, dataDir: string): Host {
     runs: ['vm', 'container'],
     overcommit: { cpu: 1, memory: 1 },
     licenses: [],
+    patchBaseline: undefined,
+    packages: {},
+    packagesFrom: undefined,
   };
 }
 

@@ -17,7 +17,7 @@ import { parsePlan, serializePlan } from '../../src/plan/plan-file.js';
 import { schedule } from '../../src/scheduler/schedule.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
 import { rootFleet } from '../helpers/root-fleet.js';
-import { aFleetDocument, aGroup, anImage } from '../helpers/spec-builders.js';
+import { aFleetDocument, aGroup, aHost, anImage } from '../helpers/spec-builders.js';
 
 const meta = { id: 'p1', specHash: 'h' };
 
@@ -255,6 +255,17 @@ describe('makePlan', () => {
       instances: [aGroup({ replicas: 2, patchBaseline: 'rhel' })],
     });
     assert.equal(planFor(fleet).summary.patch, 0);
+  });
+
+  it('plans no patch on real hosts, which cannot raise versions yet (the audit reports them)', () => {
+    const fleet = fleetOf({
+      hosts: [aHost({ name: 'hv-01', engine: 'local' }), aHost({ name: 'hv-02', engine: 'local' })],
+      images: [anImage({ packages: { openssl: '3.0.13-1~deb12u1' } })],
+      instances: [aGroup({ replicas: 2, patchBaseline: 'debian-12-security' })],
+    });
+    const plan = planFor(fleet);
+    assert.equal(plan.summary.create, 2);
+    assert.equal(plan.summary.patch, 0);
   });
 
   it('shows license use before → after per pool', () => {
