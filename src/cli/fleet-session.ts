@@ -3,10 +3,11 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { EmbeddedEngine, unknownInstances } from '../engines/embedded/embedded-engine.js';
+import { factsDrift } from '../engines/facts-drift.js';
 import type { EngineInstance, HostEngine } from '../engines/host-engine.js';
 import { RealEngine, type RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity } from '../model/diagnostic.js';
-import { VfleetError } from '../model/errors.js';
+import { isVfleetError, VfleetError } from '../model/errors.js';
 import type { Fleet, Host } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
@@ -35,6 +36,8 @@ export interface FleetSession {
    * `persist`, adopted instances are written to the state (apply does, under its lock).
    */
   observe(persist: boolean): Promise<ObservedState>;
+  /** Where the real hosts' own facts disagree with the spec (or a host does not answer). */
+  factsWarnings(): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -184,6 +187,21 @@ export async function openFleet(
       if (persist && adopted.length > 0) snapshot = await state.readAll();
       const observed = observedOf(snapshot);
       return persist ? observed : { ...observed, instances: [...observed.instances, ...adopted] };
+    },
+    async factsWarnings() {
+      const real = spec.fleet.hosts.filter((h) => h.engine !== 'embedded');
+      const each = await Promise.all(
+        real.map(async (host) => {
+          try {
+            return factsDrift(host, await lookup.engine(host.name).facts());
+          } catch (e) {
+            return [
+              `${host.name}: cannot read its facts: ${isVfleetError(e) || e instanceof Error ? e.message : String(e)}`,
+            ];
+          }
+        }),
+      );
+      return each.flat();
     },
     async close() {
       await Promise.all(transports.map((t) => t.close().catch(() => undefined)));

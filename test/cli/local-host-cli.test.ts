@@ -112,4 +112,38 @@ describe('vfleet apply onto a local host', () => {
     assert.deepEqual(processesUsing(dataDir), []);
     assert.equal(existsSync(`${dataDir}/fence/box-0`), true, 'the fence outlives the instance');
   });
+
+  it("warns where the host's own facts disagree with the spec: status and plan", () => {
+    const rootfs = `${dir}/no-such-rootfs.tar.gz`;
+    const wrong = spec(dataDir, rootfs, 0)
+      .replace('memoryMiB: 2048', 'memoryMiB: 99999999')
+      .replace('diskGiB: 10\n', 'diskGiB: 999999\n')
+      .replace(
+        'os: { family: debian, release: "12", arch: x86_64 }\n      runs',
+        'os: { family: debian, release: "11", arch: x86_64 }\n      runs',
+      );
+    writeFileSync(`${dir}/fleet.yaml`, wrong);
+    const status = vfleet(['status', '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    const warnings = JSON.parse(status.stdout).warnings as string[];
+    assert.ok(
+      warnings.some((w) =>
+        w.startsWith(`${host}: the spec says 99999999 MiB of memory, the host has `),
+      ),
+      warnings.join('\n'),
+    );
+    assert.ok(
+      warnings.some((w) => w.includes('GiB of disk')),
+      warnings.join('\n'),
+    );
+    assert.ok(
+      warnings.some((w) =>
+        /the spec says debian 11 x86_64, the host runs debian 12 x86_64/.test(w),
+      ),
+      warnings.join('\n'),
+    );
+    const plan = vfleet(['plan']);
+    assert.equal(plan.code, 0, plan.stderr);
+    assert.match(plan.stderr, /^Warning: .* MiB of memory/m);
+  });
 });

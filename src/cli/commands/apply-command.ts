@@ -100,6 +100,7 @@ async function applyLocked(
     }
   }
   const plan = saved ?? fresh;
+  for (const w of await session.factsWarnings()) terminal.err(`Warning: ${w}`);
   terminal.out(renderPlanText(plan));
   if (plan.actions.length === 0) return 0;
   if (!args.autoApprove && !saved) {

@@ -40,6 +40,7 @@ export async function runPlanCommand(args: PlanArgs, terminal: Terminal): Promis
   if (!session) return 1;
   try {
     const { plan, explanation } = await currentPlan(session, args.explain);
+    for (const w of await session.factsWarnings()) terminal.err(`Warning: ${w}`);
     if (args.out) writeFileSync(args.out, serializePlan(plan));
     if (args.json) terminal.out(serializePlan(plan));
     else {

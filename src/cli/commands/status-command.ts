@@ -40,6 +40,7 @@ export async function runStatus(
       };
     });
     const drift = plan.summary;
+    const warnings = await session.factsWarnings();
     if (args.json) {
       terminal.out(
         JSON.stringify(
@@ -51,6 +52,7 @@ export async function runStatus(
             hosts,
             instances: snapshot.instances,
             drift,
+            warnings,
           },
           null,
           2,
@@ -96,6 +98,11 @@ export async function runStatus(
         ? '\nNo drift: the fleet matches the spec.'
         : `\nDrift: ${drift.create} to create, ${drift.move} to move, ${drift.update} to update, ${drift.patch} to patch, ${drift.destroy} to destroy (vfleet plan shows them).`,
     );
+    if (warnings.length > 0) {
+      terminal.out(
+        `\nWarnings (the hosts' own facts against the spec):\n${warnings.map((w) => `  ! ${w}`).join('\n')}`,
+      );
+    }
     return 0;
   } finally {
     await session.close();
