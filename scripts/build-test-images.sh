@@ -26,6 +26,8 @@
 # The cache key is the sha256 of this script, the kernel package and version, and the busybox
 # version, so a kernel security update or an edit here rebuilds, and nothing else does.
 set -Eeuo pipefail
+# The archives record modes: a umask of 077 would make other bytes, and a sandbox without /bin.
+umask 022
 
 readonly ready_marker='VFLEET-GUEST-READY'
 # What the VM is booted with (the manifest carries it); the serial console is where the marker is.
@@ -195,8 +197,8 @@ install_busybox() { # root folder
       *) continue ;; # linuxrc
     esac
     dir="${applet%/*}"
-    up="${dir//[^\/]/}"                 # one '/' per level below the first
-    up="${up//\//../}"
+    up="${dir//[^\/]/}" # one '/' for each folder level below the first...
+    up="${up//\//../}"  # ...and one '../' for each
     [ -e "$root/$applet" ] || ln -s "${up}../bin/busybox" "$root/$applet"
   done < <("$busybox_bin" --list-full)
 }
