@@ -44,7 +44,9 @@ function realVersions(): string[] {
     encoding: 'utf8',
     maxBuffer: 512 * 1024 * 1024,
   });
-  const fromDpkg = spawnSync('dpkg-query', ['-W', '-f=${Version}\\n'], { encoding: 'utf8' });
+  // dpkg-query's own format string (not a template literal): its ${Version} field.
+  const format = ['-f=$', '{Version}\\n'].join('');
+  const fromDpkg = spawnSync('dpkg-query', ['-W', format], { encoding: 'utf8' });
   const all = `${fromApt.stdout ?? ''}\n`
     .split('\n')
     .filter((l) => l.startsWith('Version: '))
