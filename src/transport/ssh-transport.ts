@@ -1,0 +1,614 @@
+// The ssh transport: one ssh2 connection per host, opened lazily, reused, reopened after a
+// drop; at most `maxSessions` channels on it at once (sshd's MaxSessions), the rest wait in
+// order. The host key is pinned: a different key is refused during key exchange, before any
+// authentication is sent. Every command runs through a fixed /bin/sh wrapper that reports the
+// command's pid first, then execs it; the pid is the process group sshd made for the session,
+// so a timeout, an abort, or a reconnect after a drop kills the whole group over another
+// channel. (OpenSSH's "signal" channel request is no substitute: sshd refuses it for root
+// logins, which run without privilege separation — see README.md.)
+import { readFile } from 'node:fs/promises';
+import { constants } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import type { ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
+import ssh2 from 'ssh2';
+import { VfleetError } from '../model/errors.js';
+import type { Host, SshEndpoint } from '../model/fleet.js';
+import { ChannelSlots } from './channel-slots.js';
+import { type PinnedHostKey, parsePinnedHostKey, sha256Fingerprint } from './host-key.js';
+import { posixCommandLine } from './posix-quote.js';
+import type { ExecOptions, ExecResult, Transport } from './transport.js';
+
+const { Client, utils } = ssh2;
+type SshClient = InstanceType<typeof Client>;
+
+export interface SshTransportOptions {
+  /** Channels open at once on the connection, SFTP included; sshd's MaxSessions (default 10). */
+  readonly maxSessions?: number;
+  /** The TCP connect, key exchange and authentication together (ms). */
+  readonly readyTimeoutMs?: number;
+  /** SSH keepalives: a connection whose peer misses `keepaliveCountMax` of them is dropped. */
+  readonly keepaliveIntervalMs?: number;
+  readonly keepaliveCountMax?: number;
+  /** How long a killed command may take to report its end before its channel is closed (ms). */
+  readonly killGraceMs?: number;
+}
+
+/**
+ * The wrapper every command runs in, as `/bin/sh -c WRAPPER vfleet argv…`. It prints one header
+ * line on stdout before anything of the command's: `vfleet-exec <pid>` then execs the command in
+ * place (so the pid, which sshd made a session and process group leader, stays the command's),
+ * or `vfleet-missing <pid>` when there is no such program, so that case is an error here as it
+ * is for the local transport instead of an exit code 127 that the program might also return.
+ */
+const WRAPPER =
+  'if command -v -- "$1" >/dev/null 2>&1; then echo "vfleet-exec $$"; exec "$@"; fi; ' +
+  'echo "vfleet-missing $$"; exit 127';
+/** Kills the process groups given as arguments; a group that is gone already is no error. */
+const KILLER = 'for g do kill -s KILL -- "-$g" 2>/dev/null; done; exit 0';
+const HEADER = /(?:^|\n)vfleet-(exec|missing) (\d+)\n/;
+/** Noise a login shell's rc files print before the header is dropped, up to this much. */
+const HEADER_SEARCH_LIMIT = 64 * 1024;
+/**
+ * Linux's MAX_ARG_STRLEN: sshd hands the whole command line to the login shell as ONE argument
+ * (`$SHELL -c LINE`), so no single string exec(2) takes may be longer, NUL included.
+ */
+const MAX_COMMAND_LINE_BYTES = 128 * 1024 - 1;
+/** A refused channel open (sshd over MaxSessions for an instant) is tried again this often. */
+const OPEN_ATTEMPTS = 20;
+
+interface Connection {
+  readonly client: SshClient;
+  dead: boolean;
+  /** Process groups of the commands running on it, to kill after a drop. */
+  readonly running: Set<number>;
+  sftp?: Promise<SFTPWrapper>;
+  /** Gives the SFTP session's channel slot back (also when the connection dies under it). */
+  releaseSftp?: () => void;
+}
+
+interface Stopper {
+  /** Rejects with the reason (timeout, abort) when the command is to be stopped; never resolves. */
+  readonly stopped: Promise<never>;
+  dispose(): void;
+}
+
+function makeStopper(host: string, program: string, options: ExecOptions): Stopper {
+  let fire: (reason: VfleetError) => void = () => undefined;
+  const stopped = new Promise<never>((_, reject) => {
+    fire = reject;
+  });
+  stopped.catch(() => undefined); // observed by whoever waits on it; never an unhandled rejection
+  const timer =
+    options.timeoutMs === undefined
+      ? undefined
+      : setTimeout(
+          () =>
+            fire(
+              new VfleetError(
+                'command-timeout',
+                `${host}: ${program} ran longer than ${options.timeoutMs} ms and was killed`,
+                { retryable: true },
+              ),
+            ),
+          options.timeoutMs,
+        );
+  const onAbort = () => fire(new VfleetError('command-aborted', `${host}: ${program} aborted`));
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  return {
+    stopped,
+    dispose() {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
+/** fs-style errors for SFTP statuses a caller acts on (ENOENT, EACCES), like the local transport. */
+function fileError(host: string, operation: string, path: string, e: unknown): Error {
+  const status = (e as { code?: unknown }).code;
+  const errno = status === 2 ? 'ENOENT' : status === 3 ? 'EACCES' : undefined;
+  const message = `${host}: ${operation} ${path}: ${e instanceof Error ? e.message : String(e)}`;
+  if (errno) return Object.assign(new Error(message), { code: errno, path });
+  return new VfleetError('sftp-failed', message, { cause: e });
+}
+
+const connectionLost = (host: string, endpoint: string, what: string) =>
+  new VfleetError(
+    'connection-lost',
+    `${host} (${endpoint}): the connection dropped while ${what}`,
+    { retryable: true },
+  );
+
+/** ssh2's words for "the request never left or never reached the server": safe to send again. */
+const neverSent = (e: unknown) =>
+  e instanceof Error && /^(Not connected|No response from server)$/.test(e.message);
+
+export class SshTransport implements Transport {
+  readonly host: string;
+  readonly #ssh: SshEndpoint;
+  readonly #pinned: PinnedHostKey;
+  readonly #endpoint: string;
+  readonly #options: Required<SshTransportOptions>;
+  /** Commands and the SFTP session; one slot of maxSessions stays free for kills. */
+  readonly #slots: ChannelSlots;
+  readonly #killSlot = new ChannelSlots(1);
+  #live: Connection | undefined;
+  #connecting: Promise<Connection> | undefined;
+  /** Process groups left running by a dropped connection, killed first on the next one. */
+  #orphans = new Set<number>();
+
+  constructor(host: Host, options: SshTransportOptions = {}) {
+    if (host.engine !== 'ssh' || host.ssh === undefined) {
+      throw new VfleetError('invalid-host', `${host.name}: not an ssh host`);
+    }
+    this.host = host.name;
+    this.#ssh = host.ssh;
+    this.#endpoint = `${host.ssh.address}:${host.ssh.port}`;
+    try {
+      this.#pinned = parsePinnedHostKey(host.ssh.hostKey);
+    } catch (e) {
+      throw new VfleetError('invalid-host', `${host.name}: ${(e as Error).message}`);
+    }
+    this.#options = {
+      maxSessions: options.maxSessions ?? 10,
+      readyTimeoutMs: options.readyTimeoutMs ?? 20_000,
+      keepaliveIntervalMs: options.keepaliveIntervalMs ?? 10_000,
+      keepaliveCountMax: options.keepaliveCountMax ?? 3,
+      killGraceMs: options.killGraceMs ?? 5_000,
+    };
+    if (this.#options.maxSessions < 2) {
+      throw new Error('SshTransport: maxSessions must leave one channel for kills (>= 2)');
+    }
+    this.#slots = new ChannelSlots(this.#options.maxSessions - 1);
+  }
+
+  async exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const program = argv[0];
+    if (program === undefined) throw new Error('exec: empty argv');
+    const line = posixCommandLine(['exec', '/bin/sh', '-c', WRAPPER, 'vfleet', ...argv]);
+    if (Buffer.byteLength(line) > MAX_COMMAND_LINE_BYTES) {
+      throw new VfleetError(
+        'command-too-long',
+        `${this.host}: ${program}: the quoted command line is longer than ${MAX_COMMAND_LINE_BYTES} bytes`,
+      );
+    }
+    if (options.signal?.aborted) {
+      throw new VfleetError('command-aborted', `${this.host}: ${program} aborted`);
+    }
+    const stopper = makeStopper(this.host, program, options);
+    try {
+      const release = await this.#slots.acquire(stopper.stopped);
+      try {
+        return await this.#run(line, program, options.stdin, stopper);
+      } finally {
+        release();
+      }
+    } finally {
+      stopper.dispose();
+    }
+  }
+
+  async #run(
+    line: string,
+    program: string,
+    stdin: string | Buffer | undefined,
+    stopper: Stopper,
+  ): Promise<ExecResult> {
+    let conn = await Promise.race([this.#connection(), stopper.stopped]);
+    let channel: ExecChannel | undefined;
+    for (let attempt = 1; channel === undefined; attempt++) {
+      try {
+        channel = await openExec(conn.client, line);
+      } catch (e) {
+        if (neverSent(e) && attempt === 1) {
+          // The drop happened before this command reached the server: a new connection.
+          this.#discard(conn);
+          conn = await Promise.race([this.#connection(), stopper.stopped]);
+        } else if ((e as { reason?: unknown }).reason !== undefined && attempt < OPEN_ATTEMPTS) {
+          // Refused by sshd, nothing ran: a closing channel may not have been counted down yet.
+          await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+        } else if (conn.dead || neverSent(e)) {
+          throw connectionLost(this.host, this.#endpoint, `starting ${program}`);
+        } else {
+          throw new VfleetError('command-failed', `${this.host}: cannot run ${program}: ${e}`, {
+            cause: e,
+          });
+        }
+      }
+    }
+    return this.#collect(conn, channel, program, stdin, stopper);
+  }
+
+  #collect(
+    conn: Connection,
+    { stream, exit }: ExecChannel,
+    program: string,
+    stdin: string | Buffer | undefined,
+    stopper: Stopper,
+  ): Promise<ExecResult> {
+    return new Promise((resolve, reject) => {
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      let head = Buffer.alloc(0);
+      let header: { kind: string; pid: number } | undefined;
+      let stoppedBy: VfleetError | undefined;
+      let graceTimer: NodeJS.Timeout | undefined;
+
+      const kill = () => {
+        if (!stoppedBy || !header || header.kind !== 'exec') return;
+        this.#kill(conn, [header.pid]).catch(() => undefined);
+        // A command that cannot be killed, or a dead connection, must not hang the caller.
+        graceTimer ??= setTimeout(() => stream.close(), this.#options.killGraceMs);
+      };
+      stopper.stopped.catch((reason: VfleetError) => {
+        stoppedBy = reason;
+        if (header === undefined) {
+          // Killed as soon as its pid is known; until then only the grace timer stands by.
+          graceTimer ??= setTimeout(() => stream.close(), this.#options.killGraceMs);
+        }
+        kill();
+      });
+
+      stream.on('data', (chunk: Buffer) => {
+        if (header) {
+          stdout.push(chunk);
+          return;
+        }
+        head = Buffer.concat([head, chunk]);
+        const match = HEADER.exec(head.toString('latin1'));
+        if (match) {
+          header = { kind: match[1] as string, pid: Number(match[2]) };
+          if (header.kind === 'exec') conn.running.add(header.pid);
+          const rest = head.subarray(match.index + match[0].length);
+          if (rest.length > 0) stdout.push(rest);
+          kill();
+        } else if (head.length > HEADER_SEARCH_LIMIT) {
+          stream.close();
+        }
+      });
+      stream.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+      stream.on('error', () => undefined); // the 'close' that follows reports it
+      stream.once('close', () => {
+        clearTimeout(graceTimer);
+        if (header && !conn.dead) conn.running.delete(header.pid);
+        if (stoppedBy) return reject(stoppedBy);
+        if (exit.code === undefined) {
+          return reject(connectionLost(this.host, this.#endpoint, `${program} was running`));
+        }
+        if (header?.kind === 'missing') {
+          return reject(
+            new VfleetError('command-failed', `${this.host}: cannot run ${program}: not found`),
+          );
+        }
+        if (header === undefined) {
+          const said = Buffer.concat(stderr).toString('utf8').trim().split('\n').slice(-3);
+          return reject(
+            new VfleetError(
+              'command-failed',
+              `${this.host}: the login shell did not start vfleet's /bin/sh wrapper for ${program} (a POSIX login shell is required)${said.length ? `: ${said.join('\n')}` : ''}`,
+            ),
+          );
+        }
+        resolve({ code: exit.code, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr) });
+      });
+      stream.end(stdin ?? '');
+    });
+  }
+
+  /** Kills process groups over a channel of their own, reserved so that a full host still can. */
+  async #kill(conn: Connection, groups: readonly number[]): Promise<void> {
+    if (groups.length === 0) return;
+    const release = await this.#killSlot.acquire();
+    try {
+      const { stream } = await openExec(
+        conn.client,
+        posixCommandLine(['exec', '/bin/sh', '-c', KILLER, 'vfleet-kill', ...groups.map(String)]),
+      );
+      await new Promise<void>((resolve) => {
+        stream.on('error', () => undefined);
+        stream.resume();
+        stream.stderr.resume();
+        stream.once('close', () => resolve());
+        stream.end();
+      });
+    } finally {
+      release();
+    }
+  }
+
+  #connection(): Promise<Connection> {
+    if (this.#live && !this.#live.dead) return Promise.resolve(this.#live);
+    this.#connecting ??= this.#connect().finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<Connection> {
+    const credentials = await this.#credentials();
+    const client = new Client();
+    const conn: Connection = { client, dead: false, running: new Set() };
+    await new Promise<void>((resolve, reject) => {
+      let ready = false;
+      let presented: string | undefined;
+      const fail = (error: VfleetError) => {
+        if (ready) return;
+        ready = true; // settle once
+        client.end();
+        reject(error);
+      };
+      client.once('ready', () => {
+        if (ready) return;
+        ready = true;
+        resolve();
+      });
+      client.on('error', (e: Error & { level?: string; code?: string }) => {
+        if (presented !== undefined) {
+          return fail(
+            new VfleetError(
+              'host-key-mismatch',
+              `${this.host} (${this.#endpoint}): the host key presented, ${presented}, is not the pinned ${this.#pinned.fingerprint}; refusing to connect`,
+            ),
+          );
+        }
+        if (e.level === 'client-authentication') {
+          return fail(
+            new VfleetError(
+              'ssh-auth-failed',
+              `${this.host}: authentication as ${this.#ssh.user}@${this.#endpoint} failed (${credentials.agent ? 'ssh-agent keys' : this.#ssh.identityFile})`,
+            ),
+          );
+        }
+        const why = e.level === 'client-timeout' ? e.message : (e.code ?? e.message);
+        fail(
+          new VfleetError('host-unreachable', `${this.host} (${this.#endpoint}): ${why}`, {
+            retryable: true,
+          }),
+        );
+      });
+      client.on('close', () => {
+        this.#discard(conn);
+        fail(
+          new VfleetError(
+            'host-unreachable',
+            `${this.host} (${this.#endpoint}): the connection closed during the handshake`,
+            { retryable: true },
+          ),
+        );
+      });
+      const config: ConnectConfig = {
+        host: this.#ssh.address,
+        port: this.#ssh.port,
+        username: this.#ssh.user,
+        ...credentials,
+        // Before authentication: a key that is not the pinned one ends the handshake here.
+        hostVerifier: (blob: Buffer) => {
+          if (this.#pinned.matches(blob)) return true;
+          presented = sha256Fingerprint(blob);
+          return false;
+        },
+        keepaliveInterval: this.#options.keepaliveIntervalMs,
+        keepaliveCountMax: this.#options.keepaliveCountMax,
+        readyTimeout: this.#options.readyTimeoutMs,
+      };
+      if (this.#pinned.algorithms) {
+        config.algorithms = {
+          serverHostKey: [...this.#pinned.algorithms] as NonNullable<
+            ConnectConfig['algorithms']
+          >['serverHostKey'],
+        };
+      }
+      client.connect(config);
+    });
+    this.#live = conn;
+    if (this.#orphans.size > 0) {
+      // Commands that were running when the last connection dropped may still run (sshd does
+      // not stop a session's processes when its client goes): stop them before anything new.
+      const groups = [...this.#orphans];
+      try {
+        await this.#kill(conn, groups);
+        for (const group of groups) this.#orphans.delete(group);
+      } catch {
+        // Dropped again: they stay orphans for the next connection.
+      }
+    }
+    return conn;
+  }
+
+  /** A connection that dropped (or is found dead): its running commands become orphans. */
+  #discard(conn: Connection): void {
+    conn.dead = true;
+    for (const group of conn.running) this.#orphans.add(group);
+    conn.running.clear();
+    conn.releaseSftp?.();
+    conn.client.destroy();
+  }
+
+  /** The identity file, read now (a rotated key is picked up), or the ssh-agent. */
+  async #credentials(): Promise<{ privateKey?: Buffer; agent?: string }> {
+    const path = this.#ssh.identityFile;
+    if (path === undefined) {
+      const agent = process.env.SSH_AUTH_SOCK;
+      if (!agent) {
+        throw new VfleetError(
+          'ssh-agent-unavailable',
+          `${this.host}: no identityFile and SSH_AUTH_SOCK is not set`,
+        );
+      }
+      return { agent };
+    }
+    let privateKey: Buffer;
+    try {
+      privateKey = await readFile(path);
+    } catch (e) {
+      throw new VfleetError(
+        'identity-unreadable',
+        `${this.host}: cannot read identityFile ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
+    }
+    // Parsed here so that a bad file is reported by its path alone: ssh2's own parse errors are
+    // not promised to leave the key's text out.
+    const parsed = utils.parseKey(privateKey);
+    if (parsed instanceof Error || !parsed.isPrivateKey()) {
+      throw new VfleetError(
+        'identity-unreadable',
+        `${this.host}: identityFile ${path} is not an unencrypted private key (an encrypted key belongs in the ssh-agent)`,
+      );
+    }
+    return { privateKey };
+  }
+
+  async #sftp(): Promise<{ conn: Connection; sftp: SFTPWrapper }> {
+    const conn = await this.#connection();
+    conn.sftp ??= (async () => {
+      const release = await this.#slots.acquire();
+      conn.releaseSftp = release;
+      if (conn.dead) release();
+      try {
+        const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
+          conn.client.sftp((e, s) => (e ? reject(e) : resolve(s))),
+        );
+        sftp.once('close', () => {
+          conn.sftp = undefined;
+          release();
+        });
+        return sftp;
+      } catch (e) {
+        conn.sftp = undefined;
+        release();
+        if (conn.dead || neverSent(e)) {
+          this.#discard(conn);
+          throw connectionLost(this.host, this.#endpoint, 'opening SFTP');
+        }
+        throw new VfleetError('sftp-failed', `${this.host}: cannot start SFTP: ${e}`, { cause: e });
+      }
+    })();
+    return { conn, sftp: await conn.sftp };
+  }
+
+  /** One SFTP operation; a connection found dead on the way is replaced once (all are idempotent). */
+  async #withSftp<T>(
+    operation: string,
+    path: string,
+    work: (sftp: SFTPWrapper) => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const { conn, sftp } = await this.#sftp();
+      try {
+        return await work(sftp);
+      } catch (e) {
+        if (e instanceof VfleetError && e.code === 'connection-lost' && attempt === 1) continue;
+        if (conn.dead || neverSent(e)) {
+          this.#discard(conn);
+          if (attempt === 1) continue;
+          throw connectionLost(this.host, this.#endpoint, `${operation} ${path}`);
+        }
+        throw fileError(this.host, operation, path, e);
+      }
+    }
+  }
+
+  readFile(path: string): Promise<Buffer> {
+    return this.#withSftp(
+      'readFile',
+      path,
+      (sftp) =>
+        new Promise<Buffer>((resolve, reject) =>
+          sftp.readFile(path, (e, data) => (e ? reject(e) : resolve(data))),
+        ),
+    );
+  }
+
+  writeFile(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    return this.#withSftp('writeFile', path, async (sftp) => {
+      const temporary = `${path}.vfleet-tmp-${Math.random().toString(36).slice(2, 10)}`;
+      const call = (f: (done: (e?: Error | null) => void) => void) =>
+        new Promise<void>((resolve, reject) => f((e) => (e ? reject(e) : resolve())));
+      try {
+        await call((done) => sftp.writeFile(temporary, bytes, { mode }, done));
+        // The server's umask narrowed the mode given at open: set it exactly.
+        await call((done) => sftp.chmod(temporary, mode, done));
+        await rename(sftp, temporary, path);
+      } catch (e) {
+        await call((done) => sftp.unlink(temporary, done)).catch(() => undefined);
+        throw e;
+      }
+    });
+  }
+
+  createReadStream(path: string): Promise<Readable> {
+    return this.#withSftp('createReadStream', path, async (sftp) => {
+      const stream = sftp.createReadStream(path);
+      await new Promise<void>((resolve, reject) => {
+        stream.once('open', () => resolve());
+        stream.once('error', reject);
+      });
+      return stream;
+    });
+  }
+
+  createWriteStream(path: string, mode = 0o600): Promise<Writable> {
+    return this.#withSftp('createWriteStream', path, async (sftp) => {
+      const stream = sftp.createWriteStream(path, { mode });
+      await new Promise<void>((resolve, reject) => {
+        stream.once('open', () => resolve());
+        stream.once('error', reject);
+      });
+      return stream;
+    });
+  }
+
+  async close(): Promise<void> {
+    const conn = this.#live ?? (await this.#connecting?.catch(() => undefined));
+    this.#live = undefined;
+    if (!conn || conn.dead) return;
+    await new Promise<void>((resolve) => {
+      conn.client.once('close', () => resolve());
+      conn.client.end();
+    });
+  }
+}
+
+interface ExecChannel {
+  readonly stream: ClientChannel;
+  /** The exit status, 128 + n for a signal; undefined until (unless) the server sends it. */
+  readonly exit: { code?: number };
+}
+
+/**
+ * A session channel running `line`; rejects when the channel or the exec request is refused.
+ * The exit listener is attached in ssh2's callback itself: the server's exit-status can arrive
+ * in the same read as the exec reply, and ssh2 emits 'exit' as a plain event, before a promise
+ * continuation could listen. (Output is a stream and waits for its reader.)
+ */
+function openExec(client: SshClient, line: string): Promise<ExecChannel> {
+  return new Promise((resolve, reject) => {
+    try {
+      client.exec(line, (e, stream) => {
+        if (e) return reject(e);
+        const exit: { code?: number } = {};
+        stream.on('exit', (code: number | null, signal?: string) => {
+          const bySignal = signal ? 128 + (constants.signals[signal as NodeJS.Signals] ?? 0) : 0;
+          exit.code = code ?? bySignal;
+        });
+        resolve({ stream, exit });
+      });
+    } catch (e) {
+      reject(e); // "Not connected": thrown before anything was sent
+    }
+  });
+}
+
+/** Replaces `to` atomically: OpenSSH's posix-rename, else remove and rename (not atomic). */
+function rename(sftp: SFTPWrapper, from: string, to: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (e?: Error | null) => (e ? reject(e) : resolve());
+    try {
+      sftp.ext_openssh_rename(from, to, done);
+    } catch {
+      // The server lacks the extension (ssh2 throws synchronously).
+      sftp.unlink(to, () => sftp.rename(from, to, done));
+    }
+  });
+}
