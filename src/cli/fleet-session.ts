@@ -13,7 +13,7 @@ import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
 import { queuePrefix } from '../state/keys.js';
 import { connectRedis, type RedisConnection } from '../state/redis-server.js';
-import { LocalTransport } from '../transport/local-transport.js';
+import { openTransport } from '../transport/open-transport.js';
 import type { Transport } from '../transport/transport.js';
 import { readAndLoadFleet } from './read-spec.js';
 import type { Terminal } from './terminal.js';
@@ -40,19 +40,6 @@ export interface FleetSession {
   factsWarnings(): Promise<string[]>;
   close(): Promise<void>;
 }
-
-// ---- The one place the ssh transport plugs in ------------------------------------------------
-// src/transport/open-transport.ts (branch `ssh`) exports `openTransport(host): Transport`. When it
-// lands, delete this function and import that one instead:
-//   import { openTransport } from '../transport/open-transport.js';
-function openTransport(host: Host): Transport {
-  if (host.engine === 'local') return new LocalTransport(host.name);
-  throw new VfleetError(
-    'engine-not-available',
-    `host ${host.name} uses the ${host.engine} engine, whose transport this vfleet does not have yet (local and embedded only)`,
-  );
-}
-// -------------------------------------------------------------------------------------------------
 
 /** Real-engine settings a worker takes from its environment. */
 export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {

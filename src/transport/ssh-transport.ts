@@ -8,7 +8,7 @@
 // logins, which run without privilege separation — see README.md.)
 import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type { ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
 import ssh2 from 'ssh2';
 import { VfleetError } from '../model/errors.js';
@@ -557,6 +557,43 @@ export class SshTransport implements Transport {
       });
       return stream;
     });
+  }
+
+  /**
+   * A stream to a unix socket on the host through OpenSSH's streamlocal forwarding
+   * (`direct-streamlocal@openssh.com`; the server's AllowStreamLocalForwarding, yes by default).
+   * It holds one channel slot until it closes.
+   */
+  async connectUnixSocket(path: string): Promise<Duplex> {
+    const release = await this.#slots.acquire();
+    try {
+      const conn = await this.#connection();
+      const stream = await new Promise<Duplex>((resolve, reject) =>
+        conn.client.openssh_forwardOutStreamLocal(path, (e, channel) =>
+          e ? reject(e) : resolve(channel),
+        ),
+      );
+      let released = false;
+      const done = () => {
+        if (!released) {
+          released = true;
+          release();
+        }
+      };
+      stream.once('close', done);
+      stream.once('error', done);
+      return stream;
+    } catch (e) {
+      release();
+      if (e instanceof VfleetError) throw e;
+      const error = Object.assign(
+        new Error(
+          `${this.host}: cannot connect to ${path}: ${e instanceof Error ? e.message : String(e)}`,
+        ),
+        { code: 'ECONNREFUSED' },
+      );
+      throw error;
+    }
   }
 
   async close(): Promise<void> {

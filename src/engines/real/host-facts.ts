@@ -88,10 +88,7 @@ export async function staticFacts(t: Transport) {
     out(t, ['uname', '-m']),
     readText(t, '/etc/os-release'),
     out(t, ['qemu-system-x86_64', '--version']),
-    t.exec(['test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm']).then(
-      (r) => r.code === 0,
-      () => false,
-    ),
+    kvmUsable(t),
     findCgroup2(t),
     out(t, ['unshare', '--version']),
   ]);
@@ -116,4 +113,21 @@ export async function liveFacts(t: Transport, dataDir: string) {
     throw new Error(`${t.host}: cannot read /proc/meminfo`);
   }
   return { memoryMiB: parseMeminfo(meminfo), diskGiB: df ? parseDf(df) : 0 };
+}
+
+/**
+ * Whether KVM can run a stock guest: /dev/kvm readable and writable, and not PVM's KVM
+ * (kvm_pvm: nested virtualization that only runs guest kernels built for it; a stock Debian
+ * kernel stops after decompressing, and QEMU's accel=kvm:tcg picks KVM and hangs there).
+ */
+export async function kvmUsable(t: Transport): Promise<boolean> {
+  const open = await t.exec(['test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm']).then(
+    (r) => r.code === 0,
+    () => false,
+  );
+  if (!open) return false;
+  return t.exec(['test', '-d', '/sys/module/kvm_pvm']).then(
+    (r) => r.code !== 0,
+    () => false,
+  );
 }

@@ -21,6 +21,7 @@ import {
   signal,
   waitFor,
 } from './host-commands.js';
+import { kvmUsable } from './host-facts.js';
 import type { StagedFile } from './image-staging.js';
 import type {
   DriverContext,
@@ -31,7 +32,10 @@ import type {
 import { qmp } from './qmp-client.js';
 
 export interface QemuDriverOptions {
-  /** QEMU's -machine accel=…; default `kvm:tcg` (KVM where it works, else emulation). */
+  /**
+   * QEMU's -machine accel=…; default: `kvm:tcg` where the host's KVM can run a stock guest
+   * (host-facts.ts kvmUsable), else `tcg` (emulation).
+   */
   readonly accel?: string;
   /** How long the guest has to power off after the ACPI power button before `quit`. Default 30 s. */
   readonly stopTimeoutMs?: number;
@@ -46,13 +50,14 @@ const MAX_SOCKET_PATH = 107;
 
 export class QemuDriver implements InstanceDriver {
   readonly kind = 'vm' as const;
-  private readonly accel: string;
+  private readonly accel: string | undefined;
+  private readonly accelOf = new Map<string, Promise<string>>();
   private readonly stopTimeoutMs: number;
   private readonly qmpTimeoutMs: number;
   private readonly binary: string;
 
   constructor(options: QemuDriverOptions = {}) {
-    this.accel = options.accel ?? 'kvm:tcg';
+    this.accel = options.accel;
     this.stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
     this.qmpTimeoutMs = options.qmpTimeoutMs ?? 5_000;
     this.binary = options.binary ?? 'qemu-system-x86_64';
@@ -117,8 +122,18 @@ export class QemuDriver implements InstanceDriver {
     return {
       staged,
       packages: { ...request.image.packages },
-      driver: { accel: this.accel },
+      driver: { accel: await this.accelFor(ctx) },
     };
+  }
+
+  private accelFor(ctx: DriverContext): Promise<string> {
+    if (this.accel !== undefined) return Promise.resolve(this.accel);
+    let known = this.accelOf.get(ctx.t.host);
+    if (!known) {
+      known = kvmUsable(ctx.t).then((kvm) => (kvm ? 'kvm:tcg' : 'tcg'));
+      this.accelOf.set(ctx.t.host, known);
+    }
+    return known;
   }
 
   async start(ctx: DriverContext, record: InstanceRecord): Promise<void> {
@@ -139,7 +154,7 @@ export class QemuDriver implements InstanceDriver {
       '-name',
       record.name,
       '-machine',
-      `accel=${this.accel}`,
+      `accel=${await this.accelFor(ctx)}`,
       '-nodefaults',
       '-no-user-config',
       '-smp',
