@@ -8,7 +8,7 @@ import type { EngineInstance, HostEngine } from '../engines/host-engine.js';
 import { RealEngine, type RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity } from '../model/diagnostic.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';
-import type { Fleet, Host } from '../model/fleet.js';
+import type { Fleet } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
 import { queuePrefix } from '../state/keys.js';
