@@ -3,6 +3,7 @@
 import { stringify } from 'csv-stringify/sync';
 import type { AuditKind, AuditReport } from '../../../audit/report.js';
 import { VfleetError } from '../../../model/errors.js';
+import { licenseTables } from './tables.js';
 
 export const CSV_COLUMNS: Readonly<Record<AuditKind, readonly string[]>> = {
   licenses: [
@@ -41,19 +42,8 @@ export function renderAuditCsv(report: AuditReport): string {
   const kind = report.kinds[0] as AuditKind;
   const rows: Array<Array<string | number | null>> = [];
   if (kind === 'licenses') {
-    for (const p of report.licenses?.pools ?? []) {
-      rows.push([
-        p.pool,
-        p.product,
-        p.metric,
-        p.entitlement,
-        p.used,
-        p.needed,
-        p.available,
-        p.shortfall,
-        p.status,
-      ]);
-    }
+    // The same rows as the License pools table of text, md and html.
+    rows.push(...(licenseTables(report)[0]?.rows ?? []).map((r) => [...r]));
   } else if (kind === 'patches') {
     const subjects = new Map(
       (report.patches?.subjects ?? []).map((s) => [`${s.kind}\u0000${s.subject}`, s]),

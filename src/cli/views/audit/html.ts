@@ -2,6 +2,7 @@
 // nothing fetched (a Content-Security-Policy of default-src 'none' says so to the browser). Made
 // to be attached to an audit, opened from a CI artifact, or printed.
 import { type AuditReport, describeFinding } from '../../../audit/report.js';
+import { type AuditTable, failoverTables, licenseTables, patchTables } from './tables.js';
 
 /** The chart colours; the screenshot test counts pixels of exactly these. */
 export const CHART_COLOURS = {
@@ -22,22 +23,19 @@ function h(text: string | number | null | undefined): string {
     .replace(/'/g, '&#39;');
 }
 
-function htmlTable(
-  head: readonly string[],
-  rows: ReadonlyArray<ReadonlyArray<string | number | null>>,
-  statusColumn = -1,
-): string {
-  const body = rows
+function htmlTable(t: AuditTable, level = 'h3'): string {
+  if (t.rows.length === 0) return '';
+  const body = t.rows
     .map(
       (r) =>
         `<tr>${r
           .map((v, i) =>
-            i === statusColumn ? `<td class="s-${h(v)}">${h(v)}</td>` : `<td>${h(v)}</td>`,
+            i === t.statusColumn ? `<td class="s-${h(v)}">${h(v)}</td>` : `<td>${h(v)}</td>`,
           )
           .join('')}</tr>`,
     )
     .join('\n');
-  return `<table><thead><tr>${head.map((x) => `<th>${h(x)}</th>`).join('')}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+  return `<${level}>${h(t.title)}</${level}>\n<table><thead><tr>${t.head.map((x) => `<th>${h(x)}</th>`).join('')}</tr></thead><tbody>\n${body}\n</tbody></table>`;
 }
 
 const BAR = { label: 190, width: 520, height: 22, gap: 12 };
@@ -178,51 +176,7 @@ export function renderAuditHtml(report: AuditReport): string {
         [CHART_COLOURS.shortfall, 'beyond the entitlement'],
       ]),
     );
-    parts.push(
-      htmlTable(
-        [
-          'Pool',
-          'Product',
-          'Metric',
-          'Owned',
-          'Used',
-          'Needed',
-          'Available',
-          'Shortfall',
-          'Status',
-        ],
-        l.pools.map((p) => [
-          p.pool,
-          p.product,
-          p.metric,
-          p.entitlement,
-          p.used,
-          p.needed,
-          p.available,
-          p.shortfall,
-          p.status,
-        ]),
-        8,
-      ),
-    );
-    if (l.hosts.length > 0) {
-      parts.push('<h3>Counted hosts</h3>');
-      parts.push(
-        htmlTable(
-          ['Pool', 'Host', 'Cores', 'Sockets', 'Units', 'Assigned', 'Runs', 'Failover target for'],
-          l.hosts.map((x) => [
-            x.pool,
-            x.host,
-            x.cores,
-            x.sockets,
-            x.units,
-            x.assigned ? 'yes' : 'no',
-            x.runs.join(' '),
-            x.failoverFor.join(' '),
-          ]),
-        ),
-      );
-    }
+    for (const t of licenseTables(report)) parts.push(htmlTable(t));
   }
   const p = report.patches;
   if (p) {
@@ -260,34 +214,7 @@ export function renderAuditHtml(report: AuditReport): string {
         [CHART_COLOURS.notApplicable, 'not applicable'],
       ]),
     );
-    const needed = p.byPackage.filter((x) => x.outdated + x.missing > 0);
-    if (needed.length > 0) {
-      parts.push('<h3>Updates needed</h3>');
-      parts.push(
-        htmlTable(
-          ['Package', 'Baseline', 'Required', 'Outdated', 'Missing', 'Subjects checked'],
-          needed.map((x) => [x.package, x.baseline, x.required, x.outdated, x.missing, x.subjects]),
-        ),
-      );
-    }
-    parts.push('<h3>Subjects</h3>');
-    parts.push(
-      htmlTable(
-        ['Subject', 'Kind', 'Host', 'Baseline', 'OS', 'Status', 'Compliant', 'Outdated', 'Missing'],
-        p.subjects.map((x) => [
-          x.subject,
-          x.kind,
-          x.host,
-          x.baseline,
-          x.os,
-          x.status,
-          x.compliant,
-          x.outdated,
-          x.missing,
-        ]),
-        5,
-      ),
-    );
+    for (const t of patchTables(report).slice(1)) parts.push(htmlTable(t));
   }
   const f = report.failover;
   if (f) {
@@ -298,42 +225,7 @@ export function renderAuditHtml(report: AuditReport): string {
       parts.push(
         `<p>Any ${f.tolerate} ${h(f.domain)} may fail: ${f.covered} of ${f.protected} protected instances have a working failover host.</p>`,
       );
-      parts.push(
-        htmlTable(
-          ['Failure of', 'Hosts', 'Protected', 'Covered', 'Status'],
-          f.scenarios.map((x) => [x.domain, x.hosts.join(' '), x.protected, x.covered, x.status]),
-          4,
-        ),
-      );
-      parts.push('<h3>Protected instances</h3>');
-      parts.push(
-        htmlTable(
-          ['Instance', 'Host', 'Domain', 'Failover host', 'Failover domain', 'Status'],
-          f.instances.map((i) => [
-            i.instance,
-            i.host,
-            i.domain,
-            i.failoverHost,
-            i.failoverDomain,
-            i.status,
-          ]),
-          5,
-        ),
-      );
-      parts.push('<h3>Standby reserve per host</h3>');
-      parts.push(
-        htmlTable(
-          ['Host', 'Domain', 'Reserved vCPU', 'Reserved MiB', 'Free vCPU', 'Free MiB'],
-          f.reserves.map((r) => [
-            r.host,
-            r.domain,
-            r.reserved.vcpus,
-            r.reserved.memoryMiB,
-            r.free.vcpus,
-            r.free.memoryMiB,
-          ]),
-        ),
-      );
+      for (const t of failoverTables(report)) parts.push(htmlTable(t));
     }
   }
   return [

@@ -1,6 +1,7 @@
 // The audit report as GitHub-flavoured Markdown: for a pull request comment or
 // $GITHUB_STEP_SUMMARY. Findings first, then the tables; every cell escaped.
 import { type AuditReport, describeFinding } from '../../../audit/report.js';
+import { type Cell, failoverTables, licenseTables, patchTables } from './tables.js';
 
 function cell(v: string | number | null | undefined): string {
   if (v === null || v === undefined || v === '') return '–';
@@ -47,84 +48,17 @@ export function renderAuditMarkdown(report: AuditReport): string {
     for (const f of report.findings) out.push(`- ${cell(describeFinding(f))}`);
     out.push('');
   }
-  const l = report.licenses;
-  if (l) {
-    out.push('### License pools', '');
-    out.push(
-      mdTable(
-        ['Pool', 'Metric', 'Owned', 'Used', 'Needed', 'Available', 'Shortfall', 'Status'],
-        l.pools.map((p) => [
-          p.pool,
-          p.metric,
-          p.entitlement,
-          p.used,
-          p.needed,
-          p.available,
-          p.shortfall,
-          p.status,
-        ]),
-      ),
-      '',
-    );
-    if (l.hosts.length > 0) {
-      out.push('<details><summary>Counted hosts</summary>', '');
-      out.push(
-        mdTable(
-          ['Pool', 'Host', 'Cores', 'Sockets', 'Units', 'Runs', 'Failover for'],
-          l.hosts.map((h) => [
-            h.pool,
-            h.host,
-            h.cores,
-            h.sockets,
-            h.units,
-            h.runs.join(' '),
-            h.failoverFor.join(' '),
-          ]),
-        ),
-        '',
-        '</details>',
-        '',
-      );
-    }
-  }
-  const p = report.patches;
-  if (p) {
-    out.push('### Patch baselines', '');
-    out.push(
-      mdTable(
-        ['Baseline', 'Subjects', 'Compliant', 'Non-compliant', 'Not applicable'],
-        p.baselines.map((b) => [
-          b.baseline,
-          b.subjects,
-          b.compliant,
-          b.nonCompliant,
-          b.notApplicable,
-        ]),
-      ),
-      '',
-    );
-    const needed = p.byPackage.filter((x) => x.outdated + x.missing > 0);
-    if (needed.length > 0) {
-      out.push('### Updates needed', '');
-      out.push(
-        mdTable(
-          ['Package', 'Baseline', 'Required', 'Outdated', 'Missing'],
-          needed.map((x) => [x.package, x.baseline, x.required, x.outdated, x.missing]),
-        ),
-        '',
-      );
-    }
-  }
-  const f = report.failover;
-  if (f && f.tolerate > 0) {
-    out.push(`### Failure scenarios (any ${f.tolerate} ${cell(f.domain)})`, '');
-    out.push(
-      mdTable(
-        ['Domain', 'Protected', 'Covered', 'Status'],
-        f.scenarios.map((x) => [x.domain, x.protected, x.covered, x.status]),
-      ),
-      '',
-    );
+  // A pull request comment stays short: the pools, what needs updating, the scenarios; the
+  // long tables (counted hosts, subjects) fold away.
+  const folded = new Set(['Counted hosts', 'Subjects', 'Protected instances']);
+  const shown = new Set(['License pools', 'Patch baselines', 'Updates needed', ...folded]);
+  for (const t of [...licenseTables(report), ...patchTables(report), ...failoverTables(report)]) {
+    if (t.rows.length === 0 || !(shown.has(t.title) || t.title.startsWith('Failure scenarios')))
+      continue;
+    const body = mdTable(t.head, t.rows);
+    if (folded.has(t.title))
+      out.push(`<details><summary>${t.title}</summary>`, '', body, '', '</details>', '');
+    else out.push(`### ${t.title}`, '', body, '');
   }
   return `${out.join('\n').trimEnd()}\n`;
 }

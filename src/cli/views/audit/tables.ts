@@ -1,0 +1,172 @@
+// The audit report's tables, defined once: title, columns and rows. text, md and html render
+// the same tables (each in its own syntax); CSV has its own, machine-named columns (csv.ts).
+import type { AuditReport } from '../../../audit/report.js';
+
+export type Cell = string | number | null;
+
+export interface AuditTable {
+  readonly title: string;
+  readonly head: readonly string[];
+  readonly rows: ReadonlyArray<readonly Cell[]>;
+  /** The column holding a status word, which html colours. */
+  readonly statusColumn?: number;
+}
+
+const words = (items: readonly string[]) => items.join(' ');
+
+export function licenseTables(report: AuditReport): AuditTable[] {
+  const l = report.licenses;
+  if (!l) return [];
+  return [
+    {
+      title: 'License pools',
+      head: [
+        'Pool',
+        'Product',
+        'Metric',
+        'Owned',
+        'Used',
+        'Needed',
+        'Available',
+        'Shortfall',
+        'Status',
+      ],
+      rows: l.pools.map((p) => [
+        p.pool,
+        p.product,
+        p.metric,
+        p.entitlement,
+        p.used,
+        p.needed,
+        p.available,
+        p.shortfall,
+        p.status,
+      ]),
+      statusColumn: 8,
+    },
+    {
+      title: 'Counted hosts',
+      head: [
+        'Pool',
+        'Host',
+        'Cores',
+        'Sockets',
+        'Units',
+        'Assigned',
+        'Runs',
+        'Failover target for',
+      ],
+      rows: l.hosts.map((h) => [
+        h.pool,
+        h.host,
+        h.cores,
+        h.sockets,
+        h.units,
+        h.assigned ? 'yes' : 'no',
+        words(h.runs),
+        words(h.failoverFor),
+      ]),
+    },
+    {
+      title: 'Licensed instances',
+      head: ['Instance', 'Pools'],
+      rows: l.instances.map((i) => [i.instance, words(i.pools)]),
+    },
+  ];
+}
+
+export function patchTables(report: AuditReport): AuditTable[] {
+  const p = report.patches;
+  if (!p) return [];
+  return [
+    {
+      title: 'Patch baselines',
+      head: ['Baseline', 'Subjects', 'Compliant', 'Non-compliant', 'Not applicable'],
+      rows: p.baselines.map((b) => [
+        b.baseline,
+        b.subjects,
+        b.compliant,
+        b.nonCompliant,
+        b.notApplicable,
+      ]),
+    },
+    {
+      title: 'Updates needed',
+      head: ['Package', 'Baseline', 'Required', 'Outdated', 'Missing', 'Subjects checked'],
+      rows: p.byPackage
+        .filter((x) => x.outdated + x.missing > 0)
+        .map((x) => [x.package, x.baseline, x.required, x.outdated, x.missing, x.subjects]),
+    },
+    {
+      title: 'Subjects',
+      head: [
+        'Subject',
+        'Kind',
+        'Host',
+        'Baseline',
+        'OS',
+        'Status',
+        'Compliant',
+        'Outdated',
+        'Missing',
+      ],
+      rows: p.subjects.map((x) => [
+        x.subject,
+        x.kind,
+        x.host,
+        x.baseline,
+        x.os,
+        x.status,
+        x.compliant,
+        x.outdated,
+        x.missing,
+      ]),
+      statusColumn: 5,
+    },
+  ];
+}
+
+export function failoverTables(report: AuditReport): AuditTable[] {
+  const f = report.failover;
+  if (!f || f.tolerate === 0) return [];
+  return [
+    {
+      title: `Failure scenarios (any ${f.tolerate} ${f.domain} fails)`,
+      head: ['Failure of', 'Hosts', 'Protected', 'Covered', 'Status', 'Short of'],
+      rows: f.scenarios.map((x) => [
+        x.domain,
+        words(x.hosts),
+        x.protected,
+        x.covered,
+        x.status,
+        words(x.overloads.map((o) => `${o.host}:${o.resource}:${o.needed}>${o.free}`)),
+      ]),
+      statusColumn: 4,
+    },
+    {
+      title: 'Protected instances',
+      head: ['Instance', 'Host', 'Domain', 'Failover host', 'Failover domain', 'Status'],
+      rows: f.instances.map((i) => [
+        i.instance,
+        i.host,
+        i.domain,
+        i.failoverHost,
+        i.failoverDomain,
+        i.status,
+      ]),
+      statusColumn: 5,
+    },
+    {
+      title: 'Standby reserve per host',
+      head: ['Host', 'Domain', 'Reserved vCPU', 'Reserved MiB', 'Free vCPU', 'Free MiB'],
+      rows: f.reserves.map((r) => [
+        r.host,
+        r.domain,
+        r.reserved.vcpus,
+        r.reserved.memoryMiB,
+        r.free.vcpus,
+        r.free.memoryMiB,
+      ]),
+    },
+  ];
+}
