@@ -1,7 +1,7 @@
 // The audit report as GitHub-flavoured Markdown: for a pull request comment or
 // $GITHUB_STEP_SUMMARY. Findings first, then the tables; every cell escaped.
 import { type AuditReport, describeFinding } from '../../../audit/report.js';
-import { type Cell, failoverTables, licenseTables, patchTables } from './tables.js';
+import { failoverTables, licenseTables, patchTables } from './tables.js';
 
 function cell(v: string | number | null | undefined): string {
   if (v === null || v === undefined || v === '') return '–';
