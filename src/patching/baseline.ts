@@ -26,27 +26,52 @@ export function baselineApplies(
   return osMatches(baseline.appliesTo, os);
 }
 
+/** A baseline's minimum, sorted by package name once per baseline object. */
+const sortedMinimum = new WeakMap<object, ReadonlyArray<readonly [string, string]>>();
+
+function minimumOf(baseline: Pick<PatchBaseline, 'minimum'>) {
+  let sorted = sortedMinimum.get(baseline);
+  if (!sorted) {
+    sorted = Object.entries(baseline.minimum).sort(([a], [b]) => (a < b ? -1 : 1));
+    sortedMinimum.set(baseline, sorted);
+  }
+  return sorted;
+}
+
+/** compareDebianVersions with a memory: a fleet has many instances but few distinct versions. */
+export function memoizedCompare(): (a: string, b: string) => number {
+  const known = new Map<string, number>();
+  return (a, b) => {
+    const key = `${a}\u0000${b}`;
+    let result = known.get(key);
+    if (result === undefined) {
+      result = compareDebianVersions(a, b);
+      known.set(key, result);
+    }
+    return result;
+  };
+}
+
 export function evaluateBaseline(
   baseline: Pick<PatchBaseline, 'appliesTo' | 'minimum'>,
   os: { readonly family: string; readonly release: string; readonly arch: string },
   installed: PackageVersions,
+  compare: (a: string, b: string) => number = compareDebianVersions,
 ): BaselineResult {
   if (!baselineApplies(baseline, os)) return { applicable: false };
-  const packages = Object.entries(baseline.minimum)
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([name, required]): PackageFinding => {
-      const key = installedKey(installed, name, os.arch);
-      const version = key === null ? undefined : installed[key];
-      if (key === null || version === undefined)
-        return { package: name, installedAs: null, installed: null, required, status: 'missing' };
-      return {
-        package: name,
-        installedAs: key,
-        installed: version,
-        required,
-        status: compareDebianVersions(version, required) >= 0 ? 'compliant' : 'outdated',
-      };
-    });
+  const packages = minimumOf(baseline).map(([name, required]): PackageFinding => {
+    const key = installedKey(installed, name, os.arch);
+    const version = key === null ? undefined : installed[key];
+    if (key === null || version === undefined)
+      return { package: name, installedAs: null, installed: null, required, status: 'missing' };
+    return {
+      package: name,
+      installedAs: key,
+      installed: version,
+      required,
+      status: compare(version, required) >= 0 ? 'compliant' : 'outdated',
+    };
+  });
   return { applicable: true, packages };
 }
 

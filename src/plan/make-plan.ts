@@ -30,7 +30,7 @@ import {
   type Plan,
   type PlanAction,
 } from '../model/plan.js';
-import { evaluateBaseline, packagesToRaise } from '../patching/baseline.js';
+import { evaluateBaseline, memoizedCompare, packagesToRaise } from '../patching/baseline.js';
 
 export interface PlanMeta {
   readonly id: string;
@@ -169,6 +169,7 @@ function patchActions(
   // below its baseline, and no job is planned that would only fail.
   const patchable = new Set(fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name));
   const lastOfGroup = new Map<string, string>();
+  const compare = memoizedCompare();
   const patches: PlanAction[] = [];
   const entries = [...placement.placements].sort((a, b) =>
     a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0,
@@ -184,7 +185,7 @@ function patchActions(
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';
     const installed: PackageVersions =
       fresh || before?.packages === undefined ? image.packages : before.packages;
-    const result = evaluateBaseline(baseline, image.os, installed);
+    const result = evaluateBaseline(baseline, image.os, installed, compare);
     if (!result.applicable) continue;
     const raise = packagesToRaise(result.packages);
     if (Object.keys(raise).length === 0) continue;
