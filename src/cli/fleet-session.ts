@@ -14,7 +14,7 @@ import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
 import { queuePrefix } from '../state/keys.js';
 import { connectRedis, type RedisConnection } from '../state/redis-server.js';
 import { openTransport } from '../transport/open-transport.js';
-import type { Transport } from '../transport/transport.js';
+import { type Transport, withCommandTimeout } from '../transport/transport.js';
 import { readAndLoadFleet } from './read-spec.js';
 import type { Terminal } from './terminal.js';
 import { renderValidate } from './views/diagnostics-view.js';
@@ -85,6 +85,8 @@ export async function openFleet(
   const extra: Redis[] = [];
   const bootLatencyMs = Number(process.env.VFLEET_EMBEDDED_BOOT_MS ?? 10);
   const realOptions = realEngineOptions(process.env);
+  // Every host command ends within this (copying a disk included), so a hung one is retried.
+  const commandTimeoutMs = Number(process.env.VFLEET_COMMAND_TIMEOUT_MS ?? 600_000);
   const cache = new Map<string, HostEngine>();
   const transports: Transport[] = [];
   const lookup = {
@@ -97,7 +99,7 @@ export async function openFleet(
       if (host.engine === 'embedded') {
         engine = new EmbeddedEngine(connection.redis, spec.fleet.name, host, { bootLatencyMs });
       } else {
-        const transport = openTransport(host);
+        const transport = withCommandTimeout(openTransport(host), commandTimeoutMs);
         transports.push(transport);
         engine = new RealEngine(host, transport, realOptions);
       }
