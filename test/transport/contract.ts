@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { isVfleetError } from '../../src/model/errors.js';
 import { copyFile, run, type Transport } from '../../src/transport/transport.js';
 
@@ -67,7 +67,11 @@ export function transportContract(name: string, make: () => Promise<TransportFix
     });
 
     it('keeps stdout and stderr apart, byte for byte', async () => {
-      const result = await f.a.exec(['sh', '-c', "printf '\\000\\001\\377out'; printf 'err\\n' >&2"]);
+      const result = await f.a.exec([
+        'sh',
+        '-c',
+        "printf '\\000\\001\\377out'; printf 'err\\n' >&2",
+      ]);
       assert.deepEqual(result.stdout, Buffer.from([0, 1, 255, 0x6f, 0x75, 0x74]));
       assert.equal(result.stderr.toString(), 'err\n');
     });
@@ -113,7 +117,10 @@ export function transportContract(name: string, make: () => Promise<TransportFix
     });
 
     it('kills the whole command on timeout: nothing is left running', async () => {
-      await rejectsWith(f.a.exec(treeScript(f.dir, 'timeout'), { timeoutMs: 1_000 }), 'command-timeout');
+      await rejectsWith(
+        f.a.exec(treeScript(f.dir, 'timeout'), { timeoutMs: 1_000 }),
+        'command-timeout',
+      );
       const self = (await f.a.readFile(`${f.dir}/timeout.self`)).toString().trim();
       const child = (await f.a.readFile(`${f.dir}/timeout.child`)).toString().trim();
       await eventually(async () => !(await alive(f.a, self)), `pid ${self} gone`);

@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import ssh2 from 'ssh2';
 import { isVfleetError, type VfleetError } from '../../src/model/errors.js';
 import { SshTransport } from '../../src/transport/ssh-transport.js';
@@ -59,7 +59,10 @@ const running = (pid: string) => {
 };
 
 const accepted = (sshd: TestSshd) =>
-  sshd.log().split('\n').filter((line) => line.startsWith('Accepted publickey')).length;
+  sshd
+    .log()
+    .split('\n')
+    .filter((line) => line.startsWith('Accepted publickey')).length;
 
 describe('ssh transport: the pinned host key', () => {
   let sshd: TestSshd;
@@ -143,7 +146,17 @@ describe('ssh transport: identities and failures to connect', () => {
   it('refuses an encrypted, a broken or a public key file without quoting it', async () => {
     const encrypted = `${scratch}/encrypted`;
     const passphrase = 'correct horse battery staple';
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', '', '-f', encrypted]);
+    execFileSync('ssh-keygen', [
+      '-q',
+      '-t',
+      'ed25519',
+      '-N',
+      passphrase,
+      '-C',
+      '',
+      '-f',
+      encrypted,
+    ]);
     const broken = `${scratch}/broken`;
     const whole = readFileSync(sshd.clientKeyPath, 'utf8');
     writeFileSync(broken, whole.slice(0, whole.length - 60));
