@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { fromRoot } from './helpers/paths.js';
 
 const PURE = ['spec', 'model', 'scheduler', 'licensing', 'patching', 'plan', 'audit'];
-const ADAPTERS = ['state', 'queue', 'engines', 'controller', 'cli'];
+const ADAPTERS = ['state', 'queue', 'engines', 'transport', 'controller', 'cli'];
 const FORBIDDEN_PACKAGES = [
   'ioredis',
   'bullmq',

@@ -22,7 +22,10 @@ const { Client, utils } = ssh2;
 type SshClient = InstanceType<typeof Client>;
 
 export interface SshTransportOptions {
-  /** Channels open at once on the connection, SFTP included; sshd's MaxSessions (default 10). */
+  /**
+   * Channels open at once on the connection (sshd's MaxSessions, default 10): one is the SFTP
+   * session's, one is kept free for kills, the rest run commands. At least 3.
+   */
   readonly maxSessions?: number;
   /** The TCP connect, key exchange and authentication together (ms). */
   readonly readyTimeoutMs?: number;
@@ -62,8 +65,6 @@ interface Connection {
   /** Process groups of the commands running on it, to kill after a drop. */
   readonly running: Set<number>;
   sftp?: Promise<SFTPWrapper>;
-  /** Gives the SFTP session's channel slot back (also when the connection dies under it). */
-  releaseSftp?: () => void;
 }
 
 interface Stopper {
@@ -129,7 +130,7 @@ export class SshTransport implements Transport {
   readonly #pinned: PinnedHostKey;
   readonly #endpoint: string;
   readonly #options: Required<SshTransportOptions>;
-  /** Commands and the SFTP session; one slot of maxSessions stays free for kills. */
+  /** Commands; the SFTP session and kills have a channel each besides (see maxSessions). */
   readonly #slots: ChannelSlots;
   readonly #killSlot = new ChannelSlots(1);
   #live: Connection | undefined;
@@ -156,10 +157,10 @@ export class SshTransport implements Transport {
       keepaliveCountMax: options.keepaliveCountMax ?? 3,
       killGraceMs: options.killGraceMs ?? 5_000,
     };
-    if (this.#options.maxSessions < 2) {
-      throw new Error('SshTransport: maxSessions must leave one channel for kills (>= 2)');
+    if (this.#options.maxSessions < 3) {
+      throw new Error('SshTransport: maxSessions must be at least 3 (SFTP, kills, commands)');
     }
-    this.#slots = new ChannelSlots(this.#options.maxSessions - 1);
+    this.#slots = new ChannelSlots(this.#options.maxSessions - 2);
   }
 
   async exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
@@ -206,7 +207,10 @@ export class SshTransport implements Transport {
           conn = await Promise.race([this.#connection(), stopper.stopped]);
         } else if ((e as { reason?: unknown }).reason !== undefined && attempt < OPEN_ATTEMPTS) {
           // Refused by sshd, nothing ran: a closing channel may not have been counted down yet.
-          await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+          await Promise.race([
+            new Promise((resolve) => setTimeout(resolve, 25 * attempt)),
+            stopper.stopped,
+          ]);
         } else if (conn.dead || neverSent(e)) {
           throw connectionLost(this.host, this.#endpoint, `starting ${program}`);
         } else {
@@ -351,6 +355,14 @@ export class SshTransport implements Transport {
             ),
           );
         }
+        if (e.level === 'handshake' && /host key format/.test(e.message)) {
+          return fail(
+            new VfleetError(
+              'host-key-mismatch',
+              `${this.host} (${this.#endpoint}): the host offers no key of the pinned kind (${this.#pinned.algorithms?.join(', ')}), so not the pinned ${this.#pinned.fingerprint}; refusing to connect`,
+            ),
+          );
+        }
         if (e.level === 'client-authentication') {
           return fail(
             new VfleetError(
@@ -423,7 +435,6 @@ export class SshTransport implements Transport {
     conn.dead = true;
     for (const group of conn.running) this.#orphans.add(group);
     conn.running.clear();
-    conn.releaseSftp?.();
     conn.client.destroy();
   }
 
@@ -464,21 +475,16 @@ export class SshTransport implements Transport {
   async #sftp(): Promise<{ conn: Connection; sftp: SFTPWrapper }> {
     const conn = await this.#connection();
     conn.sftp ??= (async () => {
-      const release = await this.#slots.acquire();
-      conn.releaseSftp = release;
-      if (conn.dead) release();
       try {
         const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
           conn.client.sftp((e, s) => (e ? reject(e) : resolve(s))),
         );
         sftp.once('close', () => {
           conn.sftp = undefined;
-          release();
         });
         return sftp;
       } catch (e) {
         conn.sftp = undefined;
-        release();
         if (conn.dead || neverSent(e)) {
           this.#discard(conn);
           throw connectionLost(this.host, this.#endpoint, 'opening SFTP');

@@ -103,6 +103,16 @@ describe('ssh transport: the pinned host key', () => {
     assert.deepEqual(authLines(sshd), []);
   });
 
+  it('refuses a pinned key of a kind the host does not have', async () => {
+    execFileSync('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-C', '', '-f', `${scratch}/ecdsa`]);
+    const line = readFileSync(`${scratch}/ecdsa.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+    const transport = new SshTransport(sshd.host('pinned', { hostKey: line }));
+    const e = await failure(transport.exec(['true']));
+    assert.equal(e.code, 'host-key-mismatch');
+    assert.equal(e.retryable, false);
+    assert.deepEqual(authLines(sshd), []);
+  });
+
   it('accepts the pinned key, as a key line or as its fingerprint', async () => {
     for (const hostKey of [sshd.hostKey, sshd.hostKeyFingerprint]) {
       const transport = new SshTransport(sshd.host('pinned', { hostKey }));
@@ -261,19 +271,22 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
     await transport.close();
     assert.ok(results.every((r, i) => r.code === 0 && r.stdout.toString().endsWith(`c${i}\n`)));
     const peak = Math.max(...results.map((r) => Number(r.stdout.toString().split('\n')[0])));
-    assert.ok(peak <= 9, `at most maxSessions - 1 commands at once, saw ${peak}`);
+    assert.ok(peak <= 8, `at most maxSessions - 2 commands at once, saw ${peak}`);
     assert.ok(peak >= 2, `commands did run side by side, saw ${peak}`);
     assert.equal(accepted(sshd) - before, 1, 'one connection');
   });
 
   it('keeps a smaller bound given to the constructor, and times out a queued command', async () => {
-    const transport = new SshTransport(sshd.host('narrow'), { maxSessions: 2 });
+    const transport = new SshTransport(sshd.host('narrow'), { maxSessions: 3 });
+    // The SFTP session holds its own channel: it does not take the one command slot left.
+    await transport.writeFile(`${scratch}/narrow`, 'x');
     const busy = transport.exec(['sleep', '0.5']);
     const canary = `${scratch}/queued-canary`;
     const e = await failure(transport.exec(['touch', canary], { timeoutMs: 100 }));
     assert.equal(e.code, 'command-timeout');
     assert.equal((await busy).code, 0);
     assert.equal(existsSync(canary), false, 'the queued command never ran');
+    assert.equal((await transport.exec(['cat', `${scratch}/narrow`])).stdout.toString(), 'x');
     await transport.close();
   });
 
