@@ -325,6 +325,36 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
     await transport.close();
   });
 
+  it('drops a connection whose peer stopped answering keepalives, then reconnects', async () => {
+    const transport = new SshTransport(sshd.host('stall'), {
+      keepaliveIntervalMs: 150,
+      keepaliveCountMax: 2,
+    });
+    assert.equal((await transport.exec(['true'])).code, 0);
+    const pidFile = `${scratch}/stall.pid`;
+    const inFlight = transport.exec(['sh', '-c', `echo $$ > '${pidFile}'; exec sleep 30`]);
+    inFlight.catch(() => undefined);
+    await eventually(async () => existsSync(pidFile), 'the command started');
+    const pid = readFileSync(pidFile, 'utf8').trim();
+    // The session process freezes: the TCP connection stays up, nothing answers on it.
+    const frozen = sshd.sessionPids();
+    for (const session of frozen) process.kill(session, 'SIGSTOP');
+    try {
+      const e = await failure(inFlight);
+      assert.equal(e.code, 'connection-lost');
+      assert.equal(e.retryable, true);
+      assert.equal((await transport.exec(['echo', 'back'])).stdout.toString(), 'back\n');
+      await eventually(async () => !running(pid), `orphan ${pid} killed`);
+    } finally {
+      for (const session of frozen) {
+        process.kill(session, 'SIGKILL');
+        process.kill(session, 'SIGCONT');
+      }
+      spawnSync('kill', ['-KILL', pid]);
+      await transport.close();
+    }
+  });
+
   it('finds that sshd ignores the SSH "signal" request for root (why the transport kills)', async () => {
     const client = new ssh2.Client();
     await new Promise<void>((resolve, reject) => {
