@@ -6,6 +6,7 @@
 // so a timeout, an abort, or a reconnect after a drop kills the whole group over another
 // channel. (OpenSSH's "signal" channel request is no substitute: sshd refuses it for root
 // logins, which run without privilege separation — see README.md.)
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
@@ -22,7 +23,10 @@ const { Client, utils } = ssh2;
 type SshClient = InstanceType<typeof Client>;
 
 export interface SshTransportOptions {
-  /** Channels open at once on the connection, SFTP included; sshd's MaxSessions (default 10). */
+  /**
+   * Channels open at once on the connection (sshd's MaxSessions, default 10): one is the SFTP
+   * session's, one is kept free for kills, the rest run commands. At least 3.
+   */
   readonly maxSessions?: number;
   /** The TCP connect, key exchange and authentication together (ms). */
   readonly readyTimeoutMs?: number;
@@ -53,7 +57,7 @@ const HEADER_SEARCH_LIMIT = 64 * 1024;
  * (`$SHELL -c LINE`), so no single string exec(2) takes may be longer, NUL included.
  */
 const MAX_COMMAND_LINE_BYTES = 128 * 1024 - 1;
-/** A refused channel open (sshd over MaxSessions for an instant) is tried again this often. */
+/** A refused channel open (sshd over MaxSessions for an instant) is tried this many times. */
 const OPEN_ATTEMPTS = 20;
 
 interface Connection {
@@ -62,8 +66,6 @@ interface Connection {
   /** Process groups of the commands running on it, to kill after a drop. */
   readonly running: Set<number>;
   sftp?: Promise<SFTPWrapper>;
-  /** Gives the SFTP session's channel slot back (also when the connection dies under it). */
-  releaseSftp?: () => void;
 }
 
 interface Stopper {
@@ -129,7 +131,7 @@ export class SshTransport implements Transport {
   readonly #pinned: PinnedHostKey;
   readonly #endpoint: string;
   readonly #options: Required<SshTransportOptions>;
-  /** Commands and the SFTP session; one slot of maxSessions stays free for kills. */
+  /** Commands; the SFTP session and kills have a channel each besides (see maxSessions). */
   readonly #slots: ChannelSlots;
   readonly #killSlot = new ChannelSlots(1);
   #live: Connection | undefined;
@@ -156,10 +158,10 @@ export class SshTransport implements Transport {
       keepaliveCountMax: options.keepaliveCountMax ?? 3,
       killGraceMs: options.killGraceMs ?? 5_000,
     };
-    if (this.#options.maxSessions < 2) {
-      throw new Error('SshTransport: maxSessions must leave one channel for kills (>= 2)');
+    if (this.#options.maxSessions < 3) {
+      throw new Error('SshTransport: maxSessions must be at least 3 (SFTP, kills, commands)');
     }
-    this.#slots = new ChannelSlots(this.#options.maxSessions - 1);
+    this.#slots = new ChannelSlots(this.#options.maxSessions - 2);
   }
 
   async exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
@@ -195,28 +197,46 @@ export class SshTransport implements Transport {
     stopper: Stopper,
   ): Promise<ExecResult> {
     let conn = await Promise.race([this.#connection(), stopper.stopped]);
-    let channel: ExecChannel | undefined;
-    for (let attempt = 1; channel === undefined; attempt++) {
+    let channel: ExecChannel;
+    try {
+      channel = await this.#open(conn, line, stopper.stopped);
+    } catch (e) {
+      if (!neverSent(e)) throw this.#openError(conn, program, e);
+      // The drop happened before this command reached the server: send it on a new connection.
+      this.#discard(conn);
+      conn = await Promise.race([this.#connection(), stopper.stopped]);
       try {
-        channel = await openExec(conn.client, line);
-      } catch (e) {
-        if (neverSent(e) && attempt === 1) {
-          // The drop happened before this command reached the server: a new connection.
-          this.#discard(conn);
-          conn = await Promise.race([this.#connection(), stopper.stopped]);
-        } else if ((e as { reason?: unknown }).reason !== undefined && attempt < OPEN_ATTEMPTS) {
-          // Refused by sshd, nothing ran: a closing channel may not have been counted down yet.
-          await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
-        } else if (conn.dead || neverSent(e)) {
-          throw connectionLost(this.host, this.#endpoint, `starting ${program}`);
-        } else {
-          throw new VfleetError('command-failed', `${this.host}: cannot run ${program}: ${e}`, {
-            cause: e,
-          });
-        }
+        channel = await this.#open(conn, line, stopper.stopped);
+      } catch (again) {
+        throw this.#openError(conn, program, again);
       }
     }
     return this.#collect(conn, channel, program, stdin, stopper);
+  }
+
+  /** An exec channel; an open that sshd refused (nothing ran) is tried again after a pause. */
+  async #open(conn: Connection, line: string, stopped?: Promise<never>): Promise<ExecChannel> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await openExec(conn.client, line);
+      } catch (e) {
+        // sshd counts a closed channel down a moment after the client sees it closed, so an
+        // open right after a close can meet "no more sessions" while the bound was kept.
+        if ((e as { reason?: unknown }).reason === undefined || attempt >= OPEN_ATTEMPTS) throw e;
+        const pause = new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+        await (stopped ? Promise.race([pause, stopped]) : pause);
+      }
+    }
+  }
+
+  #openError(conn: Connection, program: string, e: unknown): VfleetError {
+    if (e instanceof VfleetError) return e; // the stopper's timeout or abort
+    if (conn.dead || neverSent(e)) {
+      return connectionLost(this.host, this.#endpoint, `starting ${program}`);
+    }
+    return new VfleetError('command-failed', `${this.host}: cannot run ${program}: ${e}`, {
+      cause: e,
+    });
   }
 
   #collect(
@@ -300,8 +320,8 @@ export class SshTransport implements Transport {
     if (groups.length === 0) return;
     const release = await this.#killSlot.acquire();
     try {
-      const { stream } = await openExec(
-        conn.client,
+      const { stream } = await this.#open(
+        conn,
         posixCommandLine(['exec', '/bin/sh', '-c', KILLER, 'vfleet-kill', ...groups.map(String)]),
       );
       await new Promise<void>((resolve) => {
@@ -348,6 +368,14 @@ export class SshTransport implements Transport {
             new VfleetError(
               'host-key-mismatch',
               `${this.host} (${this.#endpoint}): the host key presented, ${presented}, is not the pinned ${this.#pinned.fingerprint}; refusing to connect`,
+            ),
+          );
+        }
+        if (e.level === 'handshake' && /host key format/.test(e.message)) {
+          return fail(
+            new VfleetError(
+              'host-key-mismatch',
+              `${this.host} (${this.#endpoint}): the host offers no key of the pinned kind (${this.#pinned.algorithms?.join(', ')}), so not the pinned ${this.#pinned.fingerprint}; refusing to connect`,
             ),
           );
         }
@@ -399,8 +427,10 @@ export class SshTransport implements Transport {
         };
       }
       client.connect(config);
+      // Nagle's algorithm against the peer's delayed ACK costs ~40 ms a round trip, and SFTP
+      // and channel requests are nothing but round trips.
+      client.setNoDelay(true);
     });
-    this.#live = conn;
     if (this.#orphans.size > 0) {
       // Commands that were running when the last connection dropped may still run (sshd does
       // not stop a session's processes when its client goes): stop them before anything new.
@@ -412,6 +442,7 @@ export class SshTransport implements Transport {
         // Dropped again: they stay orphans for the next connection.
       }
     }
+    this.#live = conn; // only now: no command may start before the orphans are gone
     return conn;
   }
 
@@ -420,7 +451,6 @@ export class SshTransport implements Transport {
     conn.dead = true;
     for (const group of conn.running) this.#orphans.add(group);
     conn.running.clear();
-    conn.releaseSftp?.();
     conn.client.destroy();
   }
 
@@ -461,21 +491,16 @@ export class SshTransport implements Transport {
   async #sftp(): Promise<{ conn: Connection; sftp: SFTPWrapper }> {
     const conn = await this.#connection();
     conn.sftp ??= (async () => {
-      const release = await this.#slots.acquire();
-      conn.releaseSftp = release;
-      if (conn.dead) release();
       try {
         const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
           conn.client.sftp((e, s) => (e ? reject(e) : resolve(s))),
         );
         sftp.once('close', () => {
           conn.sftp = undefined;
-          release();
         });
         return sftp;
       } catch (e) {
         conn.sftp = undefined;
-        release();
         if (conn.dead || neverSent(e)) {
           this.#discard(conn);
           throw connectionLost(this.host, this.#endpoint, 'opening SFTP');
@@ -522,7 +547,7 @@ export class SshTransport implements Transport {
   writeFile(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     return this.#withSftp('writeFile', path, async (sftp) => {
-      const temporary = `${path}.vfleet-tmp-${Math.random().toString(36).slice(2, 10)}`;
+      const temporary = `${path}.vfleet-tmp-${randomBytes(6).toString('hex')}`;
       const call = (f: (done: (e?: Error | null) => void) => void) =>
         new Promise<void>((resolve, reject) => f((e) => (e ? reject(e) : resolve())));
       try {
