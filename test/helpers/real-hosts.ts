@@ -9,24 +9,10 @@ import { VfleetError } from '../../src/model/errors.js';
 import type { Host, Resources } from '../../src/model/fleet.js';
 import type { ExecOptions, ExecResult, Transport } from '../../src/transport/transport.js';
 import type { TestImages } from './engine-test-images.js';
+import { aModelHost } from './hosts.js';
 
 export function realHost(name: string, dataDir: string): Host {
-  return {
-    name,
-    engine: 'local',
-    dataDir,
-    labels: {},
-    cpu: { sockets: 1, coresPerSocket: 2, threadsPerCore: 1 },
-    memoryMiB: 2048,
-    diskGiB: 10,
-    os: { family: 'debian', release: '12', arch: 'x86_64' },
-    runs: ['vm', 'container'],
-    overcommit: { cpu: 1, memory: 1 },
-    licenses: [],
-    patchBaseline: undefined,
-    packages: {},
-    packagesFrom: undefined,
-  };
+  return aModelHost({ name, engine: 'local', dataDir, memoryMiB: 2048, diskGiB: 10 });
 }
 
 /** PID 1 of the test sandboxes: exits on SIGTERM (PID 1 of a namespace must handle it itself). */

@@ -8,6 +8,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Host } from '../../src/model/fleet.js';
+import { aModelHost } from './hosts.js';
 
 export interface TestSshd {
   readonly address: string;
@@ -177,30 +178,20 @@ async function startOnce(dir: string, options: TestSshdOptions): Promise<TestSsh
     clientKeyPath,
     logPath,
     pid,
-    host: (name, overrides = {}) => ({
-      name,
-      engine: 'ssh',
-      ssh: {
-        address,
-        port,
-        user: 'root',
-        hostKey: host.publicLine,
-        identityFile: clientKeyPath,
-        ...overrides,
-      },
-      dataDir: `${dir}/data`,
-      labels: {},
-      cpu: { sockets: 1, coresPerSocket: 2, threadsPerCore: 1 },
-      memoryMiB: 4096,
-      diskGiB: 20,
-      os: { family: 'debian', release: '12', arch: 'x86_64' },
-      runs: ['vm', 'container'],
-      overcommit: { cpu: 1, memory: 1 },
-      licenses: [],
-      patchBaseline: undefined,
-      packages: {},
-      packagesFrom: undefined,
-    }),
+    host: (name, overrides = {}) =>
+      aModelHost({
+        name,
+        engine: 'ssh',
+        ssh: {
+          address,
+          port,
+          user: 'root',
+          hostKey: host.publicLine,
+          identityFile: clientKeyPath,
+          ...overrides,
+        },
+        dataDir: `${dir}/data`,
+      }),
     log: readLog,
     sessionPids: () => childrenOf(pid),
     dropConnections: () => killAll(childrenOf(pid)),

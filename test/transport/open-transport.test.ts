@@ -4,21 +4,9 @@ import type { Host } from '../../src/model/fleet.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
 import { openTransport } from '../../src/transport/open-transport.js';
 import { SshTransport } from '../../src/transport/ssh-transport.js';
+import { aModelHost } from '../helpers/hosts.js';
 
-const aHost = (overrides: Partial<Host>): Host => ({
-  name: 'hv-01',
-  engine: 'local',
-  dataDir: '/var/lib/vfleet',
-  labels: {},
-  cpu: { sockets: 1, coresPerSocket: 2, threadsPerCore: 1 },
-  memoryMiB: 4096,
-  diskGiB: 20,
-  os: { family: 'debian', release: '12', arch: 'x86_64' },
-  runs: ['vm', 'container'],
-  overcommit: { cpu: 1, memory: 1 },
-  licenses: [],
-  ...overrides,
-});
+const aHost = (overrides: Partial<Host>): Host => aModelHost({ engine: 'local', ...overrides });
 
 describe('openTransport', () => {
   it('gives a local host the local transport', () => {
