@@ -83,6 +83,8 @@ const DPKG_ARCH: Readonly<Record<string, string>> = {
   ppc64le: 'ppc64el',
 };
 
+export const dpkgArch = (arch: string): string => DPKG_ARCH[arch] ?? arch;
+
 /** Where an inventory has a package: its plain name, or qualified with the architecture. */
 export function installedKey(
   installed: PackageVersions,
@@ -90,7 +92,7 @@ export function installedKey(
   arch: string,
 ): string | null {
   if (installed[name] !== undefined) return name;
-  const qualified = `${name}:${DPKG_ARCH[arch] ?? arch}`;
+  const qualified = `${name}:${dpkgArch(arch)}`;
   return installed[qualified] !== undefined ? qualified : null;
 }
 

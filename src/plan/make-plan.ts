@@ -30,7 +30,12 @@ import {
   type Plan,
   type PlanAction,
 } from '../model/plan.js';
-import { evaluateBaseline, memoizedCompare, packagesToRaise } from '../patching/baseline.js';
+import {
+  dpkgArch,
+  evaluateBaseline,
+  memoizedCompare,
+  packagesToRaise,
+} from '../patching/baseline.js';
 
 export interface PlanMeta {
   readonly id: string;
@@ -170,6 +175,7 @@ function patchActions(
   const patchable = new Set(fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name));
   const lastOfGroup = new Map<string, string>();
   const compare = memoizedCompare();
+  const verdicts = new Map<string, { raise: PackageVersions; changes: string[] } | null>();
   const patches: PlanAction[] = [];
   const entries = [...placement.placements].sort((a, b) =>
     a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0,
@@ -185,13 +191,26 @@ function patchActions(
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';
     const installed: PackageVersions =
       fresh || before?.packages === undefined ? image.packages : before.packages;
-    const result = evaluateBaseline(baseline, image.os, installed, compare);
-    if (!result.applicable) continue;
-    const raise = packagesToRaise(result.packages);
-    if (Object.keys(raise).length === 0) continue;
-    const changes = result.packages
-      .filter((p) => p.status !== 'compliant')
-      .map((p) => `${p.package} ${p.installed ?? 'missing'} → ${p.required}`);
+    // Instances of one image mostly share their versions of the baseline's packages: the verdict
+    // is memoized by those versions, so 100,000 instances cost a few evaluations.
+    const signature = `${baseline.name}\u0000${image.name}\u0000${Object.keys(baseline.minimum)
+      .map((name) => installed[name] ?? installed[`${name}:${dpkgArch(image.os.arch)}`] ?? '')
+      .join('\u0000')}`;
+    let verdict = verdicts.get(signature);
+    if (verdict === undefined) {
+      const result = evaluateBaseline(baseline, image.os, installed, compare);
+      verdict = !result.applicable
+        ? null
+        : {
+            raise: packagesToRaise(result.packages),
+            changes: result.packages
+              .filter((p) => p.status !== 'compliant')
+              .map((p) => `${p.package} ${p.installed ?? 'missing'} → ${p.required}`),
+          };
+      verdicts.set(signature, verdict);
+    }
+    if (verdict === null || verdict.changes.length === 0) continue;
+    const { raise, changes } = verdict;
     const previous = lastOfGroup.get(group.name);
     const id = `${desired.instance}.patch`;
     patches.push({
