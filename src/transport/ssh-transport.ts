@@ -337,6 +337,10 @@ export class SshTransport implements Transport {
         client.end();
         reject(error);
       };
+      // Every SFTP write and channel request waits for its reply: with Nagle's algorithm on,
+      // the tail of each request sat until the server's delayed ACK (40 ms on Linux), which
+      // made uploads 12 times slower than downloads and every exec 20-40 ms slower.
+      client.once('connect', () => client.setNoDelay(true));
       client.once('ready', () => {
         if (ready) return;
         ready = true;
