@@ -4,12 +4,23 @@
 // read through it, and files moved through SFTP at the speed of the link.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { RealEngine, type RealEngineOptions } from '../../src/engines/real/real-engine.js';
+import { isVfleetError } from '../../src/model/errors.js';
 import type { Host } from '../../src/model/fleet.js';
 import { SshTransport, type SshTransportOptions } from '../../src/transport/ssh-transport.js';
 import { engineTestImages, rootfsInventory } from '../helpers/engine-test-images.js';
@@ -156,5 +167,51 @@ describe('real engine over ssh', () => {
     const [upMs, downMs] = [Math.min(...up), Math.min(...down)];
     t.diagnostic(`16 MiB over SFTP: send ${upMs.toFixed(0)} ms, fetch ${downMs.toFixed(0)} ms`);
     assert.ok(upMs < 4 * downMs, `send ${upMs} ms against fetch ${downMs} ms`);
+  });
+
+  it('fails a copy whose connection drops between two writes or two reads, instead of waiting forever', async () => {
+    // ssh2 never answers an SFTP request made after its session ended: a stream that was
+    // between two requests when the connection dropped (an upload waiting for the next bytes
+    // to send, a download its reader holds back) then waited forever, and with it a move or an
+    // image staging and the apply around it.
+    const hung = Symbol('hung');
+    const within = <T>(p: Promise<T>) =>
+      Promise.race([p, delay(10_000).then(() => Promise.reject(hung))]);
+    const failed = (e: unknown) => {
+      assert.notEqual(e, hung, 'the copy hangs');
+      return isVfleetError(e) && e.code === 'connection-lost' && e.retryable;
+    };
+    const remote = `${h.sshd.dir}/dropped.bin`;
+    const chunk = randomBytes(64 * 1024);
+    async function* dropAfterFirstChunk() {
+      yield chunk;
+      while ((statSync(remote, { throwIfNoEntry: false })?.size ?? 0) < chunk.length) {
+        await delay(10);
+      }
+      h.sshd.dropConnections();
+      await delay(300);
+      yield chunk;
+    }
+    const upload = await h.transport.createWriteStream(remote);
+    await assert.rejects(within(pipeline(Readable.from(dropAfterFirstChunk()), upload)), failed);
+    assert.equal((await h.transport.exec(['echo', 'back'])).stdout.toString(), 'back\n');
+
+    const big = `${h.sshd.dir}/big.bin`;
+    writeFileSync(big, randomBytes(4 * 1024 * 1024));
+    let first = true;
+    const slowReader = new Writable({
+      highWaterMark: 1,
+      write(_chunk, _encoding, done) {
+        if (!first) return done();
+        first = false;
+        setTimeout(() => {
+          h.sshd.dropConnections();
+          setTimeout(done, 300);
+        }, 200);
+      },
+    });
+    const download = await h.transport.createReadStream(big);
+    await assert.rejects(within(pipeline(download, slowReader)), failed);
+    assert.equal((await h.transport.exec(['echo', 'back'])).stdout.toString(), 'back\n');
   });
 });
