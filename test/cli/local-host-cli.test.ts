@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { RealEngine } from '../../src/engines/real/real-engine.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
-import { testImages } from '../helpers/engine-test-images.js';
+import { engineTestImages } from '../helpers/engine-test-images.js';
 import { fromRoot } from '../helpers/paths.js';
 import {
   cleanUp,
@@ -78,7 +78,7 @@ describe('vfleet apply onto a local host', () => {
   };
 
   it('creates real sandboxes, adopts one the state did not know, changes nothing the second time, and removes them', async () => {
-    const images = testImages();
+    const images = await engineTestImages();
     const { rootfs } = images;
     writeFileSync(`${dir}/fleet.yaml`, spec(dataDir, rootfs, 2));
     // An instance the host runs but the state never recorded (an apply that died after the

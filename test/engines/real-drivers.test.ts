@@ -19,7 +19,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { RealEngine, type RealEngineOptions } from '../../src/engines/real/real-engine.js';
 import { isVfleetError } from '../../src/model/errors.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
-import { rootfsInventory, testImages } from '../helpers/engine-test-images.js';
+import {
+  type EngineTestImages,
+  engineTestImages,
+  rootfsInventory,
+} from '../helpers/engine-test-images.js';
 import {
   cleanUp,
   hostCgroup,
@@ -69,10 +73,11 @@ async function waitForText(path: string, text: string, timeoutMs: number): Promi
 }
 
 describe('sandbox driver', () => {
-  const images = testImages();
+  let images: EngineTestImages;
   let a: Hosted;
   let b: Hosted;
-  before(() => {
+  before(async () => {
+    images = await engineTestImages();
     [a, b] = twoHosts('sbx');
   });
   after(async () => {
@@ -216,10 +221,11 @@ describe('sandbox driver', () => {
 });
 
 describe('qemu driver', () => {
-  const images = testImages();
+  let images: EngineTestImages;
   let a: Hosted;
   let b: Hosted;
-  before(() => {
+  before(async () => {
+    images = await engineTestImages();
     [a, b] = twoHosts('vm');
   });
   after(async () => {

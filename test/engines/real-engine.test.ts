@@ -9,7 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import { RealEngine } from '../../src/engines/real/real-engine.js';
 import { isVfleetError } from '../../src/model/errors.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
-import { rootfsInventory, testImages } from '../helpers/engine-test-images.js';
+import {
+  type EngineTestImages,
+  engineTestImages,
+  rootfsInventory,
+} from '../helpers/engine-test-images.js';
 import {
   cleanUp,
   processesUsing,
@@ -23,7 +27,7 @@ const options = { sandbox: { stopTimeoutMs: 2_000 }, qemu: { accel: 'tcg', stopT
 const suffix = process.pid.toString(36);
 
 engineConformance('real (local transport, sandbox driver)', async () => {
-  const images = testImages();
+  const images = await engineTestImages();
   const hosts = ['a', 'b'].map((n) => {
     const name = `conf-${n}-${suffix}`;
     const dataDir = mkdtempSync(`${tmpdir()}/vfleet-real-${n}-`);
@@ -60,12 +64,13 @@ engineConformance('real (local transport, sandbox driver)', async () => {
 });
 
 describe('real engine on this machine', () => {
-  const images = testImages();
+  let images: EngineTestImages;
   const name = `eng-${suffix}`;
   let dataDir: string;
   let engine: RealEngine;
 
-  before(() => {
+  before(async () => {
+    images = await engineTestImages();
     dataDir = mkdtempSync(`${tmpdir()}/vfleet-real-e-`);
     engine = new RealEngine(realHost(name, dataDir), new LocalTransport(name), options);
   });

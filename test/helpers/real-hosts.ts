@@ -8,7 +8,7 @@ import type { InstanceRequest } from '../../src/engines/host-engine.js';
 import { VfleetError } from '../../src/model/errors.js';
 import type { Host, Resources } from '../../src/model/fleet.js';
 import type { ExecOptions, ExecResult, Transport } from '../../src/transport/transport.js';
-import type { TestImages } from './engine-test-images.js';
+import type { EngineTestImages } from './engine-test-images.js';
 import { aModelHost } from './hosts.js';
 
 export function realHost(name: string, dataDir: string): Host {
@@ -25,7 +25,7 @@ export const SANDBOX_COMMAND = [
 const OS = { family: 'debian', release: '12', arch: 'x86_64' } as const;
 
 export function sandboxRequest(
-  images: TestImages,
+  images: EngineTestImages,
   name: string,
   generation: number,
   command: readonly string[] = SANDBOX_COMMAND,
@@ -47,7 +47,7 @@ export function sandboxRequest(
 }
 
 export function vmRequest(
-  images: TestImages,
+  images: EngineTestImages,
   name: string,
   generation: number,
   resources: Resources = { vcpus: 1, memoryMiB: 128, diskGiB: 1 },
