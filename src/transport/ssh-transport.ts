@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import { type Duplex, finished, PassThrough, type Readable, Writable } from 'node:stream';
 import type { ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
 import ssh2 from 'ssh2';
 import { VfleetError } from '../model/errors.js';
@@ -564,47 +564,57 @@ export class SshTransport implements Transport {
   }
 
   createReadStream(path: string): Promise<Readable> {
-    return this.#withSftp('createReadStream', path, async (sftp) => {
-      const stream = sftp.createReadStream(path);
-      this.#endWithSession(sftp, stream, `reading ${path}`);
-      await new Promise<void>((resolve, reject) => {
-        stream.once('open', () => resolve());
-        stream.once('error', reject);
-      });
-      return stream;
+    return this.#withSftp('createReadStream', path, (sftp) => {
+      const inner = sftp.createReadStream(path);
+      const outer = new PassThrough();
+      inner.pipe(outer);
+      return this.#sessionStream(sftp, inner, outer, `reading ${path}`);
     });
   }
 
   createWriteStream(path: string, mode = 0o600): Promise<Writable> {
-    return this.#withSftp('createWriteStream', path, async (sftp) => {
-      const stream = sftp.createWriteStream(path, { mode });
-      this.#endWithSession(sftp, stream, `writing ${path}`);
-      await new Promise<void>((resolve, reject) => {
-        stream.once('open', () => resolve());
-        stream.once('error', reject);
+    return this.#withSftp('createWriteStream', path, (sftp) => {
+      const inner = sftp.createWriteStream(path, { mode });
+      const lost = (e: Error | null | undefined) =>
+        e && neverSent(e) ? connectionLost(this.host, this.#endpoint, `writing ${path}`) : e;
+      const outer = new Writable({
+        write: (chunk, encoding, done) => inner.write(chunk, encoding, (e) => done(lost(e))),
+        // ssh2's stream ends by closing its handle: done once it did (or failed).
+        final: (done) => {
+          finished(inner, (e) => done(lost(e)));
+          inner.end();
+        },
       });
-      return stream;
+      return this.#sessionStream(sftp, inner, outer, `writing ${path}`);
     });
   }
 
   /**
-   * ssh2 never answers an SFTP request made after its session ended (a dropped connection): a
-   * stream between two requests then (an upload waiting for its next bytes, a download held
-   * back by its reader) would wait forever, and the copy with it. It fails with the session
-   * instead. Its remote handle died with the session too, and ssh2 would wait for that handle's
-   * close before reporting the stream destroyed: the handle is forgotten first.
+   * The stream a caller gets for an SFTP file stream: ours, ended with the SFTP session. ssh2
+   * never answers a request made after its session ended (a dropped connection), and its stream
+   * that fails then waits for its handle's close, which is such a request: an upload or a
+   * download that was running when the connection dropped would never end, and the copy (an
+   * image staging, a move) with it.
    */
-  #endWithSession(sftp: SFTPWrapper, stream: Readable | Writable, what: string): void {
-    const ended = () => {
-      if (stream.destroyed) return;
-      (stream as { handle?: unknown }).handle = null;
-      stream.destroy(connectionLost(this.host, this.#endpoint, what));
-    };
+  #sessionStream<T extends Readable | Writable>(
+    sftp: SFTPWrapper,
+    inner: Readable | Writable,
+    outer: T,
+    what: string,
+  ): Promise<T> {
+    const lost = () => connectionLost(this.host, this.#endpoint, what);
+    const ended = () => outer.destroy(lost());
     sftp.once('end', ended);
     sftp.once('close', ended);
-    stream.once('close', () => {
+    inner.once('error', (e) => outer.destroy(neverSent(e) ? lost() : e));
+    outer.once('close', () => {
       sftp.off('end', ended);
       sftp.off('close', ended);
+      inner.destroy();
+    });
+    return new Promise<T>((resolve, reject) => {
+      inner.once('open', () => resolve(outer));
+      outer.once('error', reject); // kept: an error before the caller listens is no crash
     });
   }
 

@@ -169,11 +169,12 @@ describe('real engine over ssh', () => {
     assert.ok(upMs < 4 * downMs, `send ${upMs} ms against fetch ${downMs} ms`);
   });
 
-  it('fails a copy whose connection drops between two writes or two reads, instead of waiting forever', async () => {
+  it('fails a copy whose connection drops mid-transfer, instead of waiting forever', async () => {
     // ssh2 never answers an SFTP request made after its session ended: a stream that was
     // between two requests when the connection dropped (an upload waiting for the next bytes
-    // to send, a download its reader holds back) then waited forever, and with it a move or an
-    // image staging and the apply around it.
+    // to send, a download its reader holds back), or whose write failed with the drop (ssh2
+    // then waits for its handle's close), waited forever, and with it a move or an image
+    // staging and the apply around it.
     const hung = Symbol('hung');
     const within = <T>(p: Promise<T>) =>
       Promise.race([p, delay(10_000).then(() => Promise.reject(hung))]);
@@ -194,6 +195,18 @@ describe('real engine over ssh', () => {
     }
     const upload = await h.transport.createWriteStream(remote);
     await assert.rejects(within(pipeline(Readable.from(dropAfterFirstChunk()), upload)), failed);
+    assert.equal((await h.transport.exec(['echo', 'back'])).stdout.toString(), 'back\n');
+
+    // And while writes are in flight: ssh2 fails them, then swallows that error.
+    const local = `${work}/big-local.bin`;
+    writeFileSync(local, randomBytes(32 * 1024 * 1024));
+    const streaming = pipeline(
+      createReadStream(local),
+      await h.transport.createWriteStream(remote),
+    );
+    while ((statSync(remote, { throwIfNoEntry: false })?.size ?? 0) === 0) await delay(5);
+    h.sshd.dropConnections();
+    await assert.rejects(within(streaming), failed);
     assert.equal((await h.transport.exec(['echo', 'back'])).stdout.toString(), 'back\n');
 
     const big = `${h.sshd.dir}/big.bin`;
