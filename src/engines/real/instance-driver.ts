@@ -49,17 +49,23 @@ export interface DriverStatus {
   readonly runtime: InstanceRuntime;
 }
 
+export interface ProvisionRequest {
+  readonly name: string;
+  readonly image: EngineImage;
+  readonly resources: Resources;
+}
+
+/** What provisioning leaves in the instance's record. */
+export interface Provisioned {
+  readonly staged: Record<string, StagedFile>;
+  readonly packages: PackageVersions;
+  readonly driver: Record<string, unknown>;
+}
+
 export interface InstanceDriver {
   readonly kind: InstanceKind;
   /** Stages the image and makes the instance's disk or rootfs; returns what goes in the record. */
-  provision(
-    ctx: DriverContext,
-    request: { name: string; image: EngineImage; resources: Resources },
-  ): Promise<{
-    staged: Record<string, StagedFile>;
-    packages: PackageVersions;
-    driver: Record<string, unknown>;
-  }>;
+  provision(ctx: DriverContext, request: ProvisionRequest): Promise<Provisioned>;
   /** Boots it; running already is fine. */
   start(ctx: DriverContext, record: InstanceRecord): Promise<void>;
   /** Shuts it down (gracefully, then by force after the driver's timeout); stopped is fine. */

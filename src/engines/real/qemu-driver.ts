@@ -9,9 +9,8 @@
 // "running" is QEMU's run state (QMP query-status), not the guest's readiness: a guest that
 // is still booting is running.
 import { VfleetError } from '../../model/errors.js';
-import type { PackageVersions, Resources } from '../../model/fleet.js';
+import type { PackageVersions } from '../../model/fleet.js';
 import { copyFile, run } from '../../transport/transport.js';
-import type { EngineImage } from '../host-engine.js';
 import {
   exists,
   mkdirs,
@@ -28,6 +27,8 @@ import type {
   DriverStatus,
   InstanceDriver,
   InstanceRecord,
+  Provisioned,
+  ProvisionRequest,
 } from './instance-driver.js';
 import { qmp } from './qmp-client.js';
 
@@ -63,14 +64,7 @@ export class QemuDriver implements InstanceDriver {
     this.binary = options.binary ?? 'qemu-system-x86_64';
   }
 
-  async provision(
-    ctx: DriverContext,
-    request: { name: string; image: EngineImage; resources: Resources },
-  ): Promise<{
-    staged: Record<string, StagedFile>;
-    packages: PackageVersions;
-    driver: Record<string, unknown>;
-  }> {
+  async provision(ctx: DriverContext, request: ProvisionRequest): Promise<Provisioned> {
     const source = request.image.source ?? {};
     if (!source.disk && !source.kernel) {
       throw new VfleetError(

@@ -9,10 +9,9 @@
 //   <dir>/console.log    what the command writes
 import { stat } from 'node:fs/promises';
 import { VfleetError } from '../../model/errors.js';
-import type { PackageVersions, Resources } from '../../model/fleet.js';
+import type { PackageVersions } from '../../model/fleet.js';
 import { parseInventory } from '../../spec/inventory.js';
 import { copyFile, run, type Transport } from '../../transport/transport.js';
-import type { EngineImage } from '../host-engine.js';
 import { type Cgroup2, findCgroup2, makeSandboxCgroup, removeCgroup } from './cgroups.js';
 import {
   exists,
@@ -32,6 +31,8 @@ import type {
   DriverStatus,
   InstanceDriver,
   InstanceRecord,
+  Provisioned,
+  ProvisionRequest,
 } from './instance-driver.js';
 
 export interface SandboxDriverOptions {
@@ -60,14 +61,7 @@ export class SandboxDriver implements InstanceDriver {
     this.network = options.network ?? 'none';
   }
 
-  async provision(
-    ctx: DriverContext,
-    request: { name: string; image: EngineImage; resources: Resources },
-  ): Promise<{
-    staged: Record<string, StagedFile>;
-    packages: PackageVersions;
-    driver: Record<string, unknown>;
-  }> {
+  async provision(ctx: DriverContext, request: ProvisionRequest): Promise<Provisioned> {
     const rootfs = `${ctx.dir}/rootfs`;
     const staged: Record<string, StagedFile> = {};
     // A rootfs copied here by a move is already in place: keep it.
