@@ -3,8 +3,9 @@
 // with the wrong key), the test images. One fleet goes through the steps a user takes, each a
 // test that builds on the one before:
 //
-//   1. apply: a sandbox, a VM and a sandbox whose argv is hostile; checked from /proc, QMP and
-//      the serial console          2. apply again: nothing to do, nothing touched
+//   1. apply: a sandbox, a VM and a sandbox with a hostile argv, checked from /proc, over QMP, on
+//      the serial console, and in the argv the sandbox received
+//   2. apply again: nothing to do, nothing touched
 //   3. the VM must move: it runs on the target with its disk, nothing is left on the source
 //   4. a host pinned with another key: its action fails naming both fingerprints, nothing
 //      reaches it, the others converge
@@ -27,7 +28,6 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { qmp } from '../../src/engines/real/qmp-client.js';
 import { RealEngine } from '../../src/engines/real/real-engine.js';
-import type { Host } from '../../src/model/fleet.js';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
 import { FleetState } from '../../src/state/fleet-state.js';
 import { SshTransport } from '../../src/transport/ssh-transport.js';
@@ -43,7 +43,7 @@ const suffix = process.pid.toString(36);
 const fleetName = `ssh-e2e-${suffix}`;
 const OS = { family: 'debian', release: '12', arch: 'x86_64' } as const;
 
-interface Node {
+interface TestHost {
   readonly name: string;
   readonly sshd: TestSshd;
   readonly dataDir: string;
@@ -141,10 +141,10 @@ describe('vfleet apply onto ssh hosts', () => {
   let server: TestRedisServer;
   let dir: string;
   let canary: string;
-  const nodes: Node[] = [];
-  let a: Node;
-  let b: Node;
-  let wrong: Node;
+  const nodes: TestHost[] = [];
+  let a: TestHost;
+  let b: TestHost;
+  let wrong: TestHost;
   let pinnedFingerprint: string;
   /** Every pid an instance had, to check that none outlives it. */
   const pids = new Map<string, number[]>();
@@ -170,14 +170,14 @@ describe('vfleet apply onto ssh hosts', () => {
         hostKey: sshd.hostKey,
       });
     }
-    [a, b] = nodes as [Node, Node];
-    wrong = nodes[3] as Node;
+    [a, b] = nodes as [TestHost, TestHost];
+    wrong = nodes[3] as TestHost;
     // A key of the same kind that the host does not have: the key exchange itself must fail.
     const pin = keygen(`${dir}/not-the-host-key`);
     wrong.hostKey = pin.publicLine;
     pinnedFingerprint = pin.fingerprint;
     for (const n of nodes.slice(0, 3)) {
-      const host = sshHost(n);
+      const host = n.sshd.host(n.name);
       n.transport = new SshTransport(host);
       n.engine = new RealEngine(host, n.transport, { qemu: { accel: 'tcg' } });
     }
@@ -195,10 +195,6 @@ describe('vfleet apply onto ssh hosts', () => {
     if (canary) rmSync(canary, { force: true });
     assert.deepEqual(left, [], 'no process outlives the suite');
   });
-
-  function sshHost(n: Node): Host {
-    return { ...n.sshd.host(n.name), dataDir: n.dataDir };
-  }
 
   function spec(shape: Shape): string {
     const hosts = (shape.wrongKey ? nodes : nodes.slice(0, 3)).map((n) =>
@@ -341,8 +337,8 @@ describe('vfleet apply onto ssh hosts', () => {
     );
   }
 
-  const nodeOf = (host: string) => nodes.find((n) => n.name === host) as Node;
-  const instanceDir = (n: Node, name: string) => `${n.dataDir}/instances/${name}`;
+  const nodeOf = (host: string) => nodes.find((n) => n.name === host) as TestHost;
+  const instanceDir = (n: TestHost, name: string) => `${n.dataDir}/instances/${name}`;
   /** The good hosts that hold a folder for the instance. */
   const holders = (name: string) =>
     nodes.slice(0, 3).filter((n) => existsSync(instanceDir(n, name)));
@@ -547,7 +543,7 @@ describe('vfleet apply onto ssh hosts', () => {
       const marker = name.startsWith('vm-') ? '/' : '/rootfs';
       const running = nodes.flatMap((n) => processesUsing(`${instanceDir(n, name)}${marker}`));
       assert.equal(running.length, 1, `${name}: one process (${running})`);
-      assert.equal(listed.find((i) => i.instance === name)?.host, (on[0] as Node).name);
+      assert.equal(listed.find((i) => i.instance === name)?.host, (on[0] as TestHost).name);
       remember(name, ...running);
     }
   });
