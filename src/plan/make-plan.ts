@@ -177,10 +177,8 @@ function patchActions(
   const compare = memoizedCompare();
   const verdicts = new Map<string, { raise: PackageVersions; changes: string[] } | null>();
   const patches: PlanAction[] = [];
-  const entries = [...placement.placements].sort((a, b) =>
-    a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0,
-  );
-  for (const desired of entries) {
+  // Placements come in spec order (group by group, replicas in order): the chain follows it.
+  for (const desired of placement.placements) {
     const group = groups.get(desired.group);
     const baseline =
       group?.patchBaseline === undefined ? undefined : baselines.get(group.patchBaseline);

@@ -207,15 +207,15 @@ describe('makePlan', () => {
     assert.deepEqual(
       patches.map((a) => [a.id, a.generation, a.dependsOn]),
       [
-        ['db-0.patch', 2, ['db-0.create']],
-        ['db-1.patch', 2, ['db-1.create', 'db-0.patch']],
         ['web-0.patch', 2, ['web-0.create']],
         ['web-1.patch', 2, ['web-1.create', 'web-0.patch']],
         ['web-2.patch', 2, ['web-2.create', 'web-1.patch']],
+        ['db-0.patch', 2, ['db-0.create']],
+        ['db-1.patch', 2, ['db-1.create', 'db-0.patch']],
       ],
     );
     // Only what is below the minimum, under the name the inventory has it.
-    assert.deepEqual(patches[0]?.packages, { openssl: '3.0.15-1~deb12u1' });
+    assert.deepEqual(patches[3]?.packages, { openssl: '3.0.15-1~deb12u1' });
     assert.match(
       renderPlanText(plan),
       /\^ patch web-0 on hv-0\d: openssl 3\.0\.13-1~deb12u1 → 3\.0\.15-1~deb12u1 \(baseline sec\)/,
