@@ -66,6 +66,8 @@ interface Connection {
   /** Process groups of the commands running on it, to kill after a drop. */
   readonly running: Set<number>;
   sftp?: Promise<SFTPWrapper>;
+  /** Ends the SFTP session for whoever waits on it: ssh2 may not say so when the drop is ours. */
+  endSftp?: () => void;
 }
 
 interface Stopper {
@@ -124,6 +126,56 @@ const connectionLost = (host: string, endpoint: string, what: string) =>
 /** ssh2's words for "the request never left or never reached the server": safe to send again. */
 const neverSent = (e: unknown) =>
   e instanceof Error && /^(Not connected|No response from server)$/.test(e.message);
+
+/**
+ * Who waits on each SFTP session, called when it ends: ssh2 takes requests on an ended session
+ * and never answers them. One listener per session, not one per waiter.
+ */
+const sessionWaiters = new WeakMap<SFTPWrapper, Set<() => void> | 'ended'>();
+
+/** Watches a new session's end; returns the way to end it for its waiters by hand. */
+function watchSession(sftp: SFTPWrapper): () => void {
+  sessionWaiters.set(sftp, new Set());
+  const gone = () => {
+    const waiting = sessionWaiters.get(sftp);
+    sessionWaiters.set(sftp, 'ended');
+    if (waiting instanceof Set) for (const waiter of waiting) waiter();
+  };
+  sftp.once('end', gone);
+  sftp.once('close', gone);
+  return gone;
+}
+
+/** Calls `ended` when the session ends (at once if it has); returns the way to stop waiting. */
+function onSessionEnd(sftp: SFTPWrapper, ended: () => void): () => void {
+  const waiting = sessionWaiters.get(sftp);
+  if (waiting === 'ended') {
+    ended();
+    return () => undefined;
+  }
+  waiting?.add(ended);
+  return () => waiting?.delete(ended);
+}
+
+/**
+ * ssh2 never answers an SFTP request made after its session ended (a dropped connection), and
+ * some operations make one on their way out (a write that failed closes its handle and waits
+ * for the reply; our writeFile unlinks its temporary file): the work fails with the session
+ * instead of waiting forever.
+ */
+function whileSessionLives<T>(
+  sftp: SFTPWrapper,
+  work: (sftp: SFTPWrapper) => Promise<T>,
+  lost: () => VfleetError,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const stopWaiting = onSessionEnd(sftp, () => reject(lost()));
+    Promise.resolve()
+      .then(() => work(sftp))
+      .then(resolve, reject)
+      .finally(stopWaiting);
+  });
+}
 
 export class SshTransport implements Transport {
   readonly host: string;
@@ -450,6 +502,7 @@ export class SshTransport implements Transport {
   /** A connection that dropped (or is found dead): its running commands become orphans. */
   #discard(conn: Connection): void {
     conn.dead = true;
+    conn.endSftp?.();
     for (const group of conn.running) this.#orphans.add(group);
     conn.running.clear();
     conn.client.destroy();
@@ -491,25 +544,34 @@ export class SshTransport implements Transport {
 
   async #sftp(): Promise<{ conn: Connection; sftp: SFTPWrapper }> {
     const conn = await this.#connection();
-    conn.sftp ??= (async () => {
-      try {
-        const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
-          conn.client.sftp((e, s) => (e ? reject(e) : resolve(s))),
-        );
-        sftp.once('close', () => {
+    const opening: Promise<SFTPWrapper> =
+      conn.sftp ??
+      (async () => {
+        try {
+          const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
+            conn.client.sftp((e, s) => (e ? reject(e) : resolve(s))),
+          );
+          conn.endSftp = watchSession(sftp);
+          onSessionEnd(sftp, () => {
+            if (conn.sftp === opening) conn.sftp = undefined;
+          });
+          // ssh2 can hand over a session after its connection closed (the reply was read
+          // first): one that is dead from birth never reports its end.
+          if (conn.dead) throw connectionLost(this.host, this.#endpoint, 'opening SFTP');
+          return sftp;
+        } catch (e) {
           conn.sftp = undefined;
-        });
-        return sftp;
-      } catch (e) {
-        conn.sftp = undefined;
-        if (conn.dead || neverSent(e)) {
-          this.#discard(conn);
-          throw connectionLost(this.host, this.#endpoint, 'opening SFTP');
+          if (conn.dead || neverSent(e)) {
+            this.#discard(conn);
+            throw connectionLost(this.host, this.#endpoint, 'opening SFTP');
+          }
+          throw new VfleetError('sftp-failed', `${this.host}: cannot start SFTP: ${e}`, {
+            cause: e,
+          });
         }
-        throw new VfleetError('sftp-failed', `${this.host}: cannot start SFTP: ${e}`, { cause: e });
-      }
-    })();
-    return { conn, sftp: await conn.sftp };
+      })();
+    conn.sftp = opening;
+    return { conn, sftp: await opening };
   }
 
   /** One SFTP operation; a connection found dead on the way is replaced once (all are idempotent). */
@@ -521,7 +583,9 @@ export class SshTransport implements Transport {
     for (let attempt = 1; ; attempt++) {
       const { conn, sftp } = await this.#sftp();
       try {
-        return await work(sftp);
+        return await whileSessionLives(sftp, work, () =>
+          connectionLost(this.host, this.#endpoint, `${operation} ${path}`),
+        );
       } catch (e) {
         if (e instanceof VfleetError && e.code === 'connection-lost' && attempt === 1) continue;
         if (conn.dead || neverSent(e)) {
@@ -603,13 +667,10 @@ export class SshTransport implements Transport {
     what: string,
   ): Promise<T> {
     const lost = () => connectionLost(this.host, this.#endpoint, what);
-    const ended = () => outer.destroy(lost());
-    sftp.once('end', ended);
-    sftp.once('close', ended);
+    const stopWaiting = onSessionEnd(sftp, () => outer.destroy(lost()));
     inner.once('error', (e) => outer.destroy(neverSent(e) ? lost() : e));
     outer.once('close', () => {
-      sftp.off('end', ended);
-      sftp.off('close', ended);
+      stopWaiting();
       inner.destroy();
     });
     return new Promise<T>((resolve, reject) => {

@@ -8,6 +8,7 @@ import {
   createReadStream,
   createWriteStream,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -38,6 +39,11 @@ const options: RealEngineOptions = {
  * handshake, twice in the suite. A connect here takes about 0.1 s.
  */
 const ssh: SshTransportOptions = { readyTimeoutMs: 2_000 };
+
+/** What a call that never settles becomes, after 10 s. */
+const hung = Symbol('hung');
+const within = <T>(p: Promise<T>) =>
+  Promise.race([p, delay(10_000, undefined, { ref: false }).then(() => Promise.reject(hung))]);
 
 interface SshHost {
   readonly name: string;
@@ -173,9 +179,6 @@ describe('real engine over ssh', () => {
     // to send, a download its reader holds back), or whose write failed with the drop (ssh2
     // then waits for its handle's close), waited forever, and with it a move or an image
     // staging and the apply around it.
-    const hung = Symbol('hung');
-    const within = <T>(p: Promise<T>) =>
-      Promise.race([p, delay(10_000, undefined, { ref: false }).then(() => Promise.reject(hung))]);
     const failed = (e: unknown) => {
       assert.notEqual(e, hung, 'the copy hangs');
       return isVfleetError(e) && e.code === 'connection-lost' && e.retryable;
@@ -223,6 +226,53 @@ describe('real engine over ssh', () => {
     });
     const download = await h.transport.createReadStream(big);
     await assert.rejects(within(pipeline(download, slowReader)), failed);
+    assert.equal((await h.transport.exec(['echo', 'back'])).stdout.toString(), 'back\n');
+  });
+
+  it('settles every SFTP call a dropped connection interrupts: done again, or failed retryably', async () => {
+    // ssh2 fails the requests in flight when the connection drops, then closes the file
+    // handle and waits for an answer that never comes (writeFile, readFile); and it may hand
+    // over an SFTP session after its connection closed, dead from birth. Each of these left a
+    // call waiting forever.
+    const settled = async (call: Promise<unknown>) => {
+      try {
+        await within(call);
+        return 'done';
+      } catch (e) {
+        assert.notEqual(e, hung, 'an SFTP call hangs');
+        assert.ok(isVfleetError(e) && e.retryable, String(e));
+        return 'failed';
+      }
+    };
+    const path = `${h.sshd.dir}/whole.bin`;
+    const bytes = randomBytes(8 * 1024 * 1024);
+    const writing = h.transport.writeFile(path, bytes);
+    const growing = () =>
+      readdirSync(h.sshd.dir).some(
+        (f) => f.startsWith('whole.bin.vfleet-tmp-') && statSync(`${h.sshd.dir}/${f}`).size > 0,
+      );
+    while (!growing()) await delay(2);
+    h.sshd.dropConnections();
+    await settled(writing);
+    writeFileSync(path, bytes);
+    const reading = h.transport.readFile(path);
+    await delay(5);
+    h.sshd.dropConnections();
+    await settled(reading);
+    // Many small calls, the drop at a different moment each round.
+    const small = randomBytes(256 * 1024);
+    for (let round = 0; round < 12; round++) {
+      const calls = Array.from({ length: 6 }, (_, i) =>
+        settled(
+          i % 2 === 0
+            ? h.transport.writeFile(`${h.sshd.dir}/small-${i}`, small)
+            : h.transport.readFile(path),
+        ),
+      );
+      await delay(round);
+      h.sshd.dropConnections();
+      await Promise.all(calls);
+    }
     assert.equal((await h.transport.exec(['echo', 'back'])).stdout.toString(), 'back\n');
   });
 });
