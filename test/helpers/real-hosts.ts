@@ -1,7 +1,7 @@
 // Builders and checks for tests of the real engine on this machine: hosts with their own data
 // folder, requests for the test images, a transport that can be made to stop answering, and
 // the leftovers check (processes, folders, cgroups) with its cleanup.
-import { readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { InstanceRequest } from '../../src/engines/host-engine.js';
@@ -143,6 +143,29 @@ export function hostCgroup(host: string): string | undefined {
   return mount ? `${mount}/vfleet/${host}` : undefined;
 }
 
+/** Kills every process in a cgroup v2 (cgroup.kill where the kernel has it). */
+function killCgroup(cgroup: string): void {
+  try {
+    writeFileSync(`${cgroup}/cgroup.kill`, '1');
+    return;
+  } catch {
+    // an older kernel: one pid at a time
+  }
+  let procs: string[] = [];
+  try {
+    procs = readFileSync(`${cgroup}/cgroup.procs`, 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return;
+  }
+  for (const pid of procs) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+}
+
 /**
  * After a test: kills what it started (found by its data folder in their command lines, one
  * pid at a time) and removes its cgroups and folder. Returns what it had to clean, so a test
@@ -173,11 +196,18 @@ export async function cleanUp(
       // no such cgroup
     }
     for (const child of children) {
-      cgroups.push(`${parent}/${child}`);
-      try {
-        rmdirSync(`${parent}/${child}`);
-      } catch {
-        // still busy
+      const cgroup = `${parent}/${child}`;
+      cgroups.push(cgroup);
+      // A sandbox's PID 1 does not name the data folder: it dies with `unshare`, a moment
+      // later, or here with everything else its cgroup still holds.
+      killCgroup(cgroup);
+      for (let i = 0; i < 50; i++) {
+        try {
+          rmdirSync(cgroup);
+          break;
+        } catch {
+          await delay(20); // still busy: its last processes are exiting
+        }
       }
     }
     try {
