@@ -1,8 +1,13 @@
 // factsDrift: what a real host reports against what the spec says of it.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { factsDrift } from '../../src/engines/facts-drift.js';
 import type { HostFacts } from '../../src/engines/host-engine.js';
+import { kvmUsable } from '../../src/engines/real/host-facts.js';
+import { LocalTransport } from '../../src/transport/local-transport.js';
+import type { Transport } from '../../src/transport/transport.js';
 import { realHost } from '../helpers/real-hosts.js';
 
 const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
@@ -60,5 +65,39 @@ describe('factsDrift', () => {
     assert.deepEqual(factsDrift(host, facts({ kvm: false, os: { ...host.os } })), [
       'h: /dev/kvm is not usable: VMs run under emulation (TCG), many times slower',
     ]);
+  });
+});
+
+describe('kvmUsable', () => {
+  // A host where /dev/kvm opens is asked whether it is PVM's KVM; this machine is one (kvm_pvm),
+  // so the other answers come from a transport that answers `test` as a host would.
+  const host = (kvmOpens: boolean, pvm: boolean) =>
+    ({
+      host: 'h',
+      exec: async (argv: readonly string[]) => ({
+        code: argv.includes('/dev/kvm')
+          ? kvmOpens
+            ? 0
+            : 1
+          : argv.includes('/sys/module/kvm_pvm')
+            ? pvm
+              ? 0
+              : 1
+            : 2,
+        stdout: Buffer.alloc(0),
+        stderr: Buffer.alloc(0),
+      }),
+    }) as unknown as Transport;
+
+  it('is KVM only where /dev/kvm opens and it is not kvm_pvm', async () => {
+    assert.equal(await kvmUsable(host(true, false)), true);
+    assert.equal(await kvmUsable(host(true, true)), false);
+    assert.equal(await kvmUsable(host(false, false)), false);
+  });
+
+  it('agrees with this machine', async () => {
+    const local = new LocalTransport('here');
+    const opens = spawnSync('test', ['-r', '/dev/kvm', '-a', '-w', '/dev/kvm']).status === 0;
+    assert.equal(await kvmUsable(local), opens && !existsSync('/sys/module/kvm_pvm'));
   });
 });
