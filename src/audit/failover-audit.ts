@@ -2,9 +2,9 @@
 // from the scheduler's word: for each failure domain, the protected instances it holds are moved
 // onto their failover hosts, and each target must have the room (allocatable capacity minus what
 // already runs there). A host's reserve is the most any one scenario lands on it.
-import type { Fleet, InstanceKind, Resources } from '../model/fleet.js';
+import type { Fleet, Resources } from '../model/fleet.js';
 import { failureDomainOf } from '../model/fleet.js';
-import { type Amounts, allocatable, vmMemoryOverheadMiB } from '../scheduler/capacity.js';
+import { type Amounts, allocatable, demandOf } from '../scheduler/capacity.js';
 import type { AuditInput } from './audit-input.js';
 
 export type ProtectionStatus =
@@ -60,15 +60,6 @@ export interface FailoverAudit {
   readonly reserves: readonly Reserve[];
 }
 
-function demand(resources: Resources, kind: InstanceKind | undefined): Amounts {
-  const overhead = kind === 'vm' ? vmMemoryOverheadMiB(resources.vcpus, resources.memoryMiB) : 0;
-  return {
-    cpu: resources.vcpus * 1000,
-    memory: resources.memoryMiB + overhead,
-    disk: resources.diskGiB,
-  };
-}
-
 const zero = (): Amounts => ({ cpu: 0, memory: 0, disk: 0 });
 const add = (a: Amounts, b: Amounts) => {
   a.cpu += b.cpu;
@@ -85,7 +76,7 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
   const fleet: Fleet = input.fleet;
   const hosts = new Map(fleet.hosts.map((h) => [h.name, h]));
   const groups = new Map(fleet.groups.map((g) => [g.name, g]));
-  const kinds = new Map(fleet.images.map((i) => [i.name, i.kind]));
+  const images = new Map(fleet.images.map((i) => [i.name, i]));
   const domainOf = (host: string) => {
     const h = hosts.get(host);
     return h ? failureDomainOf(fleet, h) : '';
@@ -93,7 +84,7 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
   const used = new Map(fleet.hosts.map((h) => [h.name, zero()]));
   for (const i of input.instances) {
     const u = used.get(i.host);
-    if (u) add(u, demand(i.resources, kinds.get(i.image)));
+    if (u) add(u, demandOf(i, images.get(i.image)));
   }
   const free = new Map(
     fleet.hosts.map((h) => {
@@ -131,7 +122,7 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
     for (const i of inDomain) {
       if (status.get(i.instance) !== 'covered' || i.failoverHost === null) continue;
       const l = landing.get(i.failoverHost) ?? zero();
-      add(l, demand(i.resources, kinds.get(i.image)));
+      add(l, demandOf(i, images.get(i.image)));
       landing.set(i.failoverHost, l);
       landers.set(i.failoverHost, [...(landers.get(i.failoverHost) ?? []), i.instance]);
     }

@@ -30,8 +30,11 @@ export function vmMemoryOverheadMiB(vcpus: number, memoryMiB: number): number {
   return 64 + 8 * vcpus + Math.ceil(memoryMiB / 64);
 }
 
-export function demandOf(group: InstanceGroup, image: Pick<Image, 'kind'>): Amounts {
+export function demandOf(
+  group: Pick<InstanceGroup, 'resources'>,
+  image: Pick<Image, 'kind'> | undefined,
+): Amounts {
   const { vcpus, memoryMiB, diskGiB } = group.resources;
-  const overhead = image.kind === 'vm' ? vmMemoryOverheadMiB(vcpus, memoryMiB) : 0;
+  const overhead = image?.kind === 'vm' ? vmMemoryOverheadMiB(vcpus, memoryMiB) : 0;
   return { cpu: vcpus * 1000, memory: memoryMiB + overhead, disk: diskGiB };
 }

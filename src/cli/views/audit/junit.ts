@@ -93,7 +93,10 @@ export function renderAuditJunit(report: AuditReport): string {
       ),
     );
   }
-  const tests = suites.reduce((n, s) => n + Number(/tests="(\d+)"/.exec(s)?.[1] ?? 0), 0);
+  const tests =
+    (report.licenses?.pools.length ?? 0) +
+    (report.patches?.packages.length ?? 0) +
+    (report.failover?.instances.length ?? 0);
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
     `<testsuites name="vfleet audit" tests="${tests}" failures="${report.findings.length}" errors="0" time="0">`,
