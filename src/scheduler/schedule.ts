@@ -8,10 +8,13 @@
 //   2. keep      — an observed instance whose host still passes every check stays, so a small
 //                  spec change gives a small plan. Done before anything new is placed, so new
 //                  instances cannot crowd out old ones.
-//   3. place     — the remaining groups, most constrained and largest first (first-fit
-//                  decreasing packs better), each replica on:
-//                    a host already licensed for its host-metric pools, if one fits (licenses
-//                    cost nothing more there), else the host that adds the fewest license units;
+//   3. place     — the remaining replicas: groups on licensed hosts first, then the others
+//                  interleaved so that memory-heavy and vCPU-heavy replicas arrive mixed (each
+//                  queue most constrained and largest first: first-fit decreasing packs better),
+//                  each replica on:
+//                    a host already licensed for its host-metric pools, if one fits and stays
+//                    fillable (licenses cost nothing more there), else the host that adds the
+//                    fewest license units;
 //                    then best-fit (binpack: the smallest effective free capacity that fits) or
 //                    worst-fit (spread) through the class's FitIndex.
 //                  A candidate passes the dynamic checks: capacity (after standby reserves),
@@ -50,6 +53,10 @@ import { FitIndex, MAX_KEY } from './fit-index.js';
  * mixed host sizes ends up on as few hosts as it can.
  */
 const EMPTY = (MAX_KEY + 1) / 2;
+/** Hosts visited when looking for a fillable one to buy licenses on: a bound on work. */
+const FILLABLE_CANDIDATES = 256;
+/** Surplus keys are offset by this, so that negative surpluses (unfillable hosts) keep their order. */
+const SURPLUS_ZERO = EMPTY;
 /** Above this many failure domains (domain: host on a large fleet), reserves grow by cursor only. */
 const MAX_SLACK_DOMAINS = 64;
 /** Reserves weighed when one must grow: a bound on work, not on correctness (any choice fits). */
@@ -158,12 +165,18 @@ class Scheduler {
   /** Failover targets found during one placement, by domain: the state does not change meanwhile. */
   private readonly targetMemo = new Map<number, number>();
   private readonly ledger: LicenseLedger;
-  /** Hosts some host-metric pool counts: kept for licensed instances while others fit elsewhere. */
-  private readonly licensed: Uint8Array;
   /** Per host-metric pool: counted hosts where one more licensed instance costs no units. */
   private readonly zeroCost: Array<FitIndex | undefined>;
+  /**
+   * The same hosts keyed by their surplus (see `surplus`), when `fill` is known: best fit in
+   * surplus puts a licensed instance where its extra memory (or vCPUs) leaves the host fillable.
+   */
+  private readonly zeroSurplus: Array<FitIndex | undefined>;
+  /** Per host: the surplus indexes it is in. */
+  private readonly surplusOf: FitIndex[][];
   private readonly plans: GroupPlan[];
   private readonly tolerate: number;
+  private readonly fill: { cpuBinds: boolean; ratio: number } | undefined;
   private lastTarget = -1;
   /** An observed failover host to try first while keeping its instance. */
   private preferredTarget = -1;
@@ -217,34 +230,63 @@ class Scheduler {
     this.indexesOf = Array.from({ length: H }, () => []);
     this.scenarioLoad = new Array(H);
     this.ledger = new LicenseLedger(fleet.licenses, fleet.hosts);
-    this.licensed = new Uint8Array(H);
     this.zeroCost = fleet.licenses.map((pool) =>
       isHostMetric(pool) ? new FitIndex(H) : undefined,
+    );
+    this.surplusOf = Array.from({ length: H }, () => []);
+    this.plans = this.planGroups();
+    this.fill = this.fillOf();
+    this.zeroSurplus = fleet.licenses.map((pool) =>
+      isHostMetric(pool) && this.fill ? new FitIndex(H) : undefined,
     );
     fleet.licenses.forEach((_, pool) => {
       for (const h of this.ledger.countedHosts(pool)) this.refreshZeroCost(pool, h);
     });
-    this.plans = this.planGroups();
+  }
+
+  /**
+   * Which resource the fleet runs out of first (demand over capacity, all hosts), and the memory
+   * per vCPU of the groups that fill hosts after the licensed ones; undefined when none do.
+   */
+  private fillOf(): { cpuBinds: boolean; ratio: number } | undefined {
+    let cpu = 0;
+    let memory = 0;
+    let fillCpu = 0;
+    let fillMem = 0;
+    for (const p of this.plans) {
+      const n = p.group.replicas;
+      cpu += n * p.demand.cpu;
+      memory += n * p.demand.memory;
+      if (p.hostPools.length === 0) {
+        fillCpu += n * p.demand.cpu;
+        fillMem += n * p.demand.memory;
+      }
+    }
+    let capCpu = 0;
+    let capMem = 0;
+    for (let h = 0; h < this.H; h++) {
+      capCpu += this.capCpu[h]!;
+      capMem += this.capMem[h]!;
+    }
+    if (fillCpu === 0 || fillMem === 0 || capCpu === 0 || capMem === 0) return undefined;
+    return { cpuBinds: cpu / capCpu >= memory / capMem, ratio: fillMem / fillCpu };
   }
 
   run(observed: ObservedPlacement): ScheduleResult {
     this.keepObserved(observed);
     const unplaceable: Unplaceable[] = [];
-    for (const p of this.placementOrder()) {
-      for (let i = 0; i < p.group.replicas; i++) {
-        if ((p.hostOf[i] as number) >= 0) continue;
-        const name = replicaName(p.group.name, i);
-        const explaining = this.options.explain === name;
-        if (explaining) this.explanation = this.evaluateAll(p, name, false);
-        const host = p.failed ? -1 : this.choose(p);
-        if (host < 0) {
-          p.failed ??= this.reasonsAcrossHosts(p);
-          unplaceable.push({ instance: name, group: p.group.name, reasons: p.failed });
-          continue;
-        }
-        this.commit(p, i, host, this.lastTarget);
-        if (explaining) this.markChosen(host);
+    for (const [p, i] of this.placementSequence()) {
+      const name = replicaName(p.group.name, i);
+      const explaining = this.options.explain === name;
+      if (explaining) this.explanation = this.evaluateAll(p, name, false);
+      const host = p.failed ? -1 : this.choose(p);
+      if (host < 0) {
+        p.failed ??= this.reasonsAcrossHosts(p);
+        unplaceable.push({ instance: name, group: p.group.name, reasons: p.failed });
+        continue;
       }
+      this.commit(p, i, host, this.lastTarget);
+      if (explaining) this.markChosen(host);
     }
     return { placement: this.report(unplaceable), explanation: this.explanation };
   }
@@ -426,6 +468,61 @@ class Scheduler {
     return { valueAt, counts: new Int32Array(values.size), min: 0, keepCap: 0 };
   }
 
+  /**
+   * The replicas still to place, as one sequence that mixes the resources: the groups in
+   * `placementOrder`, split into two queues — those heavier in memory than the demand as a whole
+   * (memory per vCPU above the total's) and the rest — and merged replica by replica so that what
+   * has been placed so far keeps the total's memory per vCPU. Best fit fills the hosts in use
+   * before it opens one, so each host receives what the sequence brings while it fills: a mix,
+   * and it ends full in both resources instead of full in one with the other stranded (all the
+   * memory-heavy VMs first would fill hosts' memory and leave their vCPUs idle). Within each
+   * queue the order stays most constrained, then largest, first.
+   */
+  private *placementSequence(): Generator<readonly [GroupPlan, number]> {
+    const all = this.placementOrder();
+    // Groups drawing on host-metric pools go first, as they are: they concentrate on the few
+    // licensed hosts before anything else takes the room there.
+    const licensed = new ReplicaQueue(all.filter((p) => p.hostPools.length > 0));
+    for (let next = licensed.next(); next; next = licensed.next()) yield next;
+    const order = all.filter((p) => p.hostPools.length === 0);
+    const unplaced = (p: GroupPlan) => {
+      let n = 0;
+      for (let i = 0; i < p.group.replicas; i++) if ((p.hostOf[i] as number) < 0) n++;
+      return n;
+    };
+    let totalCpu = 0;
+    let totalMem = 0;
+    for (const p of order) {
+      const n = unplaced(p);
+      totalCpu += n * p.demand.cpu;
+      totalMem += n * p.demand.memory;
+    }
+    const ratio = totalCpu > 0 ? totalMem / totalCpu : 0;
+    const isHeavy = (p: GroupPlan) => p.demand.memory > ratio * p.demand.cpu;
+    const heavy = new ReplicaQueue(order.filter(isHeavy));
+    const light = new ReplicaQueue(order.filter((p) => !isHeavy(p)));
+    const rank = new Map(order.map((p, r) => [p, r]));
+    let cpu = 0;
+    let memory = 0;
+    for (;;) {
+      // Memory behind the total's ratio takes a heavy replica, ahead a light one; level (as at
+      // the start) the one that comes first in placementOrder.
+      const lead = memory - ratio * cpu;
+      const takeHeavy =
+        light.done ||
+        (!heavy.done &&
+          (lead < 0 ||
+            (lead === 0 &&
+              (rank.get(heavy.head as GroupPlan) as number) <
+                (rank.get(light.head as GroupPlan) as number))));
+      const next = (takeHeavy ? heavy : light).next();
+      if (!next) return;
+      cpu += next[0].demand.cpu;
+      memory += next[0].demand.memory;
+      yield next;
+    }
+  }
+
   /** Most constrained first, then largest first (first-fit decreasing), then spec order. */
   private placementOrder(): GroupPlan[] {
     const constraints = (p: GroupPlan) =>
@@ -518,8 +615,27 @@ class Scheduler {
    * instances (Datacenter, RHEL per socket pair), the lowest units per room left, roomiest
    * first, since the room is what the units buy; for stacked rights (Standard: 2 instances per
    * licensing), the fewest units, best fit first, since room beyond the stack buys nothing.
+   *
+   * Both prefer a host that stays fillable (see `fill`): licensed VMs are often heavy in one
+   * resource, and a licensed host full of them strands the other — vCPUs nothing else can use.
+   * So the order is: free and fillable (best fit in surplus), bought and fillable, free, bought.
    */
   private chooseLicensed(p: GroupPlan, accept: (h: number) => boolean): number {
+    if (this.fill === undefined) return this.licensedHost(p, accept, Number.POSITIVE_INFINITY);
+    const taken = this.surplusTaken(p);
+    const fillable = (h: number) => this.surplus(h) >= taken && accept(h);
+    if (p.group.placement.strategy !== 'spread') {
+      const bySurplus = this.zeroSurplus[p.hostPools[0] as number] as FitIndex;
+      const member = (h: number) => p.cls.mask[h] === 1 && accept(h);
+      const free = bySurplus.ascending(SURPLUS_ZERO + taken, member);
+      if (free >= 0) return free; // the last host checked: lastTarget is its failover target
+    }
+    const host = this.licensedHost(p, fillable, FILLABLE_CANDIDATES);
+    return host >= 0 ? host : this.licensedHost(p, accept, Number.POSITIVE_INFINITY);
+  }
+
+  /** A free host, else the best one to buy units on among the first `visits` hosts weighed. */
+  private licensedHost(p: GroupPlan, accept: (h: number) => boolean, visits: number): number {
     const pool = p.hostPools[0] as number;
     const zero = this.zeroCost[pool] as FitIndex;
     const member = (h: number) => p.cls.mask[h] === 1 && accept(h);
@@ -532,15 +648,16 @@ class Scheduler {
     let best = -1;
     let bestCost = Number.POSITIVE_INFINITY;
     let seen = 0;
+    let visited = 0;
     const weigh = (h: number) => {
-      if (!accept(h)) return false;
+      if (!accept(h)) return ++visited >= visits;
       const units = this.licenseUnits(p, h);
       const cost = stacked ? units : units / Math.max(1, this.free(h));
       if (cost < bestCost) {
         best = h;
         bestCost = cost;
       }
-      return ++seen >= LICENSE_CANDIDATES;
+      return ++seen >= LICENSE_CANDIDATES || ++visited >= visits;
     };
     if (stacked) p.cls.index.ascending(p.keyBound, weigh);
     else p.cls.index.descending(p.keyBound, weigh);
@@ -802,23 +919,56 @@ class Scheduler {
   private refreshZeroCost(pool: number, h: number): void {
     const index = this.zeroCost[pool];
     if (!index) return;
-    if (this.ledger.isCounted(pool, h)) this.licensed[h] = 1;
     const zero =
       this.ledger.isCounted(pool, h) && this.ledger.primaryDelta(pool, h, { vcpus: 1 }) === 0;
     if (zero === index.has(h)) return;
     const indexes = this.indexesOf[h] as FitIndex[];
+    const bySurplus = this.zeroSurplus[pool];
+    const surplusIndexes = this.surplusOf[h] as FitIndex[];
     if (zero) {
       index.set(h, this.key(h));
       indexes.push(index);
+      if (bySurplus) {
+        bySurplus.set(h, SURPLUS_ZERO + this.surplus(h));
+        surplusIndexes.push(bySurplus);
+      }
     } else {
       index.remove(h);
       indexes.splice(indexes.indexOf(index), 1);
+      if (bySurplus) {
+        bySurplus.remove(h);
+        surplusIndexes.splice(surplusIndexes.indexOf(bySurplus), 1);
+      }
     }
   }
 
   private updateKey(h: number): void {
     const key = this.key(h);
     for (const index of this.indexesOf[h] as FitIndex[]) index.set(h, key);
+    const surplusIndexes = this.surplusOf[h] as FitIndex[];
+    if (surplusIndexes.length > 0) {
+      const surplus = SURPLUS_ZERO + this.surplus(h);
+      for (const index of surplusIndexes) index.set(h, surplus);
+    }
+  }
+
+  /**
+   * What h has free of the resource that does not run out first, beyond what its free binding
+   * resource needs at the fillers' ratio, in MiB(-equivalents): ≥ 0 when h is fillable.
+   */
+  private surplus(h: number): number {
+    const fill = this.fill as { cpuBinds: boolean; ratio: number };
+    const freeCpu = this.capCpu[h]! - this.usedCpu[h]! - this.resCpu[h]!;
+    const freeMem = this.capMem[h]! - this.usedMem[h]! - this.resMem[h]!;
+    return fill.cpuBinds ? freeMem - fill.ratio * freeCpu : fill.ratio * freeCpu - freeMem;
+  }
+
+  /** How much of the surplus an instance of p takes. */
+  private surplusTaken(p: GroupPlan): number {
+    const fill = this.fill as { cpuBinds: boolean; ratio: number };
+    return fill.cpuBinds
+      ? p.demand.memory - fill.ratio * p.demand.cpu
+      : fill.ratio * p.demand.cpu - p.demand.memory;
   }
 
   private licenseUnits(p: GroupPlan, h: number): number {
@@ -933,6 +1083,41 @@ class Scheduler {
         covered,
       },
     };
+  }
+}
+
+/** The replicas not yet placed of a list of groups, group after group. */
+class ReplicaQueue {
+  private g = 0;
+  private i = -1;
+
+  constructor(private readonly plans: readonly GroupPlan[]) {
+    this.advance();
+  }
+
+  get done(): boolean {
+    return this.g >= this.plans.length;
+  }
+
+  /** The group of the next replica. */
+  get head(): GroupPlan | undefined {
+    return this.plans[this.g];
+  }
+
+  next(): readonly [GroupPlan, number] | undefined {
+    if (this.done) return undefined;
+    const item = [this.plans[this.g] as GroupPlan, this.i] as const;
+    this.advance();
+    return item;
+  }
+
+  private advance(): void {
+    for (; this.g < this.plans.length; this.g++, this.i = -1) {
+      const p = this.plans[this.g] as GroupPlan;
+      for (this.i++; this.i < p.group.replicas; this.i++) {
+        if ((p.hostOf[this.i] as number) < 0) return;
+      }
+    }
   }
 }
 

@@ -49,7 +49,8 @@ describe('schedule: capacity and fit', () => {
         small('d', 'r1', 4096),
       ],
       instances: [
-        aGroup({ name: 'big', replicas: 1, resources: { vcpus: 1, memoryMiB: 3000 } }),
+        // Memory per vCPU alike, so that the order is the one of placementOrder (no mixing).
+        aGroup({ name: 'big', replicas: 1, resources: { vcpus: 3, memoryMiB: 3000 } }),
         aGroup({
           name: 'web',
           replicas: 2,
@@ -90,6 +91,27 @@ describe('schedule: capacity and fit', () => {
     assert.notEqual(hostOf(placement, 'x-0'), hostOf(placement, 'x-1'));
     assert.notEqual(hostOf(placement, 'y-0'), hostOf(placement, 'z-0'));
     assert.equal(placement.unplaceable.length, 0);
+  });
+
+  it('memory-heavy and vCPU-heavy replicas arrive mixed, so hosts fill in both resources', () => {
+    // 4 VMs heavy in memory (1 vCPU, ~3.9 GiB) and 12 light containers (1 vCPU, 512 MiB) on two
+    // 8-vCPU / 16 GiB hosts: all 16 fit only as 2 VMs + 6 containers per host. All the VMs
+    // first (largest first alone) would fill one host's memory with 4 of its vCPUs idle.
+    const fleet = fleetOf({
+      hosts: [small('a', 'r1', 16384), small('b', 'r1', 16384)],
+      images: [anImage(), anImage({ name: 'vm', kind: 'vm', source: { disk: 'd.qcow2' } })],
+      instances: [
+        aGroup({ name: 'db', image: 'vm', replicas: 4, resources: { vcpus: 1, memoryMiB: 3900 } }),
+        aGroup({ name: 'web', replicas: 12, resources: { vcpus: 1, memoryMiB: 512 } }),
+      ],
+    });
+    const placement = schedule(fleet);
+    assert.deepEqual(placement.unplaceable, []);
+    assert.deepEqual(
+      placement.hosts.map((h) => h.used.vcpus),
+      [8, 8],
+    );
+    assert.deepEqual(checkInvariants(fleet, placement), []);
   });
 
   it('spread strategy puts it on the emptiest host', () => {
@@ -301,6 +323,35 @@ describe('schedule: licenses', () => {
       'license-exhausted:dc': 1,
     });
     assert.ok((placement.licenses[0]?.used ?? 0) <= 32);
+  });
+
+  it('a licensed host keeps room for the vCPUs it would otherwise strand', () => {
+    // Two hosts licensed for Datacenter, 8 vCPUs / 16 GiB each; 4 Windows VMs heavy in memory
+    // and 12 light containers. Best fit alone stacks the VMs on one licensed host, fills its
+    // memory and strands 4 vCPUs (4 containers left over); a VM goes to the other licensed host
+    // instead once the first could no longer fill its vCPUs with what is left to place.
+    const licensedHost = (name: string) =>
+      small(name, 'r1', 16384, { licenses: ['dc'] } as Partial<ReturnType<typeof aHost>>);
+    const fleet = fleetOf({
+      hosts: [licensedHost('a'), licensedHost('b')],
+      images: [anImage(), windows],
+      licenses: [datacenter],
+      instances: [
+        aGroup({
+          name: 'win',
+          image: 'win',
+          replicas: 4,
+          resources: { vcpus: 1, memoryMiB: 3900 },
+        }),
+        aGroup({ name: 'web', replicas: 12, resources: { vcpus: 1, memoryMiB: 512 } }),
+      ],
+    });
+    const placement = schedule(fleet);
+    assert.deepEqual(placement.unplaceable, []);
+    assert.equal(placement.licenses[0]?.used, 32);
+    const winHosts = placement.placements.filter((p) => p.group === 'win').map((p) => p.host);
+    assert.deepEqual(new Set(winHosts), new Set(['a', 'b']));
+    assert.deepEqual(checkInvariants(fleet, placement), []);
   });
 
   it('per-instance and per-vCPU pools count every instance', () => {
