@@ -179,6 +179,9 @@ MaxSessions 10
 UsePAM no
 LogLevel VERBOSE
 PrintMotd no
+# bash sources ~/.bashrc for every command sshd starts unless it believes it is nested; a slow
+# .bashrc (pyenv init, ~120 ms here) would slow every command vfleet runs.
+SetEnv SHLVL=1
 # For copying images and disks over SFTP; internal, so no sftp-server binary is needed.
 Subsystem sftp internal-sftp
 EOF

@@ -8,7 +8,7 @@ import type { EngineInstance, HostEngine } from '../engines/host-engine.js';
 import { RealEngine, type RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity } from '../model/diagnostic.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';
-import type { Fleet } from '../model/fleet.js';
+import { type Fleet, replicaName } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
 import { queuePrefix } from '../state/keys.js';
@@ -131,6 +131,36 @@ export async function openFleet(
     }
     return found;
   };
+  /**
+   * When the spec wants an instance the state does not have, the hosts' fences newer than the
+   * state: a destroyed instance's tombstone outlives its record, and a create below it would be
+   * refused for ever. A host that does not answer is skipped.
+   */
+  const fencesAbove = async (observed: ObservedState) => {
+    const known = new Map(observed.instances.map((i) => [i.instance, i.generation]));
+    const wanted = spec.fleet.groups.some((g) => {
+      for (let i = 0; i < g.replicas; i++) if (!known.has(replicaName(g.name, i))) return true;
+      return false;
+    });
+    if (!wanted) return undefined;
+    const each = await Promise.all(
+      spec.fleet.hosts.map((h) =>
+        lookup
+          .engine(h.name)
+          .fences()
+          .catch(() => new Map<string, number>()),
+      ),
+    );
+    const above: Record<string, number> = {};
+    for (const fences of each) {
+      for (const [name, generation] of fences) {
+        if (generation > (known.get(name) ?? 0) && generation > (above[name] ?? 0)) {
+          above[name] = generation;
+        }
+      }
+    }
+    return Object.keys(above).length > 0 ? above : undefined;
+  };
   return {
     file,
     ...spec,
@@ -174,8 +204,10 @@ export async function openFleet(
         if (persist) await state.putInstance({ ...record, packages: { ...i.packages } });
       }
       if (persist && adopted.length > 0) snapshot = await state.readAll();
-      const observed = observedOf(snapshot);
-      return persist ? observed : { ...observed, instances: [...observed.instances, ...adopted] };
+      const base = observedOf(snapshot);
+      const observed = persist ? base : { ...base, instances: [...base.instances, ...adopted] };
+      const fences = await fencesAbove(observed);
+      return fences ? { ...observed, fences } : observed;
     },
     async factsWarnings() {
       const real = spec.fleet.hosts.filter((h) => h.engine !== 'embedded');

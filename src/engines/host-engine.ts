@@ -84,6 +84,12 @@ export interface HostEngine {
   readonly host: string;
   facts(): Promise<HostFacts>;
   list(): Promise<EngineInstance[]>;
+  /**
+   * Per instance name, the newest generation this host has seen — destroyed instances'
+   * tombstones included — so that a plan made without them (a state that forgot a destroyed
+   * instance, or was lost) can go above them.
+   */
+  fences(): Promise<ReadonlyMap<string, number>>;
   /** One instance as the host has it, or undefined: what a job reads before it acts. */
   describe(name: string): Promise<EngineInstance | undefined>;
   /** The instance's installed packages, name → version. */

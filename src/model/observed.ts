@@ -22,6 +22,12 @@ export interface ObservedState {
   /** The state's version: every mutation increments it, so a saved plan knows if it is stale. */
   readonly version: number;
   readonly instances: readonly ObservedInstance[];
+  /**
+   * Per instance name, the newest generation a host has fenced — destroyed instances'
+   * tombstones included — where newer than the state knows or the state has no record: plans go
+   * above it. Read from the hosts when something is to be created; absent otherwise.
+   */
+  readonly fences?: Readonly<Record<string, number>>;
 }
 
 export const EMPTY_STATE: ObservedState = { version: 0, instances: [] };

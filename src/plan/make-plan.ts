@@ -53,6 +53,10 @@ export function makePlan(
   const seen = new Map(observed.instances.map((o) => [o.instance, o]));
   const unplaceable = new Set(placement.unplaceable.map((u) => u.instance));
   const drafts: Array<Omit<PlanAction, 'dependsOn'>> = [];
+  // The newest generation known for a name: the state's, or a host's fence if that is newer (a
+  // destroyed instance's tombstone, or a state that was lost): a host refuses anything older.
+  const generationOf = (name: string, before: ObservedInstance | undefined) =>
+    Math.max(before?.generation ?? 0, observed.fences?.[name] ?? 0);
 
   const draft = (
     kind: ActionKind,
@@ -69,7 +73,7 @@ export function makePlan(
       group: group.name,
       host: desired.host,
       fromHost: kind === 'move' ? (before?.host ?? null) : null,
-      generation: (before?.generation ?? 0) + 1,
+      generation: generationOf(desired.instance, before) + 1,
       image: image?.name ?? group.image,
       resources: group.resources,
       failoverHost: desired.failoverHost,
@@ -104,7 +108,7 @@ export function makePlan(
       group: before.group,
       host: before.host,
       fromHost: null,
-      generation: before.generation + 1,
+      generation: generationOf(before.instance, before) + 1,
       image: before.image,
       resources: before.resources,
       failoverHost: null,
@@ -132,7 +136,7 @@ export function makePlan(
     }))
     .sort((a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number));
 
-  actions.push(...patchActions(fleet, placement, seen, actions));
+  actions.push(...patchActions(fleet, placement, seen, actions, generationOf));
   const count = (...kinds: ActionKind[]) => actions.filter((a) => kinds.includes(a.kind)).length;
   return {
     formatVersion: PLAN_FORMAT_VERSION,
@@ -165,6 +169,7 @@ function patchActions(
   placement: Placement,
   seen: ReadonlyMap<string, ObservedInstance>,
   actions: readonly PlanAction[],
+  generationOf: (name: string, before: ObservedInstance | undefined) => number,
 ): PlanAction[] {
   const groups = new Map(fleet.groups.map((g) => [g.name, g]));
   const images = new Map(fleet.images.map((i) => [i.name, i]));
@@ -218,7 +223,7 @@ function patchActions(
       group: group.name,
       host: desired.host,
       fromHost: null,
-      generation: (prior?.generation ?? before?.generation ?? 0) + 1,
+      generation: (prior?.generation ?? generationOf(desired.instance, before)) + 1,
       image: image.name,
       resources: group.resources,
       failoverHost: desired.failoverHost,

@@ -1,6 +1,7 @@
 // apply's engine room: the plan's waves as BullMQ jobs on one queue per host, run by in-process
 // workers, each action's outcome collected. Enqueuing is idempotent (deterministic job ids): a
-// job that already ran is not run again, its recorded outcome is read back instead.
+// job that already ran is not run again, its recorded outcome is read back instead — unless it
+// failed: then the action runs again under a fresh id, so the next apply resumes from a failure.
 import { FlowProducer, Job, type JobsOptions, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Fleet } from '../model/fleet.js';
@@ -120,6 +121,16 @@ export async function runPlan(
     workers.push(worker);
   }
 
+  /** The ids, among existing roots, of those whose stored job failed. */
+  const failedOnes = async (present: readonly JobNode[]): Promise<Set<string>> => {
+    const states = await Promise.all(
+      present.map(async (r) => {
+        const stored = await Job.fromId(queues.get(r.queueName) as Queue, r.jobId);
+        return stored ? await stored.getState() : 'unknown';
+      }),
+    );
+    return new Set(present.filter((_, i) => states[i] === 'failed').map((r) => r.jobId));
+  };
   const outcomes: ActionOutcome[] = [];
   const failed = new Set<string>();
   try {
@@ -139,13 +150,25 @@ export async function runPlan(
           options.onOutcome?.(skipped);
           continue;
         }
-        roots.set(root.jobId, action.id);
-        pending.push(new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)));
         ready.push(root);
       }
       // Jobs that exist already (the same plan enqueued again) are not run again: their stored
-      // outcome is read back. One round trip finds them all.
-      const exists = await existing(connection, options.prefix, ready);
+      // outcome is read back. One round trip finds them all. A job that failed is the exception:
+      // its action runs again under a fresh id, so the next apply does resume from a failure.
+      let exists = await existing(connection, options.prefix, ready);
+      for (let retry = 1; ; retry++) {
+        const again = await failedOnes(ready.filter((r) => exists.has(r.jobId)));
+        if (again.size === 0) break;
+        for (let i = 0; i < ready.length; i++) {
+          const r = ready[i] as JobNode;
+          if (again.has(r.jobId)) ready[i] = retried(r, retry);
+        }
+        exists = await existing(connection, options.prefix, ready);
+      }
+      for (const root of ready) {
+        roots.set(root.jobId, root.data.action.id);
+        pending.push(new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)));
+      }
       await enqueueAll(
         ready.filter((r) => !exists.has(r.jobId)),
         queues,
@@ -171,6 +194,16 @@ export async function runPlan(
     await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
   }
   return outcomes;
+}
+
+/** The same job tree under ids of a retry: `<id>.retry<n>` for the root and every child. */
+function retried(node: JobNode, retry: number): JobNode {
+  const base = node.jobId.replace(/\.retry[0-9]+$/, '');
+  return {
+    ...node,
+    jobId: `${base}.retry${retry}`,
+    children: node.children.map((c) => retried(c, retry)),
+  };
 }
 
 /** Which of the roots' jobs already exist, in one pipeline. */

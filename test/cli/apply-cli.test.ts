@@ -4,7 +4,7 @@
 // an apply killed midway is resumed by the next with every instance existing exactly once.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -122,6 +122,46 @@ describe('vfleet apply against REDIS_URL', () => {
     const resumed = vfleet(['apply', '--auto-approve'], dir, env);
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.equal(running(dir, env).length, 26);
+  });
+
+  it('an apply where every action failed is retried whole by the next (not read back as failed)', async () => {
+    const dir = await fresh();
+    const all = ['r1', 'r2', 'r3'].flatMap((r) => [`hv-${r}-01`, `hv-${r}-02`, `ct-${r}-03`]);
+    for (const h of all) assert.equal(vfleet(['host', 'fail', h], dir, env).code, 0);
+    const failed = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stdout, /Apply incomplete: 0 done, \d+ failed or skipped\./);
+    for (const h of all) assert.equal(vfleet(['host', 'recover', h], dir, env).code, 0);
+    // The same spec and the same (untouched) state: the same plan, whose jobs all failed.
+    const resumed = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+    assert.equal(running(dir, env).length, 26);
+  });
+
+  it('a replica scaled away and back lands above its tombstone on the host it left', async () => {
+    const dir = await fresh();
+    assert.equal(vfleet(['apply', '--auto-approve'], dir, env).code, 0);
+    const hostOf = () => new Map(running(dir, env).map((i) => [i.instance, i.host]));
+    const before = hostOf();
+    const spec = readFileSync(`${dir}/fleet.yaml`, 'utf8');
+    const scaled = spec.replace(/(- name: api\n\s+image: debian-12\n\s+replicas:) 4/, '$1 0');
+    assert.notEqual(scaled, spec);
+    writeFileSync(`${dir}/fleet.yaml`, scaled);
+    assert.equal(vfleet(['apply', '--auto-approve'], dir, env).code, 0);
+    assert.equal([...hostOf().keys()].filter((n) => n.startsWith('api-')).length, 0);
+    writeFileSync(`${dir}/fleet.yaml`, spec);
+    const back = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(back.code, 0, back.stdout + back.stderr);
+    const after = hostOf();
+    assert.equal(after.size, 26);
+    // The case that matters: a replica created again where it was destroyed (its tombstone).
+    const same = [0, 1, 2, 3].filter((i) => before.get(`api-${i}`) === after.get(`api-${i}`));
+    assert.ok(same.length > 0, 'some api replica returns to its old host');
+    const status = JSON.parse(vfleet(['status', '--json'], dir, env).stdout);
+    for (const i of same) {
+      const record = status.instances.find((r: { instance: string }) => r.instance === `api-${i}`);
+      assert.ok(record.generation > 2, `api-${i} at generation ${record.generation}`);
+    }
   });
 
   it('an apply killed midway (SIGKILL) is resumed by the next: every instance exactly once', async () => {

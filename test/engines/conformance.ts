@@ -94,6 +94,8 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
         (await f.a.list()).some((i) => i.name === 'c3-0'),
         false,
       );
+      // The tombstone is readable, so a plan made without it can go above it.
+      assert.equal((await f.a.fences()).get('c3-0'), 4);
       await f.a.destroy('c3-0', 4); // destroying what is gone is fine
     });
 

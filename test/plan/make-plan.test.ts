@@ -79,6 +79,18 @@ describe('makePlan', () => {
     );
   });
 
+  it("creates above a host's fence: a destroyed replica's tombstone, or a lost state", () => {
+    const fleet = fleetOf({ instances: [aGroup({ replicas: 2 })] });
+    const plan = planFor(fleet, { version: 3, instances: [], fences: { 'web-1': 4 } });
+    assert.deepEqual(
+      plan.actions.map((a) => [a.kind, a.instance, a.generation]),
+      [
+        ['create', 'web-0', 1],
+        ['create', 'web-1', 5],
+      ],
+    );
+  });
+
   it('plans nothing for a converged fleet', () => {
     const fleet = fleetOf({ instances: [aGroup({ replicas: 3 })] });
     const first = planFor(fleet);

@@ -114,6 +114,12 @@ export class EmbeddedEngine implements HostEngine {
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
+  async fences(): Promise<ReadonlyMap<string, number>> {
+    await this.answering();
+    const all = await this.redis.hgetall(this.keys.fence);
+    return new Map(Object.entries(all).map(([name, generation]) => [name, Number(generation)]));
+  }
+
   async describe(name: string): Promise<EngineInstance | undefined> {
     await this.answering();
     const json = await this.redis.hget(this.keys.instances, name);

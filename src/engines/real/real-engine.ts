@@ -247,6 +247,35 @@ export class RealEngine implements HostEngine {
     });
   }
 
+  async fences(): Promise<ReadonlyMap<string, number>> {
+    await this.prepare();
+    // One process for the whole folder: every line is `<folder>/<name>:<generation>`; exit 1 is
+    // grep's "nothing matched" (no fences yet).
+    const result = await this.transport.exec([
+      'grep',
+      '-r',
+      '-H',
+      '-e',
+      '',
+      '--',
+      this.layout.fences,
+    ]);
+    if (result.code > 1) {
+      throw new VfleetError('command-failed', `${this.host}: cannot read ${this.layout.fences}`);
+    }
+    const fences = new Map<string, number>();
+    const prefix = `${this.layout.fences}/`;
+    for (const line of result.stdout.toString('utf8').split('\n')) {
+      if (!line.startsWith(prefix)) continue;
+      const [name, value] = line.slice(prefix.length).split(':');
+      const generation = Number(value);
+      if (name !== undefined && NAME.test(name) && Number.isSafeInteger(generation)) {
+        fences.set(name, Math.max(generation, fences.get(name) ?? 0));
+      }
+    }
+    return fences;
+  }
+
   /** Lock, fence, act: the one path of every mutating call. */
   private async mutate<T>(
     name: string,
