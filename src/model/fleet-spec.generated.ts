@@ -222,6 +222,10 @@ export interface Host {
    */
   runs: [InstanceKind] | [InstanceKind, InstanceKind];
   /**
+   * Move every instance off this host and place nothing new on it (it stays reachable for the moves). Remove the host from the spec once it runs nothing.
+   */
+  drain?: boolean;
+  /**
    * How far placement may oversubscribe the host: allocatable = physical times the ratio.
    */
   overcommit?: {

@@ -57,6 +57,8 @@ export interface Host {
   readonly diskGiB: number;
   readonly os: HostOs;
   readonly runs: readonly InstanceKind[];
+  /** Being retired: nothing is placed on it, so its instances move off (it stays reachable). */
+  readonly drain: boolean;
   readonly overcommit: { readonly cpu: number; readonly memory: number };
   readonly licenses: readonly string[];
   /** The baseline the host itself is audited against. */

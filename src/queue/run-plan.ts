@@ -79,7 +79,13 @@ export async function runPlan(
     const resolve = waiting.get(jobId);
     if (!action || !resolve) return;
     waiting.delete(jobId);
-    resolve({ action, outcome, error });
+    if (error === null) {
+      resolve({ action, outcome, error });
+      return;
+    }
+    // A step of a flow that failed fails its parent with "child <key> failed": report the
+    // step's own reason instead (a missing host, a refused generation, …).
+    void reasonOf(connection, error).then((reason) => resolve({ action, outcome, error: reason }));
   };
 
   for (const host of hosts) {
@@ -194,6 +200,14 @@ export async function runPlan(
     await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
   }
   return outcomes;
+}
+
+/** A failed job's reason, followed down to the step that failed when a child failed it. */
+async function reasonOf(connection: Redis, reason: string, depth = 0): Promise<string> {
+  const child = /^child (\S+) failed$/.exec(reason)?.[1];
+  if (child === undefined || depth > 8) return reason;
+  const own = await connection.hget(child, 'failedReason').catch(() => null);
+  return own ? reasonOf(connection, own, depth + 1) : reason;
 }
 
 /** The same job tree under ids of a retry: `<id>.retry<n>` for the root and every child. */

@@ -14,6 +14,12 @@ export interface StaticCheck {
   check(host: Host, group: InstanceGroup, image: Image): Verdict;
 }
 
+/** A host being drained takes nothing: what it runs moves off, nothing new lands. */
+export const notDraining: StaticCheck = {
+  name: 'not-draining',
+  check: (host) => (host.drain ? no('host-draining') : OK),
+};
+
 /** The host runs this kind of instance at all (QEMU for VMs, namespaces for containers). */
 export const runsKind: StaticCheck = {
   name: 'runs-kind',
@@ -60,6 +66,7 @@ export const carriesSpreadLabel: StaticCheck = {
 
 /** The static stage, in order. */
 export const STATIC_CHECKS: readonly StaticCheck[] = [
+  notDraining,
   runsKind,
   osCompatible,
   requiredLabels,

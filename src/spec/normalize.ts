@@ -61,6 +61,7 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
       diskGiB: h.diskGiB,
       os: { ...h.os },
       runs: [...h.runs],
+      drain: h.drain ?? false,
       overcommit: {
         cpu: h.overcommit?.cpu ?? DEFAULTS.overcommitCpu,
         memory: h.overcommit?.memory ?? DEFAULTS.overcommitMemory,

@@ -164,6 +164,70 @@ describe('vfleet apply against REDIS_URL', () => {
     }
   });
 
+  it('a host leaves by drain then removal; removed with instances it is refused, or forgotten', async () => {
+    const dir = await fresh();
+    assert.equal(vfleet(['apply', '--auto-approve'], dir, env).code, 0);
+    const spec = readFileSync(`${dir}/fleet.yaml`, 'utf8');
+    const hostBlock = (text: string, name: string) => {
+      const start = text.indexOf(`    - name: ${name}\n`);
+      const end = text.indexOf('    - name:', start + 1);
+      return { start, end };
+    };
+    const without = (text: string, name: string) => {
+      const { start, end } = hostBlock(text, name);
+      return text.slice(0, start) + text.slice(end);
+    };
+    const onHost = (name: string) =>
+      running(dir, env)
+        .filter((i) => i.host === name)
+        .map((i) => i.instance);
+    const victim = 'hv-r2-02';
+    const displaced = onHost(victim);
+    assert.ok(displaced.length > 0, `${victim} runs something`);
+    const version = await server.client().get('vfleet:{lab}:version');
+
+    // Removed while it runs instances: refused before anything runs, with both ways out.
+    writeFileSync(`${dir}/fleet.yaml`, without(spec, victim));
+    const refused = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`${victim}: ${displaced[0]}`));
+    assert.match(refused.stderr, /drain: true/);
+    assert.match(refused.stderr, new RegExp(`vfleet host forget ${victim}`));
+    assert.doesNotMatch(refused.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(await server.client().get('vfleet:{lab}:version'), version);
+
+    // Drained: its instances move off (disks and patches with them), then it can go.
+    const { start } = hostBlock(spec, victim);
+    const lineEnd = spec.indexOf('\n', start) + 1;
+    writeFileSync(
+      `${dir}/fleet.yaml`,
+      `${spec.slice(0, lineEnd)}      drain: true\n${spec.slice(lineEnd)}`,
+    );
+    const drained = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(drained.code, 0, drained.stdout + drained.stderr);
+    assert.deepEqual(onHost(victim), []);
+    const settled = vfleet(['plan', '--detailed-exitcode'], dir, env);
+    assert.equal(settled.code, 0, settled.stdout);
+    writeFileSync(`${dir}/fleet.yaml`, without(spec, victim));
+    assert.equal(vfleet(['plan', '--detailed-exitcode'], dir, env).code, 0);
+
+    // Gone for good: forgotten, its instances are created elsewhere.
+    const lost = 'hv-r3-02';
+    const orphans = onHost(lost);
+    assert.ok(orphans.length > 0, `${lost} runs something`);
+    writeFileSync(`${dir}/fleet.yaml`, without(without(spec, victim), lost));
+    assert.equal(vfleet(['host', 'forget', 'hv-r1-01'], dir, env).code, 1, 'a host in the spec');
+    const forgot = vfleet(['host', 'forget', lost], dir, env);
+    assert.equal(forgot.code, 0, forgot.stderr);
+    assert.match(forgot.stdout, new RegExp(`Forgot ${orphans.length} instance`));
+    const recreated = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(recreated.code, 0, recreated.stdout + recreated.stderr);
+    assert.match(recreated.stdout, new RegExp(`${orphans.length} to create`));
+    const after = running(dir, env);
+    assert.equal(after.length, 26);
+    assert.ok(after.every((i) => i.host !== victim && i.host !== lost));
+  });
+
   it('an apply killed midway (SIGKILL) is resumed by the next: every instance exactly once', async () => {
     const dir = await fresh();
     const child = spawn(process.execPath, [bin, 'apply', '--auto-approve', '--workers', '1'], {

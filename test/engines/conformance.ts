@@ -134,8 +134,12 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
 
     it('moves: copy the disk, start on the target, destroy on the source', async () => {
       await f.a.create(request('c6-0', 1));
+      // What is installed travels with the disk (patched here where the engine can patch).
+      if (f.patch !== 'refuses') await f.a.patch('c6-0', 1, { openssl: '3.0.17-1~deb12u2' });
+      const installed = await f.a.inventory('c6-0');
       await f.a.copyDisk('c6-0', 2, f.b);
       await f.b.create(request('c6-0', 2));
+      assert.deepEqual(await f.b.inventory('c6-0'), installed);
       await f.a.destroy('c6-0', 2);
       assert.equal(
         (await f.a.list()).some((i) => i.name === 'c6-0'),

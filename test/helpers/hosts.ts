@@ -13,6 +13,7 @@ export function aModelHost(overrides: Partial<Host> = {}): Host {
     diskGiB: 20,
     os: { family: 'debian', release: '12', arch: 'x86_64' },
     runs: ['vm', 'container'],
+    drain: false,
     overcommit: { cpu: 1, memory: 1 },
     licenses: [],
     patchBaseline: undefined,

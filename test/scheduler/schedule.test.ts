@@ -184,6 +184,33 @@ describe('schedule: capacity and fit', () => {
 describe('schedule: constraints', () => {
   const racks = [small('a1', 'r1'), small('a2', 'r1'), small('b1', 'r2'), small('b2', 'r2')];
 
+  it('a draining host takes nothing new, and what it runs is placed elsewhere', () => {
+    const hosts = [
+      small('a', 'r1', 16384, { drain: true } as Partial<ReturnType<typeof aHost>>),
+      small('b', 'r1', 16384),
+    ];
+    const fleet = fleetOf({
+      hosts,
+      instances: [aGroup({ replicas: 2, resources: { vcpus: 1, memoryMiB: 1024 } })],
+    });
+    const observed = {
+      instances: [{ instance: 'web-0', host: 'a', failoverHost: null }],
+    };
+    const placement = schedule(fleet, observed);
+    assert.deepEqual(
+      placement.placements.map((p) => [p.instance, p.host]),
+      [
+        ['web-0', 'b'],
+        ['web-1', 'b'],
+      ],
+    );
+    const one = fleetOf({
+      hosts: [hosts[0] as HostSpec],
+      instances: [aGroup({ replicas: 1, resources: { vcpus: 1, memoryMiB: 1024 } })],
+    });
+    assert.deepEqual(schedule(one).unplaceable[0]?.reasons, { 'host-draining': 1 });
+  });
+
   it('a group that avoids itself puts one replica per host', () => {
     const fleet = fleetOf({
       hosts: racks,

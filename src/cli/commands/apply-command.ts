@@ -34,34 +34,48 @@ export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<num
   const saved = args.target.endsWith('.json') ? readSavedPlan(args.target) : undefined;
   const session = await openFleet(saved ? args.spec : args.target, terminal);
   if (!session) return 1;
+  try {
+    return await underFleetLock(session, terminal, () =>
+      applyLocked(session, saved, args, terminal),
+    );
+  } finally {
+    await session.close();
+  }
+}
+
+/**
+ * Runs `act` holding the fleet lock (renewed while it runs): one writer of the state at a time.
+ * A held lock is refused with its holder and how to free it; exit 1.
+ */
+export async function underFleetLock(
+  session: FleetSession,
+  terminal: Terminal,
+  act: () => Promise<number>,
+): Promise<number> {
   const holder = {
     id: randomUUID().slice(0, 8),
     pid: process.pid,
     host: hostname(),
     since: Date.now(),
   };
-  try {
-    const lock = await session.state.acquireLock(holder, LOCK_TTL_MS);
-    if (!lock.ok) {
-      const h = lock.holder;
-      terminal.err(
-        `vfleet: fleet ${session.fleet.name} is locked by apply ${h.id} (pid ${h.pid} on ${h.host}, since ${new Date(h.since).toISOString()}).\n` +
-          `If that apply is gone, run: vfleet force-unlock ${h.id}`,
-      );
-      return 1;
-    }
-    const renew = setInterval(
-      () => void session.state.renewLock(holder.id, LOCK_TTL_MS),
-      LOCK_TTL_MS / 3,
+  const lock = await session.state.acquireLock(holder, LOCK_TTL_MS);
+  if (!lock.ok) {
+    const h = lock.holder;
+    terminal.err(
+      `vfleet: fleet ${session.fleet.name} is locked by apply ${h.id} (pid ${h.pid} on ${h.host}, since ${new Date(h.since).toISOString()}).\n` +
+        `If that apply is gone, run: vfleet force-unlock ${h.id}`,
     );
-    try {
-      return await applyLocked(session, saved, args, terminal);
-    } finally {
-      clearInterval(renew);
-      await session.state.releaseLock(holder.id);
-    }
+    return 1;
+  }
+  const renew = setInterval(
+    () => void session.state.renewLock(holder.id, LOCK_TTL_MS),
+    LOCK_TTL_MS / 3,
+  );
+  try {
+    return await act();
   } finally {
-    await session.close();
+    clearInterval(renew);
+    await session.state.releaseLock(holder.id);
   }
 }
 

@@ -1,5 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { VfleetError } from '../../model/errors.js';
+import type { ObservedState } from '../../model/observed.js';
 import type { Plan } from '../../model/plan.js';
 import { makePlan } from '../../plan/make-plan.js';
 import { serializePlan } from '../../plan/plan-file.js';
@@ -24,6 +26,7 @@ export async function currentPlan(
   persist = false,
 ) {
   const observed = await session.observe(persist);
+  refuseHostsGone(session, observed);
   const { placement, explanation } = explain(session.fleet, explainInstance ?? '', {
     instances: observed.instances,
   });
@@ -32,6 +35,37 @@ export async function currentPlan(
     specHash: session.specHash,
   });
   return { plan, explanation };
+}
+
+/**
+ * Instances the state has on hosts the spec no longer names cannot be planned for: vfleet has
+ * lost the way to reach those hosts, so it could neither move their disks nor destroy them, and
+ * re-creating them elsewhere would leave two copies running. The error says how to retire a host
+ * (drain, then remove) and how to give up on one that is gone for good (`host forget`).
+ */
+function refuseHostsGone(session: FleetSession, observed: ObservedState): void {
+  const known = new Set(session.fleet.hosts.map((h) => h.name));
+  const stranded = new Map<string, string[]>();
+  for (const i of observed.instances) {
+    if (known.has(i.host)) continue;
+    stranded.set(i.host, [...(stranded.get(i.host) ?? []), i.instance]);
+  }
+  if (stranded.size === 0) return;
+  const lines = [...stranded].map(([host, names]) => {
+    const shown = names.slice(0, 5).join(', ');
+    const more = names.length > 5 ? ` and ${names.length - 5} more` : '';
+    return `  ${host}: ${shown}${more}`;
+  });
+  const first = [...stranded.keys()][0] as string;
+  throw new VfleetError(
+    'host-not-in-spec',
+    [
+      `the state has instances on hosts ${session.file} no longer names, and vfleet cannot reach those hosts to move or destroy them:`,
+      ...lines,
+      `To retire a host, put it back with \`drain: true\` and apply (its instances move off it), then remove it.`,
+      `If it is gone for good, \`vfleet host forget ${first}\` drops its instances from the state, and the next apply creates them elsewhere.`,
+    ].join('\n'),
+  );
 }
 
 /** Exit 0, or with --detailed-exitcode 0 no changes / 2 changes; 1 on error. */

@@ -4,6 +4,7 @@ import { VfleetError } from '../../model/errors.js';
 import { openFleet } from '../fleet-session.js';
 import type { Terminal } from '../terminal.js';
 import { table } from '../views/table.js';
+import { underFleetLock } from './apply-command.js';
 import { currentPlan } from './plan-command.js';
 
 /** Hosts with what they hold, instances with host, generation and status, and drift. Exit 0. */
@@ -120,9 +121,61 @@ export function statusCommand(terminal: Terminal, setExit: (code: number) => voi
     });
 }
 
-/** Fault injection for embedded hosts: `vfleet host fail|recover <name>`. */
+/**
+ * `vfleet host forget <name>`: a host gone for good (no longer in the spec) — its instances are
+ * dropped from the state, so the next plan creates them elsewhere. Nothing on the host is
+ * touched: vfleet cannot reach it any more.
+ */
+export async function forgetHost(name: string, file: string, terminal: Terminal): Promise<number> {
+  const session = await openFleet(file, terminal);
+  if (!session) return 1;
+  try {
+    if (session.fleet.hosts.some((h) => h.name === name)) {
+      throw new VfleetError(
+        'host-in-spec',
+        `host ${name} is in ${file}: to move its instances off it, set \`drain: true\` on it and apply; forget only a host the spec no longer names`,
+      );
+    }
+    return await underFleetLock(session, terminal, async () => {
+      const { instances } = await session.state.readAll();
+      const gone = instances.filter((i) => i.host === name).map((i) => i.instance);
+      for (const instance of gone) {
+        await session.state.deleteInstance(instance);
+        await session.state.appendEvent({
+          at: Date.now(),
+          instance,
+          action: 'forget',
+          host: name,
+          outcome: 'done',
+          error: null,
+        });
+      }
+      terminal.out(
+        gone.length === 0
+          ? `The state has no instances on ${name}; nothing to forget.`
+          : `Forgot ${gone.length} instance(s) the state had on ${name}: ${gone.join(', ')}.\n` +
+              `The next apply creates them elsewhere; whatever still runs on ${name} is not touched.`,
+      );
+      return 0;
+    });
+  } finally {
+    await session.close();
+  }
+}
+
+/** `vfleet host fail|recover <name>` (fault injection, embedded hosts) and `host forget`. */
 export function hostCommand(terminal: Terminal, setExit: (code: number) => void): Command {
-  const command = new Command('host').description('fault injection for embedded hosts');
+  const command = new Command('host').description(
+    'fault injection for embedded hosts; forget a host that is gone for good',
+  );
+  command
+    .command('forget')
+    .description('drop from the state the instances of a host the spec no longer names')
+    .argument('<name>', 'the host')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .action(async (name: string, o: { file: string }) => {
+      setExit(await forgetHost(name, o.file, terminal));
+    });
   for (const [verb, down] of [
     ['fail', true],
     ['recover', false],

@@ -9,7 +9,7 @@
 // Keys (under the fleet's hash tag, beside those state/keys.ts owns):
 //   vfleet:{<fleet>}:engine:<host>:instances  hash  instance → JSON record
 //   vfleet:{<fleet>}:engine:<host>:fence      hash  instance → newest generation seen (kept after destroy)
-//   vfleet:{<fleet>}:engine:<host>:disks      hash  instance → JSON {from, generation} (copied disks)
+//   vfleet:{<fleet>}:engine:<host>:disks      hash  instance → JSON {from, generation, packages} (copied disks)
 //   vfleet:{<fleet>}:engine:<host>:down       string, present while the host is failed
 import type { Redis } from 'ioredis';
 import { VfleetError } from '../../model/errors.js';
@@ -26,8 +26,9 @@ export function engineKeys(fleet: string, host: string) {
   };
 }
 
-// KEYS: instances, fence, down. ARGV: name, generation, op, payload (JSON).
+// KEYS: instances, fence, down, disks. ARGV: name, generation, op, payload (JSON).
 // Returns {status, value}: ok | stale (value: the fence) | missing | down.
+// A create onto a disk copied here (a move) keeps the packages the disk had, as a real disk does.
 const TRANSITION = `
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'down', ''} end
 local name = ARGV[1]
@@ -45,8 +46,18 @@ if op == 'create' then
     redis.call('HSET', KEYS[1], name, current)
     return {'ok', current}
   end
-  redis.call('HSET', KEYS[1], name, ARGV[4])
-  return {'ok', ARGV[4]}
+  local created = ARGV[4]
+  local disk = redis.call('HGET', KEYS[4], name)
+  if disk then
+    local copied = cjson.decode(disk)
+    if type(copied.packages) == 'table' then
+      local rec = cjson.decode(created)
+      rec.packages = copied.packages
+      created = cjson.encode(rec)
+    end
+  end
+  redis.call('HSET', KEYS[1], name, created)
+  return {'ok', created}
 end
 if op == 'destroy' then
   redis.call('HDEL', KEYS[1], name)
@@ -175,10 +186,11 @@ export class EmbeddedEngine implements HostEngine {
         `cannot copy ${name} from embedded ${this.host} to a real host`,
       );
     }
-    const exists = await this.redis.hexists(this.keys.instances, name);
-    if (!exists)
-      throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
-    await to.receiveDisk(name, JSON.stringify({ from: this.host, generation }));
+    const json = await this.redis.hget(this.keys.instances, name);
+    if (!json) throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
+    // The disk carries what is installed on it: the copy lands with the instance's packages.
+    const { packages } = JSON.parse(json) as EngineInstance;
+    await to.receiveDisk(name, JSON.stringify({ from: this.host, generation, packages }));
   }
 
   /** Where copyDisk lands on the target host. */
@@ -199,10 +211,11 @@ export class EmbeddedEngine implements HostEngine {
   ): Promise<EngineInstance> {
     const [status, value] = (await this.redis.eval(
       TRANSITION,
-      3,
+      4,
       this.keys.instances,
       this.keys.fence,
       this.keys.down,
+      this.keys.disks,
       name,
       String(generation),
       op,
