@@ -156,6 +156,8 @@ class Scheduler {
   /** Per host: failure domain → what would land here if that domain failed. */
   private readonly scenarioLoad: Array<Map<number, Float64Array> | undefined>;
   private readonly cursors = new Map<number, number>();
+  /** Per pool: its counted hosts interleaved by failure domain (see countedByDomain). */
+  private readonly countedOrder = new Map<number, Int32Array>();
   /**
    * Per failure domain d (when there are few enough domains): hosts keyed by their slack for
    * scenario d — reserve minus what d's failure already lands there. A protected instance of d
@@ -737,6 +739,21 @@ class Scheduler {
     return t;
   }
 
+  /**
+   * The hosts a pool counts, one failure domain after another in turn: licensed failover targets
+   * taken in counting order pile up in the first racks, and the scenarios of those very racks
+   * must then reserve a second time elsewhere; spread over every rack, scenarios share them.
+   * Rebuilt only when the pool counts another host.
+   */
+  private countedByDomain(pool: number): Int32Array {
+    const counted = this.ledger.countedHosts(pool);
+    const cached = this.countedOrder.get(pool);
+    if (cached && cached.length === counted.length) return cached;
+    const order = this.interleaveByDomain(counted);
+    this.countedOrder.set(pool, order);
+    return order;
+  }
+
   /** Whether demand fits in t's existing reserve for scenario d, with no reserve growth. */
   private fitsSlack(t: number, d: number, demand: Amounts): boolean {
     const load = this.scenarioLoad[t]?.get(d);
@@ -784,7 +801,7 @@ class Scheduler {
     }
     for (const pool of p.coverPools) {
       let grow = -1;
-      for (const t of this.ledger.countedHosts(pool)) {
+      for (const t of this.countedByDomain(pool)) {
         if (t === primary || !p.cls.mask[t] || this.domainOf[t] === d) continue;
         if (this.fitsSlack(t, d, demand)) return t;
         if (grow < 0 && this.fitsScenario(t, d, demand)) grow = t;
