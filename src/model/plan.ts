@@ -5,7 +5,19 @@ import type { FailoverSummary, Unplaceable } from './placement.js';
 
 export const PLAN_FORMAT_VERSION = '1';
 
-export const ACTION_KINDS = ['destroy', 'move', 'update', 'start', 'create', 'patch'] as const;
+/**
+ * `update` replaces the instance in place (destroy, create); `retarget` only records a new
+ * failover host — the standby reservation moved, the instance keeps running untouched.
+ */
+export const ACTION_KINDS = [
+  'destroy',
+  'move',
+  'update',
+  'start',
+  'retarget',
+  'create',
+  'patch',
+] as const;
 export type ActionKind = (typeof ACTION_KINDS)[number];
 
 /** How each action is shown, Terraform style. */
@@ -13,6 +25,7 @@ export const ACTION_SYMBOL: Readonly<Record<ActionKind, string>> = {
   create: '+',
   start: '~',
   update: '~',
+  retarget: '~',
   move: '>',
   destroy: '-',
   patch: '^',

@@ -64,6 +64,7 @@ export function makePlan(
     group: InstanceGroup,
     before: ObservedInstance | undefined,
     reason: string,
+    generation = generationOf(desired.instance, before) + 1,
   ) => {
     const image = imageByName.get(group.image);
     drafts.push({
@@ -73,7 +74,7 @@ export function makePlan(
       group: group.name,
       host: desired.host,
       fromHost: kind === 'move' ? (before?.host ?? null) : null,
-      generation: generationOf(desired.instance, before) + 1,
+      generation,
       image: image?.name ?? group.image,
       resources: group.resources,
       failoverHost: desired.failoverHost,
@@ -90,10 +91,20 @@ export function makePlan(
     } else if (before.host !== desired.host) {
       draft('move', desired, group, before, `from ${before.host} to ${desired.host}`);
     } else {
-      const changes = differences(before, group, desired);
-      if (changes.length > 0) draft('update', desired, group, before, changes.join(', '));
-      else if (before.status !== 'running') {
+      const changes = differences(before, group);
+      const failover =
+        before.failoverHost === desired.failoverHost
+          ? null
+          : `failover host ${before.failoverHost ?? 'none'} → ${desired.failoverHost ?? 'none'}`;
+      if (changes.length > 0) {
+        draft('update', desired, group, before, [...changes, failover ?? []].flat().join(', '));
+      } else if (before.status !== 'running') {
+        // Starting records the desired failover host too.
         draft('start', desired, group, before, `${before.status}, should be running`);
+      } else if (failover !== null) {
+        // Only the standby reservation moved: nothing to do on the host, so the generation stays
+        // (the host sees no call to fence) and the instance keeps running.
+        draft('retarget', desired, group, before, failover, before.generation);
       }
     }
   }
@@ -151,7 +162,7 @@ export function makePlan(
     summary: {
       create: count('create'),
       move: count('move'),
-      update: count('update', 'start'),
+      update: count('update', 'start', 'retarget'),
       patch: count('patch'),
       destroy: count('destroy'),
     },
@@ -236,11 +247,8 @@ function patchActions(
   return patches;
 }
 
-function differences(
-  before: ObservedInstance,
-  group: InstanceGroup,
-  desired: PlacementEntry,
-): string[] {
+/** What differs between an instance and its group that only recreating the instance changes. */
+function differences(before: ObservedInstance, group: InstanceGroup): string[] {
   const changes: string[] = [];
   if (before.image !== group.image) changes.push(`image ${before.image} → ${group.image}`);
   const r = group.resources;
@@ -251,11 +259,6 @@ function differences(
   }
   if (before.resources.diskGiB !== r.diskGiB)
     changes.push(`diskGiB ${before.resources.diskGiB} → ${r.diskGiB}`);
-  if (before.failoverHost !== desired.failoverHost) {
-    changes.push(
-      `failover host ${before.failoverHost ?? 'none'} → ${desired.failoverHost ?? 'none'}`,
-    );
-  }
   return changes;
 }
 

@@ -151,6 +151,14 @@ async function perform(
       await record(state, data, await engine.start(a.instance, a.generation), data.host);
       return 'done';
     }
+    case 'retarget': {
+      // Only the failover host changed: record it; the host is not called, the instance runs on.
+      if (!now) {
+        throw new VfleetError('instance-missing', `${a.instance} is not on ${data.host}`);
+      }
+      await record(state, data, now, data.host);
+      return 'done';
+    }
     case 'replace': {
       // Resources or image changed: the instance is recreated in place (Terraform's -/+).
       if (done && now.status === 'running' && sameResources(now, data)) {

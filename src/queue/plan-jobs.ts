@@ -11,6 +11,7 @@ import type { Plan, PlanAction } from '../model/plan.js';
 export type JobStep =
   | 'create'
   | 'start'
+  | 'retarget'
   | 'replace'
   | 'destroy'
   | 'copy-disk'
@@ -77,7 +78,11 @@ export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
       host,
       action,
       image:
-        step === 'destroy' || step === 'move-out' || step === 'copy-disk' || step === 'patch'
+        step === 'destroy' ||
+        step === 'move-out' ||
+        step === 'copy-disk' ||
+        step === 'patch' ||
+        step === 'retarget'
           ? null
           : imageOf(action.image),
     },
@@ -89,6 +94,8 @@ export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
         return node('create', a.host, a);
       case 'start':
         return node('start', a.host, a);
+      case 'retarget':
+        return node('retarget', a.host, a);
       case 'update':
         return node('replace', a.host, a);
       case 'destroy':

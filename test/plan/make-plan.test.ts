@@ -135,6 +135,43 @@ describe('makePlan', () => {
     assert.match(renderPlanText(plan), / {2}~ update web-0 on hv-0\d: vcpus 2 → 4\n/);
   });
 
+  it('a failover host that changes alone is a retarget: same generation, nothing recreated', () => {
+    const fleet = fleetOf({ instances: [aGroup({ replicas: 1 })] });
+    const state = applied(fleet, planFor(fleet), EMPTY_STATE);
+    const record = state.instances[0] as ObservedInstance;
+    const moved: ObservedState = {
+      ...state,
+      instances: [{ ...record, failoverHost: 'elsewhere' }],
+    };
+    const plan = planFor(fleet, moved);
+    assert.deepEqual(
+      plan.actions.map((a) => [a.kind, a.reason, a.generation, a.failoverHost]),
+      [
+        [
+          'retarget',
+          `failover host elsewhere → ${record.failoverHost ?? 'none'}`,
+          record.generation,
+          record.failoverHost,
+        ],
+      ],
+    );
+    assert.equal(plan.summary.update, 1);
+    assert.match(
+      renderPlanText(plan),
+      / {2}~ retarget web-0 on hv-0\d: failover host elsewhere → .* \(in place, keeps running\)\n/,
+    );
+    // With a resource change too, it is an update, which records the failover host as well.
+    const bigger = fleetOf({
+      instances: [aGroup({ replicas: 1, resources: { vcpus: 4, memoryMiB: 2048, diskGiB: 10 } })],
+    });
+    const update = planFor(bigger, moved);
+    assert.deepEqual(
+      update.actions.map((a) => [a.kind, a.generation]),
+      [['update', record.generation + 1]],
+    );
+    assert.match(update.actions[0]?.reason ?? '', /vcpus 2 → 4, failover host elsewhere → /);
+  });
+
   it('an instance whose host left the fleet moves, after what leaves the target', () => {
     const fleet = fleetOf({ instances: [aGroup({ replicas: 1 })] });
     const state: ObservedState = {

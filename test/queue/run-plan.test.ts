@@ -95,6 +95,43 @@ describe('runPlan', () => {
     assert.deepEqual(planNow('p2').actions, []);
   });
 
+  it('a failover host that changes is recorded; the instance keeps running untouched', async () => {
+    const { options, planNow, engines, state } = setup('retarget');
+    await runPlan(planNow('p1'), fleet, options);
+    // hv-r1-01 is the failover host of many: drained, it stops being one.
+    const drained: Fleet = {
+      ...fleet,
+      hosts: fleet.hosts.map((h) => (h.name === 'hv-r1-01' ? { ...h, drain: true } : h)),
+    };
+    const plan = planNow('p2', drained);
+    const retargets = plan.actions.filter((a) => a.kind === 'retarget');
+    assert.ok(retargets.length > 0, 'some failover hosts move');
+    assert.ok(
+      plan.actions.every((a) => a.kind !== 'update'),
+      'nothing is replaced',
+    );
+    const before = new Map(
+      await Promise.all(
+        retargets.map(async (a) => {
+          const e = await (engines.get(a.host) as EmbeddedEngine).describe(a.instance);
+          return [a.instance, e?.generation] as const;
+        }),
+      ),
+    );
+    const outcomes = await runPlan(plan, drained, options);
+    assert.ok(
+      outcomes.every((o) => o.outcome === 'done'),
+      JSON.stringify(outcomes),
+    );
+    for (const a of retargets) {
+      const e = await (engines.get(a.host) as EmbeddedEngine).describe(a.instance);
+      assert.equal(e?.generation, before.get(a.instance), `${a.instance} was not touched`);
+      assert.equal(state.instances.get(a.instance)?.failoverHost, a.failoverHost);
+      assert.notEqual(a.failoverHost, 'hv-r1-01');
+    }
+    assert.deepEqual(planNow('p3', drained).actions, []);
+  });
+
   it('enqueuing the same plan twice runs nothing twice', async () => {
     const { options, planNow, running, state } = setup('twice');
     const plan = planNow('p1');

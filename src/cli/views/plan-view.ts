@@ -14,6 +14,8 @@ function describe(a: PlanAction): string {
       return `update ${a.instance} on ${a.host}: ${a.reason}`;
     case 'start':
       return `start ${a.instance} on ${a.host}: ${a.reason}`;
+    case 'retarget':
+      return `retarget ${a.instance} on ${a.host}: ${a.reason} (in place, keeps running)`;
     case 'destroy':
       return `destroy ${a.instance} on ${a.host}: ${a.reason}`;
     case 'patch':
