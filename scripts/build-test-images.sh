@@ -292,7 +292,20 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 insmod /lib/modules/evdev.ko
 insmod /lib/modules/button.ko
-acpid -c /etc/acpi -l /dev/null || echo 'vfleet guest: acpid failed; no power button'
+# The marker promises a working power button, so it waits until acpid has the button's event
+# device open: on a loaded host QEMU can deliver a press sent right after the marker before the
+# guest has scheduled acpid, and busybox acpid only reads events once it has the device open.
+acpid -f -c /etc/acpi -l /dev/null &
+acpid_pid=\$!
+tries=0
+until ls -l /proc/\$acpid_pid/fd 2>/dev/null | grep -q /dev/input/event; do
+  tries=\$((tries + 1))
+  if [ \$tries -gt 400 ]; then
+    echo 'vfleet guest: acpid has no input device open; no power button'
+    break
+  fi
+  usleep 50000
+done
 echo $ready_marker
 # PID 1 must never exit (the kernel would panic); the wait also reaps orphans.
 while :; do
