@@ -2,7 +2,11 @@
 // and the fleet's Redis (the private server of this folder, or REDIS_URL) with its state.
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { EmbeddedEngine, unknownInstances } from '../engines/embedded/embedded-engine.js';
+import {
+  EmbeddedEngine,
+  embeddedListing,
+  unknownInstances,
+} from '../engines/embedded/embedded-engine.js';
 import { factsDrift } from '../engines/facts-drift.js';
 import type { EngineInstance, HostEngine } from '../engines/host-engine.js';
 import { RealEngine, type RealEngineOptions } from '../engines/real/real-engine.js';
@@ -107,29 +111,18 @@ export async function openFleet(
       return engine;
     },
   };
-  /** What real hosts run that `known` does not list; a host that does not answer is skipped. */
-  const unknownOnRealHosts = async (known: ReadonlySet<string>) => {
+  /** What each real host runs; null for a host that does not answer. */
+  const listReal = async () => {
     const real = spec.fleet.hosts.filter((h) => h.engine !== 'embedded');
     const listed = await Promise.all(
-      real.map(async (h) => {
-        try {
-          return (await lookup.engine(h.name).list()).map((instance) => ({
-            host: h.name,
-            instance,
-          }));
-        } catch {
-          return [];
-        }
-      }),
+      real.map((h) =>
+        lookup
+          .engine(h.name)
+          .list()
+          .catch(() => null),
+      ),
     );
-    const seen = new Set(known);
-    const found: Array<{ host: string; instance: EngineInstance }> = [];
-    for (const entry of listed.flat()) {
-      if (seen.has(entry.instance.name)) continue;
-      seen.add(entry.instance.name);
-      found.push(entry);
-    }
-    return found;
+    return new Map(real.map((h, i) => [h.name, listed[i] ?? null]));
   };
   /**
    * When the spec wants an instance the state does not have, the hosts' fences newer than the
@@ -180,15 +173,23 @@ export async function openFleet(
       const known = new Set(snapshot.instances.map((i) => i.instance));
       const adopted: ObservedInstance[] = [];
       const embedded = spec.fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name);
+      const embeddedNames = await embeddedListing(connection.redis, spec.fleet.name, embedded);
       const fromEmbedded = await unknownInstances(
         connection.redis,
         spec.fleet.name,
-        embedded,
+        embeddedNames,
         known,
       );
-      const fromReal = await unknownOnRealHosts(
-        new Set([...known, ...fromEmbedded.map((u) => u.instance.name)]),
-      );
+      const realListing = await listReal();
+      const seen = new Set([...known, ...fromEmbedded.map((u) => u.instance.name)]);
+      const fromReal: Array<{ host: string; instance: EngineInstance }> = [];
+      for (const [host, instances] of realListing) {
+        for (const instance of instances ?? []) {
+          if (seen.has(instance.name)) continue;
+          seen.add(instance.name);
+          fromReal.push({ host, instance });
+        }
+      }
       for (const { host, instance: i } of [...fromEmbedded, ...fromReal]) {
         const record = {
           instance: i.name,
@@ -203,9 +204,45 @@ export async function openFleet(
         adopted.push(record);
         if (persist) await state.putInstance({ ...record, packages: { ...i.packages } });
       }
-      if (persist && adopted.length > 0) snapshot = await state.readAll();
+      // What the state has that its host, answering, no longer runs (or runs stopped): the host
+      // is the truth, as Terraform's refresh has it. A host that does not answer keeps the
+      // state's word.
+      const onHost = (host: string): ReadonlyMap<string, EngineInstance | true> | null => {
+        const names = embeddedNames.get(host);
+        if (names !== undefined) {
+          return names === null ? null : new Map([...names].map((n) => [n, true] as const));
+        }
+        const listed = realListing.get(host);
+        return listed ? new Map(listed.map((i) => [i.name, i] as const)) : null;
+      };
+      const hostViews = new Map<string, ReturnType<typeof onHost>>();
+      const missing: Record<string, string> = {};
+      const stopped = new Set<string>();
+      for (const record of snapshot.instances) {
+        if (!hostViews.has(record.host)) hostViews.set(record.host, onHost(record.host));
+        const view = hostViews.get(record.host);
+        if (!view) continue; // not in the spec (refused later), or not answering
+        const there = view.get(record.instance);
+        if (there === undefined) missing[record.instance] = record.host;
+        else if (there !== true && there.status === 'stopped' && record.status === 'running') {
+          stopped.add(record.instance);
+        }
+      }
+      if (persist) {
+        for (const name of Object.keys(missing)) await state.deleteInstance(name);
+      }
+      if (persist && (adopted.length > 0 || Object.keys(missing).length > 0)) {
+        snapshot = await state.readAll();
+      }
       const base = observedOf(snapshot);
-      const observed = persist ? base : { ...base, instances: [...base.instances, ...adopted] };
+      const current = (persist ? base.instances : [...base.instances, ...adopted])
+        .filter((i) => missing[i.instance] === undefined)
+        .map((i) => (stopped.has(i.instance) ? { ...i, status: 'stopped' as const } : i));
+      const observed: ObservedState = {
+        ...base,
+        instances: current,
+        ...(Object.keys(missing).length > 0 ? { missing } : {}),
+      };
       const fences = await fencesAbove(observed);
       return fences ? { ...observed, fences } : observed;
     },

@@ -28,6 +28,12 @@ export interface ObservedState {
    * above it. Read from the hosts when something is to be created; absent otherwise.
    */
   readonly fences?: Readonly<Record<string, number>>;
+  /**
+   * Instances the state had on a host that answered without them (gone since the last apply:
+   * deleted, crashed, the host rebuilt), name → that host. They are not in `instances`: the
+   * plan creates them again.
+   */
+  readonly missing?: Readonly<Record<string, string>>;
 }
 
 export const EMPTY_STATE: ObservedState = { version: 0, instances: [] };

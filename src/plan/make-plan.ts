@@ -87,7 +87,14 @@ export function makePlan(
     if (!group) continue;
     const before = seen.get(desired.instance);
     if (!before) {
-      draft('create', desired, group, undefined, 'new replica');
+      const gone = observed.missing?.[desired.instance];
+      draft(
+        'create',
+        desired,
+        group,
+        undefined,
+        gone === undefined ? 'new replica' : `missing from ${gone}, created again`,
+      );
     } else if (before.host !== desired.host) {
       draft('move', desired, group, before, `from ${before.host} to ${desired.host}`);
     } else {

@@ -228,6 +228,34 @@ describe('vfleet apply against REDIS_URL', () => {
     assert.ok(after.every((i) => i.host !== victim && i.host !== lost));
   });
 
+  it('an instance gone from its host outside vfleet is shown missing and created again', async () => {
+    const dir = await fresh();
+    assert.equal(vfleet(['apply', '--auto-approve'], dir, env).code, 0);
+    const victim = running(dir, env).find((i) => i.instance === 'batch-0');
+    assert.ok(victim);
+    // Deleted on the host itself (as a crashed VM's files removed, or a host rebuilt).
+    assert.equal(
+      await server.client().hdel(`vfleet:{lab}:engine:${victim.host}:instances`, 'batch-0'),
+      1,
+    );
+    const status = vfleet(['status'], dir, env);
+    assert.match(status.stdout, /batch-0 +\S+ +1 +missing/);
+    assert.match(status.stdout, /Drift: 1 to create/);
+    const plan = vfleet(['plan', '--detailed-exitcode'], dir, env);
+    assert.equal(plan.code, 2);
+    assert.match(
+      plan.stdout,
+      new RegExp(`\\+ create batch-0 on \\S+: missing from ${victim.host}, created again`),
+    );
+    const applied = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(applied.code, 0, applied.stdout + applied.stderr);
+    assert.equal(vfleet(['plan', '--detailed-exitcode'], dir, env).code, 0);
+    let onHosts = 0;
+    for (const key of await server.client().keys('vfleet:{lab}:engine:*:instances'))
+      onHosts += (await server.client().hexists(key, 'batch-0')) ? 1 : 0;
+    assert.equal(onHosts, 1, 'batch-0 exists again, once');
+  });
+
   it('an apply killed midway (SIGKILL) is resumed by the next: every instance exactly once', async () => {
     const dir = await fresh();
     const child = spawn(process.execPath, [bin, 'apply', '--auto-approve', '--workers', '1'], {

@@ -34,7 +34,7 @@ export async function currentPlan(
     id: planIdOf(session.specHash, observed.version),
     specHash: session.specHash,
   });
-  return { plan, explanation };
+  return { plan, explanation, observed };
 }
 
 /**

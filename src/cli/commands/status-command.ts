@@ -15,8 +15,19 @@ export async function runStatus(
   const session = await openFleet(args.file, terminal);
   if (!session) return 1;
   try {
-    const snapshot = await session.state.readAll();
-    const { plan } = await currentPlan(session);
+    const recorded = await session.state.readAll();
+    const { plan, observed } = await currentPlan(session);
+    // As the hosts have them: an instance its answering host no longer runs is `missing`, one it
+    // runs stopped is `stopped`, whatever the state last recorded.
+    const live = new Map(observed.instances.map((i) => [i.instance, i.status]));
+    const snapshot = {
+      ...recorded,
+      instances: recorded.instances.map((i) =>
+        observed.missing?.[i.instance] !== undefined
+          ? { ...i, status: 'missing' as const }
+          : { ...i, status: live.get(i.instance) ?? i.status },
+      ),
+    };
     const down = new Set<string>();
     for (const host of session.fleet.hosts) {
       if (

@@ -7,7 +7,7 @@ function describe(a: PlanAction): string {
   const failover = a.failoverHost ? ` (failover ${a.failoverHost})` : '';
   switch (a.kind) {
     case 'create':
-      return `create ${a.instance} on ${a.host}${failover}`;
+      return `create ${a.instance} on ${a.host}${failover}${a.reason === 'new replica' ? '' : `: ${a.reason}`}`;
     case 'move':
       return `move ${a.instance} from ${a.fromHost} to ${a.host}${failover}`;
     case 'update':

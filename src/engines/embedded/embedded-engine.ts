@@ -258,13 +258,16 @@ export async function setHostDown(
  * every host's instance names in one pipeline, then the unknown ones' records in another.
  * Failed hosts are skipped (they do not answer).
  */
-export async function unknownInstances(
+/**
+ * What each emulated host holds, by name, in one pipeline: null for a host that does not answer.
+ */
+export async function embeddedListing(
   redis: Redis,
   fleet: string,
   hosts: readonly string[],
-  known: ReadonlySet<string>,
-): Promise<Array<{ host: string; instance: EngineInstance }>> {
-  if (hosts.length === 0) return [];
+): Promise<Map<string, ReadonlySet<string> | null>> {
+  const listing = new Map<string, ReadonlySet<string> | null>();
+  if (hosts.length === 0) return listing;
   const names = redis.pipeline();
   for (const host of hosts) {
     const keys = engineKeys(fleet, host);
@@ -272,16 +275,29 @@ export async function unknownInstances(
     names.hkeys(keys.instances);
   }
   const replies = (await names.exec()) ?? [];
+  hosts.forEach((host, i) => {
+    const down = replies[2 * i]?.[1] === 1;
+    listing.set(host, down ? null : new Set(replies[2 * i + 1]?.[1] as string[] | undefined));
+  });
+  return listing;
+}
+
+/** The instances a listing shows that `known` does not name, with their records. */
+export async function unknownInstances(
+  redis: Redis,
+  fleet: string,
+  listing: ReadonlyMap<string, ReadonlySet<string> | null>,
+  known: ReadonlySet<string>,
+): Promise<Array<{ host: string; instance: EngineInstance }>> {
   const wanted: Array<{ host: string; name: string }> = [];
   const seen = new Set(known);
-  hosts.forEach((host, i) => {
-    if (replies[2 * i]?.[1] === 1) return;
-    for (const name of (replies[2 * i + 1]?.[1] as string[] | undefined) ?? []) {
+  for (const [host, names] of listing) {
+    for (const name of names ?? []) {
       if (seen.has(name)) continue;
       seen.add(name);
       wanted.push({ host, name });
     }
-  });
+  }
   if (wanted.length === 0) return [];
   const records = redis.pipeline();
   for (const w of wanted) records.hget(engineKeys(fleet, w.host).instances, w.name);
