@@ -207,24 +207,23 @@ export async function openFleet(
       // What the state has that its host, answering, no longer runs (or runs stopped): the host
       // is the truth, as Terraform's refresh has it. A host that does not answer keeps the
       // state's word.
-      const onHost = (host: string): ReadonlyMap<string, EngineInstance | true> | null => {
-        const names = embeddedNames.get(host);
-        if (names !== undefined) {
-          return names === null ? null : new Map([...names].map((n) => [n, true] as const));
-        }
-        const listed = realListing.get(host);
-        return listed ? new Map(listed.map((i) => [i.name, i] as const)) : null;
-      };
-      const hostViews = new Map<string, ReturnType<typeof onHost>>();
+      const realViews = new Map<string, ReadonlyMap<string, EngineInstance>>();
+      for (const [host, listed] of realListing) {
+        if (listed) realViews.set(host, new Map(listed.map((i) => [i.name, i])));
+      }
       const missing: Record<string, string> = {};
       const stopped = new Set<string>();
       for (const record of snapshot.instances) {
-        if (!hostViews.has(record.host)) hostViews.set(record.host, onHost(record.host));
-        const view = hostViews.get(record.host);
+        const names = embeddedNames.get(record.host);
+        if (names !== undefined) {
+          if (names !== null && !names.has(record.instance)) missing[record.instance] = record.host;
+          continue;
+        }
+        const view = realViews.get(record.host);
         if (!view) continue; // not in the spec (refused later), or not answering
         const there = view.get(record.instance);
         if (there === undefined) missing[record.instance] = record.host;
-        else if (there !== true && there.status === 'stopped' && record.status === 'running') {
+        else if (there.status === 'stopped' && record.status === 'running') {
           stopped.add(record.instance);
         }
       }
@@ -235,9 +234,13 @@ export async function openFleet(
         snapshot = await state.readAll();
       }
       const base = observedOf(snapshot);
-      const current = (persist ? base.instances : [...base.instances, ...adopted])
-        .filter((i) => missing[i.instance] === undefined)
-        .map((i) => (stopped.has(i.instance) ? { ...i, status: 'stopped' as const } : i));
+      const listed = persist ? base.instances : [...base.instances, ...adopted];
+      const current =
+        Object.keys(missing).length === 0 && stopped.size === 0
+          ? listed
+          : listed
+              .filter((i) => missing[i.instance] === undefined)
+              .map((i) => (stopped.has(i.instance) ? { ...i, status: 'stopped' as const } : i));
       const observed: ObservedState = {
         ...base,
         instances: current,
