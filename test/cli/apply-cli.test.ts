@@ -27,6 +27,8 @@ function vfleet(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
     encoding: 'utf8',
     env: { ...process.env, VFLEET_EMBEDDED_BOOT_MS: '0', ...env },
     timeout: 60_000,
+    // status --json carries every instance's package inventory: over 1 MiB at a few hundred
+    maxBuffer: 64 * 1024 * 1024,
   });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -254,6 +256,40 @@ describe('vfleet apply against REDIS_URL', () => {
     for (const key of await server.client().keys('vfleet:{lab}:engine:*:instances'))
       onHosts += (await server.client().hexists(key, 'batch-0')) ? 1 : 0;
     assert.equal(onHosts, 1, 'batch-0 exists again, once');
+  });
+
+  it('instances the fleet has no room for fail the apply, grouped in the plan, until they fit', async () => {
+    const dir = await fresh();
+    const spec = readFileSync(`${dir}/fleet.yaml`, 'utf8');
+    const scaled = spec.replace(/(- name: batch\n\s+image: \S+\n\s+replicas:) 8/, '$1 300');
+    assert.notEqual(scaled, spec);
+    writeFileSync(`${dir}/fleet.yaml`, scaled);
+    const first = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(first.code, 1, first.stdout);
+    const cannot =
+      /Cannot place (\d+) instances:\n {2}! \1 of batch \(batch-\d+ … batch-299\): insufficient-cpu/.exec(
+        first.stdout,
+      );
+    assert.ok(cannot, first.stdout);
+    const unplaced = Number(cannot[1]);
+    assert.match(
+      first.stdout,
+      new RegExp(`Apply incomplete: \\d+ actions done, but ${unplaced} instances cannot be placed`),
+    );
+    // What fits was applied; nothing more to do, still not the spec.
+    assert.equal(running(dir, env).length, 26 - 8 + 300 - unplaced);
+    const again = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(again.code, 1);
+    assert.match(
+      again.stdout,
+      new RegExp(`nothing to do, but ${unplaced} instances cannot be placed`),
+    );
+    assert.match(
+      vfleet(['status'], dir, env).stdout,
+      new RegExp(`${unplaced} instances of the spec cannot be placed`),
+    );
+    writeFileSync(`${dir}/fleet.yaml`, spec);
+    assert.equal(vfleet(['apply', '--auto-approve'], dir, env).code, 0);
   });
 
   it('an apply killed midway (SIGKILL) is resumed by the next: every instance exactly once', async () => {

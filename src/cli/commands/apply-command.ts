@@ -116,7 +116,16 @@ async function applyLocked(
   const plan = saved ?? fresh;
   for (const w of await session.factsWarnings()) terminal.err(`Warning: ${w}`);
   terminal.out(renderPlanText(plan));
-  if (plan.actions.length === 0) return 0;
+  // Instances the fleet has no place for: the apply cannot make the fleet match the spec, and
+  // says so in its exit status (as Nomad's job run does for placement failures), even when
+  // everything it could do is done.
+  const unplaced = plan.unplaceable.length;
+  const cannotPlace = `${unplaced} instance${unplaced === 1 ? '' : 's'} cannot be placed (above)`;
+  if (plan.actions.length === 0) {
+    if (unplaced === 0) return 0;
+    terminal.out(`Apply incomplete: nothing to do, but ${cannotPlace}.`);
+    return 1;
+  }
   if (!args.autoApprove && !saved) {
     if (!terminal.isTTY || !process.stdin.isTTY) {
       terminal.err(
@@ -166,12 +175,16 @@ async function applyLocked(
   for (const o of failed)
     terminal.err(`  ! ${o.action}: ${o.outcome}${o.error ? `: ${o.error}` : ''}`);
   const done = outcomes.length - failed.length;
+  if (failed.length === 0 && unplaced === 0) {
+    terminal.out(`Apply complete: ${done} action${done === 1 ? '' : 's'} done.`);
+    return 0;
+  }
   terminal.out(
     failed.length === 0
-      ? `Apply complete: ${done} action${done === 1 ? '' : 's'} done.`
-      : `Apply incomplete: ${done} done, ${failed.length} failed or skipped. The next apply resumes from here.`,
+      ? `Apply incomplete: ${done} action${done === 1 ? '' : 's'} done, but ${cannotPlace}.`
+      : `Apply incomplete: ${done} done, ${failed.length} failed or skipped${unplaced > 0 ? `, and ${cannotPlace}` : ''}. The next apply resumes from here.`,
   );
-  return failed.length === 0 ? 0 : 1;
+  return 1;
 }
 
 export function applyCommand(terminal: Terminal, setExit: (code: number) => void): Command {

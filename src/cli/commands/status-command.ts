@@ -105,10 +105,15 @@ export async function runStatus(
       ),
     );
     const changes = drift.create + drift.move + drift.update + drift.patch + drift.destroy;
+    const unplaced = plan.unplaceable.length;
+    const cannot =
+      unplaced === 0
+        ? ''
+        : ` ${unplaced} instance${unplaced === 1 ? '' : 's'} of the spec cannot be placed.`;
     terminal.out(
-      changes === 0
+      changes === 0 && unplaced === 0
         ? '\nNo drift: the fleet matches the spec.'
-        : `\nDrift: ${drift.create} to create, ${drift.move} to move, ${drift.update} to update, ${drift.patch} to patch, ${drift.destroy} to destroy (vfleet plan shows them).`,
+        : `\nDrift: ${drift.create} to create, ${drift.move} to move, ${drift.update} to update, ${drift.patch} to patch, ${drift.destroy} to destroy (vfleet plan shows them).${cannot}`,
     );
     if (warnings.length > 0) {
       terminal.out(

@@ -58,8 +58,21 @@ export function renderPlanText(plan: Plan): string {
     out.push(
       `Cannot place ${plan.unplaceable.length} instance${plan.unplaceable.length === 1 ? '' : 's'}:`,
     );
+    // Replicas of one group that fail for the same reasons are one line: a group scaled far
+    // past the fleet's room would otherwise print a line per replica.
+    const runs: Array<{ group: string; names: string[]; reasons: string }> = [];
     for (const u of plan.unplaceable) {
-      out.push(`  ! ${u.instance}: ${formatReasons(u.reasons)}`);
+      const reasons = formatReasons(u.reasons);
+      const last = runs[runs.length - 1];
+      if (last && last.group === u.group && last.reasons === reasons) last.names.push(u.instance);
+      else runs.push({ group: u.group, names: [u.instance], reasons });
+    }
+    for (const { group, names, reasons } of runs) {
+      const who =
+        names.length === 1
+          ? names[0]
+          : `${names.length} of ${group} (${names[0]} … ${names[names.length - 1]})`;
+      out.push(`  ! ${who}: ${reasons}`);
     }
     out.push('');
   }
