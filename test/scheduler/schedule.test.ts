@@ -1,14 +1,17 @@
 // Scheduler behaviour, case by case (small builders, named cases), then properties over random
 // fleets checked by an independent re-computation (invariants.ts).
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { readAndLoadFleet } from '../../src/cli/read-spec.js';
 import { isVfleetError } from '../../src/model/errors.js';
 import type { Fleet } from '../../src/model/fleet.js';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
 import { vmMemoryOverheadMiB } from '../../src/scheduler/capacity.js';
 import { explain, schedule } from '../../src/scheduler/schedule.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
+import { fromRoot } from '../helpers/paths.js';
 import { rootFleet } from '../helpers/root-fleet.js';
 import { aFleetDocument, aGroup, aHost, anImage } from '../helpers/spec-builders.js';
 import { checkInvariants } from './invariants.js';
@@ -526,6 +529,20 @@ describe('schedule: the root fleet.yaml', () => {
     assert.ok(placement.licenses.every((l) => l.used > 0 && l.used <= l.entitlement));
     assert.deepEqual(checkInvariants(fleet, placement), []);
   });
+
+  // Each example is a small fleet with a point to make; each places whole. The interleaved
+  // order once placed the freer `logs` on the ssd hosts that `db` (spread, ssd, one per host)
+  // needed, and left two db replicas unplaceable: constrained groups must still come first.
+  for (const file of readdirSync(fromRoot('examples')).filter((f) => f.endsWith('.yaml'))) {
+    it(`examples/${file} places whole`, () => {
+      const loaded = readAndLoadFleet(fromRoot('examples', file));
+      assert.ok(loaded.fleet, JSON.stringify(loaded.diagnostics));
+      const placement = schedule(loaded.fleet);
+      assert.deepEqual(placement.unplaceable, []);
+      assert.equal(placement.failover.covered, placement.failover.protected);
+      assert.deepEqual(checkInvariants(loaded.fleet, placement), []);
+    });
+  }
 });
 
 // --- properties ------------------------------------------------------------------------------
