@@ -127,15 +127,17 @@ export async function runPlan(
     workers.push(worker);
   }
 
-  /** The ids, among existing roots, of those whose stored job failed. */
-  const failedOnes = async (present: readonly JobNode[]): Promise<Set<string>> => {
-    const states = await Promise.all(
+  /** The roots' jobs that exist already, by id, with their state: one round trip finds them. */
+  const storedJobs = async (roots: readonly JobNode[]) => {
+    const exists = await existing(connection, options.prefix, roots);
+    const present = roots.filter((r) => exists.has(r.jobId));
+    const found = await Promise.all(
       present.map(async (r) => {
-        const stored = await Job.fromId(queues.get(r.queueName) as Queue, r.jobId);
-        return stored ? await stored.getState() : 'unknown';
+        const job = await Job.fromId(queues.get(r.queueName) as Queue, r.jobId);
+        return { job, state: job ? await job.getState() : 'unknown' };
       }),
     );
-    return new Set(present.filter((_, i) => states[i] === 'failed').map((r) => r.jobId));
+    return new Map(present.map((r, i) => [r.jobId, found[i] as (typeof found)[number]]));
   };
   const outcomes: ActionOutcome[] = [];
   const failed = new Set<string>();
@@ -161,31 +163,31 @@ export async function runPlan(
       // Jobs that exist already (the same plan enqueued again) are not run again: their stored
       // outcome is read back. One round trip finds them all. A job that failed is the exception:
       // its action runs again under a fresh id, so the next apply does resume from a failure.
-      let exists = await existing(connection, options.prefix, ready);
+      let stored = await storedJobs(ready);
       for (let retry = 1; ; retry++) {
-        const again = await failedOnes(ready.filter((r) => exists.has(r.jobId)));
-        if (again.size === 0) break;
+        let again = false;
         for (let i = 0; i < ready.length; i++) {
           const r = ready[i] as JobNode;
-          if (again.has(r.jobId)) ready[i] = retried(r, retry);
+          if (stored.get(r.jobId)?.state !== 'failed') continue;
+          ready[i] = retried(r, retry);
+          again = true;
         }
-        exists = await existing(connection, options.prefix, ready);
+        if (!again) break;
+        stored = await storedJobs(ready);
       }
       for (const root of ready) {
         roots.set(root.jobId, root.data.action.id);
         pending.push(new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)));
       }
       await enqueueAll(
-        ready.filter((r) => !exists.has(r.jobId)),
+        ready.filter((r) => !stored.has(r.jobId)),
         queues,
         flows,
         JOB_OPTIONS(attempts),
       );
-      for (const root of ready.filter((r) => exists.has(r.jobId))) {
-        const stored = await Job.fromId(queues.get(root.queueName) as Queue, root.jobId);
-        const state = stored ? await stored.getState() : 'unknown';
-        if (state === 'completed') settle(root.jobId, stored?.returnvalue as JobOutcome, null);
-        else if (state === 'failed') settle(root.jobId, 'failed', stored?.failedReason ?? 'failed');
+      // Jobs still waiting or running (another apply's workers) settle through the events.
+      for (const [jobId, { job, state }] of stored) {
+        if (state === 'completed') settle(jobId, job?.returnvalue as JobOutcome, null);
       }
       for (const outcome of await Promise.all(pending)) {
         outcomes.push(outcome);

@@ -237,7 +237,7 @@ class Scheduler {
     );
     this.surplusOf = Array.from({ length: H }, () => []);
     this.plans = this.planGroups();
-    this.fill = this.fillOf();
+    this.fill = this.fillOf(totalCpu, totalMem);
     this.zeroSurplus = fleet.licenses.map((pool) =>
       isHostMetric(pool) && this.fill ? new FitIndex(H) : undefined,
     );
@@ -250,7 +250,7 @@ class Scheduler {
    * Which resource the fleet runs out of first (demand over capacity, all hosts), and the memory
    * per vCPU of the groups that fill hosts after the licensed ones; undefined when none do.
    */
-  private fillOf(): { cpuBinds: boolean; ratio: number } | undefined {
+  private fillOf(capCpu: number, capMem: number): { cpuBinds: boolean; ratio: number } | undefined {
     let cpu = 0;
     let memory = 0;
     let fillCpu = 0;
@@ -263,12 +263,6 @@ class Scheduler {
         fillCpu += n * p.demand.cpu;
         fillMem += n * p.demand.memory;
       }
-    }
-    let capCpu = 0;
-    let capMem = 0;
-    for (let h = 0; h < this.H; h++) {
-      capCpu += this.capCpu[h]!;
-      capMem += this.capMem[h]!;
     }
     if (fillCpu === 0 || fillMem === 0 || capCpu === 0 || capMem === 0) return undefined;
     return { cpuBinds: cpu / capCpu >= memory / capMem, ratio: fillMem / fillCpu };

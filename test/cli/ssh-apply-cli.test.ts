@@ -33,7 +33,13 @@ import { FleetState } from '../../src/state/fleet-state.js';
 import { SshTransport } from '../../src/transport/ssh-transport.js';
 import { type EngineTestImages, engineTestImages } from '../helpers/engine-test-images.js';
 import { fromRoot } from '../helpers/paths.js';
-import { cleanUp, hostCgroup, processesUsing, SANDBOX_COMMAND } from '../helpers/real-hosts.js';
+import {
+  alive,
+  cleanUp,
+  hostCgroup,
+  processesUsing,
+  SANDBOX_COMMAND,
+} from '../helpers/real-hosts.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
 import { keygen, startSshd, type TestSshd } from '../helpers/sshd.js';
@@ -93,15 +99,6 @@ function hostileArgs(canary: string): string[] {
 /** PID 1 of the hostile sandbox: writes each argument it got between <>, then waits for TERM. */
 const HOSTILE_SCRIPT =
   'printf "<%s>\\n" "$@" > /argv.txt; trap "exit 0" TERM; while :; do sleep 1 & wait; done';
-
-function alive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;

@@ -25,6 +25,7 @@ import {
   rootfsInventory,
 } from '../helpers/engine-test-images.js';
 import {
+  alive,
   cleanUp,
   hostCgroup,
   processesUsing,
@@ -52,16 +53,6 @@ function twoHosts(tag: string) {
   }) as [Hosted, Hosted];
 }
 type Hosted = { name: string; dataDir: string; engine: RealEngine };
-
-/** Alive and not a zombie (this machine's init may reap a daemon's exit a moment later). */
-function alive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 async function waitForText(path: string, text: string, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;

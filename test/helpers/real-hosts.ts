@@ -116,6 +116,16 @@ export class SwitchableTransport implements Transport {
 }
 
 /** Pids of this machine's processes whose command line mentions `path` (a test's data folder). */
+/** Alive and not a zombie (this machine's init may reap a daemon's exit a moment later). */
+export function alive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 export function processesUsing(path: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
