@@ -234,4 +234,24 @@ describe('runPlan', () => {
     assert.equal(state.instances.get('db-0')?.host, move?.host);
     assert.equal(state.instances.get('db-0')?.generation, (before.generation ?? 0) + 1);
   });
+
+  it("a move whose source does not answer reports the failed step's own reason", async () => {
+    const { options, planNow, state, fleetName } = setup('move-fails');
+    await runPlan(planNow('p1'), fleet, options);
+    const before = state.instances.get('db-0') as ObservedInstance;
+    const drained: Fleet = {
+      ...fleet,
+      hosts: fleet.hosts.map((h) => (h.name === before.host ? { ...h, drain: true } : h)),
+    };
+    const plan = planNow('p2', drained);
+    assert.equal(plan.actions.find((a) => a.instance === 'db-0')?.kind, 'move');
+    await setHostDown(redis, fleetName, before.host, true);
+    const outcomes = await runPlan(plan, drained, options);
+    const move = outcomes.find((o) => o.action === 'db-0.move');
+    assert.equal(move?.outcome, 'failed');
+    // The copy-disk step on the source failed; its parent only knows "child … failed".
+    assert.match(move?.error ?? '', new RegExp(`host ${before.host} does not answer`));
+    assert.doesNotMatch(move?.error ?? '', /^child /);
+    await setHostDown(redis, fleetName, before.host, false);
+  });
 });
