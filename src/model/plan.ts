@@ -52,6 +52,12 @@ export interface PlanAction {
   readonly reason: string;
   /** patch: the packages to raise, installed name → the baseline's minimum version. */
   readonly packages?: PackageVersions;
+  /**
+   * move: one of a cycle of moves (a swap), so it is stopped first: stopped and removed on its
+   * source (its disk copied to the target), then started on the target once what it waits for
+   * has left. Other instances' actions that wait for it wait only for it to leave.
+   */
+  readonly stopFirst?: boolean;
 }
 
 export interface LicenseChange {

@@ -5,8 +5,10 @@
 //   desired, not observed              → create   (generation 1)
 //   desired elsewhere than observed    → move     (a flow in apply: prepare on the target, start
 //                                                  there, then stop and destroy on the source)
-//   same host, image or resources or
-//   failover host changed              → update
+//   same host, image or resources
+//   changed                            → update   (a replace: destroy, create)
+//   same host, only the failover host
+//   changed                            → retarget (recorded; the host is not called)
 //   same host, unchanged, not running  → start
 //   observed, no longer desired        → destroy
 //   desired but unplaceable            → nothing; reported (an observed one keeps running)
@@ -15,7 +17,8 @@
 //                                                  replica of a group at a time: a chain)
 // Every action carries the instance's next generation: the host refuses older ones (fencing).
 // Anything that lands on a host waits for what leaves it (destroys and moves away), so capacity
-// is freed before it is taken.
+// is freed before it is taken. Moves that would wait for each other (a swap) are broken by
+// stopping one of them first (move-cycles.ts).
 
 import { LicenseLedger } from '../licensing/license-ledger.js';
 import type { Fleet, InstanceGroup, LicensePool, PackageVersions } from '../model/fleet.js';
@@ -30,6 +33,7 @@ import {
   type Plan,
   type PlanAction,
 } from '../model/plan.js';
+import { breakMoveCycles } from './move-cycles.js';
 import {
   dpkgArch,
   evaluateBaseline,
@@ -145,14 +149,14 @@ export function makePlan(
   }
   const landsOnHost = new Set<ActionKind>(['create', 'move', 'update']);
   const order = new Map(ACTION_KINDS.map((k, i) => [k, i]));
-  const actions: PlanAction[] = drafts
-    .map((a) => ({
+  const actions: PlanAction[] = breakMoveCycles(
+    drafts.map((a) => ({
       ...a,
       dependsOn: landsOnHost.has(a.kind)
         ? (leaving.get(a.host) ?? []).filter((id) => id !== a.id)
         : [],
-    }))
-    .sort((a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number));
+    })),
+  ).sort((a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number));
 
   actions.push(...patchActions(fleet, placement, seen, actions, generationOf));
   const count = (...kinds: ActionKind[]) => actions.filter((a) => kinds.includes(a.kind)).length;

@@ -136,11 +136,12 @@ async function perform(
     case 'create':
     case 'move-in': {
       if (done && now.status === 'running') {
-        if (data.step === 'create') await record(state, data, now, data.host);
+        if (data.step === 'create' || a.stopFirst) await record(state, data, now, data.host);
         return 'already-done';
       }
       const created = await engine.create(request(data));
-      if (data.step === 'create') await record(state, data, created, data.host);
+      // A stop-first move has no move-out to record where it went: its move-in does.
+      if (data.step === 'create' || a.stopFirst) await record(state, data, created, data.host);
       return 'done';
     }
     case 'start': {
@@ -191,6 +192,18 @@ async function perform(
         });
       }
       await record(state, data, await engine.patch(a.instance, a.generation, wanted), data.host);
+      return 'done';
+    }
+    case 'vacate': {
+      // A stop-first move's first half, on the source: stopped (a consistent disk), the disk
+      // copied to the target, removed here so that what waits for the room can land. The
+      // state says where it now is: on the target, stopped, until its move-in starts it.
+      if (!now) return 'already-done';
+      const target = engines.engine(a.host);
+      await engine.stop(a.instance, a.generation);
+      await engine.copyDisk(a.instance, a.generation, target);
+      await engine.destroy(a.instance, a.generation);
+      await record(state, data, { ...now, status: 'stopped' }, a.host);
       return 'done';
     }
     case 'move-out': {

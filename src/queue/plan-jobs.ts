@@ -2,7 +2,9 @@
 // twice is harmless; BullMQ forbids ':' in them), and waves: an action waits for the actions it
 // depends on (what leaves a host before what lands there), so each wave is enqueued when the
 // previous one has finished. A move is a flow across two queues: copy the disk on the source,
-// create and start on the target, then stop and destroy on the source.
+// create and start on the target, then stop and destroy on the source. A stop-first move (one of a
+// cycle of moves, plan/move-cycles.ts) is two roots in two waves: `vacate` on the source (stop,
+// copy the disk to the target, remove), and later `move-in` on the target.
 
 import type { EngineImage } from '../engines/host-engine.js';
 import type { Fleet } from '../model/fleet.js';
@@ -17,6 +19,7 @@ export type JobStep =
   | 'copy-disk'
   | 'move-in'
   | 'move-out'
+  | 'vacate'
   | 'patch';
 
 export interface ActionJobData {
@@ -35,6 +38,8 @@ export interface JobNode {
   readonly jobId: string;
   readonly data: ActionJobData;
   readonly children: readonly JobNode[];
+  /** A stop-first move's first half: the action's outcome only if it fails. */
+  readonly leaving?: boolean;
 }
 
 export const queueNameOf = (host: string): string => `host.${host}`;
@@ -80,6 +85,7 @@ export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
       image:
         step === 'destroy' ||
         step === 'move-out' ||
+        step === 'vacate' ||
         step === 'copy-disk' ||
         step === 'patch' ||
         step === 'retarget'
@@ -113,25 +119,37 @@ export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
 
   const byId = new Map(plan.actions.map((a) => [a.id, a]));
   const level = new Map<string, number>();
+  // The wave a dependency `dep` of `a` ends in: a stop-first move has left its source after
+  // wave 0, which is all another instance's action waits for.
+  const doneAfter = (a: PlanAction, dep: PlanAction, path: Set<string>) =>
+    dep.stopFirst && dep.instance !== a.instance ? 0 : levelOf(dep, path);
   const levelOf = (a: PlanAction, path: Set<string> = new Set()): number => {
     const known = level.get(a.id);
     if (known !== undefined) return known;
+    // breakMoveCycles leaves none: one here is a bug, not something a spec can cause.
     if (path.has(a.id)) throw new Error(`plan ${plan.id} has a dependency cycle through ${a.id}`);
     path.add(a.id);
-    let l = 0;
+    let l = a.stopFirst ? 1 : 0;
     for (const dep of a.dependsOn) {
       const d = byId.get(dep);
-      if (d) l = Math.max(l, levelOf(d, path) + 1);
+      if (d) l = Math.max(l, doneAfter(a, d, path) + 1);
     }
     path.delete(a.id);
     level.set(a.id, l);
     return l;
   };
   const waves: JobNode[][] = [];
-  for (const a of plan.actions) {
-    const l = levelOf(a);
+  const put = (l: number, n: JobNode) => {
     while (waves.length <= l) waves.push([]);
-    waves[l]?.push(tree(a));
+    waves[l]?.push(n);
+  };
+  for (const a of plan.actions) {
+    if (a.stopFirst && a.kind === 'move') {
+      put(0, { ...node('vacate', a.fromHost as string, a), leaving: true });
+      put(levelOf(a), node('move-in', a.host, a));
+    } else {
+      put(levelOf(a), tree(a));
+    }
   }
   return waves;
 }

@@ -147,6 +147,8 @@ export async function runPlan(
       const ready: JobNode[] = [];
       for (const root of wave) {
         const action = root.data.action;
+        // The second half of a stop-first move whose first half failed: reported already.
+        if (failed.has(action.id)) continue;
         if (action.dependsOn.some((d) => failed.has(d))) {
           const skipped: ActionOutcome = {
             action: action.id,
@@ -189,7 +191,10 @@ export async function runPlan(
       for (const [jobId, { job, state }] of stored) {
         if (state === 'completed') settle(jobId, job?.returnvalue as JobOutcome, null);
       }
+      const halves = new Set(ready.filter((r) => r.leaving).map((r) => r.data.action.id));
       for (const outcome of await Promise.all(pending)) {
+        // A stop-first move's first half is its action's outcome only when it failed.
+        if (halves.has(outcome.action) && outcome.outcome !== 'failed') continue;
         outcomes.push(outcome);
         if (outcome.outcome === 'failed') failed.add(outcome.action);
         options.onOutcome?.(outcome);

@@ -118,8 +118,8 @@ interface GroupPlan {
         valueAt: Int32Array;
         counts: Int32Array;
         min: number;
-        /** While keeping observed instances: at most this many per value (observed minimum + 1). */
-        keepCap: number;
+        /** While keeping observed instances: at most this many per value (see keepCapsOf). */
+        keepCaps: Int32Array;
       }
     | undefined;
   readonly pools: readonly number[];
@@ -446,7 +446,12 @@ class Scheduler {
     const cacheKey = `${cls.id}\u0000${label}`;
     const cached = this.spreadValues.get(cacheKey);
     if (cached) {
-      return { valueAt: cached.valueAt, counts: new Int32Array(cached.values), min: 0, keepCap: 0 };
+      return {
+        valueAt: cached.valueAt,
+        counts: new Int32Array(cached.values),
+        min: 0,
+        keepCaps: new Int32Array(cached.values),
+      };
     }
     const values = new Map<string, number>();
     const valueAt = new Int32Array(this.H).fill(-1);
@@ -461,7 +466,12 @@ class Scheduler {
       valueAt[h] = v;
     }
     this.spreadValues.set(cacheKey, { valueAt, values: values.size });
-    return { valueAt, counts: new Int32Array(values.size), min: 0, keepCap: 0 };
+    return {
+      valueAt,
+      counts: new Int32Array(values.size),
+      min: 0,
+      keepCaps: new Int32Array(values.size),
+    };
   }
 
   /**
@@ -557,15 +567,14 @@ class Scheduler {
     this.keeping = true;
     for (const p of this.plans) {
       if (p.spread) {
-        // Kept replicas are judged as a set, not in the order they happen to be visited: each
-        // value may keep the observed minimum + 1, which leaves a skew of at most 1.
+        // Kept replicas are judged as a set, not in the order they happen to be visited.
         const observedCounts = new Int32Array(p.spread.counts.length);
         for (let i = 0; i < p.group.replicas; i++) {
           const w = wanted.get(replicaName(p.group.name, i));
           const v = w ? (p.spread.valueAt[w.host] as number) : -1;
           if (v >= 0) observedCounts[v] = (observedCounts[v] as number) + 1;
         }
-        p.spread.keepCap = Math.min(...observedCounts) + 1;
+        p.spread.keepCaps = keepCapsOf(observedCounts, p.group.replicas);
       }
       for (let i = 0; i < p.group.replicas; i++) {
         const name = replicaName(p.group.name, i);
@@ -682,7 +691,10 @@ class Scheduler {
     if (p.spread) {
       const v = p.spread.valueAt[h] as number;
       const count = p.spread.counts[v] as number;
-      if (v < 0 || (this.keeping ? count >= p.spread.keepCap : count !== p.spread.min)) {
+      if (
+        v < 0 ||
+        (this.keeping ? count >= (p.spread.keepCaps[v] as number) : count !== p.spread.min)
+      ) {
         return 'spread-skew';
       }
     }
@@ -1148,4 +1160,32 @@ class ReplicaQueue {
 
 function indexOf(instance: string): number {
   return Number(instance.slice(instance.lastIndexOf('-') + 1));
+}
+
+/**
+ * How many observed replicas each spread value may keep. The group's end state is balanced: with
+ * N replicas over V values each value holds q = ⌊N/V⌋ or q + 1, and r = N mod V of them hold
+ * q + 1. Every value keeps up to q, and the r values observed with the most replicas keep q + 1;
+ * placing the rest where the count is lowest then ends balanced (skew ≤ 1). Any subset of a
+ * balanced placement is kept whole — an apply that stopped halfway resumes without moving what it
+ * created — and a new value (a rack added) draws only what balance needs from the others. (The
+ * rule it replaces, the observed minimum + 1, kept one replica per value whenever one value had
+ * none yet: a half-done apply re-planned with moves, swaps among them.)
+ */
+export function keepCapsOf(observedCounts: Int32Array, replicas: number): Int32Array {
+  const values = observedCounts.length;
+  const caps = new Int32Array(values);
+  if (values === 0) return caps;
+  const q = Math.floor(replicas / values);
+  let r = replicas % values;
+  caps.fill(q);
+  const byCount = [...observedCounts.keys()].sort(
+    (a, b) => (observedCounts[b] as number) - (observedCounts[a] as number) || a - b,
+  );
+  for (const v of byCount) {
+    if (r === 0 || (observedCounts[v] as number) <= q) break;
+    caps[v] = q + 1;
+    r--;
+  }
+  return caps;
 }

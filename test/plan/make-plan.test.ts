@@ -14,6 +14,7 @@ import {
 import type { Plan } from '../../src/model/plan.js';
 import { makePlan } from '../../src/plan/make-plan.js';
 import { parsePlan, serializePlan } from '../../src/plan/plan-file.js';
+import { planJobs } from '../../src/queue/plan-jobs.js';
 import { schedule } from '../../src/scheduler/schedule.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
 import { rootFleet } from '../helpers/root-fleet.js';
@@ -59,6 +60,76 @@ function applied(fleet: Fleet, plan: Plan, before: ObservedState): ObservedState
 
 const fleetOf = (spec: Partial<FleetDocument['spec']>) =>
   normalizeFleet(aFleetDocument({ licenses: [], patchBaselines: [], ...spec }));
+
+/** The fleet's placement with each instance put where `hostOf` says (a scheduler's decision). */
+function placedAt(fleet: Fleet, observed: ObservedState, hostOf: (instance: string) => string) {
+  const placement = schedule(fleet, { instances: observed.instances });
+  return {
+    ...placement,
+    placements: placement.placements.map((p) => ({ ...p, host: hostOf(p.instance) })),
+  };
+}
+
+/**
+ * Runs the plan's waves as apply does and checks what the dependencies promise, recomputed from
+ * the actions alone: nothing lands on a host before everything leaving that host has left, and
+ * an instance's own actions keep their order.
+ */
+function checkWaves(plan: Plan, fleet: Fleet): void {
+  const left = new Set<string>(); // instances gone from a host: `${instance}@${host}`
+  const landed = new Set<string>();
+  const leavers = plan.actions.flatMap((a) =>
+    a.kind === 'destroy'
+      ? [`${a.instance}@${a.host}`]
+      : a.kind === 'move'
+        ? [`${a.instance}@${a.fromHost}`]
+        : [],
+  );
+  for (const wave of planJobs(plan, fleet)) {
+    const leaving: string[] = [];
+    for (const root of wave) {
+      const a = root.data.action;
+      if (root.leaving || a.kind === 'destroy') leaving.push(`${a.instance}@${root.data.host}`);
+      if (root.leaving || a.kind === 'destroy' || a.kind === 'patch') continue;
+      if (a.kind === 'create' || a.kind === 'move' || a.kind === 'update') {
+        const waiting = leavers.filter(
+          (l) => l.endsWith(`@${a.host}`) && !l.startsWith(`${a.instance}@`) && !left.has(l),
+        );
+        assert.deepEqual(waiting, [], `${a.id} lands on ${a.host} before they leave`);
+      }
+      if (a.kind === 'move' && !a.stopFirst) leaving.push(`${a.instance}@${a.fromHost}`);
+      landed.add(a.instance);
+    }
+    for (const l of leaving) left.add(l);
+  }
+  for (const a of plan.actions) {
+    if (a.kind !== 'destroy' && a.kind !== 'patch') assert.ok(landed.has(a.instance), a.id);
+  }
+}
+
+const oneEach = (n: number) =>
+  fleetOf({
+    hosts: Array.from({ length: n }, (_, i) =>
+      aHost({ name: `h${i}`, cpu: { sockets: 1, coresPerSocket: 2, threadsPerCore: 1 } }),
+    ) as FleetDocument['spec']['hosts'],
+    instances: Array.from({ length: n }, (_, i) =>
+      aGroup({ name: `g${i}`, replicas: 1, resources: { vcpus: 2, memoryMiB: 1024, diskGiB: 5 } }),
+    ),
+  });
+
+const runningOn = (fleet: Fleet, hostOf: (instance: string) => string): ObservedState => ({
+  version: 1,
+  instances: fleet.groups.map((g) => ({
+    instance: `${g.name}-0`,
+    group: g.name,
+    host: hostOf(`${g.name}-0`),
+    generation: 1,
+    status: 'running',
+    image: g.image,
+    resources: g.resources,
+    failoverHost: null,
+  })),
+});
 
 describe('makePlan', () => {
   it('creates every instance of an empty fleet, in spec order, at generation 1', () => {
@@ -218,6 +289,57 @@ describe('makePlan', () => {
     const leaving = plan.actions.find((a) => a.kind === 'destroy' && a.host === move.host);
     assert.deepEqual(move.dependsOn, [leaving?.id]);
     assert.match(renderPlanText(plan), / {2}> move web-0 from gone to hv-0\d/);
+  });
+
+  it('a swap is no cycle: one move is stopped first, and the other waits only for it to leave', () => {
+    const fleet = oneEach(2);
+    const state = runningOn(fleet, (i) => (i === 'g0-0' ? 'h0' : 'h1'));
+    const plan = makePlan(
+      fleet,
+      placedAt(fleet, state, (i) => (i === 'g0-0' ? 'h1' : 'h0')),
+      state,
+      meta,
+    );
+    const moves = plan.actions.filter((a) => a.kind === 'move');
+    assert.equal(moves.length, 2);
+    assert.deepEqual(
+      moves.filter((a) => a.stopFirst).map((a) => a.instance),
+      ['g0-0'],
+    );
+    const waves = planJobs(plan, fleet).map((w) => w.map((r) => r.jobId));
+    assert.deepEqual(waves, [['p1.g0-0.vacate'], ['p1.g1-0.move-out'], ['p1.g0-0.move-in']]);
+    checkWaves(plan, fleet);
+    assert.match(
+      renderPlanText(plan),
+      /> move g0-0 from h0 to h1.*stopped first: a cycle of moves with g1-0/,
+    );
+  });
+
+  it('any rotation of instances among hosts plans and runs without a cycle (random permutations)', () => {
+    fc.assert(
+      fc.property(
+        fc
+          .integer({ min: 2, max: 7 })
+          .chain((n) =>
+            fc.tuple(fc.constant(n), fc.shuffledSubarray([...Array(n).keys()], { minLength: n })),
+          ),
+        ([n, perm]) => {
+          const fleet = oneEach(n);
+          const index = (i: string) => Number(i.slice(1, i.indexOf('-')));
+          const state = runningOn(fleet, (i) => `h${index(i)}`);
+          const plan = makePlan(
+            fleet,
+            placedAt(fleet, state, (i) => `h${perm[index(i)]}`),
+            state,
+            meta,
+          );
+          checkWaves(plan, fleet);
+          const converged = applied(fleet, plan, state);
+          for (const o of converged.instances) assert.equal(o.host, `h${perm[index(o.instance)]}`);
+        },
+      ),
+      { numRuns: 300, seed: 21 },
+    );
   });
 
   it('a stopped instance is started where it is', () => {

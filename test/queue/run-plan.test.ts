@@ -10,8 +10,10 @@ import { makePlan } from '../../src/plan/make-plan.js';
 import type { StateSink } from '../../src/queue/action-handler.js';
 import { runPlan } from '../../src/queue/run-plan.js';
 import { schedule } from '../../src/scheduler/schedule.js';
+import { normalizeFleet } from '../../src/spec/normalize.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { rootFleet } from '../helpers/root-fleet.js';
+import { aFleetDocument, aGroup, aHost } from '../helpers/spec-builders.js';
 
 class MemoryState implements StateSink {
   readonly instances = new Map<string, ObservedInstance>();
@@ -49,7 +51,7 @@ describe('runPlan', () => {
   });
   after(async () => server.stop());
 
-  const setup = (name: string) => {
+  const setup = (name: string, fleet: Fleet = rootFleet()) => {
     const fleetName = `${name}-${n++}`;
     const engines = new Map(
       fleet.hosts.map((h) => [
@@ -233,6 +235,72 @@ describe('runPlan', () => {
     assert.equal(where.length, 1);
     assert.equal(state.instances.get('db-0')?.host, move?.host);
     assert.equal(state.instances.get('db-0')?.generation, (before.generation ?? 0) + 1);
+  });
+
+  it('a swap of two instances runs: one stopped first, each ends exactly once on its new host', async () => {
+    const pair = normalizeFleet(
+      aFleetDocument({
+        licenses: [],
+        patchBaselines: [],
+        hosts: [aHost({ name: 'h0' }), aHost({ name: 'h1' })],
+        instances: [aGroup({ name: 'a', replicas: 1 }), aGroup({ name: 'b', replicas: 1 })],
+      }),
+    );
+    const { options, state, engines } = setup('swap', pair);
+    const plan = (id: string, hostOf: (instance: string) => string | undefined) => {
+      const observed = state.observed();
+      const placement = schedule(pair, { instances: observed.instances });
+      return makePlan(
+        pair,
+        {
+          ...placement,
+          placements: placement.placements.map((p) => ({
+            ...p,
+            host: hostOf(p.instance) ?? p.host,
+          })),
+        },
+        observed,
+        { id, specHash: 'h' },
+      );
+    };
+    await runPlan(
+      plan('p1', (i) => (i === 'a-0' ? 'h0' : 'h1')),
+      pair,
+      options,
+    );
+    const swap = plan('p2', (i) => (i === 'a-0' ? 'h1' : 'h0'));
+    assert.deepEqual(
+      swap.actions.map((a) => [a.id, a.stopFirst === true]),
+      [
+        ['a-0.move', true],
+        ['b-0.move', false],
+      ],
+    );
+    const outcomes = await runPlan(swap, pair, options);
+    assert.deepEqual(outcomes.map((o) => `${o.action}:${o.outcome}`).sort(), [
+      'a-0.move:done',
+      'b-0.move:done',
+    ]);
+    const where = await Promise.all(
+      ['h0', 'h1'].map(async (h) =>
+        (await (engines.get(h) as EmbeddedEngine).list()).map(
+          (i) => `${i.name}@${h}:${i.status}:${i.generation}`,
+        ),
+      ),
+    );
+    assert.deepEqual(where.flat().sort(), ['a-0@h1:running:2', 'b-0@h0:running:2']);
+    assert.equal(state.instances.get('a-0')?.host, 'h1');
+    assert.equal(state.instances.get('a-0')?.status, 'running');
+    assert.equal(state.instances.get('b-0')?.host, 'h0');
+    // The order the dependencies promise: a-0 left h0 before b-0 landed there, b-0 left h1
+    // before a-0 landed there.
+    const at = (instance: string, step: string) =>
+      state.events.findIndex(
+        (e) => e.instance === instance && e.step === step && e.outcome === 'done',
+      );
+    assert.ok(at('a-0', 'vacate') >= 0 && at('a-0', 'vacate') < at('b-0', 'move-in'));
+    assert.ok(at('b-0', 'move-out') < at('a-0', 'move-in'));
+    assert.deepEqual(plan('p3', () => undefined).actions, []);
   });
 
   it("a move whose source does not answer reports the failed step's own reason", async () => {

@@ -493,6 +493,48 @@ describe('schedule: stability, determinism, explanation', () => {
     assert.equal(hostOf(placement, 'web-3'), 'b');
   });
 
+  it('a spread group half created keeps every replica it has, even with a rack still empty', () => {
+    const racks = [small('a', 'r1'), small('b', 'r2'), small('c', 'r3')];
+    const spread = aGroup({
+      replicas: 6,
+      resources: { vcpus: 1, memoryMiB: 1024 },
+      placement: { spread: 'rack' },
+    });
+    const fleet = fleetOf({ hosts: racks, instances: [spread] });
+    // web-0..3 were created on r1 and r2 before the apply died; r3 has none yet.
+    const observed = {
+      instances: [
+        { instance: 'web-0', host: 'a' },
+        { instance: 'web-1', host: 'b' },
+        { instance: 'web-2', host: 'a' },
+        { instance: 'web-3', host: 'b' },
+      ],
+    };
+    const placement = schedule(fleet, observed);
+    for (const o of observed.instances) assert.equal(hostOf(placement, o.instance), o.host);
+    assert.equal(hostOf(placement, 'web-4'), 'c');
+    assert.equal(hostOf(placement, 'web-5'), 'c');
+  });
+
+  it('a rack added under a spread group draws only what balance needs', () => {
+    const two = [small('a', 'r1'), small('b', 'r2')];
+    const spread = aGroup({
+      replicas: 6,
+      resources: { vcpus: 1, memoryMiB: 1024 },
+      placement: { spread: 'rack' },
+    });
+    const before = schedule(fleetOf({ hosts: two, instances: [spread] }));
+    const after = schedule(fleetOf({ hosts: [...two, small('c', 'r3')], instances: [spread] }), {
+      instances: before.placements,
+    });
+    const moved = before.placements.filter((p) => hostOf(after, p.instance) !== p.host);
+    assert.equal(moved.length, 2);
+    assert.deepEqual(
+      ['a', 'b', 'c'].map((h) => after.placements.filter((p) => p.host === h).length),
+      [2, 2, 2],
+    );
+  });
+
   it('a small spec change moves nothing that still fits', () => {
     const before = schedule(fleetOf({ hosts, instances: [group] }));
     const after = schedule(fleetOf({ hosts, instances: [{ ...group, replicas: 6 }] }), {
@@ -690,6 +732,30 @@ describe('schedule: properties over random fleets', () => {
         assert.deepEqual(checkInvariants(fleet, again), []);
       }),
       { numRuns: 150, seed: 12 },
+    );
+  });
+
+  it('keeps any part of a placement whole: an apply that stopped halfway resumes without moves', () => {
+    fc.assert(
+      fc.property(
+        arbitraryFleet,
+        fc.array(fc.boolean(), { minLength: 64, maxLength: 64 }),
+        (doc, mask) => {
+          const fleet = normalizeFleet(doc);
+          const first = schedule(fleet);
+          const part = first.placements.filter((_, i) => mask[i % mask.length]);
+          const again = schedule(fleet, { instances: part });
+          const moved = part.filter(
+            (p) => again.placements.find((q) => q.instance === p.instance)?.host !== p.host,
+          );
+          assert.deepEqual(
+            moved.map((p) => p.instance),
+            [],
+          );
+          assert.deepEqual(checkInvariants(fleet, again), []);
+        },
+      ),
+      { numRuns: 300, seed: 13 },
     );
   });
 });
