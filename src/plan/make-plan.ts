@@ -33,13 +33,13 @@ import {
   type Plan,
   type PlanAction,
 } from '../model/plan.js';
-import { breakMoveCycles } from './move-cycles.js';
 import {
   dpkgArch,
   evaluateBaseline,
   memoizedCompare,
   packagesToRaise,
 } from '../patching/baseline.js';
+import { breakMoveCycles } from './move-cycles.js';
 
 export interface PlanMeta {
   readonly id: string;
