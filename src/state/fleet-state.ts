@@ -11,7 +11,13 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
 import type { Resources } from '../model/fleet.js';
-import { EVENTS_MAXLEN, type FleetKeys, fleetKeys } from './keys.js';
+import {
+  ALL_FLEET_LOCKS,
+  EVENTS_MAXLEN,
+  type FleetKeys,
+  fleetKeys,
+  fleetOfLockKey,
+} from './keys.js';
 
 // Local until model/observed.ts grows the same fields; then these become aliases of those.
 export type InstanceRecordStatus = 'created' | 'running' | 'stopped' | 'failed';
@@ -255,6 +261,24 @@ export class FleetState {
 
   private parseHolder(value: string): LockHolder {
     return parseJson(value, this.keys.lock) as LockHolder;
+  }
+
+  /** Every fleet lock held on this server, with its fleet: what `vfleet down` must not pull from under. */
+  static async heldLocks(
+    redis: Redis,
+  ): Promise<Array<{ readonly fleet: string; readonly holder: LockHolder }>> {
+    const held: Array<{ fleet: string; holder: LockHolder }> = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', ALL_FLEET_LOCKS, 'COUNT', 1000);
+      cursor = next;
+      for (const key of keys) {
+        const value = await redis.get(key);
+        if (value !== null)
+          held.push({ fleet: fleetOfLockKey(key), holder: parseJson(value, key) as LockHolder });
+      }
+    } while (cursor !== '0');
+    return held.sort((a, b) => (a.fleet < b.fleet ? -1 : 1));
   }
 
   // --- the event history ---------------------------------------------------------------------

@@ -47,6 +47,13 @@ export interface EngineHostKeys {
   readonly down: string;
 }
 
+/** Matches every fleet's lock key (SCAN MATCH: braces are literal in Redis's glob). */
+export const ALL_FLEET_LOCKS = 'vfleet:{*}:lock';
+
+/** The fleet a key matched by ALL_FLEET_LOCKS belongs to. */
+export const fleetOfLockKey = (key: string): string =>
+  key.slice('vfleet:{'.length, key.length - '}:lock'.length);
+
 function checkName(kind: string, name: string): string {
   // A programming error, not a user's: names reach here only after the spec validated them.
   if (!NAME.test(name)) throw new TypeError(`not a valid ${kind} name for a Redis key: ${name}`);

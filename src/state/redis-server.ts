@@ -21,12 +21,13 @@ import {
 } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { createConnection, isIP } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
 import { withFileLock } from './file-lock.js';
+import { FleetState } from './fleet-state.js';
 import { isProcessAlive, isRedisServerProcess } from './process-alive.js';
 import { parseRedisUrl, scrubSecret } from './redis-url.js';
 
@@ -505,7 +506,12 @@ async function startServer(
  */
 export async function stopEmbeddedRedis(
   cwd: string,
-  options: { readonly debug?: (message: string) => void; readonly timeoutMs?: number } = {},
+  options: {
+    readonly debug?: (message: string) => void;
+    readonly timeoutMs?: number;
+    /** Stop even while an apply holds a fleet lock on it. */
+    readonly force?: boolean;
+  } = {},
 ): Promise<StopOutcome> {
   const debug = options.debug ?? noDebug;
   const paths = embeddedRedisPaths(cwd);
@@ -513,7 +519,40 @@ export async function stopEmbeddedRedis(
   return withFileLock(
     paths.lockfile,
     { ...LOCK, purpose: 'stopping the private redis-server' },
-    () => stopLocked(paths, options.timeoutMs ?? STOP_TIMEOUT_MS, debug),
+    async () => {
+      if (!options.force) await refuseWhileLocked(paths.socket);
+      return stopLocked(paths, options.timeoutMs ?? STOP_TIMEOUT_MS, debug);
+    },
+  );
+}
+
+/**
+ * An apply (or anything else that holds a fleet lock) is writing through this server: stopping
+ * it would leave that apply without its state halfway. A lock whose holder ran on this machine
+ * and is gone (killed) does not count; one from another machine does, until its TTL runs out.
+ */
+async function refuseWhileLocked(socket: string): Promise<void> {
+  if (!(await answers(socket))) return;
+  const redis = new Redis({ path: socket, lazyConnect: true, retryStrategy: () => null });
+  redis.on('error', () => undefined); // a failure to look is answered below: nothing refuses
+  let held: Awaited<ReturnType<typeof FleetState.heldLocks>> = [];
+  try {
+    await redis.connect();
+    held = await within(PROBE_TIMEOUT_MS * 5, FleetState.heldLocks(redis), []);
+  } catch {
+    held = [];
+  } finally {
+    redis.disconnect();
+  }
+  const live = held.filter(
+    ({ holder }) => holder.host !== hostname() || isProcessAlive(holder.pid),
+  );
+  const first = live[0];
+  if (first === undefined) return;
+  const h = first.holder;
+  throw new VfleetError(
+    'fleet-locked',
+    `not stopping the private redis-server: apply ${h.id} (pid ${h.pid} on ${h.host}, since ${new Date(h.since).toISOString()}) holds fleet ${first.fleet}'s lock${live.length > 1 ? ` (and ${live.length - 1} more)` : ''}. Wait for it to finish, or stop it; vfleet down --force stops the server anyway (that apply then fails, and the next apply resumes)`,
   );
 }
 

@@ -308,10 +308,16 @@ describe('vfleet apply against REDIS_URL', () => {
     await new Promise((resolve) => child.once('exit', resolve));
     const partial = await redis.hlen('vfleet:{lab}:instances');
     assert.ok(partial > 0 && partial < 26, `killed midway (${partial} recorded)`);
+    // The killed apply's lock is still there; its holder ran here and is gone, so the next
+    // apply takes it over by itself (no force-unlock needed) and says so.
     const holder = JSON.parse((await redis.get('vfleet:{lab}:lock')) as string);
-    assert.equal(vfleet(['force-unlock', holder.id], dir, env).code, 0);
+    assert.equal(holder.pid, child.pid);
     const resumed = vfleet(['apply', '--auto-approve'], dir, env);
     assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(
+      resumed.stderr,
+      new RegExp(`apply ${holder.id} \\(pid ${child.pid}\\) is gone; taking over its lock`),
+    );
     const names = running(dir, env).map((i) => i.instance);
     assert.equal(names.length, 26);
     // Exactly once on the hosts themselves, not only in the state.

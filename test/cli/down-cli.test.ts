@@ -1,10 +1,11 @@
 // `vfleet down` as a user runs it: stops the folder's private redis-server, says so, exits 0;
 // with nothing running, or with REDIS_URL, there is nothing to stop.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { isProcessAlive } from '../../src/state/process-alive.js';
 import { connectRedis, stopEmbeddedRedis } from '../../src/state/redis-server.js';
 import { fromRoot } from '../helpers/paths.js';
@@ -46,6 +47,44 @@ describe('vfleet down', () => {
     assert.equal(existsSync(`${cwd}/.vfleet`), false);
   });
 
+  it('refuses while an apply holds a fleet lock on the server; stops once it is done', async () => {
+    const cwd = aFolder();
+    copyFileSync(fromRoot('fleet.yaml'), `${cwd}/fleet.yaml`);
+    cpSync(fromRoot('examples', 'inventories'), `${cwd}/examples/inventories`, {
+      recursive: true,
+    });
+    const apply = spawn(process.execPath, [bin, 'apply', '--auto-approve', '--workers', '1'], {
+      cwd,
+      env: { ...env, VFLEET_EMBEDDED_BOOT_MS: '200' },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((resolve) => apply.once('exit', resolve));
+    const connection = await connectRedis({ cwd, env });
+    try {
+      const deadline = Date.now() + 30_000;
+      while ((await connection.redis.exists('vfleet:{lab}:lock')) === 0) {
+        assert.ok(Date.now() < deadline, 'the apply took the fleet lock');
+        await delay(25);
+      }
+      const refused = vfleet(['down'], cwd);
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.match(
+        refused.stderr,
+        new RegExp(
+          `not stopping the private redis-server: apply \\w+ \\(pid ${apply.pid} on .*\\) holds fleet lab's lock.*vfleet down --force`,
+        ),
+      );
+      assert.doesNotMatch(refused.stderr, /\n\s+at /);
+      assert.equal(await connection.redis.ping(), 'PONG');
+    } finally {
+      await connection.close();
+    }
+    assert.equal(await exited, 0);
+    const run = vfleet(['down'], cwd);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^Stopped the private redis-server/);
+  });
+
   it("stops the folder's server, then has nothing left to stop", async () => {
     const cwd = aFolder();
     const connection = await connectRedis({ cwd, env });
@@ -70,6 +109,6 @@ describe('vfleet down', () => {
 
   it('is listed in --help', () => {
     const run = vfleet(['--help'], aFolder());
-    assert.match(run.stdout, /down\s+stop this folder's private redis-server/);
+    assert.match(run.stdout, /down (\[options\] +)?stop this folder's private redis-server/);
   });
 });

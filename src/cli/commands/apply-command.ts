@@ -8,6 +8,7 @@ import { VfleetError } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
 import { parsePlan } from '../../plan/plan-file.js';
 import type { ActionOutcome } from '../../queue/run-plan.js';
+import { isProcessAlive } from '../../state/process-alive.js';
 import { type FleetSession, openFleet, queuePrefixOf } from '../fleet-session.js';
 import type { Terminal } from '../terminal.js';
 import { renderPlanText } from '../views/plan-view.js';
@@ -58,7 +59,17 @@ export async function underFleetLock(
     host: hostname(),
     since: Date.now(),
   };
-  const lock = await session.state.acquireLock(holder, LOCK_TTL_MS);
+  let lock = await session.state.acquireLock(holder, LOCK_TTL_MS);
+  if (!lock.ok && lock.holder.host === hostname() && !isProcessAlive(lock.holder.pid)) {
+    // Its holder ran on this machine and is gone (killed, crashed): nobody is writing under it.
+    const gone = lock.holder;
+    if ((await session.state.forceUnlock(gone.id)).ok) {
+      terminal.err(
+        `vfleet: apply ${gone.id} (pid ${gone.pid}) is gone; taking over its lock on fleet ${session.fleet.name}.`,
+      );
+    }
+    lock = await session.state.acquireLock(holder, LOCK_TTL_MS);
+  }
   if (!lock.ok) {
     const h = lock.holder;
     terminal.err(

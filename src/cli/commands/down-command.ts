@@ -6,11 +6,13 @@ import { type DownResult, renderDownText } from '../views/down-view.js';
 export interface DownArgs {
   readonly cwd: string;
   readonly env: NodeJS.ProcessEnv;
+  readonly force?: boolean;
 }
 
 /**
  * Stops the private redis-server of the folder (its AOF is flushed first, its data kept).
- * A Redis named by REDIS_URL is not vfleet's to stop. Exit 0, also when nothing runs.
+ * A Redis named by REDIS_URL is not vfleet's to stop. Refused (exit 1) while a live apply holds a
+ * fleet lock on it, unless --force. Exit 0, also when nothing runs.
  */
 export async function runDown(args: DownArgs, terminal: Terminal): Promise<number> {
   let result: DownResult;
@@ -20,7 +22,7 @@ export async function runDown(args: DownArgs, terminal: Terminal): Promise<numbe
     const debug = args.env.VFLEET_DEBUG
       ? (message: string) => terminal.err(`vfleet: debug: ${message}`)
       : undefined;
-    const outcome = await stopEmbeddedRedis(args.cwd, { debug });
+    const outcome = await stopEmbeddedRedis(args.cwd, { debug, force: args.force === true });
     result = outcome.stopped
       ? { kind: 'stopped', pid: outcome.pid, dir: outcome.paths.dir }
       : { kind: 'nothing-running', dir: outcome.paths.dir };
@@ -32,7 +34,13 @@ export async function runDown(args: DownArgs, terminal: Terminal): Promise<numbe
 export function downCommand(terminal: Terminal, setExit: (code: number) => void): Command {
   return new Command('down')
     .description("stop this folder's private redis-server (started when REDIS_URL is not set)")
-    .action(async () => {
-      setExit(await runDown({ cwd: process.cwd(), env: process.env }, terminal));
+    .option('--force', 'stop it even while an apply holds a fleet lock on it')
+    .action(async (options: { force?: boolean }) => {
+      setExit(
+        await runDown(
+          { cwd: process.cwd(), env: process.env, force: options.force === true },
+          terminal,
+        ),
+      );
     });
 }
