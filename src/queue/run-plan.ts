@@ -36,6 +36,8 @@ export interface RunPlanOptions {
   readonly attempts?: number;
   /** Standalone `vfleet worker` processes serve the queues: run none here, listen for outcomes. */
   readonly external?: boolean;
+  /** How often jobs run by other processes are looked for (default 1 s). */
+  readonly sweepMs?: number;
 }
 
 const JOB_OPTIONS = (attempts: number): JobsOptions => ({
@@ -71,6 +73,7 @@ export async function runPlan(
   const flows = new FlowProducer({ connection, prefix: options.prefix });
   const waiting = new Map<string, (outcome: ActionOutcome) => void>();
   const roots = new Map<string, string>(); // root job id → action id
+  const rootQueues = new Map<string, string>(); // root job id → its queue's name
   const handler = actionHandler(options.engines, options.state, options.clock);
   const attempts = options.attempts ?? 5;
 
@@ -141,6 +144,15 @@ export async function runPlan(
   };
   const outcomes: ActionOutcome[] = [];
   const failed = new Set<string>();
+  // Events say what this process's workers did; a job another process ran (a `vfleet worker`
+  // serving the same queues, or one that took over a stalled job) is found by looking.
+  const sweeper = setInterval(() => {
+    void finishedJobs(connection, options.prefix, [...waiting.keys()], rootQueues)
+      .then((found) => {
+        for (const [jobId, end] of found) settle(jobId, end.outcome, end.error);
+      })
+      .catch(() => undefined); // the next sweep tries again; a lost Redis is reported elsewhere
+  }, options.sweepMs ?? SWEEP_MS);
   try {
     for (const wave of waves) {
       const pending: Array<Promise<ActionOutcome>> = [];
@@ -179,6 +191,7 @@ export async function runPlan(
       }
       for (const root of ready) {
         roots.set(root.jobId, root.data.action.id);
+        rootQueues.set(root.jobId, root.queueName);
         pending.push(new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)));
       }
       await enqueueAll(
@@ -201,12 +214,51 @@ export async function runPlan(
       }
     }
   } finally {
+    clearInterval(sweeper);
     await Promise.all(workers.map((w) => w.close()));
     await Promise.all([...queues.values()].map((q) => q.close()));
     await flows.close();
     await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
   }
   return outcomes;
+}
+
+const SWEEP_MS = 1_000;
+
+/**
+ * The jobs among `jobIds` that have finished for good, by whichever worker: BullMQ sets
+ * `finishedOn` only when a job is moved to completed or failed, not on a failed attempt that
+ * will be retried; the completed set tells the two apart.
+ */
+async function finishedJobs(
+  connection: Redis,
+  prefix: string,
+  jobIds: readonly string[],
+  queueOf: ReadonlyMap<string, string>,
+): Promise<Map<string, { outcome: ActionOutcome['outcome']; error: string | null }>> {
+  const found = new Map<string, { outcome: ActionOutcome['outcome']; error: string | null }>();
+  if (jobIds.length === 0) return found;
+  const pipe = connection.pipeline();
+  for (const id of jobIds) {
+    const queue = `${prefix}:${queueOf.get(id)}`;
+    pipe.hmget(`${queue}:${id}`, 'finishedOn', 'returnvalue', 'failedReason');
+    pipe.zscore(`${queue}:completed`, id);
+  }
+  const replies = (await pipe.exec()) ?? [];
+  jobIds.forEach((id, i) => {
+    const [finishedOn, returnvalue, failedReason] = (replies[2 * i]?.[1] ?? []) as Array<
+      string | null
+    >;
+    if (!finishedOn) return;
+    const completed = replies[2 * i + 1]?.[1] !== null;
+    found.set(
+      id,
+      completed
+        ? { outcome: JSON.parse(returnvalue ?? '"done"') as JobOutcome, error: null }
+        : { outcome: 'failed', error: failedReason ?? 'failed' },
+    );
+  });
+  return found;
 }
 
 /** A failed job's reason, followed down to the step that failed when a child failed it. */

@@ -2,12 +2,14 @@
 // a failed host, a move.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { EmbeddedEngine, setHostDown } from '../../src/engines/embedded/embedded-engine.js';
 import type { Fleet } from '../../src/model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../../src/model/observed.js';
 import { makePlan } from '../../src/plan/make-plan.js';
 import type { StateSink } from '../../src/queue/action-handler.js';
+import { actionHandler } from '../../src/queue/action-handler.js';
 import { runPlan } from '../../src/queue/run-plan.js';
 import { schedule } from '../../src/scheduler/schedule.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
@@ -132,6 +134,42 @@ describe('runPlan', () => {
       assert.notEqual(a.failoverHost, 'hv-r1-01');
     }
     assert.deepEqual(planNow('p3', drained).actions, []);
+  });
+
+  it('reports the jobs another process runs (a vfleet worker on the same queues), not only its own', {
+    timeout: 60_000,
+  }, async () => {
+    const { options, planNow, state, running, engines } = setup('shared');
+    const plan = planNow('p1');
+    // A second worker per host queue, as a `vfleet worker` elsewhere would be: it takes most jobs.
+    const connections: Redis[] = [];
+    const others = fleet.hosts.map(
+      (h) =>
+        new Worker(
+          `host.${h.name}`,
+          actionHandler({ engine: (host) => engines.get(host) as EmbeddedEngine }, state, () => 0),
+          {
+            connection: connections[connections.push(options.connect()) - 1] as Redis,
+            prefix: options.prefix,
+            concurrency: 8,
+          },
+        ),
+    );
+    let theirs = 0;
+    for (const w of others) w.on('completed', () => theirs++);
+    try {
+      const outcomes = await runPlan(plan, fleet, { ...options, concurrency: 1, sweepMs: 100 });
+      assert.equal(outcomes.length, plan.actions.length);
+      assert.ok(
+        outcomes.every((o) => o.outcome === 'done'),
+        JSON.stringify(outcomes),
+      );
+      assert.ok(theirs > 0, 'the other worker ran some of the jobs');
+      assert.equal((await running()).length, 26);
+    } finally {
+      await Promise.all(others.map((w) => w.close()));
+      for (const c of connections) c.disconnect();
+    }
   });
 
   it('enqueuing the same plan twice runs nothing twice', async () => {
