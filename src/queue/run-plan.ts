@@ -13,6 +13,7 @@ import {
   type StateSink,
 } from './action-handler.js';
 import { type ActionJobData, type JobNode, planJobs } from './plan-jobs.js';
+import { DEFAULT_TAKEOVER_MS, workerLockOptions } from './worker-lock.js';
 
 export interface ActionOutcome {
   readonly action: string;
@@ -34,6 +35,8 @@ export interface RunPlanOptions {
   readonly onOutcome?: (outcome: ActionOutcome) => void;
   /** Retry attempts for retryable failures (default 5). */
   readonly attempts?: number;
+  /** A job held by a worker that died is taken over within this (default 30 s; worker-lock.ts). */
+  readonly takeoverMs?: number;
   /** Standalone `vfleet worker` processes serve the queues: run none here, listen for outcomes. */
   readonly external?: boolean;
   /** How often jobs run by other processes are looked for (default 1 s). */
@@ -118,6 +121,7 @@ export async function runPlan(
       connection: connect(),
       prefix: options.prefix,
       concurrency: options.concurrency,
+      ...workerLockOptions(options.takeoverMs ?? DEFAULT_TAKEOVER_MS),
     });
     worker.on('completed', (job) => settle(job.id as string, job.returnvalue, null));
     worker.on('failed', (job, error) => {

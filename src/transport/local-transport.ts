@@ -3,11 +3,12 @@
 // a timeout or an abort kills everything it started.
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { constants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { VfleetError } from '../model/errors.js';
+import { temporaryPathFor } from './temporary-name.js';
 import type { ExecOptions, ExecResult, Transport } from './transport.js';
 
 export class LocalTransport implements Transport {
@@ -80,10 +81,17 @@ export class LocalTransport implements Transport {
   }
 
   async writeFile(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
-    const temporary = `${path}.vfleet-tmp-${process.pid}`;
-    await writeFile(temporary, data, { mode });
-    await chmod(temporary, mode);
-    await rename(temporary, path);
+    // A name of its own per call: concurrent writes of one path each rename a whole file, and
+    // the last rename wins (never a mix of two payloads, never a rename of a file already gone).
+    const temporary = temporaryPathFor(path);
+    try {
+      await writeFile(temporary, data, { mode });
+      await chmod(temporary, mode);
+      await rename(temporary, path);
+    } catch (e) {
+      await rm(temporary, { force: true }).catch(() => undefined);
+      throw e;
+    }
   }
 
   async createReadStream(path: string): Promise<Readable> {

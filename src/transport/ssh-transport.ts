@@ -6,7 +6,6 @@
 // so a timeout, an abort, or a reconnect after a drop kills the whole group over another
 // channel. (OpenSSH's "signal" channel request is no substitute: sshd refuses it for root
 // logins, which run without privilege separation — see README.md.)
-import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { type Duplex, finished, PassThrough, type Readable, Writable } from 'node:stream';
@@ -17,6 +16,7 @@ import type { Host, SshEndpoint } from '../model/fleet.js';
 import { ChannelSlots } from './channel-slots.js';
 import { type PinnedHostKey, parsePinnedHostKey, sha256Fingerprint } from './host-key.js';
 import { posixCommandLine } from './posix-quote.js';
+import { temporaryPathFor } from './temporary-name.js';
 import type { ExecOptions, ExecResult, Transport } from './transport.js';
 
 const { Client, utils } = ssh2;
@@ -612,7 +612,7 @@ export class SshTransport implements Transport {
   writeFile(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     return this.#withSftp('writeFile', path, async (sftp) => {
-      const temporary = `${path}.vfleet-tmp-${randomBytes(6).toString('hex')}`;
+      const temporary = temporaryPathFor(path);
       const call = (f: (done: (e?: Error | null) => void) => void) =>
         new Promise<void>((resolve, reject) => f((e) => (e ? reject(e) : resolve())));
       try {

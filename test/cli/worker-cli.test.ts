@@ -31,10 +31,10 @@ describe('vfleet worker', () => {
     await server.stop();
   });
 
-  const start = (args: string[], cwd: string) => {
+  const start = (args: string[], cwd: string, extraEnv: NodeJS.ProcessEnv = {}) => {
     const child = spawn(process.execPath, [bin, ...args], {
       cwd,
-      env,
+      env: { ...env, ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -55,11 +55,17 @@ describe('vfleet worker', () => {
     assert.match(w.output(), /serving 9 host queues of fleet lab/);
   };
 
-  it('a killed worker is replaced and the apply converges, every instance once', async () => {
+  /** A folder with fleet.yaml (nine embedded hosts, 26 instances, 32 actions) to run in. */
+  const labFolder = () => {
     const dir = mkdtempSync(`${tmpdir()}/vfleet-worker-`);
     copyFileSync(fromRoot('fleet.yaml'), `${dir}/fleet.yaml`);
     // fleet.yaml takes the debian-12 image's packages from this inventory, relative to the spec
     cpSync(fromRoot('examples', 'inventories'), `${dir}/examples/inventories`, { recursive: true });
+    return dir;
+  };
+
+  it('a killed worker is replaced and the apply converges, every instance once', async () => {
+    const dir = labFolder();
     const first = start(['worker', '--concurrency', '1'], dir);
     await serving(first);
     const apply = start(['apply', '--auto-approve', '--external-workers'], dir);
@@ -92,5 +98,135 @@ describe('vfleet worker', () => {
     second.child.kill('SIGTERM');
     assert.equal(await second.exited, 0);
     assert.match(second.output(), /stopping; finishing the jobs in hand/);
+  });
+
+  it('takes over the jobs of a SIGKILLed worker once their lock expired, each exactly once', async (t) => {
+    // Jobs boot for 3 s under a 1 s lock (half of --lock-ms 2000): they outlive their lock and
+    // must be renewed, not taken over, while their worker lives. Database 1: the test above
+    // runs fleet lab in database 0.
+    const takeoverMs = 2_000;
+    const slow = { REDIS_URL: `${server.url}/1`, VFLEET_EMBEDDED_BOOT_MS: '3000' };
+    const redis = server.client({ db: 1 });
+    const queues = 'vfleet:{lab}:bull:host.';
+    const lockMs = ['--lock-ms', String(takeoverMs)];
+    /** Every job in an active list, by its hash's key. */
+    const active = async () => {
+      const jobs: string[] = [];
+      for (const list of await redis.keys(`${queues}*:active`)) {
+        const queue = list.slice(0, -':active'.length);
+        for (const id of await redis.lrange(list, 0, -1)) jobs.push(`${queue}:${id}`);
+      }
+      return jobs;
+    };
+    const until = async <T>(what: string, probe: () => Promise<T | undefined>): Promise<T> => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const value = await probe();
+        if (value !== undefined) return value;
+        if (Date.now() > deadline) assert.fail(`never happened: ${what}`);
+        await delay(20);
+      }
+    };
+    const dir = labFolder();
+    const first = start(['worker', '--concurrency', '1', ...lockMs], dir, slow);
+    await serving(first);
+    const apply = start(['apply', '--auto-approve', '--external-workers'], dir, slow);
+    const running = await until('three jobs running', async () => {
+      const jobs = await active();
+      return jobs.length >= 3 ? jobs : undefined;
+    });
+    // The lock is half the bound, and the worker renews it while the job runs.
+    const watched = running[0] as string;
+    let previous = await redis.pttl(`${watched}:lock`);
+    assert.ok(previous > 0 && previous <= takeoverMs / 2, `lock of ${previous} ms`);
+    await until('a renewal of the lock', async () => {
+      const now = await redis.pttl(`${watched}:lock`);
+      const renewed = now > previous + 50;
+      previous = now;
+      return renewed || undefined;
+    });
+    // The queue's stalled-job check runs every quarter of the bound.
+    const check = await until('a stalled-job check', async () => {
+      const keys = await redis.keys(`${queues}*:stalled-check`);
+      const ttl = keys.length ? await redis.pttl(keys[0] as string) : -2;
+      return ttl > 0 ? ttl : undefined;
+    });
+    assert.ok(check <= takeoverMs / 4, `stalled-job check window of ${check} ms`);
+
+    first.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    await first.exited;
+    // What the dead worker held: nothing else can finish them until they are taken over.
+    const stranded = await active();
+    assert.ok(stranded.length > 0, 'the worker died holding jobs');
+    const lockGoneBy = new Map<string, number>();
+    for (const job of stranded) {
+      lockGoneBy.set(job, Date.now() + Math.max(0, await redis.pttl(`${job}:lock`)));
+    }
+    const second = start(['worker', '--concurrency', '2', ...lockMs], dir, slow);
+    await serving(second);
+    assert.equal(await apply.exited, 0, apply.output());
+    assert.match(apply.output(), /Apply complete: 32 actions done\./);
+
+    const jobs: Record<string, string>[] = [];
+    for (const set of await redis.keys(`${queues}*:completed`)) {
+      const queue = set.slice(0, -':completed'.length);
+      for (const id of await redis.zrange(set, '0', '-1')) {
+        jobs.push({ key: `${queue}:${id}`, ...(await redis.hgetall(`${queue}:${id}`)) });
+      }
+    }
+    assert.equal(jobs.length, 32, 'every action completed, as one job');
+    const takeovers: number[] = [];
+    for (const job of jobs) {
+      const key = job.key as string;
+      // BullMQ counts an attempt when it ends: one, the one that completed (none failed).
+      assert.equal(job.atm, '1', `${key} ended once`);
+      if (!lockGoneBy.has(key)) {
+        // Ran on a live worker for longer than its lock: renewed, never taken for stalled.
+        assert.equal(job.stc, undefined, `${key} was never stalled`);
+        assert.equal(job.ats, '1', `${key} started once`);
+        continue;
+      }
+      assert.equal(job.stc, '1', `${key} was found stalled once`);
+      assert.equal(job.ats, '2', `${key} started twice: on the dead worker, then once more`);
+      // Taken over = moved back to wait by a live worker's stalled-job check, which the queue's
+      // event stream records (its ids are the server's milliseconds); any worker with a free
+      // slot runs it from there.
+      const queue = key.slice(0, key.lastIndexOf(':'));
+      const id = key.slice(queue.length + 1);
+      const stalled = (await redis.xrange(`${queue}:events`, '-', '+')).filter(
+        ([, fields]) => fields[1] === 'stalled' && fields[3] === id,
+      );
+      assert.equal(stalled.length, 1, `${key} was taken over once`);
+      const takenAt = Number((stalled[0] as [string, string[]])[0].split('-')[0]);
+      assert.ok(
+        takenAt >= (lockGoneBy.get(key) as number) - 50,
+        `${key} taken over only once its lock had expired`,
+      );
+      assert.ok(Number(job.processedOn) >= takenAt, `${key} ran again after it was taken over`);
+      takeovers.push(takenAt - killedAt);
+    }
+    // Not a timing test (STYLE.md #11): a bound five times the setting catches a checker that
+    // does not run, not a slow machine.
+    const slowest = Math.max(...takeovers);
+    t.diagnostic(`taken over ${takeovers.join(', ')} ms after the kill (bound ${takeoverMs} ms)`);
+    assert.ok(slowest <= 5 * takeoverMs, `taken over ${slowest} ms after the kill`);
+
+    // Every instance exactly once, on exactly one host, and in the state.
+    const placed = new Map<string, number>();
+    for (const key of await redis.keys('vfleet:{lab}:engine:*:instances')) {
+      for (const name of await redis.hkeys(key)) placed.set(name, (placed.get(name) ?? 0) + 1);
+    }
+    assert.equal(placed.size, 26);
+    assert.deepEqual(
+      [...placed.values()].filter((n) => n !== 1),
+      [],
+    );
+    assert.deepEqual(
+      (await redis.hkeys('vfleet:{lab}:instances')).sort(),
+      [...placed.keys()].sort(),
+    );
+    second.child.kill('SIGTERM');
+    assert.equal(await second.exited, 0);
   });
 });

@@ -14,8 +14,8 @@ export interface TestRedisServer {
   readonly socket: string;
   readonly dir: string;
   readonly pid: number;
-  /** A client on the unix socket (no password: pass `password` for a server that wants one). */
-  client(options?: { password?: string }): Redis;
+  /** A client on the unix socket (no password: pass `password` for a server that wants one; `db` selects a database). */
+  client(options?: { password?: string; db?: number }): Redis;
   stop(): Promise<void>;
 }
 

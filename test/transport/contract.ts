@@ -164,6 +164,38 @@ export function transportContract(name: string, make: () => Promise<TransportFix
       assert.doesNotMatch(left, /tmp/, 'no temporary file is left behind');
     });
 
+    it('400 concurrent writes of one path all succeed; the file is exactly one of them', async () => {
+      // One worker writes one path from many jobs at once (a staged image's `.verified` file):
+      // each write must rename a whole file of its own, never a mix of two, never nothing.
+      const path = `${f.dir}/contended.bin`;
+      const payloads = Array.from({ length: 400 }, (_, i) =>
+        Buffer.concat([Buffer.from(`writer ${i}\n`), randomBytes(8 * 1024)]),
+      );
+      const results = await Promise.allSettled(payloads.map((p) => f.a.writeFile(path, p, 0o644)));
+      const failed = results.flatMap((r, i) =>
+        r.status === 'rejected' ? [`${i}: ${r.reason}`] : [],
+      );
+      assert.deepEqual(failed.slice(0, 5), [], `${failed.length} of 400 writes failed`);
+      const final = await f.a.readFile(path);
+      assert.equal(
+        payloads.filter((p) => p.equals(final)).length,
+        1,
+        'the file is one payload, whole',
+      );
+      assert.equal((await f.a.exec(['stat', '-c', '%a', path])).stdout.toString().trim(), '644');
+      const left = (await f.a.exec(['ls', '-A', f.dir])).stdout.toString();
+      assert.doesNotMatch(left, /contended\.bin\./, 'no temporary file is left behind');
+    });
+
+    it('removes its temporary file when a write fails', async () => {
+      // A target that is a non-empty folder: the data is written, the rename is refused.
+      const target = `${f.dir}/occupied`;
+      await run(f.a, ['mkdir', '-p', `${target}/inside`]);
+      await assert.rejects(f.a.writeFile(target, 'data'));
+      const left = (await f.a.exec(['ls', '-A', f.dir])).stdout.toString();
+      assert.doesNotMatch(left, /occupied\./, 'no temporary file is left behind');
+    });
+
     it('reports a missing file as ENOENT', async () => {
       const missing = `${f.dir}/missing`;
       await assert.rejects(f.a.readFile(missing), { code: 'ENOENT' });

@@ -8,6 +8,7 @@ import { VfleetError } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
 import { parsePlan } from '../../plan/plan-file.js';
 import type { ActionOutcome } from '../../queue/run-plan.js';
+import { takeoverMsFrom } from '../../queue/worker-lock.js';
 import { isProcessAlive } from '../../state/process-alive.js';
 import { type FleetSession, openFleet, queuePrefixOf } from '../fleet-session.js';
 import type { Terminal } from '../terminal.js';
@@ -22,6 +23,8 @@ export interface ApplyArgs {
   readonly concurrency: number;
   /** `vfleet worker` processes serve the queues; run no workers here. */
   readonly externalWorkers: boolean;
+  /** In-process workers take over a job whose apply died within this (VFLEET_WORKER_LOCK_MS). */
+  readonly takeoverMs: number;
 }
 
 const LOCK_TTL_MS = 60_000;
@@ -175,6 +178,7 @@ async function applyLocked(
     clock: () => Date.now(),
     concurrency: args.concurrency,
     external: args.externalWorkers,
+    takeoverMs: args.takeoverMs,
     onOutcome: (o: ActionOutcome) => {
       if (bar) bar.increment(1, { last: `${o.outcome} ${o.action}` });
       else
@@ -221,6 +225,7 @@ export function applyCommand(terminal: Terminal, setExit: (code: number) => void
               autoApprove: o.autoApprove,
               concurrency: o.workers,
               externalWorkers: o.externalWorkers,
+              takeoverMs: takeoverMsFrom(process.env),
             },
             terminal,
           ),

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { VfleetError } from '../../model/errors.js';
 import type { ActionJobData } from '../../queue/plan-jobs.js';
+import { takeoverMsFrom, workerLockOptions } from '../../queue/worker-lock.js';
 import { openFleet, queuePrefixOf } from '../fleet-session.js';
 import type { Terminal } from '../terminal.js';
 
@@ -12,7 +13,13 @@ const SHUTDOWN_TIMEOUT_MS = 30_000;
  * machines, may serve one fleet: workers hold nothing that Redis and the hosts do not.
  */
 export async function runWorker(
-  args: { file: string; concurrency: number; hosts: readonly string[] | undefined },
+  args: {
+    file: string;
+    concurrency: number;
+    hosts: readonly string[] | undefined;
+    /** A job held by a worker that dies is taken over within this (VFLEET_WORKER_LOCK_MS). */
+    takeoverMs: number;
+  },
   terminal: Terminal,
 ): Promise<number> {
   const session = await openFleet(args.file, terminal);
@@ -29,16 +36,14 @@ export async function runWorker(
     import('bullmq'),
     import('../../queue/action-handler.js'),
   ]);
-  const lockDuration = Number(process.env.VFLEET_WORKER_LOCK_MS ?? 30_000);
   const handler = actionHandler(session.engines(), session.state, () => Date.now());
   const workers = names.map((host) => {
     const worker = new Worker<ActionJobData>(`host.${host}`, (job) => handler(job), {
       connection: session.connect(),
       prefix: queuePrefixOf(session.fleet),
       concurrency: args.concurrency,
-      // How long a job a dead worker held stays locked before another worker takes it over.
-      lockDuration,
-      stalledInterval: lockDuration,
+      // A job a dead worker held is taken over within args.takeoverMs (worker-lock.ts says why).
+      ...workerLockOptions(args.takeoverMs),
     });
     worker.on('error', () => undefined);
     return worker;
@@ -92,7 +97,11 @@ export function workerCommand(terminal: Terminal, setExit: (code: number) => voi
     .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
     .option('--concurrency <n>', 'jobs each host runs at once', (v) => Number.parseInt(v, 10), 4)
     .option('--hosts <names>', 'serve only these hosts (comma-separated)')
-    .action(async (o: { file: string; concurrency: number; hosts?: string }) => {
+    .option(
+      '--lock-ms <ms>',
+      'a job held by a worker that dies is taken over within this (default VFLEET_WORKER_LOCK_MS, else 30000)',
+    )
+    .action(async (o: { file: string; concurrency: number; hosts?: string; lockMs?: string }) => {
       if (!Number.isInteger(o.concurrency) || o.concurrency < 1) {
         throw new VfleetError('usage', '--concurrency takes a whole number ≥ 1');
       }
@@ -102,6 +111,7 @@ export function workerCommand(terminal: Terminal, setExit: (code: number) => voi
             file: o.file,
             concurrency: o.concurrency,
             hosts: o.hosts?.split(',').map((h) => h.trim()),
+            takeoverMs: takeoverMsFrom(process.env, o.lockMs),
           },
           terminal,
         ),

@@ -2,14 +2,17 @@
 // host gets each one once, content-addressed under `<dataDir>/images/<sha256>/<role>`. The
 // folder's name is the file's sha256, checked on the host after the upload; a `.verified` file
 // written after that check is what "present" means, so a big base disk is hashed on the host
-// once, not at every create. An upload goes to a temporary name and is renamed into place, so
-// two creates staging the same image at once both end with the same complete file.
+// once, not at every create. An upload goes to a temporary name of its own (unique per call, not
+// per process: one worker stages one image for many jobs at once, and several workers may stage
+// it on one host) and is renamed into place, so creates staging the same image at once all end
+// with the same complete file; the last rename wins, and each one puts a whole, checked file.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { VfleetError } from '../../model/errors.js';
 import { LocalTransport } from '../../transport/local-transport.js';
+import { temporaryPathFor } from '../../transport/temporary-name.js';
 import { copyFile, run, type Transport } from '../../transport/transport.js';
 import { exists, mkdirs, sha256Of } from './host-commands.js';
 import type { HostLayout } from './host-layout.js';
@@ -40,8 +43,6 @@ export async function localSha256(path: string): Promise<string> {
 }
 
 export class ImageStager {
-  private counter = 0;
-
   constructor(
     private readonly t: Transport,
     private readonly layout: HostLayout,
@@ -105,7 +106,7 @@ export class ImageStager {
     const verified = `${dir}/.verified-${role}`;
     if ((await exists(this.t, verified)) && (await exists(this.t, path))) return { path, sha256 };
     await mkdirs(this.t, dir);
-    const partial = `${path}.partial-${process.pid}-${this.counter++}`;
+    const partial = temporaryPathFor(path);
     try {
       await copyFile(from, fromPath, this.t, partial, 0o644);
       const got = await sha256Of(this.t, partial);
