@@ -18,8 +18,8 @@ export interface Terminal {
  * U+FEFF, soft hyphen, tag characters), line and paragraph separators, lone surrogates, private
  * use, and the blank fillers that render as nothing (U+115F, U+1160, U+3164, U+FFA0).
  */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
 const INVISIBLE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
   /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}\u115f\u1160\u3164\uffa0]/gu;
 
 /**

@@ -41,7 +41,7 @@ function notRegular(kind: string): string {
 }
 
 function tooLarge(size: number, maxBytes: number): string {
-  return `is ${size} bytes; at most ${maxBytes} bytes (${maxBytes / MiB} MiB) are read`;
+  return `is ${size} bytes; the limit is ${maxBytes} bytes (${maxBytes / MiB} MiB)`;
 }
 
 function grew(maxBytes: number): string {
@@ -82,7 +82,9 @@ export function readBoundedFileSync(path: string, maxBytes: number): BoundedRead
     const chunks: Buffer[] = [];
     let length = 0;
     for (;;) {
-      const chunk = Buffer.allocUnsafe(Math.min(Math.max(stat.size + 1, CHUNK), maxBytes + 1 - length));
+      const chunk = Buffer.allocUnsafe(
+        Math.min(Math.max(stat.size + 1, CHUNK), maxBytes + 1 - length),
+      );
       const n = readSync(fd, chunk, 0, chunk.length, null);
       if (n === 0) break;
       chunks.push(chunk.subarray(0, n));

@@ -7,8 +7,8 @@ import { VfleetError } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
 import { parsePlan } from '../../plan/plan-file.js';
 import type { ActionOutcome } from '../../queue/run-plan.js';
-import { type FleetSession, openFleet, queuePrefixOf } from '../fleet-session.js';
 import { FILE_LIMITS, readBoundedFileSync } from '../../transport/bounded-file.js';
+import { type FleetSession, openFleet, queuePrefixOf } from '../fleet-session.js';
 import { escapeInvisibles, type Terminal } from '../terminal.js';
 import { renderPlanText } from '../views/plan-view.js';
 import { currentPlan } from './plan-command.js';
@@ -81,7 +81,8 @@ export async function underFleetLock(
 
 function readSavedPlan(path: string): Plan {
   const read = readBoundedFileSync(path, FILE_LIMITS.plan);
-  if (!read.ok) throw new VfleetError('plan-file', `cannot read the plan file ${path}: it ${read.reason}`);
+  if (!read.ok)
+    throw new VfleetError('plan-file', `cannot read the plan file ${path}: it ${read.reason}`);
   const parsed = parsePlan(read.bytes.toString('utf8'));
   if (!parsed.ok)
     throw new VfleetError('plan-file', `${path} is not a vfleet plan: ${parsed.reason}`);
