@@ -61,7 +61,8 @@ export interface RoundResult {
 const BIN = fileURLToPath(new URL('../../bin/vfleet.js', import.meta.url));
 /** Caps what is kept of one process's output; what is dropped is still scanned. */
 const KEEP_BYTES = 4 * 1024 * 1024;
-const STACK_TRACE = /^\s+at .+(:\d+:\d+\)?|\(native\)|\(<anonymous>\))$|internal error|Unhandled|uncaught/im;
+const STACK_TRACE =
+  /^\s+at .+(:\d+:\d+\)?|\(native\)|\(<anonymous>\))$|internal error|Unhandled|uncaught/im;
 
 interface Run {
   readonly child: ChildProcess;
@@ -86,7 +87,9 @@ function vfleet(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv): R
   };
   child.stdout?.on('data', take);
   child.stderr?.on('data', take);
-  const done = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const done = new Promise<number | null>((resolve) =>
+    child.once('close', (code) => resolve(code)),
+  );
   return { child, done, output: () => kept, stackTraces: () => traces };
 }
 
@@ -145,7 +148,7 @@ export async function runCrashSoak(options: SoakOptions): Promise<RoundResult[]>
     REDIS_URL: undefined,
     // A little latency per instance, so that a fault lands while jobs are in flight.
     VFLEET_EMBEDDED_BOOT_MS: '2',
-    VFLEET_WORKER_LOCK_MS: String(options.workerLockMs ?? 4_000),
+    VFLEET_WORKER_LOCK_MS: String(options.workerLockMs ?? 10_000),
   };
   delete env.REDIS_URL;
   const base = generateFleetDocument({
@@ -268,9 +271,24 @@ export async function runCrashSoak(options: SoakOptions): Promise<RoundResult[]>
       }
       for (const run of [...runs, ...workers]) {
         if (run.stackTraces() > 0) {
-          const line = run.output().split('\n').find((l) => STACK_TRACE.test(l)) ?? '';
-          problems.push(`${run.stackTraces()} stack-trace lines, e.g. ${line.trim().slice(0, 160)}`);
+          const line =
+            run
+              .output()
+              .split('\n')
+              .find((l) => STACK_TRACE.test(l)) ?? '';
+          problems.push(
+            `${run.stackTraces()} stack-trace lines, e.g. ${line.trim().slice(0, 160)}`,
+          );
         }
+      }
+      if (problems.length > 0) {
+        // What each process printed, for whoever has to find out why.
+        const saved = `${tmpdir()}/vfleet-soak-round-${options.seed}-${round}.log`;
+        writeFileSync(
+          saved,
+          runs.map((r) => `==== ${r.child.spawnargs.slice(2).join(' ')}\n${r.output()}`).join('\n'),
+        );
+        problems.push(`output in ${saved}`);
       }
       const result: RoundResult = {
         round,
