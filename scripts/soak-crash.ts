@@ -277,7 +277,13 @@ export async function runCrashSoak(options: SoakOptions): Promise<RoundResult[]>
       const missing = [...wanted].filter((n) => !seen.has(n)).length;
       const extra = [...seen.keys()].filter((n) => !wanted.has(n)).length;
       if (doubled + missing + extra > 0) {
-        problems.push(`${doubled} doubled, ${missing} missing, ${extra} not in the spec`);
+        const some = (names: string[]) =>
+          names.length > 0 ? ` (${names.slice(0, 5).join(', ')})` : '';
+        problems.push(
+          `${doubled} doubled${some([...seen].filter(([, c]) => c > 1).map(([n]) => n))}, ` +
+            `${missing} missing${some([...wanted].filter((n) => !seen.has(n)))}, ` +
+            `${extra} not in the spec${some([...seen.keys()].filter((n) => !wanted.has(n)))}`,
+        );
       }
       for (const run of [...runs, ...workers]) {
         if (run.stackTraces() > 0) {

@@ -103,12 +103,42 @@ function readSavedPlan(path: string): Plan {
   return parsed.plan;
 }
 
+/** How long an apply waits for jobs an earlier apply left running on live workers. */
+const EARLIER_JOBS_DEADLINE_MS = 10 * 60_000;
+
+/**
+ * Jobs of earlier applies stop acting before this one reads the hosts (queue/earlier-jobs.ts):
+ * every earlier plan is marked superseded, then what is still running on a live worker is
+ * waited for. False (with the reason said) when that did not end in time.
+ */
+async function supersedeEarlierApplies(
+  session: FleetSession,
+  terminal: Terminal,
+): Promise<boolean> {
+  await session.state.setCurrentPlan('superseded');
+  const { waitForEarlierJobs } = await import('../../queue/earlier-jobs.js');
+  const ended = await waitForEarlierJobs(session.connection.redis, queuePrefixOf(session.fleet), {
+    deadlineMs: EARLIER_JOBS_DEADLINE_MS,
+    onWaiting: (jobs) =>
+      terminal.err(
+        `vfleet: waiting for ${jobs.length} job${jobs.length === 1 ? '' : 's'} an earlier apply left running (${jobs.slice(0, 3).join(', ')}${jobs.length > 3 ? ', …' : ''}) to finish before reading the hosts.`,
+      ),
+  });
+  if (!ended) {
+    terminal.err(
+      `vfleet: jobs of an earlier apply still run after ${EARLIER_JOBS_DEADLINE_MS / 60_000} minutes; not applying over them. Stop the workers running them (vfleet worker), or wait, and apply again.`,
+    );
+  }
+  return ended;
+}
+
 async function applyLocked(
   session: FleetSession,
   saved: Plan | undefined,
   args: ApplyArgs,
   terminal: Terminal,
 ): Promise<number> {
+  if (!(await supersedeEarlierApplies(session, terminal))) return 1;
   const { plan: fresh } = await currentPlan(session, undefined, true);
   if (saved) {
     if (saved.specHash !== session.specHash) {

@@ -1,0 +1,60 @@
+// Before an apply reads the hosts, what an earlier apply left running must have stopped acting.
+// Jobs check that their plan is the current one when they start (action-handler.ts), so a job
+// that started before the current plan changed may still be creating an instance on one host
+// while the new apply, not seeing it yet, plans the same instance on another: two copies, each
+// host fencing only its own. The crash soak found exactly that (34 doubles after an apply was
+// killed while `vfleet worker`s kept running its jobs). So apply first marks every earlier plan
+// superseded, then waits until no job of the fleet's queues is active under a live lock — a job
+// still running on a live worker finishes (its result is then what refresh reads); a job whose
+// worker died has no lock left and will be refused when it is taken over.
+import type { Redis } from 'ioredis';
+
+export interface EarlierJobsOptions {
+  /** Give up after this long and say which jobs still run. */
+  readonly deadlineMs: number;
+  /** Told once, when there is something to wait for. */
+  readonly onWaiting?: (jobs: readonly string[]) => void;
+  readonly pollMs?: number;
+}
+
+/** The active jobs of the fleet's queues (`<prefix>:<queue>:active`) whose lock is held. */
+export async function liveActiveJobs(redis: Redis, prefix: string): Promise<string[]> {
+  const lists: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*:active`, 'COUNT', 1000);
+    cursor = next;
+    lists.push(...keys);
+  } while (cursor !== '0');
+  const live: string[] = [];
+  for (const list of lists) {
+    const queue = list.slice(0, -':active'.length);
+    const ids = await redis.lrange(list, 0, -1);
+    if (ids.length === 0) continue;
+    const pipe = redis.pipeline();
+    for (const id of ids) pipe.exists(`${queue}:${id}:lock`);
+    const replies = (await pipe.exec()) ?? [];
+    ids.forEach((id, i) => {
+      if (replies[i]?.[1] === 1) live.push(`${queue.slice(prefix.length + 1)}/${id}`);
+    });
+  }
+  return live.sort();
+}
+
+/** Resolves once no job of the fleet is active under a live lock; false when the deadline came first. */
+export async function waitForEarlierJobs(
+  redis: Redis,
+  prefix: string,
+  options: EarlierJobsOptions,
+): Promise<boolean> {
+  const deadline = Date.now() + options.deadlineMs;
+  let told = false;
+  for (;;) {
+    const live = await liveActiveJobs(redis, prefix);
+    if (live.length === 0) return true;
+    if (!told) options.onWaiting?.(live);
+    told = true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 100));
+  }
+}
