@@ -15,7 +15,8 @@ export async function runWorker(
   args: { file: string; concurrency: number; hosts: readonly string[] | undefined },
   terminal: Terminal,
 ): Promise<number> {
-  const session = await openFleet(args.file, terminal);
+  // A daemon waits for its Redis to come back rather than give up on it.
+  const session = await openFleet(args.file, terminal, { lostAfterMs: Number.POSITIVE_INFINITY });
   if (!session) return 1;
   const names = args.hosts ?? session.fleet.hosts.map((h) => h.name);
   for (const name of names) {
@@ -25,9 +26,10 @@ export async function runWorker(
     }
   }
   // BullMQ loads only for commands that run jobs.
-  const [{ Worker }, { actionHandler }] = await Promise.all([
+  const [{ Worker }, { actionHandler }, { withErrorListener }] = await Promise.all([
     import('bullmq'),
     import('../../queue/action-handler.js'),
+    import('../../queue/error-listener.js'),
   ]);
   const lockDuration = Number(process.env.VFLEET_WORKER_LOCK_MS ?? 30_000);
   const handler = actionHandler(session.engines(), session.state, () => Date.now());
@@ -40,8 +42,7 @@ export async function runWorker(
       lockDuration,
       stalledInterval: lockDuration,
     });
-    worker.on('error', () => undefined);
-    return worker;
+    return withErrorListener(worker);
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   // Heartbeats: a host that answers is alive; one that does not (`vfleet host fail`) stops
