@@ -46,6 +46,8 @@ export interface RunPlanOptions {
 
 /** How long closing the queues may take once the store is gone (nothing answers them). */
 const CLOSE_AFTER_LOSS_MS = 2_000;
+/** How often the jobs still awaited are read back, for outcomes whose event was lost. */
+const SWEEP_EVERY_MS = 3_000;
 
 const JOB_OPTIONS = (attempts: number): JobsOptions => ({
   attempts,
@@ -80,6 +82,7 @@ export async function runPlan(
   const flows = withErrorListener(new FlowProducer({ connection, prefix: options.prefix }));
   const waiting = new Map<string, (outcome: ActionOutcome) => void>();
   const roots = new Map<string, string>(); // root job id → action id
+  const rootQueues = new Map<string, string>(); // root job id → its queue
   const handler = actionHandler(options.engines, options.state, options.clock);
   const attempts = options.attempts ?? 5;
 
@@ -160,6 +163,15 @@ export async function runPlan(
   lost.catch(() => undefined);
   const unlessLost = <T>(p: Promise<T>): Promise<T> => (signal ? Promise.race([p, lost]) : p);
   let arrived: ActionOutcome[] = [];
+  // A job's outcome event can be lost: when a connection drops between a job's completion and
+  // its reply, ioredis sends the command again and BullMQ reports an error instead of the
+  // completion (a killed or restarted Redis did this; the apply then waited for ever). The
+  // stored job is the truth: the jobs still awaited are read back now and then.
+  const sweep = setInterval(() => {
+    void sweepFinished(connection, options.prefix, rootQueues, waiting, settle).catch(
+      () => undefined,
+    );
+  }, SWEEP_EVERY_MS);
   try {
     for (const wave of waves) {
       const pending: Array<Promise<ActionOutcome>> = [];
@@ -197,6 +209,7 @@ export async function runPlan(
       arrived = [];
       for (const root of ready) {
         roots.set(root.jobId, root.data.action.id);
+        rootQueues.set(root.jobId, root.queueName);
         pending.push(
           new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)).then((o) => {
             arrived.push(o);
@@ -228,6 +241,7 @@ export async function runPlan(
     if (signal?.aborted) for (const outcome of arrived) options.onOutcome?.(outcome);
     throw e;
   } finally {
+    clearInterval(sweep);
     const closing = (async () => {
       const force = signal?.aborted === true;
       await Promise.all(workers.map((w) => (w instanceof Worker ? w.close(force) : w.close())));
@@ -245,6 +259,29 @@ export async function runPlan(
     }
   }
   return outcomes;
+}
+
+/** Settles the awaited jobs that are finished in Redis (`finishedOn` set: completed, or failed for good). */
+async function sweepFinished(
+  connection: Redis,
+  prefix: string,
+  queueOf: ReadonlyMap<string, string>,
+  waiting: ReadonlyMap<string, unknown>,
+  settle: (jobId: string, outcome: ActionOutcome['outcome'], error: string | null) => void,
+): Promise<void> {
+  const ids = [...waiting.keys()];
+  if (ids.length === 0) return;
+  const pipe = connection.pipeline();
+  for (const id of ids) {
+    pipe.hmget(`${prefix}:${queueOf.get(id)}:${id}`, 'finishedOn', 'returnvalue', 'failedReason');
+  }
+  const replies = (await pipe.exec()) ?? [];
+  ids.forEach((id, i) => {
+    const [finishedOn, returnvalue, failedReason] = (replies[i]?.[1] ?? []) as Array<string | null>;
+    if (!finishedOn) return;
+    if (returnvalue != null) settle(id, JSON.parse(returnvalue) as JobOutcome, null);
+    else settle(id, 'failed', failedReason ?? 'failed');
+  });
 }
 
 /** Waits for `promise` at most `ms`; the timer is cleared so it keeps no process alive. */
