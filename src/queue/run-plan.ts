@@ -249,10 +249,9 @@ export async function runPlan(
       await flows.close();
     })();
     if (signal?.aborted) {
-      // Nothing answers: close what closes within a bound, and drop the connections.
-      closing.catch(() => undefined);
+      // Nothing answers: close what closes within a bound. The connections end on their own
+      // (the store's watch refuses their next reconnect, which fails what they still queue).
       await within(CLOSE_AFTER_LOSS_MS, closing);
-      for (const c of connections) c.disconnect();
     } else {
       await closing;
       await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));

@@ -57,6 +57,7 @@ export class RedisClients {
     this.lostAfterMs = options.lostAfterMs ?? DEFAULT_LOST_AFTER_MS;
     this.debug = options.debug ?? (() => undefined);
     this.base = {
+      connectTimeout: 5_000,
       ...base,
       // ioredis would otherwise keep a stack per command and print it with its errors.
       showFriendlyErrorStack: false,
@@ -145,10 +146,15 @@ export class RedisClients {
     this.controller.abort(lost);
   }
 
-  /** Closes every client at once, without waiting for a server that may not answer. */
-  disconnectAll(): void {
-    for (const client of this.live) client.disconnect();
-    this.live.clear();
+  /**
+   * Ends every client without waiting for a server that may not answer, and so fails every
+   * command still queued on them ("Connection is closed"). A client between two reconnect
+   * attempts is left to its next attempt, which the retry strategy now refuses: ioredis's
+   * disconnect() at that moment cancels the attempt but neither ends the client nor fails its
+   * queued commands, which would then wait for ever.
+   */
+  private disconnectAll(): void {
+    for (const client of this.live) if (client.status !== 'reconnecting') client.disconnect();
     this.down.clear();
   }
 }

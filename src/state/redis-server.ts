@@ -198,7 +198,7 @@ function connection(redis: Redis, clients: RedisClients, embedded: boolean): Red
 }
 
 async function openClient(clients: RedisClients): Promise<Redis> {
-  const redis = clients.open({ lazyConnect: true, connectTimeout: 5_000 });
+  const redis = clients.open({ lazyConnect: true });
   try {
     await redis.connect();
   } catch (e) {
