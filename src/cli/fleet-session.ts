@@ -81,10 +81,11 @@ export function readValidFleet(
 export async function openFleet(
   file: string,
   terminal: Terminal,
+  options: { readonly lostAfterMs?: number } = {},
 ): Promise<FleetSession | undefined> {
   const spec = readValidFleet(file, terminal);
   if (!spec) return undefined;
-  const connection = await connectRedis({ cwd: process.cwd(), env: process.env });
+  const connection = await connectRedis({ cwd: process.cwd(), env: process.env, ...options });
   const state = new FleetState(connection.redis, spec.fleet.name);
   const extra: Redis[] = [];
   const bootLatencyMs = Number(process.env.VFLEET_EMBEDDED_BOOT_MS ?? 10);
@@ -160,10 +161,9 @@ export async function openFleet(
     connection,
     state,
     connect() {
-      const c = connection.redis.duplicate({ maxRetriesPerRequest: null });
-      // A raw ioredis error can carry the AUTH arguments: never let one reach the terminal.
-      // Failures surface as the jobs' own errors instead.
-      c.on('error', () => undefined);
+      // Made where every client is (redis-clients.ts): its errors are reported redacted, and a
+      // server gone for good ends it. Failures surface as the jobs' own errors.
+      const c = connection.clients.open({ maxRetriesPerRequest: null });
       extra.push(c);
       return c;
     },

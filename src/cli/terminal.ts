@@ -5,6 +5,10 @@
 // safeTerminal()), the one place that makes user values safe to show: a name, a path, a "did you
 // mean" or an inventory excerpt cannot move the cursor, reorder the line with a bidirectional
 // override, or hide text behind zero-width characters.
+// The process terminal also redacts (src/state/redact.ts): no secret leaves through it, whoever
+// wrote the text.
+import { redact } from '../state/redact.js';
+
 export interface Terminal {
   out(text: string): void;
   err(text: string): void;
@@ -45,8 +49,10 @@ export function safeTerminal(terminal: Terminal): Terminal {
   };
 }
 
+const line = (text: string) => redact(text.endsWith('\n') ? text : `${text}\n`);
+
 export const processTerminal: Terminal = {
-  out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
-  err: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  out: (text) => void process.stdout.write(line(text)),
+  err: (text) => void process.stderr.write(line(text)),
   isTTY: Boolean(process.stdout.isTTY),
 };

@@ -12,6 +12,7 @@ import {
   type JobOutcome,
   type StateSink,
 } from './action-handler.js';
+import { withErrorListener } from './error-listener.js';
 import { type ActionJobData, type JobNode, planJobs } from './plan-jobs.js';
 import { DEFAULT_TAKEOVER_MS, workerLockOptions } from './worker-lock.js';
 
@@ -41,7 +42,15 @@ export interface RunPlanOptions {
   readonly external?: boolean;
   /** How often jobs run by other processes are looked for (default: 100 ms to 2 s, by how many). */
   readonly sweepMs?: number;
+  /**
+   * Aborted when the state store went away: runPlan stops waiting for outcomes that can no
+   * longer arrive, reports those that did, and rejects with the signal's reason.
+   */
+  readonly signal?: AbortSignal;
 }
+
+/** How long closing the queues may take once the store is gone (nothing answers them). */
+const CLOSE_AFTER_LOSS_MS = 2_000;
 
 const JOB_OPTIONS = (attempts: number): JobsOptions => ({
   attempts,
@@ -73,7 +82,7 @@ export async function runPlan(
   const connection = connect();
   const queues = new Map<string, Queue>();
   const workers: Array<Worker | QueueEvents> = [];
-  const flows = new FlowProducer({ connection, prefix: options.prefix });
+  const flows = withErrorListener(new FlowProducer({ connection, prefix: options.prefix }));
   const waiting = new Map<string, (outcome: ActionOutcome) => void>();
   const roots = new Map<string, string>(); // root job id → action id
   const rootQueues = new Map<string, string>(); // root job id → its queue's name
@@ -96,7 +105,7 @@ export async function runPlan(
 
   for (const host of hosts) {
     const name = `host.${host}`;
-    const queue = new Queue(name, { connection, prefix: options.prefix });
+    const queue = withErrorListener(new Queue(name, { connection, prefix: options.prefix }));
     queues.set(name, queue);
     if (options.external) {
       // Outcomes from whichever worker ran the job. A failed attempt that will be retried is
@@ -112,7 +121,7 @@ export async function runPlan(
       events.on('failed', async ({ jobId, failedReason }) => {
         if ((await queue.getJobState(jobId)) === 'failed') settle(jobId, 'failed', failedReason);
       });
-      events.on('error', () => undefined);
+      withErrorListener(events);
       await events.waitUntilReady();
       workers.push(events);
       continue;
@@ -130,7 +139,7 @@ export async function runPlan(
         error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
       if (final) settle(job.id as string, 'failed', error.message);
     });
-    worker.on('error', () => undefined); // connection hiccups surface as job failures
+    withErrorListener(worker); // connection hiccups surface as job failures
     workers.push(worker);
   }
 
@@ -148,8 +157,20 @@ export async function runPlan(
   };
   const outcomes: ActionOutcome[] = [];
   const failed = new Set<string>();
+  // Once the store is gone nothing more can be enqueued, read or settled: every wait below
+  // races the loss, so the apply stops within the loss bound rather than waiting for ever.
+  const signal = options.signal;
+  const lost = new Promise<never>((_, reject) => {
+    if (signal?.aborted) reject(signal.reason);
+    signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+  lost.catch(() => undefined);
+  const unlessLost = <T>(p: Promise<T>): Promise<T> => (signal ? Promise.race([p, lost]) : p);
+  let arrived: ActionOutcome[] = [];
   // Events say what this process's workers did; a job another process ran (a `vfleet worker`
-  // serving the same queues, or one that took over a stalled job) is found by looking.
+  // serving the same queues, or one that took over a stalled job), or whose completion event was
+  // lost when a connection dropped between the job's completion and its reply (a killed or
+  // restarted Redis did this), is found by looking: the stored job is the truth.
   let sweeping = true;
   let sweeper: NodeJS.Timeout | undefined;
   const sweep = async () => {
@@ -189,7 +210,7 @@ export async function runPlan(
       // Jobs that exist already (the same plan enqueued again) are not run again: their stored
       // outcome is read back. One round trip finds them all. A job that failed is the exception:
       // its action runs again under a fresh id, so the next apply does resume from a failure.
-      let stored = await storedJobs(ready);
+      let stored = await unlessLost(storedJobs(ready));
       for (let retry = 1; ; retry++) {
         let again = false;
         for (let i = 0; i < ready.length; i++) {
@@ -199,39 +220,62 @@ export async function runPlan(
           again = true;
         }
         if (!again) break;
-        stored = await storedJobs(ready);
+        stored = await unlessLost(storedJobs(ready));
       }
+      arrived = [];
       for (const root of ready) {
         roots.set(root.jobId, root.data.action.id);
         rootQueues.set(root.jobId, root.queueName);
-        pending.push(new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)));
+        pending.push(
+          new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)).then((o) => {
+            arrived.push(o);
+            return o;
+          }),
+        );
       }
-      await enqueueAll(
-        ready.filter((r) => !stored.has(r.jobId)),
-        queues,
-        flows,
-        JOB_OPTIONS(attempts),
+      await unlessLost(
+        enqueueAll(
+          ready.filter((r) => !stored.has(r.jobId)),
+          queues,
+          flows,
+          JOB_OPTIONS(attempts),
+        ),
       );
       // Jobs still waiting or running (another apply's workers) settle through the events.
       for (const [jobId, { job, state }] of stored) {
         if (state === 'completed') settle(jobId, job?.returnvalue as JobOutcome, null);
       }
       const halves = new Set(ready.filter((r) => r.leaving).map((r) => r.data.action.id));
-      for (const outcome of await Promise.all(pending)) {
+      for (const outcome of await unlessLost(Promise.all(pending))) {
         // A stop-first move's first half is its action's outcome only when it failed.
         if (halves.has(outcome.action) && outcome.outcome !== 'failed') continue;
         outcomes.push(outcome);
         if (outcome.outcome === 'failed') failed.add(outcome.action);
         options.onOutcome?.(outcome);
       }
+      arrived = [];
     }
+  } catch (e) {
+    // The store is gone: what did finish in the wave in hand is still reported.
+    if (signal?.aborted) for (const outcome of arrived) options.onOutcome?.(outcome);
+    throw e;
   } finally {
     sweeping = false;
     clearTimeout(sweeper);
-    await Promise.all(workers.map((w) => w.close()));
-    await Promise.all([...queues.values()].map((q) => q.close()));
-    await flows.close();
-    await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+    const closing = (async () => {
+      const force = signal?.aborted === true;
+      await Promise.all(workers.map((w) => (w instanceof Worker ? w.close(force) : w.close())));
+      await Promise.all([...queues.values()].map((q) => q.close()));
+      await flows.close();
+    })();
+    if (signal?.aborted) {
+      // Nothing answers: close what closes within a bound. The connections end on their own
+      // (the store's watch refuses their next reconnect, which fails what they still queue).
+      await within(CLOSE_AFTER_LOSS_MS, closing);
+    } else {
+      await closing;
+      await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+    }
   }
   return outcomes;
 }
@@ -274,6 +318,18 @@ async function finishedJobs(
     );
   });
   return found;
+}
+
+/** Waits for `promise` at most `ms`; the timer is cleared so it keeps no process alive. */
+async function within(ms: number, promise: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise.catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 /** A failed job's reason, followed down to the step that failed when a child failed it. */

@@ -7,7 +7,8 @@
 // command reuses it; `vfleet down` stops it. With REDIS_URL, vfleet uses that server, after
 // checking that it does not evict. The password is kept out of every message: ioredis puts it
 // in the arguments of the errors it raises for HELLO/AUTH, so those errors are never rethrown
-// or attached as a cause, only their scrubbed message is quoted.
+// or attached as a cause, only their redacted message is quoted (redact.ts); every client is
+// made by redis-clients.ts, which gives each an error listener and notices a store gone away.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -24,12 +25,14 @@ import { createConnection, isIP } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
 import { withFileLock } from './file-lock.js';
 import { FleetState } from './fleet-state.js';
 import { isProcessAlive, isRedisServerProcess } from './process-alive.js';
-import { parseRedisUrl, scrubSecret } from './redis-url.js';
+import { redactedMessage } from './redact.js';
+import { DEFAULT_LOST_AFTER_MS, RedisClients } from './redis-clients.js';
+import { parseRedisUrl } from './redis-url.js';
 
 export interface RedisConnection {
   readonly redis: Redis;
@@ -37,6 +40,8 @@ export interface RedisConnection {
   readonly url: string;
   /** True when this is the private server of the folder, which `vfleet down` stops. */
   readonly embedded: boolean;
+  /** Makes every further client (BullMQ's included) and says when the store went away. */
+  readonly clients: RedisClients;
   /** Closes the client; an embedded server keeps running for the next command. */
   close(): Promise<void>;
 }
@@ -49,6 +54,11 @@ export interface ConnectRedisOptions {
   readonly debug?: (message: string) => void;
   /** How long a starting server may take to answer PING. */
   readonly startTimeoutMs?: number;
+  /**
+   * How long a lost connection may stay lost before the store counts as gone (default 5 s, or
+   * VFLEET_REDIS_LOST_MS); Infinity for a daemon that waits for Redis to come back.
+   */
+  readonly lostAfterMs?: number;
 }
 
 export interface EmbeddedRedisPaths {
@@ -106,7 +116,7 @@ export async function connectRedis(options: ConnectRedisOptions): Promise<RedisC
     const tlsOptions = endpoint.tls
       ? { tls: isIP(endpoint.host) ? {} : { servername: endpoint.host } }
       : {};
-    const redis = await openClient(
+    const clients = new RedisClients(
       {
         host: endpoint.host,
         port: endpoint.port,
@@ -115,12 +125,11 @@ export async function connectRedis(options: ConnectRedisOptions): Promise<RedisC
         db: endpoint.db,
         ...tlsOptions,
       },
-      endpoint.redacted,
-      endpoint.password,
-      debug,
+      { shown: endpoint.redacted, lostAfterMs: lostAfter(options), debug },
     );
+    const redis = await openClient(clients, endpoint);
     await refuseEviction(redis, endpoint.redacted);
-    return connection(redis, endpoint.redacted, false);
+    return connection(redis, clients, false);
   }
   const paths = embeddedRedisPaths(options.cwd);
   if (paths.socketInTmp) {
@@ -130,9 +139,19 @@ export async function connectRedis(options: ConnectRedisOptions): Promise<RedisC
   }
   await ensureEmbeddedServer(paths, options.env, options.startTimeoutMs, debug);
   const shown = `unix://${paths.socket}`;
-  const redis = await openClient({ path: paths.socket }, shown, undefined, debug);
+  const clients = new RedisClients(
+    { path: paths.socket },
+    { shown, lostAfterMs: lostAfter(options), debug },
+  );
+  const redis = await openClient(clients);
   await refuseEviction(redis, shown);
-  return connection(redis, shown, true);
+  return connection(redis, clients, true);
+}
+
+function lostAfter(options: ConnectRedisOptions): number {
+  if (options.lostAfterMs !== undefined) return options.lostAfterMs;
+  const fromEnv = Number(options.env.VFLEET_REDIS_LOST_MS);
+  return Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_LOST_AFTER_MS;
 }
 
 /**
@@ -164,12 +183,14 @@ function refuseDebugWithPassword(password: string | undefined, debugVariables: u
   );
 }
 
-function connection(redis: Redis, url: string, embedded: boolean): RedisConnection {
+function connection(redis: Redis, clients: RedisClients, embedded: boolean): RedisConnection {
   return {
     redis,
-    url,
+    url: clients.shown,
     embedded,
+    clients,
     async close() {
+      if (clients.signal.aborted) return; // lost: every client is disconnected already
       const quit = redis.quit().then(
         () => true,
         () => false,
@@ -180,26 +201,10 @@ function connection(redis: Redis, url: string, embedded: boolean): RedisConnecti
 }
 
 async function openClient(
-  target: RedisOptions,
-  shown: string,
-  password: string | undefined,
-  debug: (message: string) => void,
+  clients: RedisClients,
+  target: { readonly db?: number; readonly password?: string } = {},
 ): Promise<Redis> {
-  let connected = false;
-  let lastError: string | undefined;
-  const redis = new Redis({
-    ...target,
-    lazyConnect: true,
-    connectTimeout: 5_000,
-    // The first connection fails fast with a clear message; once connected, a lost connection
-    // is retried (a worker outlives a Redis restart).
-    retryStrategy: (times) => (connected ? Math.min(100 * times, 2_000) : null),
-  });
-  // Without a listener ioredis prints errors itself; the scrubbed message is all that leaves.
-  redis.on('error', (e: Error) => {
-    lastError = scrubSecret(String(e?.message), password);
-    if (connected) debug(`redis ${shown}: ${lastError}`);
-  });
+  const redis = clients.open({ lazyConnect: true });
   try {
     // connectTimeout covers the TCP connect only: a server that accepts and then says nothing
     // would leave the handshake waiting for ever.
@@ -216,11 +221,11 @@ async function openClient(
     // Already ended after a fatal error; disconnecting again would arm a timer on a closed
     // stream that nothing clears, holding the process open for ioredis's disconnectTimeout.
     if (redis.status !== 'end') redis.disconnect();
-    const raw = lastError ?? scrubSecret(String((e as Error)?.message), password);
+    const raw = clients.lastErrorMessage() ?? redactedMessage(e);
     // The reason is one line: a server's error text could carry more.
     const reason = /Unknown RESP type|Protocol error/.test(raw)
       ? 'the server does not speak the Redis protocol'
-      : /^NOAUTH/.test(raw) && password === undefined
+      : /^NOAUTH/.test(raw) && target.password === undefined
         ? 'NOAUTH: the server wants a password and REDIS_URL has none'
         : (raw.split('\n')[0] ?? '').slice(0, 200);
     const hint = /WRONGPASS|NOAUTH|AUTH/.test(reason)
@@ -230,13 +235,12 @@ async function openClient(
         : '';
     throw new VfleetError(
       'redis-connect',
-      `cannot connect to Redis at ${shown}: ${reason}${hint}`,
+      `cannot connect to Redis at ${clients.shown}: ${reason}${hint}`,
       {
         retryable: true,
       },
     );
   }
-  connected = true;
   return redis;
 }
 
@@ -553,8 +557,10 @@ export async function stopEmbeddedRedis(
  */
 async function refuseWhileLocked(socket: string): Promise<void> {
   if (!(await answers(socket))) return;
-  const redis = new Redis({ path: socket, lazyConnect: true, retryStrategy: () => null });
-  redis.on('error', () => undefined); // a failure to look is answered below: nothing refuses
+  // A failure to look is answered below: nothing refuses.
+  const redis = new RedisClients({ path: socket }, { shown: `unix://${socket}` }).open({
+    lazyConnect: true,
+  });
   let held: Awaited<ReturnType<typeof FleetState.heldLocks>> = [];
   try {
     await redis.connect();

@@ -2,6 +2,7 @@
 // options and nowhere else: messages and the shown URL carry `***`, and no error here quotes the
 // URL it could not read (it may hold the password).
 import { VfleetError } from '../model/errors.js';
+import { rememberSecret } from './redact.js';
 
 export interface RedisEndpoint {
   readonly host: string;
@@ -48,8 +49,11 @@ export function parseRedisUrl(text: string): RedisEndpoint {
     throw urlError('has a path that is not a database number');
   }
   const db = path === '' ? 0 : Number(path);
+  rememberSecret(url.password); // as written: percent-encoded, and before decoding can fail
   const username = url.username === '' ? undefined : decode(url.username, 'user name');
   const password = url.password === '' ? undefined : decode(url.password, 'password');
+  // From here on, nothing vfleet prints can show it (redact.ts).
+  rememberSecret(password);
   const shownHost = host.includes(':') ? `[${host}]` : host;
   const userInfo =
     password !== undefined
@@ -66,16 +70,4 @@ export function parseRedisUrl(text: string): RedisEndpoint {
     tls: url.protocol === 'rediss:',
     redacted: `${url.protocol}//${userInfo}${shownHost}:${port}/${db}`,
   };
-}
-
-/**
- * Removes the password from a message that may quote it (raw, or percent-encoded as in a URL).
- * Messages built from a driver's errors pass through here before anyone sees them.
- */
-export function scrubSecret(message: string, secret: string | undefined): string {
-  if (!secret) return message;
-  let out = message;
-  for (const form of new Set([secret, encodeURIComponent(secret)]))
-    out = out.split(form).join('***');
-  return out;
 }

@@ -13,10 +13,13 @@ export interface TestRedisServer {
   readonly url: string;
   readonly socket: string;
   readonly dir: string;
+  /** The current server process (a restart changes it). */
   readonly pid: number;
   /** A client on the unix socket (no password: pass `password` for a server that wants one; `db` selects a database). */
   client(options?: { password?: string; db?: number }): Redis;
   stop(): Promise<void>;
+  /** SIGKILLs the server (no shutdown, as a crash), then starts it again on the same port and dir. */
+  restart(): Promise<void>;
 }
 
 export interface TestRedisOptions {
@@ -78,35 +81,54 @@ async function startOnce(dir: string, options: TestRedisOptions): Promise<TestRe
     'no',
     ...(options.args ?? []),
   ];
-  const child: ChildProcess = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout?.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.stderr?.on('data', (chunk) => {
-    output += chunk;
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.once('error', () => undefined);
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!(await pingReplies(socket))) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      // Most likely the TCP port was taken between freePort() and the bind: try another.
-      if (options.tcp && /Address already in use/.test(output)) return null;
-      throw new Error(`redis-server exited at start: ${output}`);
+  const launch = async () => {
+    const child: ChildProcess = spawn('redis-server', args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout?.on('data', (chunk) => {
+      output += chunk;
+    });
+    child.stderr?.on('data', (chunk) => {
+      output += chunk;
+    });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.once('error', () => undefined);
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (!(await pingReplies(socket))) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        // Most likely the TCP port was taken between freePort() and the bind: try another.
+        if (options.tcp && /Address already in use/.test(output)) return null;
+        throw new Error(`redis-server exited at start: ${output}`);
+      }
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`redis-server did not answer within ${START_TIMEOUT_MS} ms: ${output}`);
+      }
+      await delay(10);
     }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`redis-server did not answer within ${START_TIMEOUT_MS} ms: ${output}`);
-    }
-    await delay(10);
-  }
+    return { child, exited };
+  };
+  let running = await launch();
+  if (running === null) return null;
+  let { child, exited } = running;
   const clients: Redis[] = [];
   return {
     url: options.tcp ? `redis://127.0.0.1:${port}` : `unix://${socket}`,
     socket,
     dir,
-    pid: child.pid as number,
+    get pid() {
+      return child.pid as number;
+    },
+    async restart() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      // The port is free again once the process is gone; another process could take it in
+      // between, which this (a test helper) does not guard against.
+      running = await launch();
+      if (running === null) throw new Error('redis-server could not bind its port again');
+      ({ child, exited } = running);
+    },
     client(clientOptions = {}) {
       const redis = new Redis({ path: socket, maxRetriesPerRequest: 1, ...clientOptions });
       clients.push(redis);

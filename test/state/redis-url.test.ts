@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isVfleetError } from '../../src/model/errors.js';
 import { debugEnables } from '../../src/state/redis-server.js';
-import { parseRedisUrl, scrubSecret } from '../../src/state/redis-url.js';
+import { parseRedisUrl } from '../../src/state/redis-url.js';
 
 describe('parseRedisUrl', () => {
   const cases = [
@@ -87,13 +87,6 @@ describe('parseRedisUrl', () => {
       );
     });
   }
-});
-
-describe('scrubSecret', () => {
-  it('removes the secret raw and percent-encoded', () => {
-    assert.equal(scrubSecret('a p@ss b p%40ss c', 'p@ss'), 'a *** b *** c');
-    assert.equal(scrubSecret('nothing', undefined), 'nothing');
-  });
 });
 
 describe('debugEnables (the debug package rules, for the ioredis namespace)', () => {

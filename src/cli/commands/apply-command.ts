@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { createInterface } from 'node:readline/promises';
 import { Presets, SingleBar } from 'cli-progress';
 import { Command } from 'commander';
-import { VfleetError } from '../../model/errors.js';
+import { isVfleetError, VfleetError } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
 import { parsePlan } from '../../plan/plan-file.js';
 import type { ActionOutcome } from '../../queue/run-plan.js';
@@ -82,14 +82,17 @@ export async function underFleetLock(
     return 1;
   }
   const renew = setInterval(
-    () => void session.state.renewLock(holder.id, LOCK_TTL_MS),
+    // A renewal that fails (the store went away) is reported by the store's watch, not here.
+    () => void session.state.renewLock(holder.id, LOCK_TTL_MS).catch(() => undefined),
     LOCK_TTL_MS / 3,
   );
   try {
     return await act();
   } finally {
     clearInterval(renew);
-    await session.state.releaseLock(holder.id);
+    // With the store gone the lock cannot be released; the next apply on this machine removes
+    // it (its holder's process is gone), elsewhere `vfleet force-unlock` does.
+    if (!session.connection.clients.signal.aborted) await session.state.releaseLock(holder.id);
   }
 }
 
@@ -197,21 +200,31 @@ async function applyLocked(
   bar?.start(plan.actions.length, 0, { last: '' });
   // BullMQ loads only for commands that run jobs: plan, status and validate start faster.
   const { runPlan } = await import('../../queue/run-plan.js');
-  const outcomes = await runPlan(plan, session.fleet, {
-    connect: () => session.connect(),
-    prefix: queuePrefixOf(session.fleet),
-    engines: session.engines(),
-    state: session.state,
-    clock: () => Date.now(),
-    concurrency: args.concurrency,
-    external: args.externalWorkers,
-    takeoverMs: args.takeoverMs,
-    onOutcome: (o: ActionOutcome) => {
-      if (bar) bar.increment(1, { last: escapeInvisibles(`${o.outcome} ${o.action}`) });
-      else
-        terminal.out(JSON.stringify({ formatVersion: '1', type: 'action', plan: plan.id, ...o }));
-    },
-  });
+  const reported: ActionOutcome[] = [];
+  let outcomes: ActionOutcome[];
+  try {
+    outcomes = await runPlan(plan, session.fleet, {
+      connect: () => session.connect(),
+      prefix: queuePrefixOf(session.fleet),
+      engines: session.engines(),
+      state: session.state,
+      clock: () => Date.now(),
+      concurrency: args.concurrency,
+      external: args.externalWorkers,
+      takeoverMs: args.takeoverMs,
+      signal: session.connection.clients.signal,
+      onOutcome: (o: ActionOutcome) => {
+        reported.push(o);
+        if (bar) bar.increment(1, { last: escapeInvisibles(`${o.outcome} ${o.action}`) });
+        else
+          terminal.out(JSON.stringify({ formatVersion: '1', type: 'action', plan: plan.id, ...o }));
+      },
+    });
+  } catch (e) {
+    bar?.stop();
+    if (!(isVfleetError(e) && e.code === 'redis-lost')) throw e;
+    return storeLost(e, session, plan, reported, terminal);
+  }
   bar?.stop();
   const failed = outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
   for (const o of failed)
@@ -225,6 +238,33 @@ async function applyLocked(
     failed.length === 0
       ? `Apply incomplete: ${done} action${done === 1 ? '' : 's'} done, but ${cannotPlace}.`
       : `Apply incomplete: ${done} done, ${failed.length} failed or skipped${unplaced > 0 ? `, and ${cannotPlace}` : ''}. The next apply resumes from here.`,
+  );
+  return 1;
+}
+
+/**
+ * The apply lost its Redis midway: one line saying so, what was done, and how to resume. No
+ * stack trace and no flood of connection errors (every client was closed the moment the store
+ * was declared lost). Exit 1.
+ */
+function storeLost(
+  lost: VfleetError,
+  session: FleetSession,
+  plan: Plan,
+  reported: readonly ActionOutcome[],
+  terminal: Terminal,
+): number {
+  terminal.err(`vfleet: ${lost.message}; the apply stopped.`);
+  const failed = reported.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped').length;
+  const done = reported.length - failed;
+  const unknown = plan.actions.length - reported.length;
+  terminal.out(
+    `Apply interrupted: ${done} of ${plan.actions.length} actions done, ${failed} failed or skipped, ${unknown} not run or unknown (in flight when Redis went away).`,
+  );
+  terminal.out(
+    session.connection.embedded
+      ? "To resume, run vfleet apply again: it restarts the private redis-server from its AOF (at most the last second of writes is lost; what the hosts run is adopted), removes this apply's lock, and applies what is left."
+      : `To resume, run vfleet apply again once Redis at ${session.connection.url} answers; it removes this apply's lock (from another machine: vfleet force-unlock <id>, as it says) and applies what is left.`,
   );
   return 1;
 }

@@ -22,7 +22,8 @@ export async function runWorker(
   },
   terminal: Terminal,
 ): Promise<number> {
-  const session = await openFleet(args.file, terminal);
+  // A daemon waits for its Redis to come back rather than give up on it.
+  const session = await openFleet(args.file, terminal, { lostAfterMs: Number.POSITIVE_INFINITY });
   if (!session) return 1;
   const names = args.hosts ?? session.fleet.hosts.map((h) => h.name);
   for (const name of names) {
@@ -32,9 +33,10 @@ export async function runWorker(
     }
   }
   // BullMQ loads only for commands that run jobs.
-  const [{ Worker }, { actionHandler }] = await Promise.all([
+  const [{ Worker }, { actionHandler }, { withErrorListener }] = await Promise.all([
     import('bullmq'),
     import('../../queue/action-handler.js'),
+    import('../../queue/error-listener.js'),
   ]);
   const handler = actionHandler(session.engines(), session.state, () => Date.now());
   const workers = names.map((host) => {
@@ -45,8 +47,7 @@ export async function runWorker(
       // A job a dead worker held is taken over within args.takeoverMs (worker-lock.ts says why).
       ...workerLockOptions(args.takeoverMs),
     });
-    worker.on('error', () => undefined);
-    return worker;
+    return withErrorListener(worker);
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   // Heartbeats: a host that answers is alive; one that does not (`vfleet host fail`) stops
