@@ -1,5 +1,5 @@
 // `npm run bench:validate`: how long `validate` takes on generated fleets, as a ratio to the
-// plain `yaml.parse()` of the same text measured in the same run (STYLE.md #11: ratios from one
+// plain `yaml.parse()` of the same text measured in the same run (habit 11, docs/architecture.md: ratios from one
 // run, no time assertions), and how quickly hostile YAML is refused.
 //
 // Exits 1 when a generated spec does not validate or a hostile document is not refused; the

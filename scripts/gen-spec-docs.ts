@@ -1,5 +1,5 @@
 // Generates docs/spec-reference.md, the fleet spec reference a user reads, from
-// schemas/fleet.schema.json. The schema is the single source of truth (STYLE.md #6): the reference
+// schemas/fleet.schema.json. The schema is the single source of truth (habit 6, docs/architecture.md): the reference
 // never says more than the schema does, so fix a description there, not here.
 //
 // The walk is depth-first in the schema's property order, so sections come in the order a reader

@@ -1,5 +1,5 @@
 // Generates src/model/fleet-spec.generated.ts from schemas/fleet.schema.json.
-// The schema is the single source of truth (STYLE.md #6); test/schema-drift.test.ts fails when
+// The schema is the single source of truth (habit 6, docs/architecture.md); test/schema-drift.test.ts fails when
 // the checked-in file differs from what this script would write.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -1,4 +1,5 @@
-// DESIGN.md's layout: the pure modules never reach for I/O or an adapter. This reads the
+// docs/architecture.md's layout: the pure modules never reach for I/O or an adapter, and every
+// folder of src/ imports only the folders its row of the import table names. This reads the
 // TypeScript sources, so it fails the moment such an import is written.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -61,7 +62,105 @@ export function violation(file: string, specifier: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Who may import whom (docs/architecture.md, "Who may import whom"): a folder always may import
+ * itself. Kept in the same order as the table there.
+ */
+export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
+  model: [],
+  spec: ['model'],
+  licensing: ['model'],
+  patching: ['model'],
+  scheduler: ['model', 'licensing', 'patching'],
+  plan: ['model', 'scheduler', 'licensing', 'patching'],
+  audit: ['model', 'scheduler', 'licensing', 'patching', 'plan'],
+  transport: ['model'],
+  // spec/inventory.ts parses a dpkg inventory for the sandbox driver: to move with issue 12's
+  // sealed HostEngine.
+  engines: ['model', 'transport', 'spec'],
+  state: ['model'],
+  queue: ['model', 'state', 'engines', 'patching', 'plan'],
+  app: [
+    'model',
+    'spec',
+    'scheduler',
+    'licensing',
+    'patching',
+    'plan',
+    'audit',
+    'state',
+    'queue',
+    'engines',
+    'transport',
+  ],
+  controller: [
+    'model',
+    'spec',
+    'scheduler',
+    'licensing',
+    'patching',
+    'plan',
+    'audit',
+    'state',
+    'queue',
+    'engines',
+    'transport',
+    'app',
+  ],
+  cli: [
+    'model',
+    'spec',
+    'scheduler',
+    'licensing',
+    'patching',
+    'plan',
+    'audit',
+    'state',
+    'queue',
+    'engines',
+    'transport',
+    'app',
+    'controller',
+  ],
+};
+
+/** The src/ folder a path is in, or undefined outside src/ (schemas/, the JSON schema). */
+const layerOf = (path: string) => path.split('/src/')[1]?.split('/')[0];
+
+/** An import of `specifier` from `file` that the table does not allow, as a message. */
+export function tableViolation(file: string, specifier: string): string | undefined {
+  if (!specifier.startsWith('.')) return undefined;
+  const from = layerOf(file);
+  const to = layerOf(new URL(specifier, `file://${file}`).pathname);
+  if (!from || !to || from === to) return undefined;
+  const allowed = MAY_IMPORT[from];
+  if (allowed === undefined) return `${file}: src/${from}/ has no row in the import table`;
+  return allowed.includes(to) ? undefined : `${file} imports ${to}/ (${specifier})`;
+}
+
 describe('architecture', () => {
+  it('every folder of src/ imports only what its row of the table allows', () => {
+    const folders = readdirSync(fromRoot('src')).filter((d) =>
+      statSync(fromRoot('src', d)).isDirectory(),
+    );
+    assert.deepEqual(
+      folders.filter((d) => MAY_IMPORT[d] === undefined),
+      [],
+      'every folder has a row',
+    );
+    const files = folders.flatMap((dir) => tsFiles(fromRoot('src', dir)));
+    const problems = files.flatMap((file) =>
+      importsOf(readFileSync(file, 'utf8')).flatMap((s) => tableViolation(file, s) ?? []),
+    );
+    assert.deepEqual(problems, []);
+    // The table catches what it must.
+    assert.match(
+      tableViolation(fromRoot('src', 'state', 'x.ts'), '../queue/run-plan.js') ?? '',
+      /imports queue\//,
+    );
+    assert.equal(tableViolation(fromRoot('src', 'queue', 'x.ts'), '../state/keys.js'), undefined);
+  });
+
   it('pure modules import no I/O and no adapter', () => {
     const files = PURE.flatMap((dir) => tsFiles(fromRoot('src', dir)));
     assert.ok(files.length > 5, 'found the pure modules');

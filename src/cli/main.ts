@@ -1,4 +1,4 @@
-// The vfleet command line: commander wiring and the one error boundary (STYLE.md #8), which
+// The vfleet command line: commander wiring and the one error boundary (habit 8, docs/architecture.md), which
 // turns a VfleetError into its message and exit code and never shows a user a stack trace.
 // Everything this process prints passes through redact() (src/state/redact.ts): the terminal,
 // the error boundary, what libraries print with console.*, and a rejection nobody handled.

@@ -1,4 +1,4 @@
-// Reading a spec file: the I/O half of `read, then parse` (STYLE.md #7).
+// Reading a spec file: the I/O half of `read, then parse` (habit 7, docs/architecture.md).
 import { createHash } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';

@@ -1,4 +1,4 @@
-// The one interface the queue talks to (DESIGN.md "Queue, state and engines"). Implementations:
+// The one interface the queue talks to (docs/architecture.md). Implementations:
 // the embedded emulator (engines/embedded/), and real hosts through a Transport (local, ssh)
 // with the qemu and sandbox drivers (engines/real/). Every mutating call carries the instance's generation:
 // a host refuses a generation older than the newest it has seen (fencing), and repeating the

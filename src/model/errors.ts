@@ -1,4 +1,4 @@
-// One error type with a stable code (STYLE.md #8). `retryable` tells the queue whether a job that
+// One error type with a stable code (habit 8, docs/architecture.md). `retryable` tells the queue whether a job that
 // failed with it should be tried again; the CLI maps `exitCode` at its one error boundary.
 
 export class VfleetError extends Error {

@@ -1,6 +1,6 @@
 // The normalized fleet: what the spec says, with every default applied and every replica expanded.
 // Field shapes come from the generated spec types, so a schema change that these types do not
-// follow fails to compile (STYLE.md #6).
+// follow fails to compile (habit 6, docs/architecture.md).
 import type {
   Arch,
   FleetDocument,

@@ -1,6 +1,6 @@
 // What the scheduler decides: where every instance runs, where it restarts if its failure
 // domain fails, what each host holds and reserves, what each license pool uses, and why the
-// instances that could not be placed were not. Plain data: printed, saved, diffed (STYLE.md #2).
+// instances that could not be placed were not. Plain data: printed, saved, diffed (habit 2, docs/architecture.md).
 
 export const PLACEMENT_FORMAT_VERSION = '1';
 

@@ -1,4 +1,4 @@
-// A plan is data (STYLE.md #2): what apply will do, in order, with what it costs in licenses and
+// A plan is data (habit 2, docs/architecture.md): what apply will do, in order, with what it costs in licenses and
 // what failover coverage it leaves. Printed, saved to a file, applied later by another module.
 import type { PackageVersions, Resources } from './fleet.js';
 import type { FailoverSummary, Unplaceable } from './placement.js';

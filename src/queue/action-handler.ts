@@ -1,7 +1,7 @@
 // What a worker does with one job: read the host's real state first and skip what is already
 // done (idempotence), act with the action's generation (the host fences older ones), record the
 // outcome in the state store and the event history. A non-retryable error becomes BullMQ's
-// UnrecoverableError at this boundary (STYLE.md #8); anything else is retried with backoff.
+// UnrecoverableError at this boundary (habit 8, docs/architecture.md); anything else is retried with backoff.
 import { UnrecoverableError } from 'bullmq';
 import type { EngineInstance, HostEngine, InstanceRequest } from '../engines/host-engine.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';

@@ -1,5 +1,5 @@
 // The feasibility checks, each a small named object that returns a reason instead of throwing
-// (STYLE.md #3). Static checks depend only on the spec and are evaluated once per class of
+// (habit 3, docs/architecture.md). Static checks depend only on the spec and are evaluated once per class of
 // identical instances; dynamic checks depend on what has been placed so far.
 // The order below is the order reasons are reported in: the first check that fails names the
 // host's reason, so cheap, certain checks come before the ones that depend on the others.

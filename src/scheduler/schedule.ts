@@ -1,7 +1,7 @@
 // schedule(fleet, observed) → Placement: every instance on a host, exactly (no sampling) and
 // deterministically (ties go to the host seen first; nothing random, no clock).
 //
-// The stack, in the order it runs (STYLE.md #4):
+// The stack, in the order it runs (habit 4, docs/architecture.md):
 //   1. classes   — instances of one group are identical (Borg's equivalence classes); the static
 //                  checks (host-checks.ts) run once per class of identical constraints, giving its
 //                  member hosts and one FitIndex over them.

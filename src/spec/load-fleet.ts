@@ -1,5 +1,5 @@
 // The whole of `validate`: bytes → text → YAML → schema → semantics → Fleet, every problem
-// collected on the way (STYLE.md #7). Pure: the caller reads the file and passes its bytes.
+// collected on the way (habit 7, docs/architecture.md). Pure: the caller reads the file and passes its bytes.
 import type { Diagnostic, DiagnosticCode, Severity } from '../model/diagnostic.js';
 import type { Fleet } from '../model/fleet.js';
 import type { FleetDocument } from '../model/fleet-spec.generated.js';

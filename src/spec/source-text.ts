@@ -1,5 +1,5 @@
 // Turns the bytes of a spec file into text, or says exactly where and why it cannot.
-// Pure: the caller reads the file (STYLE.md #7: read, then parse).
+// Pure: the caller reads the file (habit 7, docs/architecture.md: read, then parse).
 
 export const MAX_SPEC_BYTES = 64 * 1024 * 1024;
 

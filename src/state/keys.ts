@@ -1,4 +1,4 @@
-// The Redis key layout of a fleet: the one place key names are made (DESIGN.md "Queue, state and
+// The Redis key layout of a fleet: the one place key names are made (docs/architecture.md "Queue, state and
 // engines"). Everything else asks these builders; nobody concatenates a key by hand.
 //
 // Every key of fleet F starts with `vfleet:{F}:`. The braces are a Redis Cluster hash tag: only

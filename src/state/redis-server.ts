@@ -1,4 +1,4 @@
-// Where vfleet's Redis is, and a client on it (DESIGN.md, CLI v1). Without REDIS_URL, vfleet
+// Where vfleet's Redis is, and a client on it (docs/architecture.md, CLI v1). Without REDIS_URL, vfleet
 // starts — or reuses — a private redis-server for the current folder, its files in
 // `.vfleet/redis/`: a unix socket and no TCP port (nothing else on the machine can reach it by
 // accident), AOF fsynced every second (a crash loses at most a second of state), and

@@ -1,4 +1,4 @@
-// How vfleet reaches a real host (DESIGN.md "Queue, state and engines"): run a program with an
+// How vfleet reaches a real host (docs/architecture.md): run a program with an
 // argument vector, move bytes to and from files. Two implementations: `local` (child processes,
 // no shell anywhere) and `ssh` (ssh2, pinned host key; every argument POSIX-quoted, because an SSH
 // exec request is one string that the remote login shell parses). The drivers (qemu, sandbox)

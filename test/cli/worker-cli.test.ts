@@ -206,7 +206,7 @@ describe('vfleet worker', () => {
       assert.ok(Number(job.processedOn) >= takenAt, `${key} ran again after it was taken over`);
       takeovers.push(takenAt - killedAt);
     }
-    // Not a timing test (STYLE.md #11): a bound five times the setting catches a checker that
+    // Not a timing test (habit 11, docs/architecture.md): a bound five times the setting catches a checker that
     // does not run, not a slow machine.
     const slowest = Math.max(...takeovers);
     t.diagnostic(`taken over ${takeovers.join(', ')} ms after the kill (bound ${takeoverMs} ms)`);

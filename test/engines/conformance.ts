@@ -1,4 +1,4 @@
-// One contract, run against every HostEngine (STYLE.md #10: BullMQ's adapter suites): the
+// One contract, run against every HostEngine (habit 10, docs/architecture.md: BullMQ's adapter suites): the
 // embedded emulator, and the real engine over a transport with its drivers. A fixture brings
 // what differs between engines: the request it can boot, the inventory that request reports,
 // and whether it can patch.

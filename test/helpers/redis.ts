@@ -1,4 +1,4 @@
-// A real redis-server for one test file (STYLE.md #10): its own mkdtemp folder and unix socket,
+// A real redis-server for one test file (habit 10, docs/architecture.md): its own mkdtemp folder and unix socket,
 // no TCP port unless a test needs a redis:// URL, nothing written to disk. The caller stops it
 // in an after() hook, which also runs when a test fails.
 import { type ChildProcess, spawn } from 'node:child_process';

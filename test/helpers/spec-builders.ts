@@ -1,4 +1,4 @@
-// Small builders for fleet documents (STYLE.md #10): a valid document by default, so a test
+// Small builders for fleet documents (habit 10, docs/architecture.md): a valid document by default, so a test
 // changes only what it is about.
 import { stringify } from 'yaml';
 import type {

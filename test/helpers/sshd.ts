@@ -1,4 +1,4 @@
-// A real OpenSSH sshd for one test file (STYLE.md #10): its own mkdtemp folder with a fresh
+// A real OpenSSH sshd for one test file (habit 10, docs/architecture.md): its own mkdtemp folder with a fresh
 // ed25519 host key and client key, listening on a 127.0.0.x loopback address and a free port,
 // logging at VERBOSE to a file the tests read. The caller stops it in an after() hook; stop()
 // also kills the per-connection session processes, which outlive a stopped listener.

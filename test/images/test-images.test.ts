@@ -1,7 +1,7 @@
 // The images of scripts/build-test-images.sh keep the contract docs/lab.md gives: the manifest's
 // hashes are the files', the rootfs is a busybox Debian 12 tree whose dpkg database dpkg-query
 // reads, both kernels boot with the initrd to the ready marker under QEMU, and the ACPI power
-// button powers the guest off. Real QEMU (STYLE.md #10); the first run builds, later ones reuse
+// button powers the guest off. Real QEMU (habit 10, docs/architecture.md); the first run builds, later ones reuse
 // the cache. QEMU runs under TCG unless VFLEET_QEMU_ACCEL says otherwise: a /dev/kvm can exist
 // and still not run a stock kernel (docs/lab.md), and `accel=kvm:tcg` would then pick it and hang.
 import assert from 'node:assert/strict';

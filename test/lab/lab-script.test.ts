@@ -1,7 +1,7 @@
 // scripts/lab.sh brings up sshd hosts that vfleet can use as written in the spec it generates:
 // the spec is valid, each host accepts the client key over ssh2 (the library the ssh engine
 // uses) and shows exactly the pinned host key, a wrong pin is refused, and `down` leaves no
-// sshd. Real sshd processes on loopback addresses (STYLE.md #10), in a temporary LAB_DIR on a
+// sshd. Real sshd processes on loopback addresses (habit 10, docs/architecture.md), in a temporary LAB_DIR on a
 // free port; root only, because sshd then runs as it does on a real host (privilege
 // separation, login as root).
 import assert from 'node:assert/strict';

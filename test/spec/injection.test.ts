@@ -1,7 +1,7 @@
 // Every spec field that could one day reach a shell or a command line (ssh endpoint, paths,
 // names, labels, package names and versions, kernel strings) refuses shell metacharacters,
 // newlines, a leading '-' and NUL. Schema validation is the first line of defence; the
-// transports quote again where values are used (DESIGN.md).
+// transports quote again where values are used (docs/architecture.md).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';

@@ -1,4 +1,4 @@
-// Validate's cost stays linear in the spec's size, asserted without a clock (STYLE.md #11): the
+// Validate's cost stays linear in the spec's size, asserted without a clock (habit 11, docs/architecture.md): the
 // work is counted as elements visited by the array methods that walk a list (some, find, every,
 // forEach, filter, map, findIndex, includes, indexOf), the loops a quadratic hides in (yaml's
 // duplicate-key check ran `items.some(...)` once per key: n²/2 visits for a map of n keys). A

@@ -1,4 +1,4 @@
-// The schema is the single source of truth (STYLE.md #6): the generated types, the generated
+// The schema is the single source of truth (habit 6, docs/architecture.md): the generated types, the generated
 // spec reference and the normalizer's defaults must all say what it says.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

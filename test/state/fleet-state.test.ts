@@ -182,7 +182,7 @@ describe('FleetState lock', () => {
   it('frees the lock when its TTL runs out (a crashed holder)', async () => {
     const state = aFleet();
     await state.acquireLock(aHolder('crashed'), 50);
-    // Wait for Redis to expire it: a condition, not a duration (STYLE.md #11).
+    // Wait for Redis to expire it: a condition, not a duration (habit 11, docs/architecture.md).
     for (let i = 0; i < 200 && (await redis.exists(state.keys.lock)) === 1; i++) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }

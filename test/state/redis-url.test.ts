@@ -1,4 +1,4 @@
-// REDIS_URL parsing and the URL vfleet may show (table-driven: STYLE.md #10).
+// REDIS_URL parsing and the URL vfleet may show (table-driven: habit 10, docs/architecture.md).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isVfleetError } from '../../src/model/errors.js';

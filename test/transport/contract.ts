@@ -1,4 +1,4 @@
-// One behavioural contract, run against every Transport (STYLE.md #10, like
+// One behavioural contract, run against every Transport (habit 10, docs/architecture.md, like
 // test/engines/conformance.ts): the local one and the ssh one through a real sshd. The hosts of
 // these tests are this machine, so `dir` is a scratch folder every transport of the fixture sees.
 import assert from 'node:assert/strict';

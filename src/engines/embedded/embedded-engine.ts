@@ -80,7 +80,7 @@ return {'ok', current}
 export interface EmbeddedEngineOptions {
   /** How long an instance takes to boot, ms; small by default so CI stays fast. */
   readonly bootLatencyMs?: number;
-  /** Injected so tests and benchmarks control time (STYLE.md #5). */
+  /** Injected so tests and benchmarks control time (habit 5, docs/architecture.md). */
   readonly sleep?: (ms: number) => Promise<void>;
 }
 

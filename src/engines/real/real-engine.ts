@@ -1,6 +1,6 @@
 // The HostEngine of real hosts (`engine: local | ssh`): everything it does on the host goes
 // through a Transport (local child processes, or ssh), with argument vectors only, and the same
-// semantics as the embedded engine (DESIGN.md "Queue, state and engines"):
+// semantics as the embedded engine (docs/architecture.md):
 //
 // - Fencing: `<dataDir>/fence/<name>` holds the newest generation the host has seen for the
 //   name and outlives the instance (a tombstone), so a mutating call with an older generation
