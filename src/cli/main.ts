@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { isVfleetError } from '../model/errors.js';
 import { applyCommand } from './commands/apply-command.js';
 import { auditCommand } from './commands/audit-command.js';
+import { destroyCommand } from './commands/destroy-command.js';
 import { downCommand } from './commands/down-command.js';
 import { planCommand } from './commands/plan-command.js';
 import { scheduleCommand } from './commands/schedule-command.js';
@@ -33,6 +34,7 @@ export function buildProgram(terminal: Terminal, setExit: (code: number) => void
     scheduleCommand(terminal, setExit),
     planCommand(terminal, setExit),
     applyCommand(terminal, setExit),
+    destroyCommand(terminal, setExit),
     auditCommand(terminal, setExit),
     statusCommand(terminal, setExit),
     hostCommand(terminal, setExit),
