@@ -35,6 +35,7 @@ const LOCK_TTL_MS = 60_000;
  * Takes the fleet lock, shows the plan, asks (unless --auto-approve; refuses without it when
  * not on a terminal), runs it through the host queues with in-process workers, and reports each
  * action. Exit 0 only when every action succeeded; 1 when one failed or the apply was refused.
+ * With `destroy` (vfleet destroy) the plan is the removal of every instance, on the same path.
  */
 export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<number> {
   const saved =
