@@ -4,7 +4,9 @@
 # `up` also builds the test images (cached) and writes a fleet spec for the lab (docs/lab.md).
 #
 #   scripts/lab.sh up [N]    start N hosts (default 3; hosts beyond N are stopped), write the spec
-#   scripts/lab.sh down      stop every lab sshd and their sessions (keys and data stay)
+#   scripts/lab.sh down      destroy what the lab runs (vfleet destroy, then a sweep of the
+#                            hosts' QEMU and sandbox processes and cgroups), stop every lab sshd
+#                            and their sessions (keys and data stay)
 #   scripts/lab.sh status    list the hosts
 #
 #   LAB_DIR   the lab's folder (default .vfleet/lab in the repository)
@@ -118,8 +120,120 @@ stop_host() { # host number
   echo "stopped $(host_name "$1") (pid $pid)"
 }
 
+# --- what the hosts run ------------------------------------------------------------------------
+# The engines detach QEMU (-daemonize) and sandboxes (setsid) from the ssh sessions, so stopping
+# an sshd leaves them running. They are found by the lab's own paths, never by a program name:
+# a QEMU's command line names its pidfile and disk in <dataDir>/instances/<name>/, a sandbox's
+# unshare names its rootfs there, and a sandbox's cgroup is in its record.json.
+
+# The lab's instance folders, one a line: <host dir>/data/instances/<name>.
+instance_dirs() {
+  local k
+  for k in $(known_hosts_numbers); do
+    [ -d "$(host_dir "$k")/data/instances" ] || continue
+    find "$(host_dir "$k")/data/instances" -mindepth 1 -maxdepth 1 -type d
+  done
+}
+
+# Live pids whose command line has an argument naming a file in one of the lab's instance folders.
+instance_processes() {
+  local file pid
+  # One grep reads every command line; the few that name the lab are looked at closely.
+  while read -r file; do
+    pid="${file#/proc/}"
+    pid="${pid%/cmdline}"
+    [ "$pid" != $$ ] || continue
+    alive "$pid" || continue
+    # The sshds name their configs under the same folders: only the instance folders count.
+    tr '\0' '\n' <"$file" 2>/dev/null | grep -F -e "$lab_dir/hosts/lab-" |
+      grep -F /data/instances/ >/dev/null || continue
+    echo "$pid"
+  done < <(grep -lsF -e "$lab_dir/hosts/lab-" /proc/[0-9]*/cmdline || true)
+}
+
+# The cgroup a sandbox's record names, when it is one vfleet made for that lab host and instance
+# (<cgroup2>/vfleet/lab-K/<name>) and it still exists.
+instance_cgroup() { # instance folder
+  local dir="$1" name host cgroup
+  name="$(basename "$dir")"
+  host="$(basename "$(dirname "$(dirname "$(dirname "$dir")")")")"
+  [ -f "$dir/record.json" ] || return 0
+  cgroup="$(sed -n 's/^ *"cgroup": *"\([^"]*\)".*/\1/p' "$dir/record.json" | head -n1)"
+  [ -n "$cgroup" ] || return 0
+  case "$cgroup" in /sys/fs/cgroup/*"/vfleet/$host/$name") ;; *) return 0 ;; esac
+  [[ $cgroup =~ (^|/)\.\.?(/|$) ]] && return 0
+  if [ -d "$cgroup" ]; then echo "$cgroup"; fi
+}
+
+remove_cgroup() { # cgroup path
+  local waited=0 pid
+  if [ -f "$1/cgroup.kill" ]; then
+    echo 1 >"$1/cgroup.kill" 2>/dev/null || true
+  else
+    while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$1/cgroup.procs"
+  fi
+  while [ -s "$1/cgroup.procs" ] && [ $waited -lt 50 ]; do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  rmdir "$1" 2>/dev/null && echo "removed cgroup $1" || echo "lab: could not remove cgroup $1" >&2
+}
+
+# vfleet's own teardown first, when the lab's spec, a built vfleet and the fleet's state (REDIS_URL,
+# or a private Redis in this folder, as `npx vfleet apply` left it) are there: the state then
+# says the instances are gone. A private Redis that was not running is stopped again after.
+destroy_with_vfleet() {
+  local redis_pid='' was_running=''
+  [ -f "$spec" ] && [ -f "$repo/dist/src/cli/main.js" ] || return 0
+  if [ -z "${REDIS_URL:-}" ]; then
+    [ -d "$PWD/.vfleet/redis" ] || return 0
+    redis_pid="$(cat "$PWD/.vfleet/redis/redis.pid" 2>/dev/null || true)"
+    [[ $redis_pid =~ ^[0-9]+$ ]] && alive "$redis_pid" && was_running=1
+  fi
+  echo "destroying the lab's instances: vfleet destroy -f $spec"
+  timeout 300 node "$repo/bin/vfleet.js" destroy --auto-approve -f "$spec" ||
+    echo "lab: vfleet destroy did not finish; sweeping what is left" >&2
+  if [ -z "${REDIS_URL:-}" ] && [ -z "$was_running" ]; then
+    node "$repo/bin/vfleet.js" down >/dev/null || true
+  fi
+}
+
+# Whatever a destroy left (a crashed apply, a host vfleet could not reach, no state): the lab's
+# QEMU and sandbox processes, by their folders, then their cgroups.
+sweep_instances() {
+  local pids pid waited=0 dir cgroup
+  pids="$(instance_processes)"
+  if [ -n "$pids" ]; then
+    # shellcheck disable=SC2086 # a list of pids
+    kill -TERM $pids 2>/dev/null || true
+    for pid in $pids; do
+      while alive "$pid" && [ $waited -lt 50 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+      done
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    for pid in $pids; do echo "stopped instance process $pid"; done
+  fi
+  while read -r dir; do
+    [ -n "$dir" ] || continue
+    cgroup="$(instance_cgroup "$dir")"
+    [ -z "$cgroup" ] || remove_cgroup "$cgroup"
+  done < <(instance_dirs)
+}
+
+# A host's sshd is up if any is: vfleet reaches the hosts through them.
+any_host_up() {
+  local k
+  for k in $(known_hosts_numbers); do [ -z "$(running_pid "$k")" ] || return 0; done
+  return 1
+}
+
 cmd_down() {
   local k
+  if any_host_up; then destroy_with_vfleet; fi
+  sweep_instances
   for k in $(known_hosts_numbers); do stop_host "$k"; done
 }
 

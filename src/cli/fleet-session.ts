@@ -281,7 +281,11 @@ export function observedOf(snapshot: FleetSnapshot): ObservedState {
   };
 }
 
-/** A plan's id: the spec and the state it was made from, so the same inputs give the same jobs. */
-export function planIdOf(specHash: string, stateVersion: number): string {
-  return createHash('sha256').update(`${specHash}:${stateVersion}`).digest('hex').slice(0, 16);
+/**
+ * A plan's id: the spec and the state it was made from, so the same inputs give the same jobs.
+ * A destroy plan of the same spec and state is another plan, with other jobs: its id differs.
+ */
+export function planIdOf(specHash: string, stateVersion: number, destroy = false): string {
+  const input = `${destroy ? 'destroy:' : ''}${specHash}:${stateVersion}`;
+  return createHash('sha256').update(input).digest('hex').slice(0, 16);
 }

@@ -10,6 +10,7 @@ import { redact, redactedMessage } from '../state/redact.js';
 import { lostStore } from '../state/redis-clients.js';
 import { applyCommand } from './commands/apply-command.js';
 import { auditCommand } from './commands/audit-command.js';
+import { destroyCommand } from './commands/destroy-command.js';
 import { downCommand } from './commands/down-command.js';
 import { planCommand } from './commands/plan-command.js';
 import { scheduleCommand } from './commands/schedule-command.js';
@@ -39,6 +40,7 @@ export function buildProgram(unsafe: Terminal, setExit: (code: number) => void):
     scheduleCommand(terminal, setExit),
     planCommand(terminal, setExit),
     applyCommand(terminal, setExit),
+    destroyCommand(terminal, setExit),
     auditCommand(terminal, setExit),
     statusCommand(terminal, setExit),
     hostCommand(terminal, setExit),

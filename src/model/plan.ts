@@ -91,4 +91,9 @@ export interface Plan {
   readonly licenses: readonly LicenseChange[];
   readonly failover: FailoverSummary;
   readonly summary: PlanSummary;
+  /**
+   * A destroy plan (`vfleet destroy`, `plan --destroy`): every instance of the fleet removed,
+   * nothing placed. Absent on the plans that take the fleet to its spec.
+   */
+  readonly destroy?: true;
 }

@@ -46,11 +46,22 @@ export interface PlanMeta {
   readonly specHash: string;
 }
 
+/** Why an observed instance the placement does not hold is destroyed, for the plan's reason. */
+export type DestroyReason = (before: ObservedInstance, group: InstanceGroup | undefined) => string;
+
+const NO_LONGER_WANTED: DestroyReason = (_, group) =>
+  group ? 'replica no longer wanted' : 'group removed from the spec';
+
+/**
+ * `whyDestroy` words the destroys (what the placement no longer holds); a destroy plan
+ * (destroy-plan.ts) passes an empty placement and its own reason.
+ */
 export function makePlan(
   fleet: Fleet,
   placement: Placement,
   observed: ObservedState,
   meta: PlanMeta,
+  whyDestroy: DestroyReason = NO_LONGER_WANTED,
 ): Plan {
   const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
   const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
@@ -122,7 +133,6 @@ export function makePlan(
   const desiredNames = new Set(placement.placements.map((p) => p.instance));
   for (const before of observed.instances) {
     if (desiredNames.has(before.instance) || unplaceable.has(before.instance)) continue;
-    const group = groupByName.get(before.group);
     drafts.push({
       id: `${before.instance}.destroy`,
       kind: 'destroy',
@@ -134,7 +144,7 @@ export function makePlan(
       image: before.image,
       resources: before.resources,
       failoverHost: null,
-      reason: !group ? 'group removed from the spec' : 'replica no longer wanted',
+      reason: whyDestroy(before, groupByName.get(before.group)),
     });
   }
 

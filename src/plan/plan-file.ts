@@ -30,6 +30,9 @@ export function parsePlan(text: string): ParsedPlan {
   if (typeof v.stateVersion !== 'number' || !Number.isInteger(v.stateVersion)) {
     return { ok: false, reason: 'stateVersion must be a whole number' };
   }
+  if (v.destroy !== undefined && v.destroy !== true) {
+    return { ok: false, reason: 'destroy must be true when present' };
+  }
   if (!Array.isArray(v.actions)) return { ok: false, reason: 'actions must be a list' };
   const kinds = new Set<string>(ACTION_KINDS);
   for (const [i, a] of (v.actions as unknown[]).entries()) {

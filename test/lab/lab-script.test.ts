@@ -1,12 +1,14 @@
 // scripts/lab.sh brings up sshd hosts that vfleet can use as written in the spec it generates:
 // the spec is valid, each host accepts the client key over ssh2 (the library the ssh engine
 // uses) and shows exactly the pinned host key, a wrong pin is refused, and `down` leaves no
-// sshd. Real sshd processes on loopback addresses (habit 10, docs/architecture.md), in a temporary LAB_DIR on a
+// sshd — nor any QEMU or sandbox the hosts ran, nor their cgroups, whether vfleet's state is
+// there to destroy them (`vfleet destroy`) or not (the sweep by the lab's folders). Real sshd
+// processes on loopback addresses (habit 10, docs/architecture.md), in a temporary LAB_DIR on a
 // free port; root only, because sshd then runs as it does on a real host (privilege
 // separation, login as root).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -16,6 +18,7 @@ import { Client } from 'ssh2';
 import type { Host } from '../../src/model/fleet.js';
 import { loadFleet } from '../../src/spec/load-fleet.js';
 import { fromRoot } from '../helpers/paths.js';
+import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { imageTools, missingTools } from '../helpers/test-images.js';
 
 const run = promisify(execFile);
@@ -27,6 +30,9 @@ const missing = missingTools({
   sshd: 'openssh-server',
   'ssh-keygen': 'openssh-client',
   ss: 'iproute2',
+  'qemu-system-x86_64': 'qemu-system-x86',
+  unshare: 'util-linux',
+  'redis-server': 'redis-server',
 });
 const skip =
   process.getuid?.() !== 0
@@ -37,8 +43,16 @@ let labDir = '';
 let spec = '';
 let env: NodeJS.ProcessEnv = {};
 
-function lab(...args: string[]) {
-  return run('bash', [fromRoot('scripts/lab.sh'), ...args], { env, maxBuffer: 16 * 1024 * 1024 });
+/**
+ * scripts/lab.sh in the lab's folder (never the checkout, whose private Redis `down` would
+ * use), with the lab's environment and whatever `extra` adds.
+ */
+function lab(args: string[], extra: NodeJS.ProcessEnv = {}) {
+  return run('bash', [fromRoot('scripts/lab.sh'), ...args], {
+    env: { ...env, ...extra },
+    cwd: labDir,
+    maxBuffer: 16 * 1024 * 1024,
+  });
 }
 
 /** A port free on both lab addresses right now (the script checks again, and says if not). */
@@ -87,6 +101,31 @@ function sshExec(host: Host, pinnedKey: string, command: string): Promise<string
   });
 }
 
+/** `vfleet` with the lab's environment and whatever `extra` adds; rejects on a non-zero exit. */
+function vfleet(args: string[], extra: NodeJS.ProcessEnv) {
+  return run(process.execPath, [fromRoot('bin', 'vfleet.js'), ...args], {
+    cwd: labDir,
+    env: { ...env, ...extra },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+}
+
+/** The cgroups the lab's sandboxes were given, as their records name them. */
+function sandboxCgroups(): string[] {
+  const found: string[] = [];
+  for (const host of readdirSync(`${labDir}/hosts`)) {
+    const instances = `${labDir}/hosts/${host}/data/instances`;
+    if (!existsSync(instances)) continue;
+    for (const name of readdirSync(instances)) {
+      const record = `${instances}/${name}/record.json`;
+      if (!existsSync(record)) continue;
+      const cgroup = JSON.parse(readFileSync(record, 'utf8')).driver?.cgroup;
+      if (typeof cgroup === 'string') found.push(cgroup);
+    }
+  }
+  return found;
+}
+
 /** Processes (zombies aside) whose command line names the lab folder. */
 function labProcesses(): string[] {
   const found: string[] = [];
@@ -113,7 +152,7 @@ describe('scripts/lab.sh', { skip }, () => {
         const port = await freePort();
         env = { ...process.env, LAB_DIR: labDir, LAB_SPEC: spec, LAB_PORT: String(port) };
         try {
-          await lab('up', '2');
+          await lab(['up', '2']);
           break;
         } catch (e) {
           // Taken between freePort() and sshd's bind: try another.
@@ -130,7 +169,7 @@ describe('scripts/lab.sh', { skip }, () => {
 
   after(async () => {
     if (!labDir) return;
-    await lab('down').catch(() => undefined);
+    await lab(['down']).catch(() => undefined);
     rmSync(labDir, { recursive: true, force: true });
   });
 
@@ -159,17 +198,60 @@ describe('scripts/lab.sh', { skip }, () => {
   });
 
   it('is harmless to bring up again', async () => {
-    const { stdout } = await lab('up', '2');
+    const { stdout } = await lab(['up', '2']);
     assert.match(stdout, /lab-1 already up/);
     assert.match(stdout, /lab-2 already up/);
-    const { stdout: status } = await lab('status');
+    const { stdout: status } = await lab(['status']);
     assert.equal(status.match(/running/g)?.length, 2);
   });
 
   it('leaves no sshd running after down', async () => {
-    await lab('down');
+    await lab(['down']);
     assert.deepEqual(labProcesses(), []);
-    const { stdout } = await lab('status');
+    const { stdout } = await lab(['status']);
     assert.equal(stdout.match(/stopped/g)?.length, 2);
+  });
+
+  describe('with instances running', () => {
+    let redis: TestRedisServer;
+    let state: NodeJS.ProcessEnv;
+    before(async () => {
+      redis = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
+      state = { REDIS_URL: `${redis.url}/0` };
+    });
+    after(async () => redis.stop());
+
+    /** The lab up, the spec applied: two sandboxes and a VM, each checked in /proc. */
+    async function upAndApply() {
+      await lab(['up', '2']);
+      await vfleet(['apply', '-f', spec, '--auto-approve'], state);
+      const running = labProcesses();
+      assert.equal(running.filter((p) => /qemu-system/.test(p)).length, 1, running.join('\n'));
+      assert.equal(running.filter((p) => /\bunshare\b/.test(p)).length, 2, running.join('\n'));
+      return sandboxCgroups();
+    }
+
+    function assertNothingLeft(cgroups: readonly string[]) {
+      assert.deepEqual(labProcesses(), []);
+      for (const cgroup of cgroups) assert.equal(existsSync(cgroup), false, `${cgroup} is left`);
+    }
+
+    it('down destroys them with vfleet when the fleet state is there, and leaves nothing', async () => {
+      const cgroups = await upAndApply();
+      const { stdout } = await lab(['down'], state);
+      assert.match(stdout, /Destroy complete: 3 actions done\./);
+      assertNothingLeft(cgroups);
+      assert.deepEqual(await redis.client().hkeys('vfleet:{ssh-lab}:instances'), []);
+    });
+
+    it('down sweeps them by the lab folders when no state knows them', async () => {
+      await redis.client().flushall();
+      const cgroups = await upAndApply();
+      // No REDIS_URL and no private Redis in the folder: only the sweep can find them.
+      const { stdout } = await lab(['down'], { REDIS_URL: '' });
+      assert.doesNotMatch(stdout, /vfleet destroy/);
+      assert.equal(stdout.match(/stopped instance process/g)?.length, 3, stdout);
+      assertNothingLeft(cgroups);
+    });
   });
 });

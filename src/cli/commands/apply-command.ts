@@ -13,7 +13,7 @@ import { FILE_LIMITS, readBoundedFileSync } from '../../transport/bounded-file.j
 import { type FleetSession, openFleet, queuePrefixOf } from '../fleet-session.js';
 import { escapeInvisibles, type Terminal } from '../terminal.js';
 import { renderPlanText } from '../views/plan-view.js';
-import { currentPlan } from './plan-command.js';
+import { currentDestroyPlan, currentPlan } from './plan-command.js';
 
 export interface ApplyArgs {
   /** A fleet spec, or a saved plan (a .json file). */
@@ -25,6 +25,8 @@ export interface ApplyArgs {
   readonly externalWorkers: boolean;
   /** In-process workers take over a job whose apply died within this (VFLEET_WORKER_LOCK_MS). */
   readonly takeoverMs: number;
+  /** `vfleet destroy`: plan and run the removal of every instance instead (never a saved plan). */
+  readonly destroy?: boolean;
 }
 
 const LOCK_TTL_MS = 60_000;
@@ -33,9 +35,11 @@ const LOCK_TTL_MS = 60_000;
  * Takes the fleet lock, shows the plan, asks (unless --auto-approve; refuses without it when
  * not on a terminal), runs it through the host queues with in-process workers, and reports each
  * action. Exit 0 only when every action succeeded; 1 when one failed or the apply was refused.
+ * With `destroy` (vfleet destroy) the plan is the removal of every instance, on the same path.
  */
 export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<number> {
-  const saved = args.target.endsWith('.json') ? readSavedPlan(args.target) : undefined;
+  const saved =
+    !args.destroy && args.target.endsWith('.json') ? readSavedPlan(args.target) : undefined;
   const session = await openFleet(saved ? args.spec : args.target, terminal);
   if (!session) return 1;
   try {
@@ -142,7 +146,18 @@ async function applyLocked(
   terminal: Terminal,
 ): Promise<number> {
   if (!(await supersedeEarlierApplies(session, terminal))) return 1;
-  const { plan: fresh } = await currentPlan(session, undefined, true);
+  // A saved plan says what it is; a destroy plan is only ever saved by `plan --destroy`.
+  const destroying = saved ? saved.destroy === true : args.destroy === true;
+  const words = destroying
+    ? {
+        verb: 'Destroy',
+        doing: 'destroying',
+        ask: `Destroy every instance of fleet ${session.fleet.name}?`,
+      }
+    : { verb: 'Apply', doing: 'applying', ask: 'Apply these actions?' };
+  const { plan: fresh } = destroying
+    ? await currentDestroyPlan(session, true)
+    : await currentPlan(session, undefined, true);
   if (saved) {
     if (saved.specHash !== session.specHash) {
       terminal.err(
@@ -173,15 +188,15 @@ async function applyLocked(
   if (!args.autoApprove && !saved) {
     if (!terminal.isTTY || !process.stdin.isTTY) {
       terminal.err(
-        'vfleet: not applying without confirmation; run with --auto-approve when no one can answer.',
+        `vfleet: not ${words.doing} without confirmation; run with --auto-approve when no one can answer.`,
       );
       return 1;
     }
     const rl = createInterface({ input: process.stdin, output: process.stdout });
-    const answer = await rl.question("Apply these actions? Only 'yes' will be accepted: ");
+    const answer = await rl.question(`${words.ask} Only 'yes' will be accepted: `);
     rl.close();
     if (answer.trim() !== 'yes') {
-      terminal.out('Apply cancelled.');
+      terminal.out(`${words.verb} cancelled.`);
       return 1;
     }
   }
@@ -231,13 +246,13 @@ async function applyLocked(
     terminal.err(`  ! ${o.action}: ${o.outcome}${o.error ? `: ${o.error}` : ''}`);
   const done = outcomes.length - failed.length;
   if (failed.length === 0 && unplaced === 0) {
-    terminal.out(`Apply complete: ${done} action${done === 1 ? '' : 's'} done.`);
+    terminal.out(`${words.verb} complete: ${done} action${done === 1 ? '' : 's'} done.`);
     return 0;
   }
   terminal.out(
     failed.length === 0
       ? `Apply incomplete: ${done} action${done === 1 ? '' : 's'} done, but ${cannotPlace}.`
-      : `Apply incomplete: ${done} done, ${failed.length} failed or skipped${unplaced > 0 ? `, and ${cannotPlace}` : ''}. The next apply resumes from here.`,
+      : `${words.verb} incomplete: ${done} done, ${failed.length} failed or skipped${unplaced > 0 ? `, and ${cannotPlace}` : ''}. The next ${words.verb.toLowerCase()} resumes from here.`,
   );
   return 1;
 }

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { VfleetError } from '../../model/errors.js';
 import type { ObservedState } from '../../model/observed.js';
 import type { Plan } from '../../model/plan.js';
+import { makeDestroyPlan } from '../../plan/destroy-plan.js';
 import { makePlan } from '../../plan/make-plan.js';
 import { serializePlan } from '../../plan/plan-file.js';
 import { explain } from '../../scheduler/schedule.js';
@@ -17,6 +18,8 @@ export interface PlanArgs {
   readonly json: boolean;
   readonly detailedExitcode: boolean;
   readonly explain: string | undefined;
+  /** Plan the removal of every instance of the fleet (Terraform's `plan -destroy`). */
+  readonly destroy: boolean;
 }
 
 /** The plan for a session's fleet against its current state. */
@@ -35,6 +38,21 @@ export async function currentPlan(
     specHash: session.specHash,
   });
   return { plan, explanation, observed };
+}
+
+/**
+ * The destroy plan for a session's fleet: every instance the refreshed state holds (recorded,
+ * or reported by its host) removed. Refreshed as a plan is, so what a host no longer runs is
+ * not destroyed twice and what it runs unrecorded is not left behind.
+ */
+export async function currentDestroyPlan(session: FleetSession, persist = false) {
+  const observed = await session.observe(persist);
+  refuseHostsGone(session, observed);
+  const plan = makeDestroyPlan(session.fleet, observed, {
+    id: planIdOf(session.specHash, observed.version, true),
+    specHash: session.specHash,
+  });
+  return { plan, observed };
 }
 
 /**
@@ -70,15 +88,20 @@ function refuseHostsGone(session: FleetSession, observed: ObservedState): void {
 
 /** Exit 0, or with --detailed-exitcode 0 no changes / 2 changes; 1 on error. */
 export async function runPlanCommand(args: PlanArgs, terminal: Terminal): Promise<number> {
+  if (args.destroy && args.explain !== undefined)
+    throw new VfleetError('usage', '--explain shows a placement; a --destroy plan places nothing');
   const session = await openFleet(args.file, terminal);
   if (!session) return 1;
   try {
-    const { plan, explanation } = await currentPlan(session, args.explain);
+    const { plan, explanation } = args.destroy
+      ? { ...(await currentDestroyPlan(session)), explanation: undefined }
+      : await currentPlan(session, args.explain);
     for (const w of await session.factsWarnings()) terminal.err(`Warning: ${w}`);
     if (args.out) writeFileSync(args.out, serializePlan(plan));
     if (args.json) terminal.out(serializePlan(plan));
     else {
-      if (args.explain) terminal.out(renderExplanationText(explanation, args.explain));
+      if (args.explain && explanation)
+        terminal.out(renderExplanationText(explanation, args.explain));
       terminal.out(renderPlanText(plan));
       if (args.out)
         terminal.out(`Saved the plan to ${args.out}: apply it with \`vfleet apply ${args.out}\`.`);
@@ -100,6 +123,7 @@ export function planCommand(terminal: Terminal, setExit: (code: number) => void)
     .option('--json', 'print the plan as JSON (formatVersion 1)', false)
     .option('--detailed-exitcode', 'exit 2 when there are changes, 0 when there are none', false)
     .option('--explain <instance>', "show every host's verdict and score for one instance")
+    .option('--destroy', 'plan the removal of every instance of the fleet (vfleet destroy)', false)
     .action(
       async (
         file: string | undefined,
@@ -109,6 +133,7 @@ export function planCommand(terminal: Terminal, setExit: (code: number) => void)
           json: boolean;
           detailedExitcode: boolean;
           explain?: string;
+          destroy: boolean;
         },
       ) => {
         setExit(
@@ -119,6 +144,7 @@ export function planCommand(terminal: Terminal, setExit: (code: number) => void)
               json: o.json,
               detailedExitcode: o.detailedExitcode,
               explain: o.explain,
+              destroy: o.destroy,
             },
             terminal,
           ),

@@ -26,7 +26,12 @@ function describe(a: PlanAction): string {
 export function renderPlanText(plan: Plan): string {
   const out: string[] = [];
   if (plan.actions.length === 0) {
-    out.push(`No changes. Fleet ${plan.fleet} matches the spec.`, '');
+    out.push(
+      plan.destroy
+        ? `No changes. Nothing to destroy: fleet ${plan.fleet} has no instances.`
+        : `No changes. Fleet ${plan.fleet} matches the spec.`,
+      '',
+    );
   } else {
     out.push('vfleet will perform the following actions:', '');
     for (const a of plan.actions) out.push(`  ${ACTION_SYMBOL[a.kind]} ${describe(a)}`);
@@ -48,7 +53,8 @@ export function renderPlanText(plan: Plan): string {
     out.push('');
   }
   const f = plan.failover;
-  if (f.tolerate > 0) {
+  // A destroy plan leaves nothing to cover.
+  if (f.tolerate > 0 && !plan.destroy) {
     out.push(
       `Failover: ${f.covered} of ${f.protected} protected instances covered (any ${f.tolerate} ${f.domain} may fail).`,
       '',
