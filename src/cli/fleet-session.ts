@@ -15,7 +15,7 @@ import { isVfleetError, VfleetError } from '../model/errors.js';
 import { type Fleet, replicaName } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
-import { queuePrefix } from '../state/keys.js';
+import { fleetKeys, queuePrefix } from '../state/keys.js';
 import { connectRedis, type RedisConnection } from '../state/redis-server.js';
 import { openTransport } from '../transport/open-transport.js';
 import { type Transport, withCommandTimeout } from '../transport/transport.js';
@@ -102,7 +102,10 @@ export async function openFleet(
       if (!host) throw new VfleetError('unknown-host', `no host ${name} in ${file}`);
       let engine: HostEngine;
       if (host.engine === 'embedded') {
-        engine = new EmbeddedEngine(connection.redis, spec.fleet.name, host, { bootLatencyMs });
+        engine = new EmbeddedEngine(connection.redis, spec.fleet.name, host, {
+          bootLatencyMs,
+          currentPlanKey: fleetKeys(spec.fleet.name).currentPlan,
+        });
       } else {
         const transport = withCommandTimeout(openTransport(host), commandTimeoutMs);
         transports.push(transport);

@@ -30,6 +30,14 @@ export interface InstanceRequest {
   readonly generation: number;
   readonly image: EngineImage;
   readonly resources: Resources;
+  /**
+   * The plan the create belongs to. An engine that can check it in the same step as the create
+   * (the embedded one, whose hosts live in the Redis that names the current plan) refuses a
+   * create of a plan that is no longer current (`superseded`): a job that started before a new
+   * apply superseded its plan cannot then add a second copy of an instance the new plan puts
+   * elsewhere. Real hosts cannot check it atomically and ignore it.
+   */
+  readonly plan?: string;
 }
 
 export interface EngineInstance {

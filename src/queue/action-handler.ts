@@ -80,6 +80,7 @@ function request(data: ActionJobData): InstanceRequest {
     generation: data.action.generation,
     image: data.image,
     resources: data.action.resources,
+    plan: data.planId,
   };
 }
 

@@ -26,11 +26,17 @@ export function engineKeys(fleet: string, host: string) {
   };
 }
 
-// KEYS: instances, fence, down, disks. ARGV: name, generation, op, payload (JSON).
-// Returns {status, value}: ok | stale (value: the fence) | missing | down.
+// KEYS: instances, fence, down, disks, the fleet's current-plan key (or any key, unused, when no
+// plan is checked). ARGV: name, generation, op, payload (JSON), plan id ('' for no check).
+// Returns {status, value}: ok | stale (value: the fence) | missing | down | superseded (value:
+// the current plan).
 // A create onto a disk copied here (a move) keeps the packages the disk had, as a real disk does.
 const TRANSITION = `
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'down', ''} end
+if ARGV[5] ~= '' then
+  local current = redis.call('GET', KEYS[5]) or ''
+  if current ~= ARGV[5] then return {'superseded', current} end
+end
 local name = ARGV[1]
 local gen = tonumber(ARGV[2])
 local fence = tonumber(redis.call('HGET', KEYS[2], name) or '0')
@@ -82,6 +88,11 @@ export interface EmbeddedEngineOptions {
   readonly bootLatencyMs?: number;
   /** Injected so tests and benchmarks control time (habit 5, docs/architecture.md). */
   readonly sleep?: (ms: number) => Promise<void>;
+  /**
+   * The fleet's current-plan key (state/keys.ts): given, a create that names its plan is refused
+   * in the same Lua step when that plan is no longer current.
+   */
+  readonly currentPlanKey?: string;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -91,6 +102,7 @@ export class EmbeddedEngine implements HostEngine {
   private readonly keys: ReturnType<typeof engineKeys>;
   private readonly bootLatencyMs: number;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly currentPlanKey: string | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -102,6 +114,7 @@ export class EmbeddedEngine implements HostEngine {
     this.keys = engineKeys(fleet, spec.name);
     this.bootLatencyMs = options.bootLatencyMs ?? 10;
     this.sleep = options.sleep ?? defaultSleep;
+    this.currentPlanKey = options.currentPlanKey;
   }
 
   async facts(): Promise<HostFacts> {
@@ -155,7 +168,13 @@ export class EmbeddedEngine implements HostEngine {
       resources: request.resources,
       packages: { ...request.image.packages },
     };
-    const created = await this.transition(request.name, request.generation, 'create', record);
+    const created = await this.transition(
+      request.name,
+      request.generation,
+      'create',
+      record,
+      request.plan,
+    );
     if (created.status === 'running') return created;
     if (this.bootLatencyMs > 0) await this.sleep(this.bootLatencyMs);
     return this.transition(request.name, request.generation, 'start');
@@ -208,24 +227,33 @@ export class EmbeddedEngine implements HostEngine {
     generation: number,
     op: 'create' | 'start' | 'stop' | 'destroy' | 'patch',
     payload: unknown = {},
+    plan?: string,
   ): Promise<EngineInstance> {
+    const checked = plan !== undefined && this.currentPlanKey !== undefined;
     const [status, value] = (await this.redis.eval(
       TRANSITION,
-      4,
+      5,
       this.keys.instances,
       this.keys.fence,
       this.keys.down,
       this.keys.disks,
+      checked ? (this.currentPlanKey as string) : this.keys.down,
       name,
       String(generation),
       op,
       JSON.stringify(payload),
+      checked ? plan : '',
     )) as [string, string];
     switch (status) {
       case 'ok':
         return (value ? JSON.parse(value) : { name }) as EngineInstance;
       case 'down':
         throw unreachable(this.host);
+      case 'superseded':
+        throw new VfleetError(
+          'superseded',
+          `${this.host} refuses ${op} of ${name} for plan ${plan}: plan ${value || 'none'} is the one being applied`,
+        );
       case 'stale':
         throw new VfleetError(
           'stale-generation',
