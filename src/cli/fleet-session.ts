@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import {
   EmbeddedEngine,
   embeddedListing,
+  instancesAt,
   unknownInstances,
 } from '../engines/embedded/embedded-engine.js';
 import { factsDrift } from '../engines/facts-drift.js';
@@ -244,10 +245,35 @@ export async function openFleet(
           : listed
               .filter((i) => missing[i.instance] === undefined)
               .map((i) => (stopped.has(i.instance) ? { ...i, status: 'stopped' as const } : i));
+      // Second copies: a host runs an instance the state (or the adoption above) has elsewhere.
+      const ownerOf = new Map(snapshot.instances.map((i) => [i.instance, i.host]));
+      for (const a of adopted) if (!ownerOf.has(a.instance)) ownerOf.set(a.instance, a.host);
+      const elsewhere = (name: string, host: string) => {
+        const owner = ownerOf.get(name);
+        return owner !== undefined && owner !== host && missing[name] === undefined;
+      };
+      const embeddedStrays: Array<{ host: string; name: string }> = [];
+      for (const [host, names] of embeddedNames) {
+        for (const name of names ?? [])
+          if (elsewhere(name, host)) embeddedStrays.push({ host, name });
+      }
+      const strays = [
+        ...(await instancesAt(connection.redis, spec.fleet.name, embeddedStrays)),
+        ...[...realListing].flatMap(([host, listed]) =>
+          (listed ?? [])
+            .filter((i) => elsewhere(i.name, host))
+            .map((instance) => ({ host, instance })),
+        ),
+      ].map(({ host, instance }) => ({
+        instance: instance.name,
+        host,
+        generation: instance.generation,
+      }));
       const observed: ObservedState = {
         ...base,
         instances: current,
         ...(Object.keys(missing).length > 0 ? { missing } : {}),
+        ...(strays.length > 0 ? { strays } : {}),
       };
       const fences = await fencesAbove(observed);
       return fences ? { ...observed, fences } : observed;

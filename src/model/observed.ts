@@ -34,6 +34,16 @@ export interface ObservedState {
    * plan creates them again.
    */
   readonly missing?: Readonly<Record<string, string>>;
+  /**
+   * Second copies: an instance a host runs while the state (or, for one the state does not know,
+   * the host adopted first) has it on another host — left by a job of a superseded plan, or a
+   * write lost with Redis. The plan removes them; the state's copy stays.
+   */
+  readonly strays?: ReadonlyArray<{
+    readonly instance: string;
+    readonly host: string;
+    readonly generation: number;
+  }>;
 }
 
 export const EMPTY_STATE: ObservedState = { version: 0, instances: [] };

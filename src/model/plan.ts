@@ -58,6 +58,11 @@ export interface PlanAction {
    * has left. Other instances' actions that wait for it wait only for it to leave.
    */
   readonly stopFirst?: boolean;
+  /**
+   * destroy: of a second copy (ObservedState.strays) on `host`, while the instance's own record
+   * is on another host and stays: apply removes it from the host and leaves the state alone.
+   */
+  readonly stray?: boolean;
 }
 
 export interface LicenseChange {

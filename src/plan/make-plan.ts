@@ -148,6 +148,27 @@ export function makePlan(
     });
   }
 
+  // Second copies of an instance (a superseded job's create, a write lost with Redis): removed
+  // from their host, above everything known of the name, while the state's copy stays.
+  for (const stray of observed.strays ?? []) {
+    const record = seen.get(stray.instance);
+    const group = groupByName.get(record?.group ?? '');
+    drafts.push({
+      id: `${stray.instance}.destroy-stray-${stray.host}`,
+      kind: 'destroy',
+      instance: stray.instance,
+      group: record?.group ?? group?.name ?? '',
+      host: stray.host,
+      fromHost: null,
+      generation: Math.max(generationOf(stray.instance, record), stray.generation) + 1,
+      image: record?.image ?? '',
+      resources: record?.resources ?? { vcpus: 0, memoryMiB: 0, diskGiB: 0 },
+      failoverHost: null,
+      reason: `a second copy (the state has it on ${record?.host ?? 'another host'})`,
+      stray: true,
+    });
+  }
+
   // What leaves a host, by host: landings wait for them.
   const leaving = new Map<string, string[]>();
   for (const a of drafts) {

@@ -176,6 +176,11 @@ async function perform(
       await state.deleteInstance(a.instance);
       return now ? 'done' : 'already-done';
     }
+    case 'remove-stray': {
+      // A second copy on this host; the instance's record (on another host) is not touched.
+      if (now) await engine.destroy(a.instance, a.generation);
+      return now ? 'done' : 'already-done';
+    }
     case 'copy-disk': {
       if (!now) return 'already-done'; // the source is gone already: an earlier run moved it
       await engine.copyDisk(a.instance, a.generation, engines.engine(a.host));

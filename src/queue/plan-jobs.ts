@@ -20,6 +20,7 @@ export type JobStep =
   | 'move-in'
   | 'move-out'
   | 'vacate'
+  | 'remove-stray'
   | 'patch';
 
 export interface ActionJobData {
@@ -86,6 +87,7 @@ export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
         step === 'destroy' ||
         step === 'move-out' ||
         step === 'vacate' ||
+        step === 'remove-stray' ||
         step === 'copy-disk' ||
         step === 'patch' ||
         step === 'retarget'
@@ -105,7 +107,7 @@ export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
       case 'update':
         return node('replace', a.host, a);
       case 'destroy':
-        return node('destroy', a.host, a);
+        return node(a.stray ? 'remove-stray' : 'destroy', a.host, a);
       case 'patch':
         return node('patch', a.host, a);
       case 'move': {

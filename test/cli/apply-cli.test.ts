@@ -260,6 +260,39 @@ describe('vfleet apply against REDIS_URL', () => {
     assert.equal(onHosts, 1, 'batch-0 exists again, once');
   });
 
+  it('a second copy of an instance on another host is found and removed; the state keeps its own', async () => {
+    const dir = await fresh();
+    assert.equal(vfleet(['apply', '--auto-approve'], dir, env).code, 0);
+    const redis = server.client();
+    const record = JSON.parse((await redis.hget('vfleet:{lab}:instances', 'web-0')) as string);
+    const own = `vfleet:{lab}:engine:${record.host}:instances`;
+    const other = (await redis.keys('vfleet:{lab}:engine:*:instances')).find((k) => k !== own);
+    assert.ok(other, 'another host');
+    const otherHost = other.split(':')[3] as string;
+    // What a superseded job's late create, or a write lost with Redis, leaves: web-0 twice.
+    await redis.hset(other, 'web-0', (await redis.hget(own, 'web-0')) as string);
+    const plan = vfleet(['plan'], dir, env);
+    assert.match(
+      plan.stdout,
+      new RegExp(
+        `- destroy web-0 on ${otherHost}: a second copy \\(the state has it on ${record.host}\\)`,
+      ),
+    );
+    assert.match(
+      plan.stdout,
+      /Plan: 0 to create, 0 to move, 0 to update, 0 to patch, 1 to destroy\./,
+    );
+    const applied = vfleet(['apply', '--auto-approve'], dir, env);
+    assert.equal(applied.code, 0, applied.stderr);
+    assert.equal(await redis.hexists(other, 'web-0'), 0);
+    assert.equal(await redis.hexists(own, 'web-0'), 1);
+    assert.equal(
+      JSON.parse((await redis.hget('vfleet:{lab}:instances', 'web-0')) as string).host,
+      record.host,
+    );
+    assert.match(vfleet(['plan'], dir, env).stdout, /^No changes\./);
+  });
+
   it('instances the fleet has no room for fail the apply, grouped in the plan, until they fit', async () => {
     const dir = await fresh();
     const spec = readFileSync(`${dir}/fleet.yaml`, 'utf8');

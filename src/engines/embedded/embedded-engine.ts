@@ -326,6 +326,15 @@ export async function unknownInstances(
       wanted.push({ host, name });
     }
   }
+  return instancesAt(redis, fleet, wanted);
+}
+
+/** The records of the named instances on the named emulated hosts, in one pipeline. */
+export async function instancesAt(
+  redis: Redis,
+  fleet: string,
+  wanted: ReadonlyArray<{ readonly host: string; readonly name: string }>,
+): Promise<Array<{ host: string; instance: EngineInstance }>> {
   if (wanted.length === 0) return [];
   const records = redis.pipeline();
   for (const w of wanted) records.hget(engineKeys(fleet, w.host).instances, w.name);
