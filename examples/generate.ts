@@ -52,7 +52,7 @@ const UTILIZATION_CEILING = 0.7;
 // --- seeded randomness ----------------------------------------------------------------------
 
 /** mulberry32: a tiny 32-bit PRNG, plenty for test data, and the same on every platform. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -66,6 +66,21 @@ export function violation(file: string, specifier: string): string | undefined {
  * Who may import whom (docs/architecture.md, "Who may import whom"): a folder always may import
  * itself. Kept in the same order as the table there.
  */
+/** What the operations, the controller and the CLI stand on: every folder but those three. */
+const BELOW_APP = [
+  'model',
+  'spec',
+  'scheduler',
+  'licensing',
+  'patching',
+  'plan',
+  'audit',
+  'state',
+  'queue',
+  'engines',
+  'transport',
+];
+
 export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   model: [],
   spec: ['model'],
@@ -80,48 +95,9 @@ export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   engines: ['model', 'transport', 'spec'],
   state: ['model'],
   queue: ['model', 'state', 'engines', 'patching', 'plan'],
-  app: [
-    'model',
-    'spec',
-    'scheduler',
-    'licensing',
-    'patching',
-    'plan',
-    'audit',
-    'state',
-    'queue',
-    'engines',
-    'transport',
-  ],
-  controller: [
-    'model',
-    'spec',
-    'scheduler',
-    'licensing',
-    'patching',
-    'plan',
-    'audit',
-    'state',
-    'queue',
-    'engines',
-    'transport',
-    'app',
-  ],
-  cli: [
-    'model',
-    'spec',
-    'scheduler',
-    'licensing',
-    'patching',
-    'plan',
-    'audit',
-    'state',
-    'queue',
-    'engines',
-    'transport',
-    'app',
-    'controller',
-  ],
+  app: BELOW_APP,
+  controller: [...BELOW_APP, 'app'],
+  cli: [...BELOW_APP, 'app', 'controller'],
 };
 
 /** The src/ folder a path is in, or undefined outside src/ (schemas/, the JSON schema). */
