@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Document } from 'yaml';
-import { generateFleetDocument } from '../examples/generate.js';
+import { generateFleetDocument, mulberry32 } from '../examples/generate.js';
 import { replicaName } from '../src/model/fleet.js';
 import type { FleetDocument } from '../src/model/fleet-spec.generated.js';
 import { embeddedRedisPaths } from '../src/state/redis-server.js';
@@ -113,18 +113,6 @@ async function ended(run: Run, ms: number): Promise<number | null | 'hung'> {
   return result;
 }
 
-/** A seeded generator (mulberry32): the same seed, the same rounds. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The whole fleet, or the same with some groups scaled down (to half, or to none). */
 function variant(base: FleetDocument, scaled: boolean, rnd: () => number): FleetDocument {
   if (!scaled) return base;
@@ -150,7 +138,7 @@ const firstLine = (text: string) =>
 
 export async function runCrashSoak(options: SoakOptions): Promise<RoundResult[]> {
   const log = options.log ?? (() => undefined);
-  const rnd = random(options.seed);
+  const rnd = mulberry32(options.seed);
   const dir = mkdtempSync(`${tmpdir()}/vfleet-soak-`);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
