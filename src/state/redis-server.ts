@@ -138,6 +138,7 @@ export async function connectRedis(options: ConnectRedisOptions): Promise<RedisC
     );
   }
   await ensureEmbeddedServer(paths, options.env, options.startTimeoutMs, debug);
+  await waitWhileLoading(paths.socket, debug);
   const shown = `unix://${paths.socket}`;
   const clients = new RedisClients(
     { path: paths.socket },
@@ -379,6 +380,33 @@ function inlineCommand(socket: string, command: string, timeoutMs: number): Prom
     conn.on('error', () => finish(null));
     conn.on('close', () => finish(null));
   });
+}
+
+/** How long a restarted private server may take to read its AOF back before vfleet gives up. */
+const LOAD_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * A private server restarted after a crash reads its AOF back first, answering `-LOADING` until it
+ * is done: seconds for a large fleet's state and queues on a loaded machine (the crash soak saw
+ * more than the 10 s a handshake may take). Wait for it, saying so, rather than fail.
+ */
+async function waitWhileLoading(socket: string, debug: (message: string) => void): Promise<void> {
+  const deadline = Date.now() + LOAD_TIMEOUT_MS;
+  let told = false;
+  for (;;) {
+    const reply = await inlineCommand(socket, 'PING', PROBE_TIMEOUT_MS);
+    if (!reply?.startsWith('-LOADING')) return;
+    if (!told) debug(`the private redis-server is reading its AOF back; waiting (${socket})`);
+    told = true;
+    if (Date.now() > deadline) {
+      throw new VfleetError(
+        'redis-connect',
+        `the private redis-server on ${socket} was still reading its AOF after ${LOAD_TIMEOUT_MS / 60_000} minutes`,
+        { retryable: true },
+      );
+    }
+    await delay(100);
+  }
 }
 
 /** A server answers when PING gets any reply: `-LOADING` means it is alive and reading its AOF. */
