@@ -88,11 +88,22 @@ describe('vfleet worker', () => {
     // Heartbeats: every host beats while it answers; a failed host stops beating.
     const beatsOf = async () => redis.hgetall('vfleet:{lab}:heartbeats');
     assert.equal(Object.keys(await beatsOf()).length, 9);
+    /** Waits for `rounds` more heartbeats of a host that answers (a round beats every host). */
+    const beatsOfAnswering = async (rounds: number) => {
+      let seen = (await beatsOf())['hv-r1-01'];
+      const deadline = Date.now() + 30_000;
+      for (let round = 0; round < rounds; ) {
+        await delay(20);
+        const now = (await beatsOf())['hv-r1-01'];
+        if (now !== seen) [seen, round] = [now, round + 1];
+        else assert.ok(Date.now() < deadline, 'the others go on beating');
+      }
+      return beatsOf();
+    };
     await redis.set('vfleet:{lab}:engine:ct-r1-03:down', '1');
-    await delay(300);
-    const before = await beatsOf();
-    await delay(500);
-    const later = await beatsOf();
+    // A round that began before the host failed may still beat it; two rounds later, none does.
+    const before = await beatsOfAnswering(2);
+    const later = await beatsOfAnswering(3);
     assert.equal(later['ct-r1-03'], before['ct-r1-03'], 'the failed host stopped beating');
     assert.notEqual(later['hv-r1-01'], before['hv-r1-01'], 'the others go on');
     second.child.kill('SIGTERM');

@@ -8,7 +8,6 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import ssh2 from 'ssh2';
 import { isVfleetError, type VfleetError } from '../../src/model/errors.js';
 import { SshTransport } from '../../src/transport/ssh-transport.js';
@@ -56,6 +55,15 @@ const authLines = (sshd: TestSshd) =>
 const running = (pid: string) => {
   const state = spawnSync('ps', ['-o', 'stat=', '-p', pid], { encoding: 'utf8' }).stdout.trim();
   return state !== '' && !state.startsWith('Z');
+};
+
+/** Sends a signal to a process that may have exited meanwhile (cleanup). */
+const signal = (pid: number, name: NodeJS.Signals) => {
+  try {
+    process.kill(pid, name);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+  }
 };
 
 const accepted = (sshd: TestSshd) =>
@@ -336,8 +344,12 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
     inFlight.catch(() => undefined);
     await eventually(async () => existsSync(pidFile), 'the command started');
     const pid = readFileSync(pidFile, 'utf8').trim();
-    // The session process freezes: the TCP connection stays up, nothing answers on it.
-    const frozen = sshd.sessionPids();
+    // The session serving this connection freezes: the TCP connection stays up, nothing
+    // answers on it. Its processes are the command's ancestors, alive while the command runs;
+    // every child of the listener would also name sessions of closed transports, which may
+    // exit between the listing and the signal (kill ESRCH on a loaded machine).
+    const frozen = sshd.sessionOf(Number(pid));
+    assert.ok(frozen.length > 0, 'the command runs in an sshd session');
     for (const session of frozen) process.kill(session, 'SIGSTOP');
     try {
       const e = await failure(inFlight);
@@ -346,10 +358,7 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
       assert.equal((await transport.exec(['echo', 'back'])).stdout.toString(), 'back\n');
       await eventually(async () => !running(pid), `orphan ${pid} killed`);
     } finally {
-      for (const session of frozen) {
-        process.kill(session, 'SIGKILL');
-        process.kill(session, 'SIGCONT');
-      }
+      for (const session of frozen) signal(session, 'SIGKILL');
       spawnSync('kill', ['-KILL', pid]);
       await transport.close();
     }
@@ -380,7 +389,16 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
       async () => /session signalling requires privilege separation/.test(sshd.log()),
       'sshd refuses the signal request',
     );
-    await delay(200);
+    // sshd handles a connection's requests in order: once it has answered a later one, it is
+    // done with the signal request (no fixed wait for a kill that would come late).
+    await new Promise<void>((resolve, reject) =>
+      client.exec('true', (error, stream) => {
+        if (error) return reject(error);
+        stream.resume();
+        stream.stderr.resume();
+        stream.once('close', () => resolve());
+      }),
+    );
     const pid = readFileSync(pidFile, 'utf8').trim();
     assert.ok(running(pid), 'the command still runs after "signal"');
     spawnSync('kill', ['-KILL', pid]);
