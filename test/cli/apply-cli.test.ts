@@ -302,7 +302,9 @@ describe('vfleet apply against REDIS_URL', () => {
       stdio: 'ignore',
     });
     const redis = server.client();
-    for (let i = 0; i < 200 && (await redis.hlen('vfleet:{lab}:instances')) < 3; i++)
+    // A bound for a loaded machine (the apply's start alone may take seconds), not a timing test.
+    const deadline = Date.now() + 60_000;
+    while ((await redis.hlen('vfleet:{lab}:instances')) < 3 && Date.now() < deadline)
       await delay(25);
     child.kill('SIGKILL');
     await new Promise((resolve) => child.once('exit', resolve));

@@ -51,7 +51,11 @@ describe('vfleet worker', () => {
     return { child, exited, output: () => output };
   };
   const serving = async (w: ReturnType<typeof start>) => {
-    for (let i = 0; i < 200 && !/serving/.test(w.output()); i++) await delay(25);
+    // A bound for a loaded machine (a worker's start took over 5 s beside other suites), not a
+    // timing test; a worker that exited fails at once.
+    const deadline = Date.now() + 60_000;
+    while (!/serving/.test(w.output()) && w.child.exitCode === null && Date.now() < deadline)
+      await delay(25);
     assert.match(w.output(), /serving 9 host queues of fleet lab/);
   };
 
@@ -70,7 +74,9 @@ describe('vfleet worker', () => {
     await serving(first);
     const apply = start(['apply', '--auto-approve', '--external-workers'], dir);
     const redis = server.client();
-    for (let i = 0; i < 400 && (await redis.hlen('vfleet:{lab}:instances')) < 3; i++)
+    // A bound for a loaded machine, not a timing test.
+    const deadline = Date.now() + 60_000;
+    while ((await redis.hlen('vfleet:{lab}:instances')) < 3 && Date.now() < deadline)
       await delay(25);
     first.child.kill('SIGKILL');
     await first.exited;

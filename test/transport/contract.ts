@@ -28,7 +28,7 @@ const rejectsWith = (promise: Promise<unknown>, code: string) =>
 
 /** Polls until `check` holds; a bound generous enough for a loaded machine, not a timing test. */
 export async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 30_000;
   while (!(await check())) {
     if (Date.now() > deadline) assert.fail(`never happened: ${what}`);
     await delay(30);
