@@ -260,6 +260,12 @@ write_spec() { # host count
   image_os_family="$(manifest_field osId)"
   image_os_release="$(manifest_field osVersionId)"
   mkdir -p "$spec_dir"
+  # vfleet reads image files only inside the spec's repository (or VFLEET_ALLOW_PATHS): the
+  # images are linked (copied across file systems) next to the spec, in .lab-images/.
+  mkdir -p "$spec_dir/.lab-images"
+  for f in busybox-rootfs.tar.gz vmlinuz initrd.img; do
+    ln -f "$images_dir/$f" "$spec_dir/.lab-images/$f" 2>/dev/null || cp -f "$images_dir/$f" "$spec_dir/.lab-images/$f"
+  done
   {
     cat <<EOF
 # yaml-language-server: \$schema=$schema
@@ -302,14 +308,14 @@ EOF
     - name: busybox
       kind: container
       os: { family: $image_os_family, release: "$image_os_release", arch: $os_arch }
-      source: { rootfs: $images_dir/busybox-rootfs.tar.gz }
+      source: { rootfs: .lab-images/busybox-rootfs.tar.gz }
       command: ["/bin/sh", "-c", "echo vfleet-sandbox-up; exec sleep 2147483647"]
     - name: tiny-vm
       kind: vm
       os: { family: $image_os_family, release: "$image_os_release", arch: $os_arch }
       source:
-        kernel: $images_dir/vmlinuz
-        initrd: $images_dir/initrd.img
+        kernel: .lab-images/vmlinuz
+        initrd: .lab-images/initrd.img
         cmdline: $(manifest_field cmdline)
 
   instances:

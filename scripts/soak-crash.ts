@@ -61,7 +61,8 @@ export interface RoundResult {
 const BIN = fileURLToPath(new URL('../../bin/vfleet.js', import.meta.url));
 /** Caps what is kept of one process's output; what is dropped is still scanned. */
 const KEEP_BYTES = 4 * 1024 * 1024;
-const STACK_TRACE = /^\s+at .+(:\d+:\d+\)?|\(native\)|\(<anonymous>\))$|internal error|Unhandled|uncaught/im;
+const STACK_TRACE =
+  /^\s+at .+(:\d+:\d+\)?|\(native\)|\(<anonymous>\))$|internal error|Unhandled|uncaught/im;
 
 interface Run {
   readonly child: ChildProcess;
@@ -79,14 +80,24 @@ function vfleet(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv): R
   });
   let kept = '';
   let traces = 0;
+  const started = Date.now();
+  let partial = false; // the last chunk ended mid-line
   const take = (chunk: Buffer) => {
     const text = chunk.toString('utf8');
     traces += text.split('\n').filter((l) => STACK_TRACE.test(l)).length;
-    if (kept.length < KEEP_BYTES) kept += text.slice(0, KEEP_BYTES - kept.length);
+    if (kept.length >= KEEP_BYTES) return;
+    // Each line stamped with when it came, so a slow round shows where the time went.
+    const stamp = `[+${((Date.now() - started) / 1000).toFixed(1)}s] `;
+    const stamped = text.replace(/\n(?=.)/g, `\n${stamp}`);
+    kept += (partial ? '' : stamp) + stamped;
+    partial = !text.endsWith('\n');
+    kept = kept.slice(0, KEEP_BYTES);
   };
   child.stdout?.on('data', take);
   child.stderr?.on('data', take);
-  const done = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const done = new Promise<number | null>((resolve) =>
+    child.once('close', (code) => resolve(code)),
+  );
   return { child, done, output: () => kept, stackTraces: () => traces };
 }
 
@@ -133,6 +144,7 @@ function variant(base: FleetDocument, scaled: boolean, rnd: () => number): Fleet
 const firstLine = (text: string) =>
   text
     .split('\n')
+    .map((l) => l.replace(/^\[\+[0-9.]+s\] /, ''))
     .find((l) => /vfleet: |Apply /.test(l))
     ?.slice(0, 200) ?? '';
 
@@ -145,7 +157,7 @@ export async function runCrashSoak(options: SoakOptions): Promise<RoundResult[]>
     REDIS_URL: undefined,
     // A little latency per instance, so that a fault lands while jobs are in flight.
     VFLEET_EMBEDDED_BOOT_MS: '2',
-    VFLEET_WORKER_LOCK_MS: String(options.workerLockMs ?? 4_000),
+    VFLEET_WORKER_LOCK_MS: String(options.workerLockMs ?? 10_000),
   };
   delete env.REDIS_URL;
   const base = generateFleetDocument({
@@ -174,7 +186,8 @@ export async function runCrashSoak(options: SoakOptions): Promise<RoundResult[]>
       const planned = track(vfleet(['plan', '--json'], dir, env));
       const planCode = await ended(planned, 120_000);
       if (planCode !== 0) problems.push(`plan before the round exited ${planCode}`);
-      const plan = JSON.parse(planned.output() || '{"actions":[]}') as { actions: unknown[] };
+      const planText = planned.output().replace(/^\[\+[0-9.]+s\] /gm, '');
+      const plan = JSON.parse(planText || '{"actions":[]}') as { actions: unknown[] };
       const paths = embeddedRedisPaths(dir);
       const watch = new Redis({ path: paths.socket, retryStrategy: () => null, lazyConnect: true });
       watch.on('error', () => undefined); // the redis fault kills it on purpose
@@ -268,10 +281,23 @@ export async function runCrashSoak(options: SoakOptions): Promise<RoundResult[]>
       }
       for (const run of [...runs, ...workers]) {
         if (run.stackTraces() > 0) {
-          const line = run.output().split('\n').find((l) => STACK_TRACE.test(l)) ?? '';
-          problems.push(`${run.stackTraces()} stack-trace lines, e.g. ${line.trim().slice(0, 160)}`);
+          const line =
+            run
+              .output()
+              .split('\n')
+              .find((l) => STACK_TRACE.test(l)) ?? '';
+          problems.push(
+            `${run.stackTraces()} stack-trace lines, e.g. ${line.trim().slice(0, 160)}`,
+          );
         }
       }
+      // What each process printed, for whoever has to find out why a round failed or was slow.
+      const saved = `${tmpdir()}/vfleet-soak-round-${options.seed}-${round}.log`;
+      writeFileSync(
+        saved,
+        runs.map((r) => `==== ${r.child.spawnargs.slice(2).join(' ')}\n${r.output()}`).join('\n'),
+      );
+      if (problems.length > 0) problems.push(`output in ${saved}`);
       const result: RoundResult = {
         round,
         fault,

@@ -11,14 +11,15 @@ import { scheduleCommand } from './commands/schedule-command.js';
 import { forceUnlockCommand, hostCommand, statusCommand } from './commands/status-command.js';
 import { validateCommand } from './commands/validate-command.js';
 import { workerCommand } from './commands/worker-command.js';
-import { processTerminal, type Terminal } from './terminal.js';
+import { processTerminal, safeTerminal, type Terminal } from './terminal.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
   return String(pkg.version);
 }
 
-export function buildProgram(terminal: Terminal, setExit: (code: number) => void): Command {
+export function buildProgram(unsafe: Terminal, setExit: (code: number) => void): Command {
+  const terminal = safeTerminal(unsafe);
   const program = new Command('vfleet')
     .description('Infrastructure as code for fleets of virtual machines and sandboxes')
     .version(version())
@@ -52,8 +53,9 @@ export function buildProgram(terminal: Terminal, setExit: (code: number) => void
 
 export async function main(
   argv: readonly string[],
-  terminal: Terminal = processTerminal,
+  unsafe: Terminal = processTerminal,
 ): Promise<number> {
+  const terminal = safeTerminal(unsafe);
   let exitCode = 0;
   const program = buildProgram(terminal, (code) => {
     exitCode = code;

@@ -37,6 +37,8 @@ export const DIAGNOSTIC_CODES = [
   'license-metric-mismatch',
   'baseline-mismatch',
   'unsupported-tolerance',
+  // files the spec names
+  'outside-repository',
 ] as const;
 
 export type DiagnosticCode = (typeof DIAGNOSTIC_CODES)[number];

@@ -39,7 +39,7 @@ export interface RunPlanOptions {
   readonly takeoverMs?: number;
   /** Standalone `vfleet worker` processes serve the queues: run none here, listen for outcomes. */
   readonly external?: boolean;
-  /** How often jobs run by other processes are looked for (default 1 s). */
+  /** How often jobs run by other processes are looked for (default: 100 ms to 2 s, by how many). */
   readonly sweepMs?: number;
 }
 
@@ -150,13 +150,21 @@ export async function runPlan(
   const failed = new Set<string>();
   // Events say what this process's workers did; a job another process ran (a `vfleet worker`
   // serving the same queues, or one that took over a stalled job) is found by looking.
-  const sweeper = setInterval(() => {
-    void finishedJobs(connection, options.prefix, [...waiting.keys()], rootQueues)
-      .then((found) => {
-        for (const [jobId, end] of found) settle(jobId, end.outcome, end.error);
-      })
-      .catch(() => undefined); // the next sweep tries again; a lost Redis is reported elsewhere
-  }, options.sweepMs ?? SWEEP_MS);
+  let sweeping = true;
+  let sweeper: NodeJS.Timeout | undefined;
+  const sweep = async () => {
+    const pending = [...waiting.keys()];
+    const found = await finishedJobs(connection, options.prefix, pending, rootQueues).catch(
+      () => new Map(), // the next sweep tries again; a lost Redis is reported elsewhere
+    );
+    for (const [jobId, end] of found) settle(jobId, end.outcome, end.error);
+    // Often while little is awaited (a wave of a patch chain waits on a few jobs, and each
+    // wave waits for the last), seldom while a large wave would make each look costly.
+    const next =
+      options.sweepMs ?? Math.min(SWEEP_MAX_MS, Math.max(SWEEP_MIN_MS, pending.length / 5));
+    if (sweeping) sweeper = setTimeout(() => void sweep(), next);
+  };
+  sweeper = setTimeout(() => void sweep(), options.sweepMs ?? SWEEP_MIN_MS);
   try {
     for (const wave of waves) {
       const pending: Array<Promise<ActionOutcome>> = [];
@@ -218,7 +226,8 @@ export async function runPlan(
       }
     }
   } finally {
-    clearInterval(sweeper);
+    sweeping = false;
+    clearTimeout(sweeper);
     await Promise.all(workers.map((w) => w.close()));
     await Promise.all([...queues.values()].map((q) => q.close()));
     await flows.close();
@@ -227,7 +236,9 @@ export async function runPlan(
   return outcomes;
 }
 
-const SWEEP_MS = 1_000;
+/** Between sweeps: 100 ms while up to 500 jobs are awaited, up to 2 s for 10,000 and more. */
+const SWEEP_MIN_MS = 100;
+const SWEEP_MAX_MS = 2_000;
 
 /**
  * The jobs among `jobIds` that have finished for good, by whichever worker: BullMQ sets

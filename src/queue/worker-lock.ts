@@ -34,13 +34,24 @@ const MAX_TAKEOVER_MS = 24 * 3600 * 1000;
 export interface WorkerLockOptions {
   readonly lockDuration: number;
   readonly stalledInterval: number;
+  readonly maxStalledCount: number;
 }
+
+/**
+ * How often a job may be found stalled before it fails. A stall is not always a dead worker: a
+ * live worker whose event loop was held up past T/4 (a loaded machine) loses its job's lock too,
+ * and with BullMQ's default of 1 the crash soak saw such jobs fail at the second stall, failing
+ * the apply. Handlers are idempotent and fenced, so running a job again costs nothing wrong; a
+ * job that kills every worker that takes it (a poison job) still fails, at the fourth stall.
+ */
+export const MAX_STALLED_COUNT = 3;
 
 /** BullMQ Worker options under which a dead worker's job is taken over within `takeoverMs`. */
 export function workerLockOptions(takeoverMs: number): WorkerLockOptions {
   return {
     lockDuration: Math.floor(takeoverMs / 2),
     stalledInterval: Math.floor(takeoverMs / 4),
+    maxStalledCount: MAX_STALLED_COUNT,
   };
 }
 

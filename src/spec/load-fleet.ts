@@ -218,3 +218,19 @@ function lineAndColumn(bytes: Uint8Array, offset: number): { line: number; colum
   }
   return { line, column: offset - lineStart + 1 };
 }
+
+/**
+ * Where a path of the document is written (its value), for a caller that checks a valid spec
+ * further (read-spec.ts: files it names) and must point at the field. Parses again: only a
+ * problem needs it, and the fast path kept no positions.
+ */
+export function positionOf(
+  bytes: Uint8Array,
+  path: readonly PathSegment[],
+): { line: number; column: number } {
+  const decoded = decodeSource(bytes);
+  if (!decoded.ok) return { line: 1, column: 1 };
+  const parsed = parseYaml(decoded.text);
+  const { line, col } = parsed.lineCounter.linePos(locate(parsed, path, 'value'));
+  return { line, column: col };
+}

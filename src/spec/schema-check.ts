@@ -87,6 +87,12 @@ function describeType(value: unknown): string {
   if (ArrayBuffer.isView(value)) return 'binary data';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
+  // 1e400 is Infinity to YAML and JavaScript alike: say so rather than "not a number".
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    return Number.isNaN(value)
+      ? '.nan (not a number)'
+      : `${value > 0 ? '' : '-'}.inf (beyond every limit)`;
+  }
   return `a ${typeof value}`;
 }
 
@@ -134,7 +140,7 @@ function translate(error: ErrorObject, root: unknown): SchemaProblem | undefined
       }
       return {
         code: 'wrong-type',
-        message: `${where} must be ${TYPE_NAMES[expected] ?? expected}, not ${describeType(data)}${hint}`,
+        message: `${where} must be ${TYPE_NAMES[expected] ?? expected}, not ${expected === 'integer' && Number.isFinite(data) ? String(data) : describeType(data)}${hint}`,
         path,
         at: data === null ? 'key' : 'value',
       };

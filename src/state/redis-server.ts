@@ -75,6 +75,8 @@ const STOP_TIMEOUT_MS = 10_000;
 const LOCK = { timeoutMs: 15_000, staleMs: 30_000 };
 const PROBE_TIMEOUT_MS = 1_000;
 const CLOSE_TIMEOUT_MS = 2_000;
+/** How long a connected server has to answer the handshake (HELLO, AUTH, INFO). */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 const FALLBACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 const noDebug = (_message: string): void => undefined;
@@ -199,15 +201,33 @@ async function openClient(
     if (connected) debug(`redis ${shown}: ${lastError}`);
   });
   try {
-    await redis.connect();
+    // connectTimeout covers the TCP connect only: a server that accepts and then says nothing
+    // would leave the handshake waiting for ever.
+    const ready = await within(
+      HANDSHAKE_TIMEOUT_MS,
+      redis.connect().then(() => true),
+      false,
+    );
+    if (!ready) throw new Error(`no Redis reply within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
+    // ioredis reports a refused SELECT (a db number past the server's `databases`) as an event
+    // and carries on in db 0; vfleet would then read and write another fleet's database.
+    if (target.db) await redis.select(target.db);
   } catch (e) {
     // Already ended after a fatal error; disconnecting again would arm a timer on a closed
     // stream that nothing clears, holding the process open for ioredis's disconnectTimeout.
     if (redis.status !== 'end') redis.disconnect();
-    const reason = lastError ?? scrubSecret(String((e as Error)?.message), password);
+    const raw = lastError ?? scrubSecret(String((e as Error)?.message), password);
+    // The reason is one line: a server's error text could carry more.
+    const reason = /Unknown RESP type|Protocol error/.test(raw)
+      ? 'the server does not speak the Redis protocol'
+      : /^NOAUTH/.test(raw) && password === undefined
+        ? 'NOAUTH: the server wants a password and REDIS_URL has none'
+        : (raw.split('\n')[0] ?? '').slice(0, 200);
     const hint = /WRONGPASS|NOAUTH|AUTH/.test(reason)
       ? ' (check the user name and password in REDIS_URL)'
-      : '';
+      : /DB index/.test(reason)
+        ? ` (REDIS_URL names database ${target.db})`
+        : '';
     throw new VfleetError(
       'redis-connect',
       `cannot connect to Redis at ${shown}: ${reason}${hint}`,

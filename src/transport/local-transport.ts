@@ -2,12 +2,13 @@
 // so no value from a spec is ever parsed by a shell. Each command gets its own process group so
 // a timeout or an abort kills everything it started.
 import { spawn } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { constants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { VfleetError } from '../model/errors.js';
+import { openRegularFileStream } from './bounded-file.js';
 import { temporaryPathFor } from './temporary-name.js';
 import type { ExecOptions, ExecResult, Transport } from './transport.js';
 
@@ -94,13 +95,9 @@ export class LocalTransport implements Transport {
     }
   }
 
+  /** A regular file only: an image named as /dev/zero or a FIFO is refused, not read for ever. */
   async createReadStream(path: string): Promise<Readable> {
-    const stream = createReadStream(path);
-    await new Promise<void>((resolve, reject) => {
-      stream.once('open', () => resolve());
-      stream.once('error', reject);
-    });
-    return stream;
+    return (await openRegularFileStream(path)).stream;
   }
 
   async createWriteStream(path: string, mode = 0o600): Promise<Writable> {

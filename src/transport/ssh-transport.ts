@@ -6,13 +6,13 @@
 // so a timeout, an abort, or a reconnect after a drop kills the whole group over another
 // channel. (OpenSSH's "signal" channel request is no substitute: sshd refuses it for root
 // logins, which run without privilege separation — see README.md.)
-import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { type Duplex, finished, PassThrough, type Readable, Writable } from 'node:stream';
 import type { ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
 import ssh2 from 'ssh2';
 import { VfleetError } from '../model/errors.js';
 import type { Host, SshEndpoint } from '../model/fleet.js';
+import { FILE_LIMITS, readBoundedFile } from './bounded-file.js';
 import { ChannelSlots } from './channel-slots.js';
 import { type PinnedHostKey, parsePinnedHostKey, sha256Fingerprint } from './host-key.js';
 import { posixCommandLine } from './posix-quote.js';
@@ -521,15 +521,14 @@ export class SshTransport implements Transport {
       }
       return { agent };
     }
-    let privateKey: Buffer;
-    try {
-      privateKey = await readFile(path);
-    } catch (e) {
+    const read = await readBoundedFile(path, FILE_LIMITS.identity);
+    if (!read.ok) {
       throw new VfleetError(
         'identity-unreadable',
-        `${this.host}: cannot read identityFile ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+        `${this.host}: cannot read identityFile ${path}: it ${read.reason}`,
       );
     }
+    const privateKey = read.bytes;
     // Parsed here so that a bad file is reported by its path alone: ssh2's own parse errors are
     // not promised to leave the key's text out.
     const parsed = utils.parseKey(privateKey);

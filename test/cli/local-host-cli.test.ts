@@ -67,11 +67,13 @@ describe('vfleet apply onto a local host', () => {
     assert.deepEqual(left.pids, []);
   });
 
+  let imagesDir = '';
   const vfleet = (args: string[]) => {
     const result = spawnSync(process.execPath, [bin, ...args], {
       cwd: dir,
       encoding: 'utf8',
-      env: { ...process.env, REDIS_URL: `${server.url}/0` },
+      // The test images live outside the spec's folder: allowed, as a user would (README).
+      env: { ...process.env, REDIS_URL: `${server.url}/0`, VFLEET_ALLOW_PATHS: imagesDir },
       timeout: 60_000,
     });
     return { code: result.status, stdout: result.stdout, stderr: result.stderr };
@@ -79,6 +81,7 @@ describe('vfleet apply onto a local host', () => {
 
   it('creates real sandboxes, adopts one the state did not know, changes nothing the second time, and removes them', async () => {
     const images = await engineTestImages();
+    imagesDir = images.dir;
     const { rootfs } = images;
     writeFileSync(`${dir}/fleet.yaml`, spec(dataDir, rootfs, 2));
     // An instance the host runs but the state never recorded (an apply that died after the

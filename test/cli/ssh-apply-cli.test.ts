@@ -295,6 +295,8 @@ describe('vfleet apply onto ssh hosts', () => {
         env: {
           ...process.env,
           REDIS_URL: `${server.url}/0`,
+          // The test images live outside the spec's folder: allowed, as a user would (README).
+          VFLEET_ALLOW_PATHS: images.dir,
           VFLEET_QEMU_ACCEL: 'tcg',
           VFLEET_VM_STOP_TIMEOUT_MS: '3000',
           VFLEET_SANDBOX_STOP_TIMEOUT_MS: '3000',

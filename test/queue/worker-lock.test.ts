@@ -47,6 +47,10 @@ describe('worker lock: the take-over bound and the BullMQ options it sets', () =
       assert.ok(lockDuration + stalledInterval <= bound, `lock and a check within ${bound}`);
       assert.ok(lockDuration <= 2 * stalledInterval, 'the lock expires by the second check');
     }
-    assert.deepEqual(workerLockOptions(30_000), { lockDuration: 15_000, stalledInterval: 7_500 });
+    assert.deepEqual(workerLockOptions(30_000), {
+      lockDuration: 15_000,
+      stalledInterval: 7_500,
+      maxStalledCount: 3,
+    });
   });
 });

@@ -161,6 +161,25 @@ describe('ssh transport: identities and failures to connect', () => {
     assert.ok(e.message.includes(path));
   });
 
+  it('refuses an identity file that is a FIFO or /dev/zero at once, instead of waiting or filling memory', {
+    timeout: 20_000,
+  }, async () => {
+    const fifo = `${scratch}/identity.fifo`;
+    execFileSync('mkfifo', [fifo]);
+    for (const [path, kind] of [
+      [fifo, 'a FIFO \\(named pipe\\)'],
+      ['/dev/zero', 'a character device'],
+    ] as const) {
+      const transport = new SshTransport(sshd.host('id', { identityFile: path }));
+      const e = await failure(transport.exec(['true']));
+      assert.equal(e.code, 'identity-unreadable');
+      assert.match(
+        e.message,
+        new RegExp(`cannot read identityFile ${path}: it is ${kind}, not a regular file$`),
+      );
+    }
+  });
+
   it('refuses an encrypted, a broken or a public key file without quoting it', async () => {
     const encrypted = `${scratch}/encrypted`;
     const passphrase = 'correct horse battery staple';

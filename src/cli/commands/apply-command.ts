@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createInterface } from 'node:readline/promises';
 import { Presets, SingleBar } from 'cli-progress';
@@ -10,8 +9,9 @@ import { parsePlan } from '../../plan/plan-file.js';
 import type { ActionOutcome } from '../../queue/run-plan.js';
 import { takeoverMsFrom } from '../../queue/worker-lock.js';
 import { isProcessAlive } from '../../state/process-alive.js';
+import { FILE_LIMITS, readBoundedFileSync } from '../../transport/bounded-file.js';
 import { type FleetSession, openFleet, queuePrefixOf } from '../fleet-session.js';
-import type { Terminal } from '../terminal.js';
+import { escapeInvisibles, type Terminal } from '../terminal.js';
 import { renderPlanText } from '../views/plan-view.js';
 import { currentPlan } from './plan-command.js';
 
@@ -94,13 +94,10 @@ export async function underFleetLock(
 }
 
 function readSavedPlan(path: string): Plan {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new VfleetError('plan-file', `cannot read the plan file ${path}`);
-  }
-  const parsed = parsePlan(text);
+  const read = readBoundedFileSync(path, FILE_LIMITS.plan);
+  if (!read.ok)
+    throw new VfleetError('plan-file', `cannot read the plan file ${path}: it ${read.reason}`);
+  const parsed = parsePlan(read.bytes.toString('utf8'));
   if (!parsed.ok)
     throw new VfleetError('plan-file', `${path} is not a vfleet plan: ${parsed.reason}`);
   return parsed.plan;
@@ -180,7 +177,7 @@ async function applyLocked(
     external: args.externalWorkers,
     takeoverMs: args.takeoverMs,
     onOutcome: (o: ActionOutcome) => {
-      if (bar) bar.increment(1, { last: `${o.outcome} ${o.action}` });
+      if (bar) bar.increment(1, { last: escapeInvisibles(`${o.outcome} ${o.action}`) });
       else
         terminal.out(JSON.stringify({ formatVersion: '1', type: 'action', plan: plan.id, ...o }));
     },

@@ -7,10 +7,10 @@
 // it on one host) and is renamed into place, so creates staging the same image at once all end
 // with the same complete file; the last rename wins, and each one puts a whole, checked file.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { VfleetError } from '../../model/errors.js';
+import { openRegularFileStream } from '../../transport/bounded-file.js';
 import { LocalTransport } from '../../transport/local-transport.js';
 import { temporaryPathFor } from '../../transport/temporary-name.js';
 import { copyFile, run, type Transport } from '../../transport/transport.js';
@@ -32,13 +32,17 @@ const hashes = new Map<string, { size: number; mtimeMs: number; sha256: string }
 
 /** sha256 of a local file, remembered while its size and mtime stay the same. */
 export async function localSha256(path: string): Promise<string> {
-  const s = await stat(path);
+  // Opened and checked first: a FIFO or /dev/zero named as an image is refused, not hashed for ever.
+  const { stream, size, mtimeMs } = await openRegularFileStream(path);
   const known = hashes.get(path);
-  if (known && known.size === s.size && known.mtimeMs === s.mtimeMs) return known.sha256;
+  if (known && known.size === size && known.mtimeMs === mtimeMs) {
+    stream.destroy();
+    return known.sha256;
+  }
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  for await (const chunk of stream) hash.update(chunk as Buffer);
   const sha256 = hash.digest('hex');
-  hashes.set(path, { size: s.size, mtimeMs: s.mtimeMs, sha256 });
+  hashes.set(path, { size, mtimeMs, sha256 });
   return sha256;
 }
 
@@ -56,7 +60,7 @@ export class ImageStager {
     } catch (e) {
       throw new VfleetError(
         'image-missing',
-        `cannot read the image file ${localPath} on the machine vfleet runs on: ${(e as NodeJS.ErrnoException).code ?? e}`,
+        `cannot read the image file ${localPath} on the machine vfleet runs on: it ${(e as Error).message}`,
       );
     }
     return this.stage(sha256, role, thisMachine, localPath);
