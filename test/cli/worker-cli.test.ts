@@ -182,6 +182,9 @@ describe('vfleet worker', () => {
     }
     const second = start(['worker', '--concurrency', '2', ...lockMs], dir, slow);
     await serving(second);
+    // Nothing takes a job over before a live worker runs: on a loaded machine the new worker's
+    // start alone took 8 s, which says nothing about its stalled-job checks.
+    const liveFrom = Date.now();
     assert.equal(await apply.exited, 0, apply.output());
     assert.match(apply.output(), /Apply complete: 32 actions done\./);
 
@@ -221,13 +224,15 @@ describe('vfleet worker', () => {
         `${key} taken over only once its lock had expired`,
       );
       assert.ok(Number(job.processedOn) >= takenAt, `${key} ran again after it was taken over`);
-      takeovers.push(takenAt - killedAt);
+      takeovers.push(takenAt - Math.max(killedAt, liveFrom));
     }
     // Not a timing test (STYLE.md #11): a bound five times the setting catches a checker that
     // does not run, not a slow machine.
     const slowest = Math.max(...takeovers);
-    t.diagnostic(`taken over ${takeovers.join(', ')} ms after the kill (bound ${takeoverMs} ms)`);
-    assert.ok(slowest <= 5 * takeoverMs, `taken over ${slowest} ms after the kill`);
+    t.diagnostic(
+      `taken over ${takeovers.join(', ')} ms after the kill or the new worker's start, whichever came later (worker serving ${liveFrom - killedAt} ms after the kill; bound ${takeoverMs} ms)`,
+    );
+    assert.ok(slowest <= 5 * takeoverMs, `taken over ${slowest} ms after a live worker served`);
 
     // Every instance exactly once, on exactly one host, and in the state.
     const placed = new Map<string, number>();
