@@ -57,6 +57,16 @@ const running = (pid: string) => {
   return state !== '' && !state.startsWith('Z');
 };
 
+/** The pid a command wrote with `echo $$ > file`, once the line is whole (the file exists empty first). */
+async function pidIn(file: string): Promise<string> {
+  let text = '';
+  await eventually(async () => {
+    text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    return /^\d+\n$/.test(text);
+  }, `a pid in ${file}`);
+  return text.trim();
+}
+
 /** Sends a signal to a process that may have exited meanwhile (cleanup). */
 const signal = (pid: number, name: NodeJS.Signals) => {
   try {
@@ -332,8 +342,7 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
     const pidFile = `${scratch}/inflight.pid`;
     const inFlight = transport.exec(['sh', '-c', `echo $$ > '${pidFile}'; exec sleep 30`]);
     inFlight.catch(() => undefined);
-    await eventually(async () => existsSync(pidFile), 'the command started');
-    const pid = readFileSync(pidFile, 'utf8').trim();
+    const pid = await pidIn(pidFile);
 
     sshd.dropConnections();
     // Issued at once, before the transport may have seen the drop: it still gets through.
@@ -361,8 +370,7 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
     const pidFile = `${scratch}/stall.pid`;
     const inFlight = transport.exec(['sh', '-c', `echo $$ > '${pidFile}'; exec sleep 30`]);
     inFlight.catch(() => undefined);
-    await eventually(async () => existsSync(pidFile), 'the command started');
-    const pid = readFileSync(pidFile, 'utf8').trim();
+    const pid = await pidIn(pidFile);
     // The session serving this connection freezes: the TCP connection stays up, nothing
     // answers on it. Its processes are the command's ancestors, alive while the command runs;
     // every child of the listener would also name sessions of closed transports, which may
@@ -401,7 +409,7 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
         stream.resume();
         stream.stderr.resume();
         stream.once('close', () => resolve());
-        eventually(async () => existsSync(pidFile), 'started').then(() => stream.signal('KILL'));
+        pidIn(pidFile).then(() => stream.signal('KILL'));
       }),
     );
     await eventually(
@@ -418,7 +426,7 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
         stream.once('close', () => resolve());
       }),
     );
-    const pid = readFileSync(pidFile, 'utf8').trim();
+    const pid = await pidIn(pidFile);
     assert.ok(running(pid), 'the command still runs after "signal"');
     spawnSync('kill', ['-KILL', pid]);
     await ended;
