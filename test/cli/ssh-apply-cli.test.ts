@@ -399,7 +399,7 @@ describe('vfleet apply onto ssh hosts', () => {
     const expected = hostileArgs(canary)
       .map((arg) => `<${arg}>\n`)
       .join('');
-    assert.ok(await waitUntil(() => textOf(argvFile) === expected, 5_000), textOf(argvFile));
+    assert.ok(await waitUntil(() => textOf(argvFile) === expected, 30_000), textOf(argvFile));
     assert.deepEqual(readFileSync(argvFile), Buffer.from(expected, 'utf8'));
     const sandbox = await on.engine?.describe('argv-0');
     remember('argv-0', sandbox?.runtime?.pid, sandbox?.runtime?.initPid);

@@ -96,7 +96,7 @@ describe('sandbox driver', () => {
     // Its own pid namespace numbers it 1.
     const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${init}/status`, 'utf8'))?.[1];
     assert.deepEqual(nspid?.split(/\s+/).map(Number), [init, 1]);
-    assert.ok(await waitForText(s.runtime?.log as string, 'sandbox up', 5_000));
+    assert.ok(await waitForText(s.runtime?.log as string, 'sandbox up', 30_000));
     // A /dev with the usual devices, even though the image's is empty.
     assert.ok(statSync(`${rootfs}/dev/null`).isCharacterDevice());
     const cgroup = hostCgroup(a.name);
@@ -169,7 +169,7 @@ describe('sandbox driver', () => {
         image: { ...request.image, name: `img; touch ${canary}` },
       });
       const expected = hostile.map((h) => `<${h}>`).join('\n');
-      assert.ok(await waitForText(s.runtime?.log as string, expected, 5_000));
+      assert.ok(await waitForText(s.runtime?.log as string, expected, 30_000));
       await a.engine.destroy('argv-0', 2);
       for (const name of [`x; touch ${canary}`, `$(touch ${canary})`]) {
         await assert.rejects(

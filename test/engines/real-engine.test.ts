@@ -111,19 +111,24 @@ describe('real engine on this machine', () => {
   });
 
   it('breaks a lock whose holder died (untouched past its lease), and only then', async () => {
-    const short = new RealEngine(realHost(name, dataDir), new LocalTransport(name), {
-      ...options,
-      lock: { leaseMs: 1_000, acquireTimeoutMs: 500 },
-    });
+    // A lease far longer than the test (a loaded machine once took over a second between the
+    // mkdir below and the engine's first look: a 1 s lease had expired, and the lock was broken);
+    // a short wait for the held lock, a long one once it is stale (breaking it took over 500 ms).
+    const engineWaiting = (acquireTimeoutMs: number) =>
+      new RealEngine(realHost(name, dataDir), new LocalTransport(name), {
+        ...options,
+        lock: { leaseMs: 60_000, acquireTimeoutMs },
+      });
     mkdirSync(`${dataDir}/locks/held-0`, { recursive: true });
     await assert.rejects(
-      short.create(sandboxRequest(images, 'held-0', 1)),
+      engineWaiting(500).create(sandboxRequest(images, 'held-0', 1)),
       (e) => isVfleetError(e) && e.code === 'host-busy' && e.retryable,
     );
     const old = new Date(Date.now() - 120_000);
     utimesSync(`${dataDir}/locks/held-0`, old, old);
-    assert.equal((await short.create(sandboxRequest(images, 'held-0', 1))).status, 'running');
-    await short.destroy('held-0', 2);
+    const patient = engineWaiting(30_000);
+    assert.equal((await patient.create(sandboxRequest(images, 'held-0', 1))).status, 'running');
+    await patient.destroy('held-0', 2);
   });
 
   it('keeps the fence after a destroy, as a file on the host', async () => {

@@ -27,6 +27,12 @@ export interface TestSshd {
   log(): string;
   /** The pids of the per-connection session processes (children of the listener). */
   sessionPids(): number[];
+  /**
+   * The sshd processes serving the connection a command runs on: the command's ancestors below
+   * the listener, nearest first. Unlike sessionPids() it names no other connection's session,
+   * which may be exiting (a closed transport's) at the moment a test signals it.
+   */
+  sessionOf(commandPid: number): number[];
   /** SIGKILLs every session process: every client connection drops at once. */
   dropConnections(): void;
   stop(): Promise<void>;
@@ -40,7 +46,8 @@ export interface TestSshdOptions {
   readonly skipBashrc?: boolean;
 }
 
-const START_TIMEOUT_MS = 5_000;
+// A bound for a loaded machine (the suite runs files side by side), not a timing test.
+const START_TIMEOUT_MS = 30_000;
 
 function freePort(address: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -78,20 +85,30 @@ export function keygen(path: string): { publicLine: string; fingerprint: string 
   return { publicLine: `${type} ${base64}`, fingerprint };
 }
 
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
-      // The command name is in parentheses and may hold spaces: the ppid follows the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) children.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
+/** The parent pid from /proc/<pid>/stat; null when the process is gone. */
+function parentOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // The command name is in parentheses and may hold spaces: the ppid follows the last ')'.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
   }
-  return children;
+}
+
+function ancestorsBelow(pid: number, listener: number): number[] {
+  const chain: number[] = [];
+  for (let p = parentOf(pid); p !== listener; p = parentOf(p)) {
+    if (p === null || p <= 1) throw new Error(`pid ${pid} does not run under sshd ${listener}`);
+    chain.push(p);
+  }
+  return chain;
+}
+
+function childrenOf(pid: number): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry) && parentOf(Number(entry)) === pid)
+    .map(Number);
 }
 
 function killAll(pids: readonly number[]): void {
@@ -194,6 +211,7 @@ async function startOnce(dir: string, options: TestSshdOptions): Promise<TestSsh
       }),
     log: readLog,
     sessionPids: () => childrenOf(pid),
+    sessionOf: (commandPid) => ancestorsBelow(commandPid, pid),
     dropConnections: () => killAll(childrenOf(pid)),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {

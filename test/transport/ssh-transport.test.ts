@@ -8,7 +8,6 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import ssh2 from 'ssh2';
 import { isVfleetError, type VfleetError } from '../../src/model/errors.js';
 import { SshTransport } from '../../src/transport/ssh-transport.js';
@@ -56,6 +55,25 @@ const authLines = (sshd: TestSshd) =>
 const running = (pid: string) => {
   const state = spawnSync('ps', ['-o', 'stat=', '-p', pid], { encoding: 'utf8' }).stdout.trim();
   return state !== '' && !state.startsWith('Z');
+};
+
+/** The pid a command wrote with `echo $$ > file`, once the line is whole (the file exists empty first). */
+async function pidIn(file: string): Promise<string> {
+  let text = '';
+  await eventually(async () => {
+    text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    return /^\d+\n$/.test(text);
+  }, `a pid in ${file}`);
+  return text.trim();
+}
+
+/** Sends a signal to a process that may have exited meanwhile (cleanup). */
+const signal = (pid: number, name: NodeJS.Signals) => {
+  try {
+    process.kill(pid, name);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+  }
 };
 
 const accepted = (sshd: TestSshd) =>
@@ -324,8 +342,7 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
     const pidFile = `${scratch}/inflight.pid`;
     const inFlight = transport.exec(['sh', '-c', `echo $$ > '${pidFile}'; exec sleep 30`]);
     inFlight.catch(() => undefined);
-    await eventually(async () => existsSync(pidFile), 'the command started');
-    const pid = readFileSync(pidFile, 'utf8').trim();
+    const pid = await pidIn(pidFile);
 
     sshd.dropConnections();
     // Issued at once, before the transport may have seen the drop: it still gets through.
@@ -353,10 +370,13 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
     const pidFile = `${scratch}/stall.pid`;
     const inFlight = transport.exec(['sh', '-c', `echo $$ > '${pidFile}'; exec sleep 30`]);
     inFlight.catch(() => undefined);
-    await eventually(async () => existsSync(pidFile), 'the command started');
-    const pid = readFileSync(pidFile, 'utf8').trim();
-    // The session process freezes: the TCP connection stays up, nothing answers on it.
-    const frozen = sshd.sessionPids();
+    const pid = await pidIn(pidFile);
+    // The session serving this connection freezes: the TCP connection stays up, nothing
+    // answers on it. Its processes are the command's ancestors, alive while the command runs;
+    // every child of the listener would also name sessions of closed transports, which may
+    // exit between the listing and the signal (kill ESRCH on a loaded machine).
+    const frozen = sshd.sessionOf(Number(pid));
+    assert.ok(frozen.length > 0, 'the command runs in an sshd session');
     for (const session of frozen) process.kill(session, 'SIGSTOP');
     try {
       const e = await failure(inFlight);
@@ -365,10 +385,7 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
       assert.equal((await transport.exec(['echo', 'back'])).stdout.toString(), 'back\n');
       await eventually(async () => !running(pid), `orphan ${pid} killed`);
     } finally {
-      for (const session of frozen) {
-        process.kill(session, 'SIGKILL');
-        process.kill(session, 'SIGCONT');
-      }
+      for (const session of frozen) signal(session, 'SIGKILL');
       spawnSync('kill', ['-KILL', pid]);
       await transport.close();
     }
@@ -392,15 +409,24 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
         stream.resume();
         stream.stderr.resume();
         stream.once('close', () => resolve());
-        eventually(async () => existsSync(pidFile), 'started').then(() => stream.signal('KILL'));
+        pidIn(pidFile).then(() => stream.signal('KILL'));
       }),
     );
     await eventually(
       async () => /session signalling requires privilege separation/.test(sshd.log()),
       'sshd refuses the signal request',
     );
-    await delay(200);
-    const pid = readFileSync(pidFile, 'utf8').trim();
+    // sshd handles a connection's requests in order: once it has answered a later one, it is
+    // done with the signal request (no fixed wait for a kill that would come late).
+    await new Promise<void>((resolve, reject) =>
+      client.exec('true', (error, stream) => {
+        if (error) return reject(error);
+        stream.resume();
+        stream.stderr.resume();
+        stream.once('close', () => resolve());
+      }),
+    );
+    const pid = await pidIn(pidFile);
     assert.ok(running(pid), 'the command still runs after "signal"');
     spawnSync('kill', ['-KILL', pid]);
     await ended;

@@ -1,0 +1,63 @@
+// The vfleet CLI as the apply tests run it: a folder holding the root fleet.yaml, the command
+// run to its end in a child process, and a redis-server for REDIS_URL. Shared by the apply test
+// files, which were split so that the runner can run them side by side.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { after, before } from 'node:test';
+import { fromRoot } from './paths.js';
+import { startRedisServer, type TestRedisServer } from './redis.js';
+
+export const bin = fromRoot('bin', 'vfleet.js');
+
+/** A temporary folder with the root fleet.yaml and the inventory it reads. */
+export function workdir(): string {
+  const dir = mkdtempSync(`${tmpdir()}/vfleet-apply-`);
+  copyFileSync(fromRoot('fleet.yaml'), `${dir}/fleet.yaml`);
+  // fleet.yaml takes the debian-12 image's packages from this inventory, relative to the spec
+  cpSync(fromRoot('examples', 'inventories'), `${dir}/examples/inventories`, { recursive: true });
+  return dir;
+}
+
+export function vfleet(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
+  const result = spawnSync(process.execPath, [bin, ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, VFLEET_EMBEDDED_BOOT_MS: '0', ...env },
+    timeout: 60_000,
+    // status --json carries every instance's package inventory: over 1 MiB at a few hundred
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+export const running = (cwd: string, env: NodeJS.ProcessEnv) => {
+  const status = JSON.parse(vfleet(['status', '--json'], cwd, env).stdout);
+  return status.instances as Array<{ instance: string; status: string; host: string }>;
+};
+
+export interface ApplyRedis {
+  /** Set by the before() hook. */
+  server: TestRedisServer;
+  /** What points vfleet at the server. */
+  env: NodeJS.ProcessEnv;
+  /** An empty server and a new folder: one test's fleet. */
+  fresh(): Promise<string>;
+}
+
+/** A redis-server of the describe's own, started in before() and stopped in after(). */
+export function useApplyRedis(): ApplyRedis {
+  const f = {
+    env: {},
+    async fresh() {
+      await f.server.client().flushall();
+      return workdir();
+    },
+  } as ApplyRedis;
+  before(async () => {
+    f.server = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
+    f.env = { REDIS_URL: `${f.server.url}/0` };
+  });
+  after(async () => f.server?.stop());
+  return f;
+}
