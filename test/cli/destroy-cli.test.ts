@@ -4,15 +4,14 @@
 // saved destroy plan is applied (once: then it is stale), and a host that does not answer fails
 // its destroys until it recovers.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { engineHostKeys } from '../../src/state/keys.js';
 import { fromRoot } from '../helpers/paths.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
+import { vfleet as run } from '../helpers/vfleet-cli.js';
 
-const bin = fromRoot('bin', 'vfleet.js');
 const HOSTS = ['r1', 'r2', 'r3'].flatMap((r) => [`hv-${r}-01`, `hv-${r}-02`, `ct-${r}-03`]);
 const PLANNED_DESTROY = /Plan: 0 to create, 0 to move, 0 to update, 0 to patch, 26 to destroy\./;
 
@@ -29,16 +28,7 @@ describe('vfleet destroy', () => {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 
-  function vfleet(args: string[], cwd: string) {
-    const result = spawnSync(process.execPath, [bin, ...args], {
-      cwd,
-      encoding: 'utf8',
-      env: { ...process.env, VFLEET_EMBEDDED_BOOT_MS: '0', ...env },
-      timeout: 60_000,
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-  }
+  const vfleet = (args: string[], cwd: string) => run(args, cwd, env);
 
   /** A folder with fleet.yaml, applied: 26 instances on 9 emulated hosts. */
   async function applied(): Promise<string> {
