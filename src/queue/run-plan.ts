@@ -40,7 +40,7 @@ export interface RunPlanOptions {
   readonly takeoverMs?: number;
   /** Standalone `vfleet worker` processes serve the queues: run none here, listen for outcomes. */
   readonly external?: boolean;
-  /** How often jobs run by other processes are looked for (default: 100 ms to 2 s, by how many). */
+  /** How often jobs run by other processes are looked for (default: 100 ms to 10 s, by how many are awaited). */
   readonly sweepMs?: number;
   /**
    * Aborted when the state store went away: runPlan stops waiting for outcomes that can no
