@@ -4,7 +4,7 @@
 // a host refuses a generation older than the newest it has seen (fencing), and repeating the
 // newest is harmless (idempotence), so a job that runs twice never acts twice.
 import type { HostOs, InstanceKind, PackageVersions, Resources } from '../model/fleet.js';
-import type { InstanceStatus } from '../model/observed.js';
+import type { InstanceRuntime, ReportedInstance } from '../model/instances.js';
 
 export interface EngineImage {
   readonly name: string;
@@ -40,31 +40,9 @@ export interface InstanceRequest {
   readonly plan?: string;
 }
 
-export interface EngineInstance {
-  readonly name: string;
-  readonly group: string;
-  readonly generation: number;
-  readonly status: Exclude<InstanceStatus, 'failed'>;
-  readonly image: string;
-  readonly resources: Resources;
-  readonly packages: PackageVersions;
-  /** Real engines: how the host sees the instance right now (absent for the embedded engine). */
-  readonly runtime?: InstanceRuntime;
-}
-
-/** What a real host reports about an instance beyond its status. */
-export interface InstanceRuntime {
-  /** The process that is the instance: QEMU, or the sandbox's `unshare`. */
-  readonly pid?: number;
-  /** Sandboxes: PID 1 of the sandbox's pid namespace, as the host numbers it. */
-  readonly initPid?: number;
-  /** VMs: QEMU's run state from QMP `query-status` (running, paused, shutdown, …). */
-  readonly state?: string;
-  /** Sandboxes: which resource limits the host enforces (cgroup v2), and why not where not. */
-  readonly limits?: { readonly memory: boolean; readonly cpu: boolean; readonly note?: string };
-  /** The instance's console output on the host (serial log, sandbox log). */
-  readonly log?: string;
-}
+/** An instance as a host reports it (model/instances.ts has the vocabulary). */
+export type EngineInstance = ReportedInstance;
+export type { InstanceRuntime };
 
 export interface HostFacts {
   readonly name: string;

@@ -21,6 +21,7 @@
 // stopping one of them first (move-cycles.ts).
 
 import { LicenseLedger } from '../licensing/license-ledger.js';
+import { ENGINE_CAPABILITIES } from '../model/engine-capabilities.js';
 import type { Fleet, InstanceGroup, LicensePool, PackageVersions } from '../model/fleet.js';
 import { domainNumbers } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
@@ -228,9 +229,11 @@ function patchActions(
   const images = new Map(fleet.images.map((i) => [i.name, i]));
   const baselines = new Map(fleet.patchBaselines.map((b) => [b.name, b]));
   const own = new Map(actions.filter((a) => a.kind !== 'destroy').map((a) => [a.instance, a]));
-  // Only the embedded engine can raise versions today; on real hosts the audit reports what is
-  // below its baseline, and no job is planned that would only fail.
-  const patchable = new Set(fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name));
+  // Only engines that can raise versions get patch jobs (model/engine-capabilities.ts); on the
+  // others the audit reports what is below its baseline, and no job is planned that would only fail.
+  const patchable = new Set(
+    fleet.hosts.filter((h) => ENGINE_CAPABILITIES[h.engine].patch).map((h) => h.name),
+  );
   const lastOfGroup = new Map<string, string>();
   const compare = memoizedCompare();
   const verdicts = new Map<string, { raise: PackageVersions; changes: string[] } | null>();

@@ -5,13 +5,13 @@
 import { UnrecoverableError } from 'bullmq';
 import type { EngineInstance, HostEngine, InstanceRequest } from '../engines/host-engine.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';
-import type { ObservedInstance } from '../model/observed.js';
+import { type RecordedInstance, recordedAfterAction } from '../model/instances.js';
 import { compareDebianVersions } from '../patching/debian-version.js';
 import type { ActionJobData } from './plan-jobs.js';
 
 /** Where outcomes go: the state store (src/state) implements it. */
 export interface StateSink {
-  putInstance(record: ObservedInstance & { packages: Record<string, string> }): Promise<unknown>;
+  putInstance(record: RecordedInstance): Promise<unknown>;
   deleteInstance(name: string): Promise<unknown>;
   appendEvent(event: Record<string, string | number | null>): Promise<unknown>;
   /**
@@ -111,17 +111,7 @@ async function record(
   instance: EngineInstance,
   host: string,
 ) {
-  await state.putInstance({
-    instance: instance.name,
-    group: data.action.group,
-    host,
-    generation: data.action.generation,
-    status: instance.status,
-    image: instance.image,
-    resources: instance.resources,
-    failoverHost: data.action.failoverHost,
-    packages: { ...instance.packages },
-  });
+  await state.putInstance(recordedAfterAction(host, instance, data.action));
 }
 
 async function perform(

@@ -13,8 +13,8 @@ import {
   type StateSink,
 } from './action-handler.js';
 import { withErrorListener } from './error-listener.js';
-import { type ActionJobData, type JobNode, planJobs } from './plan-jobs.js';
-import { DEFAULT_TAKEOVER_MS, workerLockOptions } from './worker-lock.js';
+import { hostWorker } from './host-worker.js';
+import { type JobNode, planJobs } from './plan-jobs.js';
 
 export interface ActionOutcome {
   readonly action: string;
@@ -126,11 +126,12 @@ export async function runPlan(
       workers.push(events);
       continue;
     }
-    const worker = new Worker<ActionJobData, JobOutcome>(name, (job) => handler(job), {
+    const worker = hostWorker(host, {
       connection: connect(),
       prefix: options.prefix,
       concurrency: options.concurrency,
-      ...workerLockOptions(options.takeoverMs ?? DEFAULT_TAKEOVER_MS),
+      ...(options.takeoverMs === undefined ? {} : { takeoverMs: options.takeoverMs }),
+      handler,
     });
     worker.on('completed', (job) => settle(job.id as string, job.returnvalue, null));
     worker.on('failed', (job, error) => {
@@ -139,7 +140,6 @@ export async function runPlan(
         error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
       if (final) settle(job.id as string, 'failed', error.message);
     });
-    withErrorListener(worker); // connection hiccups surface as job failures
     workers.push(worker);
   }
 

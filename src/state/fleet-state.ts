@@ -10,7 +10,7 @@
 // heartbeat is too old, and that one bumps the version.
 import type { ChainableCommander, Redis } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
-import type { Resources } from '../model/fleet.js';
+import type { RecordedInstance } from '../model/instances.js';
 import {
   ALL_FLEET_LOCKS,
   EVENTS_MAXLEN,
@@ -19,27 +19,15 @@ import {
   fleetOfLockKey,
 } from './keys.js';
 
-// Local until model/observed.ts grows the same fields; then these become aliases of those.
-export type InstanceRecordStatus = 'created' | 'running' | 'stopped' | 'failed';
+/** An instance's record (model/instances.ts): the state's word for it. */
+export type ObservedInstanceRecord = RecordedInstance;
+export type InstanceRecordStatus = RecordedInstance['status'];
 
 export interface ObservedHostRecord {
   readonly name: string;
   readonly facts: Readonly<Record<string, unknown>>;
   /** Epoch ms of the last heartbeat, as the heartbeating process's clock said; null: never. */
   readonly lastHeartbeat: number | null;
-}
-
-export interface ObservedInstanceRecord {
-  readonly instance: string;
-  readonly group: string;
-  readonly host: string;
-  readonly generation: number;
-  readonly status: InstanceRecordStatus;
-  readonly image: string;
-  readonly resources: Resources;
-  readonly failoverHost: string | null;
-  /** Package → version, as the host last reported the instance's inventory. */
-  readonly packages: Readonly<Record<string, string>>;
 }
 
 export interface FleetSnapshot {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { readAndLoadFleet } from '../../src/cli/read-spec.js';
+import { readAndLoadFleet } from '../../src/app/read-spec.js';
 import { isVfleetError } from '../../src/model/errors.js';
 import type { Fleet } from '../../src/model/fleet.js';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';

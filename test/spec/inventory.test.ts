@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { readAndLoadFleet } from '../../src/cli/read-spec.js';
+import { readAndLoadFleet } from '../../src/app/read-spec.js';
 import { evaluateBaseline } from '../../src/patching/baseline.js';
 import { parseInventory } from '../../src/spec/inventory.js';
 import { fromRoot } from '../helpers/paths.js';

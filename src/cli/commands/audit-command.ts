@@ -3,17 +3,10 @@
 // Exit 0 when the gated audits have no findings, 2 when they do, 1 on error.
 import { renameSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { type AuditInput, observedInput, plannedInput } from '../../audit/audit-input.js';
-import {
-  AUDIT_KINDS,
-  type AuditKind,
-  type AuditReport,
-  buildReport,
-  exitCodeOf,
-} from '../../audit/report.js';
+import { auditObserved, auditPlanned } from '../../app/audit.js';
+import { AUDIT_KINDS, type AuditKind, type AuditReport, exitCodeOf } from '../../audit/report.js';
 import { VfleetError } from '../../model/errors.js';
-import { schedule } from '../../scheduler/schedule.js';
-import { openFleet, readValidFleet } from '../fleet-session.js';
+import { readSpecOrReport, withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
 import { renderAuditCsv } from '../views/audit/csv.js';
 import { renderAuditHtml } from '../views/audit/html.js';
@@ -75,24 +68,20 @@ export async function runAudit(
       'CSV holds one table: run one audit (licenses, patches or failover) with --format csv',
     );
   }
-  let input: AuditInput;
-  let specHash: string;
+  let report: AuditReport;
   if (args.planned) {
-    const spec = readValidFleet(args.file, terminal);
+    const spec = readSpecOrReport(args.file, terminal);
     if (!spec) return 1;
-    input = plannedInput(spec.fleet, schedule(spec.fleet));
-    specHash = spec.specHash;
+    report = auditPlanned(spec, args.kinds, generatedAt);
   } else {
-    const session = await openFleet(args.file, terminal);
-    if (!session) return 1;
-    try {
-      input = observedInput(session.fleet, await session.observe(false));
-      specHash = session.specHash;
-    } finally {
-      await session.close();
-    }
+    let observed: AuditReport | undefined;
+    const opened = await withSession(args.file, terminal, async (session) => {
+      observed = await auditObserved(session, args.kinds, generatedAt);
+      return 0;
+    });
+    if (!observed) return opened;
+    report = observed;
   }
-  const report = buildReport(args.kinds, input, { generatedAt, specHash });
   const text = renderAudit(report, args.format);
   if (args.out) {
     const temporary = `${args.out}.vfleet-tmp-${process.pid}`;

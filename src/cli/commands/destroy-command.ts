@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { VfleetError } from '../../model/errors.js';
 import { takeoverMsFrom } from '../../queue/worker-lock.js';
+import { runApply } from '../apply-runner.js';
 import type { Terminal } from '../terminal.js';
-import { runApply } from './apply-command.js';
 
 /**
  * `vfleet destroy`, Terraform's: refresh, plan the removal of every instance of the fleet (the

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
+import { readAndLoadFleet } from '../../app/read-spec.js';
 import { countBySeverity } from '../../model/diagnostic.js';
 import { explain, schedule } from '../../scheduler/schedule.js';
-import { readAndLoadFleet } from '../read-spec.js';
 import type { Terminal } from '../terminal.js';
 import { renderValidate } from '../views/diagnostics-view.js';
 import {

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
+import { readAndLoadFleet } from '../../app/read-spec.js';
 import { countBySeverity } from '../../model/diagnostic.js';
-import { readAndLoadFleet } from '../read-spec.js';
 import type { Terminal } from '../terminal.js';
 import {
   DIAGNOSTIC_FORMATS,

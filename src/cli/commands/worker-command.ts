@@ -1,8 +1,9 @@
+// `vfleet worker`: serve the fleet's host queues until SIGTERM or SIGINT (app/worker.ts).
 import { Command } from 'commander';
+import { serveFleet } from '../../app/worker.js';
 import { VfleetError } from '../../model/errors.js';
-import type { ActionJobData } from '../../queue/plan-jobs.js';
-import { takeoverMsFrom, workerLockOptions } from '../../queue/worker-lock.js';
-import { openFleet, queuePrefixOf } from '../fleet-session.js';
+import { takeoverMsFrom } from '../../queue/worker-lock.js';
+import { withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
 
 const SHUTDOWN_TIMEOUT_MS = 30_000;
@@ -12,7 +13,7 @@ const SHUTDOWN_TIMEOUT_MS = 30_000;
  * taking jobs and waits (at most 30 s) for the ones it runs. Any number of them, on any number of
  * machines, may serve one fleet: workers hold nothing that Redis and the hosts do not.
  */
-export async function runWorker(
+export function runWorker(
   args: {
     file: string;
     concurrency: number;
@@ -22,74 +23,35 @@ export async function runWorker(
   },
   terminal: Terminal,
 ): Promise<number> {
-  // A daemon waits for its Redis to come back rather than give up on it.
-  const session = await openFleet(args.file, terminal, { lostAfterMs: Number.POSITIVE_INFINITY });
-  if (!session) return 1;
-  const names = args.hosts ?? session.fleet.hosts.map((h) => h.name);
-  for (const name of names) {
-    if (!session.fleet.hosts.some((h) => h.name === name)) {
-      await session.close();
-      throw new VfleetError('unknown-host', `no host ${name} in ${args.file}`);
-    }
-  }
-  // BullMQ loads only for commands that run jobs.
-  const [{ Worker }, { actionHandler }, { withErrorListener }] = await Promise.all([
-    import('bullmq'),
-    import('../../queue/action-handler.js'),
-    import('../../queue/error-listener.js'),
-  ]);
-  const handler = actionHandler(session.engines(), session.state, () => Date.now());
-  const workers = names.map((host) => {
-    const worker = new Worker<ActionJobData>(`host.${host}`, (job) => handler(job), {
-      connection: session.connect(),
-      prefix: queuePrefixOf(session.fleet),
-      concurrency: args.concurrency,
-      // A job a dead worker held is taken over within args.takeoverMs (worker-lock.ts says why).
-      ...workerLockOptions(args.takeoverMs),
-    });
-    return withErrorListener(worker);
-  });
-  await Promise.all(workers.map((w) => w.waitUntilReady()));
-  // Heartbeats: a host that answers is alive; one that does not (`vfleet host fail`) stops
-  // beating, which is what the controller watches for.
-  const engines = session.engines();
-  const beat = async () => {
-    for (const host of names) {
-      try {
-        await engines.engine(host).facts();
-        await session.state.heartbeat(host, Date.now());
-      } catch {
-        // no answer: no heartbeat
+  return withSession(
+    args.file,
+    terminal,
+    async (session) => {
+      const serving = await serveFleet(session, {
+        ...(args.hosts ? { hosts: args.hosts } : {}),
+        concurrency: args.concurrency,
+        takeoverMs: args.takeoverMs,
+        heartbeatMs: Number(process.env.VFLEET_HEARTBEAT_MS ?? 5_000),
+      });
+      const n = serving.hosts.length;
+      terminal.out(
+        `vfleet worker: serving ${n} host queue${n === 1 ? '' : 's'} of fleet ${session.fleet.name} (pid ${process.pid})`,
+      );
+      await new Promise<void>((resolve) => {
+        process.once('SIGTERM', resolve);
+        process.once('SIGINT', resolve);
+      });
+      terminal.out('vfleet worker: stopping; finishing the jobs in hand');
+      if (await serving.stop(SHUTDOWN_TIMEOUT_MS)) {
+        terminal.err(
+          'vfleet worker: jobs still running after 30 s were left for another worker to retry',
+        );
       }
-    }
-  };
-  await beat();
-  const heartbeats = setInterval(
-    () => void beat(),
-    Number(process.env.VFLEET_HEARTBEAT_MS ?? 5_000),
+      return 0;
+    },
+    // A daemon waits for its Redis to come back rather than give up on it.
+    { lostAfterMs: Number.POSITIVE_INFINITY },
   );
-  terminal.out(
-    `vfleet worker: serving ${names.length} host queue${names.length === 1 ? '' : 's'} of fleet ${session.fleet.name} (pid ${process.pid})`,
-  );
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
-  clearInterval(heartbeats);
-  terminal.out('vfleet worker: stopping; finishing the jobs in hand');
-  const closed = Promise.all(workers.map((w) => w.close()));
-  const timedOut = await Promise.race([
-    closed.then(() => false),
-    new Promise<boolean>((resolve) => setTimeout(() => resolve(true), SHUTDOWN_TIMEOUT_MS).unref()),
-  ]);
-  if (timedOut) {
-    await Promise.all(workers.map((w) => w.close(true)));
-    terminal.err(
-      'vfleet worker: jobs still running after 30 s were left for another worker to retry',
-    );
-  }
-  await session.close();
-  return 0;
 }
 
 export function workerCommand(terminal: Terminal, setExit: (code: number) => void): Command {

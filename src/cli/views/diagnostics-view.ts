@@ -3,8 +3,8 @@
 import type { Diagnostic } from '../../model/diagnostic.js';
 import { countBySeverity } from '../../model/diagnostic.js';
 import type { Fleet } from '../../model/fleet.js';
+import { FORMAT_VERSION } from './json.js';
 
-export const FORMAT_VERSION = '1';
 export const DIAGNOSTIC_FORMATS = ['text', 'json', 'github'] as const;
 export type DiagnosticFormat = (typeof DIAGNOSTIC_FORMATS)[number];
 

@@ -281,11 +281,11 @@ export async function setHostDown(
   else await redis.del(key);
 }
 
-/**
- * What embedded hosts run that `known` does not list, for refreshing the state before a plan:
- * every host's instance names in one pipeline, then the unknown ones' records in another.
- * Failed hosts are skipped (they do not answer).
- */
+/** Whether an emulated host is failed on purpose. */
+export async function hostIsDown(redis: Redis, fleet: string, host: string): Promise<boolean> {
+  return (await redis.exists(engineKeys(fleet, host).down)) === 1;
+}
+
 /**
  * What each emulated host holds, by name, in one pipeline: null for a host that does not answer.
  */
@@ -308,25 +308,6 @@ export async function embeddedListing(
     listing.set(host, down ? null : new Set(replies[2 * i + 1]?.[1] as string[] | undefined));
   });
   return listing;
-}
-
-/** The instances a listing shows that `known` does not name, with their records. */
-export async function unknownInstances(
-  redis: Redis,
-  fleet: string,
-  listing: ReadonlyMap<string, ReadonlySet<string> | null>,
-  known: ReadonlySet<string>,
-): Promise<Array<{ host: string; instance: EngineInstance }>> {
-  const wanted: Array<{ host: string; name: string }> = [];
-  const seen = new Set(known);
-  for (const [host, names] of listing) {
-    for (const name of names ?? []) {
-      if (seen.has(name)) continue;
-      seen.add(name);
-      wanted.push({ host, name });
-    }
-  }
-  return instancesAt(redis, fleet, wanted);
 }
 
 /** The records of the named instances on the named emulated hosts, in one pipeline. */

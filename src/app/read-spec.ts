@@ -1,4 +1,6 @@
-// Reading a spec file: the I/O half of `read, then parse` (habit 7, docs/architecture.md).
+// Reading a spec file: the I/O half of `read, then parse` (habit 7, docs/architecture.md), with
+// every file the spec names that vfleet reads (packagesFrom inventories). The spec's hash covers
+// them all: a saved plan made before an inventory changed is stale, as it is when the spec is.
 import { createHash } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -11,7 +13,11 @@ import { MAX_SPEC_BYTES } from '../spec/source-text.js';
 import { formatPath, quoteValue } from '../spec/spec-path.js';
 import { FILE_LIMITS, readBoundedFileSync } from '../transport/bounded-file.js';
 
-/** A loaded spec, and the sha256 of the bytes it was read from (when they could be read). */
+/**
+ * A loaded spec, and the sha256 of the bytes it was read from (when they could be read): the
+ * spec file's alone when it names no file vfleet reads, else the spec's and each read file's
+ * (path and bytes, in the order read).
+ */
 export type ReadFleet = LoadedFleet & { readonly specHash?: string };
 
 export interface ReadSpecOptions {
@@ -49,11 +55,20 @@ export function readAndLoadFleet(file: string, options: ReadSpecOptions = {}): R
     );
   }
   const bytes = read.bytes;
-  const specHash = createHash('sha256').update(bytes).digest('hex');
   const loaded = loadFleet(bytes, file);
-  if (!loaded.fleet) return { ...loaded, specHash };
+  if (!loaded.fleet) return { ...loaded, specHash: hashOf(bytes, []) };
   const files = new SpecFiles(file, bytes, options.allowPaths ?? allowPathsFromEnv());
-  return { ...withInventories(withLocalPaths(loaded, files), files), specHash };
+  const fleet = withInventories(withLocalPaths(loaded, files), files);
+  return { ...fleet, specHash: hashOf(bytes, files.read) };
+}
+
+function hashOf(
+  spec: Uint8Array,
+  read: ReadonlyArray<{ path: string; bytes: Uint8Array }>,
+): string {
+  const hash = createHash('sha256').update(spec);
+  for (const file of read) hash.update(`\0${file.path}\0`).update(file.bytes);
+  return hash.digest('hex');
 }
 
 /**
@@ -64,6 +79,8 @@ export function readAndLoadFleet(file: string, options: ReadSpecOptions = {}): R
  */
 class SpecFiles {
   readonly diagnostics: Diagnostic[] = [];
+  /** The files read besides the spec, in order: what the spec's hash covers. */
+  readonly read: Array<{ path: string; bytes: Uint8Array }> = [];
   private readonly roots: string[];
   private readonly specDir: string;
 
@@ -190,6 +207,7 @@ function withInventories(loaded: LoadedFleet, files: SpecFiles): LoadedFleet {
       );
       return subject;
     }
+    files.read.push({ path, bytes: read.bytes });
     const inventory = parseInventory(read.bytes.toString('utf8'), path);
     inventories.push(...inventory.diagnostics);
     return { ...subject, packages: { ...inventory.packages, ...subject.packages } };

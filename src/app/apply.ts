@@ -1,0 +1,138 @@
+// Apply: under the fleet lock, supersede earlier applies, refresh and plan (or check a saved
+// plan is still current), ask for approval, then run the plan through the host queues and report
+// each action's outcome as it comes. Terraform's backend/local apply is the model. Nothing here
+// prints: what happens along the way is an event, how it ended is the result.
+
+import { isVfleetError, type VfleetError } from '../model/errors.js';
+import type { Plan } from '../model/plan.js';
+import { type Staleness, stalenessOf } from '../plan/plan-id.js';
+import type { ActionOutcome } from '../queue/run-plan.js';
+import type { LockHolder } from '../state/fleet-state.js';
+import { underFleetLock } from './fleet-lock.js';
+import { planFleet } from './plan.js';
+import type { FleetSession } from './session.js';
+
+export type { ActionOutcome };
+
+export interface ApplyOptions {
+  /** A plan saved by `vfleet plan --out`, to run as it is if still current. */
+  readonly saved?: Plan;
+  /** Plan and run the removal of every instance (vfleet destroy); a saved plan says it itself. */
+  readonly destroy?: boolean;
+  /** Asked once the plan is known and has actions (not for a saved plan): run it? */
+  readonly approve: (plan: Plan) => Promise<boolean>;
+  /** Jobs each host runs at once (in-process workers). */
+  readonly concurrency: number;
+  /** `vfleet worker` processes serve the queues: run none here. */
+  readonly externalWorkers: boolean;
+  /** A job whose worker died is taken over within this (VFLEET_WORKER_LOCK_MS). */
+  readonly takeoverMs: number;
+  /** How long to wait for jobs an earlier apply left running on live workers. */
+  readonly earlierJobsDeadlineMs?: number;
+  readonly onEvent?: (event: ApplyEvent) => void;
+}
+
+export type ApplyEvent =
+  /** The lock of an apply that ran on this machine and is gone was taken over. */
+  | { readonly type: 'lock-taken-over'; readonly holder: LockHolder }
+  /** Jobs an earlier apply left running are awaited before the hosts are read. */
+  | { readonly type: 'waiting-for-earlier-jobs'; readonly jobs: readonly string[] }
+  /** A host's own facts disagree with the spec, or it does not answer. */
+  | { readonly type: 'warning'; readonly message: string }
+  /** The plan that will run (after approval). */
+  | { readonly type: 'plan'; readonly plan: Plan }
+  /** The plan was approved and its jobs are being enqueued. */
+  | { readonly type: 'running'; readonly plan: Plan }
+  | { readonly type: 'outcome'; readonly plan: Plan; readonly outcome: ActionOutcome };
+
+export type ApplyResult =
+  | { readonly status: 'locked'; readonly holder: LockHolder }
+  | { readonly status: 'earlier-jobs-running'; readonly deadlineMs: number }
+  | { readonly status: 'stale'; readonly staleness: Staleness }
+  | { readonly status: 'cancelled'; readonly plan: Plan }
+  /** Every action ran (outcomes empty: there was nothing to do); some may have failed. */
+  | { readonly status: 'applied'; readonly plan: Plan; readonly outcomes: readonly ActionOutcome[] }
+  /** The state store went away midway: what was reported before, and how it was connected. */
+  | {
+      readonly status: 'store-lost';
+      readonly plan: Plan;
+      readonly reported: readonly ActionOutcome[];
+      readonly error: VfleetError;
+    };
+
+const EARLIER_JOBS_DEADLINE_MS = 10 * 60_000;
+
+export async function applyFleet(
+  session: FleetSession,
+  options: ApplyOptions,
+): Promise<ApplyResult> {
+  const emit = options.onEvent ?? (() => undefined);
+  const locked = await underFleetLock(
+    session,
+    () => applyLocked(session, options, emit),
+    (holder) => emit({ type: 'lock-taken-over', holder }),
+  );
+  return locked.ok ? locked.value : { status: 'locked', holder: locked.holder };
+}
+
+async function applyLocked(
+  session: FleetSession,
+  options: ApplyOptions,
+  emit: (event: ApplyEvent) => void,
+): Promise<ApplyResult> {
+  // Jobs of earlier applies stop acting before this one reads the hosts (queue/earlier-jobs.ts):
+  // every earlier plan is marked superseded, then what still runs on a live worker is awaited.
+  await session.state.setCurrentPlan('superseded');
+  const deadlineMs = options.earlierJobsDeadlineMs ?? EARLIER_JOBS_DEADLINE_MS;
+  const { waitForEarlierJobs } = await import('../queue/earlier-jobs.js');
+  const ended = await waitForEarlierJobs(session.connection.redis, session.queuePrefix, {
+    deadlineMs,
+    onWaiting: (jobs) => emit({ type: 'waiting-for-earlier-jobs', jobs }),
+  });
+  if (!ended) return { status: 'earlier-jobs-running', deadlineMs };
+
+  const saved = options.saved;
+  // A saved plan says what it is; a destroy plan is only ever saved by `plan --destroy`.
+  const destroy = saved ? saved.destroy === true : options.destroy === true;
+  const { plan: fresh } = await planFleet(session, { destroy, persist: true });
+  if (saved) {
+    const staleness = stalenessOf(saved, {
+      file: session.file,
+      specHash: session.specHash,
+      stateVersion: fresh.stateVersion,
+    });
+    if (staleness) return { status: 'stale', staleness };
+  }
+  const plan = saved ?? fresh;
+  for (const message of await session.engines.factsWarnings()) emit({ type: 'warning', message });
+  emit({ type: 'plan', plan });
+  if (plan.actions.length === 0) return { status: 'applied', plan, outcomes: [] };
+  if (!saved && !(await options.approve(plan))) return { status: 'cancelled', plan };
+
+  await session.state.setCurrentPlan(plan.id);
+  emit({ type: 'running', plan });
+  // BullMQ loads only for operations that run jobs: plan and status start faster.
+  const { runPlan } = await import('../queue/run-plan.js');
+  const reported: ActionOutcome[] = [];
+  try {
+    const outcomes = await runPlan(plan, session.fleet, {
+      connect: () => session.connect(),
+      prefix: session.queuePrefix,
+      engines: session.engines,
+      state: session.state,
+      clock: () => Date.now(),
+      concurrency: options.concurrency,
+      external: options.externalWorkers,
+      takeoverMs: options.takeoverMs,
+      signal: session.connection.clients.signal,
+      onOutcome: (outcome: ActionOutcome) => {
+        reported.push(outcome);
+        emit({ type: 'outcome', plan, outcome });
+      },
+    });
+    return { status: 'applied', plan, outcomes };
+  } catch (e) {
+    if (!(isVfleetError(e) && e.code === 'redis-lost')) throw e;
+    return { status: 'store-lost', plan, reported, error: e };
+  }
+}

@@ -1,0 +1,91 @@
+// Plan: refresh, schedule, diff — the plan that takes the fleet to its spec, or (destroy) the one
+// that removes every instance. Data only: the CLI shows it, apply runs it, the controller will
+// compare it.
+import { VfleetError } from '../model/errors.js';
+import type { ObservedState } from '../model/observed.js';
+import type { Explanation } from '../model/placement.js';
+import type { Plan } from '../model/plan.js';
+import { makeDestroyPlan } from '../plan/destroy-plan.js';
+import { makePlan } from '../plan/make-plan.js';
+import { planIdOf } from '../plan/plan-id.js';
+import { explain } from '../scheduler/schedule.js';
+import { refresh } from './refresh.js';
+import type { FleetSession } from './session.js';
+
+export interface PlanResult {
+  readonly plan: Plan;
+  readonly observed: ObservedState;
+  /** With `explain`: every host's verdict and score for that instance. */
+  readonly explanation?: Explanation;
+}
+
+export interface PlanOptions {
+  /** The removal of every instance instead (vfleet destroy, plan --destroy). */
+  readonly destroy?: boolean;
+  /** An instance whose placement to explain (not with `destroy`). */
+  readonly explain?: string;
+  /** Write what refresh found (adoptions, removals) to the state: apply does, under its lock. */
+  readonly persist?: boolean;
+}
+
+export async function planFleet(
+  session: FleetSession,
+  options: PlanOptions = {},
+): Promise<PlanResult> {
+  if (options.destroy && options.explain !== undefined)
+    throw new VfleetError('usage', '--explain shows a placement; a --destroy plan places nothing');
+  const observed = await refresh(session, { persist: options.persist === true });
+  refuseHostsGone(session, observed);
+  if (options.destroy) {
+    // Every instance the refreshed state holds (recorded, or reported by its host): what a host
+    // no longer runs is not destroyed twice, what it runs unrecorded is not left behind.
+    const plan = makeDestroyPlan(session.fleet, observed, {
+      id: planIdOf(session.specHash, observed.version, true),
+      specHash: session.specHash,
+    });
+    return { plan, observed };
+  }
+  const { placement, explanation } = explain(session.fleet, options.explain ?? '', {
+    instances: observed.instances,
+  });
+  const plan = makePlan(session.fleet, placement, observed, {
+    id: planIdOf(session.specHash, observed.version),
+    specHash: session.specHash,
+  });
+  return {
+    plan,
+    observed,
+    ...(options.explain !== undefined && explanation ? { explanation } : {}),
+  };
+}
+
+/**
+ * Instances the state has on hosts the spec no longer names cannot be planned for: vfleet has
+ * lost the way to reach those hosts, so it could neither move their disks nor destroy them, and
+ * re-creating them elsewhere would leave two copies running. The error says how to retire a host
+ * (drain, then remove) and how to give up on one that is gone for good (`host forget`).
+ */
+function refuseHostsGone(session: FleetSession, observed: ObservedState): void {
+  const known = new Set(session.fleet.hosts.map((h) => h.name));
+  const stranded = new Map<string, string[]>();
+  for (const i of observed.instances) {
+    if (known.has(i.host)) continue;
+    stranded.set(i.host, [...(stranded.get(i.host) ?? []), i.instance]);
+  }
+  if (stranded.size === 0) return;
+  const lines = [...stranded].map(([host, names]) => {
+    const shown = names.slice(0, 5).join(', ');
+    const more = names.length > 5 ? ` and ${names.length - 5} more` : '';
+    return `  ${host}: ${shown}${more}`;
+  });
+  const first = [...stranded.keys()][0] as string;
+  throw new VfleetError(
+    'host-not-in-spec',
+    [
+      `the state has instances on hosts ${session.file} no longer names, and vfleet cannot reach those hosts to move or destroy them:`,
+      ...lines,
+      `To retire a host, put it back with \`drain: true\` and apply (its instances move off it), then remove it.`,
+      `If it is gone for good, \`vfleet host forget ${first}\` drops its instances from the state, and the next apply creates them elsewhere.`,
+    ].join('\n'),
+  );
+}

@@ -1,0 +1,117 @@
+// A session on one fleet: its spec read and validated (with the hash a saved plan is checked
+// against), the fleet's Redis (the folder's private server, or REDIS_URL) with its state, and the
+// fleet's engines. Every operation of app/ takes one; the CLI opens it per command, the
+// controller will hold one. Nothing here prints: an invalid spec comes back as its diagnostics.
+import type { Redis } from 'ioredis';
+import { type EngineSet, openEngineSet } from '../engines/engine-set.js';
+import type { RealEngineOptions } from '../engines/real/real-engine.js';
+import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
+import type { Fleet } from '../model/fleet.js';
+import { FleetState } from '../state/fleet-state.js';
+import { fleetKeys, queuePrefix } from '../state/keys.js';
+import { connectRedis, type RedisConnection } from '../state/redis-server.js';
+import { readAndLoadFleet } from './read-spec.js';
+
+export interface ValidSpec {
+  readonly file: string;
+  readonly fleet: Fleet;
+  /** sha256 of the spec and every file it names that was read: a saved plan is refused once it changes. */
+  readonly specHash: string;
+  /** Warnings only (a valid spec has no errors). */
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+export type SpecRead =
+  | ({ readonly ok: true } & ValidSpec)
+  | { readonly ok: false; readonly file: string; readonly diagnostics: readonly Diagnostic[] };
+
+/** Reads and validates the spec; its diagnostics when it has errors. */
+export function readValidSpec(file: string): SpecRead {
+  const loaded = readAndLoadFleet(file);
+  if (!loaded.fleet || countBySeverity(loaded.diagnostics).errors > 0) {
+    return { ok: false, file, diagnostics: loaded.diagnostics };
+  }
+  return {
+    ok: true,
+    file,
+    fleet: loaded.fleet,
+    specHash: loaded.specHash as string,
+    diagnostics: loaded.diagnostics,
+  };
+}
+
+export interface FleetSession extends ValidSpec {
+  readonly connection: RedisConnection;
+  readonly state: FleetState;
+  readonly engines: EngineSet;
+  /** The fleet's BullMQ key prefix (under its hash tag). */
+  readonly queuePrefix: string;
+  /** A new connection to the same server (BullMQ workers need their own). */
+  connect(): Redis;
+  close(): Promise<void>;
+}
+
+export interface SessionOptions {
+  readonly cwd: string;
+  readonly env: NodeJS.ProcessEnv;
+  /** How long a lost Redis may stay lost before the store counts as gone (Infinity: a daemon). */
+  readonly lostAfterMs?: number;
+}
+
+/** Real-engine settings taken from the environment. */
+export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
+  const number = (name: string) => {
+    const value = env[name];
+    return value === undefined || value === '' ? undefined : Number(value);
+  };
+  const qemuStop = number('VFLEET_VM_STOP_TIMEOUT_MS');
+  const sandboxStop = number('VFLEET_SANDBOX_STOP_TIMEOUT_MS');
+  return {
+    qemu: {
+      // kvm:tcg by default; `tcg` where /dev/kvm opens but KVM does not work (nested guests).
+      ...(env.VFLEET_QEMU_ACCEL ? { accel: env.VFLEET_QEMU_ACCEL } : {}),
+      ...(qemuStop === undefined ? {} : { stopTimeoutMs: qemuStop }),
+    },
+    sandbox: sandboxStop === undefined ? {} : { stopTimeoutMs: sandboxStop },
+  };
+}
+
+/** Opens a session on a valid spec (the caller has read it with readValidSpec). */
+export async function openSession(spec: ValidSpec, options: SessionOptions): Promise<FleetSession> {
+  const connection = await connectRedis({
+    cwd: options.cwd,
+    env: options.env,
+    ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
+  });
+  const extra: Redis[] = [];
+  const engines = openEngineSet(spec.fleet, {
+    redis: connection.redis,
+    bootLatencyMs: Number(options.env.VFLEET_EMBEDDED_BOOT_MS ?? 10),
+    currentPlanKey: fleetKeys(spec.fleet.name).currentPlan,
+    // Every host command ends within this (copying a disk included), so a hung one is retried.
+    commandTimeoutMs: Number(options.env.VFLEET_COMMAND_TIMEOUT_MS ?? 600_000),
+    real: realEngineOptions(options.env),
+  });
+  return {
+    file: spec.file,
+    fleet: spec.fleet,
+    specHash: spec.specHash,
+    diagnostics: spec.diagnostics,
+    connection,
+    state: new FleetState(connection.redis, spec.fleet.name),
+    engines,
+    queuePrefix: queuePrefix(spec.fleet.name),
+    connect() {
+      // Made where every client is (redis-clients.ts): its errors are reported redacted, and a
+      // server gone for good ends it. Failures surface as the jobs' own errors.
+      const c = connection.clients.open({ maxRetriesPerRequest: null });
+      extra.push(c);
+      return c;
+    },
+    async close() {
+      await engines.close();
+      await Promise.all(extra.map((c) => c.quit().catch(() => c.disconnect())));
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,83 @@
+// What `vfleet apply` and `vfleet destroy` share on the command line: the saved plan read, the
+// question asked (or refused without a terminal), app/apply.ts run with its events shown, and
+// its end said (views/apply-view.ts).
+import { createInterface } from 'node:readline/promises';
+import { applyFleet } from '../app/apply.js';
+import { VfleetError } from '../model/errors.js';
+import type { Plan } from '../model/plan.js';
+import { parsePlan } from '../plan/plan-file.js';
+import { FILE_LIMITS, readBoundedFileSync } from '../transport/bounded-file.js';
+import { withSession } from './open-session.js';
+import type { Terminal } from './terminal.js';
+import { applyEventView, applyWords, renderApplyResult } from './views/apply-view.js';
+
+export interface ApplyArgs {
+  /** A fleet spec, or a saved plan (a .json file). */
+  readonly target: string;
+  readonly spec: string;
+  readonly autoApprove: boolean;
+  readonly concurrency: number;
+  /** `vfleet worker` processes serve the queues; run no workers here. */
+  readonly externalWorkers: boolean;
+  /** In-process workers take over a job whose apply died within this (VFLEET_WORKER_LOCK_MS). */
+  readonly takeoverMs: number;
+  /** `vfleet destroy`: plan and run the removal of every instance instead (never a saved plan). */
+  readonly destroy?: boolean;
+}
+
+/**
+ * Exit 0 only when every action succeeded and the fleet matches its spec; 1 when one failed, an
+ * instance cannot be placed, or the apply was refused.
+ */
+export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<number> {
+  const saved =
+    !args.destroy && args.target.endsWith('.json') ? readSavedPlan(args.target) : undefined;
+  return withSession(saved ? args.spec : args.target, terminal, async (session) => {
+    const words = applyWords(
+      saved ? saved.destroy === true : args.destroy === true,
+      session.fleet.name,
+    );
+    const view = applyEventView(terminal, session.fleet.name);
+    try {
+      const result = await applyFleet(session, {
+        ...(saved ? { saved } : {}),
+        destroy: args.destroy === true,
+        approve: () => (args.autoApprove ? Promise.resolve(true) : ask(words, terminal)),
+        concurrency: args.concurrency,
+        externalWorkers: args.externalWorkers,
+        takeoverMs: args.takeoverMs,
+        onEvent: view.onEvent,
+      });
+      view.end();
+      return renderApplyResult(result, session, words, terminal);
+    } finally {
+      view.end();
+    }
+  });
+}
+
+/** Terraform's question; refused without a terminal to ask on. */
+async function ask(words: ReturnType<typeof applyWords>, terminal: Terminal): Promise<boolean> {
+  if (!terminal.isTTY || !process.stdin.isTTY) {
+    terminal.err(
+      `vfleet: not ${words.doing} without confirmation; run with --auto-approve when no one can answer.`,
+    );
+    return false;
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  const answer = await rl.question(`${words.ask} Only 'yes' will be accepted: `);
+  rl.close();
+  if (answer.trim() === 'yes') return true;
+  terminal.out(`${words.verb} cancelled.`);
+  return false;
+}
+
+function readSavedPlan(path: string): Plan {
+  const read = readBoundedFileSync(path, FILE_LIMITS.plan);
+  if (!read.ok)
+    throw new VfleetError('plan-file', `cannot read the plan file ${path}: it ${read.reason}`);
+  const parsed = parsePlan(read.bytes.toString('utf8'));
+  if (!parsed.ok)
+    throw new VfleetError('plan-file', `${path} is not a vfleet plan: ${parsed.reason}`);
+  return parsed.plan;
+}

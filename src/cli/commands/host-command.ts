@@ -1,0 +1,65 @@
+// `vfleet host forget|fail|recover <name>` (app/hosts.ts).
+import { Command } from 'commander';
+import { forgetHost, injectFault } from '../../app/hosts.js';
+import { withSession } from '../open-session.js';
+import type { Terminal } from '../terminal.js';
+import { lockedMessage, takeoverMessage } from '../views/lock-view.js';
+
+export function hostCommand(terminal: Terminal, setExit: (code: number) => void): Command {
+  const command = new Command('host').description(
+    'fault injection for embedded hosts; forget a host that is gone for good',
+  );
+  command
+    .command('forget')
+    .description('drop from the state the instances of a host the spec no longer names')
+    .argument('<name>', 'the host')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .action(async (name: string, o: { file: string }) => {
+      setExit(
+        await withSession(o.file, terminal, async (session) => {
+          const fleet = session.fleet.name;
+          const result = await forgetHost(session, name, (gone) =>
+            terminal.err(takeoverMessage(fleet, gone)),
+          );
+          if (!result.ok) {
+            terminal.err(lockedMessage(fleet, result.holder));
+            return 1;
+          }
+          const gone = result.forgotten;
+          terminal.out(
+            gone.length === 0
+              ? `The state has no instances on ${name}; nothing to forget.`
+              : `Forgot ${gone.length} instance(s) the state had on ${name}: ${gone.join(', ')}.\n` +
+                  `The next apply creates them elsewhere; whatever still runs on ${name} is not touched.`,
+          );
+          return 0;
+        }),
+      );
+    });
+  for (const [verb, fault] of [
+    ['fail', 'fail'],
+    ['recover', 'recover'],
+  ] as const) {
+    command
+      .command(verb)
+      .description(
+        fault === 'fail'
+          ? 'make an embedded host stop answering'
+          : 'bring a failed embedded host back',
+      )
+      .argument('<name>', 'the host')
+      .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+      .action(async (name: string, o: { file: string }) => {
+        setExit(
+          await withSession(o.file, terminal, async (session) => {
+            await injectFault(session, name, fault);
+            terminal.out(
+              fault === 'fail' ? `Host ${name} no longer answers.` : `Host ${name} answers again.`,
+            );
+            return 0;
+          }),
+        );
+      });
+  }
+  return command;
+}

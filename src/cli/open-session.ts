@@ -1,0 +1,35 @@
+// How a command opens what it works on: the spec read and validated (its diagnostics printed
+// when it has errors), and a session on the fleet (app/session.ts) closed when the command ends.
+import { type FleetSession, openSession, readValidSpec, type ValidSpec } from '../app/session.js';
+import type { Terminal } from './terminal.js';
+import { renderValidate } from './views/diagnostics-view.js';
+
+/** The valid spec, or undefined with its errors printed. */
+export function readSpecOrReport(file: string, terminal: Terminal): ValidSpec | undefined {
+  const read = readValidSpec(file);
+  if (!read.ok) {
+    terminal.err(renderValidate('text', { file, diagnostics: read.diagnostics, fleet: undefined }));
+    return undefined;
+  }
+  return read;
+}
+
+/**
+ * Runs `act` on a session of the fleet the spec names, closing it after; exit 1 when the spec is
+ * not valid (its errors printed).
+ */
+export async function withSession(
+  file: string,
+  terminal: Terminal,
+  act: (session: FleetSession) => Promise<number>,
+  options: { readonly lostAfterMs?: number } = {},
+): Promise<number> {
+  const spec = readSpecOrReport(file, terminal);
+  if (!spec) return 1;
+  const session = await openSession(spec, { cwd: process.cwd(), env: process.env, ...options });
+  try {
+    return await act(session);
+  } finally {
+    await session.close();
+  }
+}

@@ -1,0 +1,160 @@
+// How apply and destroy show what happens (app/apply.ts's events) and how they ended (its result):
+// the plan, a progress bar on a terminal or one NDJSON line per action for anything else (CI,
+// tools), the failures, the summary line, and the exit code.
+import { Presets, SingleBar } from 'cli-progress';
+import type { ApplyEvent, ApplyResult } from '../../app/apply.js';
+import type { FleetSession } from '../../app/session.js';
+import type { Plan } from '../../model/plan.js';
+import { escapeInvisibles, type Terminal } from '../terminal.js';
+import { jsonDocument } from './json.js';
+import { lockedMessage, takeoverMessage } from './lock-view.js';
+import { renderPlanText } from './plan-view.js';
+
+/** The words of apply, or of destroy. */
+export interface ApplyWords {
+  readonly verb: 'Apply' | 'Destroy';
+  readonly doing: string;
+  readonly ask: string;
+}
+
+export function applyWords(destroy: boolean, fleet: string): ApplyWords {
+  return destroy
+    ? { verb: 'Destroy', doing: 'destroying', ask: `Destroy every instance of fleet ${fleet}?` }
+    : { verb: 'Apply', doing: 'applying', ask: 'Apply these actions?' };
+}
+
+/** Shows apply's events as they come; `end` once the apply returned (the progress bar stops). */
+export function applyEventView(
+  terminal: Terminal,
+  fleet: string,
+): { onEvent: (event: ApplyEvent) => void; end: () => void } {
+  let bar: SingleBar | undefined;
+  const onEvent = (event: ApplyEvent) => {
+    switch (event.type) {
+      case 'lock-taken-over':
+        terminal.err(takeoverMessage(fleet, event.holder));
+        return;
+      case 'waiting-for-earlier-jobs': {
+        const jobs = event.jobs;
+        terminal.err(
+          `vfleet: waiting for ${jobs.length} job${jobs.length === 1 ? '' : 's'} an earlier apply left running (${jobs.slice(0, 3).join(', ')}${jobs.length > 3 ? ', …' : ''}) to finish before reading the hosts.`,
+        );
+        return;
+      }
+      case 'warning':
+        terminal.err(`Warning: ${event.message}`);
+        return;
+      case 'plan':
+        terminal.out(renderPlanText(event.plan));
+        return;
+      case 'running':
+        if (terminal.isTTY) {
+          bar = new SingleBar(
+            {
+              format: '  [{bar}] {value}/{total} actions  {last}',
+              hideCursor: true,
+              clearOnComplete: false,
+            },
+            Presets.legacy,
+          );
+          bar.start(event.plan.actions.length, 0, { last: '' });
+        }
+        return;
+      case 'outcome': {
+        const o = event.outcome;
+        if (bar) bar.increment(1, { last: escapeInvisibles(`${o.outcome} ${o.action}`) });
+        else terminal.out(jsonDocument({ type: 'action', plan: event.plan.id, ...o }));
+        return;
+      }
+    }
+  };
+  return { onEvent, end: () => bar?.stop() };
+}
+
+/** The end of an apply: what is said, and the exit code (0 only when the fleet matches its spec). */
+export function renderApplyResult(
+  result: ApplyResult,
+  session: FleetSession,
+  words: ApplyWords,
+  terminal: Terminal,
+): number {
+  switch (result.status) {
+    case 'locked':
+      terminal.err(lockedMessage(session.fleet.name, result.holder));
+      return 1;
+    case 'earlier-jobs-running':
+      terminal.err(
+        `vfleet: jobs of an earlier apply still run after ${result.deadlineMs / 60_000} minutes; not applying over them. Stop the workers running them (vfleet worker), or wait, and apply again.`,
+      );
+      return 1;
+    case 'stale':
+      terminal.err(`vfleet: ${result.staleness.message}`);
+      return 1;
+    case 'cancelled':
+      return 1;
+    case 'store-lost':
+      return storeLost(result, session, terminal);
+    case 'applied':
+      return applied(result.plan, result.outcomes, words, terminal);
+  }
+}
+
+/**
+ * Instances the fleet has no place for: the apply cannot make the fleet match the spec, and says
+ * so in its exit status (as Nomad's job run does for placement failures), even when everything it
+ * could do is done.
+ */
+function applied(
+  plan: Plan,
+  outcomes: Extract<ApplyResult, { status: 'applied' }>['outcomes'],
+  words: ApplyWords,
+  terminal: Terminal,
+): number {
+  const unplaced = plan.unplaceable.length;
+  const cannotPlace = `${unplaced} instance${unplaced === 1 ? '' : 's'} cannot be placed (above)`;
+  if (plan.actions.length === 0) {
+    if (unplaced === 0) return 0;
+    terminal.out(`Apply incomplete: nothing to do, but ${cannotPlace}.`);
+    return 1;
+  }
+  const failed = outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
+  for (const o of failed)
+    terminal.err(`  ! ${o.action}: ${o.outcome}${o.error ? `: ${o.error}` : ''}`);
+  const done = outcomes.length - failed.length;
+  if (failed.length === 0 && unplaced === 0) {
+    terminal.out(`${words.verb} complete: ${done} action${done === 1 ? '' : 's'} done.`);
+    return 0;
+  }
+  terminal.out(
+    failed.length === 0
+      ? `Apply incomplete: ${done} action${done === 1 ? '' : 's'} done, but ${cannotPlace}.`
+      : `${words.verb} incomplete: ${done} done, ${failed.length} failed or skipped${unplaced > 0 ? `, and ${cannotPlace}` : ''}. The next ${words.verb.toLowerCase()} resumes from here.`,
+  );
+  return 1;
+}
+
+/**
+ * The apply lost its Redis midway: one line saying so, what was done, and how to resume. No
+ * stack trace and no flood of connection errors (every client was closed the moment the store
+ * was declared lost). Exit 1.
+ */
+function storeLost(
+  result: Extract<ApplyResult, { status: 'store-lost' }>,
+  session: FleetSession,
+  terminal: Terminal,
+): number {
+  const { plan, reported } = result;
+  terminal.err(`vfleet: ${result.error.message}; the apply stopped.`);
+  const failed = reported.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped').length;
+  const done = reported.length - failed;
+  const unknown = plan.actions.length - reported.length;
+  terminal.out(
+    `Apply interrupted: ${done} of ${plan.actions.length} actions done, ${failed} failed or skipped, ${unknown} not run or unknown (in flight when Redis went away).`,
+  );
+  terminal.out(
+    session.connection.embedded
+      ? "To resume, run vfleet apply again: it restarts the private redis-server from its AOF (at most the last second of writes is lost; what the hosts run is adopted), removes this apply's lock, and applies what is left."
+      : `To resume, run vfleet apply again once Redis at ${session.connection.url} answers; it removes this apply's lock (from another machine: vfleet force-unlock <id>, as it says) and applies what is left.`,
+  );
+  return 1;
+}

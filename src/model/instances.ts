@@ -1,0 +1,95 @@
+// One vocabulary for an instance, in the three places it lives, and every mapping between them:
+//
+//   desired   what the spec and the scheduler want: a PlacementEntry (model/placement.ts) of a
+//             group (model/fleet.ts) — name, group, host, failover host, image, resources;
+//   recorded  what the state store holds (state/, Redis): RecordedInstance, one per instance;
+//   reported  what a host says it runs (engines/): ReportedInstance, from `list` and `describe`.
+//
+// Plans read the observed state (model/observed.ts): the recorded instances corrected by what
+// the hosts report (app/refresh.ts). A job writes what its host reported back as a record
+// (queue/action-handler.ts). Both conversions are here and only here.
+import type { PackageVersions, Resources } from './fleet.js';
+import type { InstanceStatus, ObservedInstance } from './observed.js';
+
+/** An instance as the state store records it: an observed instance whose packages are known. */
+export interface RecordedInstance extends ObservedInstance {
+  /** Package → version, as the host last reported the instance's inventory. */
+  readonly packages: PackageVersions;
+}
+
+/** What a real host reports about an instance beyond its status. */
+export interface InstanceRuntime {
+  /** The process that is the instance: QEMU, or the sandbox's `unshare`. */
+  readonly pid?: number;
+  /** Sandboxes: PID 1 of the sandbox's pid namespace, as the host numbers it. */
+  readonly initPid?: number;
+  /** VMs: QEMU's run state from QMP `query-status` (running, paused, shutdown, …). */
+  readonly state?: string;
+  /** Sandboxes: which resource limits the host enforces (cgroup v2), and why not where not. */
+  readonly limits?: { readonly memory: boolean; readonly cpu: boolean; readonly note?: string };
+  /** The instance's console output on the host (serial log, sandbox log). */
+  readonly log?: string;
+}
+
+/**
+ * An instance as its host reports it. `name` is the instance's name (the hosts' records have
+ * always called it so); everywhere else it is `instance`.
+ */
+export interface ReportedInstance {
+  readonly name: string;
+  readonly group: string;
+  readonly generation: number;
+  readonly status: Exclude<InstanceStatus, 'failed'>;
+  readonly image: string;
+  readonly resources: Resources;
+  readonly packages: PackageVersions;
+  /** Real engines: how the host sees the instance right now (absent for the embedded engine). */
+  readonly runtime?: InstanceRuntime;
+}
+
+/**
+ * The record of an instance its host runs and the state did not know (refresh adopts it): no
+ * failover host yet — the next plan gives it one.
+ */
+export function recordedFromReported(host: string, reported: ReportedInstance): RecordedInstance {
+  return {
+    instance: reported.name,
+    group: reported.group,
+    host,
+    generation: reported.generation,
+    status: reported.status,
+    image: reported.image,
+    resources: reported.resources,
+    failoverHost: null,
+    packages: { ...reported.packages },
+  };
+}
+
+/**
+ * The record a job writes once its host reports the instance: at the job's generation, with the
+ * failover host its plan gave it.
+ */
+export function recordedAfterAction(
+  host: string,
+  reported: ReportedInstance,
+  action: {
+    readonly group: string;
+    readonly generation: number;
+    readonly failoverHost: string | null;
+  },
+): RecordedInstance {
+  return {
+    ...recordedFromReported(host, reported),
+    group: action.group,
+    generation: action.generation,
+    failoverHost: action.failoverHost,
+  };
+}
+
+/** An adopted record as a plan that will not write it sees it: packages not yet reported. */
+export function observedFromRecorded({
+  packages: _,
+  ...observed
+}: RecordedInstance): ObservedInstance {
+  return observed;
+}
