@@ -15,7 +15,7 @@ import { countBySeverity } from '../model/diagnostic.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';
 import { type Fleet, replicaName } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
-import { connectRedis, type RedisConnection } from '../state/redis-server.js';
+import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
 import { withCommandTimeout } from '../transport/command-limits.js';
