@@ -1,7 +1,7 @@
 // The raw Redis client: one inline command on a unix socket, and the first line of its reply. It
-// probes the private server (is it there, is it still reading its AOF, SHUTDOWN) without a client
-// of ioredis's, which would bring reconnection and an offline queue of its own, and it sends no
-// password (the private server has none).
+// asks the private server whether it answers and whether it is still reading its AOF back, and
+// sends it SHUTDOWN, without a client of ioredis's, which would bring reconnection and an offline
+// queue of its own. It sends no password: the private server has none.
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 
