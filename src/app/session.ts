@@ -7,9 +7,9 @@ import { type EngineSet, openEngineSet } from '../engines/engine-set.js';
 import type { RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
 import type { Fleet } from '../model/fleet.js';
+import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { FleetState } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
-import { connectRedis, type RedisConnection } from '../state/redis-server.js';
 import { readAndLoadFleet } from './read-spec.js';
 
 export interface ValidSpec {

@@ -8,7 +8,8 @@ import { VfleetError } from '../model/errors.js';
 import type { Fleet, Host } from '../model/fleet.js';
 import type { InstanceStatus } from '../model/observed.js';
 import { openTransport } from '../transport/open-transport.js';
-import { type Transport, withCommandTimeout } from '../transport/transport.js';
+import { withCommandTimeout } from '../transport/command-limits.js';
+import type { Transport } from '../transport/transport.js';
 import {
   EmbeddedEngine,
   embeddedListing,

@@ -1,14 +1,11 @@
-// Where vfleet's Redis is, and a client on it (docs/architecture.md, CLI v1). Without REDIS_URL, vfleet
-// starts — or reuses — a private redis-server for the current folder, its files in
-// `.vfleet/redis/`: a unix socket and no TCP port (nothing else on the machine can reach it by
-// accident), AOF fsynced every second (a crash loses at most a second of state), and
-// `noeviction` (Redis must refuse a write rather than silently drop a lock, a job or an
-// instance record). It is a daemon, so it outlives the command that started it and the next
-// command reuses it; `vfleet down` stops it. With REDIS_URL, vfleet uses that server, after
-// checking that it does not evict. The password is kept out of every message: ioredis puts it
-// in the arguments of the errors it raises for HELLO/AUTH, so those errors are never rethrown
-// or attached as a cause, only their redacted message is quoted (redact.ts); every client is
-// made by redis-clients.ts, which gives each an error listener and notices a store gone away.
+// The private redis-server of a folder (README.md, "The private redis-server"): vfleet's Redis when
+// REDIS_URL is not set, its files in `.vfleet/redis/`: a unix socket and no TCP port (nothing
+// else on the machine can reach it by accident), AOF fsynced every second (a crash loses at most
+// a second of state), and `noeviction` (Redis must refuse a write rather than silently drop a
+// lock, a job or an instance record). It is a daemon, so it outlives the command that started it
+// and the next command reuses it (connect-redis.ts connects to it); `vfleet down` stops it.
+// Starting and stopping hold the folder's start lock, and read the pidfile and probe the socket
+// (raw-redis.ts) to tell a running server from a stale file.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -21,45 +18,16 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
-import { createConnection, isIP } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
 import { withFileLock } from './file-lock.js';
 import { FleetState } from './fleet-state.js';
 import { isProcessAlive, isRedisServerProcess } from './process-alive.js';
-import { redactedMessage } from './redact.js';
-import { DEFAULT_LOST_AFTER_MS, RedisClients } from './redis-clients.js';
-import { parseRedisUrl } from './redis-url.js';
-
-export interface RedisConnection {
-  readonly redis: Redis;
-  /** Where vfleet is connected, safe to show: the password is `***`. */
-  readonly url: string;
-  /** True when this is the private server of the folder, which `vfleet down` stops. */
-  readonly embedded: boolean;
-  /** Makes every further client (BullMQ's included) and says when the store went away. */
-  readonly clients: RedisClients;
-  /** Closes the client; an embedded server keeps running for the next command. */
-  close(): Promise<void>;
-}
-
-export interface ConnectRedisOptions {
-  /** The folder whose `.vfleet/` holds the private server. */
-  readonly cwd: string;
-  readonly env: NodeJS.ProcessEnv;
-  /** Diagnostics for `VFLEET_DEBUG`; never given a password. */
-  readonly debug?: (message: string) => void;
-  /** How long a starting server may take to answer PING. */
-  readonly startTimeoutMs?: number;
-  /**
-   * How long a lost connection may stay lost before the store counts as gone (default 5 s, or
-   * VFLEET_REDIS_LOST_MS); Infinity for a daemon that waits for Redis to come back.
-   */
-  readonly lostAfterMs?: number;
-}
+import { answers, inlineCommand, PROBE_TIMEOUT_MS } from './raw-redis.js';
+import { RedisClients } from './redis-clients.js';
+import { within } from './within.js';
 
 export interface EmbeddedRedisPaths {
   readonly dir: string;
@@ -83,207 +51,7 @@ const MAX_SOCKET_PATH = 103;
 const DEFAULT_START_TIMEOUT_MS = 5_000;
 const STOP_TIMEOUT_MS = 10_000;
 const LOCK = { timeoutMs: 15_000, staleMs: 30_000 };
-const PROBE_TIMEOUT_MS = 1_000;
-const CLOSE_TIMEOUT_MS = 2_000;
-/** How long a connected server has to answer the handshake (HELLO, AUTH, INFO). */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
 const FALLBACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-const noDebug = (_message: string): void => undefined;
-
-/** `promise`, or `fallback` after `ms`; the timer is cleared so it keeps no process alive. */
-async function within<T, F>(ms: number, promise: Promise<T>, fallback: F): Promise<T | F> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<F>((resolve) => {
-    timer = setTimeout(() => resolve(fallback), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Connecting
-
-export async function connectRedis(options: ConnectRedisOptions): Promise<RedisConnection> {
-  const debug = options.debug ?? noDebug;
-  const url = options.env.REDIS_URL;
-  if (url !== undefined && url.trim() !== '') {
-    const endpoint = parseRedisUrl(url);
-    refuseDebugWithPassword(endpoint.password, [options.env.DEBUG, process.env.DEBUG]);
-    const tlsOptions = endpoint.tls
-      ? { tls: isIP(endpoint.host) ? {} : { servername: endpoint.host } }
-      : {};
-    const clients = new RedisClients(
-      {
-        host: endpoint.host,
-        port: endpoint.port,
-        username: endpoint.username,
-        password: endpoint.password,
-        db: endpoint.db,
-        ...tlsOptions,
-      },
-      { shown: endpoint.redacted, lostAfterMs: lostAfter(options), debug },
-    );
-    const redis = await openClient(clients, endpoint);
-    await refuseEviction(redis, endpoint.redacted);
-    return connection(redis, clients, false);
-  }
-  const paths = embeddedRedisPaths(options.cwd);
-  if (paths.socketInTmp) {
-    debug(
-      `${join(paths.dir, 'redis.sock')} is longer than a unix socket path may be; the private redis-server listens on ${paths.socket} instead`,
-    );
-  }
-  await ensureEmbeddedServer(paths, options.env, options.startTimeoutMs, debug);
-  await waitWhileLoading(paths.socket, debug);
-  const shown = `unix://${paths.socket}`;
-  const clients = new RedisClients(
-    { path: paths.socket },
-    { shown, lostAfterMs: lostAfter(options), debug },
-  );
-  const redis = await openClient(clients);
-  await refuseEviction(redis, shown);
-  return connection(redis, clients, true);
-}
-
-function lostAfter(options: ConnectRedisOptions): number {
-  if (options.lostAfterMs !== undefined) return options.lostAfterMs;
-  const fromEnv = Number(options.env.VFLEET_REDIS_LOST_MS);
-  return Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_LOST_AFTER_MS;
-}
-
-/**
- * Whether DEBUG (the `debug` package's variable) turns on `namespace`, by that package's rules:
- * comma- or space-separated patterns, `*` a wildcard, a leading `-` excludes.
- */
-export function debugEnables(debugVariable: string | undefined, namespace: string): boolean {
-  const patterns = (debugVariable ?? '').split(/[\s,]+/).filter(Boolean);
-  const matches = (pattern: string) =>
-    new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*?')}$`).test(
-      namespace,
-    );
-  if (patterns.some((p) => p.startsWith('-') && matches(p.slice(1)))) return false;
-  return patterns.some((p) => !p.startsWith('-') && matches(p));
-}
-
-/**
- * ioredis's debug output prints every command with its arguments, AUTH's password included;
- * vfleet cannot redact it, so it refuses to send a password while that output is on.
- */
-function refuseDebugWithPassword(password: string | undefined, debugVariables: unknown[]): void {
-  if (password === undefined) return;
-  if (!debugVariables.some((d) => typeof d === 'string' && debugEnables(d, 'ioredis:redis'))) {
-    return;
-  }
-  throw new VfleetError(
-    'redis-debug-password',
-    "DEBUG turns on ioredis's debug output, which would print the Redis password from REDIS_URL; unset DEBUG or exclude ioredis (add ,-ioredis:* to it)",
-  );
-}
-
-function connection(redis: Redis, clients: RedisClients, embedded: boolean): RedisConnection {
-  return {
-    redis,
-    url: clients.shown,
-    embedded,
-    clients,
-    async close() {
-      if (clients.signal.aborted) return; // lost: every client is disconnected already
-      const quit = redis.quit().then(
-        () => true,
-        () => false,
-      );
-      if (!(await within(CLOSE_TIMEOUT_MS, quit, false))) redis.disconnect();
-    },
-  };
-}
-
-async function openClient(
-  clients: RedisClients,
-  target: { readonly db?: number; readonly password?: string } = {},
-): Promise<Redis> {
-  const redis = clients.open({ lazyConnect: true });
-  try {
-    // connectTimeout covers the TCP connect only: a server that accepts and then says nothing
-    // would leave the handshake waiting for ever.
-    const ready = await within(
-      HANDSHAKE_TIMEOUT_MS,
-      redis.connect().then(() => true),
-      false,
-    );
-    if (!ready) throw new Error(`no Redis reply within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
-    // ioredis reports a refused SELECT (a db number past the server's `databases`) as an event
-    // and carries on in db 0; vfleet would then read and write another fleet's database.
-    if (target.db) await redis.select(target.db);
-  } catch (e) {
-    // Already ended after a fatal error; disconnecting again would arm a timer on a closed
-    // stream that nothing clears, holding the process open for ioredis's disconnectTimeout.
-    if (redis.status !== 'end') redis.disconnect();
-    const raw = clients.lastErrorMessage() ?? redactedMessage(e);
-    // The reason is one line: a server's error text could carry more.
-    const reason = /Unknown RESP type|Protocol error/.test(raw)
-      ? 'the server does not speak the Redis protocol'
-      : /^NOAUTH/.test(raw) && target.password === undefined
-        ? 'NOAUTH: the server wants a password and REDIS_URL has none'
-        : (raw.split('\n')[0] ?? '').slice(0, 200);
-    const hint = /WRONGPASS|NOAUTH|AUTH/.test(reason)
-      ? ' (check the user name and password in REDIS_URL)'
-      : /DB index/.test(reason)
-        ? ` (REDIS_URL names database ${target.db})`
-        : '';
-    throw new VfleetError(
-      'redis-connect',
-      `cannot connect to Redis at ${clients.shown}: ${reason}${hint}`,
-      {
-        retryable: true,
-      },
-    );
-  }
-  return redis;
-}
-
-/** Reads maxmemory-policy: CONFIG GET, or INFO memory where CONFIG is disabled (managed Redis). */
-async function evictionPolicy(redis: Redis): Promise<string | undefined> {
-  try {
-    const reply: unknown = await redis.config('GET', 'maxmemory-policy');
-    const value = Array.isArray(reply)
-      ? reply[1]
-      : (reply as Record<string, unknown> | null)?.['maxmemory-policy'];
-    if (typeof value === 'string' && value !== '') return value;
-  } catch {
-    // CONFIG renamed away or not permitted: INFO is nearly always allowed.
-  }
-  try {
-    const info = await redis.info('memory');
-    return /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
-  } catch {
-    return undefined;
-  }
-}
-
-async function refuseEviction(redis: Redis, shown: string): Promise<void> {
-  const policy = await evictionPolicy(redis);
-  if (policy === 'noeviction') return;
-  redis.disconnect();
-  const fix =
-    'run `redis-cli CONFIG SET maxmemory-policy noeviction` and set `maxmemory-policy noeviction` in redis.conf so that it survives a restart (on a managed Redis: in its parameter group or settings)';
-  if (policy === undefined) {
-    throw new VfleetError(
-      'redis-eviction-policy',
-      `cannot read the maxmemory-policy of Redis at ${shown} (both CONFIG GET and INFO were refused); vfleet needs noeviction: ${fix}`,
-    );
-  }
-  throw new VfleetError(
-    'redis-eviction-policy',
-    `Redis at ${shown} has maxmemory-policy ${policy}: under memory pressure it would silently drop vfleet's locks, jobs and state. vfleet needs noeviction: ${fix}`,
-  );
-}
-
-// ---------------------------------------------------------------------------------------------
-// The private server
 
 /** Where the private server of `cwd` keeps its files. */
 export function embeddedRedisPaths(cwd: string): EmbeddedRedisPaths {
@@ -352,70 +120,6 @@ async function readPid(pidfile: string): Promise<number | null> {
   }
 }
 
-/**
- * Sends one inline command on a raw socket and returns the first line of the reply, or null
- * when nothing answers (no socket, refused, closed, timed out). Raw, so that probing a
- * socket needs no client with reconnection and offline queues of its own.
- */
-function inlineCommand(socket: string, command: string, timeoutMs: number): Promise<string | null> {
-  return new Promise((resolve) => {
-    let settled = false;
-    let buffered = '';
-    const conn = createConnection(socket);
-    const finish = (line: string | null) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      conn.destroy();
-      resolve(line);
-    };
-    const timer = setTimeout(() => finish(null), timeoutMs);
-    conn.setEncoding('utf8');
-    conn.on('connect', () => conn.write(`${command}\r\n`));
-    conn.on('data', (chunk: string) => {
-      buffered += chunk;
-      const end = buffered.indexOf('\r\n');
-      if (end >= 0) finish(buffered.slice(0, end));
-    });
-    conn.on('error', () => finish(null));
-    conn.on('close', () => finish(null));
-  });
-}
-
-/** How long a restarted private server may take to read its AOF back before vfleet gives up. */
-const LOAD_TIMEOUT_MS = 10 * 60_000;
-
-/**
- * A private server restarted after a crash reads its AOF back first, answering `-LOADING` until it
- * is done: seconds for a large fleet's state and queues on a loaded machine (the crash soak saw
- * more than the 10 s a handshake may take). Wait for it, saying so, rather than fail.
- */
-async function waitWhileLoading(socket: string, debug: (message: string) => void): Promise<void> {
-  const deadline = Date.now() + LOAD_TIMEOUT_MS;
-  let told = false;
-  for (;;) {
-    const reply = await inlineCommand(socket, 'PING', PROBE_TIMEOUT_MS);
-    if (!reply?.startsWith('-LOADING')) return;
-    if (!told) debug(`the private redis-server is reading its AOF back; waiting (${socket})`);
-    told = true;
-    if (Date.now() > deadline) {
-      throw new VfleetError(
-        'redis-connect',
-        `the private redis-server on ${socket} was still reading its AOF after ${LOAD_TIMEOUT_MS / 60_000} minutes`,
-        { retryable: true },
-      );
-    }
-    await delay(100);
-  }
-}
-
-/** A server answers when PING gets any reply: `-LOADING` means it is alive and reading its AOF. */
-async function answers(socket: string): Promise<boolean> {
-  if (!existsSync(socket)) return false;
-  const reply = await inlineCommand(socket, 'PING', PROBE_TIMEOUT_MS);
-  return reply !== null && (reply.startsWith('+') || reply.startsWith('-'));
-}
-
 /** The pid of the folder's server when its pidfile names a live process and its socket answers. */
 async function runningServer(paths: EmbeddedRedisPaths): Promise<number | null> {
   const pid = await readPid(paths.pidfile);
@@ -423,16 +127,26 @@ async function runningServer(paths: EmbeddedRedisPaths): Promise<number | null> 
   return (await answers(paths.socket)) ? pid : null;
 }
 
-async function ensureEmbeddedServer(
-  paths: EmbeddedRedisPaths,
+/**
+ * The private server of `cwd`, running: reused when its pidfile names a live process and its
+ * socket answers, else started under the folder's start lock. Returns where its files are.
+ */
+export async function ensureEmbeddedRedis(
+  cwd: string,
   env: NodeJS.ProcessEnv,
-  startTimeoutMs: number | undefined,
-  debug: (message: string) => void,
-): Promise<void> {
+  options: { readonly debug: (message: string) => void; readonly startTimeoutMs?: number },
+): Promise<EmbeddedRedisPaths> {
+  const { debug } = options;
+  const paths = embeddedRedisPaths(cwd);
+  if (paths.socketInTmp) {
+    debug(
+      `${join(paths.dir, 'redis.sock')} is longer than a unix socket path may be; the private redis-server listens on ${paths.socket} instead`,
+    );
+  }
   const running = await runningServer(paths);
   if (running !== null) {
     debug(`reusing the private redis-server (pid ${running}) on ${paths.socket}`);
-    return;
+    return paths;
   }
   mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
   // The folder is per machine and holds the database: keep it out of the user's git repo.
@@ -455,9 +169,10 @@ async function ensureEmbeddedServer(
           `something answers on ${paths.socket} but ${paths.pidfile} names no running redis-server; stop that server (or remove the socket) and retry`,
         );
       }
-      await startServer(paths, env, startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, debug);
+      await startServer(paths, env, options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS, debug);
     },
   );
+  return paths;
 }
 
 function serverArgs(paths: EmbeddedRedisPaths): string[] {
@@ -565,7 +280,7 @@ export async function stopEmbeddedRedis(
     readonly force?: boolean;
   } = {},
 ): Promise<StopOutcome> {
-  const debug = options.debug ?? noDebug;
+  const debug = options.debug ?? (() => undefined);
   const paths = embeddedRedisPaths(cwd);
   if (!existsSync(paths.dir)) return { stopped: false, paths };
   return withFileLock(

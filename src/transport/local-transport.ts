@@ -1,14 +1,14 @@
 // The local transport: child processes started with an argument vector (spawn without a shell),
 // so no value from a spec is ever parsed by a shell. Each command gets its own process group so
-// a timeout or an abort kills everything it started.
-import { spawn } from 'node:child_process';
+// a timeout or an abort (command-limits.ts) kills everything it started.
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { constants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { VfleetError } from '../model/errors.js';
+import type { VfleetError } from '../model/errors.js';
 import { openRegularFileStream } from './bounded-file.js';
+import { cannotRun, exitStatus, limitCommand } from './command-limits.js';
 import { temporaryPathFor } from './temporary-name.js';
 import type { ExecOptions, ExecResult, Transport } from './transport.js';
 
@@ -18,57 +18,39 @@ export class LocalTransport implements Transport {
   exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     const [program, ...args] = argv;
     if (program === undefined) throw new Error('exec: empty argv');
-    if (options.signal?.aborted) {
-      return Promise.reject(new VfleetError('command-aborted', `${this.host}: ${program} aborted`));
-    }
     return new Promise((resolve, reject) => {
-      const child = spawn(program, args, { stdio: 'pipe', detached: true });
+      // Throws (so rejects, before anything starts) when the signal has fired already.
+      const limit = limitCommand(this.host, program, options);
+      let child: ChildProcessWithoutNullStreams;
+      try {
+        child = spawn(program, args, { stdio: 'pipe', detached: true });
+      } catch (e) {
+        limit.dispose(); // an argument spawn refuses (a NUL byte): nothing started
+        throw e;
+      }
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
       let ended: VfleetError | undefined;
-      const killGroup = () => {
+      limit.stopped.catch((reason: VfleetError) => {
+        ended = reason;
         try {
           if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
         } catch {
           // already gone
         }
-      };
-      const timer =
-        options.timeoutMs === undefined
-          ? undefined
-          : setTimeout(() => {
-              ended = new VfleetError(
-                'command-timeout',
-                `${this.host}: ${program} ran longer than ${options.timeoutMs} ms and was killed`,
-                { retryable: true },
-              );
-              killGroup();
-            }, options.timeoutMs);
-      const onAbort = () => {
-        ended = new VfleetError('command-aborted', `${this.host}: ${program} aborted`);
-        killGroup();
-      };
-      options.signal?.addEventListener('abort', onAbort, { once: true });
+      });
       child.stdout.on('data', (b: Buffer) => stdout.push(b));
       child.stderr.on('data', (b: Buffer) => stderr.push(b));
       child.stdin.on('error', () => {}); // a command that does not read its stdin
       child.once('error', (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        reject(
-          new VfleetError(
-            'command-failed',
-            `${this.host}: cannot run ${program}: ${e.code ?? e.message}`,
-          ),
-        );
+        limit.dispose();
+        reject(cannotRun(this.host, program, e.code ?? e.message));
       });
       child.once('close', (code, signal) => {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
+        limit.dispose();
         if (ended) return reject(ended);
-        const bySignal = signal ? 128 + (constants.signals[signal] ?? 0) : 0;
         resolve({
-          code: code ?? bySignal,
+          code: exitStatus(code, signal),
           stdout: Buffer.concat(stdout),
           stderr: Buffer.concat(stderr),
         });

@@ -65,22 +65,3 @@ export async function copyFile(
   const { pipeline } = await import('node:stream/promises');
   await pipeline(await from.createReadStream(fromPath), await to.createWriteStream(toPath, mode));
 }
-
-/**
- * The transport, with a time limit on every command that does not set its own: a command that
- * hangs on a host (a stuck mount, a dead NFS server) is killed and its job retried, instead of
- * holding a worker forever.
- */
-export function withCommandTimeout(transport: Transport, timeoutMs: number): Transport {
-  return {
-    host: transport.host,
-    exec: (argv, options = {}) =>
-      transport.exec(argv, { ...options, timeoutMs: options.timeoutMs ?? timeoutMs }),
-    readFile: (path) => transport.readFile(path),
-    writeFile: (path, data, mode) => transport.writeFile(path, data, mode),
-    createReadStream: (path) => transport.createReadStream(path),
-    createWriteStream: (path, mode) => transport.createWriteStream(path, mode),
-    connectUnixSocket: (path) => transport.connectUnixSocket(path),
-    close: () => transport.close(),
-  };
-}

@@ -6,8 +6,9 @@ import { copyFileSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { connectRedis } from '../../src/state/connect-redis.js';
 import { isProcessAlive } from '../../src/state/process-alive.js';
-import { connectRedis, stopEmbeddedRedis } from '../../src/state/redis-server.js';
+import { stopEmbeddedRedis } from '../../src/state/redis-server.js';
 import { fromRoot } from '../helpers/paths.js';
 
 const bin = fromRoot('bin', 'vfleet.js');

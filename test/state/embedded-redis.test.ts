@@ -15,13 +15,9 @@ import {
 import { tmpdir } from 'node:os';
 import { after, describe, it } from 'node:test';
 import { isVfleetError } from '../../src/model/errors.js';
+import { connectRedis, type RedisConnection } from '../../src/state/connect-redis.js';
 import { isProcessAlive } from '../../src/state/process-alive.js';
-import {
-  connectRedis,
-  embeddedRedisPaths,
-  type RedisConnection,
-  stopEmbeddedRedis,
-} from '../../src/state/redis-server.js';
+import { embeddedRedisPaths, stopEmbeddedRedis } from '../../src/state/redis-server.js';
 import { fromRoot } from '../helpers/paths.js';
 
 // No REDIS_URL from the environment the tests run in.
@@ -137,7 +133,7 @@ describe('the private redis-server', () => {
     assert.equal(new Set(pids).size, 1, `one server: ${pids}`);
     await stopEmbeddedRedis(cwd);
 
-    const module = fromRoot('dist', 'src', 'state', 'redis-server.js');
+    const module = fromRoot('dist', 'src', 'state', 'connect-redis.js');
     const script = `
       const { connectRedis } = await import(${JSON.stringify(module)});
       const c = await connectRedis({ cwd: process.cwd(), env: process.env });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { inspect } from 'node:util';
 import { isVfleetError } from '../../src/model/errors.js';
-import { connectRedis } from '../../src/state/redis-server.js';
+import { connectRedis } from '../../src/state/connect-redis.js';
 import { fromRoot } from '../helpers/paths.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 
@@ -36,7 +36,7 @@ function leaks(text: string, password: string): boolean {
 
 /** connectRedis in a child process, as the CLI runs it: what it prints on stdout and stderr. */
 function connectInChild(url: string, debug: string | undefined) {
-  const module = fromRoot('dist', 'src', 'state', 'redis-server.js');
+  const module = fromRoot('dist', 'src', 'state', 'connect-redis.js');
   const script = `
     const { connectRedis } = await import(${JSON.stringify(module)});
     try {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isVfleetError } from '../../src/model/errors.js';
-import { debugEnables } from '../../src/state/redis-server.js';
+import { debugEnables } from '../../src/state/connect-redis.js';
 import { parseRedisUrl } from '../../src/state/redis-url.js';
 
 describe('parseRedisUrl', () => {

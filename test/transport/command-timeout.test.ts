@@ -5,8 +5,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { describe, it } from 'node:test';
 import { isVfleetError } from '../../src/model/errors.js';
+import { withCommandTimeout } from '../../src/transport/command-limits.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
-import { withCommandTimeout } from '../../src/transport/transport.js';
 import { eventually } from './contract.js';
 
 /** The live processes whose command line names `text` (a zombie's is empty). */

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
-import { stopEmbeddedRedis } from '../../state/redis-server.js';
+import { downPrivateRedis } from '../../app/down.js';
 import type { Terminal } from '../terminal.js';
-import { type DownResult, renderDownText } from '../views/down-view.js';
+import { renderDownText } from '../views/down-view.js';
 
 export interface DownArgs {
   readonly cwd: string;
@@ -15,18 +15,15 @@ export interface DownArgs {
  * fleet lock on it, unless --force. Exit 0, also when nothing runs.
  */
 export async function runDown(args: DownArgs, terminal: Terminal): Promise<number> {
-  let result: DownResult;
-  if ((args.env.REDIS_URL ?? '').trim() !== '') {
-    result = { kind: 'external' };
-  } else {
-    const debug = args.env.VFLEET_DEBUG
-      ? (message: string) => terminal.err(`vfleet: debug: ${message}`)
-      : undefined;
-    const outcome = await stopEmbeddedRedis(args.cwd, { debug, force: args.force === true });
-    result = outcome.stopped
-      ? { kind: 'stopped', pid: outcome.pid, dir: outcome.paths.dir }
-      : { kind: 'nothing-running', dir: outcome.paths.dir };
-  }
+  const debug = args.env.VFLEET_DEBUG
+    ? (message: string) => terminal.err(`vfleet: debug: ${message}`)
+    : undefined;
+  const result = await downPrivateRedis({
+    cwd: args.cwd,
+    env: args.env,
+    force: args.force === true,
+    ...(debug ? { debug } : {}),
+  });
   terminal.out(renderDownText(result));
   return 0;
 }

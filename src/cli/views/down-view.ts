@@ -1,9 +1,5 @@
 // How `vfleet down` says what it did.
-
-export type DownResult =
-  | { readonly kind: 'stopped'; readonly pid: number | null; readonly dir: string }
-  | { readonly kind: 'nothing-running'; readonly dir: string }
-  | { readonly kind: 'external' };
+import type { DownResult } from '../../app/down.js';
 
 export function renderDownText(result: DownResult): string {
   switch (result.kind) {
