@@ -138,7 +138,7 @@ async function applyThroughput(
   const started = performance.now();
   const plan = makePlan(fleet, schedule(fleet), EMPTY_STATE, { id: 'bench', specHash: 'bench' });
   await state.setCurrentPlan(plan.id);
-  const outcomes = await runPlan(plan, fleet, {
+  const outcomes = await runPlan(plan, {
     connect,
     prefix: queuePrefix(fleet.name),
     engines: { engine: (h) => engines.get(h) as EmbeddedEngine },

@@ -115,7 +115,7 @@ async function applyLocked(
   const { runPlan } = await import('../queue/run-plan.js');
   const reported: ActionOutcome[] = [];
   try {
-    const outcomes = await runPlan(plan, session.fleet, {
+    const outcomes = await runPlan(plan, {
       connect: () => session.connect(),
       prefix: session.queuePrefix,
       engines: session.engines,

@@ -5,23 +5,10 @@
 // newest is harmless (idempotence), so a job that runs twice never acts twice.
 import type { HostOs, InstanceKind, PackageVersions, Resources } from '../model/fleet.js';
 import type { InstanceRuntime, ReportedInstance } from '../model/instances.js';
+import type { PlanImage } from '../model/plan.js';
 
-export interface EngineImage {
-  readonly name: string;
-  readonly kind: InstanceKind;
-  readonly os: { readonly family: string; readonly release: string; readonly arch: string };
-  readonly packages: PackageVersions;
-  /** Real engines: the image's files on the machine that runs vfleet, as absolute paths. */
-  readonly source?: {
-    readonly rootfs?: string;
-    readonly disk?: string;
-    readonly kernel?: string;
-    readonly initrd?: string;
-    readonly cmdline?: string;
-  };
-  /** Real engines, containers: the sandbox's argument vector. */
-  readonly command?: readonly string[];
-}
+/** An image as an engine creates an instance from it: a plan's (model/plan.ts). */
+export type EngineImage = PlanImage;
 
 /** What an engine needs to create an instance. */
 export interface InstanceRequest {

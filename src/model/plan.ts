@@ -1,6 +1,6 @@
 // A plan is data (habit 2, docs/architecture.md): what apply will do, in order, with what it costs in licenses and
 // what failover coverage it leaves. Printed, saved to a file, applied later by another module.
-import type { PackageVersions, Resources } from './fleet.js';
+import type { InstanceKind, PackageVersions, Resources } from './fleet.js';
 import type { FailoverSummary, Unplaceable } from './placement.js';
 
 export const PLAN_FORMAT_VERSION = '1';
@@ -65,6 +65,27 @@ export interface PlanAction {
   readonly stray?: boolean;
 }
 
+/**
+ * An image as apply needs it to create an instance: resolved from the spec when the plan was
+ * made (packagesFrom read, source paths absolute), so a saved plan runs what it showed.
+ */
+export interface PlanImage {
+  readonly name: string;
+  readonly kind: InstanceKind;
+  readonly os: { readonly family: string; readonly release: string; readonly arch: string };
+  readonly packages: PackageVersions;
+  /** Real engines: the image's files on the machine that runs vfleet, as absolute paths. */
+  readonly source?: {
+    readonly rootfs?: string;
+    readonly disk?: string;
+    readonly kernel?: string;
+    readonly initrd?: string;
+    readonly cmdline?: string;
+  };
+  /** Real engines, containers: the sandbox's argument vector. */
+  readonly command?: readonly string[];
+}
+
 export interface LicenseChange {
   readonly pool: string;
   readonly metric: string;
@@ -87,11 +108,13 @@ export interface Plan {
   readonly formatVersion: typeof PLAN_FORMAT_VERSION;
   readonly id: string;
   readonly fleet: string;
-  /** sha256 of the spec file the plan was made from. */
+  /** sha256 of the spec file and every file it names that vfleet read (packagesFrom). */
   readonly specHash: string;
   /** The observed state's version the plan was made against. */
   readonly stateVersion: number;
   readonly actions: readonly PlanAction[];
+  /** Every image an action creates an instance from, by name: a saved plan needs no spec to run. */
+  readonly images: Readonly<Record<string, PlanImage>>;
   readonly unplaceable: readonly Unplaceable[];
   readonly licenses: readonly LicenseChange[];
   readonly failover: FailoverSummary;

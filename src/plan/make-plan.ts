@@ -33,6 +33,7 @@ import {
   PLAN_FORMAT_VERSION,
   type Plan,
   type PlanAction,
+  type PlanImage,
 } from '../model/plan.js';
 import {
   dpkgArch,
@@ -199,6 +200,7 @@ export function makePlan(
     specHash: meta.specHash,
     stateVersion: observed.version,
     actions,
+    images: imagesOf(fleet, actions),
     unplaceable: placement.unplaceable,
     licenses: licenseChanges(fleet, placement, observed),
     failover: placement.failover,
@@ -367,4 +369,22 @@ function licenseChanges(
     before: before.used(i),
     after: after.used(i),
   }));
+}
+
+/** The images the actions create instances from, as apply needs them (a saved plan carries them). */
+function imagesOf(fleet: Fleet, actions: readonly PlanAction[]): Record<string, PlanImage> {
+  const used = new Set(actions.filter((a) => a.kind !== 'destroy').map((a) => a.image));
+  const images: Record<string, PlanImage> = {};
+  for (const image of fleet.images) {
+    if (!used.has(image.name)) continue;
+    images[image.name] = {
+      name: image.name,
+      kind: image.kind,
+      os: image.os,
+      packages: image.packages,
+      ...(image.source === undefined ? {} : { source: image.source }),
+      ...(image.kind === 'container' ? { command: image.command } : {}),
+    };
+  }
+  return images;
 }

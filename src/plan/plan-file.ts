@@ -49,5 +49,24 @@ export function parsePlan(text: string): ParsedPlan {
       return { ok: false, reason: `actions[${i}] is not a plan action` };
     }
   }
+  const images = v.images as Record<string, unknown> | null | undefined;
+  if (images === null || typeof images !== 'object' || Array.isArray(images)) {
+    return {
+      ok: false,
+      reason:
+        'images must be an object of the images its actions create from (plans made before vfleet carried them cannot be applied: run vfleet plan again)',
+    };
+  }
+  for (const [i, a] of (v.actions as Array<Record<string, unknown>>).entries()) {
+    const needsImage =
+      a.kind === 'create' || a.kind === 'start' || a.kind === 'update' || a.kind === 'move';
+    const image = typeof a.image === 'string' ? images[a.image] : undefined;
+    if (needsImage && (image === null || typeof image !== 'object')) {
+      return {
+        ok: false,
+        reason: `actions[${i}] creates from image ${JSON.stringify(a.image)}, which the plan does not carry`,
+      };
+    }
+  }
   return { ok: true, plan: value as Plan };
 }

@@ -7,7 +7,6 @@
 // copy the disk to the target, remove), and later `move-in` on the target.
 
 import type { EngineImage } from '../engines/host-engine.js';
-import type { Fleet } from '../model/fleet.js';
 import type { Plan, PlanAction } from '../model/plan.js';
 
 export type JobStep =
@@ -53,21 +52,9 @@ export function jobIdOf(planId: string, instance: string, step: JobStep): string
 }
 
 /** The plan's actions as waves of job trees; wave n+1 waits for wave n. */
-export function planJobs(plan: Plan, fleet: Fleet): JobNode[][] {
-  const images = new Map(fleet.images.map((i) => [i.name, i]));
-  const imageOf = (name: string): EngineImage | null => {
-    const image = images.get(name);
-    return image
-      ? {
-          name: image.name,
-          kind: image.kind,
-          os: image.os,
-          packages: image.packages,
-          ...(image.source === undefined ? {} : { source: image.source }),
-          ...(image.kind === 'container' ? { command: image.command } : {}),
-        }
-      : null;
-  };
+export function planJobs(plan: Plan): JobNode[][] {
+  // The plan carries its images (a saved plan runs what it showed, whatever the spec says now).
+  const imageOf = (name: string): EngineImage | null => plan.images[name] ?? null;
   const node = (
     step: JobStep,
     host: string,

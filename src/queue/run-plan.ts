@@ -4,7 +4,6 @@
 // failed: then the action runs again under a fresh id, so the next apply resumes from a failure.
 import { FlowProducer, Job, type JobsOptions, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Fleet } from '../model/fleet.js';
 import type { Plan } from '../model/plan.js';
 import {
   actionHandler,
@@ -59,12 +58,8 @@ const JOB_OPTIONS = (attempts: number): JobsOptions => ({
   removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
 });
 
-export async function runPlan(
-  plan: Plan,
-  fleet: Fleet,
-  options: RunPlanOptions,
-): Promise<ActionOutcome[]> {
-  const waves = planJobs(plan, fleet);
+export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<ActionOutcome[]> {
+  const waves = planJobs(plan);
   const hosts = new Set<string>();
   const walk = (n: JobNode) => {
     hosts.add(n.data.host);

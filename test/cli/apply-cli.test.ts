@@ -5,6 +5,7 @@
 // Changes to the fleet between applies are in apply-changes-cli.test.ts.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { bin, running, useApplyRedis, vfleet, workdir } from '../helpers/vfleet-cli.js';
@@ -58,6 +59,36 @@ describe('vfleet apply against REDIS_URL', () => {
     const again = vfleet(['apply', 'plan.json'], dir, f.env);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /stale: the fleet's state moved from version 0 to 32/);
+  });
+
+  it('a saved plan is stale once a packagesFrom inventory changes, and carries its images', async () => {
+    const dir = await f.fresh();
+    const saved = vfleet(['plan', '--out', 'plan.json'], dir, f.env);
+    assert.equal(saved.code, 0, saved.stderr);
+    const plan = JSON.parse(readFileSync(`${dir}/plan.json`, 'utf8'));
+    const creates = plan.actions.filter((a: { kind: string }) => a.kind === 'create');
+    assert.ok(creates.length > 0);
+    for (const a of creates) assert.equal(plan.images[a.image]?.name, a.image);
+    // The image's packages come from the inventory: the plan carries them as read.
+    assert.equal(plan.images['debian-12']?.packages.adduser, '3.134');
+    const inventory = `${dir}/examples/inventories/debian-12.tsv`;
+    writeFileSync(
+      inventory,
+      readFileSync(inventory, 'utf8').replace('adduser\t3.134', 'adduser\t3.135'),
+    );
+    const stale = vfleet(['apply', 'plan.json'], dir, f.env);
+    assert.equal(stale.code, 1);
+    assert.match(
+      stale.stderr,
+      /the saved plan is stale: fleet\.yaml \(or a file it names, such as a packagesFrom inventory\) changed/,
+    );
+    assert.equal(running(dir, f.env).length, 0);
+    // A plan that does not carry the images its actions create from is not a plan apply runs.
+    delete plan.images;
+    writeFileSync(`${dir}/old.json`, JSON.stringify(plan));
+    const old = vfleet(['apply', 'old.json'], dir, f.env);
+    assert.equal(old.code, 1);
+    assert.match(old.stderr, /old\.json is not a vfleet plan: images must be an object/);
   });
 
   it('refuses a locked fleet with the holder, and force-unlock frees it', async () => {

@@ -85,7 +85,7 @@ function checkWaves(plan: Plan, fleet: Fleet): void {
         ? [`${a.instance}@${a.fromHost}`]
         : [],
   );
-  for (const wave of planJobs(plan, fleet)) {
+  for (const wave of planJobs(plan)) {
     const leaving: string[] = [];
     for (const root of wave) {
       const a = root.data.action;
@@ -306,7 +306,7 @@ describe('makePlan', () => {
       moves.filter((a) => a.stopFirst).map((a) => a.instance),
       ['g0-0'],
     );
-    const waves = planJobs(plan, fleet).map((w) => w.map((r) => r.jobId));
+    const waves = planJobs(plan).map((w) => w.map((r) => r.jobId));
     assert.deepEqual(waves, [['p1.g0-0.vacate'], ['p1.g1-0.move-out'], ['p1.g0-0.move-in']]);
     checkWaves(plan, fleet);
     assert.match(

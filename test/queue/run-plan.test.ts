@@ -86,7 +86,7 @@ describe('runPlan', () => {
   it('takes an empty fleet to the spec, and a second plan has no changes', async () => {
     const { state, options, planNow, running } = setup('converge');
     const plan = planNow('p1');
-    const outcomes = await runPlan(plan, fleet, options);
+    const outcomes = await runPlan(plan, options);
     // 26 instances, and 6 patches: web's image is below the debian-12-security baseline.
     assert.equal(outcomes.length, 32);
     assert.equal(outcomes.filter((o) => o.action.endsWith('.patch')).length, 6);
@@ -101,7 +101,7 @@ describe('runPlan', () => {
 
   it('a failover host that changes is recorded; the instance keeps running untouched', async () => {
     const { options, planNow, engines, state } = setup('retarget');
-    await runPlan(planNow('p1'), fleet, options);
+    await runPlan(planNow('p1'), options);
     // hv-r1-01 is the failover host of many: drained, it stops being one.
     const drained: Fleet = {
       ...fleet,
@@ -122,7 +122,7 @@ describe('runPlan', () => {
         }),
       ),
     );
-    const outcomes = await runPlan(plan, drained, options);
+    const outcomes = await runPlan(plan, options);
     assert.ok(
       outcomes.every((o) => o.outcome === 'done'),
       JSON.stringify(outcomes),
@@ -158,7 +158,7 @@ describe('runPlan', () => {
     let theirs = 0;
     for (const w of others) w.on('completed', () => theirs++);
     try {
-      const outcomes = await runPlan(plan, fleet, { ...options, concurrency: 1, sweepMs: 100 });
+      const outcomes = await runPlan(plan, { ...options, concurrency: 1, sweepMs: 100 });
       assert.equal(outcomes.length, plan.actions.length);
       assert.ok(
         outcomes.every((o) => o.outcome === 'done'),
@@ -175,9 +175,9 @@ describe('runPlan', () => {
   it('enqueuing the same plan twice runs nothing twice', async () => {
     const { options, planNow, running, state } = setup('twice');
     const plan = planNow('p1');
-    await runPlan(plan, fleet, options);
+    await runPlan(plan, options);
     const eventsAfterFirst = state.events.length;
-    const again = await runPlan(plan, fleet, options);
+    const again = await runPlan(plan, options);
     assert.ok(again.every((o) => o.outcome === 'done' || o.outcome === 'already-done'));
     assert.equal(state.events.length, eventsAfterFirst, 'no job ran again');
     const names = (await running()).map((i) => i.name);
@@ -187,7 +187,7 @@ describe('runPlan', () => {
   it('a failed host fails its actions cleanly; the rest completes; recovery resumes', async () => {
     const { options, planNow, running, fleetName } = setup('failed');
     await setHostDown(redis, fleetName, 'ct-r1-03', true);
-    const outcomes = await runPlan(planNow('p1'), fleet, options);
+    const outcomes = await runPlan(planNow('p1'), options);
     const failed = outcomes.filter((o) => o.outcome === 'failed');
     assert.ok(failed.length > 0);
     assert.ok(
@@ -200,7 +200,7 @@ describe('runPlan', () => {
       32 - failed.length - skipped.length,
     );
     await setHostDown(redis, fleetName, 'ct-r1-03', false);
-    const resumed = await runPlan(planNow('p2'), fleet, options);
+    const resumed = await runPlan(planNow('p2'), options);
     assert.equal(resumed.length, failed.length + skipped.length);
     assert.ok(resumed.every((o) => o.outcome === 'done'));
     assert.equal((await running()).length, 26);
@@ -209,7 +209,7 @@ describe('runPlan', () => {
   it('a job of a superseded plan (left by an apply that died) does nothing', async () => {
     const { options, planNow, running, state } = setup('superseded');
     state.current = 'a-newer-plan';
-    const outcomes = await runPlan(planNow('p1'), fleet, options);
+    const outcomes = await runPlan(planNow('p1'), options);
     const creates = outcomes.filter((o) => o.action.endsWith('.create'));
     assert.equal(creates.length, 26);
     assert.ok(creates.every((o) => o.outcome === 'failed' && /superseded/.test(o.error ?? '')));
@@ -243,7 +243,7 @@ describe('runPlan', () => {
       patches.map((a) => a.instance),
       ['web-0', 'web-1', 'web-2', 'web-3', 'web-4', 'web-5'],
     );
-    const outcomes = await runPlan(plan, fleet, { ...options, concurrency: 8 });
+    const outcomes = await runPlan(plan, { ...options, concurrency: 8 });
     assert.ok(outcomes.every((o) => o.outcome === 'done'));
     assert.equal(most, 1, 'two replicas of web were patched at the same time');
     for (const a of patches) {
@@ -258,13 +258,13 @@ describe('runPlan', () => {
 
   it('moves an instance when its host leaves the fleet: copy, start on the target, remove from the source', async () => {
     const { options, planNow, running, state } = setup('move');
-    await runPlan(planNow('p1'), fleet, options);
+    await runPlan(planNow('p1'), options);
     const before = state.instances.get('db-0') as ObservedInstance;
     const smaller: Fleet = { ...fleet, hosts: fleet.hosts.filter((h) => h.name !== before.host) };
     const plan = planNow('p2', smaller);
     const move = plan.actions.find((a) => a.instance === 'db-0');
     assert.equal(move?.kind, 'move');
-    const outcomes = await runPlan(plan, fleet, options);
+    const outcomes = await runPlan(plan, options);
     assert.ok(
       outcomes.every((o) => o.outcome === 'done'),
       JSON.stringify(outcomes),
@@ -303,7 +303,6 @@ describe('runPlan', () => {
     };
     await runPlan(
       plan('p1', (i) => (i === 'a-0' ? 'h0' : 'h1')),
-      pair,
       options,
     );
     const swap = plan('p2', (i) => (i === 'a-0' ? 'h1' : 'h0'));
@@ -314,7 +313,7 @@ describe('runPlan', () => {
         ['b-0.move', false],
       ],
     );
-    const outcomes = await runPlan(swap, pair, options);
+    const outcomes = await runPlan(swap, options);
     assert.deepEqual(outcomes.map((o) => `${o.action}:${o.outcome}`).sort(), [
       'a-0.move:done',
       'b-0.move:done',
@@ -343,7 +342,7 @@ describe('runPlan', () => {
 
   it("a move whose source does not answer reports the failed step's own reason", async () => {
     const { options, planNow, state, fleetName } = setup('move-fails');
-    await runPlan(planNow('p1'), fleet, options);
+    await runPlan(planNow('p1'), options);
     const before = state.instances.get('db-0') as ObservedInstance;
     const drained: Fleet = {
       ...fleet,
@@ -352,7 +351,7 @@ describe('runPlan', () => {
     const plan = planNow('p2', drained);
     assert.equal(plan.actions.find((a) => a.instance === 'db-0')?.kind, 'move');
     await setHostDown(redis, fleetName, before.host, true);
-    const outcomes = await runPlan(plan, drained, options);
+    const outcomes = await runPlan(plan, options);
     const move = outcomes.find((o) => o.action === 'db-0.move');
     assert.equal(move?.outcome, 'failed');
     // The copy-disk step on the source failed; its parent only knows "child … failed".
