@@ -23,6 +23,8 @@ export interface ApplyArgs {
   readonly takeoverMs: number;
   /** `vfleet destroy`: plan and run the removal of every instance instead (never a saved plan). */
   readonly destroy?: boolean;
+  /** Only JSON lines on standard output (the plan, each action, the result); needs --auto-approve. */
+  readonly json?: boolean;
 }
 
 /**
@@ -32,12 +34,20 @@ export interface ApplyArgs {
 export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<number> {
   const saved =
     !args.destroy && args.target.endsWith('.json') ? readSavedPlan(args.target) : undefined;
+  const json = args.json === true;
+  if (json && !args.autoApprove && !saved) {
+    // Terraform's apply -json too: the question would be in the middle of the JSON.
+    throw new VfleetError(
+      'usage',
+      '--json needs --auto-approve (or a saved plan): no question is asked in JSON',
+    );
+  }
   return withSession(saved ? args.spec : args.target, terminal, async (session) => {
     const words = applyWords(
       saved ? saved.destroy === true : args.destroy === true,
       session.fleet.name,
     );
-    const view = applyEventView(terminal, session.fleet.name);
+    const view = applyEventView(terminal, session.fleet.name, json);
     try {
       const result = await applyFleet(session, {
         ...(saved ? { saved } : {}),
@@ -49,7 +59,7 @@ export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<num
         onEvent: view.onEvent,
       });
       view.end();
-      return renderApplyResult(result, session, words, terminal);
+      return renderApplyResult(result, session, words, terminal, json);
     } finally {
       view.end();
     }

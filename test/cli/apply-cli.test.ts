@@ -91,6 +91,41 @@ describe('vfleet apply against REDIS_URL', () => {
     assert.match(old.stderr, /old\.json is not a vfleet plan: images must be an object/);
   });
 
+  it('apply --json prints only JSON lines: the plan, one per action, the result', async () => {
+    const dir = await f.fresh();
+    const refused = vfleet(['apply', '--json'], dir, f.env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /--json needs --auto-approve/);
+    const run = vfleet(['apply', '--auto-approve', '--json'], dir, f.env);
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.ok(lines.every((l) => l.formatVersion === '1'));
+    const [first, ...rest] = lines;
+    const last = rest.pop();
+    assert.equal(first.type, 'plan');
+    assert.ok(rest.every((l) => l.type === 'action' && l.plan === first.plan.id));
+    assert.equal(rest.length, first.plan.actions.length);
+    assert.deepEqual(
+      {
+        type: last.type,
+        status: last.status,
+        done: last.done,
+        failed: last.failed,
+        exitCode: last.exitCode,
+      },
+      { type: 'result', status: 'applied', done: rest.length, failed: 0, exitCode: 0 },
+    );
+    // What is said for people went to standard error.
+    assert.match(run.stderr, /Apply complete: \d+ actions done\./);
+    const host = first.plan.actions[0].host;
+    const failed = vfleet(['host', 'fail', host, '--json'], dir, f.env);
+    assert.deepEqual(JSON.parse(failed.stdout), { formatVersion: '1', host, fault: 'fail' });
+    assert.equal(vfleet(['host', 'recover', host], dir, f.env).code, 0);
+  });
+
   it('refuses a locked fleet with the holder, and force-unlock frees it', async () => {
     const dir = await f.fresh();
     const holder = { id: 'deadbeef', pid: 4242, host: 'elsewhere', since: 0 };

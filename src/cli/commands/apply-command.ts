@@ -14,10 +14,21 @@ export function applyCommand(terminal: Terminal, setExit: (code: number) => void
     .option('--auto-approve', 'apply without asking', false)
     .option('--workers <n>', 'jobs each host runs at once', (v) => Number.parseInt(v, 10), 4)
     .option('--external-workers', 'vfleet worker processes serve the queues: run none here', false)
+    .option(
+      '--json',
+      'print only JSON lines (formatVersion 1): the plan, each action, the result',
+      false,
+    )
     .action(
       async (
         target: string | undefined,
-        o: { file: string; autoApprove: boolean; workers: number; externalWorkers: boolean },
+        o: {
+          file: string;
+          autoApprove: boolean;
+          workers: number;
+          externalWorkers: boolean;
+          json: boolean;
+        },
       ) => {
         if (!Number.isInteger(o.workers) || o.workers < 1)
           throw new VfleetError('usage', '--workers takes a whole number ≥ 1');
@@ -30,6 +41,7 @@ export function applyCommand(terminal: Terminal, setExit: (code: number) => void
               concurrency: o.workers,
               externalWorkers: o.externalWorkers,
               takeoverMs: takeoverMsFrom(process.env),
+              json: o.json,
             },
             terminal,
           ),

@@ -2,11 +2,13 @@ import { Command } from 'commander';
 import { downPrivateRedis } from '../../app/down.js';
 import type { Terminal } from '../terminal.js';
 import { renderDownText } from '../views/down-view.js';
+import { jsonDocument } from '../views/json.js';
 
 export interface DownArgs {
   readonly cwd: string;
   readonly env: NodeJS.ProcessEnv;
   readonly force?: boolean;
+  readonly json?: boolean;
 }
 
 /**
@@ -24,7 +26,7 @@ export async function runDown(args: DownArgs, terminal: Terminal): Promise<numbe
     force: args.force === true,
     ...(debug ? { debug } : {}),
   });
-  terminal.out(renderDownText(result));
+  terminal.out(args.json ? jsonDocument({ ...result }) : renderDownText(result));
   return 0;
 }
 
@@ -32,10 +34,16 @@ export function downCommand(terminal: Terminal, setExit: (code: number) => void)
   return new Command('down')
     .description("stop this folder's private redis-server (started when REDIS_URL is not set)")
     .option('--force', 'stop it even while an apply holds a fleet lock on it')
-    .action(async (options: { force?: boolean }) => {
+    .option('--json', 'print JSON (formatVersion 1)', false)
+    .action(async (options: { force?: boolean; json: boolean }) => {
       setExit(
         await runDown(
-          { cwd: process.cwd(), env: process.env, force: options.force === true },
+          {
+            cwd: process.cwd(),
+            env: process.env,
+            force: options.force === true,
+            json: options.json,
+          },
           terminal,
         ),
       );

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { forgetHost, injectFault } from '../../app/hosts.js';
 import { withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
+import { jsonDocument } from '../views/json.js';
 import { lockedMessage, takeoverMessage } from '../views/lock-view.js';
 
 export function hostCommand(terminal: Terminal, setExit: (code: number) => void): Command {
@@ -14,7 +15,8 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
     .description('drop from the state the instances of a host the spec no longer names')
     .argument('<name>', 'the host')
     .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
-    .action(async (name: string, o: { file: string }) => {
+    .option('--json', 'print JSON (formatVersion 1)', false)
+    .action(async (name: string, o: { file: string; json: boolean }) => {
       setExit(
         await withSession(o.file, terminal, async (session) => {
           const fleet = session.fleet.name;
@@ -26,6 +28,10 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
             return 1;
           }
           const gone = result.forgotten;
+          if (o.json) {
+            terminal.out(jsonDocument({ host: name, forgotten: gone }));
+            return 0;
+          }
           terminal.out(
             gone.length === 0
               ? `The state has no instances on ${name}; nothing to forget.`
@@ -49,12 +55,17 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
       )
       .argument('<name>', 'the host')
       .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
-      .action(async (name: string, o: { file: string }) => {
+      .option('--json', 'print JSON (formatVersion 1)', false)
+      .action(async (name: string, o: { file: string; json: boolean }) => {
         setExit(
           await withSession(o.file, terminal, async (session) => {
             await injectFault(session, name, fault);
             terminal.out(
-              fault === 'fail' ? `Host ${name} no longer answers.` : `Host ${name} answers again.`,
+              o.json
+                ? jsonDocument({ host: name, fault })
+                : fault === 'fail'
+                  ? `Host ${name} no longer answers.`
+                  : `Host ${name} answers again.`,
             );
             return 0;
           }),

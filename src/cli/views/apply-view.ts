@@ -23,10 +23,15 @@ export function applyWords(destroy: boolean, fleet: string): ApplyWords {
     : { verb: 'Apply', doing: 'applying', ask: 'Apply these actions?' };
 }
 
-/** Shows apply's events as they come; `end` once the apply returned (the progress bar stops). */
+/**
+ * Shows apply's events as they come; `end` once the apply returned (the progress bar stops).
+ * With `json` (apply --json) standard output carries only JSON lines — the plan, one line per
+ * action, the result — and what is said for people goes to standard error.
+ */
 export function applyEventView(
   terminal: Terminal,
   fleet: string,
+  json = false,
 ): { onEvent: (event: ApplyEvent) => void; end: () => void } {
   let bar: SingleBar | undefined;
   const onEvent = (event: ApplyEvent) => {
@@ -45,10 +50,12 @@ export function applyEventView(
         terminal.err(`Warning: ${event.message}`);
         return;
       case 'plan':
-        terminal.out(renderPlanText(event.plan));
+        terminal.out(
+          json ? jsonDocument({ type: 'plan', plan: event.plan }) : renderPlanText(event.plan),
+        );
         return;
       case 'running':
-        if (terminal.isTTY) {
+        if (terminal.isTTY && !json) {
           bar = new SingleBar(
             {
               format: '  [{bar}] {value}/{total} actions  {last}',
@@ -71,8 +78,44 @@ export function applyEventView(
   return { onEvent, end: () => bar?.stop() };
 }
 
-/** The end of an apply: what is said, and the exit code (0 only when the fleet matches its spec). */
+/**
+ * The end of an apply: what is said, and the exit code (0 only when the fleet matches its spec).
+ * With `json`, what is said goes to standard error and one `result` line to standard output.
+ */
 export function renderApplyResult(
+  result: ApplyResult,
+  session: FleetSession,
+  words: ApplyWords,
+  terminal: Terminal,
+  json = false,
+): number {
+  if (!json) return sayResult(result, session, words, terminal);
+  const code = sayResult(result, session, words, { ...terminal, out: terminal.err });
+  terminal.out(jsonDocument({ type: 'result', ...resultCounts(result), exitCode: code }));
+  return code;
+}
+
+/** The result in numbers, for the JSON line. */
+function resultCounts(result: ApplyResult) {
+  const plan = 'plan' in result ? result.plan : undefined;
+  const outcomes =
+    result.status === 'applied'
+      ? result.outcomes
+      : result.status === 'store-lost'
+        ? result.reported
+        : [];
+  const failed = outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped').length;
+  return {
+    status: result.status,
+    plan: plan?.id ?? null,
+    actions: plan?.actions.length ?? 0,
+    done: outcomes.length - failed,
+    failed,
+    unplaceable: plan?.unplaceable.length ?? 0,
+  };
+}
+
+function sayResult(
   result: ApplyResult,
   session: FleetSession,
   words: ApplyWords,
