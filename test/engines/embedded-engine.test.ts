@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EmbeddedEngine, setHostDown } from '../../src/engines/embedded/embedded-engine.js';
+import { EmbeddedEngine } from '../../src/engines/embedded/embedded-engine.js';
 import type { InstanceRequest } from '../../src/engines/host-engine.js';
+import { RealEngine } from '../../src/engines/real/real-engine.js';
 import { isVfleetError } from '../../src/model/errors.js';
 import type { Host } from '../../src/model/fleet.js';
+import { engineHostKeys } from '../../src/state/keys.js';
+import { LocalTransport } from '../../src/transport/local-transport.js';
 import { aModelHost } from '../helpers/hosts.js';
 import { startRedisServer } from '../helpers/redis.js';
-import { engineConformance } from './conformance.js';
+import { defaultRequest, engineConformance } from './conformance.js';
 
 const host = (name: string): Host =>
   aModelHost({
@@ -20,11 +23,14 @@ engineConformance('embedded', async () => {
   const server = await startRedisServer();
   const redis = server.client();
   const options = { bootLatencyMs: 1 };
+  const a = new EmbeddedEngine(redis, 'conformance', host('emu-a'), options);
+  const b = new EmbeddedEngine(redis, 'conformance', host('emu-b'), options);
+  const byName = (name: string) => (name === a.host ? a : b);
   return {
-    a: new EmbeddedEngine(redis, 'conformance', host('emu-a'), options),
-    b: new EmbeddedEngine(redis, 'conformance', host('emu-b'), options),
-    fail: (name) => setHostDown(redis, 'conformance', name, true),
-    recover: (name) => setHostDown(redis, 'conformance', name, false),
+    a,
+    b,
+    fail: (name) => byName(name).inject('fail'),
+    recover: (name) => byName(name).inject('recover'),
     close: () => server.stop(),
   };
 });
@@ -66,6 +72,49 @@ describe('embedded engine: the current plan is checked in the same step as a cre
       assert.equal((await engine.create(request('web-1'))).status, 'running');
       await redis.del(currentPlanKey);
       await assert.rejects(engine.create(request('web-2', 'new-plan')), /superseded|refuses/);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('embedded engine: faults and disks as data', () => {
+  it('keeps the fault in the down key: failed or partitioned (an older `1`: failed)', async () => {
+    const server = await startRedisServer();
+    try {
+      const redis = server.client();
+      const engine = new EmbeddedEngine(redis, 'faults', host('emu-a'), { bootLatencyMs: 0 });
+      const down = engineHostKeys('faults', 'emu-a').down;
+      await engine.inject('fail');
+      assert.equal(await redis.get(down), 'failed');
+      await engine.inject('partition');
+      assert.equal(await redis.get(down), 'partitioned');
+      assert.equal(await engine.injectedFault(), 'partitioned');
+      await engine.inject('recover');
+      assert.equal(await redis.exists(down), 0);
+      await redis.set(down, '1');
+      assert.equal(await engine.injectedFault(), 'failed');
+      await assert.rejects(engine.list(), /does not answer/);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('copies a disk only to the engines its capabilities name, and a real host not to it', async () => {
+    const server = await startRedisServer();
+    try {
+      const redis = server.client();
+      const emulated = new EmbeddedEngine(redis, 'disks', host('emu-a'), { bootLatencyMs: 0 });
+      const real = new RealEngine(
+        aModelHost({ name: 'real-a', engine: 'local', dataDir: '/nonexistent/vfleet' }),
+        new LocalTransport('real-a'),
+      );
+      await emulated.create(defaultRequest('web-0', 1));
+      const mismatch = (e: unknown) => isVfleetError(e) && e.code === 'engine-mismatch';
+      await assert.rejects(emulated.copyDisk('web-0', 2, real), mismatch);
+      // Refused before the real host is touched (its dataDir does not exist).
+      await assert.rejects(real.copyDisk('web-0', 2, emulated), mismatch);
+      assert.equal((await emulated.fences()).get('web-0'), 1, 'nothing was fenced');
     } finally {
       await server.stop();
     }

@@ -1,4 +1,4 @@
-// `vfleet host forget|fail|recover <name>` (app/hosts.ts).
+// `vfleet host forget|fail|partition|recover <name>` (app/hosts.ts).
 import { Command } from 'commander';
 import { forgetHost, injectFault } from '../../app/hosts.js';
 import { withSession } from '../open-session.js';
@@ -36,26 +36,26 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
         }),
       );
     });
-  for (const [verb, fault] of [
-    ['fail', 'fail'],
-    ['recover', 'recover'],
-  ] as const) {
+  const faults = [
+    ['fail', 'make an embedded host stop answering', 'no longer answers'],
+    [
+      'partition',
+      'cut an embedded host off from the control plane: its instances keep running, it cannot be reached and sends no heartbeats',
+      'is cut off from the control plane: its instances keep running, it cannot be reached',
+    ],
+    ['recover', 'bring a failed or partitioned embedded host back', 'answers again'],
+  ] as const;
+  for (const [fault, description, done] of faults) {
     command
-      .command(verb)
-      .description(
-        fault === 'fail'
-          ? 'make an embedded host stop answering'
-          : 'bring a failed embedded host back',
-      )
+      .command(fault)
+      .description(description)
       .argument('<name>', 'the host')
       .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
       .action(async (name: string, o: { file: string }) => {
         setExit(
           await withSession(o.file, terminal, async (session) => {
             await injectFault(session, name, fault);
-            terminal.out(
-              fault === 'fail' ? `Host ${name} no longer answers.` : `Host ${name} answers again.`,
-            );
+            terminal.out(`Host ${name} ${done}.`);
             return 0;
           }),
         );

@@ -10,7 +10,7 @@
 import { stat } from 'node:fs/promises';
 import { VfleetError } from '../../model/errors.js';
 import type { PackageVersions } from '../../model/fleet.js';
-import { parseInventory } from '../../spec/inventory.js';
+import { parseInventory } from '../../patching/inventory.js';
 import { copyFile, run, type Transport } from '../../transport/transport.js';
 import { type Cgroup2, findCgroup2, makeSandboxCgroup, removeCgroup } from './cgroups.js';
 import {
@@ -315,7 +315,7 @@ export class SandboxDriver implements InstanceDriver {
 
 /**
  * `dpkg-query -W` lists every package the database knows, also removed ones whose conffiles
- * remain: only `installed` ones count. The rest is the inventory format spec/inventory.ts reads.
+ * remain: only `installed` ones count. The rest is the inventory format patching/inventory.ts reads.
  */
 export function inventoryOf(output: string, where: string): PackageVersions {
   const lines = output
