@@ -188,7 +188,7 @@ async function converge(redis: Redis, fleet: Fleet): Promise<void> {
       engineHostKeys(fleet.name, p.host).instances,
       p.instance,
       JSON.stringify({
-        name: p.instance,
+        instance: p.instance,
         group: p.group,
         generation: 1,
         status: 'running',

@@ -157,6 +157,37 @@ describe('architecture', () => {
     assert.match(tableViolation(engine, '../../spec/load-fleet.js') ?? '', /imports spec\//);
   });
 
+  it("no code outside engines/ tests an engine's kind or makes its keys", () => {
+    // The kinds are named where they are defined (the model, the capabilities table keyed by
+    // them) and where the spec's ssh endpoint becomes the model's `Host.ssh`; everything else asks
+    // model/engine-capabilities.ts. The embedded engine's keys are made in state/keys.ts only.
+    const allowed = new Set([
+      fromRoot('src', 'model', 'fleet.ts'),
+      fromRoot('src', 'model', 'fleet-spec.generated.ts'),
+      fromRoot('src', 'model', 'engine-capabilities.ts'),
+      fromRoot('src', 'spec', 'normalize.ts'),
+    ]);
+    const kindTest =
+      /(?:[!=]==?\s*'(?:embedded|local|ssh)'|'(?:embedded|local|ssh)'\s*[!=]==?|case\s+'(?:embedded|local|ssh)')/;
+    const files = readdirSync(fromRoot('src'))
+      .filter((d) => d !== 'engines' && statSync(fromRoot('src', d)).isDirectory())
+      .flatMap((dir) => tsFiles(fromRoot('src', dir)))
+      .filter((file) => !allowed.has(file));
+    assert.ok(files.length > 20, 'found the sources');
+    const problems = files.flatMap((file) => {
+      const text = readFileSync(file, 'utf8');
+      return [
+        ...(kindTest.test(text) ? [`${file} tests an engine's kind`] : []),
+        ...(/engineHostKeys|:engine:/.test(text) && !file.endsWith('/state/keys.ts')
+          ? [`${file} makes or reads an engine's keys`]
+          : []),
+      ];
+    });
+    assert.deepEqual(problems, []);
+    assert.ok(kindTest.test("if (host.engine === 'embedded')"), 'the check catches a kind test');
+    assert.ok(kindTest.test("case 'ssh':"), 'and a switch on the kind');
+  });
+
   it('pure modules import no I/O and no adapter', () => {
     const files = PURE.flatMap((dir) => tsFiles(fromRoot('src', dir)));
     assert.ok(files.length > 5, 'found the pure modules');

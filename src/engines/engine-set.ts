@@ -48,7 +48,7 @@ export interface FleetSurvey {
   /** The records of the named instances as their hosts have them (absent ones left out). */
   describe(
     wanted: ReadonlyArray<{ readonly host: string; readonly name: string }>,
-  ): Promise<Array<{ host: string; instance: EngineInstance }>>;
+  ): Promise<Array<{ host: string; reported: EngineInstance }>>;
 }
 
 export interface EngineSet {
@@ -134,11 +134,11 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
           listings.set(h.name, null);
           return;
         }
-        const byName = new Map(instances.map((x) => [x.name, x]));
+        const byName = new Map(instances.map((x) => [x.instance, x]));
         records.set(h.name, byName);
         listings.set(h.name, {
           names: new Set(byName.keys()),
-          status: new Map(instances.map((x) => [x.name, x.status])),
+          status: new Map(instances.map((x) => [x.instance, x.status])),
         });
       });
       return {
@@ -147,8 +147,8 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
           const fromRedis = wanted.filter((w) => !records.has(w.host));
           const found = await instancesAt(options.redis, fleet.name, fromRedis);
           for (const w of wanted) {
-            const instance = records.get(w.host)?.get(w.name);
-            if (instance) found.push({ host: w.host, instance });
+            const reported = records.get(w.host)?.get(w.name);
+            if (reported) found.push({ host: w.host, reported });
           }
           return found;
         },

@@ -67,7 +67,7 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       const created = await f.a.create(request('c1-0', 1));
       assert.equal(created.status, 'running');
       assert.deepEqual(
-        (await f.a.list()).map((i) => [i.name, i.status, i.generation]),
+        (await f.a.list()).map((i) => [i.instance, i.status, i.generation]),
         [['c1-0', 'running', 1]],
       );
       assert.deepEqual(
@@ -81,7 +81,7 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       await f.a.create(request('c2-0', 1));
       await f.a.create(request('c2-0', 1));
       await Promise.all([f.a.create(request('c2-1', 1)), f.a.create(request('c2-1', 1))]);
-      const names = (await f.a.list()).map((i) => i.name).filter((n) => n.startsWith('c2-'));
+      const names = (await f.a.list()).map((i) => i.instance).filter((n) => n.startsWith('c2-'));
       assert.deepEqual(names, ['c2-0', 'c2-1']);
       await f.a.destroy('c2-0', 2);
       await f.a.destroy('c2-1', 2);
@@ -90,11 +90,11 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
     it('refuses an older generation (fencing), also after a destroy', async () => {
       await f.a.create(request('c3-0', 3));
       await rejectsWith(f.a.stop('c3-0', 2), 'stale-generation');
-      assert.equal((await f.a.list()).find((i) => i.name === 'c3-0')?.status, 'running');
+      assert.equal((await f.a.list()).find((i) => i.instance === 'c3-0')?.status, 'running');
       await f.a.destroy('c3-0', 4);
       await rejectsWith(f.a.create(request('c3-0', 3)), 'stale-generation');
       assert.equal(
-        (await f.a.list()).some((i) => i.name === 'c3-0'),
+        (await f.a.list()).some((i) => i.instance === 'c3-0'),
         false,
       );
       // The tombstone is readable, so a plan made without it can go above it.
@@ -145,10 +145,10 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       assert.deepEqual(await f.b.inventory('c6-0'), installed);
       await f.a.destroy('c6-0', 2);
       assert.equal(
-        (await f.a.list()).some((i) => i.name === 'c6-0'),
+        (await f.a.list()).some((i) => i.instance === 'c6-0'),
         false,
       );
-      assert.equal((await f.b.list()).find((i) => i.name === 'c6-0')?.status, 'running');
+      assert.equal((await f.b.list()).find((i) => i.instance === 'c6-0')?.status, 'running');
       await f.b.destroy('c6-0', 3);
     });
 

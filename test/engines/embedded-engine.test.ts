@@ -100,6 +100,27 @@ describe('embedded engine: faults and disks as data', () => {
     }
   });
 
+  it('reads the records an older vfleet wrote, which name the instance `name`', async () => {
+    const server = await startRedisServer();
+    try {
+      const redis = server.client();
+      const engine = new EmbeddedEngine(redis, 'old', host('emu-a'), { bootLatencyMs: 0 });
+      const { instance, ...rest } = await engine.create(defaultRequest('web-0', 1));
+      const key = engineHostKeys('old', 'emu-a').instances;
+      await redis.hset(key, 'web-0', JSON.stringify({ ...rest, name: instance }));
+      assert.equal((await engine.describe('web-0'))?.instance, 'web-0');
+      assert.deepEqual(
+        (await engine.list()).map((i) => i.instance),
+        ['web-0'],
+      );
+      // A transition keeps the record as it was written, and it still reads.
+      assert.equal((await engine.stop('web-0', 2)).instance, 'web-0');
+      assert.equal((await engine.describe('web-0'))?.status, 'stopped');
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('copies a disk only to the engines its capabilities name, and a real host not to it', async () => {
     const server = await startRedisServer();
     try {

@@ -180,7 +180,7 @@ describe('runPlan', () => {
     const again = await runPlan(plan, fleet, options);
     assert.ok(again.every((o) => o.outcome === 'done' || o.outcome === 'already-done'));
     assert.equal(state.events.length, eventsAfterFirst, 'no job ran again');
-    const names = (await running()).map((i) => i.name);
+    const names = (await running()).map((i) => i.instance);
     assert.equal(names.length, new Set(names).size, 'every instance exists exactly once');
   });
 
@@ -270,7 +270,7 @@ describe('runPlan', () => {
       outcomes.every((o) => o.outcome === 'done'),
       JSON.stringify(outcomes),
     );
-    const where = (await running()).filter((i) => i.name === 'db-0');
+    const where = (await running()).filter((i) => i.instance === 'db-0');
     assert.equal(where.length, 1);
     assert.equal(state.instances.get('db-0')?.host, move?.host);
     assert.equal(state.instances.get('db-0')?.generation, (before.generation ?? 0) + 1);
@@ -323,7 +323,7 @@ describe('runPlan', () => {
     const where = await Promise.all(
       ['h0', 'h1'].map(async (h) =>
         (await (engines.get(h) as EmbeddedEngine).list()).map(
-          (i) => `${i.name}@${h}:${i.status}:${i.generation}`,
+          (i) => `${i.instance}@${h}:${i.status}:${i.generation}`,
         ),
       ),
     );

@@ -7,7 +7,8 @@
 // change are atomic: two workers racing on one job cannot both act.
 //
 // Keys (state/keys.ts, engineHostKeys: under the fleet's hash tag):
-//   vfleet:{<fleet>}:engine:<host>:instances  hash  instance → JSON record
+//   vfleet:{<fleet>}:engine:<host>:instances  hash  instance → JSON record (ReportedInstance; an
+//                                             older vfleet's records say `name` for `instance`)
 //   vfleet:{<fleet>}:engine:<host>:fence      hash  instance → newest generation seen (kept after destroy)
 //   vfleet:{<fleet>}:engine:<host>:disks      hash  instance → JSON {from, generation, packages} (copied disks)
 //   vfleet:{<fleet>}:engine:<host>:down       string, present while the host is under a fault:
@@ -144,8 +145,8 @@ export class EmbeddedEngine implements HostEngine {
     await this.answering();
     const all = await this.redis.hgetall(this.keys.instances);
     return Object.values(all)
-      .map((json) => JSON.parse(json) as EngineInstance)
-      .sort((a, b) => (a.name < b.name ? -1 : 1));
+      .map(reportedFrom)
+      .sort((a, b) => (a.instance < b.instance ? -1 : 1));
   }
 
   async fences(): Promise<ReadonlyMap<string, number>> {
@@ -157,19 +158,19 @@ export class EmbeddedEngine implements HostEngine {
   async describe(name: string): Promise<EngineInstance | undefined> {
     await this.answering();
     const json = await this.redis.hget(this.keys.instances, name);
-    return json ? (JSON.parse(json) as EngineInstance) : undefined;
+    return json ? reportedFrom(json) : undefined;
   }
 
   async inventory(name: string): Promise<PackageVersions> {
     await this.answering();
     const json = await this.redis.hget(this.keys.instances, name);
     if (!json) throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
-    return (JSON.parse(json) as EngineInstance).packages;
+    return reportedFrom(json).packages;
   }
 
   async create(request: InstanceRequest): Promise<EngineInstance> {
     const record: EngineInstance = {
-      name: request.name,
+      instance: request.name,
       group: request.group,
       generation: request.generation,
       // With no boot latency there is nothing to wait for: one transition, not two.
@@ -213,7 +214,7 @@ export class EmbeddedEngine implements HostEngine {
     const json = await this.redis.hget(this.keys.instances, name);
     if (!json) throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
     // The disk carries what is installed on it: the copy lands with the instance's packages.
-    const { packages } = JSON.parse(json) as EngineInstance;
+    const { packages } = reportedFrom(json);
     await to.receiveDisk({ name, generation, from: this.host, packages });
   }
 
@@ -259,7 +260,7 @@ export class EmbeddedEngine implements HostEngine {
     )) as [string, string];
     switch (status) {
       case 'ok':
-        return (value ? JSON.parse(value) : { name }) as EngineInstance;
+        return value ? reportedFrom(value) : ({ instance: name } as EngineInstance);
       case 'down':
         throw unreachable(this.host);
       case 'superseded':
@@ -276,6 +277,17 @@ export class EmbeddedEngine implements HostEngine {
         throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
     }
   }
+}
+
+/**
+ * A stored record as the host reports it. Records written before vfleet said `instance`
+ * everywhere name the instance `name`: read as `instance`.
+ */
+function reportedFrom(json: string): EngineInstance {
+  const record = JSON.parse(json) as EngineInstance & { readonly name?: string };
+  if (record.instance !== undefined) return record;
+  const { name, ...rest } = record;
+  return { ...rest, instance: name as string };
 }
 
 function unreachable(host: string): VfleetError {
@@ -335,13 +347,13 @@ export async function instancesAt(
   redis: Redis,
   fleet: string,
   wanted: ReadonlyArray<{ readonly host: string; readonly name: string }>,
-): Promise<Array<{ host: string; instance: EngineInstance }>> {
+): Promise<Array<{ host: string; reported: EngineInstance }>> {
   if (wanted.length === 0) return [];
   const records = redis.pipeline();
   for (const w of wanted) records.hget(engineHostKeys(fleet, w.host).instances, w.name);
   const found = (await records.exec()) ?? [];
   return wanted.flatMap((w, i) => {
     const json = found[i]?.[1] as string | null | undefined;
-    return json ? [{ host: w.host, instance: JSON.parse(json) as EngineInstance }] : [];
+    return json ? [{ host: w.host, reported: reportedFrom(json) }] : [];
   });
 }

@@ -148,8 +148,8 @@ export class RealEngine implements HostEngine {
         await mkdirs(this.transport, ctx.dir);
         const made = await driver.provision(ctx, request);
         record = {
-          formatVersion: 1,
-          name: request.name,
+          formatVersion: 2,
+          instance: request.name,
           group: request.group,
           generation: request.generation,
           kind: request.image.kind,
@@ -357,7 +357,7 @@ export class RealEngine implements HostEngine {
     return {
       t: this.transport,
       host: this.host,
-      name,
+      instance: name,
       layout: this.layout,
       stager: this.stager,
       dir: this.layout.instanceDir(name),
@@ -373,28 +373,33 @@ export class RealEngine implements HostEngine {
   private async readRecord(name: string): Promise<InstanceRecord | undefined> {
     const text = await readText(this.transport, this.layout.record(name));
     if (text === undefined) return undefined;
+    let record: InstanceRecord & { readonly name?: string };
     try {
-      return JSON.parse(text) as InstanceRecord;
+      record = JSON.parse(text);
     } catch {
       throw new VfleetError(
         'record-corrupt',
         `${this.host}: ${this.layout.record(name)} is not valid JSON`,
       );
     }
+    if (record.formatVersion !== 1) return record;
+    // Format 1 (an older vfleet) named the instance `name`: read, and written again, as format 2.
+    const { name: instance, ...rest } = record;
+    return { ...rest, formatVersion: 2, instance: instance as string };
   }
 
   private writeRecord(record: InstanceRecord): Promise<void> {
     return this.transport.writeFile(
-      this.layout.record(record.name),
+      this.layout.record(record.instance),
       `${JSON.stringify(record, null, 2)}\n`,
       0o644,
     );
   }
 
   private async instanceOf(record: InstanceRecord): Promise<EngineInstance> {
-    const live = await this.driverOf(record.kind).status(this.context(record.name), record);
+    const live = await this.driverOf(record.kind).status(this.context(record.instance), record);
     return {
-      name: record.name,
+      instance: record.instance,
       group: record.group,
       generation: record.generation,
       status: live.running ? 'running' : 'stopped',
@@ -416,7 +421,7 @@ function landingContext(landing: DiskLanding, name: string): DriverContext {
   return {
     t: landing.transport,
     host: landing.host,
-    name,
+    instance: name,
     layout,
     stager: new ImageStager(landing.transport, layout),
     dir: layout.instanceDir(name),
