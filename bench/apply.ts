@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { generateFleetDocument, generateFleetYaml } from '../examples/generate.js';
-import { EmbeddedEngine, engineKeys } from '../src/engines/embedded/embedded-engine.js';
+import { EmbeddedEngine } from '../src/engines/embedded/embedded-engine.js';
 import type { Fleet, Image } from '../src/model/fleet.js';
 import { EMPTY_STATE } from '../src/model/observed.js';
 import { evaluateBaseline, packagesToRaise } from '../src/patching/baseline.js';
@@ -22,7 +22,7 @@ import { runPlan } from '../src/queue/run-plan.js';
 import { schedule } from '../src/scheduler/schedule.js';
 import { normalizeFleet } from '../src/spec/normalize.js';
 import { FleetState } from '../src/state/fleet-state.js';
-import { queuePrefix } from '../src/state/keys.js';
+import { engineHostKeys, queuePrefix } from '../src/state/keys.js';
 
 const CONCURRENCY = 8;
 
@@ -185,10 +185,10 @@ async function converge(redis: Redis, fleet: Fleet): Promise<void> {
     };
     pipe.hset(`vfleet:{${fleet.name}}:instances`, p.instance, JSON.stringify(record));
     pipe.hset(
-      engineKeys(fleet.name, p.host).instances,
+      engineHostKeys(fleet.name, p.host).instances,
       p.instance,
       JSON.stringify({
-        name: p.instance,
+        instance: p.instance,
         group: p.group,
         generation: 1,
         status: 'running',

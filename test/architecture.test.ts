@@ -90,14 +90,19 @@ export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   plan: ['model', 'scheduler', 'licensing', 'patching'],
   audit: ['model', 'scheduler', 'licensing', 'patching', 'plan'],
   transport: ['model'],
-  // spec/inventory.ts parses a dpkg inventory for the sandbox driver: to move with issue 12's
-  // sealed HostEngine.
-  engines: ['model', 'transport', 'spec'],
+  // patching/inventory.ts: the dpkg inventory parser the sandbox driver reads a rootfs with;
+  // state/: only keys.ts (below), where the embedded engine's keys are made.
+  engines: ['model', 'transport', 'patching', 'state'],
   state: ['model'],
   queue: ['model', 'state', 'engines', 'patching', 'plan'],
   app: BELOW_APP,
   controller: [...BELOW_APP, 'app'],
   cli: [...BELOW_APP, 'app', 'controller'],
+};
+
+/** Where a row names a folder of which only some files may be imported: those files. */
+export const ONLY_FILES: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
+  engines: { state: ['keys.ts'] },
 };
 
 /** The src/ folder a path is in, or undefined outside src/ (schemas/, the JSON schema). */
@@ -106,12 +111,19 @@ const layerOf = (path: string) => path.split('/src/')[1]?.split('/')[0];
 /** An import of `specifier` from `file` that the table does not allow, as a message. */
 export function tableViolation(file: string, specifier: string): string | undefined {
   if (!specifier.startsWith('.')) return undefined;
+  const target = new URL(specifier, `file://${file}`).pathname;
   const from = layerOf(file);
-  const to = layerOf(new URL(specifier, `file://${file}`).pathname);
+  const to = layerOf(target);
   if (!from || !to || from === to) return undefined;
   const allowed = MAY_IMPORT[from];
   if (allowed === undefined) return `${file}: src/${from}/ has no row in the import table`;
-  return allowed.includes(to) ? undefined : `${file} imports ${to}/ (${specifier})`;
+  if (!allowed.includes(to)) return `${file} imports ${to}/ (${specifier})`;
+  const only = ONLY_FILES[from]?.[to];
+  const inFolder = target.split(`/src/${to}/`)[1]?.replace(/\.js$/, '.ts');
+  if (only && !only.includes(inFolder ?? '')) {
+    return `${file} imports ${to}/${inFolder} (${specifier}); of ${to}/ it may import only ${only.join(', ')}`;
+  }
+  return undefined;
 }
 
 describe('architecture', () => {
@@ -135,6 +147,45 @@ describe('architecture', () => {
       /imports queue\//,
     );
     assert.equal(tableViolation(fromRoot('src', 'queue', 'x.ts'), '../state/keys.js'), undefined);
+    // engines/ may import state/keys.ts, and nothing else of state/.
+    const engine = fromRoot('src', 'engines', 'embedded', 'x.ts');
+    assert.equal(tableViolation(engine, '../../state/keys.js'), undefined);
+    assert.match(
+      tableViolation(engine, '../../state/fleet-state.js') ?? '',
+      /may import only keys\.ts/,
+    );
+    assert.match(tableViolation(engine, '../../spec/load-fleet.js') ?? '', /imports spec\//);
+  });
+
+  it("no code outside engines/ tests an engine's kind or makes its keys", () => {
+    // The kinds are named where they are defined (the model, the capabilities table keyed by
+    // them) and where the spec's ssh endpoint becomes the model's `Host.ssh`; everything else asks
+    // model/engine-capabilities.ts. The embedded engine's keys are made in state/keys.ts only.
+    const allowed = new Set([
+      fromRoot('src', 'model', 'fleet.ts'),
+      fromRoot('src', 'model', 'fleet-spec.generated.ts'),
+      fromRoot('src', 'model', 'engine-capabilities.ts'),
+      fromRoot('src', 'spec', 'normalize.ts'),
+    ]);
+    const kindTest =
+      /(?:[!=]==?\s*'(?:embedded|local|ssh)'|'(?:embedded|local|ssh)'\s*[!=]==?|case\s+'(?:embedded|local|ssh)')/;
+    const files = readdirSync(fromRoot('src'))
+      .filter((d) => d !== 'engines' && statSync(fromRoot('src', d)).isDirectory())
+      .flatMap((dir) => tsFiles(fromRoot('src', dir)))
+      .filter((file) => !allowed.has(file));
+    assert.ok(files.length > 20, 'found the sources');
+    const problems = files.flatMap((file) => {
+      const text = readFileSync(file, 'utf8');
+      return [
+        ...(kindTest.test(text) ? [`${file} tests an engine's kind`] : []),
+        ...(/engineHostKeys|:engine:/.test(text) && !file.endsWith('/state/keys.ts')
+          ? [`${file} makes or reads an engine's keys`]
+          : []),
+      ];
+    });
+    assert.deepEqual(problems, []);
+    assert.ok(kindTest.test("if (host.engine === 'embedded')"), 'the check catches a kind test');
+    assert.ok(kindTest.test("case 'ssh':"), 'and a switch on the kind');
   });
 
   it('pure modules import no I/O and no adapter', () => {

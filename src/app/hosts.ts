@@ -49,7 +49,7 @@ export async function forgetHost(
   return locked.ok ? { ok: true, forgotten: locked.value } : locked;
 }
 
-/** `vfleet host fail|recover`: refused for an engine that takes no injected faults. */
+/** `vfleet host fail|partition|recover`: refused for an engine that takes no injected faults. */
 export async function injectFault(
   session: FleetSession,
   name: string,

@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Diagnostic, DiagnosticCode } from '../model/diagnostic.js';
 import type { PackageVersions } from '../model/fleet.js';
-import { parseInventory } from '../spec/inventory.js';
+import { parseInventory } from '../patching/inventory.js';
 import { type LoadedFleet, loadFleet, positionOf } from '../spec/load-fleet.js';
 import { MAX_SPEC_BYTES } from '../spec/source-text.js';
 import { formatPath, quoteValue } from '../spec/spec-path.js';
@@ -181,7 +181,7 @@ function withLocalPaths(loaded: LoadedFleet, files: SpecFiles): LoadedFleet {
 /**
  * Images and hosts may take their package inventory from a file (`packagesFrom`, relative to the
  * spec's folder, inside its repository); inline `packages` entries override it. Read here (a
- * regular file of at most FILE_LIMITS.inventory), parsed by spec/inventory.ts.
+ * regular file of at most FILE_LIMITS.inventory), parsed by patching/inventory.ts.
  */
 function withInventories(loaded: LoadedFleet, files: SpecFiles): LoadedFleet {
   const fleet = loaded.fleet;

@@ -36,8 +36,8 @@ export async function refresh(
     }
   }
   const adopted: RecordedInstance[] = [];
-  for (const { host, instance } of await survey.describe(unknown)) {
-    const record = recordedFromReported(host, instance);
+  for (const { host, reported } of await survey.describe(unknown)) {
+    const record = recordedFromReported(host, reported);
     adopted.push(record);
     if (persist) await state.putInstance(record);
   }
@@ -82,10 +82,10 @@ export async function refresh(
       }
     }
   }
-  const strays = (await survey.describe(elsewhere)).map(({ host, instance }) => ({
-    instance: instance.name,
+  const strays = (await survey.describe(elsewhere)).map(({ host, reported }) => ({
+    instance: reported.instance,
     host,
-    generation: instance.generation,
+    generation: reported.generation,
   }));
   const observed: ObservedState = {
     version: snapshot.version,

@@ -1,5 +1,6 @@
 // Status: every host with what it holds and whether it answers, every instance as the state has
 // it corrected by its host (missing, stopped), and the drift a plan would fix. Data only.
+import type { InjectedFault } from '../engines/engine-set.js';
 import type { EngineKind } from '../model/fleet.js';
 import type { RecordedInstance } from '../model/instances.js';
 import type { PlanSummary } from '../model/plan.js';
@@ -9,8 +10,11 @@ import type { FleetSession } from './session.js';
 export interface HostStatus {
   readonly name: string;
   readonly engine: EngineKind;
-  /** `failed`: failed on purpose (`vfleet host fail`). */
-  readonly health: 'ok' | 'failed';
+  /**
+   * Under a fault injected on purpose: `failed` (`vfleet host fail`), `partitioned` (`vfleet host
+   * partition`: its instances run, but it cannot reach the control plane).
+   */
+  readonly health: 'ok' | InjectedFault;
   /** Epoch ms of the last heartbeat a worker wrote for it; null: never. */
   readonly lastHeartbeat: number | null;
   readonly instances: number;
@@ -55,7 +59,7 @@ export async function fleetStatus(session: FleetSession): Promise<FleetStatus> {
     return {
       name: h.name,
       engine: h.engine,
-      health: failed.has(h.name) ? ('failed' as const) : ('ok' as const),
+      health: failed.get(h.name) ?? ('ok' as const),
       lastHeartbeat: beats.get(h.name) ?? null,
       instances: on.length,
       vcpus: on.reduce((n, i) => n + i.resources.vcpus, 0),

@@ -46,8 +46,8 @@ export async function serveFleet(session: FleetSession, options: ServeOptions): 
     }),
   );
   await Promise.all(workers.map((w) => w.waitUntilReady()));
-  // Heartbeats: a host that answers is alive; one that does not (`vfleet host fail`) stops
-  // beating, which is what the controller watches for.
+  // Heartbeats: a host that answers is alive; one that does not (`vfleet host fail|partition`)
+  // stops beating, which is what the controller watches for.
   const beat = async () => {
     for (const host of hosts) {
       try {

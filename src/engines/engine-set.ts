@@ -1,25 +1,28 @@
-// The engines of one fleet, built from its spec: the one place an engine is chosen by the host's
-// `engine` field. What refresh needs of all hosts at once comes from here in batches (the
-// embedded hosts in two Redis pipelines, the real ones listed side by side), and the faults an
-// operator injects on purpose are operations here, refused where the engine cannot take them.
+// The engines of one fleet, built from its spec: the one place an engine — and, for a real
+// host, its transport — is chosen by the host's `engine` field (ENGINES below, one builder per
+// kind). What refresh needs of all hosts at once comes from here in batches (the embedded hosts
+// in two Redis pipelines, the real ones listed side by side), and the faults an operator injects
+// on purpose are the engines' own operations, refused where the engine cannot take them.
 import type { Redis } from 'ioredis';
 import { ENGINE_CAPABILITIES, type EngineCapabilities } from '../model/engine-capabilities.js';
 import { VfleetError } from '../model/errors.js';
-import type { Fleet, Host } from '../model/fleet.js';
+import type { EngineKind, Fleet, Host } from '../model/fleet.js';
 import type { InstanceStatus } from '../model/observed.js';
-import { openTransport } from '../transport/open-transport.js';
 import { withCommandTimeout } from '../transport/command-limits.js';
+import { LocalTransport } from '../transport/local-transport.js';
+import { SshTransport } from '../transport/ssh-transport.js';
 import type { Transport } from '../transport/transport.js';
 import {
   EmbeddedEngine,
+  embeddedFaults,
   embeddedListing,
-  hostIsDown,
   instancesAt,
-  setHostDown,
 } from './embedded/embedded-engine.js';
 import { factsDrift } from './facts-drift.js';
-import type { EngineInstance, HostEngine } from './host-engine.js';
+import type { EngineInstance, HostEngine, HostFault, InjectedFault } from './host-engine.js';
 import { RealEngine, type RealEngineOptions } from './real/real-engine.js';
+
+export type { HostFault, InjectedFault };
 
 export interface EngineSetOptions {
   /** The fleet's Redis: where the embedded hosts live. */
@@ -45,51 +48,66 @@ export interface FleetSurvey {
   /** The records of the named instances as their hosts have them (absent ones left out). */
   describe(
     wanted: ReadonlyArray<{ readonly host: string; readonly name: string }>,
-  ): Promise<Array<{ host: string; instance: EngineInstance }>>;
+  ): Promise<Array<{ host: string; reported: EngineInstance }>>;
 }
-
-/** A fault an operator injects on purpose (the embedded engine takes them). */
-export type HostFault = 'fail' | 'recover';
 
 export interface EngineSet {
   engine(host: string): HostEngine;
   capabilities(host: string): EngineCapabilities;
   /** What every host of the fleet holds, in as few round trips as the engines allow. */
   survey(): Promise<FleetSurvey>;
-  /** The hosts that are failed on purpose (`vfleet host fail`) right now. */
-  failed(): Promise<ReadonlySet<string>>;
+  /** The hosts under an injected fault right now (`vfleet host fail|partition`), and which. */
+  failed(): Promise<ReadonlyMap<string, InjectedFault>>;
   /** Where the hosts' own facts disagree with the spec, or a host does not answer. */
   factsWarnings(): Promise<string[]>;
+  /** `vfleet host fail|partition|recover`: refused (`not-embedded`) by an engine that cannot. */
   inject(host: string, fault: HostFault): Promise<void>;
   close(): Promise<void>;
 }
 
+/** What a builder of ENGINES gets besides its host. */
+interface BuildContext {
+  readonly fleet: string;
+  readonly options: EngineSetOptions;
+  /** Every transport made, closed with the set. */
+  readonly transports: Transport[];
+}
+
+/** A real host over the given transport, every command of it within the time limit. */
+function realEngine(host: Host, transport: Transport, ctx: BuildContext): HostEngine {
+  const limited = withCommandTimeout(transport, ctx.options.commandTimeoutMs);
+  ctx.transports.push(limited);
+  return new RealEngine(host, limited, ctx.options.real);
+}
+
+/** One builder per `engine:` value; a new engine is a new row here and in ENGINE_CAPABILITIES. */
+const ENGINES: { readonly [K in EngineKind]: (host: Host, ctx: BuildContext) => HostEngine } = {
+  embedded: (host, { fleet, options }) =>
+    new EmbeddedEngine(options.redis, fleet, host, {
+      bootLatencyMs: options.bootLatencyMs,
+      currentPlanKey: options.currentPlanKey,
+    }),
+  local: (host, ctx) => realEngine(host, new LocalTransport(host.name), ctx),
+  ssh: (host, ctx) => realEngine(host, new SshTransport(host), ctx),
+};
+
 export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSet {
   const hosts = new Map(fleet.hosts.map((h) => [h.name, h]));
   const cache = new Map<string, HostEngine>();
-  const transports: Transport[] = [];
+  const build: BuildContext = { fleet: fleet.name, options, transports: [] };
   const hostOf = (name: string): Host => {
     const host = hosts.get(name);
     if (!host) throw new VfleetError('unknown-host', `no host ${name} in the spec`);
     return host;
   };
+  // The embedded hosts all live in the fleet's Redis: refresh reads them in pipelines.
   const emulated = fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name);
   const real = fleet.hosts.filter((h) => h.engine !== 'embedded');
   const engine = (name: string): HostEngine => {
     const known = cache.get(name);
     if (known) return known;
     const host = hostOf(name);
-    let made: HostEngine;
-    if (host.engine === 'embedded') {
-      made = new EmbeddedEngine(options.redis, fleet.name, host, {
-        bootLatencyMs: options.bootLatencyMs,
-        currentPlanKey: options.currentPlanKey,
-      });
-    } else {
-      const transport = withCommandTimeout(openTransport(host), options.commandTimeoutMs);
-      transports.push(transport);
-      made = new RealEngine(host, transport, options.real);
-    }
+    const made = ENGINES[host.engine](host, build);
     cache.set(name, made);
     return made;
   };
@@ -116,11 +134,11 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
           listings.set(h.name, null);
           return;
         }
-        const byName = new Map(instances.map((x) => [x.name, x]));
+        const byName = new Map(instances.map((x) => [x.instance, x]));
         records.set(h.name, byName);
         listings.set(h.name, {
           names: new Set(byName.keys()),
-          status: new Map(instances.map((x) => [x.name, x.status])),
+          status: new Map(instances.map((x) => [x.instance, x.status])),
         });
       });
       return {
@@ -129,16 +147,23 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
           const fromRedis = wanted.filter((w) => !records.has(w.host));
           const found = await instancesAt(options.redis, fleet.name, fromRedis);
           for (const w of wanted) {
-            const instance = records.get(w.host)?.get(w.name);
-            if (instance) found.push({ host: w.host, instance });
+            const reported = records.get(w.host)?.get(w.name);
+            if (reported) found.push({ host: w.host, reported });
           }
           return found;
         },
       };
     },
     async failed() {
-      const down = await Promise.all(emulated.map((h) => hostIsDown(options.redis, fleet.name, h)));
-      return new Set(emulated.filter((_, i) => down[i]));
+      const faults = await embeddedFaults(options.redis, fleet.name, emulated);
+      // Other engines that take faults (none yet) are asked one by one.
+      const others = real.filter((h) => ENGINE_CAPABILITIES[h.engine].faultInjection);
+      const theirs = await Promise.all(others.map((h) => engine(h.name).injectedFault()));
+      others.forEach((h, i) => {
+        const fault = theirs[i];
+        if (fault) faults.set(h.name, fault);
+      });
+      return faults;
     },
     async factsWarnings() {
       const own = fleet.hosts.filter((h) => ENGINE_CAPABILITIES[h.engine].ownFacts);
@@ -156,17 +181,10 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
       return each.flat();
     },
     async inject(name, fault) {
-      const host = hostOf(name);
-      if (!ENGINE_CAPABILITIES[host.engine].faultInjection) {
-        throw new VfleetError(
-          'not-embedded',
-          `host ${name} uses the ${host.engine} engine, which takes no injected faults; only embedded hosts can be failed on purpose`,
-        );
-      }
-      await setHostDown(options.redis, fleet.name, name, fault === 'fail');
+      await engine(name).inject(fault);
     },
     async close() {
-      await Promise.all(transports.map((t) => t.close().catch(() => undefined)));
+      await Promise.all(build.transports.map((t) => t.close().catch(() => undefined)));
     },
   };
 }

@@ -1,11 +1,26 @@
-// The one interface the queue talks to (docs/architecture.md). Implementations:
-// the embedded emulator (engines/embedded/), and real hosts through a Transport (local, ssh)
-// with the qemu and sandbox drivers (engines/real/). Every mutating call carries the instance's generation:
-// a host refuses a generation older than the newest it has seen (fencing), and repeating the
-// newest is harmless (idempotence), so a job that runs twice never acts twice.
-import type { HostOs, InstanceKind, PackageVersions, Resources } from '../model/fleet.js';
+// The one interface the queue, the operations and the controller talk to (docs/architecture.md).
+// Implementations: the embedded emulator (engines/embedded/), and real hosts through a Transport
+// (local, ssh) with the qemu and sandbox drivers (engines/real/). Every mutating call carries the
+// instance's generation: a host refuses a generation older than the newest it has seen
+// (fencing), and repeating the newest is harmless (idempotence), so a job that runs twice never
+// acts twice.
+//
+// The interface is sealed: what an engine can do is data (`capabilities`, one row of
+// model/engine-capabilities.ts), faults are operations on it (`inject`), and a disk moves
+// between two engines through `copyDisk` on the source and `receiveDisk` on the target. Nothing
+// outside engines/ reads an engine's keys or files, or asks which class or kind it is.
+import type { EngineCapabilities } from '../model/engine-capabilities.js';
+import { VfleetError } from '../model/errors.js';
+import type {
+  EngineKind,
+  HostOs,
+  InstanceKind,
+  PackageVersions,
+  Resources,
+} from '../model/fleet.js';
 import type { InstanceRuntime, ReportedInstance } from '../model/instances.js';
 import type { PlanImage } from '../model/plan.js';
+import type { Transport } from '../transport/transport.js';
 
 /** An image as an engine creates an instance from it: a plan's (model/plan.ts). */
 export type EngineImage = PlanImage;
@@ -33,7 +48,7 @@ export type { InstanceRuntime };
 
 export interface HostFacts {
   readonly name: string;
-  readonly engine: 'embedded' | 'local' | 'ssh';
+  readonly engine: EngineKind;
   readonly cpu: {
     readonly sockets: number;
     readonly coresPerSocket: number;
@@ -53,8 +68,56 @@ export interface HostFacts {
   readonly sandboxLimits?: { readonly memory: boolean; readonly cpu: boolean };
 }
 
+/**
+ * A fault an operator (or a test, or the controller's drills) injects on purpose, where the
+ * engine's `capabilities.faultInjection` says it can:
+ *
+ * - `fail`: the host is down: it answers nothing (every call is `host-unreachable`, retryable),
+ *   so it also stops beating;
+ * - `partition`: the host is cut off from the control plane: its instances keep running, but it
+ *   cannot be reached (every call from vfleet is `host-unreachable`) and sends no heartbeats;
+ * - `recover`: heals either; the host answers again with what it holds.
+ */
+export type HostFault = 'fail' | 'recover' | 'partition';
+
+/** The fault a host is under right now. */
+export type InjectedFault = 'failed' | 'partitioned';
+
+/**
+ * Where a copied disk lands on a target host whose disks are files (the real engines): the
+ * target's transport and data folder. The target hands it to the transfer under its own lock and
+ * fence, for the instance's folder (`<dataDir>/instances/<name>/`).
+ */
+export interface DiskLanding {
+  readonly host: string;
+  readonly transport: Transport;
+  readonly dataDir: string;
+}
+
+/**
+ * One instance's disk on its way to another host: what the source's `copyDisk` hands the
+ * target's `receiveDisk`.
+ */
+export interface DiskTransfer {
+  readonly name: string;
+  readonly generation: number;
+  /** The source host. */
+  readonly from: string;
+  /** What is installed on the disk: a create onto the copied disk reports it. */
+  readonly packages: PackageVersions;
+  /**
+   * Writes the disk's files onto the target (source engines whose disks are files); absent where
+   * the disk is data the target keeps itself (the embedded engine).
+   */
+  readonly writeFiles?: (landing: DiskLanding) => Promise<void>;
+}
+
 export interface HostEngine {
   readonly host: string;
+  /** The host's `engine:` in the spec: which row of the capabilities table is this engine's. */
+  readonly engine: EngineKind;
+  /** What this engine can do: its row of model/engine-capabilities.ts. */
+  readonly capabilities: EngineCapabilities;
   facts(): Promise<HostFacts>;
   list(): Promise<EngineInstance[]>;
   /**
@@ -78,6 +141,47 @@ export interface HostEngine {
    * `patch-not-supported` (not retryable): see engines/real/README.md.
    */
   patch(name: string, generation: number, packages: PackageVersions): Promise<EngineInstance>;
-  /** Copies the instance's disk to another host, so `move` can start it there. */
+  /**
+   * Copies the instance's disk to another host, so `move` can start it there: refused
+   * (`engine-mismatch`) unless `to`'s engine is one `capabilities.copiesDiskTo` names, or `to` is
+   * this host. Runs under this host's fence for the instance, then `to.receiveDisk`.
+   */
   copyDisk(name: string, generation: number, to: HostEngine): Promise<void>;
+  /**
+   * copyDisk's other half, on the target: under the target's own lock and fence for the
+   * instance (an older generation is `stale-generation`), and never over an instance the target
+   * has already (a copy-disk job run again after the move went on does nothing).
+   */
+  receiveDisk(transfer: DiskTransfer): Promise<void>;
+  /**
+   * Injects a fault on purpose; refused (`not-embedded`) where `capabilities.faultInjection` is
+   * false.
+   */
+  inject(fault: HostFault): Promise<void>;
+  /** The fault the host is under, or undefined (always undefined without fault injection). */
+  injectedFault(): Promise<InjectedFault | undefined>;
+}
+
+/**
+ * copyDisk's check, the same for every engine: the target's engine must be one the source's
+ * capabilities can copy a disk to, and not the source host itself.
+ */
+export function checkCopyTarget(from: HostEngine, name: string, to: HostEngine): void {
+  if (!from.capabilities.copiesDiskTo.includes(to.engine)) {
+    throw new VfleetError(
+      'engine-mismatch',
+      `cannot copy ${name} from ${from.engine} host ${from.host} to ${to.engine} host ${to.host}: a ${from.engine} disk can go to ${from.capabilities.copiesDiskTo.join(' or ')} hosts only`,
+    );
+  }
+  if (to === from || to.host === from.host) {
+    throw new VfleetError('engine-mismatch', `cannot copy ${name} from ${from.host} to itself`);
+  }
+}
+
+/** The refusal of an engine that takes no injected faults. */
+export function noFaultInjection(engine: HostEngine): VfleetError {
+  return new VfleetError(
+    'not-embedded',
+    `host ${engine.host} uses the ${engine.engine} engine, which takes no injected faults; only embedded hosts can be failed on purpose`,
+  );
 }

@@ -3,6 +3,17 @@
 // (`HostEngine.capabilities`), so a new engine is one new row, not a hunt for `=== 'embedded'`.
 import type { EngineKind } from './fleet.js';
 
+/** The spec's host fields that say how an engine reaches a host and where it keeps things. */
+export const HOST_FIELDS = [
+  'address',
+  'port',
+  'user',
+  'hostKey',
+  'identityFile',
+  'dataDir',
+] as const;
+export type HostField = (typeof HOST_FIELDS)[number];
+
 export interface EngineCapabilities {
   /** Raises an instance's packages to a baseline itself (`patch` jobs are planned for it). */
   readonly patch: boolean;
@@ -13,12 +24,52 @@ export interface EngineCapabilities {
   readonly ownFacts: boolean;
   /** The engines `copyDisk` can copy an instance's disk to (a move between them). */
   readonly copiesDiskTo: readonly EngineKind[];
-  /** Can be made to fail, recover or lose the control plane on purpose (`vfleet host fail`). */
+  /**
+   * Can be made to fail, lose the control plane and recover on purpose (`vfleet host
+   * fail|partition|recover`, HostEngine.inject).
+   */
   readonly faultInjection: boolean;
+  /** The host fields the engine reads; a host that sets another is warned that it is ignored. */
+  readonly hostFields: readonly HostField[];
+  /** Of those, the ones every host of the engine must set (an error without). */
+  readonly requiredHostFields: readonly HostField[];
+  /** Where the engine keeps its hosts' instances, as a message says it ("in Redis"). */
+  readonly keepsInstances: string;
 }
 
 export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities>> = {
-  embedded: { patch: true, ownFacts: false, copiesDiskTo: ['embedded'], faultInjection: true },
-  local: { patch: false, ownFacts: true, copiesDiskTo: ['local', 'ssh'], faultInjection: false },
-  ssh: { patch: false, ownFacts: true, copiesDiskTo: ['local', 'ssh'], faultInjection: false },
+  embedded: {
+    patch: true,
+    ownFacts: false,
+    copiesDiskTo: ['embedded'],
+    faultInjection: true,
+    hostFields: [],
+    requiredHostFields: [],
+    keepsInstances: 'in Redis',
+  },
+  local: {
+    patch: false,
+    ownFacts: true,
+    copiesDiskTo: ['local', 'ssh'],
+    faultInjection: false,
+    hostFields: ['dataDir'],
+    requiredHostFields: [],
+    keepsInstances: 'in dataDir on this machine',
+  },
+  ssh: {
+    patch: false,
+    ownFacts: true,
+    copiesDiskTo: ['local', 'ssh'],
+    faultInjection: false,
+    hostFields: ['address', 'port', 'user', 'hostKey', 'identityFile', 'dataDir'],
+    requiredHostFields: ['address', 'hostKey'],
+    keepsInstances: 'in dataDir on the host',
+  },
 };
+
+/** The engines that read a host field, for messages ("not ssh"). */
+export function enginesReading(field: HostField): EngineKind[] {
+  return (Object.keys(ENGINE_CAPABILITIES) as EngineKind[]).filter((kind) =>
+    ENGINE_CAPABILITIES[kind].hostFields.includes(field),
+  );
+}

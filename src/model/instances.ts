@@ -32,11 +32,11 @@ export interface InstanceRuntime {
 }
 
 /**
- * An instance as its host reports it. `name` is the instance's name (the hosts' records have
- * always called it so); everywhere else it is `instance`.
+ * An instance as its host reports it. (Hosts' records written before vfleet said `instance`
+ * everywhere call it `name`; the engines read both.)
  */
 export interface ReportedInstance {
-  readonly name: string;
+  readonly instance: string;
   readonly group: string;
   readonly generation: number;
   readonly status: Exclude<InstanceStatus, 'failed'>;
@@ -53,7 +53,7 @@ export interface ReportedInstance {
  */
 export function recordedFromReported(host: string, reported: ReportedInstance): RecordedInstance {
   return {
-    instance: reported.name,
+    instance: reported.instance,
     group: reported.group,
     host,
     generation: reported.generation,

@@ -2,9 +2,16 @@
 // valid names, every image can run somewhere, ssh hosts are pinned, failure domains exist.
 // Runs only on a document that passed the schema, so it may trust shapes and types.
 import type { DiagnosticCode, Severity } from '../model/diagnostic.js';
+import {
+  ENGINE_CAPABILITIES,
+  enginesReading,
+  HOST_FIELDS,
+  type HostField,
+} from '../model/engine-capabilities.js';
 import { HOST_DOMAIN, osMatches, replicaName } from '../model/fleet.js';
 import type { FleetDocument, Host, InstanceGroup } from '../model/fleet-spec.generated.js';
 import { didYouMean } from './did-you-mean.js';
+import { DEFAULTS } from './normalize.js';
 import { quoteValue } from './spec-path.js';
 import type { PathSegment } from './yaml-document.js';
 
@@ -32,6 +39,17 @@ const NOUN: Record<Section, string> = {
  * name, so a reference to a host with a bad cpu block is not also reported as unknown, and
  * nothing reads a field whose shape the schema did not vouch for.
  */
+/** What a host that lacks a field its engine needs is told it needs. */
+const NEEDED: Readonly<Record<HostField, string>> = {
+  address: 'an address',
+  port: 'a port',
+  user: 'a user',
+  hostKey:
+    'a pinned hostKey (its "ssh-ed25519 AAAA..." public key or SHA256 fingerprint); vfleet never trusts an unknown key',
+  identityFile: 'an identityFile',
+  dataDir: 'a dataDir',
+};
+
 export function checkSemantics(
   doc: FleetDocument,
   broken: ReadonlySet<string> = new Set(),
@@ -103,37 +121,33 @@ export function checkSemantics(
     if (ok('hosts', h)) for (const key of Object.keys(host.labels ?? {})) labelKeys.add(key);
   });
 
-  // Hosts: ssh endpoints pinned, host-metric licenses only.
+  // Hosts: the fields their engine needs set (an ssh endpoint pinned), those it does not read
+  // warned about (model/engine-capabilities.ts says which), host-metric licenses only.
   hosts.forEach((host, h) => {
     if (!ok('hosts', h)) return;
-    const engine = host.engine ?? 'embedded';
-    if (engine === 'ssh') {
-      for (const key of ['address', 'hostKey'] as const) {
-        if (host[key] === undefined) {
-          error(
-            'ssh-endpoint',
-            key === 'hostKey'
-              ? `ssh host ${quoteValue(host.name)} needs a pinned hostKey (its "ssh-ed25519 AAAA..." public key or SHA256 fingerprint); vfleet never trusts an unknown key`
-              : `ssh host ${quoteValue(host.name)} needs an address`,
-            ['spec', 'hosts', h],
-          );
-        }
+    const engine = host.engine ?? DEFAULTS.engine;
+    const reads = ENGINE_CAPABILITIES[engine];
+    for (const key of reads.requiredHostFields) {
+      if (host[key] === undefined) {
+        error('ssh-endpoint', `${engine} host ${quoteValue(host.name)} needs ${NEEDED[key]}`, [
+          'spec',
+          'hosts',
+          h,
+        ]);
       }
-    } else {
-      const ignored =
-        engine === 'embedded'
-          ? (['address', 'port', 'user', 'hostKey', 'identityFile', 'dataDir'] as const)
-          : (['address', 'port', 'user', 'hostKey', 'identityFile'] as const);
-      for (const key of ignored) {
-        if (host[key] !== undefined) {
-          warn(
-            'ssh-endpoint',
-            `${key} is ignored: host ${quoteValue(host.name)} uses the ${engine} engine${key === 'dataDir' ? ', whose instances live in Redis' : ', not ssh'}`,
-            ['spec', 'hosts', h, key],
-            'key',
-          );
-        }
-      }
+    }
+    for (const key of HOST_FIELDS) {
+      if (host[key] === undefined || reads.hostFields.includes(key)) continue;
+      const why =
+        key === 'dataDir'
+          ? `whose instances live ${reads.keepsInstances}`
+          : `not ${enginesReading(key).join(' or ')}`;
+      warn(
+        'ssh-endpoint',
+        `${key} is ignored: host ${quoteValue(host.name)} uses the ${engine} engine, ${why}`,
+        ['spec', 'hosts', h, key],
+        'key',
+      );
     }
     if (host.patchBaseline !== undefined) {
       reference('patchBaselines', baselineByName, host.patchBaseline, [

@@ -40,10 +40,12 @@ export interface FleetKeys {
   readonly events: string;
 }
 
+/** One emulated host's keys (engines/embedded/embedded-engine.ts says what each holds). */
 export interface EngineHostKeys {
   readonly instances: string;
   readonly fence: string;
   readonly disks: string;
+  /** Present while the host is under an injected fault: `failed` or `partitioned`. */
   readonly down: string;
 }
 

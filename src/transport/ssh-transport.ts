@@ -37,8 +37,10 @@ export class SshTransport implements Transport {
   readonly #sftp: SshSftp;
 
   constructor(host: Host, options: SshTransportOptions = {}) {
-    if (host.engine !== 'ssh' || host.ssh === undefined) {
-      throw new VfleetError('invalid-host', `${host.name}: not an ssh host`);
+    // The endpoint is what makes a host reachable over ssh (normalize gives one to the hosts
+    // whose engine reads it); which engine that is, is engines/' business.
+    if (host.ssh === undefined) {
+      throw new VfleetError('invalid-host', `${host.name}: not an ssh host (no ssh endpoint)`);
     }
     this.host = host.name;
     // Orphans of a dropped connection are killed the way a timed-out command is.

@@ -152,6 +152,48 @@ describe('vfleet apply against REDIS_URL', () => {
     assert.equal(running(dir, f.env).length, 26);
   });
 
+  it('a partitioned host cannot be reached but keeps its instances; status tells it from a failed one', async () => {
+    const dir = await f.fresh();
+    const redis = f.server.client();
+    const down = 'vfleet:{lab}:engine:ct-r1-03:down';
+    const partition = vfleet(['host', 'partition', 'ct-r1-03'], dir, f.env);
+    assert.equal(partition.code, 0, partition.stderr);
+    assert.match(partition.stdout, /Host ct-r1-03 is cut off from the control plane/);
+    assert.equal(await redis.get(down), 'partitioned');
+    // vfleet's calls to it fail as unreachable, and the rest of the apply goes on.
+    const cut = vfleet(['apply', '--auto-approve'], dir, f.env);
+    assert.equal(cut.code, 1);
+    assert.match(cut.stderr, /host ct-r1-03 does not answer/);
+    assert.equal(vfleet(['host', 'recover', 'ct-r1-03'], dir, f.env).code, 0);
+    assert.equal(await redis.exists(down), 0);
+    assert.equal(vfleet(['apply', '--auto-approve'], dir, f.env).code, 0);
+    // Partitioned with instances: they keep running there, untouched.
+    const held = 'vfleet:{lab}:engine:ct-r1-03:instances';
+    const before = await redis.hgetall(held);
+    assert.ok(Object.keys(before).length > 0, 'ct-r1-03 runs instances');
+    assert.equal(vfleet(['host', 'partition', 'ct-r1-03'], dir, f.env).code, 0);
+    assert.equal(vfleet(['host', 'fail', 'hv-r1-01'], dir, f.env).code, 0);
+    const health = () =>
+      new Map(
+        (
+          JSON.parse(vfleet(['status', '--json'], dir, f.env).stdout).hosts as Array<{
+            name: string;
+            health: string;
+          }>
+        ).map((h) => [h.name, h.health]),
+      );
+    const during = health();
+    assert.equal(during.get('ct-r1-03'), 'partitioned');
+    assert.equal(during.get('hv-r1-01'), 'failed');
+    assert.equal(during.get('hv-r2-01'), 'ok');
+    assert.match(vfleet(['status'], dir, f.env).stdout, /ct-r1-03 +embedded +partitioned/);
+    for (const h of ['ct-r1-03', 'hv-r1-01'])
+      assert.equal(vfleet(['host', 'recover', h], dir, f.env).code, 0);
+    assert.deepEqual([...new Set(health().values())], ['ok']);
+    assert.deepEqual(await redis.hgetall(held), before);
+    assert.equal(vfleet(['plan', '--detailed-exitcode'], dir, f.env).code, 0, 'nothing to do');
+  });
+
   it('an apply where every action failed is retried whole by the next (not read back as failed)', async () => {
     const dir = await f.fresh();
     const all = ['r1', 'r2', 'r3'].flatMap((r) => [`hv-${r}-01`, `hv-${r}-02`, `ct-${r}-03`]);

@@ -149,4 +149,20 @@ describe('vfleet apply onto a local host', () => {
     assert.equal(plan.code, 0, plan.stderr);
     assert.match(plan.stderr, /^Warning: .* MiB of memory/m);
   });
+
+  it('refuses injected faults on a local host, with the engine named', () => {
+    writeFileSync(`${dir}/fleet.yaml`, spec(dataDir, `${dir}/no-such-rootfs.tar.gz`, 0));
+    for (const fault of ['fail', 'partition', 'recover']) {
+      const refused = vfleet(['host', fault, host]);
+      assert.equal(refused.code, 1, fault);
+      assert.match(refused.stderr, /uses the local engine, which takes no injected faults/);
+    }
+    const status = JSON.parse(vfleet(['status', '--json']).stdout) as {
+      hosts: Array<{ name: string; health: string }>;
+    };
+    assert.deepEqual(
+      status.hosts.map((h) => [h.name, h.health]),
+      [[host, 'ok']],
+    );
+  });
 });

@@ -12,7 +12,10 @@ export interface EngineFixture {
   /** Two hosts of the same fleet, empty. */
   readonly a: HostEngine;
   readonly b: HostEngine;
-  /** Makes a host stop answering, and brings it back; absent where it cannot be done. */
+  /**
+   * Makes a host stop answering, and brings it back (an outage: the engine's own fault injection
+   * where it has one, else the fixture breaks the way to the host); absent where it cannot be done.
+   */
   readonly fail?: (host: string) => Promise<void>;
   readonly recover?: (host: string) => Promise<void>;
   /** The request the engine can boot; default `request` below (an image with no files). */
@@ -64,7 +67,7 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       const created = await f.a.create(request('c1-0', 1));
       assert.equal(created.status, 'running');
       assert.deepEqual(
-        (await f.a.list()).map((i) => [i.name, i.status, i.generation]),
+        (await f.a.list()).map((i) => [i.instance, i.status, i.generation]),
         [['c1-0', 'running', 1]],
       );
       assert.deepEqual(
@@ -78,7 +81,7 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       await f.a.create(request('c2-0', 1));
       await f.a.create(request('c2-0', 1));
       await Promise.all([f.a.create(request('c2-1', 1)), f.a.create(request('c2-1', 1))]);
-      const names = (await f.a.list()).map((i) => i.name).filter((n) => n.startsWith('c2-'));
+      const names = (await f.a.list()).map((i) => i.instance).filter((n) => n.startsWith('c2-'));
       assert.deepEqual(names, ['c2-0', 'c2-1']);
       await f.a.destroy('c2-0', 2);
       await f.a.destroy('c2-1', 2);
@@ -87,11 +90,11 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
     it('refuses an older generation (fencing), also after a destroy', async () => {
       await f.a.create(request('c3-0', 3));
       await rejectsWith(f.a.stop('c3-0', 2), 'stale-generation');
-      assert.equal((await f.a.list()).find((i) => i.name === 'c3-0')?.status, 'running');
+      assert.equal((await f.a.list()).find((i) => i.instance === 'c3-0')?.status, 'running');
       await f.a.destroy('c3-0', 4);
       await rejectsWith(f.a.create(request('c3-0', 3)), 'stale-generation');
       assert.equal(
-        (await f.a.list()).some((i) => i.name === 'c3-0'),
+        (await f.a.list()).some((i) => i.instance === 'c3-0'),
         false,
       );
       // The tombstone is readable, so a plan made without it can go above it.
@@ -142,11 +145,66 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       assert.deepEqual(await f.b.inventory('c6-0'), installed);
       await f.a.destroy('c6-0', 2);
       assert.equal(
-        (await f.a.list()).some((i) => i.name === 'c6-0'),
+        (await f.a.list()).some((i) => i.instance === 'c6-0'),
         false,
       );
-      assert.equal((await f.b.list()).find((i) => i.name === 'c6-0')?.status, 'running');
+      assert.equal((await f.b.list()).find((i) => i.instance === 'c6-0')?.status, 'running');
       await f.b.destroy('c6-0', 3);
+    });
+
+    it('receives a disk under its own fence, and never over an instance it has', async () => {
+      // The target has seen generation 5 of c8-0 (a tombstone): a copy at 2 is refused there.
+      await f.b.create(request('c8-0', 5));
+      await f.b.destroy('c8-0', 5);
+      await f.a.create(request('c8-0', 1));
+      await rejectsWith(f.a.copyDisk('c8-0', 2, f.b), 'stale-generation');
+      assert.equal(await f.b.describe('c8-0'), undefined);
+      await f.a.destroy('c8-0', 6);
+      // The target runs c9-0 already (a copy-disk job run again after the move went on): the
+      // copy leaves it as it is.
+      await f.a.create(request('c9-0', 1));
+      const there = await f.b.create(request('c9-0', 2));
+      await f.a.copyDisk('c9-0', 2, f.b);
+      const after = await f.b.describe('c9-0');
+      assert.equal(after?.status, 'running');
+      assert.equal(after?.generation, there.generation);
+      assert.deepEqual(after?.packages, there.packages);
+      // Not to itself.
+      await rejectsWith(f.a.copyDisk('c9-0', 3, f.a), 'engine-mismatch');
+      await f.a.destroy('c9-0', 3);
+      await f.b.destroy('c9-0', 3);
+    });
+
+    it('takes injected faults where its capabilities say so, else refuses them', async () => {
+      if (!f.a.capabilities.faultInjection) {
+        for (const fault of ['fail', 'partition', 'recover'] as const) {
+          await rejectsWith(f.a.inject(fault), 'not-embedded');
+        }
+        assert.equal(await f.a.injectedFault(), undefined);
+        assert.equal((await f.a.facts()).name, f.a.host, 'it still answers');
+        return;
+      }
+      await f.a.create(request('c10-0', 1));
+      for (const [fault, kind] of [
+        ['fail', 'failed'],
+        ['partition', 'partitioned'],
+      ] as const) {
+        await f.a.inject(fault);
+        assert.equal(await f.a.injectedFault(), kind);
+        await assert.rejects(
+          f.a.stop('c10-0', 2),
+          (e) => isVfleetError(e) && e.code === 'host-unreachable' && e.retryable,
+        );
+        await rejectsWith(f.a.facts(), 'host-unreachable');
+        await rejectsWith(f.a.describe('c10-0'), 'host-unreachable');
+        await f.a.inject('recover');
+        assert.equal(await f.a.injectedFault(), undefined);
+        // What it ran goes on running, untouched by the calls it could not answer.
+        const kept = await f.a.describe('c10-0');
+        assert.equal(kept?.status, 'running', fault);
+        assert.equal(kept?.generation, 1, fault);
+      }
+      await f.a.destroy('c10-0', 2);
     });
 
     it('a failed host does not answer, retryably, and answers again once recovered', async (t) => {

@@ -3,7 +3,14 @@
 // to real hosts: the lock across two engine objects (two workers), a stale lock, the fence file
 // after a destroy, refusals, and facts from the host itself.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { RealEngine } from '../../src/engines/real/real-engine.js';
@@ -147,7 +154,8 @@ describe('real engine on this machine', () => {
   it('writes a record with what the instance is', async () => {
     await engine.create(sandboxRequest(images, 'rec-0', 1));
     const record = JSON.parse(readFileSync(`${dataDir}/instances/rec-0/record.json`, 'utf8'));
-    assert.equal(record.name, 'rec-0');
+    assert.equal(record.formatVersion, 2);
+    assert.equal(record.instance, 'rec-0');
     assert.equal(record.group, 'rec');
     assert.equal(record.generation, 1);
     assert.equal(record.kind, 'container');
@@ -155,7 +163,20 @@ describe('real engine on this machine', () => {
     assert.deepEqual(record.resources, { vcpus: 1, memoryMiB: 64, diskGiB: 1 });
     assert.deepEqual(record.packages, rootfsInventory());
     assert.match(record.image.staged.rootfs.path, new RegExp(`^${dataDir}/images/[0-9a-f]{64}/`));
-    await engine.destroy('rec-0', 2);
+    // A record an older vfleet wrote (format 1) named the instance `name`: it still reads, and
+    // the next change writes it as format 2.
+    const { instance, ...rest } = record;
+    const file = `${dataDir}/instances/rec-0/record.json`;
+    writeFileSync(file, JSON.stringify({ ...rest, formatVersion: 1, name: instance }));
+    assert.equal((await engine.describe('rec-0'))?.instance, 'rec-0');
+    assert.ok((await engine.list()).some((i) => i.instance === 'rec-0'));
+    await engine.stop('rec-0', 2);
+    const rewritten = JSON.parse(readFileSync(file, 'utf8'));
+    assert.deepEqual(
+      [rewritten.formatVersion, rewritten.instance, rewritten.name],
+      [2, 'rec-0', undefined],
+    );
+    await engine.destroy('rec-0', 3);
   });
 
   it('refuses names that are not DNS labels before touching the host', async () => {

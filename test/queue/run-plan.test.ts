@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { EmbeddedEngine, setHostDown } from '../../src/engines/embedded/embedded-engine.js';
+import { EmbeddedEngine } from '../../src/engines/embedded/embedded-engine.js';
 import type { Fleet } from '../../src/model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../../src/model/observed.js';
 import { makePlan } from '../../src/plan/make-plan.js';
@@ -180,13 +180,14 @@ describe('runPlan', () => {
     const again = await runPlan(plan, options);
     assert.ok(again.every((o) => o.outcome === 'done' || o.outcome === 'already-done'));
     assert.equal(state.events.length, eventsAfterFirst, 'no job ran again');
-    const names = (await running()).map((i) => i.name);
+    const names = (await running()).map((i) => i.instance);
     assert.equal(names.length, new Set(names).size, 'every instance exists exactly once');
   });
 
   it('a failed host fails its actions cleanly; the rest completes; recovery resumes', async () => {
-    const { options, planNow, running, fleetName } = setup('failed');
-    await setHostDown(redis, fleetName, 'ct-r1-03', true);
+    const { options, planNow, running, engines } = setup('failed');
+    const failing = engines.get('ct-r1-03') as EmbeddedEngine;
+    await failing.inject('fail');
     const outcomes = await runPlan(planNow('p1'), options);
     const failed = outcomes.filter((o) => o.outcome === 'failed');
     assert.ok(failed.length > 0);
@@ -199,7 +200,7 @@ describe('runPlan', () => {
       outcomes.filter((o) => o.outcome === 'done').length,
       32 - failed.length - skipped.length,
     );
-    await setHostDown(redis, fleetName, 'ct-r1-03', false);
+    await failing.inject('recover');
     const resumed = await runPlan(planNow('p2'), options);
     assert.equal(resumed.length, failed.length + skipped.length);
     assert.ok(resumed.every((o) => o.outcome === 'done'));
@@ -269,7 +270,7 @@ describe('runPlan', () => {
       outcomes.every((o) => o.outcome === 'done'),
       JSON.stringify(outcomes),
     );
-    const where = (await running()).filter((i) => i.name === 'db-0');
+    const where = (await running()).filter((i) => i.instance === 'db-0');
     assert.equal(where.length, 1);
     assert.equal(state.instances.get('db-0')?.host, move?.host);
     assert.equal(state.instances.get('db-0')?.generation, (before.generation ?? 0) + 1);
@@ -321,7 +322,7 @@ describe('runPlan', () => {
     const where = await Promise.all(
       ['h0', 'h1'].map(async (h) =>
         (await (engines.get(h) as EmbeddedEngine).list()).map(
-          (i) => `${i.name}@${h}:${i.status}:${i.generation}`,
+          (i) => `${i.instance}@${h}:${i.status}:${i.generation}`,
         ),
       ),
     );
@@ -341,7 +342,7 @@ describe('runPlan', () => {
   });
 
   it("a move whose source does not answer reports the failed step's own reason", async () => {
-    const { options, planNow, state, fleetName } = setup('move-fails');
+    const { options, planNow, state, engines } = setup('move-fails');
     await runPlan(planNow('p1'), options);
     const before = state.instances.get('db-0') as ObservedInstance;
     const drained: Fleet = {
@@ -350,13 +351,14 @@ describe('runPlan', () => {
     };
     const plan = planNow('p2', drained);
     assert.equal(plan.actions.find((a) => a.instance === 'db-0')?.kind, 'move');
-    await setHostDown(redis, fleetName, before.host, true);
+    const source = engines.get(before.host) as EmbeddedEngine;
+    await source.inject('fail');
     const outcomes = await runPlan(plan, options);
     const move = outcomes.find((o) => o.action === 'db-0.move');
     assert.equal(move?.outcome, 'failed');
     // The copy-disk step on the source failed; its parent only knows "child … failed".
     assert.match(move?.error ?? '', new RegExp(`host ${before.host} does not answer`));
     assert.doesNotMatch(move?.error ?? '', /^child /);
-    await setHostDown(redis, fleetName, before.host, false);
+    await source.inject('recover');
   });
 });

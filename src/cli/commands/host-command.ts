@@ -1,4 +1,4 @@
-// `vfleet host forget|fail|recover <name>` (app/hosts.ts).
+// `vfleet host forget|fail|partition|recover <name>` (app/hosts.ts).
 import { Command } from 'commander';
 import { forgetHost, injectFault } from '../../app/hosts.js';
 import { withSession } from '../open-session.js';
@@ -42,17 +42,19 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
         }),
       );
     });
-  for (const [verb, fault] of [
-    ['fail', 'fail'],
-    ['recover', 'recover'],
-  ] as const) {
+  const faults = [
+    ['fail', 'make an embedded host stop answering', 'no longer answers'],
+    [
+      'partition',
+      'cut an embedded host off from the control plane: its instances keep running, it cannot be reached and sends no heartbeats',
+      'is cut off from the control plane: its instances keep running, it cannot be reached',
+    ],
+    ['recover', 'bring a failed or partitioned embedded host back', 'answers again'],
+  ] as const;
+  for (const [fault, description, done] of faults) {
     command
-      .command(verb)
-      .description(
-        fault === 'fail'
-          ? 'make an embedded host stop answering'
-          : 'bring a failed embedded host back',
-      )
+      .command(fault)
+      .description(description)
       .argument('<name>', 'the host')
       .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
       .option('--json', 'print JSON (formatVersion 1)', false)
@@ -60,13 +62,7 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
         setExit(
           await withSession(o.file, terminal, async (session) => {
             await injectFault(session, name, fault);
-            terminal.out(
-              o.json
-                ? jsonDocument({ host: name, fault })
-                : fault === 'fail'
-                  ? `Host ${name} no longer answers.`
-                  : `Host ${name} answers again.`,
-            );
+            terminal.out(o.json ? jsonDocument({ host: name, fault }) : `Host ${name} ${done}.`);
             return 0;
           }),
         );

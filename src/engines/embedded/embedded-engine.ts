@@ -1,36 +1,41 @@
 // The embedded emulator engine: hosts whose whole state lives in Redis, so any worker process
 // sees the same hosts and the pipeline runs with nothing installed but Redis. Each instance goes
 // created → running ⇄ stopped → destroyed, after a configurable boot latency, and reports its
-// image's package inventory; `patch` raises versions. Fault injection (`vfleet host fail`)
-// makes a host stop answering. Transitions run as one Lua script each, so fencing (refuse an
-// older generation) and the state change are atomic: two workers racing on one job cannot
-// both act.
+// image's package inventory; `patch` raises versions. Faults are injected on purpose
+// (`vfleet host fail|partition|recover`): a failed or partitioned host stops answering.
+// Transitions run as one Lua script each, so fencing (refuse an older generation) and the state
+// change are atomic: two workers racing on one job cannot both act.
 //
-// Keys (under the fleet's hash tag, beside those state/keys.ts owns):
-//   vfleet:{<fleet>}:engine:<host>:instances  hash  instance → JSON record
+// Keys (state/keys.ts, engineHostKeys: under the fleet's hash tag):
+//   vfleet:{<fleet>}:engine:<host>:instances  hash  instance → JSON record (ReportedInstance; an
+//                                             older vfleet's records say `name` for `instance`)
 //   vfleet:{<fleet>}:engine:<host>:fence      hash  instance → newest generation seen (kept after destroy)
 //   vfleet:{<fleet>}:engine:<host>:disks      hash  instance → JSON {from, generation, packages} (copied disks)
-//   vfleet:{<fleet>}:engine:<host>:down       string, present while the host is failed
+//   vfleet:{<fleet>}:engine:<host>:down       string, present while the host is under a fault:
+//                                             `failed` or `partitioned` (`1`, from an older vfleet: failed)
 import type { Redis } from 'ioredis';
+import { ENGINE_CAPABILITIES } from '../../model/engine-capabilities.js';
 import { VfleetError } from '../../model/errors.js';
 import type { Host, PackageVersions } from '../../model/fleet.js';
-import type { EngineInstance, HostEngine, HostFacts, InstanceRequest } from '../host-engine.js';
-
-export function engineKeys(fleet: string, host: string) {
-  const base = `vfleet:{${fleet}}:engine:${host}:`;
-  return {
-    instances: `${base}instances`,
-    fence: `${base}fence`,
-    disks: `${base}disks`,
-    down: `${base}down`,
-  };
-}
+import { type EngineHostKeys, engineHostKeys } from '../../state/keys.js';
+import {
+  checkCopyTarget,
+  type DiskTransfer,
+  type EngineInstance,
+  type HostEngine,
+  type HostFacts,
+  type HostFault,
+  type InjectedFault,
+  type InstanceRequest,
+} from '../host-engine.js';
 
 // KEYS: instances, fence, down, disks, the fleet's current-plan key (or any key, unused, when no
 // plan is checked). ARGV: name, generation, op, payload (JSON), plan id ('' for no check).
 // Returns {status, value}: ok | stale (value: the fence) | missing | down | superseded (value:
 // the current plan).
 // A create onto a disk copied here (a move) keeps the packages the disk had, as a real disk does.
+// A disk received (`receive-disk`, payload: the disk) is fenced like any change, and never lands
+// on an instance this host has.
 const TRANSITION = `
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'down', ''} end
 if ARGV[5] ~= '' then
@@ -44,6 +49,10 @@ if gen < fence then return {'stale', tostring(fence)} end
 redis.call('HSET', KEYS[2], name, gen)
 local op = ARGV[3]
 local current = redis.call('HGET', KEYS[1], name)
+if op == 'receive-disk' then
+  if not current then redis.call('HSET', KEYS[4], name, ARGV[4]) end
+  return {'ok', ''}
+end
 if op == 'create' then
   if current then
     local rec = cjson.decode(current)
@@ -99,7 +108,9 @@ const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 
 export class EmbeddedEngine implements HostEngine {
   readonly host: string;
-  private readonly keys: ReturnType<typeof engineKeys>;
+  readonly engine = 'embedded' as const;
+  readonly capabilities = ENGINE_CAPABILITIES.embedded;
+  private readonly keys: EngineHostKeys;
   private readonly bootLatencyMs: number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly currentPlanKey: string | undefined;
@@ -111,7 +122,7 @@ export class EmbeddedEngine implements HostEngine {
     options: EmbeddedEngineOptions = {},
   ) {
     this.host = spec.name;
-    this.keys = engineKeys(fleet, spec.name);
+    this.keys = engineHostKeys(fleet, spec.name);
     this.bootLatencyMs = options.bootLatencyMs ?? 10;
     this.sleep = options.sleep ?? defaultSleep;
     this.currentPlanKey = options.currentPlanKey;
@@ -134,8 +145,8 @@ export class EmbeddedEngine implements HostEngine {
     await this.answering();
     const all = await this.redis.hgetall(this.keys.instances);
     return Object.values(all)
-      .map((json) => JSON.parse(json) as EngineInstance)
-      .sort((a, b) => (a.name < b.name ? -1 : 1));
+      .map(reportedFrom)
+      .sort((a, b) => (a.instance < b.instance ? -1 : 1));
   }
 
   async fences(): Promise<ReadonlyMap<string, number>> {
@@ -147,19 +158,19 @@ export class EmbeddedEngine implements HostEngine {
   async describe(name: string): Promise<EngineInstance | undefined> {
     await this.answering();
     const json = await this.redis.hget(this.keys.instances, name);
-    return json ? (JSON.parse(json) as EngineInstance) : undefined;
+    return json ? reportedFrom(json) : undefined;
   }
 
   async inventory(name: string): Promise<PackageVersions> {
     await this.answering();
     const json = await this.redis.hget(this.keys.instances, name);
     if (!json) throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
-    return (JSON.parse(json) as EngineInstance).packages;
+    return reportedFrom(json).packages;
   }
 
   async create(request: InstanceRequest): Promise<EngineInstance> {
     const record: EngineInstance = {
-      name: request.name,
+      instance: request.name,
       group: request.group,
       generation: request.generation,
       // With no boot latency there is nothing to wait for: one transition, not two.
@@ -198,24 +209,27 @@ export class EmbeddedEngine implements HostEngine {
   }
 
   async copyDisk(name: string, generation: number, to: HostEngine): Promise<void> {
+    checkCopyTarget(this, name, to);
     await this.answering();
-    if (!(to instanceof EmbeddedEngine)) {
-      throw new VfleetError(
-        'engine-mismatch',
-        `cannot copy ${name} from embedded ${this.host} to a real host`,
-      );
-    }
     const json = await this.redis.hget(this.keys.instances, name);
     if (!json) throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
     // The disk carries what is installed on it: the copy lands with the instance's packages.
-    const { packages } = JSON.parse(json) as EngineInstance;
-    await to.receiveDisk(name, JSON.stringify({ from: this.host, generation, packages }));
+    const { packages } = reportedFrom(json);
+    await to.receiveDisk({ name, generation, from: this.host, packages });
   }
 
-  /** Where copyDisk lands on the target host. */
-  async receiveDisk(name: string, marker: string): Promise<void> {
-    await this.answering();
-    await this.redis.hset(this.keys.disks, name, marker);
+  async receiveDisk(transfer: DiskTransfer): Promise<void> {
+    const { name, generation, from, packages } = transfer;
+    await this.transition(name, generation, 'receive-disk', { from, generation, packages });
+  }
+
+  async inject(fault: HostFault): Promise<void> {
+    if (fault === 'recover') await this.redis.del(this.keys.down);
+    else await this.redis.set(this.keys.down, fault === 'fail' ? 'failed' : 'partitioned');
+  }
+
+  async injectedFault(): Promise<InjectedFault | undefined> {
+    return faultOf(await this.redis.get(this.keys.down));
   }
 
   private async answering(): Promise<void> {
@@ -225,7 +239,7 @@ export class EmbeddedEngine implements HostEngine {
   private async transition(
     name: string,
     generation: number,
-    op: 'create' | 'start' | 'stop' | 'destroy' | 'patch',
+    op: 'create' | 'start' | 'stop' | 'destroy' | 'patch' | 'receive-disk',
     payload: unknown = {},
     plan?: string,
   ): Promise<EngineInstance> {
@@ -246,7 +260,7 @@ export class EmbeddedEngine implements HostEngine {
     )) as [string, string];
     switch (status) {
       case 'ok':
-        return (value ? JSON.parse(value) : { name }) as EngineInstance;
+        return value ? reportedFrom(value) : ({ instance: name } as EngineInstance);
       case 'down':
         throw unreachable(this.host);
       case 'superseded':
@@ -265,25 +279,43 @@ export class EmbeddedEngine implements HostEngine {
   }
 }
 
+/**
+ * A stored record as the host reports it. Records written before vfleet said `instance`
+ * everywhere name the instance `name`: read as `instance`.
+ */
+function reportedFrom(json: string): EngineInstance {
+  const record = JSON.parse(json) as EngineInstance & { readonly name?: string };
+  if (record.instance !== undefined) return record;
+  const { name, ...rest } = record;
+  return { ...rest, instance: name as string };
+}
+
 function unreachable(host: string): VfleetError {
   return new VfleetError('host-unreachable', `host ${host} does not answer`, { retryable: true });
 }
 
-/** Fault injection, for the embedded engine only: `vfleet host fail|recover <name>`. */
-export async function setHostDown(
-  redis: Redis,
-  fleet: string,
-  host: string,
-  down: boolean,
-): Promise<void> {
-  const key = engineKeys(fleet, host).down;
-  if (down) await redis.set(key, '1');
-  else await redis.del(key);
+/** The fault a `down` key's value says (absent: none). */
+function faultOf(down: string | null | undefined): InjectedFault | undefined {
+  if (down === null || down === undefined) return undefined;
+  return down === 'partitioned' ? 'partitioned' : 'failed';
 }
 
-/** Whether an emulated host is failed on purpose. */
-export async function hostIsDown(redis: Redis, fleet: string, host: string): Promise<boolean> {
-  return (await redis.exists(engineKeys(fleet, host).down)) === 1;
+/** The faults the named emulated hosts are under, in one pipeline (hosts without one left out). */
+export async function embeddedFaults(
+  redis: Redis,
+  fleet: string,
+  hosts: readonly string[],
+): Promise<Map<string, InjectedFault>> {
+  const faults = new Map<string, InjectedFault>();
+  if (hosts.length === 0) return faults;
+  const downs = redis.pipeline();
+  for (const host of hosts) downs.get(engineHostKeys(fleet, host).down);
+  const replies = (await downs.exec()) ?? [];
+  hosts.forEach((host, i) => {
+    const fault = faultOf(replies[i]?.[1] as string | null | undefined);
+    if (fault) faults.set(host, fault);
+  });
+  return faults;
 }
 
 /**
@@ -298,7 +330,7 @@ export async function embeddedListing(
   if (hosts.length === 0) return listing;
   const names = redis.pipeline();
   for (const host of hosts) {
-    const keys = engineKeys(fleet, host);
+    const keys = engineHostKeys(fleet, host);
     names.exists(keys.down);
     names.hkeys(keys.instances);
   }
@@ -315,13 +347,13 @@ export async function instancesAt(
   redis: Redis,
   fleet: string,
   wanted: ReadonlyArray<{ readonly host: string; readonly name: string }>,
-): Promise<Array<{ host: string; instance: EngineInstance }>> {
+): Promise<Array<{ host: string; reported: EngineInstance }>> {
   if (wanted.length === 0) return [];
   const records = redis.pipeline();
-  for (const w of wanted) records.hget(engineKeys(fleet, w.host).instances, w.name);
+  for (const w of wanted) records.hget(engineHostKeys(fleet, w.host).instances, w.name);
   const found = (await records.exec()) ?? [];
   return wanted.flatMap((w, i) => {
     const json = found[i]?.[1] as string | null | undefined;
-    return json ? [{ host: w.host, instance: JSON.parse(json) as EngineInstance }] : [];
+    return json ? [{ host: w.host, reported: reportedFrom(json) }] : [];
   });
 }

@@ -8,10 +8,13 @@ import type { EngineImage, InstanceRuntime } from '../host-engine.js';
 import type { HostLayout } from './host-layout.js';
 import type { ImageStager, StagedFile } from './image-staging.js';
 
-/** `<dataDir>/instances/<name>/record.json`: what the host knows of an instance. */
+/**
+ * `<dataDir>/instances/<name>/record.json`: what the host knows of an instance. Format 2 names the
+ * instance `instance`; format 1 (an older vfleet) said `name`, read as `instance`.
+ */
 export interface InstanceRecord {
-  readonly formatVersion: 1;
-  readonly name: string;
+  readonly formatVersion: 1 | 2;
+  readonly instance: string;
   readonly group: string;
   readonly generation: number;
   readonly kind: InstanceKind;
@@ -37,7 +40,7 @@ export interface DriverContext {
   /** The host's name in the spec (for messages, and the sandbox cgroup's path). */
   readonly host: string;
   /** The instance's name (a DNS label, checked). */
-  readonly name: string;
+  readonly instance: string;
   readonly layout: HostLayout;
   readonly stager: ImageStager;
   /** The instance's folder on the host. */

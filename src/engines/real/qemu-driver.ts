@@ -146,7 +146,7 @@ export class QemuDriver implements InstanceDriver {
     const argv = [
       this.binary,
       '-name',
-      record.name,
+      record.instance,
       '-machine',
       `accel=${await this.accelFor(ctx)}`,
       '-nodefaults',
@@ -177,7 +177,10 @@ export class QemuDriver implements InstanceDriver {
     const up = await waitFor(async () => (await this.status(ctx, record)).running, 30_000);
     if (!up) {
       await this.kill(ctx);
-      throw new VfleetError('start-failed', `${ctx.host}: VM ${ctx.name} did not reach running`);
+      throw new VfleetError(
+        'start-failed',
+        `${ctx.host}: VM ${ctx.instance} did not reach running`,
+      );
     }
   }
 
@@ -246,7 +249,7 @@ export class QemuDriver implements InstanceDriver {
       if (sent === undefined || sent !== got) {
         throw new VfleetError(
           'copy-corrupt',
-          `${ctx.name}: the disk copied from ${ctx.host} to ${target.host} differs (${sent} / ${got})`,
+          `${ctx.instance}: the disk copied from ${ctx.host} to ${target.host} differs (${sent} / ${got})`,
           { retryable: true },
         );
       }

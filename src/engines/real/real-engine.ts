@@ -14,10 +14,21 @@
 //
 // The record (`<dataDir>/instances/<name>/record.json`) says what the instance is; its status is
 // always read live from the host (QEMU's QMP, the sandbox's process), never remembered.
+import { ENGINE_CAPABILITIES, type EngineCapabilities } from '../../model/engine-capabilities.js';
 import { VfleetError } from '../../model/errors.js';
 import type { Host, InstanceKind, PackageVersions } from '../../model/fleet.js';
 import { run, type Transport } from '../../transport/transport.js';
-import type { EngineInstance, HostEngine, HostFacts, InstanceRequest } from '../host-engine.js';
+import {
+  checkCopyTarget,
+  type DiskLanding,
+  type DiskTransfer,
+  type EngineInstance,
+  type HostEngine,
+  type HostFacts,
+  type InjectedFault,
+  type InstanceRequest,
+  noFaultInjection,
+} from '../host-engine.js';
 import { mkdirs, readText, removeTree } from './host-commands.js';
 import { liveFacts, staticFacts } from './host-facts.js';
 import { checkInstanceName, HostLayout } from './host-layout.js';
@@ -38,6 +49,8 @@ const LIST_CONCURRENCY = 4;
 
 export class RealEngine implements HostEngine {
   readonly host: string;
+  readonly engine: 'local' | 'ssh';
+  readonly capabilities: EngineCapabilities;
   readonly layout: HostLayout;
   private readonly locks: HostLocks;
   private readonly stager: ImageStager;
@@ -55,6 +68,8 @@ export class RealEngine implements HostEngine {
     }
     checkInstanceName(spec.name, spec.name); // the host's name is part of the cgroup path
     this.host = spec.name;
+    this.engine = spec.engine;
+    this.capabilities = ENGINE_CAPABILITIES[spec.engine];
     this.layout = new HostLayout(spec.name, spec.dataDir);
     this.locks = new HostLocks(transport, (name) => this.layout.lock(name), options.lock);
     this.stager = new ImageStager(transport, this.layout);
@@ -133,8 +148,8 @@ export class RealEngine implements HostEngine {
         await mkdirs(this.transport, ctx.dir);
         const made = await driver.provision(ctx, request);
         record = {
-          formatVersion: 1,
-          name: request.name,
+          formatVersion: 2,
+          instance: request.name,
           group: request.group,
           generation: request.generation,
           kind: request.image.kind,
@@ -197,37 +212,51 @@ export class RealEngine implements HostEngine {
 
   async copyDisk(name: string, generation: number, to: HostEngine): Promise<void> {
     checkInstanceName(this.host, name);
-    if (!(to instanceof RealEngine)) {
-      throw new VfleetError(
-        'engine-mismatch',
-        `cannot copy ${name} from real host ${this.host} to ${to.host}, which is not a real host`,
-      );
-    }
-    if (to === this || to.host === this.host) {
-      throw new VfleetError('engine-mismatch', `cannot copy ${name} from ${this.host} to itself`);
-    }
+    checkCopyTarget(this, name, to);
     await this.mutate(name, generation, 'copy-disk', async () => {
       const record = await this.readRecord(name);
       if (!record) throw this.missing(name);
       const source = this.context(name);
-      await to.receive(name, generation, async (target) => {
-        await this.driverOf(record.kind).copyOut(source, record, target);
+      await to.receiveDisk({
+        name,
+        generation,
+        from: this.host,
+        packages: record.packages,
+        writeFiles: async (landing) => {
+          await this.driverOf(record.kind).copyOut(source, record, landingContext(landing, name));
+        },
       });
     });
   }
 
   /** The target's half of copyDisk: under its own lock and fence, into its instance folder. */
-  private receive(
-    name: string,
-    generation: number,
-    copy: (target: DriverContext) => Promise<void>,
-  ): Promise<void> {
-    return this.mutate(name, generation, 'receive-disk', async () => {
+  async receiveDisk(transfer: DiskTransfer): Promise<void> {
+    const { name, generation, writeFiles } = transfer;
+    checkInstanceName(this.host, name);
+    if (!writeFiles) {
+      throw new VfleetError(
+        'engine-mismatch',
+        `${this.host} cannot receive ${name} from ${transfer.from}: the disk comes without its files`,
+      );
+    }
+    await this.mutate(name, generation, 'receive-disk', async () => {
       // Already here (a copy-disk job run again after the move went on): never overwrite the
       // disk of an instance this host has.
       if (await this.readRecord(name)) return;
-      await copy(this.context(name));
+      await writeFiles({
+        host: this.host,
+        transport: this.transport,
+        dataDir: this.layout.dataDir,
+      });
     });
+  }
+
+  async inject(): Promise<never> {
+    throw noFaultInjection(this);
+  }
+
+  async injectedFault(): Promise<InjectedFault | undefined> {
+    return undefined;
   }
 
   private async transition(
@@ -328,7 +357,7 @@ export class RealEngine implements HostEngine {
     return {
       t: this.transport,
       host: this.host,
-      name,
+      instance: name,
       layout: this.layout,
       stager: this.stager,
       dir: this.layout.instanceDir(name),
@@ -344,28 +373,33 @@ export class RealEngine implements HostEngine {
   private async readRecord(name: string): Promise<InstanceRecord | undefined> {
     const text = await readText(this.transport, this.layout.record(name));
     if (text === undefined) return undefined;
+    let record: InstanceRecord & { readonly name?: string };
     try {
-      return JSON.parse(text) as InstanceRecord;
+      record = JSON.parse(text);
     } catch {
       throw new VfleetError(
         'record-corrupt',
         `${this.host}: ${this.layout.record(name)} is not valid JSON`,
       );
     }
+    if (record.formatVersion !== 1) return record;
+    // Format 1 (an older vfleet) named the instance `name`: read, and written again, as format 2.
+    const { name: instance, ...rest } = record;
+    return { ...rest, formatVersion: 2, instance: instance as string };
   }
 
   private writeRecord(record: InstanceRecord): Promise<void> {
     return this.transport.writeFile(
-      this.layout.record(record.name),
+      this.layout.record(record.instance),
       `${JSON.stringify(record, null, 2)}\n`,
       0o644,
     );
   }
 
   private async instanceOf(record: InstanceRecord): Promise<EngineInstance> {
-    const live = await this.driverOf(record.kind).status(this.context(record.name), record);
+    const live = await this.driverOf(record.kind).status(this.context(record.instance), record);
     return {
-      name: record.name,
+      instance: record.instance,
       group: record.group,
       generation: record.generation,
       status: live.running ? 'running' : 'stopped',
@@ -379,6 +413,19 @@ export class RealEngine implements HostEngine {
   private missing(name: string): VfleetError {
     return new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
   }
+}
+
+/** Where a disk copied to a real host lands, as the source's driver writes it. */
+function landingContext(landing: DiskLanding, name: string): DriverContext {
+  const layout = new HostLayout(landing.host, landing.dataDir);
+  return {
+    t: landing.transport,
+    host: landing.host,
+    instance: name,
+    layout,
+    stager: new ImageStager(landing.transport, layout),
+    dir: layout.instanceDir(name),
+  };
 }
 
 /** A request's values reach argument vectors and paths: each is checked for what it may be. */

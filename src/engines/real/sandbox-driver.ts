@@ -10,7 +10,7 @@
 import { stat } from 'node:fs/promises';
 import { VfleetError } from '../../model/errors.js';
 import type { PackageVersions } from '../../model/fleet.js';
-import { parseInventory } from '../../spec/inventory.js';
+import { parseInventory } from '../../patching/inventory.js';
 import { copyFile, run, type Transport } from '../../transport/transport.js';
 import { type Cgroup2, findCgroup2, makeSandboxCgroup, removeCgroup } from './cgroups.js';
 import {
@@ -88,7 +88,7 @@ export class SandboxDriver implements InstanceDriver {
       ctx.t,
       await this.cgroup2(ctx.t),
       ctx.host,
-      ctx.name,
+      ctx.instance,
       request.resources,
     ).catch(() => undefined);
     return {
@@ -108,7 +108,7 @@ export class SandboxDriver implements InstanceDriver {
       ctx.t,
       await this.cgroup2(ctx.t),
       ctx.host,
-      ctx.name,
+      ctx.instance,
       record.resources,
     );
     const command = record.image.command?.length ? record.image.command : DEFAULT_COMMAND;
@@ -150,7 +150,7 @@ export class SandboxDriver implements InstanceDriver {
       await this.kill(ctx);
       throw new VfleetError(
         'start-failed',
-        `${ctx.host}: sandbox ${ctx.name} did not come up (${command.join(' ')}): ${log.trim().split('\n').slice(-3).join(' | ') || 'no output'}`,
+        `${ctx.host}: sandbox ${ctx.instance} did not come up (${command.join(' ')}): ${log.trim().split('\n').slice(-3).join(' | ') || 'no output'}`,
       );
     }
   }
@@ -196,7 +196,7 @@ export class SandboxDriver implements InstanceDriver {
     const cg = await this.cgroup2(ctx.t);
     const paths = new Set<string>();
     if (typeof record?.driver.cgroup === 'string') paths.add(record.driver.cgroup);
-    if (cg) paths.add(`${cg.mount}/vfleet/${ctx.host}/${ctx.name}`);
+    if (cg) paths.add(`${cg.mount}/vfleet/${ctx.host}/${ctx.instance}`);
     for (const path of paths) await removeCgroup(ctx.t, path);
   }
 
@@ -315,7 +315,7 @@ export class SandboxDriver implements InstanceDriver {
 
 /**
  * `dpkg-query -W` lists every package the database knows, also removed ones whose conffiles
- * remain: only `installed` ones count. The rest is the inventory format spec/inventory.ts reads.
+ * remain: only `installed` ones count. The rest is the inventory format patching/inventory.ts reads.
  */
 export function inventoryOf(output: string, where: string): PackageVersions {
   const lines = output

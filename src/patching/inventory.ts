@@ -2,7 +2,6 @@
 // one `name<TAB>version` per line. Pure: the caller reads the file. Every bad line is reported
 // with its position, like the spec itself.
 import type { Diagnostic } from '../model/diagnostic.js';
-import { quoteValue } from './spec-path.js';
 
 /**
  * A file that is not an inventory (a wrong path, a secret) must not be echoed: each problem
@@ -10,6 +9,11 @@ import { quoteValue } from './spec-path.js';
  */
 const EXCERPT = 20;
 const MAX_PROBLEMS = 10;
+
+/** At most `max` characters of a value, as a JSON string (quotes, escapes, an ellipsis if cut). */
+function excerpt(value: string, max: number): string {
+  return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+}
 
 const NAME = /^[a-z0-9][a-z0-9+.-]{1,99}(?::[a-z0-9][a-z0-9-]{0,23})?$/;
 const VERSION = /^(?:[0-9]{1,9}:)?[0-9][A-Za-z0-9.+~-]{0,118}$/;
@@ -44,9 +48,9 @@ export function parseInventory(
     const name = line.slice(0, tab);
     const version = line.slice(tab + 1);
     if (!NAME.test(name))
-      problem(i + 1, 1, `${quoteValue(name, EXCERPT)} is not a Debian package name`);
+      problem(i + 1, 1, `${excerpt(name, EXCERPT)} is not a Debian package name`);
     else if (!VERSION.test(version)) {
-      problem(i + 1, tab + 2, `${quoteValue(version, EXCERPT)} is not a Debian version`);
+      problem(i + 1, tab + 2, `${excerpt(version, EXCERPT)} is not a Debian version`);
     } else if (Object.hasOwn(packages, name)) {
       problem(i + 1, 1, `package ${name} is listed twice`);
     } else {

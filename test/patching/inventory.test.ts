@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { readAndLoadFleet } from '../../src/app/read-spec.js';
 import { evaluateBaseline } from '../../src/patching/baseline.js';
-import { parseInventory } from '../../src/spec/inventory.js';
+import { parseInventory } from '../../src/patching/inventory.js';
 import { fromRoot } from '../helpers/paths.js';
 
 describe('package inventories (packagesFrom)', () => {
