@@ -5,7 +5,7 @@ import type { Fleet, Host } from '../../src/model/fleet.js';
 import { failureDomainOf } from '../../src/model/fleet.js';
 import type { Placement } from '../../src/model/placement.js';
 import { allocatable, demandOf } from '../../src/scheduler/capacity.js';
-import { STATIC_CHECKS } from '../../src/scheduler/host-checks.js';
+import { STATIC_CHECKS } from '../../src/scheduler/stack.js';
 
 type Vec = [number, number, number];
 
