@@ -42,12 +42,8 @@ export class FailoverScenarios {
   readonly reserveCpu: Float64Array;
   readonly reserveMem: Float64Array;
   readonly reserveDisk: Float64Array;
-  private readonly capCpu: Float64Array;
-  private readonly capMem: Float64Array;
-  private readonly capDisk: Float64Array;
-  private readonly usedCpu: Float64Array;
-  private readonly usedMem: Float64Array;
-  private readonly usedDisk: Float64Array;
+  private readonly capacity: HostAmounts;
+  private readonly used: HostAmounts;
   /** Per host: failed domain → [cpu, memory, disk] that would land here. */
   private readonly loads: Array<Map<number, Float64Array> | undefined>;
 
@@ -57,12 +53,8 @@ export class FailoverScenarios {
    */
   constructor(capacity: HostAmounts, used: HostAmounts) {
     const n = capacity.cpu.length;
-    this.capCpu = capacity.cpu;
-    this.capMem = capacity.memory;
-    this.capDisk = capacity.disk;
-    this.usedCpu = used.cpu;
-    this.usedMem = used.memory;
-    this.usedDisk = used.disk;
+    this.capacity = capacity;
+    this.used = used;
     this.reserveCpu = new Float64Array(n);
     this.reserveMem = new Float64Array(n);
     this.reserveDisk = new Float64Array(n);
@@ -108,10 +100,11 @@ export class FailoverScenarios {
     const c = load ? (load[0] as number) : 0;
     const m = load ? (load[1] as number) : 0;
     const k = load ? (load[2] as number) : 0;
+    const { capacity, used } = this;
     return (
-      this.usedCpu[t]! + c + demand.cpu <= this.capCpu[t]! &&
-      this.usedMem[t]! + m + demand.memory <= this.capMem[t]! &&
-      this.usedDisk[t]! + k + demand.disk <= this.capDisk[t]!
+      used.cpu[t]! + c + demand.cpu <= capacity.cpu[t]! &&
+      used.memory[t]! + m + demand.memory <= capacity.memory[t]! &&
+      used.disk[t]! + k + demand.disk <= capacity.disk[t]!
     );
   }
 
@@ -123,9 +116,10 @@ export class FailoverScenarios {
     const check = (resource: keyof Amounts, needed: number, used: number, cap: number) => {
       if (used + needed > cap) short.push({ resource, needed, free: cap - used });
     };
-    check('cpu', load[0] as number, this.usedCpu[t]!, this.capCpu[t]!);
-    check('memory', load[1] as number, this.usedMem[t]!, this.capMem[t]!);
-    check('disk', load[2] as number, this.usedDisk[t]!, this.capDisk[t]!);
+    const { capacity, used } = this;
+    check('cpu', load[0] as number, used.cpu[t]!, capacity.cpu[t]!);
+    check('memory', load[1] as number, used.memory[t]!, capacity.memory[t]!);
+    check('disk', load[2] as number, used.disk[t]!, capacity.disk[t]!);
     return short;
   }
 }

@@ -1,7 +1,9 @@
 // What the scheduler knows while it places: every host's capacity, use and standby reserve, the
-// groups on it, the FitIndexes it is in, the license ledger, the group plans — and the one way
-// it changes, `commit` (an instance on a host, with its failover target). Built by the classes
-// stage (stack.ts); read by the checks (checks/), changed only by the keep and place stages.
+// groups on it, the FitIndexes it is in, the license ledger, the group plans — and `commit`, the
+// one way a placement changes it (an instance on a host, with its failover target). Built by the
+// classes stage (stack.ts); read by the checks (checks/); committed to by the keep and place
+// stages. (The failover reserve's search keeps its own cursors and a per-turn memo as it looks
+// for targets: failover-reserve.ts.)
 import { LicenseLedger } from '../licensing/license-ledger.js';
 import { VfleetError } from '../model/errors.js';
 import type { Fleet, Host } from '../model/fleet.js';

@@ -16,7 +16,10 @@ export function no<R extends string>(reason: R): { readonly ok: false; readonly 
   return { ok: false, reason };
 }
 
-/** Depends only on the spec: run once per class of identical instances (group-plan.ts). */
+/**
+ * Depends only on the spec: run once per class of identical instances (group-plan.ts), and per
+ * host again when a report or `explain` names a host's reason.
+ */
 export interface StaticCheck {
   readonly name: string;
   check(host: Host, group: InstanceGroup, image: Image): Verdict<StaticReason>;
