@@ -38,15 +38,21 @@ export class FailoverReserve {
   private readonly slack: FitIndex[] | undefined;
   /**
    * Targets found during one instance's turn, by domain: nothing is placed meanwhile, so the
-   * answer for a domain holds for every host of it. Cleared by `newTurn`.
+   * answer for a domain holds for every host of it. `memoTarget[d]` holds while `memoTurn[d]` is
+   * the current turn; `newTurn` starts the next one (a counter, not a Map to clear: this runs
+   * once per instance).
    */
-  private readonly memo = new Map<number, number>();
+  private readonly memoTarget: Int32Array;
+  private readonly memoTurn: Int32Array;
+  private turn = 1;
 
   constructor(state: PlacementState, scenarios: FailoverScenarios) {
     this.state = state;
     this.scenarios = scenarios;
     this.domainOf = state.domainOf;
     this.domainCount = state.domainCount;
+    this.memoTarget = new Int32Array(this.domainCount);
+    this.memoTurn = new Int32Array(this.domainCount);
     this.slack =
       state.tolerate > 0 && this.domainCount <= MAX_SLACK_DOMAINS
         ? Array.from({ length: this.domainCount }, () => new FitIndex(state.H, 22))
@@ -55,7 +61,7 @@ export class FailoverReserve {
 
   /** An instance's turn begins: targets found for the one before no longer hold. */
   newTurn(): void {
-    if (this.memo.size > 0) this.memo.clear(); // clear() allocates: skip it when there is nothing
+    this.turn++;
   }
 
   /**
@@ -63,10 +69,10 @@ export class FailoverReserve {
    * `preferred` (or -1) is the one it was observed with, tried first.
    */
   findTarget(p: GroupPlan, d: number, primary: number, preferred: number): number {
-    const memo = this.memo.get(d);
-    if (memo !== undefined) return memo;
+    if (this.memoTurn[d] === this.turn) return this.memoTarget[d] as number;
     const t = this.searchTarget(p, d, primary, preferred);
-    this.memo.set(d, t);
+    this.memoTarget[d] = t;
+    this.memoTurn[d] = this.turn;
     return t;
   }
 
