@@ -7,8 +7,8 @@
 // observed state, whatever the scheduler thought.
 import type { Fleet, Resources } from '../model/fleet.js';
 import { failureDomainOf } from '../model/fleet.js';
-import { allocatable, demandOf } from '../scheduler/capacity.js';
-import { FailoverScenarios, hostAmounts } from '../scheduler/failover-scenarios.js';
+import { allocatableOf, demandOf, hostAmounts } from '../scheduler/capacity.js';
+import { FailoverScenarios } from '../scheduler/failover-scenarios.js';
 import type { AuditInput } from './audit-input.js';
 
 export type ProtectionStatus =
@@ -81,14 +81,8 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
     const h = hosts.get(host);
     return h ? failureDomainOf(fleet, h) : '';
   };
-  const capacity = hostAmounts(fleet.hosts.length);
+  const capacity = allocatableOf(fleet.hosts);
   const used = hostAmounts(fleet.hosts.length);
-  fleet.hosts.forEach((h, i) => {
-    const a = allocatable(h);
-    capacity.cpu[i] = a.cpu;
-    capacity.memory[i] = a.memory;
-    capacity.disk[i] = a.disk;
-  });
   for (const i of input.instances) {
     const h = hostIndex.get(i.host);
     if (h === undefined) continue;

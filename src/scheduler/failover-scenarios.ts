@@ -11,22 +11,7 @@
 // t's reserve is the per-resource maximum of its loads over every d.
 //
 // Amounts are in the scheduler's units (capacity.ts): milli-vCPUs, MiB, GiB.
-import type { Amounts } from './capacity.js';
-
-/** One amount per host and resource. */
-export interface HostAmounts {
-  readonly cpu: Float64Array;
-  readonly memory: Float64Array;
-  readonly disk: Float64Array;
-}
-
-export function hostAmounts(hosts: number): HostAmounts {
-  return {
-    cpu: new Float64Array(hosts),
-    memory: new Float64Array(hosts),
-    disk: new Float64Array(hosts),
-  };
-}
+import type { Amounts, HostAmounts } from './capacity.js';
 
 /** A resource scenario d would need on t beyond what t has free. */
 export interface Shortfall {

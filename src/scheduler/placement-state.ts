@@ -8,10 +8,10 @@ import { LicenseLedger } from '../licensing/license-ledger.js';
 import { VfleetError } from '../model/errors.js';
 import type { Fleet, Host } from '../model/fleet.js';
 import { domainNumbers } from '../model/fleet.js';
-import { allocatable } from './capacity.js';
+import { allocatableOf, hostAmounts } from './capacity.js';
 import type { Choice } from './choice.js';
 import { FailoverReserve } from './failover-reserve.js';
-import { FailoverScenarios, hostAmounts } from './failover-scenarios.js';
+import { FailoverScenarios } from './failover-scenarios.js';
 import { type FitIndex, MAX_KEY } from './fit-index.js';
 import { type GroupPlan, openingOrder, type PlanningContext, planGroups } from './group-plan.js';
 import { LicenseScorer } from './license-scorer.js';
@@ -66,7 +66,7 @@ export class PlacementState implements PlanningContext {
     this.hosts = fleet.hosts;
     const H = fleet.hosts.length;
     this.H = H;
-    const cap = hostAmounts(H);
+    const cap = allocatableOf(fleet.hosts);
     const used = hostAmounts(H);
     this.capCpu = cap.cpu;
     this.capMem = cap.memory;
@@ -77,15 +77,11 @@ export class PlacementState implements PlanningContext {
     let totalCpu = 0;
     let totalMem = 0;
     let totalDisk = 0;
-    fleet.hosts.forEach((host, h) => {
-      const a = allocatable(host);
-      this.capCpu[h] = a.cpu;
-      this.capMem[h] = a.memory;
-      this.capDisk[h] = a.disk;
-      totalCpu += a.cpu;
-      totalMem += a.memory;
-      totalDisk += a.disk;
-    });
+    for (let h = 0; h < H; h++) {
+      totalCpu += this.capCpu[h]!;
+      totalMem += this.capMem[h]!;
+      totalDisk += this.capDisk[h]!;
+    }
     this.cpuToMem = totalCpu > 0 ? totalMem / totalCpu : 1;
     this.diskToMem = totalDisk > 0 ? totalMem / totalDisk : 1;
     this.tolerate = fleet.failover.tolerate;

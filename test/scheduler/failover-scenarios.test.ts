@@ -1,7 +1,8 @@
 // The failover arithmetic the scheduler and the failover audit share, on numbers worked by hand.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FailoverScenarios, hostAmounts } from '../../src/scheduler/failover-scenarios.js';
+import { hostAmounts } from '../../src/scheduler/capacity.js';
+import { FailoverScenarios } from '../../src/scheduler/failover-scenarios.js';
 
 /** Two hosts of 4 vCPUs / 8 GiB / 100 GiB; host 1 already runs 1 vCPU / 2 GiB / 10 GiB. */
 function twoHosts(): FailoverScenarios {
