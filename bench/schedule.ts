@@ -11,8 +11,8 @@ import type { Fleet } from '../src/model/fleet.js';
 import { failureDomainOf } from '../src/model/fleet.js';
 import type { Placement } from '../src/model/placement.js';
 import { allocatable, demandOf } from '../src/scheduler/capacity.js';
-import { STATIC_CHECKS } from '../src/scheduler/host-checks.js';
 import { schedule } from '../src/scheduler/schedule.js';
+import { STATIC_CHECKS } from '../src/scheduler/stack.js';
 import { normalizeFleet } from '../src/spec/normalize.js';
 
 interface Case {

@@ -1,10 +1,14 @@
-// The failover audit: does every failure scenario still work? Checked from scratch, not taken
-// from the scheduler's word: for each failure domain, the protected instances it holds are moved
-// onto their failover hosts, and each target must have the room (allocatable capacity minus what
-// already runs there). A host's reserve is the most any one scenario lands on it.
+// The failover audit: does every failure scenario still work? Checked from the instances, not
+// taken from the scheduler's word: for each failure domain, the protected instances it holds are
+// moved onto their failover hosts, and each target must have the room (allocatable capacity
+// minus what already runs there). A host's reserve is the most any one scenario lands on it.
+// The arithmetic is the scheduler's own (scheduler/failover-scenarios.ts), so the two cannot
+// disagree on what a scenario needs; what it is filled with here is the placement or the
+// observed state, whatever the scheduler thought.
 import type { Fleet, Resources } from '../model/fleet.js';
 import { failureDomainOf } from '../model/fleet.js';
-import { type Amounts, allocatable, demandOf } from '../scheduler/capacity.js';
+import { allocatableOf, demandOf, hostAmounts } from '../scheduler/capacity.js';
+import { FailoverScenarios } from '../scheduler/failover-scenarios.js';
 import type { AuditInput } from './audit-input.js';
 
 export type ProtectionStatus =
@@ -60,39 +64,33 @@ export interface FailoverAudit {
   readonly reserves: readonly Reserve[];
 }
 
-const zero = (): Amounts => ({ cpu: 0, memory: 0, disk: 0 });
-const add = (a: Amounts, b: Amounts) => {
-  a.cpu += b.cpu;
-  a.memory += b.memory;
-  a.disk += b.disk;
-};
-const asResources = (a: Amounts): Resources => ({
-  vcpus: a.cpu / 1000,
-  memoryMiB: a.memory,
-  diskGiB: a.disk,
+const asResources = (cpu: number, memory: number, disk: number): Resources => ({
+  vcpus: cpu / 1000,
+  memoryMiB: memory,
+  diskGiB: disk,
 });
+const RESOURCE_NAME = { cpu: 'vcpus', memory: 'memoryMiB', disk: 'diskGiB' } as const;
 
 export function failoverAudit(input: AuditInput): FailoverAudit {
   const fleet: Fleet = input.fleet;
   const hosts = new Map(fleet.hosts.map((h) => [h.name, h]));
+  const hostIndex = new Map(fleet.hosts.map((h, i) => [h.name, i]));
   const groups = new Map(fleet.groups.map((g) => [g.name, g]));
   const images = new Map(fleet.images.map((i) => [i.name, i]));
   const domainOf = (host: string) => {
     const h = hosts.get(host);
     return h ? failureDomainOf(fleet, h) : '';
   };
-  const used = new Map(fleet.hosts.map((h) => [h.name, zero()]));
+  const capacity = allocatableOf(fleet.hosts);
+  const used = hostAmounts(fleet.hosts.length);
   for (const i of input.instances) {
-    const u = used.get(i.host);
-    if (u) add(u, demandOf(i, images.get(i.image)));
+    const h = hostIndex.get(i.host);
+    if (h === undefined) continue;
+    const d = demandOf(i, images.get(i.image));
+    used.cpu[h] = (used.cpu[h] as number) + d.cpu;
+    used.memory[h] = (used.memory[h] as number) + d.memory;
+    used.disk[h] = (used.disk[h] as number) + d.disk;
   }
-  const free = new Map(
-    fleet.hosts.map((h) => {
-      const a = allocatable(h);
-      const u = used.get(h.name) ?? zero();
-      return [h.name, { cpu: a.cpu - u.cpu, memory: a.memory - u.memory, disk: a.disk - u.disk }];
-    }),
-  );
   const tolerate = fleet.failover.tolerate;
   const protectedOnes =
     tolerate === 0 ? [] : input.instances.filter((i) => groups.get(i.group)?.failover === true);
@@ -113,40 +111,35 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
     );
   }
   const domains = [...new Set(fleet.hosts.map((h) => failureDomainOf(fleet, h)))].sort();
-  const reserved = new Map(fleet.hosts.map((h) => [h.name, zero()]));
-  const scenarios: Scenario[] = [];
-  for (const d of domains) {
+  // The scheduler's own arithmetic (scheduler/failover-scenarios.ts), filled from the instances.
+  const scenarios = new FailoverScenarios(capacity, used);
+  const results: Scenario[] = [];
+  domains.forEach((d, dn) => {
     const inDomain = protectedOnes.filter((i) => domainOf(i.host) === d);
-    const landing = new Map<string, Amounts>();
     const landers = new Map<string, string[]>();
     for (const i of inDomain) {
       if (status.get(i.instance) !== 'covered' || i.failoverHost === null) continue;
-      const l = landing.get(i.failoverHost) ?? zero();
-      add(l, demandOf(i, images.get(i.image)));
-      landing.set(i.failoverHost, l);
+      scenarios.land(hostIndex.get(i.failoverHost) as number, dn, demandOf(i, images.get(i.image)));
       landers.set(i.failoverHost, [...(landers.get(i.failoverHost) ?? []), i.instance]);
     }
     const overloads: Overload[] = [];
-    for (const [target, l] of [...landing].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const f = free.get(target) ?? zero();
-      const r = reserved.get(target) ?? zero();
-      r.cpu = Math.max(r.cpu, l.cpu);
-      r.memory = Math.max(r.memory, l.memory);
-      r.disk = Math.max(r.disk, l.disk);
-      const short: Overload[] = [];
-      if (l.cpu > f.cpu)
-        short.push({ host: target, resource: 'vcpus', needed: l.cpu / 1000, free: f.cpu / 1000 });
-      if (l.memory > f.memory)
-        short.push({ host: target, resource: 'memoryMiB', needed: l.memory, free: f.memory });
-      if (l.disk > f.disk)
-        short.push({ host: target, resource: 'diskGiB', needed: l.disk, free: f.disk });
+    for (const target of [...landers.keys()].sort()) {
+      const short = scenarios.shortfalls(hostIndex.get(target) as number, dn);
+      for (const { resource, needed, free } of short) {
+        const scale = resource === 'cpu' ? 1000 : 1;
+        overloads.push({
+          host: target,
+          resource: RESOURCE_NAME[resource],
+          needed: needed / scale,
+          free: free / scale,
+        });
+      }
       if (short.length > 0) {
-        overloads.push(...short);
         for (const name of landers.get(target) ?? []) status.set(name, 'over-capacity');
       }
     }
     const covered = inDomain.filter((i) => status.get(i.instance) === 'covered').length;
-    scenarios.push({
+    results.push({
       domain: d,
       hosts: fleet.hosts.filter((h) => failureDomainOf(fleet, h) === d).map((h) => h.name),
       protected: inDomain.length,
@@ -154,7 +147,7 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
       status: covered === inDomain.length ? 'covered' : 'not-covered',
       overloads,
     });
-  }
+  });
   const instances = protectedOnes.map(
     (i): ProtectedInstance => ({
       instance: i.instance,
@@ -173,12 +166,20 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
     protected: instances.length,
     covered: instances.filter((i) => i.status === 'covered').length,
     instances,
-    scenarios: tolerate === 0 ? [] : scenarios,
-    reserves: fleet.hosts.map((h) => ({
+    scenarios: tolerate === 0 ? [] : results,
+    reserves: fleet.hosts.map((h, i) => ({
       host: h.name,
       domain: failureDomainOf(fleet, h),
-      reserved: asResources(reserved.get(h.name) ?? zero()),
-      free: asResources(free.get(h.name) ?? zero()),
+      reserved: asResources(
+        scenarios.reserveCpu[i] as number,
+        scenarios.reserveMem[i] as number,
+        scenarios.reserveDisk[i] as number,
+      ),
+      free: asResources(
+        (capacity.cpu[i] as number) - (used.cpu[i] as number),
+        (capacity.memory[i] as number) - (used.memory[i] as number),
+        (capacity.disk[i] as number) - (used.disk[i] as number),
+      ),
     })),
   };
 }

@@ -1,8 +1,37 @@
 // What the scheduler decides: where every instance runs, where it restarts if its failure
 // domain fails, what each host holds and reserves, what each license pool uses, and why the
 // instances that could not be placed were not. Plain data: printed, saved, diffed (habit 2, docs/architecture.md).
+import type { InstanceKind } from './fleet.js';
 
 export const PLACEMENT_FORMAT_VERSION = '1';
+
+/**
+ * Why a host cannot take an instance: the reason the first failing check gives
+ * (src/scheduler/checks/, in the order src/scheduler/stack.ts runs them). Every view prints it
+ * as it is; docs/scheduler.md explains each.
+ */
+export type StaticReason =
+  | 'host-draining'
+  | `runs-no-${InstanceKind}`
+  | 'arch-mismatch'
+  | 'os-mismatch'
+  | 'missing-labels'
+  | 'no-spread-label';
+
+export type DynamicReason =
+  | 'insufficient-cpu'
+  | 'insufficient-memory'
+  | 'insufficient-disk'
+  | 'anti-affinity'
+  | 'spread-skew'
+  | `license-exhausted:${string}`
+  | 'failover-capacity';
+
+/**
+ * A reason an instance was not placed on a host: a check's, or `not-chosen` (the host passed
+ * every check, and another was taken), or `no-hosts` (the fleet has none).
+ */
+export type PlacementReason = StaticReason | DynamicReason | 'not-chosen' | 'no-hosts';
 
 export interface ResourceAmounts {
   readonly vcpus: number;
@@ -38,7 +67,7 @@ export interface Unplaceable {
   readonly instance: string;
   readonly group: string;
   /** Reason → how many hosts it ruled out. */
-  readonly reasons: Readonly<Record<string, number>>;
+  readonly reasons: Readonly<Partial<Record<PlacementReason, number>>>;
 }
 
 export interface FailoverSummary {
@@ -76,7 +105,7 @@ export interface HostVerdict {
   readonly host: string;
   readonly ok: boolean;
   /** The first check that ruled the host out. */
-  readonly reason: string | null;
+  readonly reason: StaticReason | DynamicReason | null;
   /** Effective free capacity left after placing (MiB-equivalent); binpack picks the lowest. */
   readonly freeAfter: number | null;
   /** License units the placement would add. */

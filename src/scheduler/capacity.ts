@@ -8,6 +8,33 @@ export interface Amounts {
   disk: number;
 }
 
+/** One amount per host and resource, in the units above. */
+export interface HostAmounts {
+  readonly cpu: Float64Array;
+  readonly memory: Float64Array;
+  readonly disk: Float64Array;
+}
+
+export function hostAmounts(hosts: number): HostAmounts {
+  return {
+    cpu: new Float64Array(hosts),
+    memory: new Float64Array(hosts),
+    disk: new Float64Array(hosts),
+  };
+}
+
+/** Every host's allocatable capacity. */
+export function allocatableOf(hosts: readonly Host[]): HostAmounts {
+  const amounts = hostAmounts(hosts.length);
+  hosts.forEach((host, h) => {
+    const a = allocatable(host);
+    amounts.cpu[h] = a.cpu;
+    amounts.memory[h] = a.memory;
+    amounts.disk[h] = a.disk;
+  });
+  return amounts;
+}
+
 /** Allocatable capacity: hardware threads × cpu overcommit, memory × memory overcommit, disk. */
 export function allocatable(host: Host): Amounts {
   const threads = host.cpu.sockets * host.cpu.coresPerSocket * host.cpu.threadsPerCore;

@@ -55,7 +55,10 @@ describe('vfleet apply against REDIS_URL: the fleet changes between applies', ()
       running(dir, f.env)
         .filter((i) => i.host === name)
         .map((i) => i.instance);
-    const victim = 'hv-r2-02';
+    // A host that runs something, of rack r2 and not licensed (which one runs something is the
+    // scheduler's choice); later another, of r3.
+    const busy = (hosts: string[]) => hosts.find((h) => onHost(h).length > 0) as string;
+    const victim = busy(['hv-r2-02', 'ct-r2-03']);
     const displaced = onHost(victim);
     assert.ok(displaced.length > 0, `${victim} runs something`);
     const version = await f.server.client().get('vfleet:{lab}:version');
@@ -86,7 +89,7 @@ describe('vfleet apply against REDIS_URL: the fleet changes between applies', ()
     assert.equal(vfleet(['plan', '--detailed-exitcode'], dir, f.env).code, 0);
 
     // Gone for good: forgotten, its instances are created elsewhere.
-    const lost = 'hv-r3-02';
+    const lost = busy(['hv-r3-02', 'hv-r3-01', 'ct-r3-03']);
     const orphans = onHost(lost);
     assert.ok(orphans.length > 0, `${lost} runs something`);
     writeFileSync(`${dir}/fleet.yaml`, without(without(spec, victim), lost));

@@ -229,23 +229,39 @@ describe('vfleet audit on the observed state', () => {
       },
     ]);
 
-    // A rack's hosts leave the spec: instances that failed over there have no target any more.
+    // A failover host leaves the spec (renamed): the instances that failed over there, and
+    // only they, have no target any more. Which host that is, is the scheduler's choice.
     const failover = vfleet(
       ['audit', 'failover', '--format', 'json', '--fail-on', 'failover'],
       dir,
     );
     assert.equal(failover.code, 0, failover.stdout);
-    writeFileSync(
-      `${dir}/fleet.yaml`,
-      spec.replace(/^ {4}- name: hv-r2-01\n/m, '    - name: hv-r2-01-renamed\n'),
+    const protectedOnes = JSON.parse(failover.stdout).failover.instances as Array<{
+      instance: string;
+      failoverHost: string | null;
+    }>;
+    const target = protectedOnes.find((i) => i.failoverHost !== null)?.failoverHost;
+    assert.ok(target);
+    const renamed = spec.replace(
+      new RegExp(`^ {4}- name: ${target}\n`, 'm'),
+      `    - name: ${target}-renamed\n`,
     );
+    assert.notEqual(renamed, spec);
+    writeFileSync(`${dir}/fleet.yaml`, renamed);
     const lost = vfleet(['audit', 'failover', '--format', 'json'], dir);
     assert.equal(lost.code, 2, lost.stderr);
     const findings = JSON.parse(lost.stdout).findings as Array<{
+      instance: string;
       status: string;
       failoverHost: string;
     }>;
-    assert.ok(findings.length > 0);
-    assert.ok(findings.every((f) => f.status === 'unknown-host' && f.failoverHost === 'hv-r2-01'));
+    assert.deepEqual(
+      findings.map((f) => f.instance).sort(),
+      protectedOnes
+        .filter((i) => i.failoverHost === target)
+        .map((i) => i.instance)
+        .sort(),
+    );
+    assert.ok(findings.every((f) => f.status === 'unknown-host' && f.failoverHost === target));
   });
 });

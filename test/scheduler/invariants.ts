@@ -1,11 +1,14 @@
 // Independent re-computation of what a placement must satisfy, from the fleet and the placement
-// alone (not from the scheduler's own bookkeeping), for the property tests.
+// alone (not from the scheduler's own bookkeeping), for the property tests. The failover scenarios
+// are recomputed here on purpose rather than imported from src/scheduler/failover-scenarios.ts,
+// which the scheduler and the failover audit share: a test that used it would check it with
+// itself.
 import { hostUnits, instanceUnits, isHostMetric } from '../../src/licensing/license-units.js';
 import type { Fleet, Host } from '../../src/model/fleet.js';
 import { failureDomainOf } from '../../src/model/fleet.js';
 import type { Placement } from '../../src/model/placement.js';
 import { allocatable, demandOf } from '../../src/scheduler/capacity.js';
-import { STATIC_CHECKS } from '../../src/scheduler/host-checks.js';
+import { STATIC_CHECKS } from '../../src/scheduler/stack.js';
 
 type Vec = [number, number, number];
 

@@ -1,12 +1,12 @@
 // How `vfleet schedule` shows a placement: tables for people, the Placement itself as JSON.
-import type { Explanation, Placement } from '../../model/placement.js';
+import type { Explanation, Placement, Unplaceable } from '../../model/placement.js';
 import { table } from './table.js';
 
 const round = (n: number) => Math.round(n * 100) / 100;
 
 /** `insufficient-memory (3 hosts), anti-affinity (1 host)`: the commonest reason first. */
-export function formatReasons(reasons: Readonly<Record<string, number>>): string {
-  return Object.entries(reasons)
+export function formatReasons(reasons: Unplaceable['reasons']): string {
+  return (Object.entries(reasons) as Array<[string, number]>)
     .sort(([, a], [, b]) => b - a)
     .map(([reason, hosts]) => `${reason} (${hosts} host${hosts === 1 ? '' : 's'})`)
     .join(', ');
