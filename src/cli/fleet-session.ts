@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
   EmbeddedEngine,
+  embeddedFences,
   embeddedListing,
   instancesAt,
   unknownInstances,
@@ -134,29 +135,42 @@ export async function openFleet(
    * state: a destroyed instance's tombstone outlives its record, and a create below it would be
    * refused for ever. A host that does not answer is skipped.
    */
-  const fencesAbove = async (observed: ObservedState) => {
-    const known = new Map(observed.instances.map((i) => [i.instance, i.generation]));
+  const fencesAbove = async (
+    observed: ObservedState,
+    byName?: ReadonlyMap<string, { readonly generation: number }>,
+  ) => {
+    const known = byName ?? new Map(observed.instances.map((i) => [i.instance, i]));
     const wanted = spec.fleet.groups.some((g) => {
       for (let i = 0; i < g.replicas; i++) if (!known.has(replicaName(g.name, i))) return true;
       return false;
     });
     if (!wanted) return undefined;
-    const each = await Promise.all(
-      spec.fleet.hosts.map((h) =>
-        lookup
-          .engine(h.name)
-          .fences()
-          .catch(() => new Map<string, number>()),
+    const embedded = spec.fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name);
+    const [fromEmbedded, each] = await Promise.all([
+      embeddedFences(connection.redis, spec.fleet.name, embedded),
+      Promise.all(
+        spec.fleet.hosts
+          .filter((h) => h.engine !== 'embedded')
+          .map((h) =>
+            lookup
+              .engine(h.name)
+              .fences()
+              .catch(() => new Map<string, number>()),
+          ),
       ),
-    );
+    ]);
     const above: Record<string, number> = {};
-    for (const fences of each) {
-      for (const [name, generation] of fences) {
-        if (generation > (known.get(name) ?? 0) && generation > (above[name] ?? 0)) {
-          above[name] = generation;
-        }
+    const consider = (name: string, generation: number) => {
+      if (generation > (known.get(name)?.generation ?? 0) && generation > (above[name] ?? 0)) {
+        above[name] = generation;
       }
+    };
+    for (const pairs of fromEmbedded.values()) {
+      if (!pairs) continue; // a failed host does not answer
+      for (let i = 0; i + 1 < pairs.length; i += 2)
+        consider(pairs[i] as string, Number(pairs[i + 1]));
     }
+    for (const fences of each) for (const [name, generation] of fences) consider(name, generation);
     return Object.keys(above).length > 0 ? above : undefined;
   };
   return {
@@ -173,23 +187,28 @@ export async function openFleet(
     },
     engines: () => lookup,
     async observe(persist: boolean) {
-      let snapshot = await state.readAll();
-      const known = new Set(snapshot.instances.map((i) => i.instance));
-      const adopted: ObservedInstance[] = [];
       const embedded = spec.fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name);
-      const embeddedNames = await embeddedListing(connection.redis, spec.fleet.name, embedded);
+      // The state, then every host's listing: sent together (one connection keeps their order),
+      // so Redis prepares the listings while this process parses the state.
+      const [read, embeddedNames, realListing] = await Promise.all([
+        state.readAll(),
+        embeddedListing(connection.redis, spec.fleet.name, embedded),
+        listReal(),
+      ]);
+      let snapshot = read;
+      const recorded = new Map(read.instances.map((i) => [i.instance, i]));
+      const adopted: ObservedInstance[] = [];
       const fromEmbedded = await unknownInstances(
         connection.redis,
         spec.fleet.name,
         embeddedNames,
-        known,
+        recorded,
       );
-      const realListing = await listReal();
-      const seen = new Set([...known, ...fromEmbedded.map((u) => u.instance.name)]);
+      const seen = new Set(fromEmbedded.map((u) => u.instance.name));
       const fromReal: Array<{ host: string; instance: EngineInstance }> = [];
       for (const [host, instances] of realListing) {
         for (const instance of instances ?? []) {
-          if (seen.has(instance.name)) continue;
+          if (recorded.has(instance.name) || seen.has(instance.name)) continue;
           seen.add(instance.name);
           fromReal.push({ host, instance });
         }
@@ -246,10 +265,13 @@ export async function openFleet(
               .filter((i) => missing[i.instance] === undefined)
               .map((i) => (stopped.has(i.instance) ? { ...i, status: 'stopped' as const } : i));
       // Second copies: a host runs an instance the state (or the adoption above) has elsewhere.
-      const ownerOf = new Map(snapshot.instances.map((i) => [i.instance, i.host]));
-      for (const a of adopted) if (!ownerOf.has(a.instance)) ownerOf.set(a.instance, a.host);
+      const adoptedOwner = new Map<string, string>();
+      for (const a of adopted)
+        if (!adoptedOwner.has(a.instance)) adoptedOwner.set(a.instance, a.host);
+      const owners =
+        snapshot === read ? recorded : new Map(snapshot.instances.map((i) => [i.instance, i]));
       const elsewhere = (name: string, host: string) => {
-        const owner = ownerOf.get(name);
+        const owner = owners.get(name)?.host ?? adoptedOwner.get(name);
         return owner !== undefined && owner !== host && missing[name] === undefined;
       };
       const embeddedStrays: Array<{ host: string; name: string }> = [];
@@ -275,7 +297,7 @@ export async function openFleet(
         ...(Object.keys(missing).length > 0 ? { missing } : {}),
         ...(strays.length > 0 ? { strays } : {}),
       };
-      const fences = await fencesAbove(observed);
+      const fences = await fencesAbove(observed, current === read.instances ? recorded : undefined);
       return fences ? { ...observed, fences } : observed;
     },
     async factsWarnings() {

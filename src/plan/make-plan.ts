@@ -233,7 +233,11 @@ function patchActions(
   const patchable = new Set(fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name));
   const lastOfGroup = new Map<string, string>();
   const compare = memoizedCompare();
-  const verdicts = new Map<string, { raise: PackageVersions; changes: string[] } | null>();
+  type Verdict = { raise: PackageVersions; changes: string[] } | null;
+  const verdicts = new Map<string, Verdict>();
+  // The state shares one package object among the instances that report the same versions
+  // (state/fleet-state.ts), and fresh ones share their image's: per group, a verdict per object.
+  const byObject = new Map<InstanceGroup, Map<PackageVersions, Verdict>>();
   const patches: PlanAction[] = [];
   // Placements come in spec order (group by group, replicas in order): the chain follows it.
   for (const desired of placement.placements) {
@@ -247,23 +251,32 @@ function patchActions(
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';
     const installed: PackageVersions =
       fresh || before?.packages === undefined ? image.packages : before.packages;
-    // Instances of one image mostly share their versions of the baseline's packages: the verdict
-    // is memoized by those versions, so 100,000 instances cost a few evaluations.
-    const signature = `${baseline.name}\u0000${image.name}\u0000${Object.keys(baseline.minimum)
-      .map((name) => installed[name] ?? installed[`${name}:${dpkgArch(image.os.arch)}`] ?? '')
-      .join('\u0000')}`;
-    let verdict = verdicts.get(signature);
+    let ofGroup = byObject.get(group);
+    if (ofGroup === undefined) {
+      ofGroup = new Map();
+      byObject.set(group, ofGroup);
+    }
+    let verdict = ofGroup.get(installed);
     if (verdict === undefined) {
-      const result = evaluateBaseline(baseline, image.os, installed, compare);
-      verdict = !result.applicable
-        ? null
-        : {
-            raise: packagesToRaise(result.packages),
-            changes: result.packages
-              .filter((p) => p.status !== 'compliant')
-              .map((p) => `${p.package} ${p.installed ?? 'missing'} → ${p.required}`),
-          };
-      verdicts.set(signature, verdict);
+      // Instances of one image mostly share their versions of the baseline's packages: the
+      // verdict is memoized by those versions, so 100,000 instances cost a few evaluations.
+      const signature = `${baseline.name}\u0000${image.name}\u0000${Object.keys(baseline.minimum)
+        .map((name) => installed[name] ?? installed[`${name}:${dpkgArch(image.os.arch)}`] ?? '')
+        .join('\u0000')}`;
+      verdict = verdicts.get(signature);
+      if (verdict === undefined) {
+        const result = evaluateBaseline(baseline, image.os, installed, compare);
+        verdict = !result.applicable
+          ? null
+          : {
+              raise: packagesToRaise(result.packages),
+              changes: result.packages
+                .filter((p) => p.status !== 'compliant')
+                .map((p) => `${p.package} ${p.installed ?? 'missing'} → ${p.required}`),
+            };
+        verdicts.set(signature, verdict);
+      }
+      ofGroup.set(installed, verdict);
     }
     if (verdict === null || verdict.changes.length === 0) continue;
     const { raise, changes } = verdict;
