@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createInterface } from 'node:readline/promises';
-import { Presets, SingleBar } from 'cli-progress';
 import { Command } from 'commander';
 import { isVfleetError, VfleetError } from '../../model/errors.js';
 import type { Plan } from '../../model/plan.js';
@@ -202,16 +201,19 @@ async function applyLocked(
   }
   await session.state.setCurrentPlan(plan.id);
   // A progress bar on a terminal; one NDJSON line per action for anything else (CI, tools).
-  const bar = terminal.isTTY
-    ? new SingleBar(
-        {
-          format: '  [{bar}] {value}/{total} actions  {last}',
-          hideCursor: true,
-          clearOnComplete: false,
-        },
-        Presets.legacy,
-      )
-    : undefined;
+  // cli-progress loads only then: every other command starts without it.
+  let bar: import('cli-progress').SingleBar | undefined;
+  if (terminal.isTTY) {
+    const { Presets, SingleBar } = await import('cli-progress');
+    bar = new SingleBar(
+      {
+        format: '  [{bar}] {value}/{total} actions  {last}',
+        hideCursor: true,
+        clearOnComplete: false,
+      },
+      Presets.legacy,
+    );
+  }
   bar?.start(plan.actions.length, 0, { last: '' });
   // BullMQ loads only for commands that run jobs: plan, status and validate start faster.
   const { runPlan } = await import('../../queue/run-plan.js');
