@@ -138,6 +138,7 @@ export async function openFleet(
   const fencesAbove = async (
     observed: ObservedState,
     byName?: ReadonlyMap<string, { readonly generation: number }>,
+    embeddedRead?: Promise<Map<string, readonly string[] | null>>,
   ) => {
     const known = byName ?? new Map(observed.instances.map((i) => [i.instance, i]));
     const wanted = spec.fleet.groups.some((g) => {
@@ -147,7 +148,7 @@ export async function openFleet(
     if (!wanted) return undefined;
     const embedded = spec.fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name);
     const [fromEmbedded, each] = await Promise.all([
-      embeddedFences(connection.redis, spec.fleet.name, embedded),
+      embeddedRead ?? embeddedFences(connection.redis, spec.fleet.name, embedded),
       Promise.all(
         spec.fleet.hosts
           .filter((h) => h.engine !== 'embedded')
@@ -190,11 +191,16 @@ export async function openFleet(
       const embedded = spec.fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name);
       // The state, then every host's listing: sent together (one connection keeps their order),
       // so Redis prepares the listings while this process parses the state.
-      const [read, embeddedNames, realListing] = await Promise.all([
+      const reads = Promise.all([
         state.readAll(),
         embeddedListing(connection.redis, spec.fleet.name, embedded),
         listReal(),
       ]);
+      // The embedded hosts' fences, needed when the spec wants an instance the state lacks:
+      // asked for with the rest, so Redis reads them while this process parses the records.
+      const embeddedFenceRead = embeddedFences(connection.redis, spec.fleet.name, embedded);
+      embeddedFenceRead.catch(() => undefined); // awaited below only when wanted
+      const [read, embeddedNames, realListing] = await reads;
       let snapshot = read;
       const recorded = new Map(read.instances.map((i) => [i.instance, i]));
       const adopted: ObservedInstance[] = [];
@@ -297,7 +303,11 @@ export async function openFleet(
         ...(Object.keys(missing).length > 0 ? { missing } : {}),
         ...(strays.length > 0 ? { strays } : {}),
       };
-      const fences = await fencesAbove(observed, current === read.instances ? recorded : undefined);
+      const fences = await fencesAbove(
+        observed,
+        current === read.instances ? recorded : undefined,
+        persist ? undefined : embeddedFenceRead,
+      );
       return fences ? { ...observed, fences } : observed;
     },
     async factsWarnings() {

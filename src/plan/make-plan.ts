@@ -302,8 +302,17 @@ function patchActions(
   return patches;
 }
 
+const NONE: readonly string[] = [];
+
 /** What differs between an instance and its group that only recreating the instance changes. */
-function differences(before: ObservedInstance, group: InstanceGroup): string[] {
+function differences(before: ObservedInstance, group: InstanceGroup): readonly string[] {
+  const r0 = group.resources;
+  const same =
+    before.image === group.image &&
+    before.resources.vcpus === r0.vcpus &&
+    before.resources.memoryMiB === r0.memoryMiB &&
+    before.resources.diskGiB === r0.diskGiB;
+  if (same) return NONE; // the common case, without an array per instance
   const changes: string[] = [];
   if (before.image !== group.image) changes.push(`image ${before.image} → ${group.image}`);
   const r = group.resources;
@@ -353,23 +362,22 @@ function licenseChanges(
   };
   const before = ledgerOf(observed.instances);
   const unplaced = new Set(placement.unplaceable.map((u) => u.instance));
-  const after = ledgerOf([
-    ...placement.placements.flatMap((p): Running[] => {
-      const group = groupByName.get(p.group);
-      return group
-        ? [
-            {
-              host: p.host,
-              failoverHost: p.failoverHost,
-              group: p.group,
-              image: group.image,
-              resources: group.resources,
-            },
-          ]
-        : [];
-    }),
-    ...observed.instances.filter((o) => unplaced.has(o.instance)),
-  ]);
+  const after = ledgerOf(
+    (function* (): Generator<Running> {
+      for (const p of placement.placements) {
+        const group = groupByName.get(p.group);
+        if (!group) continue;
+        yield {
+          host: p.host,
+          failoverHost: p.failoverHost,
+          group: p.group,
+          image: group.image,
+          resources: group.resources,
+        };
+      }
+      for (const o of observed.instances) if (unplaced.has(o.instance)) yield o;
+    })(),
+  );
   return fleet.licenses.map((pool: LicensePool, i) => ({
     pool: pool.name,
     metric: pool.metric,
