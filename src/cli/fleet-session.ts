@@ -202,7 +202,8 @@ export async function openFleet(
       embeddedFenceRead.catch(() => undefined); // awaited below only when wanted
       const [read, embeddedNames, realListing] = await reads;
       let snapshot = read;
-      const recorded = new Map(read.instances.map((i) => [i.instance, i]));
+      const recorded = new Map<string, ObservedInstance>();
+      for (const i of read.instances) recorded.set(i.instance, i);
       const adopted: ObservedInstance[] = [];
       const fromEmbedded = await unknownInstances(
         connection.redis,
