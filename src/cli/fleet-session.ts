@@ -304,9 +304,15 @@ export async function openFleet(
         ...(Object.keys(missing).length > 0 ? { missing } : {}),
         ...(strays.length > 0 ? { strays } : {}),
       };
+      // The records' map serves when the observed instances are exactly the records read.
+      const asRead =
+        snapshot === read &&
+        adopted.length === 0 &&
+        Object.keys(missing).length === 0 &&
+        stopped.size === 0;
       const fences = await fencesAbove(
         observed,
-        current === read.instances ? recorded : undefined,
+        asRead ? recorded : undefined,
         persist ? undefined : embeddedFenceRead,
       );
       return fences ? { ...observed, fences } : observed;

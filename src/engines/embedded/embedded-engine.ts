@@ -281,11 +281,6 @@ export async function setHostDown(
   else await redis.del(key);
 }
 
-/**
- * What embedded hosts run that `known` does not list, for refreshing the state before a plan:
- * every host's instance names in one pipeline, then the unknown ones' records in another.
- * Failed hosts are skipped (they do not answer).
- */
 // KEYS: pairs (down, hash) per host. Per host, 0 when it is down, else its hash's fields (LIST)
 // or fields and values (ALL) joined by newlines (names are DNS labels, generations digits): one
 // reply element per host instead of one per instance, which on 100,000 instances is most of
