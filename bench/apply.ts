@@ -4,73 +4,27 @@
 //      throughput of no-op BullMQ jobs on the same Redis, same queues and concurrency, measured
 //      in the same run (the ratio is what to watch: these machines are noisy);
 //   2. `vfleet plan` (the CLI, a fresh process) on a converged 100,000-instance fleet.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { generateFleetDocument, generateFleetYaml } from '../examples/generate.js';
 import { EmbeddedEngine } from '../src/engines/embedded/embedded-engine.js';
-import type { Fleet, Image } from '../src/model/fleet.js';
+import type { Fleet } from '../src/model/fleet.js';
 import { EMPTY_STATE } from '../src/model/observed.js';
-import { evaluateBaseline, packagesToRaise } from '../src/patching/baseline.js';
 import { makePlan } from '../src/plan/make-plan.js';
 import type { StateSink } from '../src/queue/action-handler.js';
 import { runPlan } from '../src/queue/run-plan.js';
 import { schedule } from '../src/scheduler/schedule.js';
 import { normalizeFleet } from '../src/spec/normalize.js';
 import { FleetState } from '../src/state/fleet-state.js';
-import { engineHostKeys, queuePrefix } from '../src/state/keys.js';
+import { queuePrefix } from '../src/state/keys.js';
+import { startRedis } from './bench-redis.js';
+import { converge } from './converged-fleet.js';
 
 const CONCURRENCY = 8;
-
-async function startRedis() {
-  const dir = mkdtempSync(`${tmpdir()}/vfleet-bench-`);
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--maxmemory-policy',
-      'noeviction',
-    ],
-    { stdio: 'ignore' },
-  );
-  const connect = () => new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: null });
-  const probe = connect();
-  probe.on('error', () => undefined); // refused until the server is up
-  for (let i = 0; i < 100; i++) {
-    try {
-      await probe.ping();
-      break;
-    } catch {
-      await delay(50);
-    }
-  }
-  return {
-    port,
-    dir,
-    connect,
-    probe,
-    async stop() {
-      await probe.quit();
-      child.kill('SIGTERM');
-      await delay(200);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 async function noopThroughput(
   connect: () => Redis,
@@ -152,58 +106,6 @@ async function applyThroughput(
   if (bad.length > 0)
     throw new Error(`${bad.length} actions did not succeed: ${JSON.stringify(bad[0])}`);
   return { rate: outcomes.length / seconds, actions: outcomes.length };
-}
-
-/** An image's packages as apply leaves them: raised to the group's baseline where below it. */
-function patched(fleet: Fleet, baselineName: string | undefined, image: Image | undefined) {
-  const packages = image?.packages ?? {};
-  const baseline = fleet.patchBaselines.find((b) => b.name === baselineName);
-  if (!baseline || !image) return packages;
-  const result = evaluateBaseline(baseline, image.os, packages);
-  return result.applicable ? { ...packages, ...packagesToRaise(result.packages) } : packages;
-}
-
-/** A converged fleet written straight into the state and the engines, as apply would leave it. */
-async function converge(redis: Redis, fleet: Fleet): Promise<void> {
-  const placement = schedule(fleet);
-  const groups = new Map(fleet.groups.map((g) => [g.name, g]));
-  const images = new Map(fleet.images.map((i) => [i.name, i]));
-  let pipe = redis.pipeline();
-  let n = 0;
-  for (const p of placement.placements) {
-    const g = groups.get(p.group)!;
-    const record = {
-      instance: p.instance,
-      group: p.group,
-      host: p.host,
-      generation: 1,
-      status: 'running',
-      image: g.image,
-      resources: g.resources,
-      failoverHost: p.failoverHost,
-      packages: patched(fleet, g.patchBaseline, images.get(g.image)),
-    };
-    pipe.hset(`vfleet:{${fleet.name}}:instances`, p.instance, JSON.stringify(record));
-    pipe.hset(
-      engineHostKeys(fleet.name, p.host).instances,
-      p.instance,
-      JSON.stringify({
-        instance: p.instance,
-        group: p.group,
-        generation: 1,
-        status: 'running',
-        image: g.image,
-        resources: g.resources,
-        packages: record.packages,
-      }),
-    );
-    if (++n % 5000 === 0) {
-      await pipe.exec();
-      pipe = redis.pipeline();
-    }
-  }
-  pipe.set(`vfleet:{${fleet.name}}:version`, String(placement.placements.length));
-  await pipe.exec();
 }
 
 async function main(): Promise<void> {

@@ -21,16 +21,22 @@ export async function refresh(
 ): Promise<ObservedState> {
   const { state, engines } = session;
   const persist = options.persist;
-  let snapshot = await state.readAll();
-  const survey = await engines.survey();
-  const known = new Set(snapshot.instances.map((i) => i.instance));
+  // The state and every host's listing asked for together (one connection keeps their order),
+  // so Redis prepares the listings while this process parses the state; the fences too, when
+  // nothing will be written in between (they are visited only if the spec wants a new instance).
+  const reads = Promise.all([state.readAll(), engines.survey()]);
+  const fences = persist ? undefined : engines.prefetchFences();
+  const [read, survey] = await reads;
+  let snapshot = read;
+  const recorded = new Map<string, { readonly host: string; readonly generation: number }>();
+  for (const i of read.instances) recorded.set(i.instance, i);
 
   // Adoption: each name no record has, from the first host (in spec order) that lists it.
   const unknown: Array<{ host: string; name: string }> = [];
-  const seen = new Set(known);
+  const seen = new Set<string>();
   for (const [host, listing] of survey.listings) {
     for (const name of listing?.names ?? []) {
-      if (seen.has(name)) continue;
+      if (recorded.has(name) || seen.has(name)) continue;
       seen.add(name);
       unknown.push({ host, name });
     }
@@ -71,12 +77,14 @@ export async function refresh(
           .map((i) => (stopped.has(i.instance) ? { ...i, status: 'stopped' as const } : i));
 
   // Second copies: a host runs an instance the state (or the adoption above) has elsewhere.
-  const ownerOf = new Map(snapshot.instances.map((i) => [i.instance, i.host]));
-  for (const a of adopted) if (!ownerOf.has(a.instance)) ownerOf.set(a.instance, a.host);
+  const adoptedOwner = new Map<string, string>();
+  for (const a of adopted) if (!adoptedOwner.has(a.instance)) adoptedOwner.set(a.instance, a.host);
+  const owners =
+    snapshot === read ? recorded : new Map(snapshot.instances.map((i) => [i.instance, i]));
   const elsewhere: Array<{ host: string; name: string }> = [];
   for (const [host, listing] of survey.listings) {
     for (const name of listing?.names ?? []) {
-      const owner = ownerOf.get(name);
+      const owner = owners.get(name)?.host ?? adoptedOwner.get(name);
       if (owner !== undefined && owner !== host && missing[name] === undefined) {
         elsewhere.push({ host, name });
       }
@@ -93,8 +101,19 @@ export async function refresh(
     ...(Object.keys(missing).length > 0 ? { missing } : {}),
     ...(strays.length > 0 ? { strays } : {}),
   };
-  const fences = await fencesAbove(session, observed);
-  return fences ? { ...observed, fences } : observed;
+  // The records' map serves when the observed instances are exactly the records read.
+  const asRead =
+    snapshot === read &&
+    adopted.length === 0 &&
+    Object.keys(missing).length === 0 &&
+    stopped.size === 0;
+  const above = await fencesAbove(
+    session,
+    observed,
+    asRead ? recorded : undefined,
+    fences ?? engines.prefetchFences(),
+  );
+  return above ? { ...observed, fences: above } : observed;
 }
 
 /**
@@ -105,29 +124,20 @@ export async function refresh(
 async function fencesAbove(
   session: FleetSession,
   observed: ObservedState,
+  byName: ReadonlyMap<string, { readonly generation: number }> | undefined,
+  fences: (visit: (name: string, generation: number) => void) => Promise<void>,
 ): Promise<Record<string, number> | undefined> {
-  const { fleet, engines } = session;
-  const known = new Map(observed.instances.map((i) => [i.instance, i.generation]));
-  const wanted = fleet.groups.some((g) => {
+  const known = byName ?? new Map(observed.instances.map((i) => [i.instance, i]));
+  const wanted = session.fleet.groups.some((g) => {
     for (let i = 0; i < g.replicas; i++) if (!known.has(replicaName(g.name, i))) return true;
     return false;
   });
   if (!wanted) return undefined;
-  const each = await Promise.all(
-    fleet.hosts.map((h) =>
-      engines
-        .engine(h.name)
-        .fences()
-        .catch(() => new Map<string, number>()),
-    ),
-  );
   const above: Record<string, number> = {};
-  for (const fences of each) {
-    for (const [name, generation] of fences) {
-      if (generation > (known.get(name) ?? 0) && generation > (above[name] ?? 0)) {
-        above[name] = generation;
-      }
+  await fences((name, generation) => {
+    if (generation > (known.get(name)?.generation ?? 0) && generation > (above[name] ?? 0)) {
+      above[name] = generation;
     }
-  }
+  });
   return Object.keys(above).length > 0 ? above : undefined;
 }

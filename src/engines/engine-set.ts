@@ -15,6 +15,7 @@ import type { Transport } from '../transport/transport.js';
 import {
   EmbeddedEngine,
   embeddedFaults,
+  embeddedFences,
   embeddedListing,
   instancesAt,
 } from './embedded/embedded-engine.js';
@@ -56,6 +57,11 @@ export interface EngineSet {
   capabilities(host: string): EngineCapabilities;
   /** What every host of the fleet holds, in as few round trips as the engines allow. */
   survey(): Promise<FleetSurvey>;
+  /**
+   * Every answering host's fences (what HostEngine.fences says), asked for now — the embedded
+   * hosts' in one round trip, so Redis reads them while the caller works — and visited later.
+   */
+  prefetchFences(): (visit: (name: string, generation: number) => void) => Promise<void>;
   /** The hosts under an injected fault right now (`vfleet host fail|partition`), and which. */
   failed(): Promise<ReadonlyMap<string, InjectedFault>>;
   /** Where the hosts' own facts disagree with the spec, or a host does not answer. */
@@ -152,6 +158,28 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
           }
           return found;
         },
+      };
+    },
+    prefetchFences() {
+      const fromEmbedded = embeddedFences(options.redis, fleet.name, emulated);
+      const fromReal = Promise.all(
+        real.map((h) =>
+          engine(h.name)
+            .fences()
+            .catch(() => new Map<string, number>()),
+        ),
+      );
+      // Awaited only when the caller visits: a rejection before then is not unhandled.
+      fromEmbedded.catch(() => undefined);
+      fromReal.catch(() => undefined);
+      return async (visit) => {
+        for (const pairs of (await fromEmbedded).values()) {
+          if (!pairs) continue; // a host under a fault does not answer
+          for (let i = 0; i + 1 < pairs.length; i += 2)
+            visit(pairs[i] as string, Number(pairs[i + 1]));
+        }
+        for (const fences of await fromReal)
+          for (const [name, generation] of fences) visit(name, generation);
       };
     },
     async failed() {

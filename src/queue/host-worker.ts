@@ -10,7 +10,7 @@ import { type ActionJobData, queueNameOf } from './plan-jobs.js';
 import { DEFAULT_TAKEOVER_MS, workerLockOptions } from './worker-lock.js';
 
 export interface HostWorkerOptions {
-  /** A connection of its own: a worker blocks on it. */
+  /** For its commands; BullMQ duplicates it for the blocking wait, so workers may share one. */
   readonly connection: Redis;
   readonly prefix: string;
   /** Jobs it runs at once. */

@@ -51,9 +51,35 @@ export function jobIdOf(planId: string, instance: string, step: JobStep): string
   return id;
 }
 
+/**
+ * One root of a wave: an action, or one half of a stop-first move (`vacate` on the source in the
+ * first wave, `move-in` on the target later).
+ */
+export interface WaveEntry {
+  readonly action: PlanAction;
+  readonly part: 'whole' | 'vacate' | 'move-in';
+}
+
+export interface PlanJobs {
+  /** The plan's roots in waves; wave n+1 waits for wave n. */
+  readonly waves: readonly (readonly WaveEntry[])[];
+  /**
+   * An entry's job tree, made when it is enqueued: a wave of 100,000 creates holds its jobs'
+   * data only while they run, a slice at a time (run-plan.ts).
+   */
+  jobOf(entry: WaveEntry): JobNode;
+}
+
 /** The plan's actions as waves of job trees; wave n+1 waits for wave n. */
 export function planJobs(plan: Plan): JobNode[][] {
-  // The plan carries its images (a saved plan runs what it showed, whatever the spec says now).
+  const { waves, jobOf } = planWaves(plan);
+  return waves.map((wave) => wave.map(jobOf));
+}
+
+/** The plan's actions in waves, each entry's job tree made on demand. */
+export function planWaves(plan: Plan): PlanJobs {
+  // The plan carries its images (a saved plan runs what it showed, whatever the spec says now):
+  // one object per image, shared by its jobs' data (100,000 creates name a few dozen).
   const imageOf = (name: string): EngineImage | null => plan.images[name] ?? null;
   const node = (
     step: JobStep,
@@ -127,18 +153,30 @@ export function planJobs(plan: Plan): JobNode[][] {
     level.set(a.id, l);
     return l;
   };
-  const waves: JobNode[][] = [];
-  const put = (l: number, n: JobNode) => {
+  const waves: WaveEntry[][] = [];
+  const put = (l: number, entry: WaveEntry) => {
     while (waves.length <= l) waves.push([]);
-    waves[l]?.push(n);
+    waves[l]?.push(entry);
   };
   for (const a of plan.actions) {
     if (a.stopFirst && a.kind === 'move') {
-      put(0, { ...node('vacate', a.fromHost as string, a), leaving: true });
-      put(levelOf(a), node('move-in', a.host, a));
+      put(0, { action: a, part: 'vacate' });
+      put(levelOf(a), { action: a, part: 'move-in' });
     } else {
-      put(levelOf(a), tree(a));
+      put(levelOf(a), { action: a, part: 'whole' });
     }
   }
-  return waves;
+  return {
+    waves,
+    jobOf: ({ action: a, part }) => {
+      switch (part) {
+        case 'vacate':
+          return { ...node('vacate', a.fromHost as string, a), leaving: true };
+        case 'move-in':
+          return node('move-in', a.host, a);
+        case 'whole':
+          return tree(a);
+      }
+    },
+  };
 }

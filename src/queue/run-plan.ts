@@ -13,7 +13,7 @@ import {
 } from './action-handler.js';
 import { withErrorListener } from './error-listener.js';
 import { hostWorker } from './host-worker.js';
-import { type JobNode, planJobs } from './plan-jobs.js';
+import { type JobNode, planWaves, type WaveEntry } from './plan-jobs.js';
 
 export interface ActionOutcome {
   readonly action: string;
@@ -46,6 +46,13 @@ export interface RunPlanOptions {
    * longer arrive, reports those that did, and rejects with the signal's reason.
    */
   readonly signal?: AbortSignal;
+  /**
+   * How many of a wave's actions are enqueued at a time (default: twice what the host queues run
+   * at once, at least 1,000): the next slice is enqueued while one runs, so the queues stay fed
+   * while the jobs, their data and their outcomes in this process stay bounded by two slices
+   * however large the wave (100,000 creates from empty).
+   */
+  readonly sliceSize?: number;
 }
 
 /** How long closing the queues may take once the store is gone (nothing answers them). */
@@ -59,13 +66,13 @@ const JOB_OPTIONS = (attempts: number): JobsOptions => ({
 });
 
 export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<ActionOutcome[]> {
-  const waves = planJobs(plan);
+  const { waves, jobOf } = planWaves(plan);
+  // The hosts jobs run on: every action's, and the source of a move.
   const hosts = new Set<string>();
-  const walk = (n: JobNode) => {
-    hosts.add(n.data.host);
-    n.children.forEach(walk);
-  };
-  waves.flat().forEach(walk);
+  for (const a of plan.actions) {
+    hosts.add(a.host);
+    if (a.kind === 'move' && a.fromHost !== null) hosts.add(a.fromHost);
+  }
 
   // BullMQ does not close connections it is given: keep them, and close them at the end.
   const connections: Redis[] = [];
@@ -75,6 +82,7 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
     return c;
   };
   const connection = connect();
+  let workerConnection: Redis | undefined;
   const queues = new Map<string, Queue>();
   const workers: Array<Worker | QueueEvents> = [];
   const flows = withErrorListener(new FlowProducer({ connection, prefix: options.prefix }));
@@ -89,6 +97,8 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
     const resolve = waiting.get(jobId);
     if (!action || !resolve) return;
     waiting.delete(jobId);
+    roots.delete(jobId);
+    rootQueues.delete(jobId);
     if (error === null) {
       resolve({ action, outcome, error });
       return;
@@ -121,8 +131,12 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
       workers.push(events);
       continue;
     }
+    // The workers share one connection for their commands (BullMQ gives each its own blocking
+    // one besides): a connection costs ~100 kB here, with BullMQ's scripts defined on it, and a
+    // fleet of 1,000 hosts would otherwise hold 2,000.
+    workerConnection ??= connect();
     const worker = hostWorker(host, {
-      connection: connect(),
+      connection: workerConnection,
       prefix: options.prefix,
       concurrency: options.concurrency,
       ...(options.takeoverMs === undefined ? {} : { takeoverMs: options.takeoverMs }),
@@ -161,7 +175,8 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
   });
   lost.catch(() => undefined);
   const unlessLost = <T>(p: Promise<T>): Promise<T> => (signal ? Promise.race([p, lost]) : p);
-  let arrived: ActionOutcome[] = [];
+  // Outcomes that arrived and are not reported yet: on a lost store, they still are.
+  const arrived = new Set<ActionOutcome>();
   // Events say what this process's workers did; a job another process ran (a `vfleet worker`
   // serving the same queues, or one that took over a stalled job), or whose completion event was
   // lost when a connection dropped between the job's completion and its reply (a killed or
@@ -180,12 +195,63 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
     if (sweeping) sweeper = setTimeout(() => void sweep(), next);
   };
   sweeper = setTimeout(() => void sweep(), options.sweepMs ?? SWEEP_MIN_MS);
+  const sliceSize = Math.max(
+    1,
+    options.sliceSize ?? Math.max(1_000, 2 * hosts.size * options.concurrency),
+  );
+  /**
+   * Enqueues a slice of a wave's roots and returns its outcomes to come, in the slice's order.
+   * Jobs that exist already (the same plan enqueued again) are not run again: their stored
+   * outcome is read back. One round trip finds them all. A job that failed is the exception:
+   * its action runs again under a fresh id, so the next apply does resume from a failure.
+   */
+  const startSlice = async (
+    entries: readonly WaveEntry[],
+  ): Promise<{ settled: Promise<ActionOutcome[]> }> => {
+    const slice = entries.map(jobOf);
+    let stored = await unlessLost(storedJobs(slice));
+    for (let retry = 1; ; retry++) {
+      let again = false;
+      for (let i = 0; i < slice.length; i++) {
+        const r = slice[i] as JobNode;
+        if (stored.get(r.jobId)?.state !== 'failed') continue;
+        slice[i] = retried(r, retry);
+        again = true;
+      }
+      if (!again) break;
+      stored = await unlessLost(storedJobs(slice));
+    }
+    const pending: Array<Promise<ActionOutcome>> = [];
+    for (const root of slice) {
+      roots.set(root.jobId, root.data.action.id);
+      rootQueues.set(root.jobId, root.queueName);
+      pending.push(
+        new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)).then((o) => {
+          arrived.add(o);
+          return o;
+        }),
+      );
+    }
+    await unlessLost(
+      enqueueAll(
+        slice.filter((r) => !stored.has(r.jobId)),
+        queues,
+        flows,
+        JOB_OPTIONS(attempts),
+      ),
+    );
+    // Jobs still waiting or running (another apply's workers) settle through the events.
+    for (const [jobId, { job, state }] of stored) {
+      if (state === 'completed') settle(jobId, job?.returnvalue as JobOutcome, null);
+    }
+    // Wrapped: an async function returning the promise itself would wait for it.
+    return { settled: Promise.all(pending) };
+  };
   try {
     for (const wave of waves) {
-      const pending: Array<Promise<ActionOutcome>> = [];
-      const ready: JobNode[] = [];
+      const ready: WaveEntry[] = [];
       for (const root of wave) {
-        const action = root.data.action;
+        const action = root.action;
         // The second half of a stop-first move whose first half failed: reported already.
         if (failed.has(action.id)) continue;
         if (action.dependsOn.some((d) => failed.has(d))) {
@@ -201,53 +267,26 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
         }
         ready.push(root);
       }
-      // Jobs that exist already (the same plan enqueued again) are not run again: their stored
-      // outcome is read back. One round trip finds them all. A job that failed is the exception:
-      // its action runs again under a fresh id, so the next apply does resume from a failure.
-      let stored = await unlessLost(storedJobs(ready));
-      for (let retry = 1; ; retry++) {
-        let again = false;
-        for (let i = 0; i < ready.length; i++) {
-          const r = ready[i] as JobNode;
-          if (stored.get(r.jobId)?.state !== 'failed') continue;
-          ready[i] = retried(r, retry);
-          again = true;
+      const halves = new Set(ready.filter((r) => r.part === 'vacate').map((r) => r.action.id));
+      const report = (settled: readonly ActionOutcome[]) => {
+        for (const outcome of settled) {
+          arrived.delete(outcome);
+          // A stop-first move's first half is its action's outcome only when it failed.
+          if (halves.has(outcome.action) && outcome.outcome !== 'failed') continue;
+          outcomes.push(outcome);
+          if (outcome.outcome === 'failed') failed.add(outcome.action);
+          options.onOutcome?.(outcome);
         }
-        if (!again) break;
-        stored = await unlessLost(storedJobs(ready));
+      };
+      // A slice runs while the next is enqueued; outcomes are reported slice by slice, in the
+      // wave's order.
+      let running: Promise<ActionOutcome[]> | undefined;
+      for (let start = 0; start < ready.length; start += sliceSize) {
+        const next = await startSlice(ready.slice(start, start + sliceSize));
+        if (running) report(await unlessLost(running));
+        running = next.settled;
       }
-      arrived = [];
-      for (const root of ready) {
-        roots.set(root.jobId, root.data.action.id);
-        rootQueues.set(root.jobId, root.queueName);
-        pending.push(
-          new Promise<ActionOutcome>((resolve) => waiting.set(root.jobId, resolve)).then((o) => {
-            arrived.push(o);
-            return o;
-          }),
-        );
-      }
-      await unlessLost(
-        enqueueAll(
-          ready.filter((r) => !stored.has(r.jobId)),
-          queues,
-          flows,
-          JOB_OPTIONS(attempts),
-        ),
-      );
-      // Jobs still waiting or running (another apply's workers) settle through the events.
-      for (const [jobId, { job, state }] of stored) {
-        if (state === 'completed') settle(jobId, job?.returnvalue as JobOutcome, null);
-      }
-      const halves = new Set(ready.filter((r) => r.leaving).map((r) => r.data.action.id));
-      for (const outcome of await unlessLost(Promise.all(pending))) {
-        // A stop-first move's first half is its action's outcome only when it failed.
-        if (halves.has(outcome.action) && outcome.outcome !== 'failed') continue;
-        outcomes.push(outcome);
-        if (outcome.outcome === 'failed') failed.add(outcome.action);
-        options.onOutcome?.(outcome);
-      }
-      arrived = [];
+      if (running) report(await unlessLost(running));
     }
   } catch (e) {
     // The store is gone: what did finish in the wave in hand is still reported.

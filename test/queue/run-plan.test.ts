@@ -99,6 +99,25 @@ describe('runPlan', () => {
     assert.deepEqual(planNow('p2').actions, []);
   });
 
+  it('enqueues a wave in slices and reports its outcomes in the order of the wave', async () => {
+    const whole = setup('whole');
+    const sliced = setup('sliced');
+    const reported: string[] = [];
+    const inOrder = await runPlan(whole.planNow('p1'), whole.options);
+    const outcomes = await runPlan(sliced.planNow('p1'), {
+      ...sliced.options,
+      sliceSize: 3,
+      onOutcome: (o) => reported.push(o.action),
+    });
+    assert.deepEqual(outcomes, inOrder);
+    assert.deepEqual(
+      reported,
+      inOrder.map((o) => o.action),
+    );
+    assert.equal((await sliced.running()).length, 26);
+    assert.deepEqual(sliced.planNow('p2').actions, []);
+  });
+
   it('a failover host that changes is recorded; the instance keeps running untouched', async () => {
     const { options, planNow, engines, state } = setup('retarget');
     await runPlan(planNow('p1'), options);

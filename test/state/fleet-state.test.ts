@@ -130,6 +130,35 @@ describe('FleetState records', () => {
     assert.equal(writes, 1);
   });
 
+  it('reads records whatever their key order, sharing one object per package list', async () => {
+    const state = aFleet();
+    const a = anInstance({ instance: 'web-0' });
+    const b = anInstance({ instance: 'web-1', host: 'hv-02' });
+    const { packages, ...rest } = anInstance({ instance: 'web-2' });
+    const odd = anInstance({ instance: 'web-3', packages: { 'a}b': '1,"packages":{"x":"2"}' } });
+    await redis.hset(state.keys.instances, {
+      'web-0': JSON.stringify(a),
+      'web-1': JSON.stringify(b),
+      // packages first, and a record whose packages hold the markers the shortcut looks for
+      'web-2': JSON.stringify({ packages, ...rest }),
+      'web-3': JSON.stringify(odd),
+      // a record with no packages at all, and one whose last key only looks like packages
+      'web-4': JSON.stringify({ ...rest, instance: 'web-4', packages: undefined }),
+      'web-5': `${JSON.stringify({ ...rest, instance: 'web-5', meta: { packages: { y: '3' } } })}`,
+    });
+    const { instances } = await state.readAll();
+    assert.deepEqual(instances, [
+      a,
+      b,
+      { packages, ...rest },
+      odd,
+      { ...rest, instance: 'web-4' },
+      { ...rest, instance: 'web-5', meta: { packages: { y: '3' } } },
+    ]);
+    assert.equal(instances[0]?.packages, instances[1]?.packages);
+    assert.ok(Object.isFrozen(instances[0]?.packages));
+  });
+
   it('reports a record that is not JSON as state-corrupt, naming where', async () => {
     const state = aFleet();
     await redis.hset(state.keys.instances, 'web-0', '{not json');

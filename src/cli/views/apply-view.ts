@@ -1,7 +1,8 @@
 // How apply and destroy show what happens (app/apply.ts's events) and how they ended (its result):
 // the plan, a progress bar on a terminal or one NDJSON line per action for anything else (CI,
 // tools), the failures, the summary line, and the exit code.
-import { Presets, SingleBar } from 'cli-progress';
+import { createRequire } from 'node:module';
+import type * as CliProgress from 'cli-progress';
 import type { ApplyEvent, ApplyResult } from '../../app/apply.js';
 import type { FleetSession } from '../../app/session.js';
 import type { Plan } from '../../model/plan.js';
@@ -33,7 +34,7 @@ export function applyEventView(
   fleet: string,
   json = false,
 ): { onEvent: (event: ApplyEvent) => void; end: () => void } {
-  let bar: SingleBar | undefined;
+  let bar: CliProgress.SingleBar | undefined;
   const onEvent = (event: ApplyEvent) => {
     switch (event.type) {
       case 'lock-taken-over':
@@ -56,6 +57,10 @@ export function applyEventView(
         return;
       case 'running':
         if (terminal.isTTY && !json) {
+          // Loaded only when a bar is drawn: a command that draws none starts faster.
+          const { Presets, SingleBar } = createRequire(import.meta.url)(
+            'cli-progress',
+          ) as typeof CliProgress;
           bar = new SingleBar(
             {
               format: '  [{bar}] {value}/{total} actions  {last}',

@@ -1,6 +1,10 @@
 // Borderless, left-aligned columns in the style of `terraform state list` / `nomad node status`,
 // drawn by cli-table3.
-import Table from 'cli-table3';
+import { createRequire } from 'node:module';
+import type CliTable from 'cli-table3';
+
+// Loaded when a table is drawn (status): every other command starts without it.
+let Table: typeof CliTable | undefined;
 
 const NO_BORDERS = {
   top: '',
@@ -24,6 +28,7 @@ export function table(
   head: readonly string[],
   rows: ReadonlyArray<ReadonlyArray<string | number>>,
 ): string {
+  Table ??= createRequire(import.meta.url)('cli-table3') as typeof CliTable;
   const t = new Table({
     head: [...head],
     chars: NO_BORDERS,
