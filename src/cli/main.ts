@@ -7,26 +7,46 @@ import { format } from 'node:util';
 import { Command, CommanderError } from 'commander';
 import { isVfleetError } from '../model/errors.js';
 import { redact, redactedMessage } from '../state/redact.js';
-import { lostStore } from '../state/redis-clients.js';
-import { applyCommand } from './commands/apply-command.js';
-import { auditCommand } from './commands/audit-command.js';
-import { destroyCommand } from './commands/destroy-command.js';
-import { downCommand } from './commands/down-command.js';
-import { forceUnlockCommand } from './commands/force-unlock-command.js';
-import { hostCommand } from './commands/host-command.js';
-import { planCommand } from './commands/plan-command.js';
-import { scheduleCommand } from './commands/schedule-command.js';
-import { statusCommand } from './commands/status-command.js';
-import { validateCommand } from './commands/validate-command.js';
-import { workerCommand } from './commands/worker-command.js';
+import { lostStore } from '../state/store-loss.js';
 import { processTerminal, safeTerminal, type Terminal } from './terminal.js';
+
+type CommandFactory = (terminal: Terminal, setExit: (code: number) => void) => Command;
+
+/**
+ * The commands, in the order help lists them, each loaded when needed: `vfleet validate` does
+ * not load ioredis, BullMQ or ssh2, and `--version` loads none of them.
+ */
+const COMMANDS: ReadonlyArray<readonly [string, () => Promise<CommandFactory>]> = [
+  ['validate', async () => (await import('./commands/validate-command.js')).validateCommand],
+  ['schedule', async () => (await import('./commands/schedule-command.js')).scheduleCommand],
+  ['plan', async () => (await import('./commands/plan-command.js')).planCommand],
+  ['apply', async () => (await import('./commands/apply-command.js')).applyCommand],
+  ['destroy', async () => (await import('./commands/destroy-command.js')).destroyCommand],
+  ['audit', async () => (await import('./commands/audit-command.js')).auditCommand],
+  ['status', async () => (await import('./commands/status-command.js')).statusCommand],
+  ['host', async () => (await import('./commands/host-command.js')).hostCommand],
+  [
+    'force-unlock',
+    async () => (await import('./commands/force-unlock-command.js')).forceUnlockCommand,
+  ],
+  ['worker', async () => (await import('./commands/worker-command.js')).workerCommand],
+  ['down', async () => (await import('./commands/down-command.js')).downCommand],
+];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
   return String(pkg.version);
 }
 
-export function buildProgram(unsafe: Terminal, setExit: (code: number) => void): Command {
+/**
+ * The program with every command, or with only `only` (the command the arguments name): help and
+ * an unknown command's suggestions need them all, a command only itself.
+ */
+export async function buildProgram(
+  unsafe: Terminal,
+  setExit: (code: number) => void,
+  only?: string,
+): Promise<Command> {
   const terminal = safeTerminal(unsafe);
   const program = new Command('vfleet')
     .description('Infrastructure as code for fleets of virtual machines and sandboxes')
@@ -37,27 +57,28 @@ export function buildProgram(unsafe: Terminal, setExit: (code: number) => void):
       writeOut: (s) => terminal.out(s),
       writeErr: (s) => terminal.err(s),
     });
-  for (const command of [
-    validateCommand(terminal, setExit),
-    scheduleCommand(terminal, setExit),
-    planCommand(terminal, setExit),
-    applyCommand(terminal, setExit),
-    destroyCommand(terminal, setExit),
-    auditCommand(terminal, setExit),
-    statusCommand(terminal, setExit),
-    hostCommand(terminal, setExit),
-    forceUnlockCommand(terminal, setExit),
-    workerCommand(terminal, setExit),
-    downCommand(terminal, setExit),
-  ]) {
+  const wanted = COMMANDS.filter(([name]) => only === undefined || name === only);
+  const factories = await Promise.all(wanted.map(([, load]) => load()));
+  for (const factory of factories) {
     program.addCommand(
-      command.exitOverride().configureOutput({
-        writeOut: (s) => terminal.out(s),
-        writeErr: (s) => terminal.err(s),
-      }),
+      factory(terminal, setExit)
+        .exitOverride()
+        .configureOutput({
+          writeOut: (s) => terminal.out(s),
+          writeErr: (s) => terminal.err(s),
+        }),
     );
   }
   return program;
+}
+
+/** The command the arguments name, when they name one (else help or an error needs them all). */
+function commandNamed(argv: readonly string[]): string | undefined {
+  const first = argv[0];
+  // The version alone needs no command at all.
+  if (argv.length === 1 && (first === '--version' || first === '-V')) return '';
+  if (first === undefined || first.startsWith('-')) return undefined;
+  return COMMANDS.some(([name]) => name === first) ? first : undefined;
 }
 
 let guarded = false;
@@ -104,9 +125,13 @@ export async function main(
   const terminal = safeTerminal(unsafe);
   guardProcess(terminal);
   let exitCode = 0;
-  const program = buildProgram(terminal, (code) => {
-    exitCode = code;
-  });
+  const program = await buildProgram(
+    terminal,
+    (code) => {
+      exitCode = code;
+    },
+    commandNamed(argv),
+  );
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return exitCode;

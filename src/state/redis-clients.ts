@@ -9,6 +9,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
 import { redactedMessage } from './redact.js';
+import { recordLostStore } from './store-loss.js';
 
 /**
  * How long a client may fail to reconnect before the store counts as gone: long enough for a
@@ -29,13 +30,7 @@ export interface RedisClientsOptions {
   readonly debug?: (message: string) => void;
 }
 
-/** The last store a process declared lost, for the CLI's error boundary. */
-let lastLost: VfleetError | undefined;
-
-/** The store this process lost, if it lost one: what the CLI prints instead of the errors. */
-export function lostStore(): VfleetError | undefined {
-  return lastLost;
-}
+export { lostStore } from './store-loss.js';
 
 export class RedisClients {
   readonly shown: string;
@@ -141,7 +136,7 @@ export class RedisClients {
       `the state store went away: Redis at ${this.shown} has not answered for ${seconds} s (${reason})`,
       { retryable: true },
     );
-    lastLost = lost;
+    recordLostStore(lost);
     this.disconnectAll();
     this.controller.abort(lost);
   }

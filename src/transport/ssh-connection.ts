@@ -6,15 +6,22 @@
 // running on a dropped connection are killed first thing on the new one, before any command may
 // start on it (the kill itself is ssh-exec.ts's). The words for a drop, `lost` and `neverSent`,
 // are here for the commands and SFTP alike.
+import type * as Ssh2 from 'ssh2';
 import type { ConnectConfig, SFTPWrapper } from 'ssh2';
-import ssh2 from 'ssh2';
 import { VfleetError } from '../model/errors.js';
 import type { SshEndpoint } from '../model/fleet.js';
 import { FILE_LIMITS, readBoundedFile } from './bounded-file.js';
 import { type PinnedHostKey, parsePinnedHostKey, sha256Fingerprint } from './host-key.js';
 
-const { Client, utils } = ssh2;
-export type SshClient = InstanceType<typeof Client>;
+export type SshClient = Ssh2.Client;
+
+/** ssh2, loaded on the first connect: a command on emulated hosts never pays for it. */
+type Ssh2Module = Pick<typeof Ssh2, 'Client' | 'utils'>;
+let loaded: Promise<Ssh2Module> | undefined;
+const ssh2 = (): Promise<Ssh2Module> => {
+  loaded ??= import('ssh2').then((m): Ssh2Module => m.default);
+  return loaded;
+};
 
 export interface Connection {
   readonly client: SshClient;
@@ -92,6 +99,7 @@ export class SshConnection {
 
   async #connect(): Promise<Connection> {
     const credentials = await this.#credentials();
+    const { Client } = await ssh2();
     const client = new Client();
     const conn: Connection = { client, dead: false, running: new Set() };
     await new Promise<void>((resolve, reject) => {
@@ -225,7 +233,7 @@ export class SshConnection {
     const privateKey = read.bytes;
     // Parsed here so that a bad file is reported by its path alone: ssh2's own parse errors are
     // not promised to leave the key's text out.
-    const parsed = utils.parseKey(privateKey);
+    const parsed = (await ssh2()).utils.parseKey(privateKey);
     if (parsed instanceof Error || !parsed.isPrivateKey()) {
       throw new VfleetError(
         'identity-unreadable',
