@@ -188,6 +188,31 @@ describe('architecture', () => {
     assert.ok(kindTest.test("case 'ssh':"), 'and a switch on the kind');
   });
 
+  it('no command imports another, and nothing in app/ writes to a terminal', () => {
+    // A command parses, calls one operation of app/ and hands the result to a view; what two
+    // commands share lives beside them (cli/apply-runner.ts, cli/open-session.ts), and app/
+    // returns data and events (docs/architecture.md, "The folders").
+    const commands = tsFiles(fromRoot('src', 'cli', 'commands'));
+    assert.ok(commands.length >= 10, 'found the commands');
+    const anotherCommand = (file: string, specifier: string) =>
+      specifier.startsWith('./') || /\/commands\//.test(specifier)
+        ? `${file} imports the command ${specifier}`
+        : undefined;
+    const imports = commands.flatMap((file) =>
+      importsOf(readFileSync(file, 'utf8')).flatMap((s) => anotherCommand(file, s) ?? []),
+    );
+    assert.deepEqual(imports, []);
+    assert.ok(anotherCommand('x', './plan-command.js'), 'the check catches a sibling command');
+    const prints = /\bconsole\.|process\.(stdout|stderr)\.write|readline/;
+    const app = tsFiles(fromRoot('src', 'app'));
+    assert.ok(app.length >= 8, 'found the operations');
+    assert.deepEqual(
+      app.filter((file) => prints.test(readFileSync(file, 'utf8'))),
+      [],
+      'app/ prints nothing and asks nothing',
+    );
+  });
+
   it('pure modules import no I/O and no adapter', () => {
     const files = PURE.flatMap((dir) => tsFiles(fromRoot('src', dir)));
     assert.ok(files.length > 5, 'found the pure modules');
