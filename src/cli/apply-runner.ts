@@ -2,10 +2,12 @@
 // question asked (or refused without a terminal), app/apply.ts run with its events shown, and
 // its end said (views/apply-view.ts).
 import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
 import { applyFleet } from '../app/apply.js';
 import { VfleetError } from '../model/errors.js';
 import type { Plan } from '../model/plan.js';
 import { parsePlan } from '../plan/plan-file.js';
+import { takeoverMsFrom } from '../queue/worker-lock.js';
 import { FILE_LIMITS, readBoundedFileSync } from '../transport/bounded-file.js';
 import { withSession } from './open-session.js';
 import type { Terminal } from './terminal.js';
@@ -25,6 +27,44 @@ export interface ApplyArgs {
   readonly destroy?: boolean;
   /** Only JSON lines on standard output (the plan, each action, the result); needs --auto-approve. */
   readonly json?: boolean;
+}
+
+/** What `apply` and `destroy` both take on the command line. */
+export interface ApplyOptionValues {
+  readonly file: string;
+  readonly autoApprove: boolean;
+  readonly workers: number;
+  readonly externalWorkers: boolean;
+  readonly json: boolean;
+}
+
+/** Adds the options `apply` and `destroy` share; `verb` words the --auto-approve help. */
+export function withApplyOptions(command: Command, verb: string): Command {
+  return command
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--auto-approve', `${verb} without asking`, false)
+    .option('--workers <n>', 'jobs each host runs at once', (v) => Number.parseInt(v, 10), 4)
+    .option('--external-workers', 'vfleet worker processes serve the queues: run none here', false)
+    .option(
+      '--json',
+      'print only JSON lines (formatVersion 1): the plan, each action, the result',
+      false,
+    );
+}
+
+/** The shared options as ApplyArgs for `target` (a spec, or apply's saved plan). */
+export function applyArgsOf(target: string, o: ApplyOptionValues): ApplyArgs {
+  if (!Number.isInteger(o.workers) || o.workers < 1)
+    throw new VfleetError('usage', '--workers takes a whole number ≥ 1');
+  return {
+    target,
+    spec: o.file,
+    autoApprove: o.autoApprove,
+    concurrency: o.workers,
+    externalWorkers: o.externalWorkers,
+    takeoverMs: takeoverMsFrom(process.env),
+    json: o.json,
+  };
 }
 
 /**
