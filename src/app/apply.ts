@@ -30,6 +30,13 @@ export interface ApplyOptions {
   /** How long to wait for jobs an earlier apply left running on live workers. */
   readonly earlierJobsDeadlineMs?: number;
   readonly onEvent?: (event: ApplyEvent) => void;
+  /**
+   * The controller's fencing token (state/control-state.ts): every job carries it, and a worker
+   * refuses a job once its controller is no longer the leader.
+   */
+  readonly leaderToken?: number;
+  /** Narrows the fresh plan before it runs (the controller without --auto-apply: restarts only). */
+  readonly select?: (plan: Plan) => Plan;
 }
 
 export type ApplyEvent =
@@ -103,7 +110,7 @@ async function applyLocked(
     });
     if (staleness) return { status: 'stale', staleness };
   }
-  const plan = saved ?? fresh;
+  const plan = saved ?? (options.select ? options.select(fresh) : fresh);
   for (const message of await session.engines.factsWarnings()) emit({ type: 'warning', message });
   emit({ type: 'plan', plan });
   if (plan.actions.length === 0) return { status: 'applied', plan, outcomes: [] };
@@ -123,6 +130,7 @@ async function applyLocked(
       clock: () => Date.now(),
       concurrency: options.concurrency,
       external: options.externalWorkers,
+      ...(options.leaderToken === undefined ? {} : { leaderToken: options.leaderToken }),
       takeoverMs: options.takeoverMs,
       signal: session.connection.clients.signal,
       onOutcome: (outcome: ActionOutcome) => {

@@ -49,16 +49,60 @@ export async function forgetHost(
   return locked.ok ? { ok: true, forgotten: locked.value } : locked;
 }
 
-/** `vfleet host fail|partition|recover`: refused for an engine that takes no injected faults. */
+/**
+ * `vfleet host fail|partition|recover`: refused for an engine that takes no injected faults —
+ * except `recover` of a host an operator fenced, which withdraws the fence on any engine.
+ */
 export async function injectFault(
   session: FleetSession,
   name: string,
   fault: HostFault,
 ): Promise<void> {
+  checkHost(session, name);
+  if (fault === 'recover') {
+    const wasFenced = await session.control.clearFenced(name);
+    if (wasFenced) {
+      await session.state.appendEvent({
+        at: Date.now(),
+        type: 'host-unfenced',
+        host: name,
+        cause: 'an operator withdrew the fence (vfleet host recover)',
+      });
+    }
+    // On an engine without fault injection, recover only withdraws the fence.
+    if (wasFenced && !session.engines.capabilities(name).faultInjection) return;
+  }
+  await session.engines.inject(name, fault);
+  await session.state.appendEvent({
+    at: Date.now(),
+    type: `fault-${fault}`,
+    host: name,
+    cause: `injected on purpose (vfleet host ${fault})`,
+  });
+}
+
+/**
+ * `vfleet host fenced NAME`: an operator asserts the host is off (powered down, its instances
+ * dead), as Kubernetes' out-of-service taint does. The controller restarts its instances at once,
+ * without waiting for the lease to age; vfleet cannot check the assertion, so a host that is in
+ * fact running its instances would then run them twice — say so in the command's help.
+ */
+export async function fenceHost(session: FleetSession, name: string, by: string): Promise<void> {
+  checkHost(session, name);
+  const at = Date.now();
+  await session.control.setFenced(name, { at, by });
+  await session.state.appendEvent({
+    at,
+    type: 'host-fenced-by-operator',
+    host: name,
+    cause: `${by} asserted the host is off (vfleet host fenced)`,
+  });
+}
+
+function checkHost(session: FleetSession, name: string): void {
   if (!session.fleet.hosts.some((h) => h.name === name)) {
     throw new VfleetError('unknown-host', `no host ${name} in ${session.file}`);
   }
-  await session.engines.inject(name, fault);
 }
 
 export function forceUnlock(session: FleetSession, id: string): Promise<ForceUnlockResult> {

@@ -2,6 +2,7 @@
 // that removes every instance. Data only: the CLI shows it, apply runs it, the controller will
 // compare it.
 import { VfleetError } from '../model/errors.js';
+import type { Fleet } from '../model/fleet.js';
 import type { ObservedState } from '../model/observed.js';
 import type { Explanation } from '../model/placement.js';
 import type { Plan } from '../model/plan.js';
@@ -9,12 +10,15 @@ import { makeDestroyPlan } from '../plan/destroy-plan.js';
 import { makePlan } from '../plan/make-plan.js';
 import { planIdOf } from '../plan/plan-id.js';
 import { explain } from '../scheduler/schedule.js';
+import { type HostJudgement, judgeHosts } from './host-health.js';
 import { refresh } from './refresh.js';
 import type { FleetSession } from './session.js';
 
 export interface PlanResult {
   readonly plan: Plan;
   readonly observed: ObservedState;
+  /** Every host's health as the plan judged it (app/host-health.ts). */
+  readonly health: ReadonlyMap<string, HostJudgement>;
   /** With `explain`: every host's verdict and score for that instance. */
   readonly explanation?: Explanation;
 }
@@ -26,6 +30,17 @@ export interface PlanOptions {
   readonly explain?: string;
   /** Write what refresh found (adoptions, removals) to the state: apply does, under its lock. */
   readonly persist?: boolean;
+  /** The clock health is judged at (default: now). */
+  readonly nowMs?: number;
+}
+
+/** The spec's hosts, those whose instances may run elsewhere marked down (Host.down). */
+function withDownHosts(fleet: Fleet, health: ReadonlyMap<string, HostJudgement>): Fleet {
+  if (![...health.values()].some((h) => h.restartable)) return fleet;
+  return {
+    ...fleet,
+    hosts: fleet.hosts.map((h) => (health.get(h.name)?.restartable ? { ...h, down: true } : h)),
+  };
 }
 
 export async function planFleet(
@@ -36,6 +51,12 @@ export async function planFleet(
     throw new VfleetError('usage', '--explain shows a placement; a --destroy plan places nothing');
   const observed = await refresh(session, { persist: options.persist === true });
   refuseHostsGone(session, observed);
+  const silent = new Set(observed.unanswered ?? []);
+  const health = await judgeHosts(
+    session,
+    options.nowMs ?? Date.now(),
+    new Map(session.fleet.hosts.map((h) => [h.name, !silent.has(h.name)])),
+  );
   if (options.destroy) {
     // Every instance the refreshed state holds (recorded, or reported by its host): what a host
     // no longer runs is not destroyed twice, what it runs unrecorded is not left behind.
@@ -43,18 +64,22 @@ export async function planFleet(
       id: planIdOf(session.specHash, observed.version, true),
       specHash: session.specHash,
     });
-    return { plan, observed };
+    return { plan, observed, health };
   }
-  const { placement, explanation } = explain(session.fleet, options.explain ?? '', {
+  // Hosts whose instances may run elsewhere now are down for the scheduler: nothing lands or is
+  // reserved on them, and their protected instances restart on their failover hosts.
+  const fleet = withDownHosts(session.fleet, health);
+  const { placement, explanation } = explain(fleet, options.explain ?? '', {
     instances: observed.instances,
   });
-  const plan = makePlan(session.fleet, placement, observed, {
+  const plan = makePlan(fleet, placement, observed, {
     id: planIdOf(session.specHash, observed.version),
     specHash: session.specHash,
   });
   return {
     plan,
     observed,
+    health,
     ...(options.explain !== undefined && explanation ? { explanation } : {}),
   };
 }

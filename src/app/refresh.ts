@@ -95,8 +95,10 @@ export async function refresh(
     host,
     generation: reported.generation,
   }));
+  const unanswered = [...survey.listings].filter(([, l]) => l === null).map(([host]) => host);
   const observed: ObservedState = {
     version: snapshot.version,
+    ...(unanswered.length > 0 ? { unanswered } : {}),
     instances: current,
     ...(Object.keys(missing).length > 0 ? { missing } : {}),
     ...(strays.length > 0 ? { strays } : {}),

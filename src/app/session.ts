@@ -8,6 +8,7 @@ import type { RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
 import type { Fleet } from '../model/fleet.js';
 import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
+import { ControlState } from '../state/control-state.js';
 import { FleetState } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
 import { readAndLoadFleet } from './read-spec.js';
@@ -43,6 +44,8 @@ export function readValidSpec(file: string): SpecRead {
 export interface FleetSession extends ValidSpec {
   readonly connection: RedisConnection;
   readonly state: FleetState;
+  /** The controller's keys: leader lease, host leases, fenced hosts, published health. */
+  readonly control: ControlState;
   readonly engines: EngineSet;
   /** The fleet's BullMQ key prefix (under its hash tag). */
   readonly queuePrefix: string;
@@ -99,6 +102,7 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
     diagnostics: spec.diagnostics,
     connection,
     state: new FleetState(connection.redis, spec.fleet.name),
+    control: new ControlState(connection.redis, spec.fleet.name),
     engines,
     queuePrefix: queuePrefix(spec.fleet.name),
     connect() {

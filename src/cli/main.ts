@@ -30,6 +30,8 @@ const COMMANDS: ReadonlyArray<readonly [string, () => Promise<CommandFactory>]> 
     async () => (await import('./commands/force-unlock-command.js')).forceUnlockCommand,
   ],
   ['worker', async () => (await import('./commands/worker-command.js')).workerCommand],
+  ['controller', async () => (await import('./commands/controller-command.js')).controllerCommand],
+  ['events', async () => (await import('./commands/events-command.js')).eventsCommand],
   ['down', async () => (await import('./commands/down-command.js')).downCommand],
 ];
 

@@ -13,17 +13,20 @@ import { LocalTransport } from '../transport/local-transport.js';
 import { SshTransport } from '../transport/ssh-transport.js';
 import type { Transport } from '../transport/transport.js';
 import {
+  type AgentTickResult,
   EmbeddedEngine,
+  embeddedAgentTick,
   embeddedFaults,
   embeddedFences,
   embeddedListing,
+  embeddedRunning,
   instancesAt,
 } from './embedded/embedded-engine.js';
 import { factsDrift } from './facts-drift.js';
 import type { EngineInstance, HostEngine, HostFault, InjectedFault } from './host-engine.js';
 import { RealEngine, type RealEngineOptions } from './real/real-engine.js';
 
-export type { HostFault, InjectedFault };
+export type { AgentTickResult, HostFault, InjectedFault };
 
 export interface EngineSetOptions {
   /** The fleet's Redis: where the embedded hosts live. */
@@ -68,6 +71,17 @@ export interface EngineSet {
   factsWarnings(): Promise<string[]>;
   /** `vfleet host fail|partition|recover`: refused (`not-embedded`) by an engine that cannot. */
   inject(host: string, fault: HostFault): Promise<void>;
+  /**
+   * One tick of what speaks for each host: the emulated agents of the embedded hosts (they renew
+   * their leases themselves, or stop their instances when cut off); a real host is probed (it
+   * answers its listing) and the caller renews its lease. Per host what happened.
+   */
+  agentTick(nowMs: number, ttlMs: number): Promise<Map<string, AgentTickResult>>;
+  /**
+   * The instances each host itself reports running right now, read from the host (null: it does
+   * not answer) — not from the state.
+   */
+  running(): Promise<Map<string, readonly string[] | null>>;
   close(): Promise<void>;
 }
 
@@ -210,6 +224,47 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
     },
     async inject(name, fault) {
       await engine(name).inject(fault);
+    },
+    async running() {
+      const [fromRedis, listed] = await Promise.all([
+        embeddedRunning(options.redis, fleet.name, emulated),
+        Promise.all(
+          real.map((h) =>
+            engine(h.name)
+              .list()
+              .catch(() => null),
+          ),
+        ),
+      ]);
+      real.forEach((h, i) => {
+        const instances = listed[i] ?? null;
+        fromRedis.set(
+          h.name,
+          instances === null
+            ? null
+            : instances.filter((x) => x.status === 'running').map((x) => x.instance),
+        );
+      });
+      return fromRedis;
+    },
+    async agentTick(nowMs, ttlMs) {
+      const [emulatedTick, probes] = await Promise.all([
+        embeddedAgentTick(options.redis, fleet.name, emulated, nowMs, ttlMs),
+        Promise.all(
+          real.map((h) =>
+            engine(h.name)
+              .list()
+              .then(
+                () => 'probed' as const,
+                () => 'unanswered' as const,
+              ),
+          ),
+        ),
+      ]);
+      real.forEach((h, i) => {
+        emulatedTick.set(h.name, { state: probes[i] as AgentTickResult['state'], instances: [] });
+      });
+      return emulatedTick;
     },
     async close() {
       await Promise.all(build.transports.map((t) => t.close().catch(() => undefined)));

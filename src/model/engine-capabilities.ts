@@ -29,6 +29,13 @@ export interface EngineCapabilities {
    * fail|partition|recover`, HostEngine.inject).
    */
   readonly faultInjection: boolean;
+  /**
+   * Stops its own instances when it has been cut off from the control plane for a lease ttl (a
+   * watchdog on the host): only then may the controller restart a lost host's instances elsewhere
+   * without an operator's `vfleet host fenced` (model/host-health.ts). Real hosts get this with
+   * the vfleet agent; until then they wait for the operator.
+   */
+  readonly selfFences: boolean;
   /** The host fields the engine reads; a host that sets another is warned that it is ignored. */
   readonly hostFields: readonly HostField[];
   /** Of those, the ones every host of the engine must set (an error without). */
@@ -43,6 +50,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     ownFacts: false,
     copiesDiskTo: ['embedded'],
     faultInjection: true,
+    selfFences: true,
     hostFields: [],
     requiredHostFields: [],
     keepsInstances: 'in Redis',
@@ -52,6 +60,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     faultInjection: false,
+    selfFences: false,
     hostFields: ['dataDir'],
     requiredHostFields: [],
     keepsInstances: 'in dataDir on this machine',
@@ -61,6 +70,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     faultInjection: false,
+    selfFences: false,
     hostFields: ['address', 'port', 'user', 'hostKey', 'identityFile', 'dataDir'],
     requiredHostFields: ['address', 'hostKey'],
     keepsInstances: 'in dataDir on the host',

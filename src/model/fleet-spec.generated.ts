@@ -150,6 +150,10 @@ export interface FailoverPolicy {
    * A label key: an optional DNS-subdomain prefix and '/', then 1 to 63 of lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit.
    */
   domain?: string;
+  /**
+   * When a failed host returns: manual leaves the instances where they restarted; auto moves them back to the placement the scheduler prefers.
+   */
+  failback?: 'manual' | 'auto';
 }
 /**
  * A machine that runs instances.
@@ -449,9 +453,16 @@ export interface InstanceGroup {
     avoid?: NameList2;
   };
   /**
-   * Reserve standby capacity so each replica can restart elsewhere when its failure domain fails.
+   * Reserve standby capacity so each replica can restart elsewhere when its failure domain fails: true, or { priority } to say which groups the controller restarts first (true is priority medium).
    */
-  failover?: boolean;
+  failover?:
+    | boolean
+    | {
+        /**
+         * Restart order after a failure: high first, then medium, then low.
+         */
+        priority?: 'high' | 'medium' | 'low';
+      };
   /**
    * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
    */

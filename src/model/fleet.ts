@@ -26,6 +26,11 @@ export interface FailoverPolicy {
   readonly tolerate: number;
   /** "host" or a host label key. */
   readonly domain: string;
+  /**
+   * When a failed host returns: `manual` (the default) leaves what restarted elsewhere where it
+   * is; `auto` lets the scheduler move instances back (plan shows the moves).
+   */
+  readonly failback: 'manual' | 'auto';
 }
 
 export type EngineKind = 'embedded' | 'local' | 'ssh';
@@ -59,6 +64,12 @@ export interface Host {
   readonly runs: readonly InstanceKind[];
   /** Being retired: nothing is placed on it, so its instances move off (it stays reachable). */
   readonly drain: boolean;
+  /**
+   * Not from the spec: set by plan from the hosts' health (app/host-health.ts) when the host is
+   * lost long enough, or fenced, that its instances may run elsewhere. Nothing is placed on it or
+   * reserved there, and its protected instances restart on their failover hosts.
+   */
+  readonly down?: true;
   readonly overcommit: { readonly cpu: number; readonly memory: number };
   readonly licenses: readonly string[];
   /** The baseline the host itself is audited against. */
@@ -111,6 +122,8 @@ export interface Resources {
   readonly diskGiB: number;
 }
 
+export type FailoverPriority = 'high' | 'medium' | 'low';
+
 export interface InstanceGroup {
   readonly name: string;
   readonly image: string;
@@ -123,6 +136,8 @@ export interface InstanceGroup {
     readonly avoid: readonly string[];
   };
   readonly failover: boolean;
+  /** Restart order after a failure (`failover: { priority }`): high first. `medium` unless set. */
+  readonly failoverPriority: FailoverPriority;
   readonly patchBaseline: string | undefined;
   /** The group's own pools followed by its image's, without repeats. */
   readonly licenses: readonly string[];

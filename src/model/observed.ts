@@ -18,7 +18,7 @@ export interface ObservedInstance {
   readonly packages?: PackageVersions;
 }
 
-export interface ObservedState {
+export interface ObservedState extends Unanswered {
   /** The state's version: every mutation increments it, so a saved plan knows if it is stale. */
   readonly version: number;
   readonly instances: readonly ObservedInstance[];
@@ -44,6 +44,11 @@ export interface ObservedState {
     readonly host: string;
     readonly generation: number;
   }>;
+}
+
+/** The hosts that did not answer refresh (their instances are the state's word, unconfirmed). */
+export interface Unanswered {
+  readonly unanswered?: readonly string[];
 }
 
 export const EMPTY_STATE: ObservedState = { version: 0, instances: [] };

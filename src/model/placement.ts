@@ -11,6 +11,7 @@ export const PLACEMENT_FORMAT_VERSION = '1';
  * as it is; docs/scheduler.md explains each.
  */
 export type StaticReason =
+  | 'host-down'
   | 'host-draining'
   | `runs-no-${InstanceKind}`
   | 'arch-mismatch'

@@ -1,6 +1,6 @@
 // A plan is data (habit 2, docs/architecture.md): what apply will do, in order, with what it costs in licenses and
 // what failover coverage it leaves. Printed, saved to a file, applied later by another module.
-import type { InstanceKind, PackageVersions, Resources } from './fleet.js';
+import type { FailoverPriority, InstanceKind, PackageVersions, Resources } from './fleet.js';
 import type { FailoverSummary, Unplaceable } from './placement.js';
 
 export const PLAN_FORMAT_VERSION = '1';
@@ -63,6 +63,11 @@ export interface PlanAction {
    * is on another host and stays: apply removes it from the host and leaves the state alone.
    */
   readonly stray?: boolean;
+  /**
+   * create: a restart off a host that is down (`fromHost`), with its group's failover priority:
+   * the queues run high first.
+   */
+  readonly priority?: FailoverPriority;
 }
 
 /**

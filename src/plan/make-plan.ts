@@ -5,6 +5,8 @@
 //   desired, not observed              → create   (generation 1)
 //   desired elsewhere than observed    → move     (a flow in apply: prepare on the target, start
 //                                                  there, then stop and destroy on the source)
+//   observed on a host that is down    → create   (a restart: on the failover host when it
+//   (Host.down), desired elsewhere                 fits; the down host is not called)
 //   same host, image or resources
 //   changed                            → update   (a replace: destroy, create)
 //   same host, only the failover host
@@ -22,7 +24,13 @@
 
 import { LicenseLedger } from '../licensing/license-ledger.js';
 import { ENGINE_CAPABILITIES } from '../model/engine-capabilities.js';
-import type { Fleet, InstanceGroup, LicensePool, PackageVersions } from '../model/fleet.js';
+import type {
+  FailoverPriority,
+  Fleet,
+  InstanceGroup,
+  LicensePool,
+  PackageVersions,
+} from '../model/fleet.js';
 import { domainNumbers } from '../model/fleet.js';
 import type { ObservedInstance, ObservedState } from '../model/observed.js';
 import type { Placement, PlacementEntry } from '../model/placement.js';
@@ -69,6 +77,7 @@ export function makePlan(
   const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
   const seen = new Map(observed.instances.map((o) => [o.instance, o]));
   const unplaceable = new Set(placement.unplaceable.map((u) => u.instance));
+  const down = new Set(fleet.hosts.filter((h) => h.down).map((h) => h.name));
   const drafts: Array<Omit<PlanAction, 'dependsOn'>> = [];
   // The newest generation known for a name: the state's, or a host's fence if that is newer (a
   // destroyed instance's tombstone, or a state that was lost): a host refuses anything older.
@@ -90,7 +99,8 @@ export function makePlan(
       instance: desired.instance,
       group: group.name,
       host: desired.host,
-      fromHost: kind === 'move' ? (before?.host ?? null) : null,
+      // A create with an instance before it is a restart off a host that is down.
+      fromHost: kind === 'move' || kind === 'create' ? (before?.host ?? null) : null,
       generation,
       image: image?.name ?? group.image,
       resources: group.resources,
@@ -112,6 +122,13 @@ export function makePlan(
         undefined,
         gone === undefined ? 'new replica' : `missing from ${gone}, created again`,
       );
+    } else if (before.host !== desired.host && down.has(before.host)) {
+      // Its host is down (lost past the restart point, or fenced): nothing can be asked of it,
+      // so the instance is created on its new host above its generation — the host's own copy,
+      // stopped by its watchdog, is destroyed when it returns (a stray, or by its agent).
+      draft('create', desired, group, before, `restart: ${before.host} is down`);
+      (drafts[drafts.length - 1] as { priority?: FailoverPriority }).priority =
+        group.failoverPriority;
     } else if (before.host !== desired.host) {
       draft('move', desired, group, before, `from ${before.host} to ${desired.host}`);
     } else {

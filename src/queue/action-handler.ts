@@ -20,6 +20,8 @@ export interface StateSink {
    * on another host at the same generation, where the hosts' own fencing cannot tell them apart.
    */
   isCurrentPlan(planId: string): Promise<boolean>;
+  /** Whether `token` is the current leader controller's fencing token. */
+  isLeaderToken(token: number): Promise<boolean>;
 }
 
 export interface EngineLookup {
@@ -34,6 +36,11 @@ export function actionHandler(engines: EngineLookup, state: StateSink, clock: ()
     if (!(await state.isCurrentPlan(data.planId))) {
       throw new UnrecoverableError(
         `superseded: plan ${data.planId} is no longer the one being applied`,
+      );
+    }
+    if (data.leaderToken !== undefined && !(await state.isLeaderToken(data.leaderToken))) {
+      throw new UnrecoverableError(
+        `deposed: the controller that enqueued this job (token ${data.leaderToken}) is no longer the leader`,
       );
     }
     try {

@@ -30,6 +30,11 @@ export interface ActionJobData {
   readonly action: PlanAction;
   /** For steps that create an instance. */
   readonly image: EngineImage | null;
+  /**
+   * The fencing token of the controller that enqueued the job (state/control-state.ts): a
+   * worker refuses it unless that controller is still the leader. Absent for `vfleet apply`.
+   */
+  readonly leaderToken?: number;
 }
 
 export interface JobNode {
@@ -77,7 +82,7 @@ export function planJobs(plan: Plan): JobNode[][] {
 }
 
 /** The plan's actions in waves, each entry's job tree made on demand. */
-export function planWaves(plan: Plan): PlanJobs {
+export function planWaves(plan: Plan, leaderToken?: number): PlanJobs {
   // The plan carries its images (a saved plan runs what it showed, whatever the spec says now):
   // one object per image, shared by its jobs' data (100,000 creates name a few dozen).
   const imageOf = (name: string): EngineImage | null => plan.images[name] ?? null;
@@ -96,6 +101,7 @@ export function planWaves(plan: Plan): PlanJobs {
       step,
       host,
       action,
+      ...(leaderToken === undefined ? {} : { leaderToken }),
       image:
         step === 'destroy' ||
         step === 'move-out' ||

@@ -31,6 +31,8 @@ export interface RunPlanOptions {
   readonly clock: () => number;
   /** Jobs each host's worker runs at once. */
   readonly concurrency: number;
+  /** The enqueuing controller's fencing token, carried by every job (plan-jobs.ts). */
+  readonly leaderToken?: number;
   /** Called as each action finishes, for progress output. */
   readonly onOutcome?: (outcome: ActionOutcome) => void;
   /** Retry attempts for retryable failures (default 5). */
@@ -66,7 +68,7 @@ const JOB_OPTIONS = (attempts: number): JobsOptions => ({
 });
 
 export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<ActionOutcome[]> {
-  const { waves, jobOf } = planWaves(plan);
+  const { waves, jobOf } = planWaves(plan, options.leaderToken);
   // The hosts jobs run on: every action's, and the source of a move.
   const hosts = new Set<string>();
   for (const a of plan.actions) {
@@ -397,6 +399,14 @@ async function existing(
   return new Set(roots.filter((_, i) => replies[i]?.[1] === 1).map((r) => r.jobId));
 }
 
+const PRIORITY = { high: 1, medium: 2, low: 3 } as const;
+
+/** A restart's BullMQ priority (1 runs first): its group's failover priority. */
+function priorityOf(n: JobNode): { priority?: number } {
+  const p = n.data.action.priority;
+  return p === undefined ? {} : { priority: PRIORITY[p] };
+}
+
 /** Leaves in one addBulk per queue, trees in one flow addBulk. */
 async function enqueueAll(
   roots: readonly JobNode[],
@@ -414,13 +424,22 @@ async function enqueueAll(
     name: n.name,
     queueName: n.queueName,
     data: n.data,
-    opts: { ...opts, jobId: n.jobId, ...(child ? { failParentOnFailure: true } : {}) },
+    opts: {
+      ...opts,
+      jobId: n.jobId,
+      ...priorityOf(n),
+      ...(child ? { failParentOnFailure: true } : {}),
+    },
     children: n.children.map((c) => tree(c, true)),
   });
   await Promise.all([
     ...[...byQueue].map(([name, nodes]) =>
       (queues.get(name) as Queue).addBulk(
-        nodes.map((n) => ({ name: n.name, data: n.data, opts: { ...opts, jobId: n.jobId } })),
+        nodes.map((n) => ({
+          name: n.name,
+          data: n.data,
+          opts: { ...opts, jobId: n.jobId, ...priorityOf(n) },
+        })),
       ),
     ),
     trees.length > 0 ? flows.addBulk(trees.map((t) => tree(t, false))) : Promise.resolve([]),

@@ -56,6 +56,39 @@ export function keepObserved(
     }
   }
   s.keeping = false;
+  restartOnReservedTargets(s, wanted);
+}
+
+const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
+
+/**
+ * The protected instances of hosts that are down (lost or fenced, Host.down) go to the failover
+ * host the reserve kept for them, if it still passes every check — highest failover priority
+ * first, so that when a reserve falls short (a second failure) what matters most restarts first.
+ * What does not fit its target is placed like any new instance by the place stage.
+ */
+function restartOnReservedTargets(
+  s: PlacementState,
+  wanted: ReadonlyMap<string, { host: number; target: number }>,
+): void {
+  const plans = s.plans
+    .filter((p) => p.isProtected)
+    .sort(
+      (a, b) =>
+        PRIORITY_ORDER[a.group.failoverPriority] - PRIORITY_ORDER[b.group.failoverPriority] ||
+        a.g - b.g,
+    );
+  for (const p of plans) {
+    for (let i = 0; i < p.group.replicas; i++) {
+      if ((p.hostOf[i] as number) >= 0) continue;
+      const w = wanted.get(replicaName(p.group.name, i));
+      if (w === undefined || w.target < 0 || !s.hosts[w.host]?.down) continue;
+      if (!p.cls.mask[w.target]) continue;
+      s.reserve.newTurn();
+      const fit = feasible(s, p, w.target);
+      if (fit.ok) s.commit(p, i, { host: w.target, target: fit.target });
+    }
+  }
 }
 
 /**

@@ -9,7 +9,9 @@
 //   2. keep    — an observed instance whose host still passes every check stays, with its
 //                observed failover target if that still works (keep.ts). Before anything new is
 //                placed, so that new instances cannot crowd out old ones and a small spec change
-//                gives a small plan.
+//                gives a small plan. Then the protected instances of hosts that are down go to
+//                the failover hosts reserved for them, highest failover priority first: the
+//                reserve was kept for exactly this.
 //   3. place   — the remaining replicas in one sequence (place-order.ts): groups on host-metric
 //                license pools first (they concentrate on few licensed hosts before anything
 //                else takes the room there), then the others, most constrained and largest first
@@ -23,7 +25,7 @@
 //
 // Checks (checks/, each returning ok or a reason): the first that fails names a host's reason,
 // so cheap and certain checks come first.
-//   static  — not draining, runs the kind, OS compatible, required labels, spread label: they
+//   static  — not down, not draining, runs the kind, OS compatible, required labels, spread label: they
 //             depend only on the spec (stage 1).
 //   dynamic — capacity (the common reason, and the cheapest), anti-affinity, spread skew,
 //             licenses, and last the failover target, whose search costs the most and whose
@@ -35,6 +37,7 @@ import { type Fit, NO_TARGET, type StaticCheck, type Verdict } from './checks/ch
 import { failoverTarget } from './checks/failover-target.js';
 import { freeCapacity } from './checks/free-capacity.js';
 import { licenseEntitlement } from './checks/license-entitlement.js';
+import { notDown } from './checks/not-down.js';
 import { notDraining } from './checks/not-draining.js';
 import { osCompatible } from './checks/os-compatible.js';
 import { requiredLabels } from './checks/required-labels.js';
@@ -45,6 +48,7 @@ import type { GroupPlan } from './group-plan.js';
 import type { PlacementState } from './placement-state.js';
 
 export const STATIC_CHECKS: readonly StaticCheck[] = [
+  notDown,
   notDraining,
   runsKind,
   osCompatible,

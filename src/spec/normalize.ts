@@ -114,7 +114,9 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
       requireLabels: { ...g.placement?.requireLabels },
       avoid: [...(g.placement?.avoid ?? [])],
     },
-    failover: g.failover ?? DEFAULTS.groupFailover,
+    failover: g.failover === undefined ? DEFAULTS.groupFailover : g.failover !== false,
+    failoverPriority:
+      typeof g.failover === 'object' ? (g.failover.priority ?? 'medium') : ('medium' as const),
     patchBaseline: g.patchBaseline,
     licenses: [...new Set([...(g.licenses ?? []), ...(imageLicenses.get(g.image) ?? [])])],
     labels: { ...g.labels },
@@ -125,6 +127,7 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
       tolerate:
         spec.failover === undefined ? 0 : (spec.failover.tolerate ?? DEFAULTS.failoverTolerate),
       domain: spec.failover?.domain ?? DEFAULTS.failoverDomain,
+      failback: spec.failover?.failback ?? 'manual',
     },
     hosts,
     images,

@@ -382,7 +382,7 @@ function checkFailover(
     domains = new Set(carriers.map((h) => h.labels?.[domain] as string));
   }
   const noun = domain === HOST_DOMAIN ? 'host' : domain;
-  const protectedGroups = groups.some((g) => g?.failover === true);
+  const protectedGroups = groups.some((g) => g?.failover !== undefined && g.failover !== false);
   if (tolerate > 0 && protectedGroups && domains.size <= tolerate) {
     error(
       'unknown-domain',

@@ -255,6 +255,17 @@ export class FleetState {
     return (await this.redis.get(this.keys.currentPlan)) === id;
   }
 
+  /** Whether `token` is the leader controller's fencing token now (control-state.ts). */
+  async isLeaderToken(token: number): Promise<boolean> {
+    const value = await this.redis.get(this.keys.leader);
+    if (value === null) return false;
+    try {
+      return (JSON.parse(value) as { token?: unknown }).token === token;
+    } catch {
+      return false;
+    }
+  }
+
   // --- the fleet lock: one apply at a time -------------------------------------------------
 
   /** Takes the lock for `ttlMs` unless someone holds it; then says who. */

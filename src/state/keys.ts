@@ -14,6 +14,15 @@
 //                                     a saved plan records it and apply refuses a stale one
 //   vfleet:{F}:lock           string  JSON holder {id, pid, host, since}, with a TTL (PX)
 //   vfleet:{F}:events         stream  one entry per action and outcome, XADD MAXLEN ~ 10000
+//   vfleet:{F}:leases         hash    host → JSON {seq, at, by}: the host's lease, renewed by what
+//                                     speaks for the host (the emulated agent, a host's agent)
+//   vfleet:{F}:leader         string  JSON {id, token, pid, host, since}, with a TTL (PX): the
+//                                     controller that acts (state/control-state.ts)
+//   vfleet:{F}:leader-token   string  integer; INCR for every new leader: the fencing token its
+//                                     jobs carry
+//   vfleet:{F}:fenced         hash    host → JSON {at, by}: an operator asserted the host is off
+//   vfleet:{F}:health         hash    host → JSON {health, leaseAgeMs, since, at}: the leader's
+//                                     judgement of each host, for status and plan
 //   vfleet:{F}:bull:…         BullMQ's keys (queuePrefix): queues `host.<host>`, jobs, flows
 //   vfleet:{F}:engine:<host>:… the embedded engine's emulated hosts (engineHostKeys)
 //
@@ -38,6 +47,11 @@ export interface FleetKeys {
   /** The id of the plan apply is running: jobs of any other plan are superseded. */
   readonly currentPlan: string;
   readonly events: string;
+  readonly leases: string;
+  readonly leader: string;
+  readonly leaderToken: string;
+  readonly fenced: string;
+  readonly health: string;
 }
 
 /** One emulated host's keys (engines/embedded/embedded-engine.ts says what each holds). */
@@ -47,6 +61,8 @@ export interface EngineHostKeys {
   readonly disks: string;
   /** Present while the host is under an injected fault: `failed` or `partitioned`. */
   readonly down: string;
+  /** The emulated agent's own memory: lastOk (its last renewal), fencedAt, rejoin. */
+  readonly agent: string;
 }
 
 /** Matches every fleet's lock key (SCAN MATCH: braces are literal in Redis's glob). */
@@ -73,6 +89,11 @@ export function fleetKeys(fleet: string): FleetKeys {
     lock: `${prefix}lock`,
     currentPlan: `${prefix}current-plan`,
     events: `${prefix}events`,
+    leases: `${prefix}leases`,
+    leader: `${prefix}leader`,
+    leaderToken: `${prefix}leader-token`,
+    fenced: `${prefix}fenced`,
+    health: `${prefix}health`,
   };
 }
 
@@ -92,5 +113,6 @@ export function engineHostKeys(fleet: string, host: string): EngineHostKeys {
     fence: `${base}fence`,
     disks: `${base}disks`,
     down: `${base}down`,
+    agent: `${base}agent`,
   };
 }

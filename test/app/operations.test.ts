@@ -84,7 +84,17 @@ describe('app/: the operations as library functions', () => {
       const d = status.drift;
       assert.equal(d.create + d.move + d.update + d.patch + d.destroy, 0);
       assert.ok(status.hosts.every((h) => h.health === 'ok'));
-      assert.equal(afterFault.hosts.find((h) => h.name === victim?.name)?.health, 'failed');
+      // No controller judges: the failed host does not answer, so it is at least suspect, its
+      // fault is shown, and its instances are unknown, never running.
+      const failedHost = afterFault.hosts.find((h) => h.name === victim?.name);
+      assert.equal(failedHost?.health, 'suspect');
+      assert.equal(failedHost?.fault, 'failed');
+      assert.equal(failedHost?.judgedBy, 'observer');
+      assert.equal(failedHost?.running, null);
+      const onVictim = afterFault.instances.filter((i) => i.host === victim?.name);
+      assert.ok(onVictim.length > 0);
+      assert.ok(onVictim.every((i) => i.status === 'unknown'));
+      // Without a controller's judgement (or an operator's fence) nothing restarts elsewhere.
       assert.equal(again.plan.actions.length, 0);
     } finally {
       await session.close();

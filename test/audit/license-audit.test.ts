@@ -57,7 +57,7 @@ describe('licenseAudit', () => {
     const fleet = normalizeFleet(doc);
     // As an auditor would find it: the VM on a, its failover host b not licensed for it.
     const placement: Placement = {
-      ...schedule({ ...fleet, failover: { tolerate: 0, domain: 'rack' } }),
+      ...schedule({ ...fleet, failover: { tolerate: 0, domain: 'rack', failback: 'manual' } }),
       placements: [{ instance: 'w-0', group: 'w', host: 'a', failoverHost: 'b' }],
     };
     const audit = licenseAudit(plannedInput(fleet, placement));

@@ -30,6 +30,10 @@ class MemoryState implements StateSink {
     this.version++;
   }
   current: string | null = null;
+  async isLeaderToken(_token: number): Promise<boolean> {
+    return false;
+  }
+
   async isCurrentPlan(id: string): Promise<boolean> {
     return this.current === null || this.current === id;
   }

@@ -467,7 +467,10 @@ describe('schedule: failover', () => {
   });
 
   it('tolerate 2 is refused with a clear error', () => {
-    const fleet = { ...fleetOf({ hosts: racks }), failover: { tolerate: 2, domain: 'rack' } };
+    const fleet = {
+      ...fleetOf({ hosts: racks }),
+      failover: { tolerate: 2, domain: 'rack', failback: 'manual' as const },
+    };
     assert.throws(
       () => schedule(fleet),
       (e) => isVfleetError(e) && e.code === 'unsupported-tolerance',

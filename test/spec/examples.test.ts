@@ -35,7 +35,7 @@ describe('shipped specs', () => {
     assert.ok(fleet.hosts.length >= 6 && fleet.hosts.length <= 10);
     assert.equal(new Set(fleet.hosts.map((h) => h.labels.rack)).size, 3);
     assert.ok(fleet.hosts.every((h) => h.engine === 'embedded'));
-    assert.deepEqual(fleet.failover, { tolerate: 1, domain: 'rack' });
+    assert.deepEqual(fleet.failover, { tolerate: 1, domain: 'rack', failback: 'manual' });
     const metrics = new Set<string>(fleet.licenses.map((l) => l.metric));
     for (const metric of ['host-core', 'host-socket-pair', 'instance'])
       assert.ok(metrics.has(metric), metric);

@@ -54,10 +54,15 @@ describe('normalize', () => {
   });
 
   it('no failover section means no standby; a section without tolerate means 1', () => {
-    assert.deepEqual(fleetOf(aFleetDocument()).failover, { tolerate: 0, domain: 'host' });
+    assert.deepEqual(fleetOf(aFleetDocument()).failover, {
+      tolerate: 0,
+      domain: 'host',
+      failback: 'manual',
+    });
     assert.deepEqual(fleetOf(aFleetDocument({ failover: { domain: 'rack' } })).failover, {
       tolerate: 1,
       domain: 'rack',
+      failback: 'manual',
     });
   });
 

@@ -1,6 +1,8 @@
 // `vfleet host forget|fail|partition|recover <name>` (app/hosts.ts).
+
+import { userInfo } from 'node:os';
 import { Command } from 'commander';
-import { forgetHost, injectFault } from '../../app/hosts.js';
+import { fenceHost, forgetHost, injectFault } from '../../app/hosts.js';
 import { withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
 import { jsonDocument } from '../views/json.js';
@@ -43,13 +45,21 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
       );
     });
   const faults = [
-    ['fail', 'make an embedded host stop answering', 'no longer answers'],
+    [
+      'fail',
+      'crash an embedded host: it stops answering and its instances die with it',
+      'crashed: it no longer answers and its instances stopped',
+    ],
     [
       'partition',
       'cut an embedded host off from the control plane: its instances keep running, it cannot be reached and sends no heartbeats',
       'is cut off from the control plane: its instances keep running, it cannot be reached',
     ],
-    ['recover', 'bring a failed or partitioned embedded host back', 'answers again'],
+    [
+      'recover',
+      'bring a failed or partitioned embedded host back (and withdraw an operator fence)',
+      'answers again',
+    ],
   ] as const;
   for (const [fault, description, done] of faults) {
     command
@@ -68,5 +78,34 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
         );
       });
   }
+  command
+    .command('fenced')
+    .description(
+      'assert that a host is off (powered down, its instances dead): the controller restarts its instances elsewhere at once instead of waiting for its lease to age. vfleet cannot check this: if the host is in fact running, its instances run twice',
+    )
+    .argument('<name>', 'the host')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--json', 'print JSON (formatVersion 1)', false)
+    .action(async (name: string, o: { file: string; json: boolean }) => {
+      setExit(
+        await withSession(o.file, terminal, async (session) => {
+          await fenceHost(session, name, operatorName());
+          terminal.out(
+            o.json
+              ? jsonDocument({ host: name, fenced: true })
+              : `Host ${name} is fenced: its instances may restart elsewhere now. \`vfleet host recover ${name}\` withdraws it.`,
+          );
+          return 0;
+        }),
+      );
+    });
   return command;
+}
+
+function operatorName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'an operator';
+  }
 }

@@ -12,7 +12,7 @@ export function runStatus(
 ): Promise<number> {
   return withSession(args.file, terminal, async (session) => {
     const status = await fleetStatus(session);
-    terminal.out(args.json ? renderStatusJson(status) : renderStatusText(status, Date.now()));
+    terminal.out(args.json ? renderStatusJson(status) : renderStatusText(status));
     return 0;
   });
 }

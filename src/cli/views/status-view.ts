@@ -8,18 +8,17 @@ export function renderStatusJson(status: FleetStatus): string {
   return jsonDocument(shown, 2);
 }
 
-export function renderStatusText(status: FleetStatus, now: number): string {
+export function renderStatusText(status: FleetStatus): string {
   const lines = [
     `Fleet ${status.fleet} (state version ${status.stateVersion}, Redis ${status.redis})\n`,
     table(
-      ['HOST', 'ENGINE', 'HEALTH', 'HEARTBEAT', 'INSTANCES', 'VCPUS', 'MEMORY MIB'],
+      ['HOST', 'ENGINE', 'HEALTH', 'LEASE AGE', 'RUNNING', 'INSTANCES', 'VCPUS', 'MEMORY MIB'],
       status.hosts.map((h) => [
         h.name,
         h.engine,
-        h.health,
-        h.lastHeartbeat === null
-          ? '-'
-          : `${Math.max(0, Math.round((now - h.lastHeartbeat) / 1000))}s ago`,
+        h.fault ? `${h.health} (${h.fault})` : h.health,
+        h.leaseAgeMs === null ? '-' : `${(h.leaseAgeMs / 1000).toFixed(1)}s`,
+        h.running === null ? '?' : h.running.length,
         h.instances,
         h.vcpus,
         h.memoryMiB,
@@ -37,6 +36,16 @@ export function renderStatusText(status: FleetStatus, now: number): string {
       ]),
     ),
   ];
+  const notOk = status.hosts.filter((h) => h.health !== 'ok' && h.health !== 'draining');
+  if (notOk.length > 0) {
+    lines.push(
+      `\nHosts not ok (${notOk[0]?.judgedBy === 'controller' ? 'judged by the controller' : 'no controller running: judged from here'}):`,
+      ...notOk.map(
+        (h) =>
+          `  ${h.name}: ${h.health}${h.leaseAgeMs === null ? '' : `, lease ${(h.leaseAgeMs / 1000).toFixed(1)}s old`}; its ${h.instances} recorded instance${h.instances === 1 ? ' is' : 's are'} unknown`,
+      ),
+    );
+  }
   const drift = status.drift;
   const changes = drift.create + drift.move + drift.update + drift.patch + drift.destroy;
   const unplaced = status.unplaceable;
@@ -45,9 +54,11 @@ export function renderStatusText(status: FleetStatus, now: number): string {
       ? ''
       : ` ${unplaced} instance${unplaced === 1 ? '' : 's'} of the spec cannot be placed.`;
   lines.push(
-    changes === 0 && unplaced === 0
+    changes === 0 && unplaced === 0 && notOk.length === 0
       ? '\nNo drift: the fleet matches the spec.'
-      : `\nDrift: ${drift.create} to create, ${drift.move} to move, ${drift.update} to update, ${drift.patch} to patch, ${drift.destroy} to destroy (vfleet plan shows them).${cannot}`,
+      : changes === 0 && unplaced === 0
+        ? '\nNo changes planned, but the hosts above are not ok: what runs there is not confirmed.'
+        : `\nDrift: ${drift.create} to create, ${drift.move} to move, ${drift.update} to update, ${drift.patch} to patch, ${drift.destroy} to destroy (vfleet plan shows them).${cannot}`,
   );
   if (status.warnings.length > 0) {
     lines.push(

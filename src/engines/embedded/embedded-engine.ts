@@ -13,11 +13,21 @@
 //   vfleet:{<fleet>}:engine:<host>:disks      hash  instance → JSON {from, generation, packages} (copied disks)
 //   vfleet:{<fleet>}:engine:<host>:down       string, present while the host is under a fault:
 //                                             `failed` or `partitioned` (`1`, from an older vfleet: failed)
+//   vfleet:{<fleet>}:engine:<host>:agent      hash  the emulated agent's memory: lastOk (its last
+//                                             renewal, its own clock), fencedAt, rejoin
+//
+// The emulated agent (embeddedAgentTick, run by every controller and worker process, any number
+// of times: each tick is idempotent) is what a vfleet agent is on a real host: while the host is
+// healthy it renews the host's lease (`vfleet:{F}:leases`); while it is partitioned it cannot,
+// and once its last renewal is a lease ttl old its watchdog stops every instance (Proxmox's
+// watchdog); a failed host's instances die with it. When the host answers again, before its first
+// renewal it destroys the copies the control plane has since placed elsewhere (the fleet's record
+// names another host, or a newer generation), so a returning host never resumes a stale copy.
 import type { Redis } from 'ioredis';
 import { ENGINE_CAPABILITIES } from '../../model/engine-capabilities.js';
 import { VfleetError } from '../../model/errors.js';
 import type { Host, PackageVersions } from '../../model/fleet.js';
-import { type EngineHostKeys, engineHostKeys } from '../../state/keys.js';
+import { type EngineHostKeys, engineHostKeys, fleetKeys } from '../../state/keys.js';
 import {
   checkCopyTarget,
   type DiskTransfer,
@@ -91,6 +101,139 @@ current = cjson.encode(rec)
 redis.call('HSET', KEYS[1], name, current)
 return {'ok', current}
 `;
+
+// KEYS: down, instances, agent. ARGV: fail | partition | recover. A failed host crashes: every
+// instance it runs stops with it (a returning host does not resume them by itself). A partition
+// leaves them running: the agent's watchdog stops them a ttl after its last renewal.
+const INJECT = `
+if ARGV[1] == 'recover' then redis.call('DEL', KEYS[1]) return 1 end
+redis.call('HSET', KEYS[3], 'rejoin', '1')
+if ARGV[1] == 'partition' then redis.call('SET', KEYS[1], 'partitioned') return 1 end
+redis.call('SET', KEYS[1], 'failed')
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local rec = cjson.decode(all[i + 1])
+  if rec.status ~= 'stopped' then
+    rec.status = 'stopped'
+    redis.call('HSET', KEYS[2], all[i], cjson.encode(rec))
+  end
+end
+return 1
+`;
+
+// The emulated agents' tick. KEYS: the fleet's leases, the fleet's instances, then per host its
+// down, instances and agent keys. ARGV: now (ms, the ticking process's clock), ttl ms, who
+// renews, then the host names. Per host one reply: {state, names…}: `ok` (lease renewed; names:
+// stale copies destroyed on rejoining), `partitioned`, `self-fenced` (names: the instances its
+// watchdog stopped just now), `failed`.
+const AGENT_TICK = `
+local now = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local out = {}
+for i = 4, #ARGV do
+  local host = ARGV[i]
+  local k = 3 + (i - 4) * 3
+  local down, instances, agent = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local fault = redis.call('GET', down)
+  local reply = {}
+  if fault == 'partitioned' then
+    local lastOk = tonumber(redis.call('HGET', agent, 'lastOk') or '')
+    if not lastOk then
+      -- never renewed: the agent's watchdog counts from now, as an agent that just started does
+      redis.call('HSET', agent, 'lastOk', tostring(now))
+      lastOk = now
+    end
+    if lastOk and now - lastOk >= ttl and not redis.call('HGET', agent, 'fencedAt') then
+      reply = {'self-fenced'}
+      local all = redis.call('HGETALL', instances)
+      for j = 1, #all, 2 do
+        local rec = cjson.decode(all[j + 1])
+        if rec.status ~= 'stopped' then
+          rec.status = 'stopped'
+          redis.call('HSET', instances, all[j], cjson.encode(rec))
+          reply[#reply + 1] = all[j]
+        end
+      end
+      redis.call('HSET', agent, 'fencedAt', tostring(now))
+    else
+      reply = {'partitioned'}
+    end
+  elseif fault then
+    reply = {'failed'}
+  else
+    reply = {'ok'}
+    if redis.call('HGET', agent, 'rejoin') then
+      local all = redis.call('HGETALL', instances)
+      for j = 1, #all, 2 do
+        local mine = cjson.decode(all[j + 1])
+        local recorded = redis.call('HGET', KEYS[2], all[j])
+        if recorded then
+          local rec = cjson.decode(recorded)
+          if rec.host ~= host or (tonumber(rec.generation) or 0) > (tonumber(mine.generation) or 0) then
+            redis.call('HDEL', instances, all[j])
+            reply[#reply + 1] = all[j]
+          end
+        end
+      end
+      redis.call('HDEL', agent, 'rejoin', 'fencedAt')
+    end
+    redis.call('HSET', agent, 'lastOk', tostring(now))
+    local seq = 1
+    local lease = redis.call('HGET', KEYS[1], host)
+    if lease then seq = (tonumber(cjson.decode(lease).seq) or 0) + 1 end
+    redis.call('HSET', KEYS[1], host, cjson.encode({seq = seq, at = now, by = ARGV[3]}))
+  end
+  out[#out + 1] = reply
+end
+return out
+`;
+
+/** What one emulated host's agent did in a tick. */
+export interface AgentTickResult {
+  /**
+   * Emulated hosts: `ok` (renewed), `partitioned`, `self-fenced`, `failed`. Real hosts (no agent
+   * yet): `probed` (it answered; the caller renews its lease) or `unanswered`.
+   */
+  readonly state: 'ok' | 'partitioned' | 'self-fenced' | 'failed' | 'probed' | 'unanswered';
+  /** ok: stale copies destroyed on rejoining; self-fenced: the instances its watchdog stopped. */
+  readonly instances: readonly string[];
+}
+
+/**
+ * One tick of the named emulated hosts' agents, in one script (a thousand hosts in one round
+ * trip). Idempotent: any number of processes may tick the same hosts.
+ */
+export async function embeddedAgentTick(
+  redis: Redis,
+  fleet: string,
+  hosts: readonly string[],
+  nowMs: number,
+  ttlMs: number,
+  by = 'emulated-agent',
+): Promise<Map<string, AgentTickResult>> {
+  const results = new Map<string, AgentTickResult>();
+  if (hosts.length === 0) return results;
+  const fk = fleetKeys(fleet);
+  const keys = [fk.leases, fk.instances];
+  for (const host of hosts) {
+    const k = engineHostKeys(fleet, host);
+    keys.push(k.down, k.instances, k.agent);
+  }
+  const replies = (await redis.eval(
+    AGENT_TICK,
+    keys.length,
+    ...keys,
+    String(Math.round(nowMs)),
+    String(Math.round(ttlMs)),
+    by,
+    ...hosts,
+  )) as string[][];
+  hosts.forEach((host, i) => {
+    const [state, ...instances] = replies[i] ?? ['failed'];
+    results.set(host, { state: state as AgentTickResult['state'], instances });
+  });
+  return results;
+}
 
 export interface EmbeddedEngineOptions {
   /** How long an instance takes to boot, ms; small by default so CI stays fast. */
@@ -224,8 +367,7 @@ export class EmbeddedEngine implements HostEngine {
   }
 
   async inject(fault: HostFault): Promise<void> {
-    if (fault === 'recover') await this.redis.del(this.keys.down);
-    else await this.redis.set(this.keys.down, fault === 'fail' ? 'failed' : 'partitioned');
+    await this.redis.eval(INJECT, 3, this.keys.down, this.keys.instances, this.keys.agent, fault);
   }
 
   async injectedFault(): Promise<InjectedFault | undefined> {
@@ -351,6 +493,45 @@ async function joined(
     const reply = replies[i];
     return typeof reply === 'string' ? (reply === '' ? [] : reply.split('\n')) : null;
   });
+}
+
+// KEYS: pairs (down, instances) per host. Per host 0 when it is down, else the names of the
+// instances it runs (status running), joined by newlines.
+const RUNNING = `
+local out = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[#out + 1] = 0
+  else
+    local names = {}
+    local all = redis.call('HGETALL', KEYS[i + 1])
+    for j = 1, #all, 2 do
+      if string.find(all[j + 1], '"status":"running"', 1, true) then names[#names + 1] = all[j] end
+    end
+    out[#out + 1] = table.concat(names, '\\n')
+  end
+end
+return out
+`;
+
+/** The instances each emulated host runs right now (null: the host does not answer). */
+export async function embeddedRunning(
+  redis: Redis,
+  fleet: string,
+  hosts: readonly string[],
+): Promise<Map<string, readonly string[] | null>> {
+  const running = new Map<string, readonly string[] | null>();
+  if (hosts.length === 0) return running;
+  const keys = hosts.flatMap((host) => {
+    const k = engineHostKeys(fleet, host);
+    return [k.down, k.instances];
+  });
+  const replies = (await redis.eval(RUNNING, keys.length, ...keys)) as Array<string | number>;
+  hosts.forEach((host, i) => {
+    const reply = replies[i];
+    running.set(host, typeof reply === 'string' ? (reply === '' ? [] : reply.split('\n')) : null);
+  });
+  return running;
 }
 
 /** What each emulated host holds, by name, in one round trip: null for a host that does not answer. */

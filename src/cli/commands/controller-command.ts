@@ -1,0 +1,110 @@
+// `vfleet controller [-f fleet.yaml] [--lease-ttl 10s] [--grace 5s] [--interval 30s]
+// [--auto-apply]`: the long-running reconciler (controller/controller.ts) until SIGTERM or
+// SIGINT. Any number may run per fleet; one leads, the others stand by.
+import { statSync } from 'node:fs';
+import { Command } from 'commander';
+import { readValidSpec } from '../../app/session.js';
+import {
+  type ControllerEvent,
+  type SpecSource,
+  startController,
+} from '../../controller/controller.js';
+import { VfleetError } from '../../model/errors.js';
+import { DEFAULT_LIVENESS } from '../../model/host-health.js';
+import { takeoverMsFrom } from '../../queue/worker-lock.js';
+import { parseDuration } from '../duration.js';
+import { readSpecOrReport } from '../open-session.js';
+import type { Terminal } from '../terminal.js';
+import { eventJson, eventLine } from '../views/events-view.js';
+
+/** The spec file, re-read when its size or modification time changes. */
+export function fileSpecSource(file: string): SpecSource {
+  return {
+    describe: file,
+    signature() {
+      try {
+        const s = statSync(file);
+        return `${s.mtimeMs}:${s.size}:${s.ino}`;
+      } catch {
+        return 'unreadable';
+      }
+    },
+    read: () => readValidSpec(file),
+  };
+}
+
+interface ControllerArgs {
+  readonly file: string;
+  readonly leaseTtl: string;
+  readonly grace?: string;
+  readonly interval: string;
+  readonly autoApply: boolean;
+  readonly concurrency: number;
+  readonly externalWorkers: boolean;
+  readonly json: boolean;
+}
+
+export async function runController(args: ControllerArgs, terminal: Terminal): Promise<number> {
+  const ttlMs = parseDuration(args.leaseTtl, '--lease-ttl');
+  const graceMs =
+    args.grace === undefined
+      ? Math.round((ttlMs * DEFAULT_LIVENESS.graceMs) / DEFAULT_LIVENESS.ttlMs)
+      : parseDuration(args.grace, '--grace');
+  const intervalMs = parseDuration(args.interval, '--interval');
+  if (!readSpecOrReport(args.file, terminal)) return 1;
+  const show = (event: ControllerEvent) =>
+    terminal.out(args.json ? eventJson('', event) : eventLine(event));
+  const controller = await startController(fileSpecSource(args.file), {
+    policy: { ttlMs, graceMs },
+    intervalMs,
+    autoApply: args.autoApply,
+    concurrency: args.concurrency,
+    takeoverMs: takeoverMsFrom(process.env, undefined),
+    externalWorkers: args.externalWorkers,
+    env: process.env,
+    cwd: process.cwd(),
+    onEvent: show,
+  });
+  if (!args.json)
+    terminal.out(
+      `vfleet controller ${controller.id}: lease ttl ${ttlMs} ms, grace ${graceMs} ms, interval ${intervalMs} ms, ${args.autoApply ? 'auto-apply' : 'restarts only (drift is reported)'}`,
+    );
+  const signalled = new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await Promise.race([signalled, controller.done]);
+  await controller.stop();
+  return 0;
+}
+
+export function controllerCommand(terminal: Terminal, setExit: (code: number) => void): Command {
+  return new Command('controller')
+    .description(
+      'keep the fleet converged: watch host leases, restart a lost host’s instances on their failover hosts, reconcile the spec (a daemon; any number per fleet, one leads)',
+    )
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--lease-ttl <duration>', 'a host whose lease is older than this is suspect', '10s')
+    .option(
+      '--grace <duration>',
+      'after the ttl, how long a host is suspect before lost (default: half the ttl)',
+    )
+    .option('--interval <duration>', 'plan at least this often', '30s')
+    .option(
+      '--auto-apply',
+      'apply every change (self-heal, spec roll-outs); without it only restarts run and drift is reported',
+      false,
+    )
+    .option('--concurrency <n>', 'jobs each host runs at once', (v) => Number.parseInt(v, 10), 4)
+    .option(
+      '--external-workers',
+      '`vfleet worker` processes serve the queues: run none here',
+      false,
+    )
+    .option('--json', 'events as JSON lines (formatVersion 1)', false)
+    .action(async (o: Omit<ControllerArgs, 'file'> & { file: string }) => {
+      if (!Number.isInteger(o.concurrency) || o.concurrency < 1)
+        throw new VfleetError('usage', '--concurrency takes a whole number ≥ 1');
+      setExit(await runController(o, terminal));
+    });
+}

@@ -1,0 +1,386 @@
+// The controller (docs/controller.md): the long-running reconciler of one fleet. Any number may
+// run; each tick every one of them
+//
+//   1. runs the agents that speak for hosts which have no process of their own here — the
+//      embedded hosts' emulated agents (renew the lease, or stop the instances of a host cut off
+//      for a ttl, or destroy a returning host's stale copies) — and probes the real hosts
+//      (a host that answers gets its lease renewed; docs/controller.md says what a real host's
+//      own agent will add);
+//   2. takes or renews the leader lease; exactly one is leader, with a fencing token every job
+//      it enqueues carries;
+//
+// and the leader
+//
+//   3. judges every host's health from its lease's age as it saw it change (liveness.ts) and
+//      publishes it (status and plan read it);
+//   4. reconciles: when a host became restartable (lost for 2 ttls past its lease, or fenced), at
+//      every interval, and when the spec changed — plan, and run the restarts of down hosts'
+//      instances always, everything else only with --auto-apply; a failed reconcile is retried
+//      with backoff, and a newer spec does not wait for the backoff.
+//
+// Every detection, fence, restart and failure is an event in the fleet's stream (`vfleet
+// events`). The spec comes from a SpecSource, so a git-backed source can replace the file.
+import { hostname } from 'node:os';
+import type { ApplyResult } from '../app/apply.js';
+import { applyFleet } from '../app/apply.js';
+import { planFleet } from '../app/plan.js';
+import { type FleetSession, openSession, type SpecRead, type ValidSpec } from '../app/session.js';
+import { isVfleetError } from '../model/errors.js';
+import type { LivenessPolicy } from '../model/host-health.js';
+import type { Plan, PlanAction } from '../model/plan.js';
+import { isRestart, restartsOnly } from '../plan/restarts.js';
+import type { PublishedHealth } from '../state/control-state.js';
+import { LivenessTracker } from './liveness.js';
+
+/** Where the controller reads the spec: a file today, a git repository later. */
+export interface SpecSource {
+  /** Names the source in events (`fleet.yaml`, later a URL and a commit). */
+  readonly describe: string;
+  /** Something that changes whenever the spec may have (cheap: asked every tick). */
+  signature(): string;
+  read(): SpecRead;
+}
+
+export interface ControllerOptions {
+  readonly policy: LivenessPolicy;
+  /** How often the leader plans even when nothing happened (`--interval`, default 30 s). */
+  readonly intervalMs: number;
+  /** Apply every change (self-heal, roll out spec changes); without, only restarts run. */
+  readonly autoApply: boolean;
+  /** How often a tick runs (default: a quarter of the ttl, at most 1 s). */
+  readonly tickMs?: number;
+  readonly concurrency: number;
+  readonly takeoverMs: number;
+  /** `vfleet worker`s serve the queues: the controller runs no workers itself. */
+  readonly externalWorkers: boolean;
+  readonly clock?: () => number;
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+  /** Every event, as it is also appended to the fleet's stream. */
+  readonly onEvent?: (event: ControllerEvent) => void;
+}
+
+export interface ControllerEvent {
+  readonly at: number;
+  readonly type: string;
+  readonly [field: string]: unknown;
+}
+
+export interface RunningController {
+  readonly id: string;
+  /** Stops ticking, waits for a reconcile in flight, gives up the leader lease, closes. */
+  stop(): Promise<void>;
+  /** Resolves when the controller has stopped (after stop(), or a fatal error). */
+  readonly done: Promise<void>;
+}
+
+const MAX_BACKOFF_MS = 5 * 60_000;
+
+export async function startController(
+  source: SpecSource,
+  options: ControllerOptions,
+): Promise<RunningController> {
+  const clock = options.clock ?? (() => Date.now());
+  const id = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
+  const tickMs = options.tickMs ?? Math.max(50, Math.min(1000, options.policy.ttlMs / 4));
+  const first = source.read();
+  if (!first.ok) throw new Error('the spec does not validate'); // the command checked it
+  let spec: ValidSpec = first;
+  let signature = source.signature();
+  let session: FleetSession = await open(spec);
+  const liveness = new LivenessTracker(options.policy);
+  let token: number | null = null;
+  let stopped = false;
+  let reconciling: Promise<void> | null = null;
+  let nextReconcileAt = 0;
+  let failures = 0;
+  let lastRestartable = '';
+  let lastDrift = '';
+  let invalidShown = '';
+
+  async function open(valid: ValidSpec): Promise<FleetSession> {
+    return openSession(valid, {
+      cwd: options.cwd,
+      env: options.env,
+      lostAfterMs: Number.POSITIVE_INFINITY,
+    });
+  }
+
+  const emit = async (type: string, fields: Record<string, unknown> = {}) => {
+    const event: ControllerEvent = { at: clock(), type, ...fields };
+    options.onEvent?.(event);
+    await session.state.appendEvent({ ...event, by: 'controller' }).catch(() => undefined);
+  };
+
+  async function agents(now: number): Promise<void> {
+    const ticked = await session.engines.agentTick(now, options.policy.ttlMs);
+    for (const [host, result] of ticked) {
+      if (result.state === 'probed') await session.control.renewLease(host, now, 'probe');
+      else if (result.state === 'self-fenced' && result.instances.length > 0)
+        await emit('self-fenced', {
+          host,
+          instances: result.instances,
+          cause: `cut off from the control plane for ${options.policy.ttlMs} ms: its watchdog stopped its instances`,
+        });
+      else if (result.state === 'ok' && result.instances.length > 0)
+        await emit('stale-copies-destroyed', {
+          host,
+          instances: result.instances,
+          cause: 'the host returned; these instances run elsewhere now at a newer generation',
+        });
+    }
+  }
+
+  async function leadership(now: number): Promise<void> {
+    if (token !== null) {
+      if (await session.control.renewLeadership(id, token, options.policy.ttlMs)) return;
+      await emit('leader-lost', { controller: id, token });
+      token = null;
+      liveness.reset();
+    }
+    const taken = await session.control.takeLeadership(
+      { id, pid: process.pid, host: hostname(), since: now, policy: options.policy },
+      options.policy.ttlMs,
+    );
+    if (taken.leader && taken.holder) {
+      token = taken.holder.token;
+      liveness.reset();
+      nextReconcileAt = 0;
+      await emit('leader', { controller: id, token, pid: process.pid });
+    }
+  }
+
+  async function judge(now: number): Promise<void> {
+    const [leases, fenced] = await Promise.all([
+      session.control.leases(),
+      session.control.fenced(),
+    ]);
+    const hosts = session.fleet.hosts.map((h) => ({
+      name: h.name,
+      fenced: fenced.has(h.name),
+      draining: h.drain,
+      selfFences: session.engines.capabilities(h.name).selfFences,
+    }));
+    const seqs = new Map([...leases].map(([host, l]) => [host, l.seq]));
+    for (const change of liveness.observe(now, hosts, seqs)) {
+      if (change.from === null && change.to === 'ok') continue; // first sight of a live host
+      await emit(`host-${change.to}`, {
+        host: change.host,
+        from: change.from,
+        leaseAgeMs: change.leaseAgeMs,
+        cause:
+          change.to === 'fenced'
+            ? `an operator fenced it (vfleet host fenced ${change.host})`
+            : change.to === 'ok' || change.to === 'draining'
+              ? 'its lease is renewed again'
+              : `no lease renewal for ${change.leaseAgeMs} ms (ttl ${options.policy.ttlMs} ms)`,
+      });
+    }
+    const published = new Map<string, PublishedHealth>();
+    for (const [host, h] of liveness.all()) {
+      published.set(host, {
+        health: h.health,
+        leaseAgeMs: h.leaseAgeMs,
+        since: h.since,
+        restartable: h.restartable,
+        at: now,
+      });
+    }
+    await session.control.publishHealth(published);
+    const restartable = [...liveness.all()]
+      .filter(([, h]) => h.restartable)
+      .map(([host]) => host)
+      .sort()
+      .join(',');
+    if (restartable !== lastRestartable) {
+      lastRestartable = restartable;
+      if (restartable !== '') nextReconcileAt = 0; // now: the reason the controller exists
+    }
+  }
+
+  /** A new spec: validated, then a session on it (the old one closes once nothing uses it). */
+  async function followSpec(): Promise<void> {
+    const now = source.signature();
+    if (now === signature) return;
+    signature = now;
+    const read = source.read();
+    if (!read.ok) {
+      const first = read.diagnostics.find((d) => d.severity === 'error');
+      const shown = first ? `${first.file}:${first.line}:${first.column}: ${first.message}` : '';
+      if (shown !== invalidShown) {
+        invalidShown = shown;
+        await emit('spec-invalid', {
+          source: source.describe,
+          cause: `${shown} — the fleet is left as it is`,
+        });
+      }
+      return;
+    }
+    invalidShown = '';
+    if (read.specHash === spec.specHash) return;
+    const next = await open(read);
+    const old = session;
+    spec = read;
+    session = next;
+    failures = 0;
+    nextReconcileAt = 0; // a newer spec supersedes a failing one: no backoff
+    await emit('spec-changed', { source: source.describe, specHash: read.specHash });
+    await (reconciling ?? Promise.resolve());
+    await old.close().catch(() => undefined);
+  }
+
+  async function reconcile(leaderToken: number): Promise<void> {
+    const at = clock();
+    try {
+      const { plan } = await planFleet(session, { nowMs: at });
+      const restarts = plan.actions.filter(isRestart);
+      const others = plan.actions.length - restarts.length;
+      if (plan.actions.length === 0) {
+        if (lastDrift !== '') await emit('in-sync', { cause: 'the fleet matches the spec' });
+        lastDrift = '';
+        failures = 0;
+        nextReconcileAt = at + options.intervalMs;
+        return;
+      }
+      if (restarts.length === 0 && !options.autoApply) {
+        const drift = `${plan.summary.create}/${plan.summary.move}/${plan.summary.update}/${plan.summary.patch}/${plan.summary.destroy}`;
+        if (drift !== lastDrift)
+          await emit('drift', {
+            summary: plan.summary,
+            cause: 'not applied: run with --auto-apply, or vfleet apply',
+          });
+        lastDrift = drift;
+        nextReconcileAt = at + options.intervalMs;
+        return;
+      }
+      const byId = new Map<string, PlanAction>();
+      const result = await applyFleet(session, {
+        approve: async () => true,
+        concurrency: options.concurrency,
+        externalWorkers: options.externalWorkers,
+        takeoverMs: options.takeoverMs,
+        leaderToken,
+        ...(options.autoApply ? {} : { select: restartsOnly }),
+        onEvent: (e) => {
+          if (e.type === 'running') {
+            for (const a of e.plan.actions) if (isRestart(a)) byId.set(a.id, a);
+          }
+          if (e.type !== 'outcome') return;
+          const action = byId.get(e.outcome.action);
+          if (!action) return;
+          const ok = e.outcome.outcome !== 'failed' && e.outcome.outcome !== 'skipped';
+          void emit(ok ? 'restarted' : 'restart-failed', {
+            instance: action.instance,
+            host: action.host,
+            from: action.fromHost,
+            generation: action.generation,
+            priority: action.priority,
+            ...(ok ? {} : { cause: e.outcome.error ?? e.outcome.outcome }),
+          });
+        },
+      });
+      await settle(result, at, others);
+    } catch (e) {
+      failed(at, isVfleetError(e) ? `${e.code}: ${e.message}` : String(e));
+      await emit('reconcile-failed', {
+        cause: isVfleetError(e) ? `${e.code}: ${e.message}` : String(e),
+        retryInMs: nextReconcileAt - at,
+      });
+    }
+  }
+
+  function failed(at: number, _cause: string): void {
+    failures++;
+    const backoff = Math.min(MAX_BACKOFF_MS, options.intervalMs, 1000 * 2 ** (failures - 1));
+    nextReconcileAt = at + backoff;
+  }
+
+  async function settle(result: ApplyResult, at: number, others: number): Promise<void> {
+    if (result.status === 'applied') {
+      const bad = result.outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
+      const plan: Plan = result.plan;
+      if (bad.length > 0) {
+        failed(at, `${bad.length} action(s) failed`);
+        await emit('reconcile-failed', {
+          plan: plan.id,
+          failed: bad.length,
+          cause: bad[0]?.error ?? 'an action failed',
+          retryInMs: nextReconcileAt - at,
+        });
+        return;
+      }
+      failures = 0;
+      lastDrift = '';
+      nextReconcileAt = at + options.intervalMs;
+      await emit('reconciled', {
+        plan: plan.id,
+        actions: plan.actions.length,
+        summary: plan.summary,
+        ...(options.autoApply || others === 0 ? {} : { notApplied: others }),
+      });
+      return;
+    }
+    if (result.status === 'locked') {
+      // Someone applies by hand: try again soon, without counting it a failure.
+      nextReconcileAt = at + Math.min(options.intervalMs, 2_000);
+      await emit('reconcile-waiting', { cause: `the fleet lock is held by ${result.holder.id}` });
+      return;
+    }
+    failed(at, result.status);
+    await emit('reconcile-failed', { cause: result.status, retryInMs: nextReconcileAt - at });
+  }
+
+  async function tick(): Promise<void> {
+    const now = clock();
+    await agents(now);
+    await leadership(now);
+    if (token === null) return;
+    await judge(now);
+    await followSpec();
+    if (reconciling === null && clock() >= nextReconcileAt) {
+      const leaderToken = token;
+      reconciling = reconcile(leaderToken).finally(() => {
+        reconciling = null;
+      });
+    }
+  }
+
+  let wake: (() => void) | null = null;
+  const done = (async () => {
+    while (!stopped) {
+      const started = clock();
+      try {
+        await tick();
+      } catch (e) {
+        await emit('controller-error', {
+          cause: isVfleetError(e) ? `${e.code}: ${e.message}` : String(e),
+        });
+      }
+      if (stopped) break;
+      const wait = Math.max(0, tickMs - (clock() - started));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = null;
+    }
+    await (reconciling ?? Promise.resolve()).catch(() => undefined);
+    if (token !== null) {
+      await session.control.releaseLeadership(id, token).catch(() => undefined);
+      await emit('leader-released', { controller: id, token });
+    }
+    await session.close();
+  })();
+  return {
+    id,
+    async stop() {
+      stopped = true;
+      wake?.();
+      await done;
+    },
+    done,
+  };
+}
