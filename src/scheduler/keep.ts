@@ -7,7 +7,7 @@ import type { ObservedPlacement } from '../model/placement.js';
 import type { Explaining } from './place.js';
 import type { PlacementState } from './placement-state.js';
 import { evaluateAll, markChosen } from './report.js';
-import { feasible } from './stack.js';
+import { feasible, feasibleUnprotected } from './stack.js';
 
 export function keepObserved(
   s: PlacementState,
@@ -65,7 +65,8 @@ const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
  * The protected instances of hosts that are down (lost or fenced, Host.down) go to the failover
  * host the reserve kept for them, if it still passes every check — highest failover priority
  * first, so that when a reserve falls short (a second failure) what matters most restarts first.
- * What does not fit its target is placed like any new instance by the place stage.
+ * When no reserve is left for it on its target (a second failure), it restarts there
+ * unprotected. What does not fit its target is placed like any new instance by the place stage.
  */
 function restartOnReservedTargets(
   s: PlacementState,
@@ -87,6 +88,11 @@ function restartOnReservedTargets(
       s.reserve.newTurn();
       const fit = feasible(s, p, w.target);
       if (fit.ok) s.commit(p, i, { host: w.target, target: fit.target });
+      else if (fit.reason === 'failover-capacity') {
+        // No reserve left for it (a second failure): it restarts unprotected, not never.
+        const bare = feasibleUnprotected(s, p, w.target);
+        if (bare.ok) s.commit(p, i, { host: w.target, target: -1 });
+      }
     }
   }
 }

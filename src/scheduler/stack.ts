@@ -83,6 +83,22 @@ export function feasible(s: PlacementState, p: GroupPlan, h: number, preferred =
   return p.isProtected ? failoverTarget.check(s, p, h, preferred) : NO_TARGET;
 }
 
+/**
+ * The dynamic checks but the failover target: where a down host's protected instance may still
+ * restart when no reserve is left for it (it runs unprotected rather than not at all, as vSphere
+ * HA restarts VMs whatever admission control would now refuse).
+ */
+export function feasibleUnprotected(s: PlacementState, p: GroupPlan, h: number): Fit {
+  let verdict: Verdict<DynamicReason> = freeCapacity.check(s, p, h);
+  if (!verdict.ok) return verdict;
+  verdict = antiAffinity.check(s, p, h);
+  if (!verdict.ok) return verdict;
+  verdict = spreadSkew.check(s, p, h);
+  if (!verdict.ok) return verdict;
+  verdict = licenseEntitlement.check(s, p, h);
+  return verdict.ok ? NO_TARGET : verdict;
+}
+
 /** The first check, static or dynamic, that rules host h out for p; null if none does. */
 export function reasonFor(
   s: PlacementState,
