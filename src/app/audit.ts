@@ -3,6 +3,7 @@
 import { observedInput, plannedInput } from '../audit/audit-input.js';
 import { type AuditKind, type AuditReport, buildReport } from '../audit/report.js';
 import { schedule } from '../scheduler/schedule.js';
+import { instancesUnknown, judgeHosts } from './host-health.js';
 import { refresh } from './refresh.js';
 import type { FleetSession, ValidSpec } from './session.js';
 
@@ -22,6 +23,16 @@ export async function auditObserved(
   kinds: readonly AuditKind[],
   generatedAt: string,
 ): Promise<AuditReport> {
-  const input = observedInput(session.fleet, await refresh(session, { persist: false }));
+  const observed = await refresh(session, { persist: false });
+  const silent = new Set(observed.unanswered ?? []);
+  const health = await judgeHosts(
+    session,
+    Date.now(),
+    new Map(session.fleet.hosts.map((h) => [h.name, !silent.has(h.name)])),
+  );
+  const hostsNotOk = new Map(
+    [...health].filter(([, j]) => instancesUnknown(j.health)).map(([h, j]) => [h, j.health]),
+  );
+  const input = { ...observedInput(session.fleet, observed), hostsNotOk };
   return buildReport(kinds, input, { generatedAt, specHash: session.specHash });
 }

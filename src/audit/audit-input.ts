@@ -21,6 +21,12 @@ export interface AuditInput {
   readonly fleet: Fleet;
   readonly source: AuditSource;
   readonly instances: readonly AuditInstance[];
+  /**
+   * The hosts that are not ok now (suspect, lost, fenced) with their health: a failover target
+   * among them covers nothing, and an instance on one is not protected but being failed over.
+   * Absent for a planned audit (no hosts are asked).
+   */
+  readonly hostsNotOk?: ReadonlyMap<string, string>;
 }
 
 /** The spec as the scheduler would place it; packages as the images declare them. */

@@ -16,7 +16,11 @@ export type ProtectionStatus =
   | 'no-failover-host'
   | 'unknown-host'
   | 'same-domain'
-  | 'over-capacity';
+  | 'over-capacity'
+  /** Its failover host is suspect, lost or fenced: it would have nowhere to go. */
+  | 'failover-host-down'
+  /** Its own host is suspect, lost or fenced: its failure is happening (the controller acts). */
+  | 'host-down';
 
 export interface ProtectedInstance {
   readonly instance: string;
@@ -62,6 +66,14 @@ export interface FailoverAudit {
   readonly instances: readonly ProtectedInstance[];
   readonly scenarios: readonly Scenario[];
   readonly reserves: readonly Reserve[];
+  /**
+   * The hosts not ok now, with their health, and the failure domains they are in: the fleet is
+   * running degraded, and the scenarios say what protection is left for a further failure.
+   */
+  readonly degraded: {
+    readonly hosts: Readonly<Record<string, string>>;
+    readonly domains: readonly string[];
+  } | null;
 }
 
 const asResources = (cpu: number, memory: number, disk: number): Resources => ({
@@ -97,17 +109,22 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
 
   // Static checks first; capacity per scenario after.
   const status = new Map<string, ProtectionStatus>();
+  const notOk = input.hostsNotOk ?? new Map<string, string>();
   for (const i of protectedOnes) {
     const target = i.failoverHost;
     status.set(
       i.instance,
-      target === null
-        ? 'no-failover-host'
-        : !hosts.has(target)
-          ? 'unknown-host'
-          : domainOf(target) === domainOf(i.host)
-            ? 'same-domain'
-            : 'covered',
+      notOk.has(i.host)
+        ? 'host-down'
+        : target === null
+          ? 'no-failover-host'
+          : !hosts.has(target)
+            ? 'unknown-host'
+            : domainOf(target) === domainOf(i.host)
+              ? 'same-domain'
+              : notOk.has(target)
+                ? 'failover-host-down'
+                : 'covered',
     );
   }
   const domains = [...new Set(fleet.hosts.map((h) => failureDomainOf(fleet, h)))].sort();
@@ -160,9 +177,13 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
       status: status.get(i.instance) ?? 'no-failover-host',
     }),
   );
+  const downDomains = [
+    ...new Set([...notOk.keys()].filter((h) => hosts.has(h)).map(domainOf)),
+  ].sort();
   return {
     tolerate,
     domain: fleet.failover.domain,
+    degraded: notOk.size === 0 ? null : { hosts: Object.fromEntries(notOk), domains: downDomains },
     protected: instances.length,
     covered: instances.filter((i) => i.status === 'covered').length,
     instances,

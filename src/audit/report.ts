@@ -215,6 +215,8 @@ export function describeFinding(f: Finding): string {
         'unknown-host': `fails over to ${f.failoverHost}, which is not in the fleet`,
         'same-domain': `fails over to ${f.failoverHost}, in its own failure domain ${f.domain}`,
         'over-capacity': `fails over to ${f.failoverHost}, which lacks the room when ${f.domain} fails`,
+        'failover-host-down': `fails over to ${f.failoverHost}, which is down (not ok): it has nowhere to go`,
+        'host-down': `its host is down (not ok): it is being failed over, not protected`,
       };
       return `instance ${f.instance} on ${f.host}: ${why[f.status]}`;
     }

@@ -6,7 +6,7 @@ import { serializePlan } from '../../plan/plan-file.js';
 import { withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
 import { renderExplanationText } from '../views/placement-view.js';
-import { renderPlanText } from '../views/plan-view.js';
+import { healthWarnings, renderPlanText } from '../views/plan-view.js';
 
 export interface PlanArgs {
   readonly file: string;
@@ -21,11 +21,12 @@ export interface PlanArgs {
 /** Exit 0, or with --detailed-exitcode 0 no changes / 2 changes; 1 on error. */
 export function runPlanCommand(args: PlanArgs, terminal: Terminal): Promise<number> {
   return withSession(args.file, terminal, async (session) => {
-    const { plan, explanation } = await planFleet(session, {
+    const { plan, explanation, health } = await planFleet(session, {
       destroy: args.destroy,
       ...(args.explain === undefined ? {} : { explain: args.explain }),
     });
     for (const w of await session.engines.factsWarnings()) terminal.err(`Warning: ${w}`);
+    for (const w of healthWarnings(health)) terminal.err(`Warning: ${w}`);
     if (args.out) writeFileSync(args.out, serializePlan(plan));
     if (args.json) terminal.out(serializePlan(plan));
     else {

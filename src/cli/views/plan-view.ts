@@ -1,5 +1,6 @@
 // How a plan is shown: Terraform's shape — one line per action with its symbol, then what it
 // costs in licenses and leaves in failover coverage, and the closing `Plan:` line.
+import type { HostJudgement } from '../../app/host-health.js';
 import { ACTION_SYMBOL, type Plan, type PlanAction } from '../../model/plan.js';
 import { formatReasons } from './placement-view.js';
 
@@ -87,4 +88,25 @@ export function renderPlanText(plan: Plan): string {
     `Plan: ${s.create} to create, ${s.move} to move, ${s.update} to update, ${s.patch} to patch, ${s.destroy} to destroy.`,
   );
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * What the plan could not see: hosts not ok, whose instances are unknown. A host the plan treats
+ * as down has its instances restarted elsewhere; one that is only suspect or lost (not yet
+ * restartable, or judged with no controller running) keeps them where they were.
+ */
+export function healthWarnings(health: ReadonlyMap<string, HostJudgement>): string[] {
+  const warnings: string[] = [];
+  for (const [host, j] of health) {
+    if (j.health === 'ok' || j.health === 'draining') continue;
+    const age = j.leaseAgeMs === null ? '' : `, lease ${(j.leaseAgeMs / 1000).toFixed(1)}s old`;
+    warnings.push(
+      j.restartable
+        ? `${host} is ${j.health}${age}: its instances are planned to restart elsewhere`
+        : j.judgedBy === 'controller'
+          ? `${host} is ${j.health}${age}: its instances are unknown; they restart elsewhere once it has been lost for two lease ttls`
+          : `${host} is ${j.health}${age} (it does not answer): its instances are unknown, and with no controller running nothing restarts them — start \`vfleet controller\`, or assert the host is off with \`vfleet host fenced ${host}\``,
+    );
+  }
+  return warnings;
 }

@@ -99,7 +99,7 @@ h1{font-size:1.5rem;margin:0 0 .25rem}h2{font-size:1.2rem;margin:2rem 0 .5rem;bo
 .card{border:1px solid #e5e7eb;border-radius:8px;padding:.75rem 1rem;min-width:200px}.card b{display:block;font-size:1.1rem}
 .ok{border-left:6px solid ${CHART_COLOURS.compliant}}.bad{border-left:6px solid ${CHART_COLOURS.shortfall}}
 table{border-collapse:collapse;margin:.5rem 0 1rem;width:100%}th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #e5e7eb;font-variant-numeric:tabular-nums}
-th{background:#f9fafb}.s-shortfall,.s-non-compliant,.s-outdated,.s-missing,.s-not-covered,.s-no-failover-host,.s-over-capacity,.s-same-domain,.s-unknown-host{color:#b91c1c;font-weight:600}
+th{background:#f9fafb}.s-shortfall,.s-non-compliant,.s-outdated,.s-missing,.s-not-covered,.s-no-failover-host,.s-over-capacity,.s-same-domain,.s-unknown-host,.s-failover-host-down,.s-host-down{color:#b91c1c;font-weight:600}
 .s-compliant,.s-covered{color:#15803d}figure{margin:.5rem 0}figcaption{font-weight:600;margin-bottom:.25rem}
 .legend span{margin-right:1rem}.legend i{display:inline-block;width:.8em;height:.8em;margin-right:.3em;vertical-align:-1px}
 ul.findings li{color:#991b1b}

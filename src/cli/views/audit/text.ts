@@ -44,6 +44,15 @@ export function summaryLines(report: AuditReport): string[] {
         ? 'Failover: not configured (spec.failover.tolerate is 0).'
         : `Failover: ${s.failover.covered} of ${s.failover.protected} protected instances covered; ${s.failover.scenarios - s.failover.scenariosNotCovered} of ${s.failover.scenarios} failure scenarios covered.`,
     );
+    const degraded = report.failover?.degraded;
+    if (degraded) {
+      const hosts = Object.entries(degraded.hosts)
+        .map(([h, health]) => `${h} ${health}`)
+        .join(', ');
+      out.push(
+        `Degraded: ${hosts} (${report.failover?.domain} ${degraded.domains.join(', ')}); the coverage above is what is left for a further failure.`,
+      );
+    }
   }
   return out;
 }
