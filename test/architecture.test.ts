@@ -91,7 +91,8 @@ export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   audit: ['model', 'scheduler', 'licensing', 'patching', 'plan'],
   transport: ['model'],
   // patching/inventory.ts: the dpkg inventory parser the sandbox driver reads a rootfs with;
-  // state/: only keys.ts (below), where the embedded engine's keys are made.
+  // state/: only keys.ts (below), where the embedded engine's keys are made, and lua-script.ts,
+  // how its scripts run.
   engines: ['model', 'transport', 'patching', 'state'],
   state: ['model'],
   queue: ['model', 'state', 'engines', 'patching', 'plan'],
@@ -102,7 +103,7 @@ export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
 
 /** Where a row names a folder of which only some files may be imported: those files. */
 export const ONLY_FILES: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
-  engines: { state: ['keys.ts'] },
+  engines: { state: ['keys.ts', 'lua-script.ts'] },
 };
 
 /** The src/ folder a path is in, or undefined outside src/ (schemas/, the JSON schema). */

@@ -21,8 +21,7 @@
 // Every detection, fence, restart and failure is an event in the fleet's stream (`vfleet
 // events`). The spec comes from a SpecSource, so a git-backed source can replace the file.
 import { hostname } from 'node:os';
-import type { ApplyResult } from '../app/apply.js';
-import { applyFleet } from '../app/apply.js';
+import { type ApplyOptions, type ApplyResult, applyFleet } from '../app/apply.js';
 import { planFleet } from '../app/plan.js';
 import { type FleetSession, openSession, type SpecRead, type ValidSpec } from '../app/session.js';
 import { isVfleetError } from '../model/errors.js';
@@ -58,7 +57,26 @@ export interface ControllerOptions {
   readonly cwd: string;
   /** Every event, as it is also appended to the fleet's stream. */
   readonly onEvent?: (event: ControllerEvent) => void;
+  /**
+   * Run the embedded hosts' emulated agents in this process (default true: nothing else runs
+   * them). The simulation runs them as the hosts' own processes, on the hosts' own clocks.
+   */
+  readonly runAgents?: boolean;
+  /** How a plan is run (default: apply through the host queues, app/apply.ts). */
+  readonly executor?: Executor;
+  /** Opens a session on a spec (default: app/session.ts's, on REDIS_URL or the private Redis). */
+  readonly openSession?: (spec: ValidSpec) => Promise<FleetSession>;
+  /** A random id (default: host:pid:random). */
+  readonly id?: string;
 }
+
+/** What a reconcile asks of the executor: run the fresh plan (narrowed by `select`), fenced. */
+export interface ExecuteOptions {
+  readonly leaderToken: number;
+  readonly select?: (plan: Plan) => Plan;
+  readonly onEvent: NonNullable<ApplyOptions['onEvent']>;
+}
+export type Executor = (session: FleetSession, options: ExecuteOptions) => Promise<ApplyResult>;
 
 export interface ControllerEvent {
   readonly at: number;
@@ -76,13 +94,37 @@ export interface RunningController {
 
 const MAX_BACKOFF_MS = 5 * 60_000;
 
-export async function startController(
+/** One controller, ticked by its caller: the loop (startController) or the simulation. */
+export interface Controller {
+  readonly id: string;
+  /** One tick; with `awaitReconcile` also the reconcile it starts. */
+  tick(awaitReconcile?: boolean): Promise<void>;
+  /** The fencing token while leader, else null. */
+  token(): number | null;
+  /** Waits for a reconcile in flight, gives up the lease if held, closes the session. */
+  close(): Promise<void>;
+}
+
+export async function createController(
   source: SpecSource,
   options: ControllerOptions,
-): Promise<RunningController> {
+): Promise<Controller> {
   const clock = options.clock ?? (() => Date.now());
-  const id = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
-  const tickMs = options.tickMs ?? Math.max(50, Math.min(1000, options.policy.ttlMs / 4));
+  const id =
+    options.id ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
+  const runAgents = options.runAgents ?? true;
+  const execute: Executor =
+    options.executor ??
+    ((s, o) =>
+      applyFleet(s, {
+        approve: async () => true,
+        concurrency: options.concurrency,
+        externalWorkers: options.externalWorkers,
+        takeoverMs: options.takeoverMs,
+        leaderToken: o.leaderToken,
+        ...(o.select ? { select: o.select } : {}),
+        onEvent: o.onEvent,
+      }));
   const first = source.read();
   if (!first.ok) throw new Error('the spec does not validate'); // the command checked it
   let spec: ValidSpec = first;
@@ -90,7 +132,6 @@ export async function startController(
   let session: FleetSession = await open(spec);
   const liveness = new LivenessTracker(options.policy);
   let token: number | null = null;
-  let stopped = false;
   let reconciling: Promise<void> | null = null;
   let nextReconcileAt = 0;
   let failures = 0;
@@ -99,6 +140,7 @@ export async function startController(
   let invalidShown = '';
 
   async function open(valid: ValidSpec): Promise<FleetSession> {
+    if (options.openSession) return options.openSession(valid);
     return openSession(valid, {
       cwd: options.cwd,
       env: options.env,
@@ -113,6 +155,7 @@ export async function startController(
   };
 
   async function agents(now: number): Promise<void> {
+    if (!runAgents) return;
     const ticked = await session.engines.agentTick(now, options.policy.ttlMs);
     for (const [host, result] of ticked) {
       if (result.state === 'probed') await session.control.renewLease(host, now, 'probe');
@@ -164,6 +207,8 @@ export async function startController(
     const seqs = new Map([...leases].map(([host, l]) => [host, l.seq]));
     for (const change of liveness.observe(now, hosts, seqs)) {
       if (change.from === null && change.to === 'ok') continue; // first sight of a live host
+      // A host back (its instances may need starting) or a new fence: reconcile now.
+      if (change.to === 'ok' || change.to === 'fenced') nextReconcileAt = 0;
       await emit(`host-${change.to}`, {
         host: change.host,
         from: change.from,
@@ -254,11 +299,7 @@ export async function startController(
         return;
       }
       const byId = new Map<string, PlanAction>();
-      const result = await applyFleet(session, {
-        approve: async () => true,
-        concurrency: options.concurrency,
-        externalWorkers: options.externalWorkers,
-        takeoverMs: options.takeoverMs,
+      const result = await execute(session, {
         leaderToken,
         ...(options.autoApply ? {} : { select: restartsOnly }),
         onEvent: (e) => {
@@ -330,7 +371,7 @@ export async function startController(
     await emit('reconcile-failed', { cause: result.status, retryInMs: nextReconcileAt - at });
   }
 
-  async function tick(): Promise<void> {
+  async function tick(awaitReconcile = false): Promise<void> {
     const now = clock();
     await agents(now);
     await leadership(now);
@@ -343,19 +384,47 @@ export async function startController(
         reconciling = null;
       });
     }
+    if (awaitReconcile) await (reconciling ?? Promise.resolve());
   }
 
-  let wake: (() => void) | null = null;
-  const done = (async () => {
-    while (!stopped) {
-      const started = clock();
+  return {
+    id,
+    async tick(awaitReconcile = false) {
       try {
-        await tick();
+        await tick(awaitReconcile);
       } catch (e) {
         await emit('controller-error', {
           cause: isVfleetError(e) ? `${e.code}: ${e.message}` : String(e),
         });
       }
+    },
+    token: () => token,
+    async close() {
+      await (reconciling ?? Promise.resolve()).catch(() => undefined);
+      if (token !== null) {
+        await session.control.releaseLeadership(id, token).catch(() => undefined);
+        await emit('leader-released', { controller: id, token });
+        token = null;
+      }
+      await session.close();
+    },
+  };
+}
+
+/** A controller ticking on its own until stopped: what `vfleet controller` runs. */
+export async function startController(
+  source: SpecSource,
+  options: ControllerOptions,
+): Promise<RunningController> {
+  const clock = options.clock ?? (() => Date.now());
+  const tickMs = options.tickMs ?? Math.max(50, Math.min(1000, options.policy.ttlMs / 4));
+  const controller = await createController(source, options);
+  let stopped = false;
+  let wake: (() => void) | null = null;
+  const done = (async () => {
+    while (!stopped) {
+      const started = clock();
+      await controller.tick();
       if (stopped) break;
       const wait = Math.max(0, tickMs - (clock() - started));
       await new Promise<void>((resolve) => {
@@ -367,18 +436,13 @@ export async function startController(
       });
       wake = null;
     }
-    await (reconciling ?? Promise.resolve()).catch(() => undefined);
-    if (token !== null) {
-      await session.control.releaseLeadership(id, token).catch(() => undefined);
-      await emit('leader-released', { controller: id, token });
-    }
-    await session.close();
+    await controller.close();
   })();
   return {
-    id,
+    id: controller.id,
     async stop() {
       stopped = true;
-      wake?.();
+      (wake as (() => void) | null)?.();
       await done;
     },
     done,

@@ -146,7 +146,17 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
         ),
       ]);
       const listings = new Map<string, HostListing | null>();
-      for (const [host, held] of names) listings.set(host, held && { names: held });
+      for (const [host, held] of names) {
+        listings.set(
+          host,
+          held && {
+            names: held.names,
+            ...(held.stopped.size > 0
+              ? { status: new Map([...held.stopped].map((n) => [n, 'stopped' as const])) }
+              : {}),
+          },
+        );
+      }
       const records = new Map<string, ReadonlyMap<string, EngineInstance>>();
       real.forEach((h, i) => {
         const instances = listed[i] ?? null;

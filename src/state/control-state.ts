@@ -11,6 +11,7 @@
 import type { Redis } from 'ioredis';
 import type { HostHealth, LivenessPolicy } from '../model/host-health.js';
 import { type FleetKeys, fleetKeys } from './keys.js';
+import { runScript } from './lua-script.js';
 
 export interface LeaderHolder {
   readonly id: string;
@@ -52,34 +53,65 @@ export interface FencedHost {
   readonly by: string;
 }
 
-// KEYS: leader, leader-token. ARGV: id, ttl ms, holder JSON without token.
+// KEYS: leader, leader-token. ARGV: id, ttl ms, holder JSON without token, and — only with a
+// clock of the caller's (the simulation's virtual one) — now: then the lease's expiry is kept in
+// the value (`expiresAt`) instead of Redis's PX.
 // Returns {1, holder} when ARGV[1] holds the lease now (taken, or already ours and extended),
 // {0, holder} when another does.
 const TAKE = `
+local virtual = ARGV[4] ~= nil and ARGV[4] ~= ''
+local now = tonumber(ARGV[4] or '0')
 local value = redis.call('GET', KEYS[1])
 if value then
   local ok, holder = pcall(cjson.decode, value)
-  if ok and type(holder) == 'table' and holder.id == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if ok and type(holder) == 'table' and virtual and tonumber(holder.expiresAt or 0) <= now then
+    value = nil
+  elseif ok and type(holder) == 'table' and holder.id == ARGV[1] then
+    if virtual then
+      holder.expiresAt = now + tonumber(ARGV[2])
+      value = cjson.encode(holder)
+      redis.call('SET', KEYS[1], value)
+    else
+      redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    end
     return {1, value}
+  else
+    return {0, value}
   end
-  return {0, value}
 end
 local holder = cjson.decode(ARGV[3])
 holder.token = redis.call('INCR', KEYS[2])
-value = cjson.encode(holder)
-redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+if virtual then
+  holder.expiresAt = now + tonumber(ARGV[2])
+  value = cjson.encode(holder)
+  redis.call('SET', KEYS[1], value)
+else
+  value = cjson.encode(holder)
+  redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+end
 return {1, value}
 `;
 
-// KEYS: leader. ARGV: id, token, 'renew' | 'release', ttl ms. Acts only while the lease is
-// ARGV[1]'s at that token. Returns 1 when it acted.
+// KEYS: leader. ARGV: id, token, 'renew' | 'release', ttl ms, now (virtual clock only). Acts
+// only while the lease is ARGV[1]'s at that token (and, virtual, not expired). Returns 1 when it
+// acted.
 const IF_LEADER = `
 local value = redis.call('GET', KEYS[1])
 if not value then return 0 end
 local ok, holder = pcall(cjson.decode, value)
 if not ok or type(holder) ~= 'table' or holder.id ~= ARGV[1] or tostring(holder.token) ~= ARGV[2] then return 0 end
-if ARGV[3] == 'renew' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) else redis.call('DEL', KEYS[1]) end
+local virtual = ARGV[5] ~= nil and ARGV[5] ~= ''
+if virtual and tonumber(holder.expiresAt or 0) <= tonumber(ARGV[5]) then return 0 end
+if ARGV[3] == 'renew' then
+  if virtual then
+    holder.expiresAt = tonumber(ARGV[5]) + tonumber(ARGV[4])
+    redis.call('SET', KEYS[1], cjson.encode(holder))
+  else
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  end
+else
+  redis.call('DEL', KEYS[1])
+end
 return 1
 `;
 
@@ -107,11 +139,21 @@ function parse<T>(value: string | null | undefined): T | null {
 export class ControlState {
   private readonly keys: FleetKeys;
 
+  /**
+   * `serverClock`: only for the simulation, whose time is virtual — the leader lease then expires
+   * by that clock (kept in the value) instead of by Redis's own (PX), which is what every real
+   * deployment uses: one clock, the server's, for every controller.
+   */
   constructor(
     private readonly redis: Redis,
     fleet: string,
+    private readonly serverClock?: () => number,
   ) {
     this.keys = fleetKeys(fleet);
+  }
+
+  private nowArg(): string[] {
+    return this.serverClock ? [String(Math.round(this.serverClock()))] : [];
   }
 
   // --- the leader lease --------------------------------------------------------------------
@@ -124,14 +166,12 @@ export class ControlState {
     holder: Omit<LeaderHolder, 'token'>,
     ttlMs: number,
   ): Promise<{ readonly leader: boolean; readonly holder: LeaderHolder | null }> {
-    const [ours, value] = (await this.redis.eval(
+    const [ours, value] = (await runScript(
+      this.redis,
+      'take_leadership',
       TAKE,
-      2,
-      this.keys.leader,
-      this.keys.leaderToken,
-      holder.id,
-      String(Math.max(1, Math.round(ttlMs))),
-      JSON.stringify(holder),
+      [this.keys.leader, this.keys.leaderToken],
+      [holder.id, String(Math.max(1, Math.round(ttlMs))), JSON.stringify(holder), ...this.nowArg()],
     )) as [number, string];
     return { leader: ours === 1, holder: parse<LeaderHolder>(value) };
   }
@@ -147,19 +187,21 @@ export class ControlState {
   }
 
   private async ifLeader(id: string, token: number, op: string, ttlMs: number): Promise<number> {
-    return (await this.redis.eval(
+    return (await runScript(
+      this.redis,
+      'if_leader',
       IF_LEADER,
-      1,
-      this.keys.leader,
-      id,
-      String(token),
-      op,
-      String(Math.max(1, Math.round(ttlMs))),
+      [this.keys.leader],
+      [id, String(token), op, String(Math.max(1, Math.round(ttlMs))), ...this.nowArg()],
     )) as number;
   }
 
   async leader(): Promise<LeaderHolder | null> {
-    return parse<LeaderHolder>(await this.redis.get(this.keys.leader));
+    const holder = parse<LeaderHolder & { expiresAt?: number }>(
+      await this.redis.get(this.keys.leader),
+    );
+    if (holder && this.serverClock && (holder.expiresAt ?? 0) <= this.serverClock()) return null;
+    return holder;
   }
 
   /** Whether `token` is the current leader's: what a worker asks before a controller's job acts. */
@@ -174,7 +216,13 @@ export class ControlState {
    * controller's probe); the emulated agents renew theirs in their own script.
    */
   async renewLease(host: string, atMs: number, by: string): Promise<void> {
-    await this.redis.eval(RENEW_LEASE, 1, this.keys.leases, host, String(Math.round(atMs)), by);
+    await runScript(
+      this.redis,
+      'renew_lease',
+      RENEW_LEASE,
+      [this.keys.leases],
+      [host, String(Math.round(atMs)), by],
+    );
   }
 
   async leases(): Promise<Map<string, HostLease>> {

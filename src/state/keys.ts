@@ -63,6 +63,8 @@ export interface EngineHostKeys {
   readonly down: string;
   /** The emulated agent's own memory: lastOk (its last renewal), fencedAt, rejoin. */
   readonly agent: string;
+  /** The names of the instances that are stopped: listed with the names, so refresh sees them. */
+  readonly stopped: string;
 }
 
 /** Matches every fleet's lock key (SCAN MATCH: braces are literal in Redis's glob). */
@@ -114,5 +116,6 @@ export function engineHostKeys(fleet: string, host: string): EngineHostKeys {
     disks: `${base}disks`,
     down: `${base}down`,
     agent: `${base}agent`,
+    stopped: `${base}stopped`,
   };
 }

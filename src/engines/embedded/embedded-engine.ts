@@ -15,6 +15,8 @@
 //                                             `failed` or `partitioned` (`1`, from an older vfleet: failed)
 //   vfleet:{<fleet>}:engine:<host>:agent      hash  the emulated agent's memory: lastOk (its last
 //                                             renewal, its own clock), fencedAt, rejoin
+//   vfleet:{<fleet>}:engine:<host>:stopped    set   the instances that are stopped (kept by every
+//                                             script that changes a status), listed with the names
 //
 // The emulated agent (embeddedAgentTick, run by every controller and worker process, any number
 // of times: each tick is idempotent) is what a vfleet agent is on a real host: while the host is
@@ -28,6 +30,7 @@ import { ENGINE_CAPABILITIES } from '../../model/engine-capabilities.js';
 import { VfleetError } from '../../model/errors.js';
 import type { Host, PackageVersions } from '../../model/fleet.js';
 import { type EngineHostKeys, engineHostKeys, fleetKeys } from '../../state/keys.js';
+import { runScript } from '../../state/lua-script.js';
 import {
   checkCopyTarget,
   type DiskTransfer,
@@ -40,7 +43,7 @@ import {
 } from '../host-engine.js';
 
 // KEYS: instances, fence, down, disks, the fleet's current-plan key (or any key, unused, when no
-// plan is checked). ARGV: name, generation, op, payload (JSON), plan id ('' for no check).
+// plan is checked), stopped. ARGV: name, generation, op, payload (JSON), plan id ('' for no check).
 // Returns {status, value}: ok | stale (value: the fence) | missing | down | superseded (value:
 // the current plan).
 // A create onto a disk copied here (a move) keeps the packages the disk had, as a real disk does.
@@ -82,17 +85,19 @@ if op == 'create' then
     end
   end
   redis.call('HSET', KEYS[1], name, created)
+  redis.call('SREM', KEYS[6], name)
   return {'ok', created}
 end
 if op == 'destroy' then
   redis.call('HDEL', KEYS[1], name)
+  redis.call('SREM', KEYS[6], name)
   return {'ok', ''}
 end
 if not current then return {'missing', ''} end
 local rec = cjson.decode(current)
 rec.generation = gen
-if op == 'start' then rec.status = 'running'
-elseif op == 'stop' then rec.status = 'stopped'
+if op == 'start' then rec.status = 'running' redis.call('SREM', KEYS[6], name)
+elseif op == 'stop' then rec.status = 'stopped' redis.call('SADD', KEYS[6], name)
 elseif op == 'patch' then
   local wanted = cjson.decode(ARGV[4])
   for package, version in pairs(wanted) do rec.packages[package] = version end
@@ -102,7 +107,7 @@ redis.call('HSET', KEYS[1], name, current)
 return {'ok', current}
 `;
 
-// KEYS: down, instances, agent. ARGV: fail | partition | recover. A failed host crashes: every
+// KEYS: down, instances, agent, stopped. ARGV: fail | partition | recover. A failed host crashes: every
 // instance it runs stops with it (a returning host does not resume them by itself). A partition
 // leaves them running: the agent's watchdog stops them a ttl after its last renewal.
 const INJECT = `
@@ -117,23 +122,24 @@ for i = 1, #all, 2 do
     rec.status = 'stopped'
     redis.call('HSET', KEYS[2], all[i], cjson.encode(rec))
   end
+  redis.call('SADD', KEYS[4], all[i])
 end
 return 1
 `;
 
 // The emulated agents' tick. KEYS: the fleet's leases, the fleet's instances, then per host its
-// down, instances and agent keys. ARGV: now (ms, the ticking process's clock), ttl ms, who
-// renews, then the host names. Per host one reply: {state, names…}: `ok` (lease renewed; names:
+// down, instances, agent and stopped keys. ARGV: ttl ms, who renews, then per host its name and
+// its now (ms: the ticking process's clock, or in the simulation the host's own). Per host one reply: {state, names…}: `ok` (lease renewed; names:
 // stale copies destroyed on rejoining), `partitioned`, `self-fenced` (names: the instances its
 // watchdog stopped just now), `failed`.
 const AGENT_TICK = `
-local now = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[1])
 local out = {}
-for i = 4, #ARGV do
+for i = 3, #ARGV, 2 do
   local host = ARGV[i]
-  local k = 3 + (i - 4) * 3
-  local down, instances, agent = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local now = tonumber(ARGV[i + 1])
+  local k = 3 + (i - 3) * 2
+  local down, instances, agent, stopped = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local fault = redis.call('GET', down)
   local reply = {}
   if fault == 'partitioned' then
@@ -151,6 +157,7 @@ for i = 4, #ARGV do
         if rec.status ~= 'stopped' then
           rec.status = 'stopped'
           redis.call('HSET', instances, all[j], cjson.encode(rec))
+          redis.call('SADD', stopped, all[j])
           reply[#reply + 1] = all[j]
         end
       end
@@ -171,6 +178,7 @@ for i = 4, #ARGV do
           local rec = cjson.decode(recorded)
           if rec.host ~= host or (tonumber(rec.generation) or 0) > (tonumber(mine.generation) or 0) then
             redis.call('HDEL', instances, all[j])
+            redis.call('SREM', stopped, all[j])
             reply[#reply + 1] = all[j]
           end
         end
@@ -181,7 +189,7 @@ for i = 4, #ARGV do
     local seq = 1
     local lease = redis.call('HGET', KEYS[1], host)
     if lease then seq = (tonumber(cjson.decode(lease).seq) or 0) + 1 end
-    redis.call('HSET', KEYS[1], host, cjson.encode({seq = seq, at = now, by = ARGV[3]}))
+    redis.call('HSET', KEYS[1], host, cjson.encode({seq = seq, at = now, by = ARGV[2]}))
   end
   out[#out + 1] = reply
 end
@@ -201,13 +209,14 @@ export interface AgentTickResult {
 
 /**
  * One tick of the named emulated hosts' agents, in one script (a thousand hosts in one round
- * trip). Idempotent: any number of processes may tick the same hosts.
+ * trip). Idempotent: any number of processes may tick the same hosts. `nowMs`: one clock for
+ * all, or each host's own (the simulation skews them).
  */
 export async function embeddedAgentTick(
   redis: Redis,
   fleet: string,
   hosts: readonly string[],
-  nowMs: number,
+  nowMs: number | ((host: string) => number),
   ttlMs: number,
   by = 'emulated-agent',
 ): Promise<Map<string, AgentTickResult>> {
@@ -217,17 +226,14 @@ export async function embeddedAgentTick(
   const keys = [fk.leases, fk.instances];
   for (const host of hosts) {
     const k = engineHostKeys(fleet, host);
-    keys.push(k.down, k.instances, k.agent);
+    keys.push(k.down, k.instances, k.agent, k.stopped);
   }
-  const replies = (await redis.eval(
-    AGENT_TICK,
-    keys.length,
-    ...keys,
-    String(Math.round(nowMs)),
+  const clockOf = typeof nowMs === 'number' ? () => nowMs : nowMs;
+  const replies = (await runScript(redis, 'agent_tick', AGENT_TICK, keys, [
     String(Math.round(ttlMs)),
     by,
-    ...hosts,
-  )) as string[][];
+    ...hosts.flatMap((host) => [host, String(Math.round(clockOf(host)))]),
+  ])) as string[][];
   hosts.forEach((host, i) => {
     const [state, ...instances] = replies[i] ?? ['failed'];
     results.set(host, { state: state as AgentTickResult['state'], instances });
@@ -367,7 +373,14 @@ export class EmbeddedEngine implements HostEngine {
   }
 
   async inject(fault: HostFault): Promise<void> {
-    await this.redis.eval(INJECT, 3, this.keys.down, this.keys.instances, this.keys.agent, fault);
+    const k = this.keys;
+    await runScript(
+      this.redis,
+      'inject',
+      INJECT,
+      [k.down, k.instances, k.agent, k.stopped],
+      [fault],
+    );
   }
 
   async injectedFault(): Promise<InjectedFault | undefined> {
@@ -386,19 +399,20 @@ export class EmbeddedEngine implements HostEngine {
     plan?: string,
   ): Promise<EngineInstance> {
     const checked = plan !== undefined && this.currentPlanKey !== undefined;
-    const [status, value] = (await this.redis.eval(
+    const k = this.keys;
+    const [status, value] = (await runScript(
+      this.redis,
+      'transition',
       TRANSITION,
-      5,
-      this.keys.instances,
-      this.keys.fence,
-      this.keys.down,
-      this.keys.disks,
-      checked ? (this.currentPlanKey as string) : this.keys.down,
-      name,
-      String(generation),
-      op,
-      JSON.stringify(payload),
-      checked ? plan : '',
+      [
+        k.instances,
+        k.fence,
+        k.down,
+        k.disks,
+        checked ? (this.currentPlanKey as string) : k.down,
+        k.stopped,
+      ],
+      [name, String(generation), op, JSON.stringify(payload), checked ? plan : ''],
     )) as [string, string];
     switch (status) {
       case 'ok':
@@ -488,7 +502,9 @@ async function joined(
     const k = engineHostKeys(fleet, host);
     return [k.down, k[hash]];
   });
-  const replies = (await redis.eval(JOINED, keys.length, ...keys, what)) as Array<string | number>;
+  const replies = (await runScript(redis, 'joined', JOINED, keys, [what])) as Array<
+    string | number
+  >;
   return hosts.map((_, i) => {
     const reply = replies[i];
     return typeof reply === 'string' ? (reply === '' ? [] : reply.split('\n')) : null;
@@ -526,7 +542,7 @@ export async function embeddedRunning(
     const k = engineHostKeys(fleet, host);
     return [k.down, k.instances];
   });
-  const replies = (await redis.eval(RUNNING, keys.length, ...keys)) as Array<string | number>;
+  const replies = (await runScript(redis, 'running', RUNNING, keys, [])) as Array<string | number>;
   hosts.forEach((host, i) => {
     const reply = replies[i];
     running.set(host, typeof reply === 'string' ? (reply === '' ? [] : reply.split('\n')) : null);
@@ -534,18 +550,51 @@ export async function embeddedRunning(
   return running;
 }
 
+// KEYS: triples (down, instances, stopped) per host. Per host 0 when it is down, else its
+// instance names joined by newlines, a NUL, and the stopped ones joined by newlines.
+const LISTING = `
+local out = {}
+for i = 1, #KEYS, 3 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = table.concat(redis.call('HKEYS', KEYS[i + 1]), '\\n') .. '\\0' ..
+      table.concat(redis.call('SMEMBERS', KEYS[i + 2]), '\\n')
+  end
+end
+return out
+`;
+
+/** What one emulated host holds: every instance's name, and which of them are stopped. */
+export interface EmbeddedListing {
+  readonly names: ReadonlySet<string>;
+  readonly stopped: ReadonlySet<string>;
+}
+
 /** What each emulated host holds, by name, in one round trip: null for a host that does not answer. */
 export async function embeddedListing(
   redis: Redis,
   fleet: string,
   hosts: readonly string[],
-): Promise<Map<string, ReadonlySet<string> | null>> {
-  const listing = new Map<string, ReadonlySet<string> | null>();
+): Promise<Map<string, EmbeddedListing | null>> {
+  const listing = new Map<string, EmbeddedListing | null>();
   if (hosts.length === 0) return listing;
-  const names = await joined(redis, fleet, hosts, 'instances', 'list');
+  const keys = hosts.flatMap((host) => {
+    const k = engineHostKeys(fleet, host);
+    return [k.down, k.instances, k.stopped];
+  });
+  const replies = (await runScript(redis, 'listing', LISTING, keys, [])) as Array<string | number>;
+  const split = (text: string) => (text === '' ? [] : text.split('\n'));
   hosts.forEach((host, i) => {
-    const listed = names[i];
-    listing.set(host, listed ? new Set(listed) : null);
+    const reply = replies[i];
+    if (typeof reply !== 'string') {
+      listing.set(host, null);
+      return;
+    }
+    const cut = reply.indexOf('\0');
+    const names = new Set(split(cut < 0 ? reply : reply.slice(0, cut)));
+    const stopped = new Set(cut < 0 ? [] : split(reply.slice(cut + 1)).filter((n) => names.has(n)));
+    listing.set(host, { names, stopped });
   });
   return listing;
 }
