@@ -134,8 +134,12 @@ export async function createController(
   let token: number | null = null;
   let reconciling: Promise<void> | null = null;
   let nextReconcileAt = 0;
+  // Something happened that a reconcile must see (a host lost or back, a new spec, a new
+  // leader): the next tick starts one, even while the last one runs (it starts right after) or
+  // backs off — a newer reason supersedes a failing attempt.
+  let wanted = true;
   let failures = 0;
-  let lastRestartable = '';
+  let lastRestartable = new Set<string>();
   let lastDrift = '';
   let invalidShown = '';
 
@@ -188,7 +192,7 @@ export async function createController(
     if (taken.leader && taken.holder) {
       token = taken.holder.token;
       liveness.reset();
-      nextReconcileAt = 0;
+      wanted = true;
       await emit('leader', { controller: id, token, pid: process.pid });
     }
   }
@@ -208,7 +212,7 @@ export async function createController(
     for (const change of liveness.observe(now, hosts, seqs)) {
       if (change.from === null && change.to === 'ok') continue; // first sight of a live host
       // A host back (its instances may need starting) or a new fence: reconcile now.
-      if (change.to === 'ok' || change.to === 'fenced') nextReconcileAt = 0;
+      if (change.to === 'ok' || change.to === 'fenced') wanted = true;
       await emit(`host-${change.to}`, {
         host: change.host,
         from: change.from,
@@ -232,15 +236,25 @@ export async function createController(
       });
     }
     await session.control.publishHealth(published);
-    const restartable = [...liveness.all()]
-      .filter(([, h]) => h.restartable)
-      .map(([host]) => host)
-      .sort()
-      .join(',');
-    if (restartable !== lastRestartable) {
-      lastRestartable = restartable;
-      if (restartable !== '') nextReconcileAt = 0; // now: the reason the controller exists
+    const restartable = new Set(
+      [...liveness.all()].filter(([, h]) => h.restartable).map(([host]) => host),
+    );
+    let newly = false;
+    for (const host of restartable) {
+      if (lastRestartable.has(host)) continue;
+      newly = true;
+      const h = liveness.get(host);
+      await emit('restart-allowed', {
+        host,
+        leaseAgeMs: h?.leaseAgeMs,
+        cause:
+          h?.health === 'fenced'
+            ? 'an operator fenced it'
+            : `no lease renewal for ${h?.leaseAgeMs} ms: its watchdog stopped its instances ${2 * options.policy.ttlMs} ms ago at the latest`,
+      });
     }
+    lastRestartable = restartable;
+    if (newly) wanted = true; // now: the reason the controller exists
   }
 
   /** A new spec: validated, then a session on it (the old one closes once nothing uses it). */
@@ -268,7 +282,7 @@ export async function createController(
     spec = read;
     session = next;
     failures = 0;
-    nextReconcileAt = 0; // a newer spec supersedes a failing one: no backoff
+    wanted = true; // a newer spec supersedes a failing one: no backoff
     await emit('spec-changed', { source: source.describe, specHash: read.specHash });
     await (reconciling ?? Promise.resolve());
     await old.close().catch(() => undefined);
@@ -357,6 +371,7 @@ export async function createController(
         plan: plan.id,
         actions: plan.actions.length,
         summary: plan.summary,
+        ...(plan.unplaceable.length > 0 ? { unplaceable: plan.unplaceable.length } : {}),
         ...(options.autoApply || others === 0 ? {} : { notApplied: others }),
       });
       return;
@@ -378,7 +393,8 @@ export async function createController(
     if (token === null) return;
     await judge(now);
     await followSpec();
-    if (reconciling === null && clock() >= nextReconcileAt) {
+    if (reconciling === null && (wanted || clock() >= nextReconcileAt)) {
+      wanted = false;
       const leaderToken = token;
       reconciling = reconcile(leaderToken).finally(() => {
         reconciling = null;

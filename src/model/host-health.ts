@@ -26,11 +26,14 @@ export type HostHealth = (typeof HOST_HEALTHS)[number];
 export interface LivenessPolicy {
   /** How long a lease lives without renewal (`--lease-ttl`, default 10 s). */
   readonly ttlMs: number;
-  /** After the ttl, how long a host is only suspect before it is lost (default 5 s). */
+  /**
+   * After the ttl, how long a host is only suspect before it is lost (default 4 s: the leader
+   * ticks at most every second, so a host is declared lost within ttl + 5 s of its last renewal).
+   */
   readonly graceMs: number;
 }
 
-export const DEFAULT_LIVENESS: LivenessPolicy = { ttlMs: 10_000, graceMs: 5_000 };
+export const DEFAULT_LIVENESS: LivenessPolicy = { ttlMs: 10_000, graceMs: 4_000 };
 
 /** What is known of a host besides its lease's age. */
 export interface HostCondition {

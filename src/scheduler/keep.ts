@@ -1,13 +1,16 @@
 // Stage 2 of the stack (stack.ts), keep: an observed instance whose host still passes every check
 // stays there, with its observed failover target if that still works. Before anything new is
 // placed, so that new instances cannot crowd out old ones and a small spec change gives a small
-// plan.
+// plan. With hosts down, their protected instances restart on their reserved targets in between
+// (restartOnReservedTargets), before the kept instances take standby for a further failure.
 import { replicaName } from '../model/fleet.js';
 import type { ObservedPlacement } from '../model/placement.js';
+import { failoverTarget } from './checks/failover-target.js';
+import type { GroupPlan } from './group-plan.js';
 import type { Explaining } from './place.js';
 import type { PlacementState } from './placement-state.js';
 import { evaluateAll, markChosen } from './report.js';
-import { feasible, feasibleUnprotected } from './stack.js';
+import { feasible, feasibleUnprotected, fitsReservedTarget } from './stack.js';
 
 export function keepObserved(
   s: PlacementState,
@@ -22,6 +25,12 @@ export function keepObserved(
     if (h !== undefined) wanted.set(instance, { host: h, target: t });
   }
   if (wanted.size === 0) return;
+  // With hosts down, the reserve kept for their failure is spent now: what runs keeps its room
+  // first, the down hosts' protected instances restart into the reserve meant for them, and only
+  // then do the kept instances get standby for a further failure, from what is left (vSphere HA
+  // restarts first; admission control applies to what comes after).
+  const degraded = s.hosts.some((h) => h.down);
+  const deferred: Array<{ p: GroupPlan; i: number; host: number; target: number }> = [];
   s.keeping = true;
   for (const p of s.plans) {
     if (p.spread) {
@@ -42,9 +51,16 @@ export function keepObserved(
       const explain = explaining.instance === name;
       if (explain) explaining.explanation = evaluateAll(s, p, name, true, w.target);
       if (!p.cls.mask[w.host]) continue;
-      const fit = feasible(s, p, w.host, w.target);
-      if (!fit.ok) continue;
-      s.commit(p, i, { host: w.host, target: fit.target });
+      if (degraded) {
+        // Its room now; its reserve once the down hosts' instances have restarted.
+        if (!feasibleUnprotected(s, p, w.host).ok) continue;
+        s.commitHost(p, i, w.host);
+        if (p.isProtected) deferred.push({ p, i, host: w.host, target: w.target });
+      } else {
+        const fit = feasible(s, p, w.host, w.target);
+        if (!fit.ok) continue;
+        s.commit(p, i, { host: w.host, target: fit.target });
+      }
       if (explain && explaining.explanation) {
         explaining.explanation = markChosen(explaining.explanation, w.host);
       }
@@ -56,7 +72,14 @@ export function keepObserved(
     }
   }
   s.keeping = false;
-  restartOnReservedTargets(s, wanted);
+  restartOnReservedTargets(s, wanted, deferred);
+  // Then standby for a further failure, from what is left: kept instances first (in spec order),
+  // then the restarted ones; an instance without room for it runs unprotected.
+  for (const { p, i, host, target } of deferred) {
+    s.reserve.newTurn();
+    const fit = failoverTarget.check(s, p, host, target);
+    if (fit.ok && fit.target >= 0) s.commitTarget(p, i, host, fit.target);
+  }
 }
 
 const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
@@ -65,12 +88,13 @@ const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
  * The protected instances of hosts that are down (lost or fenced, Host.down) go to the failover
  * host the reserve kept for them, if it still passes every check — highest failover priority
  * first, so that when a reserve falls short (a second failure) what matters most restarts first.
- * When no reserve is left for it on its target (a second failure), it restarts there
- * unprotected. What does not fit its target is placed like any new instance by the place stage.
+ * Each gets standby for a further failure afterwards, if any is left (else it runs unprotected).
+ * What does not fit its target is placed like any new instance by the place stage.
  */
 function restartOnReservedTargets(
   s: PlacementState,
   wanted: ReadonlyMap<string, { host: number; target: number }>,
+  deferred: Array<{ p: GroupPlan; i: number; host: number; target: number }>,
 ): void {
   const plans = s.plans
     .filter((p) => p.isProtected)
@@ -85,14 +109,24 @@ function restartOnReservedTargets(
       const w = wanted.get(replicaName(p.group.name, i));
       if (w === undefined || w.target < 0 || !s.hosts[w.host]?.down) continue;
       if (!p.cls.mask[w.target]) continue;
-      s.reserve.newTurn();
-      const fit = feasible(s, p, w.target);
-      if (fit.ok) s.commit(p, i, { host: w.target, target: fit.target });
-      else if (fit.reason === 'failover-capacity') {
-        // No reserve left for it (a second failure): it restarts unprotected, not never.
-        const bare = feasibleUnprotected(s, p, w.target);
-        if (bare.ok) s.commit(p, i, { host: w.target, target: -1 });
-      }
+      // Into the room its reserve kept: no new standby is taken before every restart is in.
+      if (!fitsReservedTarget(s, p, w.target).ok) continue;
+      s.commitHost(p, i, w.target);
+      deferred.push({ p, i, host: w.target, target: -1 });
+    }
+  }
+  // Those whose reserved host is down too (a second failure) or full: on the first host that
+  // passes every check but the failover target — up and unprotected rather than down. (The place
+  // stage would refuse them for want of a target.)
+  for (const p of plans) {
+    for (let i = 0; i < p.group.replicas; i++) {
+      if ((p.hostOf[i] as number) >= 0) continue;
+      const w = wanted.get(replicaName(p.group.name, i));
+      if (w === undefined || !s.hosts[w.host]?.down) continue;
+      const h = p.cls.members.find((m) => feasibleUnprotected(s, p, m).ok) as number | undefined;
+      if (h === undefined) continue;
+      s.commitHost(p, i, h);
+      deferred.push({ p, i, host: h, target: -1 });
     }
   }
 }

@@ -127,6 +127,12 @@ export class PlacementState implements PlanningContext {
 
   /** An instance of p (replica i) runs on the chosen host, and fails over to its target. */
   commit(p: GroupPlan, i: number, { host: h, target }: Choice): void {
+    this.commitHost(p, i, h);
+    if (target >= 0) this.commitTarget(p, i, h, target);
+  }
+
+  /** An instance of p (replica i) runs on h: its use, its group's presence, its licenses. */
+  commitHost(p: GroupPlan, i: number, h: number): void {
     const d = p.demand;
     this.usedCpu[h] = this.usedCpu[h]! + d.cpu;
     this.usedMem[h] = this.usedMem[h]! + d.memory;
@@ -144,16 +150,18 @@ export class PlacementState implements PlanningContext {
     for (const pool of p.hostPools) this.licensing.refreshZeroCost(pool, h);
     p.hostOf[i] = h;
     this.updateKey(h);
-    if (target >= 0) {
-      this.reserve.take(p, h, target);
-      const domain = this.domainOf[h] as number;
-      for (const pool of p.coverPools) {
-        this.ledger.addFailover(pool, target, domain);
-        this.licensing.refreshZeroCost(pool, target);
-      }
-      p.targetOf[i] = target;
-      this.updateKey(target);
+  }
+
+  /** The instance of p (replica i) on h fails over to `target`: the standby reserve there. */
+  commitTarget(p: GroupPlan, i: number, h: number, target: number): void {
+    this.reserve.take(p, h, target);
+    const domain = this.domainOf[h] as number;
+    for (const pool of p.coverPools) {
+      this.ledger.addFailover(pool, target, domain);
+      this.licensing.refreshZeroCost(pool, target);
     }
+    p.targetOf[i] = target;
+    this.updateKey(target);
   }
 
   /** h's use or reserve changed: every index it is in learns its new key. */

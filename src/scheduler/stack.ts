@@ -99,6 +99,21 @@ export function feasibleUnprotected(s: PlacementState, p: GroupPlan, h: number):
   return verdict.ok ? NO_TARGET : verdict;
 }
 
+/**
+ * A restart of a down host's protected instance onto the failover host the reserve kept for it:
+ * capacity and licenses only. Anti-affinity and spread are not checked — the reserve does not
+ * model them (several replicas of a group avoiding itself may share one target), and a restart
+ * that honoured them would leave the instance down; vSphere HA restarts against its affinity
+ * rules by default for the same reason. The next plan shows what a placement from scratch would
+ * move (docs/controller.md).
+ */
+export function fitsReservedTarget(s: PlacementState, p: GroupPlan, h: number): Fit {
+  const verdict: Verdict<DynamicReason> = freeCapacity.check(s, p, h);
+  if (!verdict.ok) return verdict;
+  const licensed = licenseEntitlement.check(s, p, h);
+  return licensed.ok ? NO_TARGET : licensed;
+}
+
 /** The first check, static or dynamic, that rules host h out for p; null if none does. */
 export function reasonFor(
   s: PlacementState,

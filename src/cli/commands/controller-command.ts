@@ -1,4 +1,4 @@
-// `vfleet controller [-f fleet.yaml] [--lease-ttl 10s] [--grace 5s] [--interval 30s]
+// `vfleet controller [-f fleet.yaml] [--lease-ttl 10s] [--grace 4s] [--interval 30s]
 // [--auto-apply]`: the long-running reconciler (controller/controller.ts) until SIGTERM or
 // SIGINT. Any number may run per fleet; one leads, the others stand by.
 import { statSync } from 'node:fs';
@@ -87,7 +87,7 @@ export function controllerCommand(terminal: Terminal, setExit: (code: number) =>
     .option('--lease-ttl <duration>', 'a host whose lease is older than this is suspect', '10s')
     .option(
       '--grace <duration>',
-      'after the ttl, how long a host is suspect before lost (default: half the ttl)',
+      'after the ttl, how long a host is suspect before lost (default: 0.4 × the ttl, 4s at the default ttl)',
     )
     .option('--interval <duration>', 'plan at least this often', '30s')
     .option(
