@@ -37,6 +37,7 @@ describe('state keys', () => {
       hosts: 'vfleet:{lab}:hosts',
       heartbeats: 'vfleet:{lab}:heartbeats',
       instances: 'vfleet:{lab}:instances',
+      packages: 'vfleet:{lab}:packages',
       version: 'vfleet:{lab}:version',
       lock: 'vfleet:{lab}:lock',
       currentPlan: 'vfleet:{lab}:current-plan',
