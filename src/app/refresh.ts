@@ -12,7 +12,7 @@ import {
   type RecordedInstance,
   recordedFromReported,
 } from '../model/instances.js';
-import type { ObservedState } from '../model/observed.js';
+import { byInstanceName, type ObservedState } from '../model/observed.js';
 import type { FleetSession } from './session.js';
 
 export async function refresh(
@@ -28,8 +28,7 @@ export async function refresh(
   const fences = persist ? undefined : engines.prefetchFences();
   const [read, survey] = await reads;
   let snapshot = read;
-  const recorded = new Map<string, { readonly host: string; readonly generation: number }>();
-  for (const i of read.instances) recorded.set(i.instance, i);
+  const recorded = byInstanceName(read.instances);
 
   // Adoption: each name no record has, from the first host (in spec order) that lists it.
   const unknown: Array<{ host: string; name: string }> = [];
@@ -66,9 +65,10 @@ export async function refresh(
     snapshot = await state.readAll();
   }
   // Unwritten adoptions are planned as the old refresh had them: packages not yet reported.
-  const listed = persist
-    ? snapshot.instances
-    : [...snapshot.instances, ...adopted.map(observedFromRecorded)];
+  const listed =
+    persist || adopted.length === 0
+      ? snapshot.instances
+      : [...snapshot.instances, ...adopted.map(observedFromRecorded)];
   const current =
     Object.keys(missing).length === 0 && stopped.size === 0
       ? listed
@@ -79,8 +79,7 @@ export async function refresh(
   // Second copies: a host runs an instance the state (or the adoption above) has elsewhere.
   const adoptedOwner = new Map<string, string>();
   for (const a of adopted) if (!adoptedOwner.has(a.instance)) adoptedOwner.set(a.instance, a.host);
-  const owners =
-    snapshot === read ? recorded : new Map(snapshot.instances.map((i) => [i.instance, i]));
+  const owners = byInstanceName(snapshot.instances);
   const elsewhere: Array<{ host: string; name: string }> = [];
   for (const [host, listing] of survey.listings) {
     for (const name of listing?.names ?? []) {
@@ -101,18 +100,7 @@ export async function refresh(
     ...(Object.keys(missing).length > 0 ? { missing } : {}),
     ...(strays.length > 0 ? { strays } : {}),
   };
-  // The records' map serves when the observed instances are exactly the records read.
-  const asRead =
-    snapshot === read &&
-    adopted.length === 0 &&
-    Object.keys(missing).length === 0 &&
-    stopped.size === 0;
-  const above = await fencesAbove(
-    session,
-    observed,
-    asRead ? recorded : undefined,
-    fences ?? engines.prefetchFences(),
-  );
+  const above = await fencesAbove(session, observed, fences ?? engines.prefetchFences());
   return above ? { ...observed, fences: above } : observed;
 }
 
@@ -124,10 +112,9 @@ export async function refresh(
 async function fencesAbove(
   session: FleetSession,
   observed: ObservedState,
-  byName: ReadonlyMap<string, { readonly generation: number }> | undefined,
   fences: (visit: (name: string, generation: number) => void) => Promise<void>,
 ): Promise<Record<string, number> | undefined> {
-  const known = byName ?? new Map(observed.instances.map((i) => [i.instance, i]));
+  const known = byInstanceName(observed.instances);
   const wanted = session.fleet.groups.some((g) => {
     for (let i = 0; i < g.replicas; i++) if (!known.has(replicaName(g.name, i))) return true;
     return false;

@@ -47,3 +47,22 @@ export interface ObservedState {
 }
 
 export const EMPTY_STATE: ObservedState = { version: 0, instances: [] };
+
+const indexes = new WeakMap<readonly { readonly instance: string }[], ReadonlyMap<string, unknown>>();
+
+/**
+ * The instances by name (the last of a name wins), built once per array: refresh, the planner
+ * and the fence check all look instances up by name, and on 100,000 instances building the map
+ * costs more than every lookup in it. The arrays are never changed once read (readonly), so the
+ * map stays true for as long as the array lives.
+ */
+export function byInstanceName<T extends { readonly instance: string }>(
+  instances: readonly T[],
+): ReadonlyMap<string, T> {
+  let index = indexes.get(instances) as ReadonlyMap<string, T> | undefined;
+  if (index === undefined) {
+    index = new Map(instances.map((i) => [i.instance, i]));
+    indexes.set(instances, index);
+  }
+  return index;
+}

@@ -24,7 +24,7 @@ import { LicenseLedger } from '../licensing/license-ledger.js';
 import { ENGINE_CAPABILITIES } from '../model/engine-capabilities.js';
 import type { Fleet, InstanceGroup, LicensePool, PackageVersions } from '../model/fleet.js';
 import { domainNumbers } from '../model/fleet.js';
-import type { ObservedInstance, ObservedState } from '../model/observed.js';
+import { byInstanceName, type ObservedInstance, type ObservedState } from '../model/observed.js';
 import type { Placement, PlacementEntry } from '../model/placement.js';
 import {
   ACTION_KINDS,
@@ -67,7 +67,7 @@ export function makePlan(
 ): Plan {
   const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
   const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
-  const seen = new Map(observed.instances.map((o) => [o.instance, o]));
+  const seen = byInstanceName(observed.instances);
   const unplaceable = new Set(placement.unplaceable.map((u) => u.instance));
   const drafts: Array<Omit<PlanAction, 'dependsOn'>> = [];
   // The newest generation known for a name: the state's, or a host's fence if that is newer (a
@@ -99,10 +99,15 @@ export function makePlan(
     });
   };
 
+  // Observed instances the placement holds (placed or unplaceable): when that is all of them,
+  // none is to be destroyed (a placement names each replica once).
+  let held = 0;
+  for (const u of placement.unplaceable) if (seen.has(u.instance)) held++;
   for (const desired of placement.placements) {
+    const before = seen.get(desired.instance);
+    if (before) held++;
     const group = groupByName.get(desired.group);
     if (!group) continue;
-    const before = seen.get(desired.instance);
     if (!before) {
       const gone = observed.missing?.[desired.instance];
       draft(
@@ -132,9 +137,12 @@ export function makePlan(
       }
     }
   }
-  const desiredNames = new Set(placement.placements.map((p) => p.instance));
-  for (const before of observed.instances) {
-    if (desiredNames.has(before.instance) || unplaceable.has(before.instance)) continue;
+  const desiredNames =
+    held === observed.instances.length
+      ? undefined
+      : new Set(placement.placements.map((p) => p.instance));
+  for (const before of desiredNames ? observed.instances : []) {
+    if (desiredNames?.has(before.instance) || unplaceable.has(before.instance)) continue;
     drafts.push({
       id: `${before.instance}.destroy`,
       kind: 'destroy',
