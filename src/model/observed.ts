@@ -48,7 +48,10 @@ export interface ObservedState {
 
 export const EMPTY_STATE: ObservedState = { version: 0, instances: [] };
 
-const indexes = new WeakMap<readonly { readonly instance: string }[], ReadonlyMap<string, unknown>>();
+const indexes = new WeakMap<
+  readonly { readonly instance: string }[],
+  ReadonlyMap<string, unknown>
+>();
 
 /**
  * The instances by name (the last of a name wins), built once per array: refresh, the planner
