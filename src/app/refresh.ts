@@ -24,7 +24,9 @@ export async function refresh(
   // The state and every host's listing asked for together (one connection keeps their order),
   // so Redis prepares the listings while this process parses the state; the fences too, when
   // nothing will be written in between (they are visited only if the spec wants a new instance).
-  const reads = Promise.all([state.readAll(), engines.survey()]);
+  // A plan may have sent the state read before its spec was parsed (session.ts, prefetchState).
+  const prefetched = persist ? undefined : session.takePrefetchedState();
+  const reads = Promise.all([prefetched ?? state.readAll(), engines.survey()]);
   const fences = persist ? undefined : engines.prefetchFences();
   const [read, survey] = await reads;
   let snapshot = read;
