@@ -6,6 +6,7 @@
 // keeps the state's word. With `persist` (apply, under its lock) adoptions and removals are
 // written to the state.
 
+import type { HostListing } from '../engines/engine-set.js';
 import { replicaName } from '../model/fleet.js';
 import {
   observedFromRecorded,
@@ -32,10 +33,33 @@ export async function refresh(
   let snapshot = read;
   const recorded = byInstanceName(read.instances);
 
+  // What the state has that its host, answering, no longer runs (or runs stopped); and per
+  // listing, how many of its names are records of its own host.
+  const missing: Record<string, string> = {};
+  const stopped = new Set<string>();
+  const own = new Map<HostListing, number>();
+  for (const record of read.instances) {
+    const listing = survey.listings.get(record.host);
+    if (!listing) continue; // not in the spec (refused later), or not answering
+    if (!listing.names.has(record.instance)) missing[record.instance] = record.host;
+    else {
+      own.set(listing, (own.get(listing) ?? 0) + 1);
+      if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running')
+        stopped.add(record.instance);
+    }
+  }
+  // A host that lists exactly the records of its own (names being unique) lists nothing the
+  // state lacks and nothing it has elsewhere: the passes over every listed name below skip it,
+  // which on a converged fleet is every host.
+  const unique = recorded.size === read.instances.length;
+  const settled = (listing: HostListing | null) =>
+    unique && listing !== null && own.get(listing) === listing.names.size;
+
   // Adoption: each name no record has, from the first host (in spec order) that lists it.
   const unknown: Array<{ host: string; name: string }> = [];
   const seen = new Set<string>();
   for (const [host, listing] of survey.listings) {
+    if (settled(listing)) continue;
     for (const name of listing?.names ?? []) {
       if (recorded.has(name) || seen.has(name)) continue;
       seen.add(name);
@@ -49,17 +73,6 @@ export async function refresh(
     if (persist) await state.putInstance(record);
   }
 
-  // What the state has that its host, answering, no longer runs (or runs stopped).
-  const missing: Record<string, string> = {};
-  const stopped = new Set<string>();
-  for (const record of snapshot.instances) {
-    const listing = survey.listings.get(record.host);
-    if (!listing) continue; // not in the spec (refused later), or not answering
-    if (!listing.names.has(record.instance)) missing[record.instance] = record.host;
-    else if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running') {
-      stopped.add(record.instance);
-    }
-  }
   if (persist) {
     for (const name of Object.keys(missing)) await state.deleteInstance(name);
   }
@@ -84,6 +97,7 @@ export async function refresh(
   const owners = byInstanceName(snapshot.instances);
   const elsewhere: Array<{ host: string; name: string }> = [];
   for (const [host, listing] of survey.listings) {
+    if (snapshot === read && settled(listing)) continue; // every name its own host's
     for (const name of listing?.names ?? []) {
       const owner = owners.get(name)?.host ?? adoptedOwner.get(name);
       if (owner !== undefined && owner !== host && missing[name] === undefined) {

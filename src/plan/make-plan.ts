@@ -103,8 +103,11 @@ export function makePlan(
   // none is to be destroyed (a placement names each replica once).
   let held = 0;
   for (const u of placement.unplaceable) if (seen.has(u.instance)) held++;
+  // Each placement's observed instance, for the patch pass too (one lookup per name).
+  const befores: Array<ObservedInstance | undefined> = [];
   for (const desired of placement.placements) {
     const before = seen.get(desired.instance);
+    befores.push(before);
     if (before) held++;
     const group = groupByName.get(desired.group);
     if (!group) continue;
@@ -202,7 +205,7 @@ export function makePlan(
     (a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number),
   );
 
-  actions.push(...patchActions(fleet, placement, seen, actions, generationOf));
+  actions.push(...patchActions(fleet, placement, befores, actions, generationOf));
   const count = (...kinds: ActionKind[]) => actions.filter((a) => kinds.includes(a.kind)).length;
   return {
     formatVersion: PLAN_FORMAT_VERSION,
@@ -234,7 +237,7 @@ export function makePlan(
 function patchActions(
   fleet: Fleet,
   placement: Placement,
-  seen: ReadonlyMap<string, ObservedInstance>,
+  befores: ReadonlyArray<ObservedInstance | undefined>,
   actions: readonly PlanAction[],
   generationOf: (name: string, before: ObservedInstance | undefined) => number,
 ): PlanAction[] {
@@ -256,13 +259,13 @@ function patchActions(
   const byObject = new Map<InstanceGroup, Map<PackageVersions, Verdict>>();
   const patches: PlanAction[] = [];
   // Placements come in spec order (group by group, replicas in order): the chain follows it.
-  for (const desired of placement.placements) {
+  placement.placements.forEach((desired, k) => {
     const group = groups.get(desired.group);
     const baseline =
       group?.patchBaseline === undefined ? undefined : baselines.get(group.patchBaseline);
     const image = group ? images.get(group.image) : undefined;
-    if (!group || !baseline || !image || !patchable.has(desired.host)) continue;
-    const before = seen.get(desired.instance);
+    if (!group || !baseline || !image || !patchable.has(desired.host)) return;
+    const before = befores[k];
     const prior = own.get(desired.instance);
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';
     const installed: PackageVersions =
@@ -294,7 +297,7 @@ function patchActions(
       }
       ofGroup.set(installed, verdict);
     }
-    if (verdict === null || verdict.changes.length === 0) continue;
+    if (verdict === null || verdict.changes.length === 0) return;
     const { raise, changes } = verdict;
     const previous = lastOfGroup.get(group.name);
     const id = `${desired.instance}.patch`;
@@ -314,7 +317,7 @@ function patchActions(
       packages: raise,
     });
     lastOfGroup.set(group.name, id);
-  }
+  });
   return patches;
 }
 
