@@ -64,8 +64,10 @@ export function byInstanceName<T extends { readonly instance: string }>(
 ): ReadonlyMap<string, T> {
   let index = indexes.get(instances) as ReadonlyMap<string, T> | undefined;
   if (index === undefined) {
-    index = new Map(instances.map((i) => [i.instance, i]));
-    indexes.set(instances, index);
+    const map = new Map<string, T>();
+    for (const i of instances) map.set(i.instance, i);
+    indexes.set(instances, map);
+    index = map;
   }
   return index;
 }

@@ -29,14 +29,17 @@ export function keepObserved(
     const replica = replicaOf(instance);
     const k = replica && planByGroup.get(replica.group);
     if (replica === undefined || k === undefined) continue;
-    const replicas = (s.plans[k] as (typeof s.plans)[number]).group.replicas;
+    const p = s.plans[k] as (typeof s.plans)[number];
+    const replicas = p.group.replicas;
     if (replica.index >= replicas) continue;
     let hosts = wantedHost[k];
     let targets = wantedTarget[k];
     if (hosts === undefined || targets === undefined) {
       hosts = wantedHost[k] = new Int32Array(replicas).fill(-1);
       targets = wantedTarget[k] = new Int32Array(replicas);
+      p.observedNames = new Array<string | undefined>(replicas);
     }
+    (p.observedNames as Array<string | undefined>)[replica.index] = instance;
     hosts[replica.index] = h;
     targets[replica.index] = failoverHost ? (hostByName.get(failoverHost) ?? -1) : -1;
   }
