@@ -126,6 +126,34 @@ export function storedInstanceRecord(record: ObservedInstanceRecord): StoredInst
   return { json: JSON.stringify({ ...record, packages: id }), list: { id, json } };
 }
 
+const INSTANCE_FIRST = Buffer.from('{"instance":"');
+
+/**
+ * The raw records in the order of the instance names they begin with, and those names; undefined
+ * when a record does not begin with its name (JSON.stringify writes `instance` first) or the
+ * name holds an escape. Parsed in this order, the records lie in memory in the order every later
+ * pass visits them (by name): on 100,000 records each pass over them takes about half the time
+ * it takes over records parsed in the hash's order and then sorted. (The names are read as
+ * latin1; the caller checks them against the parsed records, and sorts those when one differs.)
+ */
+function sortedByLeadingName(
+  raws: readonly Buffer[],
+): { readonly raws: Buffer[]; readonly names: string[] } | undefined {
+  const keyed: Array<{ readonly name: string; readonly raw: Buffer }> = [];
+  const start = INSTANCE_FIRST.length;
+  for (const raw of raws) {
+    if (raw.length <= start || raw.compare(INSTANCE_FIRST, 0, start, 0, start) !== 0)
+      return undefined;
+    const end = raw.indexOf(34 /* " */, start);
+    if (end < 0) return undefined;
+    const name = raw.toString('latin1', start, end);
+    if (name.includes('\\')) return undefined;
+    keyed.push({ name, raw });
+  }
+  keyed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { raws: keyed.map((k) => k.raw), names: keyed.map((k) => k.name) };
+}
+
 type ParsedRecord = Omit<ObservedInstanceRecord, 'packages'> & {
   packages?: ObservedInstanceRecord['packages'] | string;
 };
@@ -231,7 +259,8 @@ export class FleetState {
     const named = new Map<string, Readonly<Record<string, string>>>();
     const inline = new Map<string, Readonly<Record<string, string>>>();
     const instanceRecords: ObservedInstanceRecord[] = [];
-    for (const raw of instances) {
+    const ordered = sortedByLeadingName(instances);
+    for (const raw of ordered?.raws ?? instances) {
       const json = raw.toString('utf8');
       const record = parseInstanceRecord(json, inline);
       if (record === undefined) throw await this.corruptInstance(json);
@@ -255,12 +284,16 @@ export class FleetState {
       }
       instanceRecords.push(record as ObservedInstanceRecord);
     }
+    const sorted =
+      ordered !== undefined && instanceRecords.every((r, i) => r.instance === ordered.names[i]);
     return {
       version: version === null ? 0 : Number(version),
       hosts: hostRecords.sort(byName((h) => h.name)),
-      instances: instanceRecords.sort((a, b) =>
-        a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0,
-      ),
+      instances: sorted
+        ? instanceRecords
+        : instanceRecords.sort((a, b) =>
+            a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0,
+          ),
     };
   }
 

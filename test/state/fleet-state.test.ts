@@ -189,6 +189,24 @@ describe('FleetState records', () => {
     assert.deepEqual(instances, [anInstance(), anInstance({ instance: 'web-1' })]);
   });
 
+  it('returns records sorted by name whether or not their raw text begins with it', async () => {
+    const state = aFleet();
+    const names = ['web-10', 'web-2', 'wéb-1', 'web-1', 'a\u{1F600}-0', 'a\uFFFF-0'];
+    for (const instance of names) await state.putInstance(anInstance({ instance }));
+    const sorted = [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    assert.deepEqual(
+      (await state.readAll()).instances.map((i) => i.instance),
+      sorted,
+    );
+    // A record written with another key order among them: sorted all the same.
+    const { instance, ...rest } = anInstance({ instance: 'web-0' });
+    await redis.hset(state.keys.instances, 'web-0', JSON.stringify({ ...rest, instance }));
+    assert.deepEqual(
+      (await state.readAll()).instances.map((i) => i.instance),
+      [...sorted.slice(0, 2), 'web-0', ...sorted.slice(2)],
+    );
+  });
+
   it('reports a record naming a package list the state lacks as state-corrupt', async () => {
     const state = aFleet();
     await state.putInstance(anInstance());
