@@ -1,12 +1,14 @@
 // A converged fleet written straight into the state and the embedded engines, as an apply would
-// leave it: every placed instance's record (packages raised to its baseline), its record on its
-// host, and its host's fence at generation 1. For benchmarks of a plan on a large converged
+// leave it: every placed instance's record (packages raised to its baseline; stored as
+// FleetState.putInstance stores it, the list by id), its record on its host, and its host's
+// fence at generation 1. For benchmarks of a plan on a large converged
 // fleet (bench/apply.ts, bench/plan-100k.ts) without applying it first.
 import type { Redis } from 'ioredis';
 import type { Fleet, Image } from '../src/model/fleet.js';
 import { evaluateBaseline, packagesToRaise } from '../src/patching/baseline.js';
 import { schedule } from '../src/scheduler/schedule.js';
-import { engineHostKeys } from '../src/state/keys.js';
+import { storedInstanceRecord } from '../src/state/fleet-state.js';
+import { engineHostKeys, fleetKeys } from '../src/state/keys.js';
 
 /** An image's packages as apply leaves them: raised to the group's baseline where below it. */
 function patched(fleet: Fleet, baselineName: string | undefined, image: Image | undefined) {
@@ -22,6 +24,7 @@ export async function converge(redis: Redis, fleet: Fleet): Promise<void> {
   const placement = schedule(fleet);
   const groups = new Map(fleet.groups.map((g) => [g.name, g]));
   const images = new Map(fleet.images.map((i) => [i.name, i]));
+  const keys = fleetKeys(fleet.name);
   let pipe = redis.pipeline();
   let n = 0;
   for (const p of placement.placements) {
@@ -31,13 +34,15 @@ export async function converge(redis: Redis, fleet: Fleet): Promise<void> {
       group: p.group,
       host: p.host,
       generation: 1,
-      status: 'running',
+      status: 'running' as const,
       image: g.image,
       resources: g.resources,
       failoverHost: p.failoverHost,
       packages: patched(fleet, g.patchBaseline, images.get(g.image)),
     };
-    pipe.hset(`vfleet:{${fleet.name}}:instances`, p.instance, JSON.stringify(record));
+    const stored = storedInstanceRecord(record);
+    if (stored.list) pipe.hset(keys.packages, stored.list.id, stored.list.json);
+    pipe.hset(keys.instances, p.instance, stored.json);
     pipe.hset(
       engineHostKeys(fleet.name, p.host).instances,
       p.instance,
@@ -57,6 +62,6 @@ export async function converge(redis: Redis, fleet: Fleet): Promise<void> {
       pipe = redis.pipeline();
     }
   }
-  pipe.set(`vfleet:{${fleet.name}}:version`, String(placement.placements.length));
+  pipe.set(keys.version, String(placement.placements.length));
   await pipe.exec();
 }

@@ -5,7 +5,9 @@
 // default, written straight into the state and the engines: bench/converged-fleet.ts) against
 // `vfleet validate` of the same spec, each a fresh CLI process, alternating in one sitting so the
 // ratio holds on a noisy machine. With --other, the same runs of another checkout (built) are
-// interleaved: old/new/old/new. Prints each run's wall clock and the medians.
+// interleaved: old/new/old/new; each checkout plans against its own redis-server, converged by
+// its own bench/converged-fleet.js, so each reads the state as its own apply would have left it.
+// Prints each run's wall clock and the medians.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +16,6 @@ import { parseArgs } from 'node:util';
 import { generateFleetDocument, generateFleetYaml } from '../examples/generate.js';
 import { normalizeFleet } from '../src/spec/normalize.js';
 import { startRedis } from './bench-redis.js';
-import { converge } from './converged-fleet.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,7 +34,7 @@ function median(xs: readonly number[]): number {
   return sorted[Math.floor((sorted.length - 1) / 2)] as number;
 }
 
-const redis = await startRedis();
+const servers = new Map<string, Awaited<ReturnType<typeof startRedis>>>();
 const dir = mkdtempSync(`${tmpdir()}/vfleet-bench-plan-`);
 try {
   const options = {
@@ -42,9 +43,18 @@ try {
     seed: Number(values.seed),
   };
   writeFileSync(`${dir}/fleet.yaml`, generateFleetYaml(options));
-  await converge(redis.probe, normalizeFleet(generateFleetDocument(options)));
-  const env = { ...process.env, REDIS_URL: `redis://127.0.0.1:${redis.port}/0` };
+  const fleet = normalizeFleet(generateFleetDocument(options));
+  for (const checkout of checkouts) {
+    const redis = await startRedis();
+    servers.set(checkout, redis);
+    const { converge } = (await import(`${checkout}/dist/bench/converged-fleet.js`)) as {
+      converge: (redis: unknown, fleet: unknown) => Promise<void>;
+    };
+    await converge(redis.probe, fleet);
+  }
   const time = (checkout: string, command: string): number => {
+    const port = servers.get(checkout)?.port;
+    const env = { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}/0` };
     const started = performance.now();
     const run = spawnSync(process.execPath, [`${checkout}/bin/vfleet.js`, command], {
       cwd: dir,
@@ -81,5 +91,5 @@ try {
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
-  await redis.stop();
+  for (const redis of servers.values()) await redis.stop();
 }

@@ -6,13 +6,14 @@
 // keeps the state's word. With `persist` (apply, under its lock) adoptions and removals are
 // written to the state.
 
+import type { HostListing } from '../engines/engine-set.js';
 import { replicaName } from '../model/fleet.js';
 import {
   observedFromRecorded,
   type RecordedInstance,
   recordedFromReported,
 } from '../model/instances.js';
-import type { ObservedState } from '../model/observed.js';
+import { byInstanceName, type ObservedState } from '../model/observed.js';
 import type { FleetSession } from './session.js';
 
 export async function refresh(
@@ -24,17 +25,41 @@ export async function refresh(
   // The state and every host's listing asked for together (one connection keeps their order),
   // so Redis prepares the listings while this process parses the state; the fences too, when
   // nothing will be written in between (they are visited only if the spec wants a new instance).
-  const reads = Promise.all([state.readAll(), engines.survey()]);
+  // A plan may have sent the state read before its spec was parsed (session.ts, prefetchState).
+  const prefetched = persist ? undefined : session.takePrefetchedState();
+  const reads = Promise.all([prefetched ?? state.readAll(), engines.survey()]);
   const fences = persist ? undefined : engines.prefetchFences();
   const [read, survey] = await reads;
   let snapshot = read;
-  const recorded = new Map<string, { readonly host: string; readonly generation: number }>();
-  for (const i of read.instances) recorded.set(i.instance, i);
+  const recorded = byInstanceName(read.instances);
+
+  // What the state has that its host, answering, no longer runs (or runs stopped); and per
+  // listing, how many of its names are records of its own host.
+  const missing: Record<string, string> = {};
+  const stopped = new Set<string>();
+  const own = new Map<HostListing, number>();
+  for (const record of read.instances) {
+    const listing = survey.listings.get(record.host);
+    if (!listing) continue; // not in the spec (refused later), or not answering
+    if (!listing.names.has(record.instance)) missing[record.instance] = record.host;
+    else {
+      own.set(listing, (own.get(listing) ?? 0) + 1);
+      if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running')
+        stopped.add(record.instance);
+    }
+  }
+  // A host that lists exactly the records of its own (names being unique) lists nothing the
+  // state lacks and nothing it has elsewhere: the passes over every listed name below skip it,
+  // which on a converged fleet is every host.
+  const unique = recorded.size === read.instances.length;
+  const settled = (listing: HostListing | null) =>
+    unique && listing !== null && own.get(listing) === listing.names.size;
 
   // Adoption: each name no record has, from the first host (in spec order) that lists it.
   const unknown: Array<{ host: string; name: string }> = [];
   const seen = new Set<string>();
   for (const [host, listing] of survey.listings) {
+    if (settled(listing)) continue;
     for (const name of listing?.names ?? []) {
       if (recorded.has(name) || seen.has(name)) continue;
       seen.add(name);
@@ -48,17 +73,6 @@ export async function refresh(
     if (persist) await state.putInstance(record);
   }
 
-  // What the state has that its host, answering, no longer runs (or runs stopped).
-  const missing: Record<string, string> = {};
-  const stopped = new Set<string>();
-  for (const record of snapshot.instances) {
-    const listing = survey.listings.get(record.host);
-    if (!listing) continue; // not in the spec (refused later), or not answering
-    if (!listing.names.has(record.instance)) missing[record.instance] = record.host;
-    else if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running') {
-      stopped.add(record.instance);
-    }
-  }
   if (persist) {
     for (const name of Object.keys(missing)) await state.deleteInstance(name);
   }
@@ -66,9 +80,10 @@ export async function refresh(
     snapshot = await state.readAll();
   }
   // Unwritten adoptions are planned as the old refresh had them: packages not yet reported.
-  const listed = persist
-    ? snapshot.instances
-    : [...snapshot.instances, ...adopted.map(observedFromRecorded)];
+  const listed =
+    persist || adopted.length === 0
+      ? snapshot.instances
+      : [...snapshot.instances, ...adopted.map(observedFromRecorded)];
   const current =
     Object.keys(missing).length === 0 && stopped.size === 0
       ? listed
@@ -79,10 +94,10 @@ export async function refresh(
   // Second copies: a host runs an instance the state (or the adoption above) has elsewhere.
   const adoptedOwner = new Map<string, string>();
   for (const a of adopted) if (!adoptedOwner.has(a.instance)) adoptedOwner.set(a.instance, a.host);
-  const owners =
-    snapshot === read ? recorded : new Map(snapshot.instances.map((i) => [i.instance, i]));
+  const owners = byInstanceName(snapshot.instances);
   const elsewhere: Array<{ host: string; name: string }> = [];
   for (const [host, listing] of survey.listings) {
+    if (snapshot === read && settled(listing)) continue; // every name its own host's
     for (const name of listing?.names ?? []) {
       const owner = owners.get(name)?.host ?? adoptedOwner.get(name);
       if (owner !== undefined && owner !== host && missing[name] === undefined) {
@@ -103,18 +118,7 @@ export async function refresh(
     ...(Object.keys(missing).length > 0 ? { missing } : {}),
     ...(strays.length > 0 ? { strays } : {}),
   };
-  // The records' map serves when the observed instances are exactly the records read.
-  const asRead =
-    snapshot === read &&
-    adopted.length === 0 &&
-    Object.keys(missing).length === 0 &&
-    stopped.size === 0;
-  const above = await fencesAbove(
-    session,
-    observed,
-    asRead ? recorded : undefined,
-    fences ?? engines.prefetchFences(),
-  );
+  const above = await fencesAbove(session, observed, fences ?? engines.prefetchFences());
   return above ? { ...observed, fences: above } : observed;
 }
 
@@ -126,10 +130,9 @@ export async function refresh(
 async function fencesAbove(
   session: FleetSession,
   observed: ObservedState,
-  byName: ReadonlyMap<string, { readonly generation: number }> | undefined,
   fences: (visit: (name: string, generation: number) => void) => Promise<void>,
 ): Promise<Record<string, number> | undefined> {
-  const known = byName ?? new Map(observed.instances.map((i) => [i.instance, i]));
+  const known = byInstanceName(observed.instances);
   const wanted = session.fleet.groups.some((g) => {
     for (let i = 0; i < g.replicas; i++) if (!known.has(replicaName(g.name, i))) return true;
     return false;

@@ -9,9 +9,11 @@ import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
 import type { Fleet } from '../model/fleet.js';
 import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { ControlState } from '../state/control-state.js';
-import { FleetState } from '../state/fleet-state.js';
+import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
-import { readAndLoadFleet } from './read-spec.js';
+import { embeddedRedisRunning } from '../state/redis-server.js';
+import { within } from '../state/within.js';
+import { fleetNameHint, readAndLoadFleet } from './read-spec.js';
 
 export interface ValidSpec {
   readonly file: string;
@@ -51,6 +53,11 @@ export interface FleetSession extends ValidSpec {
   readonly queuePrefix: string;
   /** A new connection to the same server (BullMQ workers need their own). */
   connect(): Redis;
+  /**
+   * The state read sent before the spec was parsed (`prefetchState`), once: refresh takes it
+   * instead of reading again. Undefined when there is none, or it was taken.
+   */
+  takePrefetchedState(): Promise<FleetSnapshot> | undefined;
   close(): Promise<void>;
 }
 
@@ -59,6 +66,64 @@ export interface SessionOptions {
   readonly env: NodeJS.ProcessEnv;
   /** How long a lost Redis may stay lost before the store counts as gone (Infinity: a daemon). */
   readonly lostAfterMs?: number;
+  /** What `prefetchState` started for this spec's fleet: its connection and read are used. */
+  readonly prefetched?: StatePrefetch;
+}
+
+/** A connection and the fleet's state read, started before the spec is parsed. */
+export interface StatePrefetch {
+  /** The fleet whose state is being read (the spec's name as guessed: check it). */
+  readonly fleet: string;
+  readonly connection: RedisConnection;
+  readonly snapshot: Promise<FleetSnapshot>;
+  /** Closes the connection, for when the spec turns out invalid or names another fleet. */
+  discard(): Promise<void>;
+}
+
+/** How long the early connection may take before the spec is parsed without it. */
+const PREFETCH_CONNECT_MS = 1_000;
+
+/**
+ * For a read-only command (plan): connects and sends the fleet's state read before the spec is
+ * parsed, so that Redis builds and sends the reply (tens of megabytes on 100,000 instances)
+ * while this process parses and validates the spec. Only where connecting has no effect of its
+ * own — REDIS_URL, or the folder's private server already running (none is started for a spec
+ * that may turn out invalid) — and only when the spec's fleet name can be read without parsing
+ * it (`fleetNameHint`). Undefined otherwise, or when the connection fails or is slow: the
+ * session then connects as it always does, after the spec, and reports what fails then.
+ */
+export async function prefetchState(
+  file: string,
+  options: Omit<SessionOptions, 'prefetched'>,
+): Promise<StatePrefetch | undefined> {
+  const fleet = fleetNameHint(file);
+  if (fleet === undefined) return undefined;
+  const url = options.env.REDIS_URL;
+  if ((url === undefined || url.trim() === '') && !(await embeddedRedisRunning(options.cwd)))
+    return undefined;
+  try {
+    fleetKeys(fleet); // a name no key can be made of is no fleet's
+  } catch {
+    return undefined;
+  }
+  const connecting = connectRedis({
+    cwd: options.cwd,
+    env: options.env,
+    ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
+  }).catch(() => undefined);
+  const connection = await within(PREFETCH_CONNECT_MS, connecting, undefined);
+  if (connection === undefined) {
+    void connecting.then((late) => late?.close());
+    return undefined;
+  }
+  const snapshot = new FleetState(connection.redis, fleet).readAll();
+  snapshot.catch(() => undefined); // reported where it is taken
+  return {
+    fleet,
+    connection,
+    snapshot,
+    discard: () => connection.close(),
+  };
 }
 
 /** Real-engine settings taken from the environment. */
@@ -81,11 +146,15 @@ export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
 
 /** Opens a session on a valid spec (the caller has read it with readValidSpec). */
 export async function openSession(spec: ValidSpec, options: SessionOptions): Promise<FleetSession> {
-  const connection = await connectRedis({
-    cwd: options.cwd,
-    env: options.env,
-    ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
-  });
+  let prefetched = options.prefetched?.fleet === spec.fleet.name ? options.prefetched : undefined;
+  if (options.prefetched && !prefetched) await options.prefetched.discard();
+  const connection =
+    prefetched?.connection ??
+    (await connectRedis({
+      cwd: options.cwd,
+      env: options.env,
+      ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
+    }));
   const extra: Redis[] = [];
   const engines = openEngineSet(spec.fleet, {
     redis: connection.redis,
@@ -105,6 +174,11 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
     control: new ControlState(connection.redis, spec.fleet.name),
     engines,
     queuePrefix: queuePrefix(spec.fleet.name),
+    takePrefetchedState() {
+      const snapshot = prefetched?.snapshot;
+      prefetched = undefined;
+      return snapshot;
+    },
     connect() {
       // Made where every client is (redis-clients.ts): its errors are reported redacted, and a
       // server gone for good ends it. Failures surface as the jobs' own errors.

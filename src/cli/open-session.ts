@@ -1,6 +1,12 @@
 // How a command opens what it works on: the spec read and validated (its diagnostics printed
 // when it has errors), and a session on the fleet (app/session.ts) closed when the command ends.
-import { type FleetSession, openSession, readValidSpec, type ValidSpec } from '../app/session.js';
+import {
+  type FleetSession,
+  openSession,
+  prefetchState,
+  readValidSpec,
+  type ValidSpec,
+} from '../app/session.js';
 import type { Terminal } from './terminal.js';
 import { renderValidate } from './views/diagnostics-view.js';
 
@@ -16,17 +22,27 @@ export function readSpecOrReport(file: string, terminal: Terminal): ValidSpec | 
 
 /**
  * Runs `act` on a session of the fleet the spec names, closing it after; exit 1 when the spec is
- * not valid (its errors printed).
+ * not valid (its errors printed). With `prefetchState` (a command that only reads, like plan),
+ * the state read is sent before the spec is parsed (app/session.ts, prefetchState).
  */
 export async function withSession(
   file: string,
   terminal: Terminal,
   act: (session: FleetSession) => Promise<number>,
-  options: { readonly lostAfterMs?: number } = {},
+  options: { readonly lostAfterMs?: number; readonly prefetchState?: boolean } = {},
 ): Promise<number> {
+  const { prefetchState: early, ...rest } = options;
+  const where = { cwd: process.cwd(), env: process.env, ...rest };
+  const prefetched = early ? await prefetchState(file, where) : undefined;
   const spec = readSpecOrReport(file, terminal);
-  if (!spec) return 1;
-  const session = await openSession(spec, { cwd: process.cwd(), env: process.env, ...options });
+  if (!spec) {
+    await prefetched?.discard();
+    return 1;
+  }
+  const session = await openSession(spec, {
+    ...where,
+    ...(prefetched === undefined ? {} : { prefetched }),
+  });
   try {
     return await act(session);
   } finally {

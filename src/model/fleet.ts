@@ -166,6 +166,29 @@ export function replicaName(group: string, index: number): string {
   return `${group}-${index}`;
 }
 
+/**
+ * The group and index `replicaName` makes `name` of, or undefined when it makes no such name:
+ * replicaName(r.group, r.index) === name exactly when r = replicaOf(name). An index is digits,
+ * so the group is everything before the last '-'; the index must be written as replicaName
+ * writes it (no sign, no leading zero). For looking replicas up by group and index instead of
+ * building every replica's name.
+ */
+export function replicaOf(
+  name: string,
+): { readonly group: string; readonly index: number } | undefined {
+  const dash = name.lastIndexOf('-');
+  const digits = name.length - dash - 1;
+  if (dash < 0 || digits === 0 || (digits > 1 && name.charCodeAt(dash + 1) === 48))
+    return undefined;
+  let index = 0;
+  for (let i = dash + 1; i < name.length; i++) {
+    const digit = name.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return undefined;
+    index = index * 10 + digit;
+  }
+  return Number.isSafeInteger(index) ? { group: name.slice(0, dash), index } : undefined;
+}
+
 /** Every replica of every group, in spec order. */
 export function* instancesOf(fleet: Pick<Fleet, 'groups'>): Generator<Instance> {
   for (const group of fleet.groups) {

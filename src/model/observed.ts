@@ -52,3 +52,27 @@ export interface Unanswered {
 }
 
 export const EMPTY_STATE: ObservedState = { version: 0, instances: [] };
+
+const indexes = new WeakMap<
+  readonly { readonly instance: string }[],
+  ReadonlyMap<string, unknown>
+>();
+
+/**
+ * The instances by name (the last of a name wins), built once per array: refresh, the planner
+ * and the fence check all look instances up by name, and on 100,000 instances building the map
+ * costs more than every lookup in it. The arrays are never changed once read (readonly), so the
+ * map stays true for as long as the array lives.
+ */
+export function byInstanceName<T extends { readonly instance: string }>(
+  instances: readonly T[],
+): ReadonlyMap<string, T> {
+  let index = indexes.get(instances) as ReadonlyMap<string, T> | undefined;
+  if (index === undefined) {
+    const map = new Map<string, T>();
+    for (const i of instances) map.set(i.instance, i);
+    indexes.set(instances, map);
+    index = map;
+  }
+  return index;
+}

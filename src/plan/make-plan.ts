@@ -32,7 +32,7 @@ import type {
   PackageVersions,
 } from '../model/fleet.js';
 import { domainNumbers } from '../model/fleet.js';
-import type { ObservedInstance, ObservedState } from '../model/observed.js';
+import { byInstanceName, type ObservedInstance, type ObservedState } from '../model/observed.js';
 import type { Placement, PlacementEntry } from '../model/placement.js';
 import {
   ACTION_KINDS,
@@ -75,7 +75,7 @@ export function makePlan(
 ): Plan {
   const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
   const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
-  const seen = new Map(observed.instances.map((o) => [o.instance, o]));
+  const seen = byInstanceName(observed.instances);
   const unplaceable = new Set(placement.unplaceable.map((u) => u.instance));
   const down = new Set(fleet.hosts.filter((h) => h.down).map((h) => h.name));
   const drafts: Array<Omit<PlanAction, 'dependsOn'>> = [];
@@ -109,10 +109,18 @@ export function makePlan(
     });
   };
 
+  // Observed instances the placement holds (placed or unplaceable): when that is all of them,
+  // none is to be destroyed (a placement names each replica once).
+  let held = 0;
+  for (const u of placement.unplaceable) if (seen.has(u.instance)) held++;
+  // Each placement's observed instance, for the patch pass too (one lookup per name).
+  const befores: Array<ObservedInstance | undefined> = [];
   for (const desired of placement.placements) {
+    const before = seen.get(desired.instance);
+    befores.push(before);
+    if (before) held++;
     const group = groupByName.get(desired.group);
     if (!group) continue;
-    const before = seen.get(desired.instance);
     if (!before) {
       const gone = observed.missing?.[desired.instance];
       draft(
@@ -149,9 +157,12 @@ export function makePlan(
       }
     }
   }
-  const desiredNames = new Set(placement.placements.map((p) => p.instance));
-  for (const before of observed.instances) {
-    if (desiredNames.has(before.instance) || unplaceable.has(before.instance)) continue;
+  const desiredNames =
+    held === observed.instances.length
+      ? undefined
+      : new Set(placement.placements.map((p) => p.instance));
+  for (const before of desiredNames ? observed.instances : []) {
+    if (desiredNames?.has(before.instance) || unplaceable.has(before.instance)) continue;
     drafts.push({
       id: `${before.instance}.destroy`,
       kind: 'destroy',
@@ -211,7 +222,7 @@ export function makePlan(
     (a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number),
   );
 
-  actions.push(...patchActions(fleet, placement, seen, actions, generationOf));
+  actions.push(...patchActions(fleet, placement, befores, actions, generationOf));
   const count = (...kinds: ActionKind[]) => actions.filter((a) => kinds.includes(a.kind)).length;
   return {
     formatVersion: PLAN_FORMAT_VERSION,
@@ -243,7 +254,7 @@ export function makePlan(
 function patchActions(
   fleet: Fleet,
   placement: Placement,
-  seen: ReadonlyMap<string, ObservedInstance>,
+  befores: ReadonlyArray<ObservedInstance | undefined>,
   actions: readonly PlanAction[],
   generationOf: (name: string, before: ObservedInstance | undefined) => number,
 ): PlanAction[] {
@@ -265,13 +276,13 @@ function patchActions(
   const byObject = new Map<InstanceGroup, Map<PackageVersions, Verdict>>();
   const patches: PlanAction[] = [];
   // Placements come in spec order (group by group, replicas in order): the chain follows it.
-  for (const desired of placement.placements) {
+  placement.placements.forEach((desired, k) => {
     const group = groups.get(desired.group);
     const baseline =
       group?.patchBaseline === undefined ? undefined : baselines.get(group.patchBaseline);
     const image = group ? images.get(group.image) : undefined;
-    if (!group || !baseline || !image || !patchable.has(desired.host)) continue;
-    const before = seen.get(desired.instance);
+    if (!group || !baseline || !image || !patchable.has(desired.host)) return;
+    const before = befores[k];
     const prior = own.get(desired.instance);
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';
     const installed: PackageVersions =
@@ -303,7 +314,7 @@ function patchActions(
       }
       ofGroup.set(installed, verdict);
     }
-    if (verdict === null || verdict.changes.length === 0) continue;
+    if (verdict === null || verdict.changes.length === 0) return;
     const { raise, changes } = verdict;
     const previous = lastOfGroup.get(group.name);
     const id = `${desired.instance}.patch`;
@@ -323,7 +334,7 @@ function patchActions(
       packages: raise,
     });
     lastOfGroup.set(group.name, id);
-  }
+  });
   return patches;
 }
 

@@ -52,6 +52,11 @@ export interface GroupPlan {
   readonly targetOf: Int32Array;
   /** Set when a replica could not be placed: the rest of the group fails the same way. */
   failed: Unplaceable['reasons'] | undefined;
+  /**
+   * Per replica, the name of the observed instance that is it (keep.ts): the same string, so the
+   * placement and the plan's lookups by name reuse it instead of making it again. Unset: none.
+   */
+  observedNames: Array<string | undefined> | undefined;
 }
 
 /** What planning the groups reads of the scheduler's state. */
@@ -116,6 +121,7 @@ export function planGroups(ctx: PlanningContext): GroupPlan[] {
       hostOf: new Int32Array(group.replicas).fill(-1),
       targetOf: new Int32Array(group.replicas).fill(-1),
       failed: undefined,
+      observedNames: undefined,
     };
   });
 }

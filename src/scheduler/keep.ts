@@ -3,7 +3,7 @@
 // placed, so that new instances cannot crowd out old ones and a small spec change gives a small
 // plan. With hosts down, their protected instances restart on their reserved targets in between
 // (restartOnReservedTargets), before the kept instances take standby for a further failure.
-import { replicaName } from '../model/fleet.js';
+import { replicaName, replicaOf } from '../model/fleet.js';
 import type { ObservedPlacement } from '../model/placement.js';
 import { failoverTarget } from './checks/failover-target.js';
 import type { GroupPlan } from './group-plan.js';
@@ -17,52 +17,80 @@ export function keepObserved(
   observed: ObservedPlacement,
   explaining: Explaining,
 ): void {
+  // Per group plan and replica, the observed host and failover target (-1: none), found by the
+  // group and index of each observed name (replicaOf) rather than by building every replica's
+  // name: on 100,000 instances, building and hashing the names was most of this stage.
   const hostByName = new Map(s.hosts.map((h, i) => [h.name, i]));
-  const wanted = new Map<string, { host: number; target: number }>();
+  const planByGroup = new Map(s.plans.map((p, k) => [p.group.name, k]));
+  const wantedHost: Array<Int32Array | undefined> = [];
+  const wantedTarget: Array<Int32Array | undefined> = [];
+  let any = false;
   for (const { instance, host, failoverHost } of observed.instances) {
     const h = hostByName.get(host);
-    const t = failoverHost ? (hostByName.get(failoverHost) ?? -1) : -1;
-    if (h !== undefined) wanted.set(instance, { host: h, target: t });
+    if (h === undefined) continue;
+    any = true;
+    const replica = replicaOf(instance);
+    const k = replica && planByGroup.get(replica.group);
+    if (replica === undefined || k === undefined) continue;
+    const p = s.plans[k] as (typeof s.plans)[number];
+    const replicas = p.group.replicas;
+    if (replica.index >= replicas) continue;
+    let hosts = wantedHost[k];
+    let targets = wantedTarget[k];
+    if (hosts === undefined || targets === undefined) {
+      hosts = wantedHost[k] = new Int32Array(replicas).fill(-1);
+      targets = wantedTarget[k] = new Int32Array(replicas);
+      p.observedNames = new Array<string | undefined>(replicas);
+    }
+    (p.observedNames as Array<string | undefined>)[replica.index] = instance;
+    hosts[replica.index] = h;
+    targets[replica.index] = failoverHost ? (hostByName.get(failoverHost) ?? -1) : -1;
   }
-  if (wanted.size === 0) return;
+  if (!any) return;
+  const explained = explaining.instance ? replicaOf(explaining.instance) : undefined;
   // With hosts down, the reserve kept for their failure is spent now: what runs keeps its room
   // first, the down hosts' protected instances restart into the reserve meant for them, and only
   // then do the kept instances get standby for a further failure, from what is left (vSphere HA
   // restarts first; admission control applies to what comes after).
   const degraded = s.hosts.some((h) => h.down);
-  const deferred: Array<{ p: GroupPlan; i: number; host: number; target: number }> = [];
+  const deferred: Deferred[] = [];
   s.keeping = true;
-  for (const p of s.plans) {
+  s.plans.forEach((p, k) => {
+    const hosts = wantedHost[k];
+    const targets = wantedTarget[k] as Int32Array;
     if (p.spread) {
       // Kept replicas are judged as a set, not in the order they happen to be visited.
       const observedCounts = new Int32Array(p.spread.counts.length);
-      for (let i = 0; i < p.group.replicas; i++) {
-        const w = wanted.get(replicaName(p.group.name, i));
-        const v = w ? (p.spread.valueAt[w.host] as number) : -1;
+      for (let i = 0; hosts && i < p.group.replicas; i++) {
+        const h = hosts[i] as number;
+        const v = h >= 0 ? (p.spread.valueAt[h] as number) : -1;
         if (v >= 0) observedCounts[v] = (observedCounts[v] as number) + 1;
       }
       p.spread.keepCaps = keepCapsOf(observedCounts, p.group.replicas);
     }
-    for (let i = 0; i < p.group.replicas; i++) {
-      const name = replicaName(p.group.name, i);
-      const w = wanted.get(name);
-      if (w === undefined) continue;
+    for (let i = 0; hosts && i < p.group.replicas; i++) {
+      const host = hosts[i] as number;
+      if (host < 0) continue;
+      const target = targets[i] as number;
       s.reserve.newTurn();
-      const explain = explaining.instance === name;
-      if (explain) explaining.explanation = evaluateAll(s, p, name, true, w.target);
-      if (!p.cls.mask[w.host]) continue;
+      const explain = explained?.group === p.group.name && explained.index === i;
+      if (explain) {
+        const name = replicaName(p.group.name, i);
+        explaining.explanation = evaluateAll(s, p, name, true, target);
+      }
+      if (!p.cls.mask[host]) continue;
       if (degraded) {
         // Its room now; its reserve once the down hosts' instances have restarted.
-        if (!feasibleUnprotected(s, p, w.host).ok) continue;
-        s.commitHost(p, i, w.host);
-        if (p.isProtected) deferred.push({ p, i, host: w.host, target: w.target });
+        if (!feasibleUnprotected(s, p, host).ok) continue;
+        s.commitHost(p, i, host);
+        if (p.isProtected) deferred.push({ p, i, host, target });
       } else {
-        const fit = feasible(s, p, w.host, w.target);
+        const fit = feasible(s, p, host, target);
         if (!fit.ok) continue;
-        s.commit(p, i, { host: w.host, target: fit.target });
+        s.commit(p, i, { host, target: fit.target });
       }
       if (explain && explaining.explanation) {
-        explaining.explanation = markChosen(explaining.explanation, w.host);
+        explaining.explanation = markChosen(explaining.explanation, host);
       }
     }
     if (p.spread) {
@@ -70,9 +98,10 @@ export function keepObserved(
       for (const c of p.spread.counts) if (c < min) min = c;
       p.spread.min = p.spread.counts.length > 0 ? min : 0;
     }
-  }
+  });
   s.keeping = false;
-  restartOnReservedTargets(s, wanted, deferred);
+  if (!degraded) return;
+  restartOnReservedTargets(s, wantedHost, wantedTarget, deferred);
   // Then standby for a further failure, from what is left: kept instances first (in spec order),
   // then the restarted ones; an instance without room for it runs unprotected.
   for (const { p, i, host, target } of deferred) {
@@ -82,47 +111,57 @@ export function keepObserved(
   }
 }
 
+interface Deferred {
+  readonly p: GroupPlan;
+  readonly i: number;
+  readonly host: number;
+  readonly target: number;
+}
+
 const PRIORITY_ORDER = { high: 0, medium: 1, low: 2 } as const;
 
 /**
  * The protected instances of hosts that are down (lost or fenced, Host.down) go to the failover
- * host the reserve kept for them, if it still passes every check — highest failover priority
- * first, so that when a reserve falls short (a second failure) what matters most restarts first.
- * Each gets standby for a further failure afterwards, if any is left (else it runs unprotected).
- * What does not fit its target is placed like any new instance by the place stage.
+ * host the reserve kept for them — highest failover priority first, so that when a reserve falls
+ * short (a second failure) what matters most restarts first — checking capacity and licenses
+ * only (stack.ts, fitsReservedTarget). Those whose reserved host is down too, or full, go on the
+ * first host that passes every check but the failover target. Each gets standby for a further
+ * failure afterwards, if any is left (else it runs unprotected). The place stage places the rest.
  */
 function restartOnReservedTargets(
   s: PlacementState,
-  wanted: ReadonlyMap<string, { host: number; target: number }>,
-  deferred: Array<{ p: GroupPlan; i: number; host: number; target: number }>,
+  wantedHost: ReadonlyArray<Int32Array | undefined>,
+  wantedTarget: ReadonlyArray<Int32Array | undefined>,
+  deferred: Deferred[],
 ): void {
-  const plans = s.plans
-    .filter((p) => p.isProtected)
+  const order = s.plans
+    .map((p, k) => ({ p, k }))
+    .filter(({ p, k }) => p.isProtected && wantedHost[k] !== undefined)
     .sort(
       (a, b) =>
-        PRIORITY_ORDER[a.group.failoverPriority] - PRIORITY_ORDER[b.group.failoverPriority] ||
-        a.g - b.g,
+        PRIORITY_ORDER[a.p.group.failoverPriority] - PRIORITY_ORDER[b.p.group.failoverPriority] ||
+        a.p.g - b.p.g,
     );
-  for (const p of plans) {
+  const restartable = (p: GroupPlan, k: number, i: number) => {
+    const host = (wantedHost[k] as Int32Array)[i] as number;
+    return (p.hostOf[i] as number) < 0 && host >= 0 && s.hosts[host]?.down === true;
+  };
+  for (const { p, k } of order) {
     for (let i = 0; i < p.group.replicas; i++) {
-      if ((p.hostOf[i] as number) >= 0) continue;
-      const w = wanted.get(replicaName(p.group.name, i));
-      if (w === undefined || w.target < 0 || !s.hosts[w.host]?.down) continue;
-      if (!p.cls.mask[w.target]) continue;
+      if (!restartable(p, k, i)) continue;
+      const target = (wantedTarget[k] as Int32Array)[i] as number;
+      if (target < 0 || !p.cls.mask[target]) continue;
       // Into the room its reserve kept: no new standby is taken before every restart is in.
-      if (!fitsReservedTarget(s, p, w.target).ok) continue;
-      s.commitHost(p, i, w.target);
-      deferred.push({ p, i, host: w.target, target: -1 });
+      if (!fitsReservedTarget(s, p, target).ok) continue;
+      s.commitHost(p, i, target);
+      deferred.push({ p, i, host: target, target: -1 });
     }
   }
-  // Those whose reserved host is down too (a second failure) or full: on the first host that
-  // passes every check but the failover target — up and unprotected rather than down. (The place
-  // stage would refuse them for want of a target.)
-  for (const p of plans) {
+  // Those whose reserved host is down too (a second failure) or full: up and unprotected rather
+  // than down (the place stage would refuse them for want of a target).
+  for (const { p, k } of order) {
     for (let i = 0; i < p.group.replicas; i++) {
-      if ((p.hostOf[i] as number) >= 0) continue;
-      const w = wanted.get(replicaName(p.group.name, i));
-      if (w === undefined || !s.hosts[w.host]?.down) continue;
+      if (!restartable(p, k, i)) continue;
       const h = p.cls.members.find((m) => feasibleUnprotected(s, p, m).ok) as number | undefined;
       if (h === undefined) continue;
       s.commitHost(p, i, h);

@@ -72,7 +72,7 @@ export function report(s: PlacementState, unplaceable: Unplaceable[]): Placement
       const t = p.targetOf[i] as number;
       if (t >= 0) covered++;
       placements.push({
-        instance: replicaName(p.group.name, i),
+        instance: p.observedNames?.[i] ?? replicaName(p.group.name, i),
         group: p.group.name,
         host: (s.hosts[h] as Host).name,
         failoverHost: t >= 0 ? (s.hosts[t] as Host).name : null,

@@ -8,6 +8,7 @@
 // plan was made from, and bumping the version on each would make every saved plan stale within
 // seconds of a worker running. Losing a host is a mutation the controller makes when a
 // heartbeat is too old, and that one bumps the version.
+import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
 import type { RecordedInstance } from '../model/instances.js';
@@ -95,42 +96,108 @@ function parseJson(text: string, where: string): unknown {
 const PACKAGES_KEY = ',"packages":';
 
 /**
- * One instance record. Records are written by JSON.stringify with `packages` last, and the
- * instances of one image at one patch level have the same package list: a fleet of 100,000
- * instances holds a few dozen different lists. Each list's text is parsed once and its object
- * shared (frozen) by every record that has it: less parsing, and 100,000 objects fewer
- * for the garbage collector. Exact: the text after the last `,"packages":` up to the record's
- * closing brace is the value of the record's last key whenever it parses on its own as JSON (a
- * JSON value ends where its closing brace is, and the brace after it closes the record); anything
- * else (another writer, another key order) is parsed whole.
+ * The id a package list is stored under in `packages` (keys.ts): its JSON text's sha256, the
+ * first 128 bits in hex. Content-addressed, so every record with the same list names the same
+ * entry, and writing a list that is already there changes nothing.
+ */
+export function packageListId(listJson: string): string {
+  return createHash('sha256').update(listJson).digest('hex').slice(0, 32);
+}
+
+/** An instance record as stored: its package list by id (older records hold the list itself). */
+export interface StoredInstanceRecord {
+  /** The record's JSON, its `packages` the list's id. */
+  readonly json: string;
+  /** The list it names, to be written beside it (absent: the record has no package list). */
+  readonly list?: { readonly id: string; readonly json: string };
+}
+
+/**
+ * An instance record as the state stores it. A fleet of 100,000 instances holds a few dozen
+ * different package lists, and the list was most of each record's bytes (~450 of them): the
+ * record names its list by id instead, and each list is stored once (keys.ts, `packages`), so
+ * `readAll` moves, decodes and parses less than half the bytes. The key order is the record's
+ * own (`packages` stays last).
+ */
+export function storedInstanceRecord(record: ObservedInstanceRecord): StoredInstanceRecord {
+  if (record.packages === undefined) return { json: JSON.stringify(record) };
+  const json = JSON.stringify(record.packages);
+  const id = packageListId(json);
+  return { json: JSON.stringify({ ...record, packages: id }), list: { id, json } };
+}
+
+const INSTANCE_FIRST = Buffer.from('{"instance":"');
+
+/**
+ * The raw records in the order of the instance names they begin with, and those names; undefined
+ * when a record does not begin with its name (JSON.stringify writes `instance` first) or the
+ * name holds an escape. Parsed in this order, the records lie in memory in the order every later
+ * pass visits them (by name): on 100,000 records each pass over them takes about half the time
+ * it takes over records parsed in the hash's order and then sorted. (The names are read as
+ * latin1; the caller checks them against the parsed records, and sorts those when one differs.)
+ */
+function sortedByLeadingName(
+  raws: readonly Buffer[],
+): { readonly raws: Buffer[]; readonly names: string[] } | undefined {
+  const keyed: Array<{ readonly name: string; readonly raw: Buffer }> = [];
+  const start = INSTANCE_FIRST.length;
+  for (const raw of raws) {
+    if (raw.length <= start || raw.compare(INSTANCE_FIRST, 0, start, 0, start) !== 0)
+      return undefined;
+    const end = raw.indexOf(34 /* " */, start);
+    if (end < 0) return undefined;
+    const name = raw.toString('latin1', start, end);
+    if (name.includes('\\')) return undefined;
+    keyed.push({ name, raw });
+  }
+  keyed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { raws: keyed.map((k) => k.raw), names: keyed.map((k) => k.name) };
+}
+
+type ParsedRecord = Omit<ObservedInstanceRecord, 'packages'> & {
+  packages?: ObservedInstanceRecord['packages'] | string;
+};
+
+/**
+ * One instance record's JSON. A record written by this version names its package list by id
+ * (resolved by the caller). Older records hold the list inline, written by JSON.stringify with
+ * `packages` last; each inline list's text is parsed once and its object shared (frozen) by
+ * every record that has it. Exact: the text after the last `,"packages":` up to the record's
+ * closing brace is the value of the record's last key whenever it parses on its own as a JSON
+ * object (a JSON value ends where its closing brace is, and the brace after it closes the
+ * record); anything else (another writer, another key order) is parsed whole.
  */
 function parseInstanceRecord(
   json: string,
-  shared: Map<string, Readonly<Record<string, string>>>,
-): ObservedInstanceRecord | undefined {
+  inline: Map<string, Readonly<Record<string, string>>>,
+): ParsedRecord | undefined {
   try {
     const at = json.lastIndexOf(PACKAGES_KEY);
-    if (at > 0 && json.charCodeAt(json.length - 1) === 125 /* } */) {
+    if (
+      at > 0 &&
+      json.charCodeAt(at + PACKAGES_KEY.length) === 123 /* { */ &&
+      json.charCodeAt(json.length - 1) === 125 /* } */
+    ) {
       const text = json.slice(at + PACKAGES_KEY.length, -1);
-      let packages = shared.get(text);
+      let packages = inline.get(text);
       if (packages === undefined) {
         try {
           const parsed: unknown = JSON.parse(text);
           if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
             packages = Object.freeze(parsed as Record<string, string>);
-            shared.set(text, packages);
+            inline.set(text, packages);
           }
         } catch {
           // not the record's last key: parsed whole below
         }
       }
       if (packages !== undefined) {
-        const head = JSON.parse(`${json.slice(0, at)}}`) as { packages?: unknown };
+        const head = JSON.parse(`${json.slice(0, at)}}`) as ParsedRecord;
         head.packages = packages;
-        return head as ObservedInstanceRecord;
+        return head;
       }
     }
-    return JSON.parse(json) as ObservedInstanceRecord;
+    return JSON.parse(json) as ParsedRecord;
   } catch {
     return undefined;
   }
@@ -153,7 +220,8 @@ export class FleetState {
 
   /**
    * Everything `plan` and `status` need, in one round trip: one MULTI, so the version read is
-   * the version of exactly these records (a fleet of 100,000 instances is one HGETALL reply).
+   * the version of exactly these records and the package lists they name (a fleet of 100,000
+   * instances is one HVALS reply).
    */
   async readAll(): Promise<FleetSnapshot> {
     // The instance records alone (HVALS: each names its instance), half the reply elements of
@@ -165,12 +233,14 @@ export class FleetState {
       .hgetall(this.keys.hosts)
       .hgetall(this.keys.heartbeats)
       .hvalsBuffer(this.keys.instances)
+      .hgetall(this.keys.packages)
       .exec();
-    const [version, hosts, heartbeats, instances] = replies(results, 4) as [
+    const [version, hosts, heartbeats, instances, lists] = replies(results, 5) as [
       string | null,
       Record<string, string>,
       Record<string, string>,
       Buffer[],
+      Record<string, string>,
     ];
     const names = new Set([...Object.keys(hosts), ...Object.keys(heartbeats)]);
     const hostRecords = [...names].map((name): ObservedHostRecord => {
@@ -185,20 +255,45 @@ export class FleetState {
         lastHeartbeat: beat === undefined ? null : Number(beat),
       };
     });
-    const shared = new Map<string, Readonly<Record<string, string>>>();
+    // Each list parsed once, shared (frozen) by the records that name it.
+    const named = new Map<string, Readonly<Record<string, string>>>();
+    const inline = new Map<string, Readonly<Record<string, string>>>();
     const instanceRecords: ObservedInstanceRecord[] = [];
-    for (const raw of instances) {
+    const ordered = sortedByLeadingName(instances);
+    for (const raw of ordered?.raws ?? instances) {
       const json = raw.toString('utf8');
-      const record = parseInstanceRecord(json, shared);
+      const record = parseInstanceRecord(json, inline);
       if (record === undefined) throw await this.corruptInstance(json);
-      instanceRecords.push(record);
+      const id = record.packages;
+      if (typeof id === 'string') {
+        let list = named.get(id);
+        if (list === undefined) {
+          const text = lists[id];
+          if (text === undefined) {
+            throw new VfleetError(
+              'state-corrupt',
+              `${this.keys.instances} field ${record.instance} names the package list ${id}, which ${this.keys.packages} does not hold`,
+            );
+          }
+          list = Object.freeze(
+            parseJson(text, `${this.keys.packages} field ${id}`) as Record<string, string>,
+          );
+          named.set(id, list);
+        }
+        record.packages = list;
+      }
+      instanceRecords.push(record as ObservedInstanceRecord);
     }
+    const sorted =
+      ordered !== undefined && instanceRecords.every((r, i) => r.instance === ordered.names[i]);
     return {
       version: version === null ? 0 : Number(version),
       hosts: hostRecords.sort(byName((h) => h.name)),
-      instances: instanceRecords.sort((a, b) =>
-        a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0,
-      ),
+      instances: sorted
+        ? instanceRecords
+        : instanceRecords.sort((a, b) =>
+            a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0,
+          ),
     };
   }
 
@@ -218,9 +313,16 @@ export class FleetState {
     return Number((await this.redis.get(this.keys.version)) ?? 0);
   }
 
-  /** Creates or replaces an instance's record. Returns the new state version. */
+  /**
+   * Creates or replaces an instance's record, with the package list it names. Returns the new
+   * state version. (Lists no record names any more stay: a few kilobytes per patch level.)
+   */
   async putInstance(record: ObservedInstanceRecord): Promise<number> {
-    return this.mutate((m) => m.hset(this.keys.instances, record.instance, JSON.stringify(record)));
+    const { json, list } = storedInstanceRecord(record);
+    const own = (m: ChainableCommander) => m.hset(this.keys.instances, record.instance, json);
+    return list
+      ? this.mutate((m) => m.hset(this.keys.packages, list.id, list.json), own)
+      : this.mutate(own);
   }
 
   /** Returns the new state version (bumped even when there was nothing to delete). */
@@ -238,12 +340,12 @@ export class FleetState {
     await this.redis.hset(this.keys.heartbeats, host, String(nowMs));
   }
 
-  private async mutate(write: (m: ChainableCommander) => unknown): Promise<number> {
+  /** The writes and the version's INCR in one MULTI; the new version. */
+  private async mutate(...writes: Array<(m: ChainableCommander) => unknown>): Promise<number> {
     const multi = this.redis.multi();
-    write(multi);
+    for (const write of writes) write(multi);
     multi.incr(this.keys.version);
-    const [, version] = replies(await multi.exec(), 2);
-    return Number(version);
+    return Number(replies(await multi.exec(), writes.length + 1)[writes.length]);
   }
 
   /** Marks `id` as the plan being applied; jobs left over from an earlier apply stop acting. */

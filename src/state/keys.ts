@@ -9,7 +9,11 @@
 //   vfleet:{F}:hosts          hash    host → JSON facts
 //   vfleet:{F}:current-plan   string  the id of the plan apply is running; jobs of others are superseded
 //   vfleet:{F}:heartbeats     hash    host → last heartbeat, epoch ms (the heartbeat's own clock)
-//   vfleet:{F}:instances      hash    instance → JSON record (host, generation, status, …)
+//   vfleet:{F}:instances      hash    instance → JSON record (host, generation, status, …); its
+//                                     `packages` is the id of a list in `packages` (older records
+//                                     hold the list itself)
+//   vfleet:{F}:packages       hash    package-list id → JSON package list (package → version): each
+//                                     distinct list once, content-addressed (fleet-state.ts)
 //   vfleet:{F}:version        string  integer; every state mutation INCRs it in the same MULTI,
 //                                     a saved plan records it and apply refuses a stale one
 //   vfleet:{F}:lock           string  JSON holder {id, pid, host, since}, with a TTL (PX)
@@ -42,6 +46,8 @@ export interface FleetKeys {
   readonly hosts: string;
   readonly heartbeats: string;
   readonly instances: string;
+  /** Package-list id → the list as JSON: the lists instance records name by id. */
+  readonly packages: string;
   readonly version: string;
   readonly lock: string;
   /** The id of the plan apply is running: jobs of any other plan are superseded. */
@@ -87,6 +93,7 @@ export function fleetKeys(fleet: string): FleetKeys {
     hosts: `${prefix}hosts`,
     heartbeats: `${prefix}heartbeats`,
     instances: `${prefix}instances`,
+    packages: `${prefix}packages`,
     version: `${prefix}version`,
     lock: `${prefix}lock`,
     currentPlan: `${prefix}current-plan`,

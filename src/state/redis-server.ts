@@ -127,6 +127,11 @@ async function runningServer(paths: EmbeddedRedisPaths): Promise<number | null> 
   return (await answers(paths.socket)) ? pid : null;
 }
 
+/** Whether the private server of `cwd` runs now (its pidfile names a live process that answers). */
+export async function embeddedRedisRunning(cwd: string): Promise<boolean> {
+  return (await runningServer(embeddedRedisPaths(cwd))) !== null;
+}
+
 /**
  * The private server of `cwd`, running: reused when its pidfile names a live process and its
  * socket answers, else started under the folder's start lock. Returns where its files are.

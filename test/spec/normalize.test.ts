@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { instancesOf } from '../../src/model/fleet.js';
+import { instancesOf, replicaName, replicaOf } from '../../src/model/fleet.js';
 import { closest } from '../../src/spec/did-you-mean.js';
 import { loadFleet } from '../../src/spec/load-fleet.js';
 import { aFleetDocument, aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
@@ -76,6 +76,35 @@ describe('normalize', () => {
       [...instancesOf(fleet)].map((i) => i.name),
       ['web-0', 'web-1', 'web-2', 'db-0'],
     );
+  });
+});
+
+describe('replica names', () => {
+  it('replicaOf undoes replicaName, and only replicaName', () => {
+    for (const [group, index] of [
+      ['web', 0],
+      ['web', 7],
+      ['web-1', 12],
+      ['a-b-c', 100_000],
+    ] as const) {
+      assert.deepEqual(replicaOf(replicaName(group, index)), { group, index });
+    }
+    for (const name of [
+      'web',
+      'web-',
+      'web-01',
+      'web-00',
+      'web-1a',
+      'web--1',
+      'web-+1',
+      'web-1.5',
+    ]) {
+      const r = replicaOf(name);
+      assert.ok(r === undefined || replicaName(r.group, r.index) === name, name);
+    }
+    assert.equal(replicaOf('web-01'), undefined);
+    assert.equal(replicaOf('web-'), undefined);
+    assert.deepEqual(replicaOf('web--1'), { group: 'web-', index: 1 });
   });
 });
 

@@ -159,6 +159,66 @@ describe('FleetState records', () => {
     assert.ok(Object.isFrozen(instances[0]?.packages));
   });
 
+  it('stores each distinct package list once, records naming it by id', async () => {
+    const state = aFleet();
+    const other = { openssl: '3.0.16-1~deb12u1' };
+    await state.putInstance(anInstance({ instance: 'web-0' }));
+    await state.putInstance(anInstance({ instance: 'web-1', host: 'hv-02' }));
+    await state.putInstance(anInstance({ instance: 'web-2', packages: other }));
+    const lists = await redis.hgetall(state.keys.packages);
+    assert.equal(Object.keys(lists).length, 2);
+    const stored = JSON.parse((await redis.hget(state.keys.instances, 'web-0')) as string);
+    assert.equal(typeof stored.packages, 'string');
+    assert.deepEqual(JSON.parse(lists[stored.packages] as string), anInstance().packages);
+    assert.deepEqual(Object.keys(stored), Object.keys(anInstance()), 'the same keys, in order');
+    const { instances } = await state.readAll();
+    assert.deepEqual(instances, [
+      anInstance({ instance: 'web-0' }),
+      anInstance({ instance: 'web-1', host: 'hv-02' }),
+      anInstance({ instance: 'web-2', packages: other }),
+    ]);
+    assert.equal(instances[0]?.packages, instances[1]?.packages);
+    assert.ok(Object.isFrozen(instances[2]?.packages));
+  });
+
+  it('reads records with the list inline (older vfleet) beside records naming theirs', async () => {
+    const state = aFleet();
+    await redis.hset(state.keys.instances, 'web-0', JSON.stringify(anInstance()));
+    await state.putInstance(anInstance({ instance: 'web-1' }));
+    const { instances } = await state.readAll();
+    assert.deepEqual(instances, [anInstance(), anInstance({ instance: 'web-1' })]);
+  });
+
+  it('returns records sorted by name whether or not their raw text begins with it', async () => {
+    const state = aFleet();
+    const names = ['web-10', 'web-2', 'wéb-1', 'web-1', 'a\u{1F600}-0', 'a\uFFFF-0'];
+    for (const instance of names) await state.putInstance(anInstance({ instance }));
+    const sorted = [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    assert.deepEqual(
+      (await state.readAll()).instances.map((i) => i.instance),
+      sorted,
+    );
+    // A record written with another key order among them: sorted all the same.
+    const { instance, ...rest } = anInstance({ instance: 'web-0' });
+    await redis.hset(state.keys.instances, 'web-0', JSON.stringify({ ...rest, instance }));
+    assert.deepEqual(
+      (await state.readAll()).instances.map((i) => i.instance),
+      [...sorted.slice(0, 2), 'web-0', ...sorted.slice(2)],
+    );
+  });
+
+  it('reports a record naming a package list the state lacks as state-corrupt', async () => {
+    const state = aFleet();
+    await state.putInstance(anInstance());
+    await redis.del(state.keys.packages);
+    await assert.rejects(state.readAll(), (e: unknown) => {
+      assert.ok(isVfleetError(e));
+      assert.equal(e.code, 'state-corrupt');
+      assert.match(e.message, /instances field web-0 names the package list \w+/);
+      return true;
+    });
+  });
+
   it('reports a record that is not JSON as state-corrupt, naming where', async () => {
     const state = aFleet();
     await redis.hset(state.keys.instances, 'web-0', '{not json');
@@ -178,7 +238,7 @@ describe('FleetState records', () => {
     await state.acquireLock(aHolder('a'), 60_000);
     await state.appendEvent({ kind: 'create' });
     const keys = await redis.keys(`*${state.fleet}*`);
-    assert.equal(keys.length, 6);
+    assert.equal(keys.length, 7); // version, hosts, heartbeats, instances, packages, lock, events
     for (const key of keys) assert.ok(key.startsWith(`vfleet:{${state.fleet}}:`), key);
   });
 });

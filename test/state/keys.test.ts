@@ -37,13 +37,26 @@ describe('state keys', () => {
       hosts: 'vfleet:{lab}:hosts',
       heartbeats: 'vfleet:{lab}:heartbeats',
       instances: 'vfleet:{lab}:instances',
+      packages: 'vfleet:{lab}:packages',
       version: 'vfleet:{lab}:version',
       lock: 'vfleet:{lab}:lock',
       currentPlan: 'vfleet:{lab}:current-plan',
       events: 'vfleet:{lab}:events',
+      leases: 'vfleet:{lab}:leases',
+      leader: 'vfleet:{lab}:leader',
+      leaderToken: 'vfleet:{lab}:leader-token',
+      fenced: 'vfleet:{lab}:fenced',
+      health: 'vfleet:{lab}:health',
     });
     assert.equal(queuePrefix('lab'), 'vfleet:{lab}:bull');
-    assert.equal(engineHostKeys('lab', 'hv-01').fence, 'vfleet:{lab}:engine:hv-01:fence');
+    assert.deepEqual(engineHostKeys('lab', 'hv-01'), {
+      instances: 'vfleet:{lab}:engine:hv-01:instances',
+      fence: 'vfleet:{lab}:engine:hv-01:fence',
+      disks: 'vfleet:{lab}:engine:hv-01:disks',
+      down: 'vfleet:{lab}:engine:hv-01:down',
+      agent: 'vfleet:{lab}:engine:hv-01:agent',
+      stopped: 'vfleet:{lab}:engine:hv-01:stopped',
+    });
   });
 
   it("keeps fleets apart: no key of one fleet starts with another's prefix", () => {

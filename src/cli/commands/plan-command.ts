@@ -2,6 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { planFleet } from '../../app/plan.js';
+import type { FleetSession } from '../../app/session.js';
 import { serializePlan } from '../../plan/plan-file.js';
 import { withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
@@ -20,7 +21,7 @@ export interface PlanArgs {
 
 /** Exit 0, or with --detailed-exitcode 0 no changes / 2 changes; 1 on error. */
 export function runPlanCommand(args: PlanArgs, terminal: Terminal): Promise<number> {
-  return withSession(args.file, terminal, async (session) => {
+  const read = async (session: FleetSession) => {
     const { plan, explanation, health } = await planFleet(session, {
       destroy: args.destroy,
       ...(args.explain === undefined ? {} : { explain: args.explain }),
@@ -37,7 +38,9 @@ export function runPlanCommand(args: PlanArgs, terminal: Terminal): Promise<numb
         terminal.out(`Saved the plan to ${args.out}: apply it with \`vfleet apply ${args.out}\`.`);
     }
     return args.detailedExitcode && plan.actions.length > 0 ? 2 : 0;
-  });
+  };
+  // A plan only reads: its state read may start before the spec is parsed.
+  return withSession(args.file, terminal, read, { prefetchState: true });
 }
 
 export function planCommand(terminal: Terminal, setExit: (code: number) => void): Command {
