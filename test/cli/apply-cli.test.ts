@@ -176,25 +176,40 @@ describe('vfleet apply against REDIS_URL', () => {
     assert.ok(Object.keys(before).length > 0, 'ct-r1-03 runs instances');
     assert.equal(vfleet(['host', 'partition', 'ct-r1-03'], dir, f.env).code, 0);
     assert.equal(vfleet(['host', 'fail', 'hv-r1-01'], dir, f.env).code, 0);
-    const health = () =>
-      new Map(
-        (
-          JSON.parse(vfleet(['status', '--json'], dir, f.env).stdout).hosts as Array<{
-            name: string;
-            health: string;
-          }>
-        ).map((h) => [h.name, h.health]),
-      );
-    const during = health();
-    assert.equal(during.get('ct-r1-03'), 'partitioned');
-    assert.equal(during.get('hv-r1-01'), 'failed');
-    assert.equal(during.get('hv-r2-01'), 'ok');
-    assert.match(vfleet(['status'], dir, f.env).stdout, /ct-r1-03 +embedded +partitioned/);
+    const hosts = () =>
+      JSON.parse(vfleet(['status', '--json'], dir, f.env).stdout).hosts as Array<{
+        name: string;
+        health: string;
+        fault: string | null;
+        running: string[] | null;
+      }>;
+    const health = () => new Map(hosts().map((h) => [h.name, h.health]));
+    const during = new Map(hosts().map((h) => [h.name, h]));
+    // No controller judges: neither answers, so both are suspect; the fault says which is which.
+    assert.equal(during.get('ct-r1-03')?.health, 'suspect');
+    assert.equal(during.get('ct-r1-03')?.fault, 'partitioned');
+    assert.equal(during.get('hv-r1-01')?.fault, 'failed');
+    assert.equal(during.get('hv-r2-01')?.health, 'ok');
+    assert.equal(during.get('hv-r2-01')?.fault, null);
+    assert.equal(during.get('ct-r1-03')?.running, null, 'what it runs cannot be read');
+    assert.match(
+      vfleet(['status'], dir, f.env).stdout,
+      /ct-r1-03 +embedded +suspect \(partitioned\)/,
+    );
     for (const h of ['ct-r1-03', 'hv-r1-01'])
       assert.equal(vfleet(['host', 'recover', h], dir, f.env).code, 0);
     assert.deepEqual([...new Set(health().values())], ['ok']);
     assert.deepEqual(await redis.hgetall(held), before);
-    assert.equal(vfleet(['plan', '--detailed-exitcode'], dir, f.env).code, 0, 'nothing to do');
+    // The partitioned host's instances ran on, untouched; the crashed one's died with it and are
+    // not resumed by themselves: the plan starts them, and nothing else.
+    const plan = JSON.parse(vfleet(['plan', '--json'], dir, f.env).stdout) as {
+      actions: Array<{ kind: string; host: string }>;
+    };
+    assert.ok(plan.actions.length > 0);
+    assert.deepEqual(
+      [...new Set(plan.actions.map((a) => `${a.kind} on ${a.host}`))],
+      ['start on hv-r1-01'],
+    );
   });
 
   it('an apply where every action failed is retried whole by the next (not read back as failed)', async () => {

@@ -1,0 +1,139 @@
+// `vfleet controller --auto-apply` reconciling the spec file: an instance removed behind vfleet's
+// back is created again (self-heal); a spec edit rolls out without anyone running apply; a spec
+// that does not validate is reported at file:line:col and leaves the fleet as it is; a newer,
+// valid spec then rolls out at once. `vfleet events --follow` prints the story as it happens.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
+import { bin, vfleet, workdir } from '../helpers/vfleet-cli.js';
+
+/** A bound for a loaded machine, not a timing target. */
+const DEADLINE_MS = 90_000;
+
+describe('vfleet controller reconciling the spec file', () => {
+  let server: TestRedisServer;
+  let redis: Redis;
+  let env: NodeJS.ProcessEnv;
+  const children: ChildProcess[] = [];
+  before(async () => {
+    server = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
+    redis = server.client();
+    env = { REDIS_URL: `${server.url}/0` };
+  });
+  after(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await server.stop();
+  });
+
+  const start = (args: string[], cwd: string) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd,
+      env: { ...process.env, VFLEET_EMBEDDED_BOOT_MS: '0', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout?.on('data', (d) => {
+      output += d;
+    });
+    child.stderr?.on('data', (d) => {
+      output += d;
+    });
+    children.push(child);
+    const exited = new Promise<number | null>((resolve) =>
+      child.once('exit', (code) => resolve(code)),
+    );
+    return { child, exited, output: () => output };
+  };
+
+  async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined) {
+    const end = Date.now() + DEADLINE_MS;
+    for (;;) {
+      const value = await probe();
+      if (value !== undefined) return value;
+      if (Date.now() > end) throw new Error(`not within ${DEADLINE_MS} ms: ${what}`);
+      await delay(200);
+    }
+  }
+
+  const instances = (cwd: string) => {
+    const result = vfleet(['status', '--json'], cwd, env);
+    assert.equal(result.code, 0, result.stderr);
+    return JSON.parse(result.stdout).instances as Array<{
+      instance: string;
+      host: string;
+      status: string;
+      generation: number;
+    }>;
+  };
+
+  it('heals, rolls out an edit, refuses an invalid spec, and follows a newer one', async () => {
+    const cwd = workdir();
+    assert.equal(vfleet(['apply', 'fleet.yaml', '--auto-approve'], cwd, env).code, 0);
+    const follower = start(['events', '--follow', '--json', '--last', '1'], cwd);
+    const controller = start(
+      ['controller', '-f', 'fleet.yaml', '--lease-ttl', '1s', '--interval', '1s', '--auto-apply'],
+      cwd,
+    );
+    await until('the controller leads', async () =>
+      (await redis.get('vfleet:{lab}:leader')) !== null ? true : undefined,
+    );
+
+    // Self-heal: cache-0 vanishes from its host behind vfleet's back.
+    const before = instances(cwd).find((i) => i.instance === 'cache-0');
+    assert.ok(before);
+    await redis.hdel(`vfleet:{lab}:engine:${before.host}:instances`, 'cache-0');
+    const healed = await until('cache-0 runs again', () => {
+      const now = instances(cwd).find((i) => i.instance === 'cache-0');
+      return now && now.status === 'running' && now.generation > before.generation
+        ? now
+        : undefined;
+    });
+    assert.ok(healed.generation > before.generation);
+
+    // A spec edit rolls out: one more batch replica.
+    const spec = readFileSync(`${cwd}/fleet.yaml`, 'utf8');
+    const batch = /(- name: batch\n(?:.*\n)*?\s+replicas: )(\d+)/.exec(spec);
+    assert.ok(batch, 'the root fleet has a batch group with replicas');
+    const replicas = Number(batch[2]);
+    const grown = spec.replace(batch[0], `${batch[1]}${replicas + 1}`);
+    writeFileSync(`${cwd}/fleet.yaml`, grown);
+    await until('the new batch replica runs', () =>
+      instances(cwd).some((i) => i.instance === `batch-${replicas}` && i.status === 'running')
+        ? true
+        : undefined,
+    );
+
+    // An invalid spec: reported with its location, the fleet left as it is (read from the
+    // state: status itself refuses the invalid spec).
+    const recorded = () => redis.hkeys('vfleet:{lab}:instances');
+    const count = (await recorded()).length;
+    writeFileSync(`${cwd}/fleet.yaml`, grown.replace(/replicas: (\d+)/, 'replicas: many'));
+    await until('the invalid spec is reported', () =>
+      /spec-invalid .*fleet\.yaml:\d+:\d+: /.test(controller.output()) ? true : undefined,
+    );
+    assert.equal((await recorded()).length, count);
+    // A newer valid spec supersedes it at once: back to the original size.
+    writeFileSync(`${cwd}/fleet.yaml`, spec);
+    await until(`batch-${replicas} is removed`, () =>
+      instances(cwd).some((i) => i.instance === `batch-${replicas}`) ? undefined : true,
+    );
+
+    // The follower saw the story as it happened.
+    await until('events --follow printed the roll-outs', () =>
+      /"type":"spec-changed"/.test(follower.output()) &&
+      /"type":"spec-invalid"/.test(follower.output())
+        ? true
+        : undefined,
+    );
+    for (const line of follower.output().trim().split('\n')) JSON.parse(line);
+
+    controller.child.kill('SIGTERM');
+    assert.equal(await controller.exited, 0, controller.output());
+    follower.child.kill('SIGINT');
+    assert.equal(await follower.exited, 0, follower.output());
+  });
+});
