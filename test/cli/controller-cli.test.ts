@@ -4,12 +4,11 @@
 // `vfleet events` tells the story; SIGKILL the leader — the standby takes over with a newer
 // fencing token; the host returns — it destroys its stale copies instead of resuming them.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
-import { bin, vfleet, workdir } from '../helpers/vfleet-cli.js';
+import { pollUntil, spawnVfleet, vfleet, workdir } from '../helpers/vfleet-cli.js';
 
 interface StatusJson {
   hosts: Array<{
@@ -46,11 +45,9 @@ describe('vfleet controller', () => {
     await server.stop();
   });
 
-  const startController = (cwd: string) => {
-    const child = spawn(
-      process.execPath,
+  const startController = (cwd: string) =>
+    spawnVfleet(
       [
-        bin,
         'controller',
         '-f',
         'fleet.yaml',
@@ -61,43 +58,18 @@ describe('vfleet controller', () => {
         '--auto-apply',
         '--json',
       ],
-      {
-        cwd,
-        env: { ...process.env, VFLEET_EMBEDDED_BOOT_MS: '0', ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      cwd,
+      { VFLEET_EMBEDDED_BOOT_MS: '0', ...env },
+      children,
     );
-    let output = '';
-    child.stdout?.on('data', (d) => {
-      output += d;
-    });
-    child.stderr?.on('data', (d) => {
-      output += d;
-    });
-    children.push(child);
-    const exited = new Promise<number | null>((resolve) =>
-      child.once('exit', (code) => resolve(code)),
-    );
-    return { child, exited, output: () => output };
-  };
 
   const leader = async () => {
     const value = await redis.get('vfleet:{lab}:leader');
     return value ? (JSON.parse(value) as { pid: number; token: number }) : null;
   };
 
-  async function until<T>(
-    what: string,
-    probe: () => Promise<T | undefined> | T | undefined,
-  ): Promise<T> {
-    const end = Date.now() + DEADLINE_MS;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (Date.now() > end) throw new Error(`not within ${DEADLINE_MS} ms: ${what}`);
-      await delay(200);
-    }
-  }
+  const until = <T>(what: string, probe: () => Promise<T | undefined> | T | undefined) =>
+    pollUntil(what, probe, DEADLINE_MS);
 
   /** Status, checking on every sample that no instance runs on two hosts at once. */
   const sample = (cwd: string): StatusJson => {

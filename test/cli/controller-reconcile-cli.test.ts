@@ -3,16 +3,12 @@
 // that does not validate is reported at file:line:col and leaves the fleet as it is; a newer,
 // valid spec then rolls out at once. `vfleet events --follow` prints the story as it happens.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
-import { bin, vfleet, workdir } from '../helpers/vfleet-cli.js';
-
-/** A bound for a loaded machine, not a timing target. */
-const DEADLINE_MS = 90_000;
+import { pollUntil, spawnVfleet, vfleet, workdir } from '../helpers/vfleet-cli.js';
 
 describe('vfleet controller reconciling the spec file', () => {
   let server: TestRedisServer;
@@ -29,35 +25,9 @@ describe('vfleet controller reconciling the spec file', () => {
     await server.stop();
   });
 
-  const start = (args: string[], cwd: string) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd,
-      env: { ...process.env, VFLEET_EMBEDDED_BOOT_MS: '0', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout?.on('data', (d) => {
-      output += d;
-    });
-    child.stderr?.on('data', (d) => {
-      output += d;
-    });
-    children.push(child);
-    const exited = new Promise<number | null>((resolve) =>
-      child.once('exit', (code) => resolve(code)),
-    );
-    return { child, exited, output: () => output };
-  };
-
-  async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined) {
-    const end = Date.now() + DEADLINE_MS;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (Date.now() > end) throw new Error(`not within ${DEADLINE_MS} ms: ${what}`);
-      await delay(200);
-    }
-  }
+  const start = (args: string[], cwd: string) =>
+    spawnVfleet(args, cwd, { VFLEET_EMBEDDED_BOOT_MS: '0', ...env }, children);
+  const until = pollUntil;
 
   const instances = (cwd: string) => {
     const result = vfleet(['status', '--json'], cwd, env);

@@ -2,15 +2,14 @@
 // queues; a worker SIGKILLed in the middle, then a new worker: every instance exists exactly
 // once and the fleet converges; SIGTERM stops a worker gracefully.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, cpSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fromRoot } from '../helpers/paths.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
-
-const bin = fromRoot('bin', 'vfleet.js');
+import { spawnVfleet } from '../helpers/vfleet-cli.js';
 
 /** Whether Redis stream id `a` ("ms-seq") comes after `b`. */
 const streamIdAfter = (a: string, b: string) => {
@@ -38,25 +37,8 @@ describe('vfleet worker', () => {
     await server.stop();
   });
 
-  const start = (args: string[], cwd: string, extraEnv: NodeJS.ProcessEnv = {}) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd,
-      env: { ...env, ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout?.on('data', (d) => {
-      output += d;
-    });
-    child.stderr?.on('data', (d) => {
-      output += d;
-    });
-    children.push(child);
-    const exited = new Promise<number | null>((resolve) =>
-      child.once('exit', (code) => resolve(code)),
-    );
-    return { child, exited, output: () => output };
-  };
+  const start = (args: string[], cwd: string, extraEnv: NodeJS.ProcessEnv = {}) =>
+    spawnVfleet(args, cwd, { ...env, ...extraEnv }, children);
   const serving = async (w: ReturnType<typeof start>) => {
     // A bound for a loaded machine (a worker's start took over 5 s beside other suites), not a
     // timing test; a worker that exited fails at once.

@@ -1,7 +1,7 @@
 // The vfleet CLI as the apply tests run it: a folder holding the root fleet.yaml, the command
 // run to its end in a child process, and a redis-server for REDIS_URL. Shared by the apply test
 // files, which were split so that the runner can run them side by side.
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before } from 'node:test';
@@ -60,4 +60,60 @@ export function useApplyRedis(): ApplyRedis {
   });
   after(async () => f.server?.stop());
   return f;
+}
+
+/** A vfleet command running in a child process, its output gathered as it comes. */
+export interface RunningVfleet {
+  readonly child: ChildProcess;
+  /** Resolves with the exit code (null: killed by a signal). */
+  readonly exited: Promise<number | null>;
+  /** Standard output and error so far. */
+  output(): string;
+}
+
+/**
+ * Starts `vfleet args` in `cwd` with `env` (over this process's), recorded in `children` so
+ * that an after() hook can SIGKILL what a failed test left running.
+ */
+export function spawnVfleet(
+  args: readonly string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  children: ChildProcess[],
+): RunningVfleet {
+  const child = spawn(process.execPath, [bin, ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (d) => {
+    output += d;
+  });
+  child.stderr?.on('data', (d) => {
+    output += d;
+  });
+  children.push(child);
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
+  return { child, exited, output: () => output };
+}
+
+/**
+ * Polls `probe` until it gives a value, every 200 ms, at most `deadlineMs` — a bound for a loaded
+ * machine, never a timing assertion; past it, an error naming `what`.
+ */
+export async function pollUntil<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  deadlineMs = 90_000,
+): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > end) throw new Error(`not within ${deadlineMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
