@@ -76,13 +76,20 @@ export function recordedAfterAction(
     readonly group: string;
     readonly generation: number;
     readonly failoverHost: string | null;
+    readonly homeHost?: string;
   },
 ): RecordedInstance {
+  const { packages, ...fields } = recordedFromReported(host, reported);
+  // `packages` stays the last key (state/fleet-state.ts reads records fastest that way).
   return {
-    ...recordedFromReported(host, reported),
+    ...fields,
     group: action.group,
     generation: action.generation,
     failoverHost: action.failoverHost,
+    ...(action.homeHost !== undefined && action.homeHost !== host
+      ? { homeHost: action.homeHost }
+      : {}),
+    packages,
   };
 }
 

@@ -14,6 +14,12 @@ export interface ObservedInstance {
   readonly image: string;
   readonly resources: Resources;
   readonly failoverHost: string | null;
+  /**
+   * Where it ran before the controller restarted it elsewhere (its host went down): with
+   * `spec.failover.failback: auto` it moves back once that host is up. Absent: never restarted
+   * away (or moved since).
+   */
+  readonly homeHost?: string;
   /** The installed packages as the host last reported them; absent: not reported (the image's). */
   readonly packages?: PackageVersions;
 }

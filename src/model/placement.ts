@@ -96,6 +96,8 @@ export interface ObservedPlacement {
     readonly host: string;
     /** Kept too when it still works, so a re-plan does not move standby reserves or licenses. */
     readonly failoverHost?: string | null;
+    /** Where it ran before a restart (failback: auto moves it back there when it can). */
+    readonly homeHost?: string;
   }>;
 }
 

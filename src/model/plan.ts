@@ -68,6 +68,11 @@ export interface PlanAction {
    * the queues run high first.
    */
   readonly priority?: FailoverPriority;
+  /**
+   * The host the instance ran on before a restart moved it away (ObservedInstance.homeHost):
+   * carried by every action on it, so the record keeps it, until it is back there.
+   */
+  readonly homeHost?: string;
 }
 
 /**

@@ -93,19 +93,23 @@ export function makePlan(
     generation = generationOf(desired.instance, before) + 1,
   ) => {
     const image = imageByName.get(group.image);
+    // A create with an instance before it is a restart off a host that is down: the host it
+    // left is its home (kept through a second restart); back there, it has none.
+    const restart = kind === 'create' && before !== undefined;
+    const home = restart ? (before.homeHost ?? before.host) : before?.homeHost;
     drafts.push({
       id: `${desired.instance}.${kind}`,
       kind,
       instance: desired.instance,
       group: group.name,
       host: desired.host,
-      // A create with an instance before it is a restart off a host that is down.
-      fromHost: kind === 'move' || kind === 'create' ? (before?.host ?? null) : null,
+      fromHost: kind === 'move' || restart ? (before?.host ?? null) : null,
       generation,
       image: image?.name ?? group.image,
       resources: group.resources,
       failoverHost: desired.failoverHost,
       reason,
+      ...(home !== undefined && home !== desired.host ? { homeHost: home } : {}),
     });
   };
 
@@ -138,7 +142,8 @@ export function makePlan(
       (drafts[drafts.length - 1] as { priority?: FailoverPriority }).priority =
         group.failoverPriority;
     } else if (before.host !== desired.host) {
-      draft('move', desired, group, before, `from ${before.host} to ${desired.host}`);
+      const failback = before.homeHost === desired.host ? ' (failback: its host is back)' : '';
+      draft('move', desired, group, before, `from ${before.host} to ${desired.host}${failback}`);
     } else {
       const changes = differences(before, group);
       const failover =

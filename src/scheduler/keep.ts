@@ -24,8 +24,11 @@ export function keepObserved(
   const planByGroup = new Map(s.plans.map((p, k) => [p.group.name, k]));
   const wantedHost: Array<Int32Array | undefined> = [];
   const wantedTarget: Array<Int32Array | undefined> = [];
+  // failback: auto — where each restarted replica ran before (-1: nowhere to go back to).
+  const failback = s.fleet.failover.failback === 'auto';
+  const wantedHome: Array<Int32Array | undefined> = [];
   let any = false;
-  for (const { instance, host, failoverHost } of observed.instances) {
+  for (const { instance, host, failoverHost, homeHost } of observed.instances) {
     const h = hostByName.get(host);
     if (h === undefined) continue;
     any = true;
@@ -45,6 +48,12 @@ export function keepObserved(
     (p.observedNames as Array<string | undefined>)[replica.index] = instance;
     hosts[replica.index] = h;
     targets[replica.index] = failoverHost ? (hostByName.get(failoverHost) ?? -1) : -1;
+    const home = failback && homeHost ? (hostByName.get(homeHost) ?? -1) : -1;
+    if (home >= 0) {
+      const homes = wantedHome[k] ?? new Int32Array(replicas).fill(-1);
+      wantedHome[k] = homes;
+      homes[replica.index] = home;
+    }
   }
   if (!any) return;
   const explained = explaining.instance ? replicaOf(explaining.instance) : undefined;
@@ -77,6 +86,15 @@ export function keepObserved(
       if (explain) {
         const name = replicaName(p.group.name, i);
         explaining.explanation = evaluateAll(s, p, name, true, target);
+      }
+      // failback: auto, nothing down: back to the host it ran on before a restart, if it fits.
+      const home = wantedHome[k]?.[i] ?? -1;
+      if (!degraded && home >= 0 && home !== host && p.cls.mask[home]) {
+        const back = feasible(s, p, home, -1);
+        if (back.ok) {
+          s.commit(p, i, { host: home, target: back.target });
+          continue;
+        }
       }
       if (!p.cls.mask[host]) continue;
       if (degraded) {

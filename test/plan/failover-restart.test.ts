@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Fleet } from '../../src/model/fleet.js';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
+import { recordedAfterAction } from '../../src/model/instances.js';
 import type { ObservedState } from '../../src/model/observed.js';
+import type { PlanAction } from '../../src/model/plan.js';
 import { makePlan } from '../../src/plan/make-plan.js';
 import { isRestart, restartsOnly } from '../../src/plan/restarts.js';
 import { schedule } from '../../src/scheduler/schedule.js';
@@ -160,6 +162,80 @@ describe('a down host in the scheduler and the plan', () => {
       restartsOnly(plan).actions.map((a) => a.id),
       ['high-0.create'],
     );
+  });
+});
+
+describe('failback', () => {
+  const fleetWith = (failback: 'manual' | 'auto') =>
+    normalizeFleet(
+      aFleetDocument({
+        licenses: [],
+        patchBaselines: [],
+        failover: { tolerate: 1, failback },
+        hosts: [host('a'), host('b'), host('c')],
+        instances: [
+          aGroup({
+            name: 'db',
+            replicas: 1,
+            resources: { vcpus: 1, memoryMiB: 2048 },
+            failover: true,
+          }),
+        ],
+      }),
+    );
+
+  it('a restart remembers the host it left; manual leaves it there, auto moves it back once that host is up', () => {
+    const fleet = fleetWith('manual');
+    const observed = observedOf(fleet);
+    const first = observed.instances[0] as ObservedState['instances'][number];
+    const degraded = down(fleet, first.host);
+    const restart = makePlan(
+      degraded,
+      schedule(degraded, { instances: observed.instances }),
+      observed,
+      meta,
+    ).actions.find(isRestart);
+    assert.equal(restart?.homeHost, first.host);
+    assert.equal(restart?.host, first.failoverHost);
+    // The record the restart's job writes keeps it (model/instances.ts).
+    const recorded = recordedAfterAction(
+      restart?.host as string,
+      {
+        instance: first.instance,
+        group: first.group,
+        generation: 2,
+        status: 'running',
+        image: first.image,
+        resources: first.resources,
+        packages: {},
+      },
+      restart as PlanAction,
+    );
+    assert.equal(recorded.homeHost, first.host);
+    assert.equal(Object.keys(recorded).at(-1), 'packages');
+    const after: ObservedState = { version: 8, instances: [recorded] };
+    // The home host is up again. Manual: nothing moves.
+    const manual = makePlan(fleet, schedule(fleet, { instances: after.instances }), after, meta);
+    assert.equal(manual.actions.filter((a) => a.kind === 'move').length, 0);
+    // Auto: a move back, shown as a failback; back home, the record has no home any more.
+    const auto = fleetWith('auto');
+    const back = makePlan(auto, schedule(auto, { instances: after.instances }), after, meta);
+    const move = back.actions.find((a) => a.kind === 'move');
+    assert.equal(move?.host, first.host);
+    assert.equal(move?.fromHost, restart?.host);
+    assert.match(move?.reason ?? '', /failback/);
+    assert.equal(move?.homeHost, undefined);
+    const reported = {
+      instance: first.instance,
+      group: first.group,
+      generation: 3,
+      status: 'running' as const,
+      image: first.image,
+      resources: first.resources,
+      packages: {},
+    };
+    const home = recordedAfterAction(first.host, reported, move as PlanAction);
+    assert.equal(home.homeHost, undefined);
   });
 });
 
