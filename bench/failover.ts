@@ -240,7 +240,13 @@ async function main(): Promise<void> {
     );
     console.log(`  end to end (crash → all running): ${seconds(doneAt - crashAt)} (target < 60 s)`);
     console.log(
-      `  restarts: ${restarts.length} events, ${(restarts.length / Math.max(restartSpan, 0.001)).toFixed(0)}/s over ${restartSpan.toFixed(1)} s`,
+      `  first sign (last renewal → host-suspect): median ${seconds(median(suspects))}, max ${seconds(Math.max(...suspects))}`,
+    );
+    console.log(
+      `  the second failure (${partitioned.name} partitioned; beyond tolerate 1): ${secondRunning} of ${second.length} protected instances (its own, and the rack's reserved on it) running elsewhere, the rest reported unplaceable`,
+    );
+    console.log(
+      `  restarts of the rack's instances: ${restarts.length} events, ${(restarts.length / Math.max(restartSpan, 0.001)).toFixed(0)}/s over ${restartSpan.toFixed(1)} s`,
     );
     console.log(
       `  doubles (an instance on two hosts at a sample): ${doubles} in ${samples} samples (must be 0)`,
