@@ -103,6 +103,8 @@ export interface Controller {
   token(): number | null;
   /** Waits for a reconcile in flight, gives up the lease if held, closes the session. */
   close(): Promise<void>;
+  /** Drops the session's Redis clients now (a stop while Redis does not answer). */
+  abandon(): void;
 }
 
 export async function createController(
@@ -142,6 +144,7 @@ export async function createController(
   let lastRestartable = new Set<string>();
   let lastDrift = '';
   let invalidShown = '';
+  let lastError = '';
 
   async function open(valid: ValidSpec): Promise<FleetSession> {
     if (options.openSession) return options.openSession(valid);
@@ -408,13 +411,29 @@ export async function createController(
     async tick(awaitReconcile = false) {
       try {
         await tick(awaitReconcile);
+        lastError = '';
       } catch (e) {
-        await emit('controller-error', {
-          cause: isVfleetError(e) ? `${e.code}: ${e.message}` : String(e),
-        });
+        // Said once until it changes: a Redis that is down fails every tick the same way.
+        const cause = isVfleetError(e)
+          ? `${e.code}: ${e.message}`
+          : /MaxRetriesPerRequest|Connection is closed|ECONNREFUSED|ENOENT|ETIMEDOUT/.test(
+                String(e),
+              )
+            ? `Redis ${session.connection.url} does not answer; retrying every tick`
+            : String(e);
+        if (cause !== lastError) await emit('controller-error', { cause });
+        lastError = cause;
       }
     },
     token: () => token,
+    abandon() {
+      options.onEvent?.({
+        at: clock(),
+        type: 'stopping-without-redis',
+        cause: `Redis ${session.connection.url} does not answer: the leader lease, if held, expires on its own within ${options.policy.ttlMs} ms`,
+      });
+      session.connection.clients.abandon();
+    },
     async close() {
       await (reconciling ?? Promise.resolve()).catch(() => undefined);
       if (token !== null) {
@@ -459,8 +478,26 @@ export async function startController(
     async stop() {
       stopped = true;
       (wake as (() => void) | null)?.();
-      await done;
+      // A tick waiting on a Redis that does not answer would hold the stop for ever: past the
+      // grace, every client is dropped (the lease, if held, expires on its own within a ttl).
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        done.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), STOP_GRACE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (late) {
+        // Commands queued on a dropped client may never settle: the loop gets a moment to end,
+        // then the stop returns whatever it is still waiting for.
+        controller.abandon();
+        await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+      }
     },
     done,
   };
 }
+
+/** How long a stop waits for the tick in hand and a clean release before dropping Redis. */
+const STOP_GRACE_MS = 10_000;

@@ -148,6 +148,15 @@ export class RedisClients {
    * disconnect() at that moment cancels the attempt but neither ends the client nor fails its
    * queued commands, which would then wait for ever.
    */
+  /**
+   * Drops every client at once, reconnecting ones too: a daemon stopping while its Redis does not
+   * answer gives up instead of waiting for it (pending commands fail).
+   */
+  abandon(): void {
+    for (const client of this.live) if (client.status !== 'end') client.disconnect();
+    this.down.clear();
+  }
+
   private disconnectAll(): void {
     for (const client of this.live) if (client.status !== 'reconnecting') client.disconnect();
     this.down.clear();

@@ -107,3 +107,42 @@ describe('vfleet controller reconciling the spec file', () => {
     assert.equal(await follower.exited, 0, follower.output());
   });
 });
+
+describe('vfleet controller when its Redis goes away', () => {
+  const children: ChildProcess[] = [];
+  after(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
+
+  it('says so once, and stops on SIGTERM within a bound instead of waiting for Redis', async () => {
+    const server = await startRedisServer({
+      args: ['--maxmemory-policy', 'noeviction'],
+      tcp: true,
+    });
+    const cwd = workdir();
+    const env = { REDIS_URL: `${server.url}/0`, VFLEET_EMBEDDED_BOOT_MS: '0' };
+    try {
+      assert.equal(vfleet(['apply', 'fleet.yaml', '--auto-approve'], cwd, env).code, 0);
+      const controller = spawnVfleet(
+        ['controller', '-f', 'fleet.yaml', '--lease-ttl', '1s'],
+        cwd,
+        env,
+        children,
+      );
+      await pollUntil('the controller leads', () =>
+        / leader\b/.test(controller.output()) ? true : undefined,
+      );
+      await server.stop();
+      await pollUntil('the controller says Redis does not answer', () =>
+        /controller-error — Redis .* does not answer/.test(controller.output()) ? true : undefined,
+      );
+      controller.child.kill('SIGTERM');
+      assert.equal(await controller.exited, 0, controller.output());
+      // Once, not every tick; and no stack trace.
+      assert.equal(controller.output().match(/does not answer; retrying/g)?.length, 1);
+      assert.doesNotMatch(controller.output(), /\n\s+at /);
+    } finally {
+      await server.stop().catch(() => undefined);
+    }
+  });
+});
