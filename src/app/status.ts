@@ -5,6 +5,7 @@ import type { EngineKind } from '../model/fleet.js';
 import { type HostHealth, instancesUnknown } from '../model/host-health.js';
 import type { RecordedInstance } from '../model/instances.js';
 import type { PlanSummary } from '../model/plan.js';
+import { lastEvents } from '../state/event-stream.js';
 import { planFleet } from './plan.js';
 import type { FleetSession } from './session.js';
 
@@ -51,6 +52,8 @@ export interface FleetStatus {
   /** Instances of the spec that cannot be placed. */
   readonly unplaceable: number;
   readonly warnings: readonly string[];
+  /** The last few controller events (detections, fences, restarts, failures), oldest first. */
+  readonly events: ReadonlyArray<Readonly<Record<string, unknown>>>;
 }
 
 export async function fleetStatus(
@@ -108,5 +111,21 @@ export async function fleetStatus(
     drift: plan.summary,
     unplaceable: plan.unplaceable.length,
     warnings: await session.engines.factsWarnings(),
+    events: await lastControllerEvents(session, 5),
   };
+}
+
+/**
+ * The last `count` controller events: those with a `type` (actions' outcomes have none), read
+ * from the stream's newest 200 entries.
+ */
+async function lastControllerEvents(
+  session: FleetSession,
+  count: number,
+): Promise<Array<Readonly<Record<string, unknown>>>> {
+  const recent = await lastEvents(session.connection.redis, session.fleet.name, 200);
+  return recent
+    .filter(({ event }) => typeof event.type === 'string')
+    .slice(-count)
+    .map(({ event }) => event);
 }

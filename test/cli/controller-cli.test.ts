@@ -174,6 +174,12 @@ describe('vfleet controller', () => {
     for (const p of protectedOnVictim) assert.equal(victimRuns.has(p.instance), false);
     const later = vfleet(['events', '--json', '--last', '1000'], cwd, env).stdout;
     assert.match(later, /"type":"stale-copies-destroyed"/);
+    // status shows the last few controller events.
+    const shown = vfleet(['status'], cwd, env).stdout;
+    assert.match(
+      shown,
+      /Last events \(vfleet events shows more\):\n( {2}.*\n)* {2}.* stale-copies-destroyed hv-r1-01 /,
+    );
 
     second.child.kill('SIGTERM');
     assert.equal(await second.exited, 0, second.output());

@@ -1,5 +1,6 @@
 // How `vfleet status` shows app/status.ts's FleetStatus: tables for people, JSON for tools.
 import type { FleetStatus } from '../../app/status.js';
+import { eventLine } from './events-view.js';
 import { jsonDocument } from './json.js';
 import { table } from './table.js';
 
@@ -60,6 +61,12 @@ export function renderStatusText(status: FleetStatus): string {
         ? '\nNo changes planned, but the hosts above are not ok: what runs there is not confirmed.'
         : `\nDrift: ${drift.create} to create, ${drift.move} to move, ${drift.update} to update, ${drift.patch} to patch, ${drift.destroy} to destroy (vfleet plan shows them).${cannot}`,
   );
+  if (status.events.length > 0) {
+    lines.push(
+      `\nLast events (vfleet events shows more):`,
+      ...status.events.map((e) => `  ${eventLine(e)}`),
+    );
+  }
   if (status.warnings.length > 0) {
     lines.push(
       `\nWarnings (the hosts' own facts against the spec):\n${status.warnings.map((w) => `  ! ${w}`).join('\n')}`,
