@@ -12,16 +12,15 @@ import { withCommandTimeout } from '../transport/command-limits.js';
 import { LocalTransport } from '../transport/local-transport.js';
 import { SshTransport } from '../transport/ssh-transport.js';
 import type { Transport } from '../transport/transport.js';
+import { EmbeddedEngine } from './embedded/embedded-engine.js';
+import { type AgentTickResult, embeddedAgentTick } from './embedded/emulated-agent.js';
 import {
-  type AgentTickResult,
-  EmbeddedEngine,
-  embeddedAgentTick,
   embeddedFaults,
   embeddedFences,
   embeddedListing,
   embeddedRunning,
   instancesAt,
-} from './embedded/embedded-engine.js';
+} from './embedded/fleet-reads.js';
 import { factsDrift } from './facts-drift.js';
 import type { EngineInstance, HostEngine, HostFault, InjectedFault } from './host-engine.js';
 import { RealEngine, type RealEngineOptions } from './real/real-engine.js';

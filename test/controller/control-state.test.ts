@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { EmbeddedEngine, embeddedAgentTick } from '../../src/engines/embedded/embedded-engine.js';
+import { EmbeddedEngine } from '../../src/engines/embedded/embedded-engine.js';
+import { embeddedAgentTick } from '../../src/engines/embedded/emulated-agent.js';
 import { ControlState } from '../../src/state/control-state.js';
 import { FleetState } from '../../src/state/fleet-state.js';
 import { aModelHost } from '../helpers/hosts.js';
@@ -40,28 +41,33 @@ async function until(check: () => Promise<boolean>, deadlineMs = 10_000): Promis
 
 describe('the leader lease', () => {
   it('has one holder; a standby is refused, and takes over with a newer token once it expires', async () => {
-    const control = new ControlState(redis, nextFleet());
-    const a = await control.takeLeadership(holder('a'), 300);
+    const fleet = nextFleet();
+    const control = new ControlState(redis, fleet);
+    // Leases long enough that a loaded machine cannot let one lapse between two steps; the
+    // lapse itself is made on the server below.
+    const TTL = 60_000;
+    const a = await control.takeLeadership(holder('a'), TTL);
     assert.equal(a.leader, true);
     const tokenA = a.holder?.token as number;
-    const b = await control.takeLeadership(holder('b'), 300);
+    const b = await control.takeLeadership(holder('b'), TTL);
     assert.equal(b.leader, false);
     assert.equal(b.holder?.id, 'a');
     // Taking again is renewing for the holder, with the same token.
-    assert.equal((await control.takeLeadership(holder('a'), 300)).holder?.token, tokenA);
+    assert.equal((await control.takeLeadership(holder('a'), TTL)).holder?.token, tokenA);
     assert.equal(await control.isLeaderToken(tokenA), true);
-    // a stops renewing (SIGKILL): the lease expires on the server, b takes it.
-    await until(async () => (await control.takeLeadership(holder('b'), 300)).leader);
+    // a stops renewing (SIGKILL): its lease runs out on the server (made to, here), b takes it.
+    await redis.pexpire(`vfleet:{${fleet}}:leader`, 1);
+    await until(async () => (await control.takeLeadership(holder('b'), TTL)).leader);
     const tokenB = (await control.leader())?.token as number;
     assert.ok(tokenB > tokenA);
     // The deposed holder can neither renew nor release the new one's lease, and its token is dead.
-    assert.equal(await control.renewLeadership('a', tokenA, 300), false);
+    assert.equal(await control.renewLeadership('a', tokenA, TTL), false);
     assert.equal(await control.releaseLeadership('a', tokenA), false);
     assert.equal(await control.isLeaderToken(tokenA), false);
     assert.equal((await control.leader())?.id, 'b');
     // A clean stop releases at once: the next taker need not wait.
     assert.equal(await control.releaseLeadership('b', tokenB), true);
-    const c = await control.takeLeadership(holder('c'), 300);
+    const c = await control.takeLeadership(holder('c'), TTL);
     assert.equal(c.leader, true);
     assert.ok((c.holder?.token as number) > tokenB);
   });

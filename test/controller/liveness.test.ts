@@ -90,7 +90,7 @@ describe('the liveness tracker', () => {
     const a = new LivenessTracker(policy);
     const b = new LivenessTracker(policy);
     for (let t = 0; t < 20; t++) {
-      a.observe(1_000 * t, hosts.slice(0, 1), new Map([['a', t < 3 ? t : 3]]));
+      a.observe(1_000 * t, hosts.slice(0, 1), new Map([['a', Math.min(t, 3)]]));
       b.observe(1_000 * t, hosts.slice(0, 1), new Map([['a', t < 3 ? t + 5_000 : 5_003]]));
     }
     assert.deepEqual(a.get('a'), b.get('a'));

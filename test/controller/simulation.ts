@@ -22,7 +22,8 @@ import {
   type Executor,
   type SpecSource,
 } from '../../src/controller/controller.js';
-import { EmbeddedEngine, embeddedAgentTick } from '../../src/engines/embedded/embedded-engine.js';
+import { EmbeddedEngine } from '../../src/engines/embedded/embedded-engine.js';
+import { embeddedAgentTick } from '../../src/engines/embedded/emulated-agent.js';
 import { runPlanInline } from '../../src/queue/run-inline.js';
 import { loadFleet } from '../../src/spec/load-fleet.js';
 import { ControlState } from '../../src/state/control-state.js';
