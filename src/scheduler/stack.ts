@@ -72,21 +72,15 @@ export function staticReason(host: Host, group: InstanceGroup, image: Image): St
  * and direct calls let V8 inline the checks.)
  */
 export function feasible(s: PlacementState, p: GroupPlan, h: number, preferred = -1): Fit {
-  let verdict: Verdict<DynamicReason> = freeCapacity.check(s, p, h);
-  if (!verdict.ok) return verdict;
-  verdict = antiAffinity.check(s, p, h);
-  if (!verdict.ok) return verdict;
-  verdict = spreadSkew.check(s, p, h);
-  if (!verdict.ok) return verdict;
-  verdict = licenseEntitlement.check(s, p, h);
-  if (!verdict.ok) return verdict;
-  return p.isProtected ? failoverTarget.check(s, p, h, preferred) : NO_TARGET;
+  const fit = feasibleUnprotected(s, p, h);
+  return fit.ok && p.isProtected ? failoverTarget.check(s, p, h, preferred) : fit;
 }
 
 /**
- * The dynamic checks but the failover target: where a down host's protected instance may still
- * restart when no reserve is left for it (it runs unprotected rather than not at all, as vSphere
- * HA restarts VMs whatever admission control would now refuse).
+ * The dynamic checks but the failover target — what `feasible` checks first; alone, where a down
+ * host's protected instance may still restart when no reserve is left for it (it runs
+ * unprotected rather than not at all, as vSphere HA restarts VMs whatever admission control would
+ * now refuse).
  */
 export function feasibleUnprotected(s: PlacementState, p: GroupPlan, h: number): Fit {
   let verdict: Verdict<DynamicReason> = freeCapacity.check(s, p, h);

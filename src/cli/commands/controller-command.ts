@@ -4,11 +4,8 @@
 import { statSync } from 'node:fs';
 import { Command } from 'commander';
 import { readValidSpec } from '../../app/session.js';
-import {
-  type ControllerEvent,
-  type SpecSource,
-  startController,
-} from '../../controller/controller.js';
+import type { ControllerEvent, SpecSource } from '../../controller/controller.js';
+import { startController } from '../../controller/run.js';
 import { VfleetError } from '../../model/errors.js';
 import { DEFAULT_LIVENESS } from '../../model/host-health.js';
 import { takeoverMsFrom } from '../../queue/worker-lock.js';

@@ -1,0 +1,68 @@
+// `vfleet controller`'s loop: one controller (controller.ts) ticking on its own every tick (a
+// quarter of the lease ttl, at most 1 s) until stopped, and a stop that is bounded even when
+// Redis does not answer.
+import { type ControllerOptions, createController, type SpecSource } from './controller.js';
+
+export interface RunningController {
+  readonly id: string;
+  /** Stops ticking, waits for a reconcile in flight, gives up the leader lease, closes. */
+  stop(): Promise<void>;
+  /** Resolves when the controller has stopped (after stop(), or a fatal error). */
+  readonly done: Promise<void>;
+}
+
+/** A controller ticking on its own until stopped: what `vfleet controller` runs. */
+export async function startController(
+  source: SpecSource,
+  options: ControllerOptions,
+): Promise<RunningController> {
+  const clock = options.clock ?? (() => Date.now());
+  const tickMs = options.tickMs ?? Math.max(50, Math.min(1000, options.policy.ttlMs / 4));
+  const controller = await createController(source, options);
+  let stopped = false;
+  let wake: (() => void) | null = null;
+  const done = (async () => {
+    while (!stopped) {
+      const started = clock();
+      await controller.tick();
+      if (stopped) break;
+      const wait = Math.max(0, tickMs - (clock() - started));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = null;
+    }
+    await controller.close();
+  })();
+  return {
+    id: controller.id,
+    async stop() {
+      stopped = true;
+      (wake as (() => void) | null)?.();
+      // A tick waiting on a Redis that does not answer would hold the stop for ever: past the
+      // grace, every client is dropped (the lease, if held, expires on its own within a ttl).
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        done.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), STOP_GRACE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (late) {
+        // Commands queued on a dropped client may never settle: the loop gets a moment to end,
+        // then the stop returns whatever it is still waiting for.
+        controller.abandon();
+        await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+      }
+    },
+    done,
+  };
+}
+
+/** How long a stop waits for the tick in hand and a clean release before dropping Redis. */
+const STOP_GRACE_MS = 10_000;
