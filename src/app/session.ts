@@ -162,6 +162,7 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
     currentPlanKey: fleetKeys(spec.fleet.name).currentPlan,
     // Every host command ends within this (copying a disk included), so a hung one is retried.
     commandTimeoutMs: Number(options.env.VFLEET_COMMAND_TIMEOUT_MS ?? 600_000),
+    answerMs: Number(options.env.VFLEET_HOST_ANSWER_MS ?? 5_000),
     real: realEngineOptions(options.env),
   });
   return {

@@ -1,11 +1,10 @@
 // The controller (docs/controller.md): the long-running reconciler of one fleet. Any number may
 // run; each tick every one of them
 //
-//   1. runs the agents that speak for hosts which have no process of their own here — the
-//      embedded hosts' emulated agents (renew the lease, or stop the instances of a host cut off
-//      for a ttl, or destroy a returning host's stale copies) — and probes the real hosts
-//      (a host that answers gets its lease renewed; docs/controller.md says what a real host's
-//      own agent will add);
+//   1. runs the embedded hosts' emulated agents (renew the lease, or stop the instances of a host
+//      cut off for a ttl, or destroy a returning host's stale copies), and renews the vfleet agent
+//      of every real host it reaches (host-agents.ts: the host's lease in Redis first, then its
+//      watchdog fed; a returning host's stale copies destroyed);
 //   2. takes or renews the leader lease; exactly one is leader, with a fencing token every job
 //      it enqueues carries;
 //
@@ -29,6 +28,7 @@ import type { LivenessPolicy } from '../model/host-health.js';
 import type { Plan, PlanAction } from '../model/plan.js';
 import { isRestart, restartsOnly } from '../plan/restarts.js';
 import type { PublishedHealth } from '../state/control-state.js';
+import { HostAgents } from './host-agents.js';
 import { LivenessTracker } from './liveness.js';
 
 /** Where the controller reads the spec: a file today, a git repository later. */
@@ -125,6 +125,11 @@ export async function createController(
   let signature = source.signature();
   let session: FleetSession = await open(spec);
   const liveness = new LivenessTracker(options.policy);
+  const hostAgents = new HostAgents(() => session, {
+    ttlMs: options.policy.ttlMs,
+    controllerId: id,
+    emit: (type, fields) => emit(type, fields),
+  });
   let token: number | null = null;
   let reconciling: Promise<void> | null = null;
   let nextReconcileAt = 0;
@@ -157,8 +162,7 @@ export async function createController(
     if (!runAgents) return;
     const ticked = await session.engines.agentTick(now, options.policy.ttlMs);
     for (const [host, result] of ticked) {
-      if (result.state === 'probed') await session.control.renewLease(host, now, 'probe');
-      else if (result.state === 'self-fenced' && result.instances.length > 0)
+      if (result.state === 'self-fenced' && result.instances.length > 0)
         await emit('self-fenced', {
           host,
           instances: result.instances,
@@ -385,6 +389,8 @@ export async function createController(
     const now = clock();
     await agents(now);
     await leadership(now);
+    // After a Redis round trip that answered (the leader lease): see host-agents.ts.
+    if (runAgents) hostAgents.tick(now);
     if (token === null) return;
     await judge(now);
     await followSpec();
@@ -428,6 +434,7 @@ export async function createController(
     },
     async close() {
       await (reconciling ?? Promise.resolve()).catch(() => undefined);
+      if (runAgents) await hostAgents.close().catch(() => undefined);
       if (token !== null) {
         await session.control.releaseLeadership(id, token).catch(() => undefined);
         await emit('leader-released', { controller: id, token });

@@ -23,6 +23,7 @@ import {
 } from './embedded/fleet-reads.js';
 import { factsDrift } from './facts-drift.js';
 import type { EngineInstance, HostEngine, HostFault, InjectedFault } from './host-engine.js';
+import type { HostAgent } from './real/host-agent.js';
 import { RealEngine, type RealEngineOptions } from './real/real-engine.js';
 
 export type { AgentTickResult, HostFault, InjectedFault };
@@ -36,6 +37,12 @@ export interface EngineSetOptions {
   readonly currentPlanKey: string;
   /** Real hosts: every host command ends within this (a hung one is killed and retried). */
   readonly commandTimeoutMs: number;
+  /**
+   * Real hosts: how long a listing (survey, running, fences) waits for a host before counting it
+   * as not answering — a hung host (its sshd stopped: TCP up, no reply) must not hold a plan for
+   * the keepalive's 30 s.
+   */
+  readonly answerMs?: number;
   readonly real: RealEngineOptions;
 }
 
@@ -71,11 +78,12 @@ export interface EngineSet {
   /** `vfleet host fail|partition|recover`: refused (`not-embedded`) by an engine that cannot. */
   inject(host: string, fault: HostFault): Promise<void>;
   /**
-   * One tick of what speaks for each host: the emulated agents of the embedded hosts (they renew
-   * their leases themselves, or stop their instances when cut off); a real host is probed (it
-   * answers its listing) and the caller renews its lease. Per host what happened.
+   * One tick of the emulated agents of the embedded hosts (they renew their leases themselves,
+   * or stop their instances when cut off). Per host what happened.
    */
   agentTick(nowMs: number, ttlMs: number): Promise<Map<string, AgentTickResult>>;
+  /** The vfleet agents of the real hosts (local, ssh), by host: the controller drives them. */
+  hostAgents(): ReadonlyMap<string, HostAgent>;
   /**
    * The instances each host itself reports running right now, read from the host (null: it does
    * not answer) — not from the state.
@@ -122,6 +130,30 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
   // The embedded hosts all live in the fleet's Redis: refresh reads them in pipelines.
   const emulated = fleet.hosts.filter((h) => h.engine === 'embedded').map((h) => h.name);
   const real = fleet.hosts.filter((h) => h.engine !== 'embedded');
+  const answerMs = options.answerMs ?? 5_000;
+  // Hosts with a question that went unanswered past answerMs and is still pending: asked again
+  // before it settles, they count as not answering at once (a plan asks each host up to three
+  // times: listing, fences, facts — a hung one would cost answerMs each time).
+  const hanging = new Set<string>();
+  /** A real host's answer, or `fallback` when it does not come within answerMs. */
+  const answered = <T>(host: string, ask: () => Promise<T>, fallback: T): Promise<T> => {
+    if (hanging.has(host)) return Promise.resolve(fallback);
+    let timer: NodeJS.Timeout | undefined;
+    let late = false;
+    const answer = ask()
+      .catch(() => fallback)
+      .finally(() => {
+        if (late) hanging.delete(host);
+      });
+    const waited = new Promise<T>((resolve) => {
+      timer = setTimeout(() => {
+        late = true;
+        hanging.add(host);
+        resolve(fallback);
+      }, answerMs);
+    });
+    return Promise.race([answer, waited]).finally(() => clearTimeout(timer));
+  };
   const engine = (name: string): HostEngine => {
     const known = cache.get(name);
     if (known) return known;
@@ -136,13 +168,7 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
     async survey() {
       const [names, listed] = await Promise.all([
         embeddedListing(options.redis, fleet.name, emulated),
-        Promise.all(
-          real.map((h) =>
-            engine(h.name)
-              .list()
-              .catch(() => null),
-          ),
-        ),
+        Promise.all(real.map((h) => answered(h.name, () => engine(h.name).list(), null))),
       ]);
       const listings = new Map<string, HostListing | null>();
       for (const [host, held] of names) {
@@ -186,11 +212,7 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
     prefetchFences() {
       const fromEmbedded = embeddedFences(options.redis, fleet.name, emulated);
       const fromReal = Promise.all(
-        real.map((h) =>
-          engine(h.name)
-            .fences()
-            .catch(() => new Map<string, number>()),
-        ),
+        real.map((h) => answered(h.name, () => engine(h.name).fences(), new Map<string, number>())),
       );
       // Awaited only when the caller visits: a rejection before then is not unhandled.
       fromEmbedded.catch(() => undefined);
@@ -219,15 +241,17 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
     async factsWarnings() {
       const own = fleet.hosts.filter((h) => ENGINE_CAPABILITIES[h.engine].ownFacts);
       const each = await Promise.all(
-        own.map(async (host) => {
-          try {
-            return factsDrift(host, await engine(host.name).facts());
-          } catch (e) {
-            return [
-              `${host.name}: cannot read its facts: ${e instanceof Error ? e.message : String(e)}`,
-            ];
-          }
-        }),
+        own.map((host) =>
+          answered(host.name, async (): Promise<string[]> => {
+            try {
+              return factsDrift(host, await engine(host.name).facts());
+            } catch (e) {
+              return [
+                `${host.name}: cannot read its facts: ${e instanceof Error ? e.message : String(e)}`,
+              ];
+            }
+          }, [`${host.name}: did not answer within ${answerMs} ms`]),
+        ),
       );
       return each.flat();
     },
@@ -237,13 +261,7 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
     async running() {
       const [fromRedis, listed] = await Promise.all([
         embeddedRunning(options.redis, fleet.name, emulated),
-        Promise.all(
-          real.map((h) =>
-            engine(h.name)
-              .list()
-              .catch(() => null),
-          ),
-        ),
+        Promise.all(real.map((h) => answered(h.name, () => engine(h.name).list(), null))),
       ]);
       real.forEach((h, i) => {
         const instances = listed[i] ?? null;
@@ -256,24 +274,11 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
       });
       return fromRedis;
     },
-    async agentTick(nowMs, ttlMs) {
-      const [emulatedTick, probes] = await Promise.all([
-        embeddedAgentTick(options.redis, fleet.name, emulated, nowMs, ttlMs),
-        Promise.all(
-          real.map((h) =>
-            engine(h.name)
-              .list()
-              .then(
-                () => 'probed' as const,
-                () => 'unanswered' as const,
-              ),
-          ),
-        ),
-      ]);
-      real.forEach((h, i) => {
-        emulatedTick.set(h.name, { state: probes[i] as AgentTickResult['state'], instances: [] });
-      });
-      return emulatedTick;
+    agentTick(nowMs, ttlMs) {
+      return embeddedAgentTick(options.redis, fleet.name, emulated, nowMs, ttlMs);
+    },
+    hostAgents() {
+      return new Map(real.map((h) => [h.name, (engine(h.name) as RealEngine).agent]));
     },
     async close() {
       await Promise.all(build.transports.map((t) => t.close().catch(() => undefined)));

@@ -32,8 +32,8 @@ export interface EngineCapabilities {
   /**
    * Stops its own instances when it has been cut off from the control plane for a lease ttl (a
    * watchdog on the host): only then may the controller restart a lost host's instances elsewhere
-   * without an operator's `vfleet host fenced` (model/host-health.ts). Real hosts get this with
-   * the vfleet agent; until then they wait for the operator.
+   * without an operator's `vfleet host fenced` (model/host-health.ts). Embedded hosts through
+   * their emulated agent, real ones through the vfleet agent's watchdog (engines/real/host-agent.ts).
    */
   readonly selfFences: boolean;
   /** The host fields the engine reads; a host that sets another is warned that it is ignored. */
@@ -60,7 +60,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     faultInjection: false,
-    selfFences: false,
+    selfFences: true,
     hostFields: ['dataDir'],
     requiredHostFields: [],
     keepsInstances: 'in dataDir on this machine',
@@ -70,7 +70,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     faultInjection: false,
-    selfFences: false,
+    selfFences: true,
     hostFields: ['address', 'port', 'user', 'hostKey', 'identityFile', 'dataDir'],
     requiredHostFields: ['address', 'hostKey'],
     keepsInstances: 'in dataDir on the host',

@@ -309,6 +309,22 @@ export class FleetState {
     return new VfleetError('state-corrupt', `${this.keys.instances} field ${field} is not valid`);
   }
 
+  /** Where the state records the named instances, and at which generation (absent: no record). */
+  async placements(
+    names: readonly string[],
+  ): Promise<Map<string, { readonly host: string; readonly generation: number }>> {
+    const found = new Map<string, { host: string; generation: number }>();
+    if (names.length === 0) return found;
+    const raws = await this.redis.hmget(this.keys.instances, ...names);
+    raws.forEach((raw, i) => {
+      const record = raw === null ? undefined : parseInstanceRecord(raw, new Map());
+      const name = names[i] as string;
+      if (record && typeof record.host === 'string')
+        found.set(name, { host: record.host, generation: Number(record.generation) || 0 });
+    });
+    return found;
+  }
+
   async version(): Promise<number> {
     return Number((await this.redis.get(this.keys.version)) ?? 0);
   }

@@ -13,6 +13,8 @@ import type { SshEndpoint } from '../model/fleet.js';
 import { FILE_LIMITS, readBoundedFile } from './bounded-file.js';
 import { type PinnedHostKey, parsePinnedHostKey, sha256Fingerprint } from './host-key.js';
 
+/** How long a closing connection may take to say goodbye before it is torn down. */
+const CLOSE_GRACE_MS = 2_000;
 export type SshClient = Ssh2.Client;
 
 /** ssh2, loaded on the first connect: a command on emulated hosts never pays for it. */
@@ -58,6 +60,8 @@ export class SshConnection {
   readonly #killOrphans: KillGroups;
   #live: Connection | undefined;
   #connecting: Promise<Connection> | undefined;
+  /** The client of the connection being opened: close() ends it at once, handshake or not. */
+  #opening: { destroy(): void } | undefined;
   /** Process groups left running by a dropped connection, killed first on the next one. */
   #orphans = new Set<number>();
 
@@ -101,6 +105,7 @@ export class SshConnection {
     const credentials = await this.#credentials();
     const { Client } = await ssh2();
     const client = new Client();
+    this.#opening = client;
     const conn: Connection = { client, dead: false, running: new Set() };
     await new Promise<void>((resolve, reject) => {
       let ready = false;
@@ -245,11 +250,19 @@ export class SshConnection {
 
   /** Ends the live connection (or the one being opened); the next use opens a new one. */
   async close(): Promise<void> {
+    // A connection still being opened is not waited for (a host that accepts TCP and never
+    // answers would hold the close for the whole readyTimeout): it is torn down.
+    if (!this.#live && this.#connecting) this.#opening?.destroy();
     const conn = this.#live ?? (await this.#connecting?.catch(() => undefined));
     this.#live = undefined;
     if (!conn || conn.dead) return;
     await new Promise<void>((resolve) => {
-      conn.client.once('close', () => resolve());
+      // A polite end, bounded: a hung peer never answers the disconnect.
+      const timer = setTimeout(() => conn.client.destroy(), CLOSE_GRACE_MS);
+      conn.client.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
       conn.client.end();
     });
   }

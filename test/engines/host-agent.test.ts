@@ -20,7 +20,8 @@ const t = new LocalTransport('agent-host');
 const agent = new HostAgent(t, data);
 const me = feederId('controller-a');
 let turn = 0;
-const renew = (feeder = me) => agent.renew(TTL, `${feeder}.${++turn}`, feeder, 10_000);
+const renew = (feeder = me, ack = '') =>
+  agent.renew(TTL, `${feeder}.${++turn}`, feeder, 10_000, ack);
 const children: ChildProcess[] = [];
 
 /** A stand-in instance: a shell whose command line names `marker`, with a child of its own. */
@@ -87,8 +88,11 @@ describe('the vfleet agent on a host', () => {
     assert.ok(Date.now() - last >= TTL - 300, 'not before the ttl (its clock ticks every 150 ms)');
     const report = await renew();
     assert.deepEqual([...report.fenced].sort(), ['box-a', 'vm-a']);
-    // the sandbox's child (its PID 1 stand-in) went too: nothing names the rootfs any more
-    assert.equal((await renew()).fenced.length, 0, 'reported once');
+    const again = await renew();
+    assert.deepEqual(again.fenced, report.fenced, 'reported until acknowledged');
+    assert.equal(again.fencedSum, report.fencedSum);
+    assert.equal((await renew(me, report.fencedSum)).fenced.length, 0, 'acknowledged: forgotten');
+    assert.equal((await renew()).fenced.length, 0);
   });
 
   it('fences a host whose agent hangs (SIGSTOP) although renewals still arrive', async () => {
@@ -102,13 +106,16 @@ describe('the vfleet agent on a host', () => {
     await renew();
     const agentPid = pidOf('agent');
     const fenced: string[] = [];
+    let sum = '';
     process.kill(agentPid, 'SIGSTOP');
     try {
       const stood = (await renew()).beat;
       await pollUntil(
         'the watchdog kills the instance',
         async () => {
-          fenced.push(...(await renew()).fenced);
+          const r = await renew();
+          fenced.push(...r.fenced);
+          sum = r.fencedSum ?? sum;
           return alive(vm.pid) ? undefined : true;
         },
         20_000,
@@ -117,8 +124,10 @@ describe('the vfleet agent on a host', () => {
     } finally {
       process.kill(agentPid, 'SIGCONT');
     }
-    fenced.push(...(await renew()).fenced);
+    const last = await renew();
+    fenced.push(...last.fenced);
     assert.ok(fenced.includes('vm-b'), JSON.stringify(fenced));
+    await renew(me, last.fencedSum ?? sum);
     await pollUntil(
       're-armed',
       async () => ((await renew()) && armed() ? true : undefined),

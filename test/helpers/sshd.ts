@@ -20,7 +20,7 @@ export interface TestSshd {
   readonly hostKeyFingerprint: string;
   readonly clientKeyPath: string;
   readonly logPath: string;
-  /** The listener's pid. */
+  /** The listener's pid (a new one after revive()). */
   readonly pid: number;
   /** A Host of engine ssh pointing here, as root with the client key. */
   host(name: string, overrides?: Partial<NonNullable<Host['ssh']>>): Host;
@@ -35,6 +35,10 @@ export interface TestSshd {
   sessionOf(commandPid: number): number[];
   /** SIGKILLs every session process: every client connection drops at once. */
   dropConnections(): void;
+  /** SIGKILLs the listener and every session (the host's sshd dies with the host); keeps its folder. */
+  crash(): void;
+  /** Starts the listener again on the same address, port, keys and folder (after crash()). */
+  revive(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -154,17 +158,6 @@ async function startOnce(dir: string, options: TestSshdOptions): Promise<TestSsh
   );
   // sshd's privilege separation directory; Debian creates it from a systemd unit we do not run.
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  const child: ChildProcess = spawn(
-    '/usr/sbin/sshd',
-    ['-D', '-e', '-f', configPath, '-E', logPath],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let output = '';
-  child.stderr?.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.once('error', () => undefined);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const readLog = () => {
     try {
       return readFileSync(logPath, 'utf8');
@@ -172,20 +165,38 @@ async function startOnce(dir: string, options: TestSshdOptions): Promise<TestSsh
       return '';
     }
   };
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!(await answersSsh(address, port))) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      // Most likely the port was taken between freePort() and the bind: try another.
-      if (/Address already in use/.test(readLog() + output)) return null;
-      throw new Error(`sshd exited at start: ${output}${readLog()}`);
+  let output = '';
+  /** Starts the listener on this config and waits until it answers; null: the port was taken. */
+  const launch = async (): Promise<{ child: ChildProcess; exited: Promise<void> } | null> => {
+    const child: ChildProcess = spawn(
+      '/usr/sbin/sshd',
+      ['-D', '-e', '-f', configPath, '-E', logPath],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child.stderr?.on('data', (chunk) => {
+      output += chunk;
+    });
+    child.once('error', () => undefined);
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (!(await answersSsh(address, port))) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        // Most likely the port was taken between freePort() and the bind: try another.
+        if (/Address already in use/.test(readLog() + output)) return null;
+        throw new Error(`sshd exited at start: ${output}${readLog()}`);
+      }
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`sshd did not answer within ${START_TIMEOUT_MS} ms: ${output}${readLog()}`);
+      }
+      await delay(20);
     }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`sshd did not answer within ${START_TIMEOUT_MS} ms: ${output}${readLog()}`);
-    }
-    await delay(20);
-  }
-  const pid = child.pid as number;
+    return { child, exited };
+  };
+  const running = await launch();
+  if (!running) return null;
+  let live = running;
+  const pidNow = () => live.child.pid as number;
   return {
     address,
     port,
@@ -194,7 +205,9 @@ async function startOnce(dir: string, options: TestSshdOptions): Promise<TestSsh
     hostKeyFingerprint: host.fingerprint,
     clientKeyPath,
     logPath,
-    pid,
+    get pid() {
+      return pidNow();
+    },
     host: (name, overrides = {}) =>
       aModelHost({
         name,
@@ -210,12 +223,22 @@ async function startOnce(dir: string, options: TestSshdOptions): Promise<TestSsh
         dataDir: `${dir}/data`,
       }),
     log: readLog,
-    sessionPids: () => childrenOf(pid),
-    sessionOf: (commandPid) => ancestorsBelow(commandPid, pid),
-    dropConnections: () => killAll(childrenOf(pid)),
+    sessionPids: () => childrenOf(pidNow()),
+    sessionOf: (commandPid) => ancestorsBelow(commandPid, pidNow()),
+    dropConnections: () => killAll(childrenOf(pidNow())),
+    crash() {
+      killAll([pidNow(), ...childrenOf(pidNow())]);
+    },
+    async revive() {
+      await live.exited;
+      const again = await launch();
+      if (!again) throw new Error(`sshd could not bind ${address}:${port} again`);
+      live = again;
+    },
     async stop() {
+      const { child, exited } = live;
       if (child.exitCode === null && child.signalCode === null) {
-        const sessions = childrenOf(pid);
+        const sessions = childrenOf(pidNow());
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
         await exited;

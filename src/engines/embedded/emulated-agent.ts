@@ -82,11 +82,8 @@ return out
 
 /** What one emulated host's agent did in a tick. */
 export interface AgentTickResult {
-  /**
-   * Emulated hosts: `ok` (renewed), `partitioned`, `self-fenced`, `failed`. Real hosts (no agent
-   * yet): `probed` (it answered; the caller renews its lease) or `unanswered`.
-   */
-  readonly state: 'ok' | 'partitioned' | 'self-fenced' | 'failed' | 'probed' | 'unanswered';
+  /** `ok` (renewed), `partitioned`, `self-fenced`, `failed`. */
+  readonly state: 'ok' | 'partitioned' | 'self-fenced' | 'failed';
   /** ok: stale copies destroyed on rejoining; self-fenced: the instances its watchdog stopped. */
   readonly instances: readonly string[];
 }

@@ -32,7 +32,8 @@ import { mkdirs, sha256Of } from './host-commands.js';
 
 export const AGENT_SCRIPT = `#!/bin/sh
 # vfleet-agent, format 1. Usage:
-#   vfleet-agent renew DATADIR TTL_MS TOKEN FEEDER   a controller's renewal (prints a report)
+#   vfleet-agent renew DATADIR TTL_MS TOKEN FEEDER [ACK]   a controller's renewal (prints a
+#                                                    report; ACK: the sum of a report it has acted on)
 #   vfleet-agent agent DATADIR TTL_MS                the agent loop (started by renew)
 #   vfleet-agent watchdog DATADIR TTL_MS             the watchdog loop (started by renew)
 #   vfleet-agent disarm DATADIR TTL_MS FEEDER        stop both loops unless another feeder renews
@@ -96,6 +97,7 @@ case $role in
 renew)
   token=$4
   feeder=$5
+  ack=\${6-}
   mkdir -p "$dir/feeders" || exit 1
   put "$dir/renewal" "$token" || exit 1
   : >"$dir/feeders/$feeder"
@@ -110,9 +112,18 @@ renew)
   done
   echo "beat $(cat "$dir/beat" 2>/dev/null)"
   echo "started$started"
+  # What the watchdog killed stays reported until a controller acknowledges having acted on
+  # exactly that (an answer lost on the way loses nothing).
   if [ -s "$dir/fenced" ]; then
-    mv -f "$dir/fenced" "$dir/fenced.reported"
-    echo "fenced $(sort -u "$dir/fenced.reported" | tr '\\n' ' ')"
+    sum=$(cksum <"$dir/fenced")
+    sum=\${sum%% *}
+    if [ "$sum" = "$ack" ]; then
+      mv -f "$dir/fenced" "$dir/fenced.acked"
+      again=$(cksum <"$dir/fenced.acked")
+      [ "\${again%% *}" = "$ack" ] || cat "$dir/fenced.acked" >>"$dir/fenced"
+    else
+      echo "fenced $sum $(sort -u "$dir/fenced" | tr '\\n' ' ')"
+    fi
   fi
   ;;
 agent)
@@ -191,8 +202,10 @@ export interface AgentReport {
   readonly beat: string;
   /** The loops this renewal had to start (none were running: first contact, a crash, a reboot). */
   readonly started: readonly string[];
-  /** The instances the watchdog has SIGKILLed since the last report. */
+  /** The instances the watchdog has SIGKILLed and no controller has acknowledged yet. */
   readonly fenced: readonly string[];
+  /** What acknowledges `fenced` (the next renewal's `ack`), when there is any. */
+  readonly fencedSum?: string;
 }
 
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -201,18 +214,22 @@ export function parseAgentReport(host: string, text: string): AgentReport {
   let beat: string | undefined;
   let started: string[] = [];
   let fenced: string[] = [];
+  let fencedSum: string | undefined;
   for (const line of text.split('\n')) {
     const [word, ...rest] = line.trim().split(/\s+/);
     if (word === 'beat') beat = rest.join(' ');
     else if (word === 'started') started = rest.filter((r) => r === 'agent' || r === 'watchdog');
-    else if (word === 'fenced') fenced = rest.filter((n) => NAME.test(n));
+    else if (word === 'fenced' && rest.length > 0) {
+      fencedSum = rest[0];
+      fenced = rest.slice(1).filter((n) => NAME.test(n));
+    }
   }
   if (beat === undefined) {
     throw new VfleetError('agent-failed', `${host}: the vfleet agent's renewal answered no beat`, {
       retryable: true,
     });
   }
-  return { beat, started, fenced };
+  return { beat, started, fenced, ...(fencedSum === undefined ? {} : { fencedSum }) };
 }
 
 /** A feeder's id as the host stores it (a file name): a hash of the controller's id. */
@@ -238,17 +255,21 @@ export class HostAgent {
     return this.installed;
   }
 
-  /** One renewal: the agent's loops are started if they are not running. */
+  /**
+   * One renewal: the agent's loops are started if they are not running. `ack`: the `fencedSum`
+   * of a report the caller has acted on, which the host then forgets.
+   */
   async renew(
     ttlMs: number,
     token: string,
     feeder: string,
     timeoutMs: number,
+    ack = '',
   ): Promise<AgentReport> {
     const path = await this.script();
     const out = await run(
       this.t,
-      ['/bin/sh', path, 'renew', this.dataDir, String(Math.round(ttlMs)), token, feeder],
+      ['/bin/sh', path, 'renew', this.dataDir, String(Math.round(ttlMs)), token, feeder, ack],
       { timeoutMs },
     );
     return parseAgentReport(this.t.host, out.toString('utf8'));

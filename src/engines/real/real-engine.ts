@@ -29,6 +29,7 @@ import {
   type InstanceRequest,
   noFaultInjection,
 } from '../host-engine.js';
+import { HostAgent } from './host-agent.js';
 import { mkdirs, readText, removeTree } from './host-commands.js';
 import { liveFacts, staticFacts } from './host-facts.js';
 import { checkInstanceName, HostLayout } from './host-layout.js';
@@ -52,6 +53,8 @@ export class RealEngine implements HostEngine {
   readonly engine: 'local' | 'ssh';
   readonly capabilities: EngineCapabilities;
   readonly layout: HostLayout;
+  /** The vfleet agent on this host (host-agent.ts), driven by the controller. */
+  readonly agent: HostAgent;
   private readonly locks: HostLocks;
   private readonly stager: ImageStager;
   private readonly drivers: Readonly<Record<InstanceKind, InstanceDriver>>;
@@ -71,6 +74,7 @@ export class RealEngine implements HostEngine {
     this.engine = spec.engine;
     this.capabilities = ENGINE_CAPABILITIES[spec.engine];
     this.layout = new HostLayout(spec.name, spec.dataDir);
+    this.agent = new HostAgent(transport, this.layout.dataDir);
     this.locks = new HostLocks(transport, (name) => this.layout.lock(name), options.lock);
     this.stager = new ImageStager(transport, this.layout);
     this.drivers = {
