@@ -135,9 +135,11 @@ instance_dirs() {
   done
 }
 
-# Live pids whose command line has an argument naming a file in one of the lab's instance folders.
+# Live pids whose command line has an argument naming a file in one of the lab's instance folders
+# (or, with an argument, in that folder of a lab host's data folder: /data/bin/vfleet-agent- for
+# the vfleet agent's loops).
 instance_processes() {
-  local file pid
+  local file pid under="${1:-/data/instances/}"
   # One grep reads every command line; the few that name the lab are looked at closely.
   while read -r file; do
     pid="${file#/proc/}"
@@ -146,7 +148,7 @@ instance_processes() {
     alive "$pid" || continue
     # The sshds name their configs under the same folders: only the instance folders count.
     tr '\0' '\n' <"$file" 2>/dev/null | grep -F -e "$lab_dir/hosts/lab-" |
-      grep -F /data/instances/ >/dev/null || continue
+      grep -F -e "$under" >/dev/null || continue
     echo "$pid"
   done < <(grep -lsF -e "$lab_dir/hosts/lab-" /proc/[0-9]*/cmdline || true)
 }
@@ -202,6 +204,14 @@ destroy_with_vfleet() {
 # QEMU and sandbox processes, by their folders, then their cgroups.
 sweep_instances() {
   local pids pid waited=0 dir cgroup
+  # The vfleet agents first (a controller stopped cleanly has disarmed them already): their
+  # watchdogs would otherwise kill what is left a ttl later, which is harmless but noisy.
+  pids="$(instance_processes /data/bin/vfleet-agent-)"
+  if [ -n "$pids" ]; then
+    # shellcheck disable=SC2086 # a list of pids
+    kill -KILL $pids 2>/dev/null || true
+    for pid in $pids; do echo "stopped vfleet agent process $pid"; done
+  fi
   pids="$(instance_processes)"
   if [ -n "$pids" ]; then
     # shellcheck disable=SC2086 # a list of pids
@@ -417,6 +427,10 @@ EOF
     done
     cat <<EOF
 
+  # Any one host may fail: the protected groups (failover) have standby room reserved, and a
+  # running \`vfleet controller\` restarts them there (docs/controller.md).
+  failover: { tolerate: 1 }
+
   images:
     # Built by scripts/build-test-images.sh; the contract of its files is in docs/lab.md.
     - name: busybox
@@ -438,10 +452,12 @@ EOF
       replicas: 2
       resources: { vcpus: 1, memoryMiB: 64, diskGiB: 1 }
       placement: { spread: rack }
+      failover: true
     - name: vm
       image: tiny-vm
       replicas: 1
       resources: { vcpus: 1, memoryMiB: 128, diskGiB: 1 }
+      failover: { priority: high }
 EOF
   } >"$spec.tmp"
   mv -f "$spec.tmp" "$spec"

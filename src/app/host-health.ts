@@ -46,8 +46,11 @@ export async function judgeHosts(
     const fromLeader = leader ? published.get(host.name) : undefined;
     // The leader republishes every tick; a judgement older than a ttl is not the leader's now.
     if (fromLeader && nowMs - fromLeader.at <= policy.ttlMs) {
+      // nowMs may be a moment older than the judgement (taken before this process's reads).
       const age =
-        fromLeader.leaseAgeMs === null ? null : fromLeader.leaseAgeMs + nowMs - fromLeader.at;
+        fromLeader.leaseAgeMs === null
+          ? null
+          : fromLeader.leaseAgeMs + Math.max(0, nowMs - fromLeader.at);
       judged.set(host.name, {
         health: isFenced
           ? 'fenced'

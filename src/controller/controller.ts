@@ -129,6 +129,7 @@ export async function createController(
     ttlMs: options.policy.ttlMs,
     controllerId: id,
     emit: (type, fields) => emit(type, fields),
+    leading: () => token !== null,
   });
   let token: number | null = null;
   let reconciling: Promise<void> | null = null;

@@ -40,6 +40,8 @@ export interface HostAgentsOptions {
   readonly ttlMs: number;
   readonly controllerId: string;
   readonly emit: (type: string, fields: Record<string, unknown>) => Promise<void>;
+  /** Whether this controller leads: only the leader says that a host's agent stopped answering. */
+  readonly leading: () => boolean;
 }
 
 export class HostAgents {
@@ -170,7 +172,7 @@ export class HostAgents {
     st.beat = report.beat;
     if (st.lastError !== '') {
       st.lastError = '';
-      await this.options.emit('agent-answers', { host });
+      if (this.options.leading()) await this.options.emit('agent-answers', { host });
     }
   }
 
@@ -198,10 +200,11 @@ export class HostAgents {
 
   private async failed(host: string, st: HostState, e: unknown): Promise<void> {
     const cause = isVfleetError(e) ? `${e.code}: ${e.message}` : String(e);
-    if (cause === st.lastError) return;
+    const first = st.lastError === '';
     st.lastError = cause;
     // A host that does not answer is the liveness judge's to report (host-suspect, host-lost);
-    // this says why, once per distinct cause.
-    await this.options.emit('agent-unanswered', { host, cause }).catch(() => undefined);
+    // this says why, once per outage (its causes alternate: a timeout, then a refused handshake).
+    if (first && this.options.leading())
+      await this.options.emit('agent-unanswered', { host, cause }).catch(() => undefined);
   }
 }

@@ -11,6 +11,7 @@ export function eventLine(event: Readonly<Record<string, unknown>>): string {
     if (event.host !== undefined) parts.push(text(event.host));
     if (event.instance !== undefined) parts.push(text(event.instance));
     if (Array.isArray(event.instances)) parts.push(event.instances.join(','));
+    if (Array.isArray(event.hosts)) parts.push(event.hosts.join(','));
     if (event.type === 'restarted' || event.type === 'restart-failed')
       parts.push(`from ${text(event.from)} at generation ${text(event.generation)}`);
     if (event.summary && typeof event.summary === 'object') {
