@@ -5,6 +5,7 @@ import { statSync } from 'node:fs';
 import { Command } from 'commander';
 import { readValidSpec } from '../../app/session.js';
 import type { ControllerEvent, SpecSource } from '../../controller/controller.js';
+import { GitSpecSource, gitCacheDir, normalizeGitUrl } from '../../controller/git-source.js';
 import { startController } from '../../controller/run.js';
 import { VfleetError } from '../../model/errors.js';
 import { DEFAULT_LIVENESS } from '../../model/host-health.js';
@@ -12,6 +13,7 @@ import { takeoverMsFrom } from '../../queue/worker-lock.js';
 import { parseDuration } from '../duration.js';
 import { readSpecOrReport } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
+import { renderValidate } from '../views/diagnostics-view.js';
 import { eventJson, eventLine } from '../views/events-view.js';
 
 /** The spec file, re-read when its size or modification time changes. */
@@ -32,6 +34,11 @@ export function fileSpecSource(file: string): SpecSource {
 
 interface ControllerArgs {
   readonly file: string;
+  readonly git?: string;
+  readonly ref: string;
+  readonly path: string;
+  readonly prune: boolean;
+  readonly syncTimeout: string;
   readonly leaseTtl: string;
   readonly grace?: string;
   readonly interval: string;
@@ -48,13 +55,46 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
       ? Math.round((ttlMs * DEFAULT_LIVENESS.graceMs) / DEFAULT_LIVENESS.ttlMs)
       : parseDuration(args.grace, '--grace');
   const intervalMs = parseDuration(args.interval, '--interval');
-  if (!readSpecOrReport(args.file, terminal)) return 1;
+  const syncTimeoutMs = parseDuration(args.syncTimeout, '--sync-timeout');
+  let source: SpecSource;
+  let git: GitSpecSource | undefined;
+  if (args.git) {
+    const url = normalizeGitUrl(args.git, process.cwd());
+    git = new GitSpecSource({
+      url,
+      ref: args.ref,
+      path: args.path,
+      cacheDir: gitCacheDir(process.cwd(), url, args.ref),
+      intervalMs,
+    });
+    await git.start();
+    // The controller starts from a commit whose spec validates; later ones that do not are
+    // reported (Degraded) and leave the fleet as it is.
+    const first = git.read();
+    if (!first.ok) {
+      git.close();
+      terminal.err(
+        renderValidate('text', {
+          file: first.file,
+          diagnostics: first.diagnostics,
+          fleet: undefined,
+        }),
+      );
+      return 1;
+    }
+    source = git;
+  } else {
+    if (!readSpecOrReport(args.file, terminal)) return 1;
+    source = fileSpecSource(args.file);
+  }
   const show = (event: ControllerEvent) =>
     terminal.out(args.json ? eventJson('', event) : eventLine(event));
-  const controller = await startController(fileSpecSource(args.file), {
+  const controller = await startController(source, {
     policy: { ttlMs, graceMs },
     intervalMs,
     autoApply: args.autoApply,
+    prune: args.prune,
+    syncTimeoutMs,
     concurrency: args.concurrency,
     takeoverMs: takeoverMsFrom(process.env, undefined),
     externalWorkers: args.externalWorkers,
@@ -64,7 +104,7 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
   });
   if (!args.json)
     terminal.out(
-      `vfleet controller ${controller.id}: lease ttl ${ttlMs} ms, grace ${graceMs} ms, interval ${intervalMs} ms, ${args.autoApply ? 'auto-apply' : 'restarts only (drift is reported)'}`,
+      `vfleet controller ${controller.id}: ${source.describe}, lease ttl ${ttlMs} ms, grace ${graceMs} ms, interval ${intervalMs} ms, ${args.autoApply ? `auto-apply${args.prune ? ' with prune' : ''}` : 'restarts only (drift is reported)'}`,
     );
   const signalled = new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
@@ -72,6 +112,7 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
   });
   await Promise.race([signalled, controller.done]);
   await controller.stop();
+  git?.close();
   return 0;
 }
 
@@ -86,7 +127,19 @@ export function controllerCommand(terminal: Terminal, setExit: (code: number) =>
       '--grace <duration>',
       'after the ttl, how long a host is suspect before lost (default: 0.4 × the ttl, 4s at the default ttl)',
     )
-    .option('--interval <duration>', 'plan at least this often', '30s')
+    .option('--interval <duration>', 'plan (and fetch a git source) at least this often', '30s')
+    .option(
+      '--git <url-or-path>',
+      'follow the spec in a git repository (fetched with the git CLI) instead of -f',
+    )
+    .option('--ref <branch>', 'with --git: the branch or tag to follow', 'main')
+    .option('--path <file>', 'with --git: the spec inside the repository', 'fleet.yaml')
+    .option(
+      '--prune',
+      'with --auto-apply: also destroy instances gone from the spec (off: they are reported)',
+      false,
+    )
+    .option('--sync-timeout <duration>', 'abort a sync (apply) that runs longer than this', '10m')
     .option(
       '--auto-apply',
       'apply every change (self-heal, spec roll-outs); without it only restarts run and drift is reported',
