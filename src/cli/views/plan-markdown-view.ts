@@ -74,19 +74,24 @@ function columns(kind: ActionKind): { head: readonly string[]; row: (a: PlanActi
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-/** A list shown as a table, its first `limit` rows when it is longer, folded over FOLD_OVER. */
+/**
+ * A list shown as a table, its first `limit` rows when it is longer, folded over FOLD_OVER behind
+ * `title`; unfolded, under `title` as a heading when `headed`.
+ */
 function list(
   title: string,
   head: readonly string[],
   rows: readonly Row[],
   limit: number,
   more: string,
+  headed = true,
 ): string {
   const shown = rows.slice(0, limit);
   const hidden = rows.length - shown.length;
   const body =
     mdTable(head, shown) + (hidden > 0 ? `\n\n… and ${hidden} more, not shown here: ${more}` : '');
-  return rows.length > FOLD_OVER ? folded(title, body) : `#### ${htmlText(title)}\n\n${body}`;
+  if (rows.length > FOLD_OVER) return folded(title, body);
+  return headed ? `#### ${htmlText(title)}\n\n${body}` : body;
 }
 
 export interface PlanMarkdownOptions {
@@ -173,6 +178,7 @@ function render(plan: Plan, options: PlanMarkdownOptions, limit: number): string
         unplaceableRuns(plan),
         limit,
         '`vfleet plan` lists them all',
+        false,
       ),
       '',
     );
