@@ -80,14 +80,22 @@ const baseEnv: NodeJS.ProcessEnv = {
   VFLEET_EMBEDDED_BOOT_MS: '0',
 };
 
-function options(workspace: string, event: string, redisUrl: string): RunOptions {
+/** The secrets a job sees: the read-write URL (the production environment's) and the read-only one. */
+interface Secrets {
+  readonly VFLEET_REDIS_URL: string;
+  readonly VFLEET_REDIS_URL_READONLY: string;
+}
+
+const NO_SECRETS: Secrets = { VFLEET_REDIS_URL: '', VFLEET_REDIS_URL_READONLY: '' };
+
+function options(workspace: string, event: string, secrets: Secrets): RunOptions {
   return {
     workspace,
     runnerTemp: scratchDir(`vfleet-ci-runner-`),
     event,
     baseEnv,
     context: {
-      secrets: { VFLEET_REDIS_URL: redisUrl },
+      secrets,
       github: {
         token: 'ghs_not-a-token',
         repository: 'example/fleet',
@@ -108,15 +116,30 @@ function jobOn(workflow: Workflow, event: string): string {
   return jobs[0] as string;
 }
 
+/** The read-only user's rules, as docs/ci.md gives them (the test checks the page says so). */
+const READ_ONLY_ACL = 'on ~vfleet:* +@read +@connection +info +multi +exec +eval +evalsha';
+
 const statuses = (run: JobRun) => run.steps.map((s) => `${s.status}: ${s.name}`);
 
 describe(`the shipped workflow ${WORKFLOW}`, () => {
   const workflow = loadWorkflow(fromRoot(WORKFLOW));
   let redis: TestRedisServer;
-  let url = '';
+  /** What a pull request and the nightly job see: a user that can only read, nothing to write. */
+  let readOnly: Secrets = NO_SECRETS;
+  /** What the apply job sees: the production environment's read-write URL. */
+  let readWrite: Secrets = NO_SECRETS;
   before(async () => {
     redis = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
-    url = `${redis.url}/0`;
+    // docs/ci.md's read-only user, exactly: plan and the observed audits need no more.
+    await redis
+      .client()
+      .call('ACL', 'SETUSER', 'vfleet-readonly', ...READ_ONLY_ACL.split(' '), '>ci-password');
+    const port = new URL(redis.url).port;
+    readOnly = {
+      VFLEET_REDIS_URL: '',
+      VFLEET_REDIS_URL_READONLY: `redis://vfleet-readonly:ci-password@127.0.0.1:${port}/0`,
+    };
+    readWrite = { ...readOnly, VFLEET_REDIS_URL: `${redis.url}/0` };
   });
   after(async () => redis?.stop());
 
@@ -158,7 +181,7 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
   it('pull request: validates, plans into the summary and the comment file, gates on the planned audits', async () => {
     await redis.client().flushall();
     const repo = fleetRepository();
-    const run = runJob(workflow, 'plan', options(repo, 'pull_request', url));
+    const run = runJob(workflow, 'plan', options(repo, 'pull_request', readOnly));
     assert.deepEqual(run.problems, []);
     assert.deepEqual(statuses(run), [
       'skipped: actions/checkout@v4',
@@ -193,11 +216,11 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
 
   it('pull request without the secret (a fork): no plan, a notice, the planned audit still gates', () => {
     const repo = fleetRepository();
-    const run = runJob(workflow, 'plan', options(repo, 'pull_request', ''));
+    const run = runJob(workflow, 'plan', options(repo, 'pull_request', NO_SECRETS));
     assert.deepEqual(run.problems, []);
     const plan = run.steps.find((s) => s.name === 'Plan');
     assert.equal(plan?.annotations[0]?.command, 'notice');
-    assert.match(plan?.annotations[0]?.message ?? '', /No VFLEET_REDIS_URL secret/);
+    assert.match(plan?.annotations[0]?.message ?? '', /^No VFLEET_REDIS_URL_READONLY or VFLEET_REDIS_URL secret here/);
     assert.equal(existsSync(`${repo}/vfleet-plan.md`), false);
     assert.doesNotMatch(run.summary, /vfleet plan/);
     assert.match(run.summary, /^## vfleet audit: lab \(planned\)$/m);
@@ -205,7 +228,7 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
 
   it('pull request with an invalid spec: the validate step fails with an annotation at the line', () => {
     const repo = fleetRepository((spec) => spec.replace(/^ {2}name: lab$/m, '  name: "Lab|50%"'));
-    const run = runJob(workflow, 'plan', options(repo, 'pull_request', url));
+    const run = runJob(workflow, 'plan', options(repo, 'pull_request', readOnly));
     assert.equal(run.ok, false);
     assert.deepEqual(statuses(run).slice(4), [
       'failed: Validate',
@@ -227,7 +250,7 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
   it('push to main: applies, then plans no changes into the summary', async () => {
     await redis.client().flushall();
     const repo = fleetRepository();
-    const run = runJob(workflow, 'apply', options(repo, 'push', url));
+    const run = runJob(workflow, 'apply', options(repo, 'push', readWrite));
     assert.deepEqual(run.problems, []);
     assert.deepEqual(
       run.steps.filter((s) => s.status === 'passed').map((s) => s.name),
@@ -236,8 +259,8 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
     assert.match(run.summary, /\*\*No changes\.\*\* Fleet lab matches the spec\./);
   });
 
-  it('push to main without the secret: the apply step refuses in one line', () => {
-    const run = runJob(workflow, 'apply', options(fleetRepository(), 'push', ''));
+  it('push to main without the read-write secret: the apply step refuses in one line', () => {
+    const run = runJob(workflow, 'apply', options(fleetRepository(), 'push', readOnly));
     assert.equal(run.ok, false);
     const apply = run.steps.find((s) => s.name === 'Apply');
     assert.equal(apply?.status, 'failed');
@@ -247,7 +270,7 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
   it('nightly: the audits of what runs as HTML, CSV and JUnit artifacts, and the summary', async () => {
     // What runs: the fleet as the push job left it (applied above, in this Redis).
     const repo = fleetRepository();
-    const run = runJob(workflow, 'audit', options(repo, 'schedule', url));
+    const run = runJob(workflow, 'audit', options(repo, 'schedule', readOnly));
     assert.deepEqual(run.problems, []);
     assert.deepEqual(statuses(run).slice(3), [
       'passed: vfleet on PATH',
@@ -289,7 +312,7 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
       ...workflow,
       jobs: { plan: { ...job, steps: job.steps.filter((s) => s.name === 'vfleet on PATH') } },
     };
-    const run = runJob(only, 'plan', options(repo, 'pull_request', ''));
+    const run = runJob(only, 'plan', options(repo, 'pull_request', NO_SECRETS));
     assert.deepEqual(run.problems, []);
     assert.equal(run.steps[0]?.stdout.trim(), version);
   });

@@ -71,16 +71,24 @@ export function jobRunsOn(job: WorkflowJob, event: string): boolean {
 /** The values `${{ a.b.c }}` may name: the test's secrets, github, runner, vars. */
 export type ExpressionContext = Readonly<Record<string, unknown>>;
 
-/** `${{ path.to.value }}` replaced from the context; any other expression is refused. */
+/**
+ * `${{ path.to.value }}` replaced from the context, or `${{ a.b || c.d }}`: the first that is not
+ * empty, as GitHub reads `||`. Any other expression is refused, and so is a path the context
+ * does not hold (the test must say what a secret is, even empty).
+ */
 export function expand(value: string | number | boolean, context: ExpressionContext): string {
   return String(value).replace(/\$\{\{\s*(.*?)\s*\}\}/g, (_, expression: string) => {
-    if (!/^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$/.test(expression))
-      throw new Error(`expression not understood by the test's runner: \${{ ${expression} }}`);
-    let v: unknown = context;
-    for (const key of expression.split('.')) v = (v as Record<string, unknown> | undefined)?.[key];
-    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
-      throw new Error(`the test gives no value for \${{ ${expression} }}`);
-    return String(v);
+    const values = expression.split('||').map((part) => {
+      const path = part.trim();
+      if (!/^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$/.test(path))
+        throw new Error(`expression not understood by the test's runner: \${{ ${expression} }}`);
+      let v: unknown = context;
+      for (const key of path.split('.')) v = (v as Record<string, unknown> | undefined)?.[key];
+      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+        throw new Error(`the test gives no value for ${path} in \${{ ${expression} }}`);
+      return String(v);
+    });
+    return values.find((v) => v !== '' && v !== 'false') ?? (values[values.length - 1] as string);
   });
 }
 
