@@ -19,6 +19,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { jobsOf, pipelineFromMarkdown, runGitlabJob } from '../helpers/gitlab-runner.js';
 import { fromRoot } from '../helpers/paths.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import {
@@ -167,6 +168,12 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
         if (why) skipped.push(`${where}: ${why}`);
       });
     }
+    assert.ok(
+      readFileSync(fromRoot('docs', 'ci.md'), 'utf8').includes(
+        `ACL SETUSER vfleet-readonly on '>PASSWORD' '~vfleet:*' ${READ_ONLY_ACL.replace(/^on ~vfleet:\* /, '')}`,
+      ),
+      'docs/ci.md gives the read-only user this test runs as',
+    );
     assert.deepEqual(
       skipped.map((s) => s.replace(/:.*/, '')),
       [
@@ -220,7 +227,10 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
     assert.deepEqual(run.problems, []);
     const plan = run.steps.find((s) => s.name === 'Plan');
     assert.equal(plan?.annotations[0]?.command, 'notice');
-    assert.match(plan?.annotations[0]?.message ?? '', /^No VFLEET_REDIS_URL_READONLY or VFLEET_REDIS_URL secret here/);
+    assert.match(
+      plan?.annotations[0]?.message ?? '',
+      /^No VFLEET_REDIS_URL_READONLY or VFLEET_REDIS_URL secret here/,
+    );
     assert.equal(existsSync(`${repo}/vfleet-plan.md`), false);
     assert.doesNotMatch(run.summary, /vfleet plan/);
     assert.match(run.summary, /^## vfleet audit: lab \(planned\)$/m);
@@ -315,5 +325,92 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
     const run = runJob(only, 'plan', options(repo, 'pull_request', NO_SECRETS));
     assert.deepEqual(run.problems, []);
     assert.equal(run.steps[0]?.stdout.trim(), version);
+  });
+});
+
+describe('the GitLab pipeline in docs/ci.md', () => {
+  const pipeline = pipelineFromMarkdown(fromRoot('docs', 'ci.md'), '## GitLab CI');
+  let redis: TestRedisServer;
+  let vars: Record<string, string> = {};
+  before(async () => {
+    redis = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
+    await redis
+      .client()
+      .call('ACL', 'SETUSER', 'vfleet-readonly', ...READ_ONLY_ACL.split(' '), '>ci-password');
+    const port = new URL(redis.url).port;
+    vars = {
+      CI_DEFAULT_BRANCH: 'main',
+      CI_API_V4_URL: 'https://gitlab.example.com/api/v4',
+      CI_PROJECT_ID: '1',
+      VFLEET_REDIS_URL: `${redis.url}/0`,
+      VFLEET_REDIS_URL_READONLY: `redis://vfleet-readonly:ci-password@127.0.0.1:${port}/0`,
+    };
+  });
+  after(async () => redis?.stop());
+
+  /** The pipeline a source starts, run job by job in one fleet repository; each job's result. */
+  const pipelineRun = (source: Record<string, string>) => {
+    const repo = fleetRepository();
+    const all = { ...vars, ...source };
+    return jobsOf(pipeline, all).map((id) =>
+      runGitlabJob(pipeline, id, {
+        workspace: repo,
+        runnerTemp: scratchDir('vfleet-ci-runner-'),
+        vars: all,
+        baseEnv,
+      }),
+    );
+  };
+
+  it('starts its jobs on merge requests, pushes to the default branch and schedules only', () => {
+    const of = (vars: Record<string, string>) =>
+      jobsOf(pipeline, { CI_DEFAULT_BRANCH: 'main', ...vars });
+    assert.deepEqual(of({ CI_PIPELINE_SOURCE: 'merge_request_event' }), [
+      'validate',
+      'plan',
+      'audit-gate',
+    ]);
+    assert.deepEqual(of({ CI_PIPELINE_SOURCE: 'push', CI_COMMIT_BRANCH: 'main' }), ['apply']);
+    assert.deepEqual(of({ CI_PIPELINE_SOURCE: 'push', CI_COMMIT_BRANCH: 'topic' }), []);
+    assert.deepEqual(of({ CI_PIPELINE_SOURCE: 'schedule' }), ['audit']);
+  });
+
+  it('merge request, then the push that applies it, then the nightly audit', async () => {
+    await redis.client().flushall();
+    const mr = pipelineRun({
+      CI_PIPELINE_SOURCE: 'merge_request_event',
+      CI_MERGE_REQUEST_IID: '7',
+    });
+    assert.deepEqual(
+      mr.flatMap((r) => r.problems),
+      [],
+    );
+    assert.deepEqual(
+      mr.flatMap((r) =>
+        r.steps.filter((s) => s.status === 'skipped').map((s) => `${r.job}: ${s.why}`),
+      ),
+      [
+        "validate: downloads packages; the test runs this checkout's vfleet",
+        "plan: downloads packages; the test runs this checkout's vfleet",
+        'plan: talks to GitLab',
+        "audit-gate: downloads packages; the test runs this checkout's vfleet",
+      ],
+    );
+    const plan = mr.find((r) => r.job === 'plan');
+    assert.match(plan?.steps.at(-1)?.stdout ?? '', /^\*\*Plan: 26 to create,/m);
+    const push = pipelineRun({ CI_PIPELINE_SOURCE: 'push', CI_COMMIT_BRANCH: 'main' });
+    assert.deepEqual(
+      push.flatMap((r) => r.problems),
+      [],
+    );
+    assert.match(
+      push[0]?.steps.at(-1)?.stdout ?? '',
+      /^No changes\. Fleet lab matches the spec\./m,
+    );
+    const nightly = pipelineRun({ CI_PIPELINE_SOURCE: 'schedule' });
+    assert.deepEqual(
+      nightly.flatMap((r) => r.problems),
+      [],
+    );
   });
 });
