@@ -120,6 +120,13 @@ function jobOn(workflow: Workflow, event: string): string {
 /** The read-only user's rules, as docs/ci.md gives them (the test checks the page says so). */
 const READ_ONLY_ACL = 'on ~vfleet:* +@read +@connection +info +multi +exec +eval +evalsha';
 
+/** shellcheck's findings on a script (installed with the system packages CI uses). */
+function shellcheck(script: string): string {
+  const r = spawnSync('shellcheck', ['--shell=bash', '-'], { input: script, encoding: 'utf8' });
+  assert.equal(r.error, undefined, 'shellcheck runs (scripts/install-system-packages.sh)');
+  return r.stdout;
+}
+
 const statuses = (run: JobRun) => run.steps.map((s) => `${s.status}: ${s.name}`);
 
 describe(`the shipped workflow ${WORKFLOW}`, () => {
@@ -144,7 +151,7 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
   });
   after(async () => redis?.stop());
 
-  it('runs a job on pull requests, pushes to main and the nightly schedule; skips only marked steps', () => {
+  it('runs a job on pull requests, pushes to main and the nightly schedule; scripts pass shellcheck; skips only marked steps', () => {
     assert.deepEqual(Object.keys(workflow.on).sort(), [
       'pull_request',
       'push',
@@ -161,6 +168,7 @@ describe(`the shipped workflow ${WORKFLOW}`, () => {
         if (step.run === undefined) return;
         const where = `${id} / ${stepName(step, i)}`;
         assert.ok(!step.run.includes('${{'), `${where}: no \${{ }} inside a script`);
+        assert.equal(shellcheck(step.run), '', `${where}: shellcheck`);
         const why = skipReason(step);
         // What reaches GitHub or the registry must say so, and nothing else may hide.
         if (/\b(gh|curl|wget)\s|\bnpm\s+(ci|install)\b/.test(step.run))
@@ -362,7 +370,7 @@ describe('the GitLab pipeline in docs/ci.md', () => {
     );
   };
 
-  it('starts its jobs on merge requests, pushes to the default branch and schedules only', () => {
+  it('starts its jobs on merge requests, pushes to the default branch and schedules only; its scripts pass shellcheck', () => {
     const of = (vars: Record<string, string>) =>
       jobsOf(pipeline, { CI_DEFAULT_BRANCH: 'main', ...vars });
     assert.deepEqual(of({ CI_PIPELINE_SOURCE: 'merge_request_event' }), [
@@ -373,6 +381,13 @@ describe('the GitLab pipeline in docs/ci.md', () => {
     assert.deepEqual(of({ CI_PIPELINE_SOURCE: 'push', CI_COMMIT_BRANCH: 'main' }), ['apply']);
     assert.deepEqual(of({ CI_PIPELINE_SOURCE: 'push', CI_COMMIT_BRANCH: 'topic' }), []);
     assert.deepEqual(of({ CI_PIPELINE_SOURCE: 'schedule' }), ['audit']);
+    for (const [id, job] of Object.entries(pipeline.jobs)) {
+      const items = [
+        ...(job.before_script ?? pipeline.default?.before_script ?? []),
+        ...job.script,
+      ];
+      assert.equal(shellcheck(items.join('\n')), '', `${id}: shellcheck`);
+    }
   });
 
   it('merge request, then the push that applies it, then the nightly audit', async () => {
