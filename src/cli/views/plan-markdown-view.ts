@@ -105,8 +105,9 @@ export interface PlanMarkdownOptions {
 
 export function renderPlanMarkdown(plan: Plan, options: PlanMarkdownOptions = {}): string {
   const budget = options.budget ?? MARKDOWN_BUDGET;
-  // Whole lists while they fit; then fewer rows per list until the document does. The last
-  // limit always fits: seven kinds and the unplaceable list of FOLD_OVER rows each.
+  // Whole lists while they fit; then fewer rows per list until the document does. At the last
+  // limit every list (seven kinds, the unplaceable, the warnings, the explanation) has ten rows,
+  // a few kilobytes; only the license table, one row per pool, is never cut.
   let text = '';
   for (const limit of [Number.POSITIVE_INFINITY, 1000, 300, 100, FOLD_OVER, 10]) {
     text = render(plan, options, limit);
@@ -136,7 +137,13 @@ function render(plan: Plan, options: PlanMarkdownOptions, limit: number): string
   const warnings = options.warnings ?? [];
   if (warnings.length > 0) {
     // GitHub shows this as a warning callout; elsewhere it is a plain quote.
-    out.push('> [!WARNING]', ...warnings.map((w) => `> ${cell(w)}  `), '');
+    const hidden = warnings.length - Math.min(warnings.length, limit);
+    out.push(
+      '> [!WARNING]',
+      ...warnings.slice(0, limit).map((w) => `> ${cell(w)}  `),
+      ...(hidden > 0 ? [`> … and ${hidden} more warnings: \`vfleet plan\` prints them all`] : []),
+      '',
+    );
   }
   if (plan.licenses.length > 0) {
     out.push('### Licenses', '');
