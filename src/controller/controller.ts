@@ -157,10 +157,21 @@ export async function createController(
   let suspended = false;
   let requests: number | null = null;
   const sync = new SyncReporter(source, clock);
+  // While the source's newest spec does not validate, that is the fleet's sync status, whatever
+  // the reconciles of the last good spec find (they go on: self-heal, restarts).
+  let invalidTarget: SourceRevision | undefined;
   const report: ReconcileContext['report'] = (status, health, message, o = {}) =>
-    sync
-      .publish(session.control, spec.file, status, health, message, { ...o, suspended })
-      .catch(() => undefined);
+    (invalidShown === ''
+      ? sync.publish(session.control, spec.file, status, health, message, { ...o, suspended })
+      : sync.publish(
+          session.control,
+          spec.file,
+          'OutOfSync',
+          'Degraded',
+          `the spec does not validate: ${invalidShown} (the fleet stays at its last good spec: ${message})`,
+          { suspended, ...(invalidTarget ? { target: invalidTarget } : {}) },
+        )
+    ).catch(() => undefined);
   const reconciler = new Reconciler({
     session: () => session,
     execute,
@@ -304,7 +315,8 @@ export async function createController(
           cause: `${shown} — the fleet is left as it is`,
         });
       }
-      await report('OutOfSync', 'Degraded', `the spec does not validate: ${shown}`);
+      invalidTarget = source.revision?.();
+      await report('OutOfSync', 'Degraded', 'nothing applied from it');
       return;
     }
     invalidShown = '';

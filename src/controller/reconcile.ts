@@ -6,9 +6,10 @@
 import type { ApplyResult } from '../app/apply.js';
 import { planFleet } from '../app/plan.js';
 import type { FleetSession } from '../app/session.js';
+import { describeFileSource } from '../app/source.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';
 import type { Plan, PlanAction } from '../model/plan.js';
-import type { SyncHealth, SyncStatus } from '../model/source.js';
+import type { SourceRevision, SyncHealth, SyncStatus } from '../model/source.js';
 import { isRestart, restartsOnly, withoutRemovals } from '../plan/restarts.js';
 import type { Executor } from './controller.js';
 
@@ -23,7 +24,11 @@ export interface ReconcileContext {
     status: SyncStatus,
     health: SyncHealth,
     message: string,
-    options?: { readonly applied?: boolean; readonly suspended?: boolean },
+    options?: {
+      readonly applied?: boolean;
+      readonly suspended?: boolean;
+      readonly target?: SourceRevision;
+    },
   ) => Promise<void>;
   readonly intervalMs: number;
   readonly autoApply: boolean;
@@ -57,9 +62,14 @@ export class Reconciler {
   }
 
   async run(leaderToken: number, suspended: boolean): Promise<void> {
-    const { clock, emit, report } = this.ctx;
+    const { clock, emit } = this.ctx;
     const session = this.ctx.session();
     const at = clock();
+    // Judged against the revision this session's spec is (not the source's newest: a newer one
+    // may arrive while this reconcile runs).
+    const target = session.revision ?? (await describeFileSource(session.file));
+    const report: ReconcileContext['report'] = (status, health, message, o = {}) =>
+      this.ctx.report(status, health, message, { ...o, target });
     try {
       const { plan } = await planFleet(session, { nowMs: at });
       const applying = this.ctx.autoApply && !suspended;
@@ -107,7 +117,7 @@ export class Reconciler {
         },
       );
       const result = await this.sync(session, leaderToken, narrow);
-      await this.settle(result, at, notRun, suspended);
+      await this.settle(result, at, notRun, suspended, report);
     } catch (e) {
       const cause = isVfleetError(e) ? `${e.code}: ${e.message}` : String(e);
       if (isVfleetError(e) && (e.code === 'superseded' || e.code === 'sync-timeout')) {
@@ -198,8 +208,9 @@ export class Reconciler {
     at: number,
     notRun: number,
     suspended: boolean,
+    report: ReconcileContext['report'],
   ): Promise<void> {
-    const { emit, report } = this.ctx;
+    const { emit } = this.ctx;
     if (result.status === 'applied') {
       const bad = result.outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
       const plan: Plan = result.plan;

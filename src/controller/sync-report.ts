@@ -32,9 +32,14 @@ export class SyncReporter {
     status: SyncStatus,
     health: SyncHealth,
     message: string,
-    options: { readonly applied?: boolean; readonly suspended?: boolean } = {},
+    options: {
+      readonly applied?: boolean;
+      readonly suspended?: boolean;
+      /** The revision judged (the spec a reconcile planned); default: the source's newest. */
+      readonly target?: SourceRevision;
+    } = {},
   ): Promise<void> {
-    const target = await this.target(file);
+    const target = options.target ?? (await this.target(file));
     if (options.applied) {
       this.synced = target;
       await control.recordRevision({ ...target, appliedAt: this.clock() });

@@ -72,8 +72,12 @@ describe('vfleet controller --git', () => {
     return git('rev-parse', 'HEAD');
   }
 
-  const replicas = (n: number) => (spec: string) =>
-    spec.replace(/(- name: batch\n(?:.*\n)*?\s+replicas: )\d+/, `$1${n}`);
+  /** The batch group's replicas (whatever they say now), never another group's. */
+  const batchReplicas = /(- name: batch\n(?:(?! *- name:).*\n)*? +replicas: )\S+/;
+  const replicas = (n: number | string) => (spec: string) => {
+    assert.match(spec, batchReplicas);
+    return spec.replace(batchReplicas, `$1${n}`);
+  };
 
   function status(): GitStatus {
     // The spec at hand for status is a valid copy outside the repository (the repository's
@@ -169,9 +173,7 @@ describe('vfleet controller --git', () => {
 
   it('reports a commit whose spec does not validate as Degraded, at file:line:col and the commit, and changes nothing', async () => {
     const before = status();
-    const bad = commit('batch: a typo', (spec) =>
-      spec.replace(/(- name: batch\n(?:.*\n)*?\s+replicas: )\d+/, '$1eight'),
-    );
+    const bad = commit('batch: a typo', replicas('eight'));
     const s = await pollUntil(
       'Degraded with the diagnostic',
       () => {
