@@ -29,6 +29,7 @@ import type { SourceRevision } from '../model/source.js';
 import type { PublishedHealth } from '../state/control-state.js';
 import { HostAgents } from './host-agents.js';
 import { LivenessTracker } from './liveness.js';
+import { ComplianceWatch, Notifier, type NotifyOptions, notifiedAs } from './notify.js';
 import { type ReconcileContext, Reconciler } from './reconcile.js';
 import { SyncReporter } from './sync-report.js';
 
@@ -57,6 +58,8 @@ export interface ControllerOptions {
   readonly prune?: boolean;
   /** A sync (the apply of a reconcile) running longer is aborted (default 10 min). */
   readonly syncTimeoutMs?: number;
+  /** Webhooks to notify (controller/notify.ts); none by default. */
+  readonly notify?: NotifyOptions;
   /** How often a tick runs (default: a quarter of the ttl, at most 1 s). */
   readonly tickMs?: number;
   readonly concurrency: number;
@@ -137,6 +140,12 @@ export async function createController(
   let spec: ValidSpec = first;
   let signature = source.signature();
   let session: FleetSession = await open(spec);
+  const notifier = new Notifier(
+    options.notify ?? { urls: [], events: [], secret: () => undefined },
+    spec.fleet.name,
+  );
+  await notifier.start(() => session.connect(), session.queuePrefix);
+  const compliance = new ComplianceWatch(notifier, options.notify);
   const liveness = new LivenessTracker(options.policy);
   const hostAgents = new HostAgents(() => session, {
     ttlMs: options.policy.ttlMs,
@@ -160,18 +169,29 @@ export async function createController(
   // While the source's newest spec does not validate, that is the fleet's sync status, whatever
   // the reconciles of the last good spec find (they go on: self-heal, restarts).
   let invalidTarget: SourceRevision | undefined;
-  const report: ReconcileContext['report'] = (status, health, message, o = {}) =>
-    (invalidShown === ''
-      ? sync.publish(session.control, spec.file, status, health, message, { ...o, suspended })
-      : sync.publish(
-          session.control,
-          spec.file,
-          'OutOfSync',
-          'Degraded',
-          `the spec does not validate: ${invalidShown} (the fleet stays at its last good spec: ${message})`,
-          { suspended, ...(invalidTarget ? { target: invalidTarget } : {}) },
-        )
+  let lastHealth = '';
+  const report: ReconcileContext['report'] = (status, health, message, o = {}) => {
+    const now = invalidShown === '' ? health : 'Degraded';
+    if (now === 'Degraded' && lastHealth !== 'Degraded')
+      notifier.send(
+        'health-degraded',
+        { status, health: now, message: invalidShown || message },
+        clock(),
+      );
+    lastHealth = now;
+    return (
+      invalidShown === ''
+        ? sync.publish(session.control, spec.file, status, health, message, { ...o, suspended })
+        : sync.publish(
+            session.control,
+            spec.file,
+            'OutOfSync',
+            'Degraded',
+            `the spec does not validate: ${invalidShown} (the fleet stays at its last good spec: ${message})`,
+            { suspended, ...(invalidTarget ? { target: invalidTarget } : {}) },
+          )
     ).catch(() => undefined);
+  };
   const reconciler = new Reconciler({
     session: () => session,
     execute,
@@ -196,6 +216,8 @@ export async function createController(
   const emit = async (type: string, fields: Record<string, unknown> = {}) => {
     const event: ControllerEvent = { at: clock(), type, ...fields };
     options.onEvent?.(event);
+    const pushed = notifiedAs(type);
+    if (pushed) notifier.send(pushed, { ...fields, type }, event.at);
     await session.state.appendEvent({ ...event, by: 'controller' }).catch(() => undefined);
   };
 
@@ -382,9 +404,12 @@ export async function createController(
     if (reconciling === null && (wanted || reconciler.due(clock()))) {
       wanted = false;
       const leaderToken = token;
-      reconciling = reconciler.run(leaderToken, suspended).finally(() => {
-        reconciling = null;
-      });
+      reconciling = reconciler
+        .run(leaderToken, suspended)
+        .then(() => compliance.check(session, clock()))
+        .finally(() => {
+          reconciling = null;
+        });
     }
     if (awaitReconcile) await (reconciling ?? Promise.resolve());
   }
@@ -425,6 +450,7 @@ export async function createController(
         await emit('leader-released', { controller: id, token });
         token = null;
       }
+      await notifier.close();
       await session.close();
     },
   };

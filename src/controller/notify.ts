@@ -9,6 +9,8 @@
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import { auditObserved } from '../app/audit.js';
+import type { FleetSession } from '../app/session.js';
 import { VfleetError } from '../model/errors.js';
 
 export const NOTIFY_EVENTS = [
@@ -35,7 +37,16 @@ export interface NotifyOptions {
 export function notifySecret(env: NodeJS.ProcessEnv, file?: string): () => string | undefined {
   if (file) {
     return () => {
-      const line = readFileSync(file, 'utf8').split('\n')[0]?.trim();
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (e) {
+        throw new VfleetError(
+          'usage',
+          `--notify-secret-file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'cannot be read'}`,
+        );
+      }
+      const line = text.split('\n')[0]?.trim();
       if (!line) throw new VfleetError('usage', `--notify-secret-file ${file} is empty`);
       return line;
     };
@@ -152,5 +163,59 @@ export class Notifier {
     await Promise.all(this.pending);
     await this.worker?.close().catch(() => undefined);
     await this.queue?.close().catch(() => undefined);
+  }
+}
+
+/** The controller's events that are pushed to webhooks, and as what. */
+const NOTIFIED: Readonly<Record<string, NotifyEvent>> = {
+  'reconcile-failed': 'sync-failed',
+  'sync-aborted': 'sync-failed',
+  'host-lost': 'host-lost',
+  restarted: 'failover-done',
+};
+
+export function notifiedAs(type: string): NotifyEvent | undefined {
+  return NOTIFIED[type];
+}
+
+/**
+ * After each reconcile, when a webhook wants them: the license and patch audits of what runs,
+ * and a notification when a shortfall or non-compliance appears (not again while it lasts).
+ */
+export class ComplianceWatch {
+  private shortfall = 0;
+  private nonCompliant = 0;
+
+  constructor(
+    private readonly notifier: Notifier,
+    private readonly options: NotifyOptions | undefined,
+  ) {}
+
+  async check(session: FleetSession, at: number): Promise<void> {
+    const wants = this.options?.events ?? [];
+    if (!this.options?.urls.length) return;
+    if (!wants.includes('license-shortfall') && !wants.includes('patch-noncompliant')) return;
+    const report = await auditObserved(
+      session,
+      ['licenses', 'patches'],
+      new Date(at).toISOString(),
+    ).catch(() => undefined);
+    if (!report) return;
+    const short = report.summary.licenses?.shortfall ?? 0;
+    const behind = report.summary.patches?.nonCompliant ?? 0;
+    if (short > 0 && this.shortfall === 0)
+      this.notifier.send(
+        'license-shortfall',
+        { pools: short, summary: report.summary.licenses },
+        at,
+      );
+    if (behind > 0 && this.nonCompliant === 0)
+      this.notifier.send(
+        'patch-noncompliant',
+        { instances: behind, summary: report.summary.patches },
+        at,
+      );
+    this.shortfall = short;
+    this.nonCompliant = behind;
   }
 }

@@ -6,6 +6,13 @@ import { Command } from 'commander';
 import { readValidSpec } from '../../app/session.js';
 import type { ControllerEvent, SpecSource } from '../../controller/controller.js';
 import { GitSpecSource, gitCacheDir, normalizeGitUrl } from '../../controller/git-source.js';
+import {
+  checkNotifyUrl,
+  NOTIFY_EVENTS,
+  type NotifyEvent,
+  type NotifyOptions,
+  notifySecret,
+} from '../../controller/notify.js';
 import { startController } from '../../controller/run.js';
 import { VfleetError } from '../../model/errors.js';
 import { DEFAULT_LIVENESS } from '../../model/host-health.js';
@@ -32,6 +39,25 @@ export function fileSpecSource(file: string): SpecSource {
   };
 }
 
+function notifyOptions(args: ControllerArgs): NotifyOptions {
+  const urls = args.notify.map(checkNotifyUrl);
+  const events = args.notifyOn
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  for (const e of events)
+    if (!(NOTIFY_EVENTS as readonly string[]).includes(e))
+      throw new VfleetError(
+        'usage',
+        `--notify-on: ${JSON.stringify(e)} is not one of ${NOTIFY_EVENTS.join(', ')}`,
+      );
+  return {
+    urls,
+    events: events as NotifyEvent[],
+    secret: notifySecret(process.env, args.notifySecretFile),
+  };
+}
+
 interface ControllerArgs {
   readonly file: string;
   readonly git?: string;
@@ -39,6 +65,9 @@ interface ControllerArgs {
   readonly path: string;
   readonly prune: boolean;
   readonly syncTimeout: string;
+  readonly notify: string[];
+  readonly notifyOn: string;
+  readonly notifySecretFile?: string;
   readonly leaseTtl: string;
   readonly grace?: string;
   readonly interval: string;
@@ -56,6 +85,11 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
       : parseDuration(args.grace, '--grace');
   const intervalMs = parseDuration(args.interval, '--interval');
   const syncTimeoutMs = parseDuration(args.syncTimeout, '--sync-timeout');
+  const notify = notifyOptions(args);
+  if (notify.urls.length > 0 && notify.secret() === undefined)
+    terminal.err(
+      'Warning: notifications are not signed: set VFLEET_NOTIFY_SECRET or --notify-secret-file',
+    );
   let source: SpecSource;
   let git: GitSpecSource | undefined;
   if (args.git) {
@@ -95,6 +129,7 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
     autoApply: args.autoApply,
     prune: args.prune,
     syncTimeoutMs,
+    notify,
     concurrency: args.concurrency,
     takeoverMs: takeoverMsFrom(process.env, undefined),
     externalWorkers: args.externalWorkers,
@@ -140,6 +175,18 @@ export function controllerCommand(terminal: Terminal, setExit: (code: number) =>
       false,
     )
     .option('--sync-timeout <duration>', 'abort a sync (apply) that runs longer than this', '10m')
+    .option(
+      '--notify <url>',
+      'POST a signed JSON notification to this webhook (repeatable; secret: VFLEET_NOTIFY_SECRET)',
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
+    .option(
+      '--notify-on <events>',
+      `which (comma-separated): ${NOTIFY_EVENTS.join(', ')}`,
+      NOTIFY_EVENTS.join(','),
+    )
+    .option('--notify-secret-file <path>', 'the webhook secret in a file (its first line)')
     .option(
       '--auto-apply',
       'apply every change (self-heal, spec roll-outs); without it only restarts run and drift is reported',
