@@ -40,7 +40,7 @@ export interface HostStatus {
  */
 export type InstanceStatusRow = Omit<RecordedInstance, 'status'> & {
   readonly status: RecordedInstance['status'] | 'missing' | 'unknown';
-  /** OutOfSync when a plan would change it now (docs/reconcile.md). */
+  /** OutOfSync when a plan would change it now (docs/gitops.md). */
   readonly sync: SyncStatus;
   readonly health: SyncHealth;
 };

@@ -1,4 +1,4 @@
-// The controller's sync, from the outside (docs/reconcile.md): suspend and resume it (Flux's
+// The controller's sync, from the outside (docs/gitops.md): suspend and resume it (Flux's
 // `suspend`), ask for a reconcile now (`argocd app sync`'s poke, Flux's `reconcile`), and read
 // what the leader published.
 import type { PublishedSync } from '../state/control-state.js';

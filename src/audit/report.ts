@@ -2,6 +2,7 @@
 // specHash, summary, findings}` and the full tables of each audit. A finding is something to act
 // on (a pool short of licenses, a package below its baseline, a protected instance without a
 // working failover host); the tables hold everything, compliant rows included.
+import type { SourceRevision } from '../model/source.js';
 import type { AuditInput, AuditSource } from './audit-input.js';
 import { type FailoverAudit, failoverAudit, type ProtectionStatus } from './failover-audit.js';
 import { type LicenseAudit, licenseAudit } from './license-audit.js';
@@ -72,6 +73,8 @@ export interface AuditReport {
   readonly generatedAt: string;
   readonly fleet: string;
   readonly specHash: string;
+  /** The spec's revision: the git commit it is at, or the file (model/source.ts). */
+  readonly revision?: SourceRevision;
   readonly source: AuditSource;
   readonly kinds: readonly AuditKind[];
   readonly summary: AuditSummary;
@@ -85,6 +88,8 @@ export interface ReportMeta {
   /** An ISO 8601 instant from the caller's clock (SOURCE_DATE_EPOCH makes it reproducible). */
   readonly generatedAt: string;
   readonly specHash: string;
+  /** The spec's revision (a git commit, or the file): printed in every report. */
+  readonly revision?: SourceRevision;
 }
 
 export function buildReport(
@@ -185,6 +190,7 @@ export function buildReport(
   return {
     formatVersion: AUDIT_FORMAT_VERSION,
     generatedAt: meta.generatedAt,
+    ...(meta.revision ? { revision: meta.revision } : {}),
     fleet: input.fleet.name,
     specHash: meta.specHash,
     source: input.source,

@@ -1,4 +1,4 @@
-// Notifications (docs/reconcile.md, "Notifications"): the controller's events that an operator
+// Notifications (docs/gitops.md, "Notifications"): the controller's events that an operator
 // wants pushed — a sync failed, the fleet's health degraded, a host lost, a failover done, a
 // license shortfall, patch non-compliance — POSTed as JSON to webhooks, signed with HMAC-SHA256
 // (`X-Vfleet-Signature-256: sha256=<hex>` over the exact body, GitHub's scheme), delivered

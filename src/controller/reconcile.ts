@@ -1,4 +1,4 @@
-// One reconcile of the leader (docs/controller.md, "Reconcile"; docs/reconcile.md for the sync
+// One reconcile of the leader (docs/controller.md, "Reconcile"; docs/gitops.md for the sync
 // rules): plan; run the restarts of down hosts' instances always, everything else only with
 // --auto-apply (and removals only with --prune); a sync runs under an AbortSignal that a newer
 // spec or the sync's time limit fires; the outcome becomes events, the sync status published,

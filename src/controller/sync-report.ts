@@ -1,5 +1,5 @@
 // The leader's sync status × health of the fleet against its source (Argo CD's model; the rules
-// are in docs/reconcile.md, "Sync status and health"): published to `vfleet:{F}:sync` for
+// are in docs/gitops.md, "Sync status and health"): published to `vfleet:{F}:sync` for
 // `status` and `/metrics`, and the revision the fleet was last brought to cleanly recorded in
 // `vfleet:{F}:revision`.
 import { describeFileSource } from '../app/source.js';

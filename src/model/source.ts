@@ -1,7 +1,7 @@
 // Where a fleet's spec came from: a file, or a commit of a git repository (Argo CD's
 // `status.sync.revision`). Plans, status and audits carry it (`source` in their JSON), the
 // state records the one the fleet was last brought to, and the controller publishes its sync
-// status against it (docs/reconcile.md, "Git").
+// status against it (docs/gitops.md).
 
 export interface SourceRevision {
   readonly kind: 'git' | 'file';

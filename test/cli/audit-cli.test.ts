@@ -31,9 +31,10 @@ describe('vfleet audit --planned on fleet.yaml', () => {
     const r = planned('all', 'json');
     assert.equal(r.code, 2, r.stderr);
     const report = JSON.parse(r.stdout);
-    assert.deepEqual(Object.keys(report).slice(0, 8), [
+    assert.deepEqual(Object.keys(report).slice(0, 9), [
       'formatVersion',
       'generatedAt',
+      'revision',
       'fleet',
       'specHash',
       'source',
@@ -42,6 +43,9 @@ describe('vfleet audit --planned on fleet.yaml', () => {
       'findings',
     ]);
     assert.equal(report.generatedAt, '2023-11-14T22:13:20.000Z');
+    // the spec's revision: a file, or the commit of the work tree it is in
+    assert.ok(['file', 'git'].includes(report.revision.kind));
+    assert.match(report.revision.path, /fleet\.yaml$/);
     assert.equal(report.specHash.length, 64);
     assert.equal(report.source, 'planned');
     assert.equal(report.findings.length, 12);

@@ -4,6 +4,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { auditObserved, auditPlanned } from '../../app/audit.js';
+import { describeFileSource } from '../../app/source.js';
 import { AUDIT_KINDS, type AuditKind, type AuditReport, exitCodeOf } from '../../audit/report.js';
 import { VfleetError } from '../../model/errors.js';
 import { readSpecOrReport, withSession } from '../open-session.js';
@@ -76,7 +77,7 @@ export async function runAudit(
   if (args.planned) {
     const spec = readSpecOrReport(args.file, terminal);
     if (!spec) return 1;
-    report = auditPlanned(spec, args.kinds, generatedAt);
+    report = auditPlanned(spec, args.kinds, generatedAt, await describeFileSource(args.file));
   } else {
     let observed: AuditReport | undefined;
     const opened = await withSession(args.file, terminal, async (session) => {

@@ -17,7 +17,11 @@ export function suspendCommand(terminal: Terminal, setExit: (code: number) => vo
     .option('--reason <text>', 'why, shown in status and events', 'suspended by an operator')
     .option('--json', 'print JSON (formatVersion 1)', false)
     .action(async (o: { file: string; reason: string; json: boolean }) => {
-      const reason = o.reason.replace(/[\0-\x1f\x7f]/g, ' ').slice(0, 200);
+      // One line in status and events: control characters become spaces.
+      const reason = [...o.reason]
+        .map((c) => (c.charCodeAt(0) < 32 || c.charCodeAt(0) === 127 ? ' ' : c))
+        .join('')
+        .slice(0, 200);
       setExit(
         await withSession(o.file, terminal, async (session) => {
           await suspendSync(session, userInfo().username, reason, Date.now());

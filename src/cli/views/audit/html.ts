@@ -1,7 +1,9 @@
 // The audit report as one self-contained HTML page: inline CSS and inline SVG charts, no script,
 // nothing fetched (a Content-Security-Policy of default-src 'none' says so to the browser). Made
 // to be attached to an audit, opened from a CI artifact, or printed.
+
 import { type AuditReport, describeFinding } from '../../../audit/report.js';
+import { revisionLine } from '../../../model/source.js';
 import { type AuditTable, failoverTables, licenseTables, patchTables } from './tables.js';
 
 /** The chart colours; the screenshot test counts pixels of exactly these. */
@@ -134,7 +136,7 @@ export function renderAuditHtml(report: AuditReport): string {
     );
   const parts: string[] = [
     `<h1>vfleet audit — ${h(report.fleet)}</h1>`,
-    `<p class="meta">${h(report.source)} · generated ${h(report.generatedAt)} · spec sha256 <code>${h(report.specHash)}</code></p>`,
+    `<p class="meta">${h(report.source)} · generated ${h(report.generatedAt)} · spec sha256 <code>${h(report.specHash)}</code>${report.revision ? ` · source <code>${h(revisionLine(report.revision))}</code>` : ''}</p>`,
     `<div class="cards">${cards.join('')}</div>`,
   ];
   parts.push(`<h2>Findings (${report.findings.length})</h2>`);

@@ -1,6 +1,8 @@
 // The audit report as GitHub-flavoured Markdown: for a pull request comment or
 // $GITHUB_STEP_SUMMARY. Findings first, then the tables; every cell escaped.
+
 import { type AuditReport, describeFinding } from '../../../audit/report.js';
+import { revisionLine } from '../../../model/source.js';
 import { cell, folded, mdTable } from '../markdown.js';
 import { failoverTables, licenseTables, patchTables } from './tables.js';
 
@@ -24,6 +26,7 @@ export function renderAuditMarkdown(report: AuditReport): string {
     );
   out.push('| | |', '| --- | --- |', ...lines, '');
   out.push(`Generated ${report.generatedAt} from spec \`${report.specHash.slice(0, 12)}\`.`, '');
+  if (report.revision) out.push(`Source: ${cell(revisionLine(report.revision))}`, '');
   if (report.findings.length > 0) {
     out.push(`### Findings (${report.findings.length})`, '');
     for (const f of report.findings) out.push(`- ${cell(describeFinding(f))}`);

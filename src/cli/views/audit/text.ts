@@ -1,5 +1,7 @@
 // The audit report for a terminal: a summary line per audit, the findings, then the tables.
+
 import { type AuditReport, describeFinding } from '../../../audit/report.js';
+import { revisionLine } from '../../../model/source.js';
 import { table } from '../table.js';
 import { type AuditTable, failoverTables, licenseTables, patchTables } from './tables.js';
 
@@ -60,6 +62,7 @@ export function summaryLines(report: AuditReport): string[] {
 export function renderAuditText(report: AuditReport): string {
   const out: string[] = [
     `vfleet audit of fleet ${report.fleet} (${report.source}), ${report.generatedAt}`,
+    ...(report.revision ? [`Source: ${revisionLine(report.revision)}`] : []),
     `spec sha256 ${report.specHash}`,
     '',
     ...summaryLines(report),
