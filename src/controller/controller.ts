@@ -24,7 +24,7 @@ import { type ApplyOptions, type ApplyResult, applyFleet } from '../app/apply.js
 import { planFleet } from '../app/plan.js';
 import { type FleetSession, openSession, type SpecRead, type ValidSpec } from '../app/session.js';
 import { isVfleetError } from '../model/errors.js';
-import type { LivenessPolicy } from '../model/host-health.js';
+import { instancesUnknown, type LivenessPolicy } from '../model/host-health.js';
 import type { Plan, PlanAction } from '../model/plan.js';
 import { isRestart, restartsOnly } from '../plan/restarts.js';
 import type { PublishedHealth } from '../state/control-state.js';
@@ -57,6 +57,8 @@ export interface ControllerOptions {
   readonly cwd: string;
   /** Every event, as it is also appended to the fleet's stream. */
   readonly onEvent?: (event: ControllerEvent) => void;
+  /** Every reconcile's outcome and duration, for the HTTP server's metrics (src/http/). */
+  readonly onReconcile?: (report: ReconcileReport) => void;
   /**
    * Run the embedded hosts' emulated agents in this process (default true: nothing else runs
    * them). The simulation runs them as the hosts' own processes, on the hosts' own clocks.
@@ -84,6 +86,21 @@ export interface ControllerEvent {
   readonly [field: string]: unknown;
 }
 
+/** How one reconcile ended: `waiting` is an apply by hand holding the fleet lock. */
+export type ReconcileSync = 'in-sync' | 'drift' | 'failed' | 'waiting';
+
+export interface ReconcileReport {
+  /** Epoch ms when it started, and how long it took. */
+  readonly at: number;
+  readonly durationMs: number;
+  /** in-sync: nothing left to change (or all of it applied); drift: changes not applied. */
+  readonly sync: ReconcileSync;
+  readonly specHash: string;
+  /** Hosts the plan judged suspect, lost or fenced; instances it could not place. */
+  readonly hostsNotOk: number;
+  readonly unplaceable: number;
+}
+
 const MAX_BACKOFF_MS = 5 * 60_000;
 
 /** One controller, ticked by its caller: the loop (startController) or the simulation. */
@@ -97,6 +114,8 @@ export interface Controller {
   close(): Promise<void>;
   /** Drops the session's Redis clients now (a stop while Redis does not answer). */
   abandon(): void;
+  /** The session on the current spec (a new one when the spec changes). */
+  session(): FleetSession;
 }
 
 export async function createController(
@@ -290,8 +309,16 @@ export async function createController(
 
   async function reconcile(leaderToken: number): Promise<void> {
     const at = clock();
+    const specHash = session.specHash;
+    let judged = { hostsNotOk: 0, unplaceable: 0 };
+    const done = (sync: ReconcileSync) =>
+      options.onReconcile?.({ at, durationMs: clock() - at, sync, specHash, ...judged });
     try {
-      const { plan } = await planFleet(session, { nowMs: at });
+      const { plan, health } = await planFleet(session, { nowMs: at });
+      judged = {
+        hostsNotOk: [...health.values()].filter((h) => instancesUnknown(h.health)).length,
+        unplaceable: plan.unplaceable.length,
+      };
       const restarts = plan.actions.filter(isRestart);
       const others = plan.actions.length - restarts.length;
       if (plan.actions.length === 0) {
@@ -299,6 +326,7 @@ export async function createController(
         lastDrift = '';
         failures = 0;
         nextReconcileAt = at + options.intervalMs;
+        done('in-sync');
         return;
       }
       if (restarts.length === 0 && !options.autoApply) {
@@ -310,6 +338,7 @@ export async function createController(
           });
         lastDrift = drift;
         nextReconcileAt = at + options.intervalMs;
+        done('drift');
         return;
       }
       const byId = new Map<string, PlanAction>();
@@ -334,13 +363,14 @@ export async function createController(
           });
         },
       });
-      await settle(result, at, others);
+      done(await settle(result, at, others));
     } catch (e) {
       failed(at, isVfleetError(e) ? `${e.code}: ${e.message}` : String(e));
       await emit('reconcile-failed', {
         cause: isVfleetError(e) ? `${e.code}: ${e.message}` : String(e),
         retryInMs: nextReconcileAt - at,
       });
+      done('failed');
     }
   }
 
@@ -350,7 +380,7 @@ export async function createController(
     nextReconcileAt = at + backoff;
   }
 
-  async function settle(result: ApplyResult, at: number, others: number): Promise<void> {
+  async function settle(result: ApplyResult, at: number, others: number): Promise<ReconcileSync> {
     if (result.status === 'applied') {
       const bad = result.outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
       const plan: Plan = result.plan;
@@ -362,7 +392,7 @@ export async function createController(
           cause: bad[0]?.error ?? 'an action failed',
           retryInMs: nextReconcileAt - at,
         });
-        return;
+        return 'failed';
       }
       failures = 0;
       lastDrift = '';
@@ -374,16 +404,17 @@ export async function createController(
         ...(plan.unplaceable.length > 0 ? { unplaceable: plan.unplaceable.length } : {}),
         ...(options.autoApply || others === 0 ? {} : { notApplied: others }),
       });
-      return;
+      return options.autoApply || others === 0 ? 'in-sync' : 'drift';
     }
     if (result.status === 'locked') {
       // Someone applies by hand: try again soon, without counting it a failure.
       nextReconcileAt = at + Math.min(options.intervalMs, 2_000);
       await emit('reconcile-waiting', { cause: `the fleet lock is held by ${result.holder.id}` });
-      return;
+      return 'waiting';
     }
     failed(at, result.status);
     await emit('reconcile-failed', { cause: result.status, retryInMs: nextReconcileAt - at });
+    return 'failed';
   }
 
   async function tick(awaitReconcile = false): Promise<void> {
@@ -425,6 +456,7 @@ export async function createController(
       }
     },
     token: () => token,
+    session: () => session,
     abandon() {
       options.onEvent?.({
         at: clock(),
