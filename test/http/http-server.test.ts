@@ -5,7 +5,6 @@
 // Prometheus text parser reads, and a clean close.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
@@ -17,48 +16,11 @@ import { authorized, credentialsFor } from '../../src/http/basic-auth.js';
 import { isLoopback, parseListenAddress } from '../../src/http/listen-address.js';
 import { type RunningHttpServer, startHttpServer } from '../../src/http/server.js';
 import { redact } from '../../src/state/redact.js';
+import { basicAuth as basic, httpCall as call, type HttpAnswer } from '../helpers/http-call.js';
 import { useApplyRedis } from '../helpers/vfleet-cli.js';
 
-interface Answer {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: string;
-}
-
-/** One request, as a client sends it (no fetch: a body on a GET and raw headers are the point). */
-function call(
-  url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
-): Promise<Answer> {
-  // A body goes with its length unless the test says chunked (Node sends a GET's body unframed).
-  const headers = { ...options.headers };
-  if (options.body !== undefined && headers['transfer-encoding'] === undefined)
-    headers['content-length'] = String(Buffer.byteLength(options.body));
-  return new Promise((resolve, reject) => {
-    // A connection per request (no keep-alive pool): a closed server is a refused connection.
-    const req = httpRequest(
-      url,
-      { method: options.method ?? 'GET', headers, agent: false },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => {
-          body += d;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
-
-const basic = (user: string, password: string) =>
-  `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-
 /** A body of one line that is no stack trace. */
-function oneLine(answer: Answer): void {
+function oneLine(answer: HttpAnswer): void {
   assert.equal(answer.body.trimEnd().split('\n').length, 1, answer.body);
   assert.doesNotMatch(answer.body, /\n\s+at |\.js:\d+/);
 }
