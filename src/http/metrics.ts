@@ -63,6 +63,10 @@ export class FleetMetrics {
   render(): Promise<string> {
     this.rendering ??= this.renderNow().finally(() => {
       this.rendering = undefined;
+      // Once the answer is written (an immediate runs after this turn's microtasks and I/O):
+      // a stale observation is renewed between scrapes, not during one.
+      const session = this.source.session();
+      if (session) setImmediate(() => this.observations.refreshIfStale(session));
     });
     return this.rendering;
   }
@@ -71,10 +75,13 @@ export class FleetMetrics {
     const session = this.source.session();
     if (!session) throw new HttpError(503, 'starting: the fleet is not open yet');
     const now = Date.now();
-    const [health, observation, queueText] = await Promise.all([
+    // BullMQ's thousands of small commands go first: Redis answers them on its own core while
+    // this process reads the health and renders its own families.
+    const queueText = exportQueueMetrics(this.queues.of(session));
+    queueText.catch(() => undefined); // awaited below; a failure of the rest must not orphan it
+    const [health, observation] = await Promise.all([
       judgeHosts(session, now),
       this.observations.latest(session),
-      exportQueueMetrics(this.queues.of(session)),
     ]);
     const g = this.g;
     for (const gauge of Object.values(g)) gauge.reset();
@@ -104,19 +111,18 @@ export class FleetMetrics {
 
     for (const s of OBSERVED_STATUSES)
       g.instances.set({ status: s }, observation.instancesByStatus[s]);
-    const report = observation.report;
-    for (const p of report.licenses?.pools ?? []) {
+    for (const p of observation.pools) {
       g.licenseUsed.set({ pool: p.pool }, p.used);
       g.licenseNeeded.set({ pool: p.pool }, p.needed);
       g.licenseEntitlement.set({ pool: p.pool }, p.entitlement);
       g.licenseShortfall.set({ pool: p.pool }, p.shortfall);
     }
-    for (const b of report.patches?.baselines ?? []) {
+    for (const b of observation.baselines) {
       g.patchSubjects.set({ baseline: b.baseline, compliance: 'compliant' }, b.compliant);
       g.patchSubjects.set({ baseline: b.baseline, compliance: 'non-compliant' }, b.nonCompliant);
       g.patchSubjects.set({ baseline: b.baseline, compliance: 'not-applicable' }, b.notApplicable);
     }
-    const failover = report.summary.failover;
+    const failover = observation.summary.failover;
     if (failover) {
       g.failoverProtected.set(failover.protected);
       g.failoverCovered.set(failover.covered);
@@ -126,7 +132,8 @@ export class FleetMetrics {
     g.observationDuration.set(this.observations.lastDurationMs / 1000);
     this.observationFailures.inc(this.observations.failures - this.failuresCounted);
     this.failuresCounted = this.observations.failures;
-    return `${await this.registry.metrics()}${queueText}`;
+    const own = await this.registry.metrics();
+    return `${own}${await queueText}`;
   }
 }
 

@@ -1,17 +1,13 @@
-// `/reports/`: the audits of docs/audits.md as HTML pages made on request from an observation at
-// most a couple of seconds old (observation-cache.ts), and an index that links them with each
-// audit's findings. The page itself is the CLI's (`vfleet audit … --format html`), handed in by
+// `/reports/`: the audits of docs/audits.md as HTML pages made on request from an observation of
+// the hosts made for it (observation-cache.ts: requests that come together share one), and an
+// index that links them with each audit's findings as the metrics last saw them. The page itself is the CLI's (`vfleet audit … --format html`), handed in by
 // the command that starts the server: one self-contained page, no script, nothing fetched.
-import type { FleetObservation } from '../app/fleet-observation.js';
 import type { FleetSession } from '../app/session.js';
 import { AUDIT_KINDS, type AuditKind, type AuditReport, buildReport } from '../audit/report.js';
 import { HttpError } from './http-error.js';
-import type { ObservationCache } from './observation-cache.js';
+import type { FleetFigures, ObservationCache } from './observation-cache.js';
 
 export const REPORTS_PATH = '/reports/';
-
-/** How old an observation a report page may show: "on request", without one refresh per click. */
-const REPORT_MAX_AGE_MS = 2_000;
 
 export type ReportRenderer = (report: AuditReport) => string;
 
@@ -38,8 +34,12 @@ export async function reportPage(
   render: ReportRenderer,
 ): Promise<string> {
   const name = path.slice(REPORTS_PATH.length);
-  if (name === '' || name === 'index.html')
-    return index(session, await observations.latest(session));
+  if (name === '' || name === 'index.html') {
+    // The findings as the metrics last saw them (a cheap page), renewed behind it when stale.
+    const figures = await observations.latest(session);
+    setImmediate(() => observations.refreshIfStale(session));
+    return index(session, figures);
+  }
   const kinds =
     name === 'all'
       ? AUDIT_KINDS
@@ -48,7 +48,7 @@ export async function reportPage(
         : undefined;
   if (!kinds)
     throw new HttpError(404, `no report ${JSON.stringify(name.slice(0, 40))}: see ${REPORTS_PATH}`);
-  const observation = await observations.fresh(session, REPORT_MAX_AGE_MS);
+  const observation = await observations.fresh(session);
   return render(
     buildReport(kinds, observation.input, {
       generatedAt: new Date(observation.at).toISOString(),
@@ -57,8 +57,8 @@ export async function reportPage(
   );
 }
 
-function index(session: FleetSession, observation: FleetObservation): string {
-  const summary = observation.report.summary;
+function index(session: FleetSession, observation: FleetFigures): string {
+  const summary = observation.summary;
   const findings: Record<AuditKind | 'all', number> = {
     licenses: summary.licenses?.findings ?? 0,
     patches: summary.patches?.findings ?? 0,
@@ -81,7 +81,7 @@ table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #
 .bad{color:#dc2626;font-weight:600}.ok{color:#16a34a}small{color:#555}
 </style></head><body>
 <h1>Audit reports of fleet ${h(session.fleet.name)}</h1>
-<p><small>Observed ${h(new Date(observation.at).toISOString())}; spec ${h(observation.specHash.slice(0, 12))}. Each report is made when opened, from the hosts as they are then.</small></p>
+<p><small>Findings as observed ${h(new Date(observation.at).toISOString())} (spec ${h(observation.specHash.slice(0, 12))}); each report is made when it is opened, from the hosts as they are then.</small></p>
 <table><thead><tr><th>report</th><th>what it shows</th><th>findings</th></tr></thead><tbody>
 ${rows}
 </tbody></table>
