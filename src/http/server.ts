@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { observeFleet } from '../app/fleet-observation.js';
 import type { FleetSession } from '../app/session.js';
+import { VfleetError } from '../model/errors.js';
 import { redactedMessage } from '../state/redact.js';
 import { within } from '../state/within.js';
 import { authorized, type Credentials } from './basic-auth.js';
@@ -215,9 +216,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   );
   server.maxConnections = LIMITS.connections;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refused = (e: NodeJS.ErrnoException) => reject(listenError(options.listen, e));
+    server.once('error', refused);
     server.listen(options.listen.port, options.listen.host, () => {
-      server.off('error', reject);
+      server.off('error', refused);
       resolve();
     });
   });
@@ -253,6 +255,22 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       await queues.close();
     },
   };
+}
+
+/** Why the server could not listen, as the one line a user is shown (exit 1, not a bug). */
+function listenError(listen: ListenAddress, e: NodeJS.ErrnoException): VfleetError {
+  const where = formatAddress(listen.host, listen.port);
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the address is in use (another process listens there)',
+    EADDRNOTAVAIL: 'the address is not one of this machine’s',
+    EACCES: 'permission denied (a port below 1024 needs privileges)',
+    ENOTFOUND: 'the host name does not resolve',
+    EAI_AGAIN: 'the host name does not resolve',
+  };
+  return new VfleetError(
+    'http-listen',
+    `--http ${where}: cannot listen: ${why[e.code ?? ''] ?? e.code ?? redactedMessage(e)}`,
+  );
 }
 
 /** The path of a request target, without its query; `/` for anything unparsable. */

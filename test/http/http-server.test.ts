@@ -17,6 +17,7 @@ import { isLoopback, parseListenAddress } from '../../src/http/listen-address.js
 import { type RunningHttpServer, startHttpServer } from '../../src/http/server.js';
 import { redact } from '../../src/state/redact.js';
 import { basicAuth as basic, httpCall as call, type HttpAnswer } from '../helpers/http-call.js';
+import { fromRoot } from '../helpers/paths.js';
 import { useApplyRedis } from '../helpers/vfleet-cli.js';
 
 /** A body of one line that is no stack trace. */
@@ -304,6 +305,63 @@ describe('the HTTP server on a real fleet', () => {
     assert.ok(
       logged.some((l) => /GET \/metrics: 5\d\d /.test(l)),
       logged.join('\n'),
+    );
+  });
+
+  it('follows a new session (a controller on a new spec): its hosts’ queues, on the board and in the metrics', async () => {
+    const other = readValidSpec(fromRoot('examples', 'minimal.yaml'));
+    assert.ok(other.ok);
+    const next = await openSession(other, { cwd: process.cwd(), env: { ...f.env } });
+    let current = session;
+    const following = await startHttpServer({
+      listen: parseListenAddress('127.0.0.1:0'),
+      credentials: null,
+      queuesWritable: false,
+      process: { session: () => current, sync: () => undefined, notReady: () => undefined },
+      renderReport: renderAuditHtml,
+    });
+    const boardQueues = async () =>
+      (
+        JSON.parse((await call(`${following.url}/queues/api/queues`)).body) as {
+          queues: Array<{ name: string }>;
+        }
+      ).queues
+        .map((q) => q.name)
+        .sort();
+    const metricQueues = async () => {
+      const families = parsePrometheus((await call(`${following.url}/metrics`)).body);
+      return [
+        ...new Set(
+          families.find((m) => m.name === 'bullmq_job_count')?.metrics.map((m) => m.labels?.queue),
+        ),
+      ].sort();
+    };
+    try {
+      assert.equal((await boardQueues()).length, session.fleet.hosts.length);
+      current = next;
+      assert.deepEqual(await boardQueues(), ['host.host-01']);
+      assert.deepEqual(await metricQueues(), ['host.host-01']);
+    } finally {
+      await following.close();
+      await next.close();
+    }
+  });
+
+  it('says in one line why it cannot listen', async () => {
+    const taken = parseListenAddress(`127.0.0.1:${new URL(server.url).port}`);
+    await assert.rejects(
+      startHttpServer({
+        listen: taken,
+        credentials: null,
+        queuesWritable: false,
+        process: { session: () => session, sync: () => undefined, notReady: () => undefined },
+        renderReport: renderAuditHtml,
+      }),
+      (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'http-listen');
+        assert.match(e.message, /^--http 127\.0\.0\.1:\d+: cannot listen: the address is in use/);
+        return true;
+      },
     );
   });
 
