@@ -94,7 +94,11 @@ async function main(): Promise<void> {
         queuesWritable: false,
         process: {
           session: () => session,
-          sync: () => ({ syncStatus: 'in-sync', health: 'healthy', revision: session.specHash }),
+          sync: async () => ({
+            syncStatus: 'Synced',
+            health: 'Healthy',
+            revision: session.specHash,
+          }),
           notReady: () => undefined,
         },
         renderReport: renderAuditHtml,

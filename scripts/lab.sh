@@ -427,9 +427,10 @@ EOF
     done
     cat <<EOF
 
-  # Any one host may fail: the protected groups (failover) have standby room reserved, and a
-  # running \`vfleet controller\` restarts them there (docs/controller.md).
-  failover: { tolerate: 1 }
+  # With three hosts or more any one may fail: the protected groups (failover) have standby room
+  # reserved, and a running \`vfleet controller\` restarts them there (docs/controller.md). Two
+  # hosts of this machine's size have no room to spare.
+  failover: { tolerate: $((count >= 3 ? 1 : 0)) }
 
   images:
     # Built by scripts/build-test-images.sh; the contract of its files is in docs/lab.md.

@@ -37,6 +37,17 @@ export interface ApplyOptions {
   readonly leaderToken?: number;
   /** Narrows the fresh plan before it runs (the controller without --auto-apply: restarts only). */
   readonly select?: (plan: Plan) => Plan;
+  /**
+   * Aborts the run (the controller: a newer spec, the sync's time limit): no job is enqueued
+   * after it fires, the wait for outcomes ends with its reason, jobs already running finish on
+   * their hosts or are refused as superseded by the next apply.
+   */
+  readonly signal?: AbortSignal;
+  /**
+   * Record the plan's source as the revision the fleet is at once every action succeeded
+   * (default true; the controller records its own, controller/sync-report.ts).
+   */
+  readonly recordRevision?: boolean;
 }
 
 export type ApplyEvent =
@@ -113,7 +124,15 @@ async function applyLocked(
   const plan = saved ?? (options.select ? options.select(fresh) : fresh);
   for (const message of await session.engines.factsWarnings()) emit({ type: 'warning', message });
   emit({ type: 'plan', plan });
-  if (plan.actions.length === 0) return { status: 'applied', plan, outcomes: [] };
+  const record = async (outcomes: readonly ActionOutcome[]) => {
+    const clean = outcomes.every((o) => o.outcome !== 'failed' && o.outcome !== 'skipped');
+    if (options.recordRevision !== false && plan.source && clean && plan.unplaceable.length === 0)
+      await session.control.recordRevision({ ...plan.source, appliedAt: Date.now() });
+  };
+  if (plan.actions.length === 0) {
+    await record([]);
+    return { status: 'applied', plan, outcomes: [] };
+  }
   if (!saved && !(await options.approve(plan))) return { status: 'cancelled', plan };
 
   await session.state.setCurrentPlan(plan.id);
@@ -132,14 +151,18 @@ async function applyLocked(
       external: options.externalWorkers,
       ...(options.leaderToken === undefined ? {} : { leaderToken: options.leaderToken }),
       takeoverMs: options.takeoverMs,
-      signal: session.connection.clients.signal,
+      signal: options.signal
+        ? AbortSignal.any([session.connection.clients.signal, options.signal])
+        : session.connection.clients.signal,
       onOutcome: (outcome: ActionOutcome) => {
         reported.push(outcome);
         emit({ type: 'outcome', plan, outcome });
       },
     });
+    await record(outcomes);
     return { status: 'applied', plan, outcomes };
   } catch (e) {
+    if (options.signal?.aborted) throw options.signal.reason;
     if (!(isVfleetError(e) && e.code === 'redis-lost')) throw e;
     return { status: 'store-lost', plan, reported, error: e };
   }

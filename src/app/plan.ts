@@ -13,6 +13,7 @@ import { explain } from '../scheduler/schedule.js';
 import { type HostJudgement, judgeHosts } from './host-health.js';
 import { refresh } from './refresh.js';
 import type { FleetSession } from './session.js';
+import { describeFileSource } from './source.js';
 
 export interface PlanResult {
   readonly plan: Plan;
@@ -49,6 +50,10 @@ export async function planFleet(
 ): Promise<PlanResult> {
   if (options.destroy && options.explain !== undefined)
     throw new VfleetError('usage', '--explain shows a placement; a --destroy plan places nothing');
+  // Asked of git meanwhile (a few ms of child processes), for the plan's `source`.
+  const source = session.revision
+    ? Promise.resolve(session.revision)
+    : describeFileSource(session.file);
   const observed = await refresh(session, { persist: options.persist === true });
   refuseHostsGone(session, observed);
   const silent = new Set(observed.unanswered ?? []);
@@ -64,7 +69,7 @@ export async function planFleet(
       id: planIdOf(session.specHash, observed.version, true),
       specHash: session.specHash,
     });
-    return { plan, observed, health };
+    return { plan: { ...plan, source: await source }, observed, health };
   }
   // Hosts whose instances may run elsewhere now are down for the scheduler: nothing lands or is
   // reserved on them, and their protected instances restart on their failover hosts.
@@ -77,7 +82,7 @@ export async function planFleet(
     specHash: session.specHash,
   });
   return {
-    plan,
+    plan: { ...plan, source: await source },
     observed,
     health,
     ...(options.explain !== undefined && explanation ? { explanation } : {}),

@@ -2,11 +2,13 @@
 // against), the fleet's Redis (the folder's private server, or REDIS_URL) with its state, and the
 // fleet's engines. Every operation of app/ takes one; the CLI opens it per command, the
 // controller will hold one. Nothing here prints: an invalid spec comes back as its diagnostics.
+
 import type { Redis } from 'ioredis';
 import { type EngineSet, openEngineSet } from '../engines/engine-set.js';
 import type { RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
 import type { Fleet } from '../model/fleet.js';
+import type { SourceRevision } from '../model/source.js';
 import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { ControlState } from '../state/control-state.js';
 import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
@@ -22,6 +24,8 @@ export interface ValidSpec {
   readonly specHash: string;
   /** Warnings only (a valid spec has no errors). */
   readonly diagnostics: readonly Diagnostic[];
+  /** Where it came from, when the reader knows better than the file (a git source's commit). */
+  readonly revision?: SourceRevision;
 }
 
 export type SpecRead =
@@ -173,6 +177,7 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
     fleet: spec.fleet,
     specHash: spec.specHash,
     diagnostics: spec.diagnostics,
+    ...(spec.revision ? { revision: spec.revision } : {}),
     connection,
     state: new FleetState(connection.redis, spec.fleet.name),
     control: new ControlState(connection.redis, spec.fleet.name),

@@ -5,9 +5,11 @@ import type { EngineKind } from '../model/fleet.js';
 import { type HostHealth, instancesUnknown } from '../model/host-health.js';
 import type { RecordedInstance } from '../model/instances.js';
 import type { PlanSummary } from '../model/plan.js';
+import type { SourceRevision, SyncHealth, SyncStatus } from '../model/source.js';
 import { lastEvents } from '../state/event-stream.js';
 import { planFleet } from './plan.js';
 import type { FleetSession } from './session.js';
+import { readSync } from './sync.js';
 
 export interface HostStatus {
   readonly name: string;
@@ -38,13 +40,65 @@ export interface HostStatus {
  */
 export type InstanceStatusRow = Omit<RecordedInstance, 'status'> & {
   readonly status: RecordedInstance['status'] | 'missing' | 'unknown';
+  /** OutOfSync when a plan would change it now (docs/reconcile.md). */
+  readonly sync: SyncStatus;
+  readonly health: SyncHealth;
 };
+
+/** The fleet against its source, Argo CD style: the leader's word, or this process's own. */
+export interface FleetSync {
+  readonly status: SyncStatus;
+  readonly health: SyncHealth;
+  readonly message: string;
+  /** What the controller follows, and its newest revision (a controller's judgement only). */
+  readonly source?: string;
+  readonly target?: SourceRevision;
+  readonly suspended?: { readonly by: string; readonly reason: string; readonly at: number };
+  readonly judgedBy: 'controller' | 'observer';
+  /** When the controller published it (epoch ms). */
+  readonly at?: number;
+}
+
+/** An instance's health from its status (Argo CD's words). */
+export function instanceHealth(status: InstanceStatusRow['status']): SyncHealth {
+  switch (status) {
+    case 'running':
+      return 'Healthy';
+    case 'created':
+      return 'Progressing';
+    case 'missing':
+      return 'Missing';
+    case 'unknown':
+      return 'Unknown';
+    default:
+      return 'Degraded';
+  }
+}
+
+const HEALTH_ORDER: readonly SyncHealth[] = [
+  'Healthy',
+  'Suspended',
+  'Progressing',
+  'Unknown',
+  'Missing',
+  'Degraded',
+];
+
+/** The fleet's health: the worst of its instances' (an unplaceable instance is Degraded). */
+export function fleetHealth(healths: readonly SyncHealth[]): SyncHealth {
+  let worst: SyncHealth = 'Healthy';
+  for (const h of healths) if (HEALTH_ORDER.indexOf(h) > HEALTH_ORDER.indexOf(worst)) worst = h;
+  return worst;
+}
 
 export interface FleetStatus {
   readonly fleet: string;
   readonly stateVersion: number;
   /** Where the state is, safe to show (a password is `***`). */
   readonly redis: string;
+  /** The revision the fleet was last brought to cleanly (an apply, a controller's sync). */
+  readonly source: (SourceRevision & { readonly appliedAt: number }) | null;
+  readonly sync: FleetSync;
   readonly hosts: readonly HostStatus[];
   readonly instances: readonly InstanceStatusRow[];
   /** What a plan would change now. */
@@ -70,13 +124,21 @@ export async function fleetStatus(
   // runs stopped is `stopped`, whatever the state last recorded; one on a host that is not ok is
   // `unknown`.
   const live = new Map(observed.instances.map((i) => [i.instance, i.status]));
+  const changing = new Set(plan.actions.map((a) => a.instance));
   const instances: InstanceStatusRow[] = recorded.instances.map((i) => {
     const hostHealth = health.get(i.host)?.health;
-    if (hostHealth !== undefined && instancesUnknown(hostHealth))
-      return { ...i, status: 'unknown' as const };
-    return observed.missing?.[i.instance] !== undefined
-      ? { ...i, status: 'missing' as const }
-      : { ...i, status: live.get(i.instance) ?? i.status };
+    const status: InstanceStatusRow['status'] =
+      hostHealth !== undefined && instancesUnknown(hostHealth)
+        ? 'unknown'
+        : observed.missing?.[i.instance] !== undefined
+          ? 'missing'
+          : (live.get(i.instance) ?? i.status);
+    return {
+      ...i,
+      status,
+      sync: changing.has(i.instance) ? 'OutOfSync' : 'Synced',
+      health: instanceHealth(status),
+    };
   });
   const beats = new Map(recorded.hosts.map((h) => [h.name, h.lastHeartbeat]));
   const byHost = new Map<string, InstanceStatusRow[]>();
@@ -102,10 +164,49 @@ export async function fleetStatus(
       memoryMiB: on.reduce((n, i) => n + i.resources.memoryMiB, 0),
     };
   });
+  const [source, view, leader] = await Promise.all([
+    session.control.recordedRevision(),
+    readSync(session),
+    session.control.leader(),
+  ]);
+  const changes = plan.actions.length + plan.unplaceable.length;
+  const own: FleetSync = {
+    status: hosts.some((h) => h.running === null)
+      ? 'Unknown'
+      : changes === 0
+        ? 'Synced'
+        : 'OutOfSync',
+    health: fleetHealth([
+      ...instances.map((i) => i.health),
+      ...(plan.unplaceable.length > 0 ? (['Degraded'] as const) : []),
+    ]),
+    message:
+      changes === 0
+        ? 'the fleet matches the spec'
+        : `${plan.actions.length} change(s) to apply${plan.unplaceable.length > 0 ? `, ${plan.unplaceable.length} instance(s) cannot be placed` : ''}`,
+    judgedBy: 'observer',
+    ...(view.suspended ? { suspended: view.suspended } : {}),
+  };
+  const published = view.published;
+  const sync: FleetSync =
+    leader && published
+      ? {
+          status: published.status,
+          health: published.health,
+          message: published.message,
+          source: published.source,
+          ...(published.target ? { target: published.target } : {}),
+          ...(view.suspended ? { suspended: view.suspended } : {}),
+          judgedBy: 'controller',
+          at: published.at,
+        }
+      : own;
   return {
     fleet: session.fleet.name,
     stateVersion: recorded.version,
     redis: session.connection.url,
+    source: source ?? null,
+    sync,
     hosts,
     instances,
     drift: plan.summary,

@@ -1,10 +1,13 @@
 // What `vfleet controller` and `vfleet worker` share about their HTTP server (src/http/): the
 // options, their check before anything starts (the address, and credentials whenever it is
-// reachable beyond loopback — a one-line refusal otherwise), and starting it with the CLI's HTML
-// audit page.
+// reachable beyond loopback — a one-line refusal otherwise), starting it with the CLI's HTML
+// audit page, and the fleet's sync status as the leader published it (app/sync.ts).
 import type { Command } from 'commander';
+import type { FleetSession } from '../app/session.js';
+import { readSync } from '../app/sync.js';
 import { credentialsFor } from '../http/basic-auth.js';
 import { parseListenAddress } from '../http/listen-address.js';
+import type { FleetSync } from '../http/metrics.js';
 import {
   type HttpServerOptions,
   type RunningHttpServer,
@@ -59,4 +62,20 @@ export function startHttp(
   log: (line: string) => void,
 ): Promise<RunningHttpServer> {
   return startHttpServer({ ...settings, process: served, renderReport: renderAuditHtml, log });
+}
+
+/**
+ * `vfleet_fleet_info`'s values: the sync status and health the leader controller published
+ * (docs/reconcile.md), and the commit the fleet was last synced to — the target's while none
+ * is, the spec's sha256 when the spec is a file outside git. As `vfleet status` takes them: only
+ * while a controller leads (a published judgement outlives its controller); undefined otherwise.
+ */
+export async function publishedFleetSync(session: FleetSession): Promise<FleetSync | undefined> {
+  const [{ published }, leader] = await Promise.all([readSync(session), session.control.leader()]);
+  if (!published || !leader) return undefined;
+  return {
+    syncStatus: published.status,
+    health: published.health,
+    revision: (published.synced ?? published.target)?.commit ?? session.specHash,
+  };
 }

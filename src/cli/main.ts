@@ -32,6 +32,9 @@ const COMMANDS: ReadonlyArray<readonly [string, () => Promise<CommandFactory>]> 
   ['worker', async () => (await import('./commands/worker-command.js')).workerCommand],
   ['controller', async () => (await import('./commands/controller-command.js')).controllerCommand],
   ['events', async () => (await import('./commands/events-command.js')).eventsCommand],
+  ['suspend', async () => (await import('./commands/sync-command.js')).suspendCommand],
+  ['resume', async () => (await import('./commands/sync-command.js')).resumeCommand],
+  ['reconcile', async () => (await import('./commands/sync-command.js')).reconcileCommand],
   ['down', async () => (await import('./commands/down-command.js')).downCommand],
 ];
 

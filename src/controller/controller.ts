@@ -21,15 +21,16 @@
 // events`). The spec comes from a SpecSource, so a git-backed source can replace the file.
 import { hostname } from 'node:os';
 import { type ApplyOptions, type ApplyResult, applyFleet } from '../app/apply.js';
-import { planFleet } from '../app/plan.js';
 import { type FleetSession, openSession, type SpecRead, type ValidSpec } from '../app/session.js';
 import { isVfleetError } from '../model/errors.js';
-import { instancesUnknown, type LivenessPolicy } from '../model/host-health.js';
-import type { Plan, PlanAction } from '../model/plan.js';
-import { isRestart, restartsOnly } from '../plan/restarts.js';
+import type { LivenessPolicy } from '../model/host-health.js';
+import type { Plan } from '../model/plan.js';
+import type { SourceRevision, SyncHealth, SyncStatus } from '../model/source.js';
 import type { PublishedHealth } from '../state/control-state.js';
 import { HostAgents } from './host-agents.js';
 import { LivenessTracker } from './liveness.js';
+import { type ReconcileContext, Reconciler } from './reconcile.js';
+import { SyncReporter } from './sync-report.js';
 
 /** Where the controller reads the spec: a file today, a git repository later. */
 export interface SpecSource {
@@ -38,6 +39,12 @@ export interface SpecSource {
   /** Something that changes whenever the spec may have (cheap: asked every tick). */
   signature(): string;
   read(): SpecRead;
+  /** The revision `read` reads (git: the commit); absent: the spec file's own (app/source.ts). */
+  revision?(): SourceRevision | undefined;
+  /** Why the source could not be read last time (git: a fetch failed), or undefined. */
+  lastError?(): string | undefined;
+  /** Look for a new revision now (a forge's webhook, `vfleet reconcile --now`). */
+  fetchNow?(): void;
 }
 
 export interface ControllerOptions {
@@ -46,6 +53,10 @@ export interface ControllerOptions {
   readonly intervalMs: number;
   /** Apply every change (self-heal, roll out spec changes); without, only restarts run. */
   readonly autoApply: boolean;
+  /** With autoApply: also destroy instances gone from the spec (default off, as Argo CD's prune). */
+  readonly prune?: boolean;
+  /** A sync (the apply of a reconcile) running longer is aborted (default 10 min). */
+  readonly syncTimeoutMs?: number;
   /** How often a tick runs (default: a quarter of the ttl, at most 1 s). */
   readonly tickMs?: number;
   readonly concurrency: number;
@@ -77,6 +88,8 @@ export interface ExecuteOptions {
   readonly leaderToken: number;
   readonly select?: (plan: Plan) => Plan;
   readonly onEvent: NonNullable<ApplyOptions['onEvent']>;
+  /** Aborts the sync: a newer spec superseded it, or it ran past its time limit. */
+  readonly signal?: AbortSignal;
 }
 export type Executor = (session: FleetSession, options: ExecuteOptions) => Promise<ApplyResult>;
 
@@ -86,22 +99,14 @@ export interface ControllerEvent {
   readonly [field: string]: unknown;
 }
 
-/** How one reconcile ended: `waiting` is an apply by hand holding the fleet lock. */
-export type ReconcileSync = 'in-sync' | 'drift' | 'failed' | 'waiting';
-
+/** How one reconcile went: when it started, how long it took, the sync status it left. */
 export interface ReconcileReport {
-  /** Epoch ms when it started, and how long it took. */
   readonly at: number;
   readonly durationMs: number;
-  /** in-sync: nothing left to change (or all of it applied); drift: changes not applied. */
-  readonly sync: ReconcileSync;
-  readonly specHash: string;
-  /** Hosts the plan judged suspect, lost or fenced; instances it could not place. */
-  readonly hostsNotOk: number;
-  readonly unplaceable: number;
+  /** The last sync status and health it published (Unknown: none, as when the lock was held). */
+  readonly status: SyncStatus;
+  readonly health: SyncHealth;
 }
-
-const MAX_BACKOFF_MS = 5 * 60_000;
 
 /** One controller, ticked by its caller: the loop (startController) or the simulation. */
 export interface Controller {
@@ -136,6 +141,8 @@ export async function createController(
         takeoverMs: options.takeoverMs,
         leaderToken: o.leaderToken,
         ...(o.select ? { select: o.select } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
+        recordRevision: false,
         onEvent: o.onEvent,
       }));
   const first = source.read();
@@ -152,16 +159,36 @@ export async function createController(
   });
   let token: number | null = null;
   let reconciling: Promise<void> | null = null;
-  let nextReconcileAt = 0;
   // Something happened that a reconcile must see (a host lost or back, a new spec, a new
   // leader): the next tick starts one, even while the last one runs (it starts right after) or
   // backs off — a newer reason supersedes a failing attempt.
   let wanted = true;
-  let failures = 0;
   let lastRestartable = new Set<string>();
-  let lastDrift = '';
   let invalidShown = '';
   let lastError = '';
+  let sourceError = '';
+  let suspended = false;
+  let requests: number | null = null;
+  const sync = new SyncReporter(source, clock);
+  // What the reconcile in flight last published: its outcome for onReconcile.
+  let reported: { status: SyncStatus; health: SyncHealth } | undefined;
+  const report: ReconcileContext['report'] = (status, health, message, o = {}) => {
+    reported = { status, health };
+    return sync
+      .publish(session.control, spec.file, status, health, message, { ...o, suspended })
+      .catch(() => undefined);
+  };
+  const reconciler = new Reconciler({
+    session: () => session,
+    execute,
+    clock,
+    emit: (type, fields) => emit(type, fields),
+    report,
+    intervalMs: options.intervalMs,
+    autoApply: options.autoApply,
+    prune: options.prune ?? false,
+    syncTimeoutMs: options.syncTimeoutMs ?? 10 * 60_000,
+  });
 
   async function open(valid: ValidSpec): Promise<FleetSession> {
     if (options.openSession) return options.openSession(valid);
@@ -285,13 +312,16 @@ export async function createController(
     if (!read.ok) {
       const first = read.diagnostics.find((d) => d.severity === 'error');
       const shown = first ? `${first.file}:${first.line}:${first.column}: ${first.message}` : '';
+      const commit = source.revision?.()?.commit;
       if (shown !== invalidShown) {
         invalidShown = shown;
         await emit('spec-invalid', {
           source: source.describe,
+          ...(commit ? { commit } : {}),
           cause: `${shown} — the fleet is left as it is`,
         });
       }
+      await report('OutOfSync', 'Degraded', `the spec does not validate: ${shown}`);
       return;
     }
     invalidShown = '';
@@ -300,121 +330,48 @@ export async function createController(
     const old = session;
     spec = read;
     session = next;
-    failures = 0;
+    reconciler.reset();
     wanted = true; // a newer spec supersedes a failing one: no backoff
-    await emit('spec-changed', { source: source.describe, specHash: read.specHash });
+    const commit = source.revision?.()?.commit;
+    await emit('spec-changed', {
+      source: source.describe,
+      ...(commit ? { commit } : {}),
+      specHash: read.specHash,
+    });
+    // A sync of the older spec, failing, retrying or just slow, does not hold the newer one up.
+    if (reconciling)
+      reconciler.supersede(`superseded by a newer spec${commit ? ` (${commit.slice(0, 7)})` : ''}`);
     await (reconciling ?? Promise.resolve());
     await old.close().catch(() => undefined);
   }
 
-  async function reconcile(leaderToken: number): Promise<void> {
-    const at = clock();
-    const specHash = session.specHash;
-    let judged = { hostsNotOk: 0, unplaceable: 0 };
-    const done = (sync: ReconcileSync) =>
-      options.onReconcile?.({ at, durationMs: clock() - at, sync, specHash, ...judged });
-    try {
-      const { plan, health } = await planFleet(session, { nowMs: at });
-      judged = {
-        hostsNotOk: [...health.values()].filter((h) => instancesUnknown(h.health)).length,
-        unplaceable: plan.unplaceable.length,
-      };
-      const restarts = plan.actions.filter(isRestart);
-      const others = plan.actions.length - restarts.length;
-      if (plan.actions.length === 0) {
-        if (lastDrift !== '') await emit('in-sync', { cause: 'the fleet matches the spec' });
-        lastDrift = '';
-        failures = 0;
-        nextReconcileAt = at + options.intervalMs;
-        done('in-sync');
-        return;
-      }
-      if (restarts.length === 0 && !options.autoApply) {
-        const drift = `${plan.summary.create}/${plan.summary.move}/${plan.summary.update}/${plan.summary.patch}/${plan.summary.destroy}`;
-        if (drift !== lastDrift)
-          await emit('drift', {
-            summary: plan.summary,
-            cause: 'not applied: run with --auto-apply, or vfleet apply',
-          });
-        lastDrift = drift;
-        nextReconcileAt = at + options.intervalMs;
-        done('drift');
-        return;
-      }
-      const byId = new Map<string, PlanAction>();
-      const result = await execute(session, {
-        leaderToken,
-        ...(options.autoApply ? {} : { select: restartsOnly }),
-        onEvent: (e) => {
-          if (e.type === 'running') {
-            for (const a of e.plan.actions) if (isRestart(a)) byId.set(a.id, a);
-          }
-          if (e.type !== 'outcome') return;
-          const action = byId.get(e.outcome.action);
-          if (!action) return;
-          const ok = e.outcome.outcome !== 'failed' && e.outcome.outcome !== 'skipped';
-          void emit(ok ? 'restarted' : 'restart-failed', {
-            instance: action.instance,
-            host: action.host,
-            from: action.fromHost,
-            generation: action.generation,
-            priority: action.priority,
-            ...(ok ? {} : { cause: e.outcome.error ?? e.outcome.outcome }),
-          });
-        },
+  /** `vfleet suspend|resume`, `vfleet reconcile --now`, and the source's own troubles. */
+  async function signals(): Promise<void> {
+    const [held, asked] = await Promise.all([
+      session.control.suspended(),
+      session.control.reconcileRequests(),
+    ]);
+    if ((held !== undefined) !== suspended) {
+      suspended = held !== undefined;
+      wanted = true;
+      await emit(suspended ? 'suspended' : 'resumed', {
+        ...(held ? { by: held.by, cause: held.reason } : {}),
       });
-      done(await settle(result, at, others));
-    } catch (e) {
-      failed(at, isVfleetError(e) ? `${e.code}: ${e.message}` : String(e));
-      await emit('reconcile-failed', {
-        cause: isVfleetError(e) ? `${e.code}: ${e.message}` : String(e),
-        retryInMs: nextReconcileAt - at,
-      });
-      done('failed');
     }
-  }
-
-  function failed(at: number, _cause: string): void {
-    failures++;
-    const backoff = Math.min(MAX_BACKOFF_MS, options.intervalMs, 1000 * 2 ** (failures - 1));
-    nextReconcileAt = at + backoff;
-  }
-
-  async function settle(result: ApplyResult, at: number, others: number): Promise<ReconcileSync> {
-    if (result.status === 'applied') {
-      const bad = result.outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
-      const plan: Plan = result.plan;
-      if (bad.length > 0) {
-        failed(at, `${bad.length} action(s) failed`);
-        await emit('reconcile-failed', {
-          plan: plan.id,
-          failed: bad.length,
-          cause: bad[0]?.error ?? 'an action failed',
-          retryInMs: nextReconcileAt - at,
-        });
-        return 'failed';
-      }
-      failures = 0;
-      lastDrift = '';
-      nextReconcileAt = at + options.intervalMs;
-      await emit('reconciled', {
-        plan: plan.id,
-        actions: plan.actions.length,
-        summary: plan.summary,
-        ...(plan.unplaceable.length > 0 ? { unplaceable: plan.unplaceable.length } : {}),
-        ...(options.autoApply || others === 0 ? {} : { notApplied: others }),
-      });
-      return options.autoApply || others === 0 ? 'in-sync' : 'drift';
+    if (requests !== null && asked !== requests) {
+      source.fetchNow?.();
+      wanted = true;
+      await emit('reconcile-requested', { cause: 'vfleet reconcile --now' });
     }
-    if (result.status === 'locked') {
-      // Someone applies by hand: try again soon, without counting it a failure.
-      nextReconcileAt = at + Math.min(options.intervalMs, 2_000);
-      await emit('reconcile-waiting', { cause: `the fleet lock is held by ${result.holder.id}` });
-      return 'waiting';
+    requests = asked;
+    const failing = source.lastError?.() ?? '';
+    if (failing !== sourceError) {
+      sourceError = failing;
+      if (failing) {
+        await emit('source-unreachable', { source: source.describe, cause: failing });
+        await report('Unknown', 'Degraded', `cannot read ${source.describe}: ${failing}`);
+      } else await emit('source-reachable', { source: source.describe });
     }
-    failed(at, result.status);
-    await emit('reconcile-failed', { cause: result.status, retryInMs: nextReconcileAt - at });
-    return 'failed';
   }
 
   async function tick(awaitReconcile = false): Promise<void> {
@@ -425,12 +382,21 @@ export async function createController(
     if (runAgents) hostAgents.tick(now);
     if (token === null) return;
     await judge(now);
+    await signals();
     await followSpec();
-    if (reconciling === null && (wanted || clock() >= nextReconcileAt)) {
+    if (reconciling === null && (wanted || reconciler.due(clock()))) {
       wanted = false;
       const leaderToken = token;
-      reconciling = reconcile(leaderToken).finally(() => {
+      const at = clock();
+      reported = undefined;
+      reconciling = reconciler.run(leaderToken, suspended).finally(() => {
         reconciling = null;
+        options.onReconcile?.({
+          at,
+          durationMs: clock() - at,
+          status: reported?.status ?? 'Unknown',
+          health: reported?.health ?? 'Unknown',
+        });
       });
     }
     if (awaitReconcile) await (reconciling ?? Promise.resolve());

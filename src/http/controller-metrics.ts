@@ -1,11 +1,9 @@
-// What only a controller knows, as metrics: each reconcile's duration and outcome, the failovers
-// it ran and how long each took, whether it leads — and the fleet's sync status for
-// `vfleet_fleet_info` (metrics.ts, FleetSync), from its last reconcile until the git-backed spec
-// source reports the commit it synced. Fed by the controller's own events and reconcile reports
-// (controller.ts: onEvent, onReconcile), so nothing here reads Redis.
+// What only a controller knows, as metrics: each reconcile's duration and the sync status it
+// left, the failovers it ran and how long each took, whether it leads. Fed by the controller's
+// own events and reconcile reports (controller.ts: onEvent, onReconcile), so nothing here reads
+// Redis.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { ControllerEvent, ReconcileReport, ReconcileSync } from '../controller/controller.js';
-import type { FleetSync } from './metrics.js';
+import type { ControllerEvent, ReconcileReport } from '../controller/controller.js';
 
 /** Reconciles take from milliseconds (nothing to do) to minutes (a roll-out of a large fleet). */
 const RECONCILE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -16,25 +14,19 @@ const RECONCILE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
 const FAILOVER_BUCKETS = [5, 10, 15, 20, 30, 40, 50, 60, 90, 120, 180, 300, 600];
 
 export class ControllerMetrics {
-  private readonly reconcileDuration: Histogram<'sync'>;
+  private readonly reconcileDuration: Histogram<'sync_status'>;
   private readonly failovers: Counter<'result'>;
   private readonly failoverDuration: Histogram;
   private readonly leader: Gauge;
   /** host → epoch ms of its last lease renewal the leader saw, while it is not ok. */
   private readonly outages = new Map<string, number>();
-  private last: ReconcileReport | undefined;
-  private lastSync: Exclude<ReconcileSync, 'waiting'> | 'unknown' = 'unknown';
   private leading = false;
 
-  /** `revision`: what the fleet is synced to when no reconcile has said yet (the spec's hash). */
-  constructor(
-    registry: Registry,
-    private readonly revision: () => string,
-  ) {
+  constructor(registry: Registry) {
     this.reconcileDuration = new Histogram({
       name: 'vfleet_reconcile_duration_seconds',
-      help: 'How long each reconcile (plan, and the restarts or changes it applied) took, by outcome',
-      labelNames: ['sync'],
+      help: 'How long each reconcile (plan, and the restarts or changes it applied) took, by the sync status it left',
+      labelNames: ['sync_status'],
       buckets: RECONCILE_BUCKETS,
       registers: [registry],
     });
@@ -62,9 +54,7 @@ export class ControllerMetrics {
   }
 
   onReconcile(report: ReconcileReport): void {
-    this.reconcileDuration.observe({ sync: report.sync }, report.durationMs / 1000);
-    this.last = report;
-    if (report.sync !== 'waiting') this.lastSync = report.sync;
+    this.reconcileDuration.observe({ sync_status: report.status }, report.durationMs / 1000);
   }
 
   onEvent(event: ControllerEvent): void {
@@ -101,21 +91,5 @@ export class ControllerMetrics {
         this.failovers.inc({ result: 'failed' });
         break;
     }
-  }
-
-  /**
-   * The fleet's sync as this controller last saw it: unknown before its first reconcile (and on a
-   * standby, which does not reconcile); degraded while a host is not ok or an instance cannot be
-   * placed.
-   */
-  sync(): FleetSync {
-    const degraded =
-      this.outages.size > 0 ||
-      (this.last !== undefined && (this.last.hostsNotOk > 0 || this.last.unplaceable > 0));
-    return {
-      syncStatus: this.lastSync,
-      health: this.last === undefined ? 'unknown' : degraded ? 'degraded' : 'healthy',
-      revision: this.last?.specHash ?? this.revision(),
-    };
   }
 }

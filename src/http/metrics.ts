@@ -2,7 +2,7 @@
 // scrape: the hosts' health and lease age as the leader published them (a few Redis reads), the
 // instances by status and the audits' license and patch figures from the cached observation
 // (observation-cache.ts: a refresh of every host at most every few seconds, not per scrape), the
-// fleet's sync status from the process (MetricsSource), and BullMQ's own export of every host
+// fleet's sync status as the leader published it (MetricsSource), and BullMQ's own export of every host
 // queue. The controller's histograms and counters (controller-metrics.ts) live in the same
 // registry. Scrapes that arrive together share one rendering.
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
@@ -15,17 +15,15 @@ import { HttpError } from './http-error.js';
 import type { ObservationCache } from './observation-cache.js';
 
 /**
- * The fleet's sync and health, as a GitOps controller reports them (Argo CD's
- * `argocd_app_info{sync_status, health_status}`). Today the controller fills it from its last
- * reconcile (controller-metrics.ts); the git-backed spec source will fill `revision` with the
- * commit it synced.
+ * The fleet's sync status and health, as a GitOps controller reports them (Argo CD's
+ * `argocd_app_info{sync_status, health_status}`), and the revision it is synced to.
  */
 export interface FleetSync {
-  /** `in-sync`, `drift`, `failed`, or `unknown` before the first reconcile. */
+  /** `Synced`, `OutOfSync`, `Unknown` (model/source.ts). */
   readonly syncStatus: string;
-  /** `healthy`, `degraded` (a host not ok, or an instance that cannot be placed), `unknown`. */
+  /** `Healthy`, `Progressing`, `Degraded`, `Missing`, `Unknown`, `Suspended`. */
   readonly health: string;
-  /** What the fleet was synced to: the spec's sha256 (later the git commit). */
+  /** The commit the fleet was last synced to (a spec file outside git: its sha256). */
   readonly revision: string;
 }
 
@@ -33,8 +31,11 @@ export interface FleetSync {
 export interface MetricsSource {
   /** The session the fleet is read through (a controller's follows the spec); undefined: starting. */
   session(): FleetSession | undefined;
-  /** Undefined: this process does not reconcile (a worker): no `vfleet_fleet_info`. */
-  sync(): FleetSync | undefined;
+  /**
+   * The fleet's sync: what the leader controller published (cli/http-options.ts reads it, for the
+   * controller and the worker alike); undefined when none did: no `vfleet_fleet_info` sample.
+   */
+  sync(session: FleetSession): Promise<FleetSync | undefined>;
 }
 
 export class FleetMetrics {
@@ -79,14 +80,14 @@ export class FleetMetrics {
     // this process reads the health and renders its own families.
     const queueText = exportQueueMetrics(this.queues.of(session));
     queueText.catch(() => undefined); // awaited below; a failure of the rest must not orphan it
-    const [health, observation] = await Promise.all([
+    const [health, observation, sync] = await Promise.all([
       judgeHosts(session, now),
       this.observations.latest(session),
+      this.source.sync(session),
     ]);
     const g = this.g;
     for (const gauge of Object.values(g)) gauge.reset();
 
-    const sync = this.source.sync();
     if (sync)
       g.fleetInfo.set(
         {

@@ -1,7 +1,9 @@
 // A plan is data (habit 2, docs/architecture.md): what apply will do, in order, with what it costs in licenses and
 // what failover coverage it leaves. Printed, saved to a file, applied later by another module.
+
 import type { FailoverPriority, InstanceKind, PackageVersions, Resources } from './fleet.js';
 import type { FailoverSummary, Unplaceable } from './placement.js';
+import type { SourceRevision } from './source.js';
 
 export const PLAN_FORMAT_VERSION = '1';
 
@@ -122,6 +124,8 @@ export interface Plan {
   readonly specHash: string;
   /** The observed state's version the plan was made against. */
   readonly stateVersion: number;
+  /** The spec's source: its file, or the git commit it is at (model/source.ts). */
+  readonly source?: SourceRevision;
   readonly actions: readonly PlanAction[];
   /** Every image an action creates an instance from, by name: a saved plan needs no spec to run. */
   readonly images: Readonly<Record<string, PlanImage>>;

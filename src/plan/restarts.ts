@@ -18,3 +18,39 @@ export function restartsOnly(plan: Plan): Plan {
     summary: { create: kept.length, move: 0, update: 0, patch: 0, destroy: 0 },
   };
 }
+
+/**
+ * The plan without its removals (the controller without --prune, as Argo CD and Flux leave
+ * resources gone from git in place unless pruning is on): every destroy is dropped, and so is
+ * every action that waits for one, however indirectly (it may need the room the destroy frees).
+ * Returns the narrowed plan and what was held back.
+ */
+export function withoutRemovals(plan: Plan): { plan: Plan; held: readonly PlanAction[] } {
+  const dropped = new Set(plan.actions.filter((a) => a.kind === 'destroy').map((a) => a.id));
+  if (dropped.size === 0) return { plan, held: [] };
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const a of plan.actions) {
+      if (!dropped.has(a.id) && a.dependsOn.some((d) => dropped.has(d))) {
+        dropped.add(a.id);
+        grew = true;
+      }
+    }
+  }
+  const kept = plan.actions.filter((a) => !dropped.has(a.id));
+  const count = (...kinds: string[]) => kept.filter((a) => kinds.includes(a.kind)).length;
+  return {
+    plan: {
+      ...plan,
+      actions: kept,
+      summary: {
+        create: count('create'),
+        move: count('move'),
+        update: count('update', 'start', 'retarget'),
+        patch: count('patch'),
+        destroy: 0,
+      },
+    },
+    held: plan.actions.filter((a) => dropped.has(a.id)),
+  };
+}

@@ -10,6 +10,7 @@
 // manager lock).
 import type { Redis } from 'ioredis';
 import type { HostHealth, LivenessPolicy } from '../model/host-health.js';
+import type { SourceRevision, SyncHealth, SyncStatus } from '../model/source.js';
 import { type FleetKeys, fleetKeys } from './keys.js';
 import { runScript } from './lua-script.js';
 
@@ -36,6 +37,22 @@ export interface HostLease {
 }
 
 /** The leader's judgement of one host, published for status and plan. */
+/** The leader controller's judgement of the fleet against its source (Argo CD's sync × health). */
+export interface PublishedSync {
+  readonly status: SyncStatus;
+  readonly health: SyncHealth;
+  /** What the controller follows (a file, or URL@ref:path). */
+  readonly source: string;
+  /** The source's newest revision, the one the controller reconciles to. */
+  readonly target?: SourceRevision;
+  /** The revision the fleet was last brought to cleanly. */
+  readonly synced?: SourceRevision;
+  /** Why (the first diagnostic of a spec that does not validate, a failure, the drift). */
+  readonly message: string;
+  readonly suspended?: boolean;
+  readonly at: number;
+}
+
 export interface PublishedHealth {
   readonly health: HostHealth;
   /** ms since the leader saw the host's lease change (null: never seen). */
@@ -263,6 +280,54 @@ export class ControlState {
       Object.fromEntries([...health].map(([host, h]) => [host, JSON.stringify(h)])),
     );
     await multi.exec();
+  }
+
+  /** The leader's sync status and health (docs/reconcile.md), replaced whole. */
+  async publishSync(sync: PublishedSync): Promise<void> {
+    await this.redis.set(this.keys.sync, JSON.stringify(sync));
+  }
+
+  async publishedSync(): Promise<PublishedSync | undefined> {
+    return parse<PublishedSync>(await this.redis.get(this.keys.sync)) ?? undefined;
+  }
+
+  /** The revision the fleet was last brought to cleanly (an apply, a reconcile). */
+  async recordRevision(revision: SourceRevision & { readonly appliedAt: number }): Promise<void> {
+    await this.redis.set(this.keys.revision, JSON.stringify(revision));
+  }
+
+  async recordedRevision(): Promise<(SourceRevision & { readonly appliedAt: number }) | undefined> {
+    return (
+      parse<SourceRevision & { readonly appliedAt: number }>(
+        await this.redis.get(this.keys.revision),
+      ) ?? undefined
+    );
+  }
+
+  /** `vfleet suspend`: the controller stops applying (restarts of lost hosts go on). */
+  async suspend(by: string, reason: string, at: number): Promise<void> {
+    await this.redis.set(this.keys.suspended, JSON.stringify({ by, reason, at }));
+  }
+
+  async resume(): Promise<boolean> {
+    return (await this.redis.del(this.keys.suspended)) > 0;
+  }
+
+  async suspended(): Promise<{ by: string; reason: string; at: number } | undefined> {
+    return (
+      parse<{ by: string; reason: string; at: number }>(
+        await this.redis.get(this.keys.suspended),
+      ) ?? undefined
+    );
+  }
+
+  /** `vfleet reconcile --now`: every controller sees the number change and reconciles. */
+  async requestReconcile(): Promise<number> {
+    return this.redis.incr(this.keys.reconcileRequest);
+  }
+
+  async reconcileRequests(): Promise<number> {
+    return Number((await this.redis.get(this.keys.reconcileRequest)) ?? 0);
   }
 
   async publishedHealth(): Promise<Map<string, PublishedHealth>> {

@@ -58,6 +58,14 @@ export interface FleetKeys {
   readonly leaderToken: string;
   readonly fenced: string;
   readonly health: string;
+  /** The source revision the fleet was last brought to (model/source.ts). */
+  readonly revision: string;
+  /** The leader controller's sync status and health. */
+  readonly sync: string;
+  /** Set while the fleet's reconcile is suspended (`vfleet suspend`). */
+  readonly suspended: string;
+  /** Bumped by `vfleet reconcile --now`. */
+  readonly reconcileRequest: string;
 }
 
 /** One emulated host's keys (engines/embedded/embedded-engine.ts says what each holds). */
@@ -103,6 +111,10 @@ export function fleetKeys(fleet: string): FleetKeys {
     leaderToken: `${prefix}leader-token`,
     fenced: `${prefix}fenced`,
     health: `${prefix}health`,
+    revision: `${prefix}revision`,
+    sync: `${prefix}sync`,
+    suspended: `${prefix}suspended`,
+    reconcileRequest: `${prefix}reconcile-request`,
   };
 }
 

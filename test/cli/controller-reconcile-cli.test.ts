@@ -45,7 +45,18 @@ describe('vfleet controller reconciling the spec file', () => {
     assert.equal(vfleet(['apply', 'fleet.yaml', '--auto-approve'], cwd, env).code, 0);
     const follower = start(['events', '--follow', '--json', '--last', '1'], cwd);
     const controller = start(
-      ['controller', '-f', 'fleet.yaml', '--lease-ttl', '1s', '--interval', '1s', '--auto-apply'],
+      [
+        'controller',
+        '-f',
+        'fleet.yaml',
+        '--lease-ttl',
+        '1s',
+        '--interval',
+        '1s',
+        '--auto-apply',
+        // the edit below scales a group down: its removals run only with prune
+        '--prune',
+      ],
       cwd,
     );
     await until('the controller leads', async () =>

@@ -19,13 +19,17 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
-import { type EngineTestImages, engineTestImages } from '../helpers/engine-test-images.js';
+import {
+  type EngineTestImages,
+  engineTestImages,
+  tinyVmImage,
+} from '../helpers/engine-test-images.js';
 import { fromRoot } from '../helpers/paths.js';
 import { cleanUp, processesUsing, SANDBOX_COMMAND } from '../helpers/real-hosts.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
 import { startSshd, type TestSshd } from '../helpers/sshd.js';
-import { pollUntil, spawnVfleet } from '../helpers/vfleet-cli.js';
+import { pollUntil, type StatusJson, spawnVfleet } from '../helpers/vfleet-cli.js';
 
 const bin = fromRoot('bin', 'vfleet.js');
 const suffix = process.pid.toString(36);
@@ -38,17 +42,6 @@ interface TestHost {
   readonly name: string;
   readonly sshd: TestSshd;
   readonly dataDir: string;
-}
-
-interface StatusJson {
-  hosts: Array<{ name: string; health: string; running: string[] | null }>;
-  instances: Array<{
-    instance: string;
-    host: string;
-    status: string;
-    generation: number;
-    failoverHost: string | null;
-  }>;
 }
 
 interface FleetEvent {
@@ -204,18 +197,7 @@ describe('vfleet controller on ssh hosts', () => {
             command: SANDBOX_COMMAND as [string, ...string[]],
             packages: {},
           }),
-          anImage({
-            name: 'tiny-vm',
-            kind: 'vm',
-            os: OS,
-            source: {
-              disk: images.base,
-              kernel: images.vmlinux,
-              initrd: images.initrd,
-              cmdline: `${images.cmdline} cryptomgr.notests`,
-            },
-            packages: {},
-          }),
+          tinyVmImage(images, OS),
         ],
         instances: [
           aGroup({

@@ -156,23 +156,24 @@ describe('vfleet controller and worker --http', () => {
     );
     assert.equal((await httpCall(`${url}/healthz`)).body, 'ok\n');
 
-    // The first reconcile finds nothing to do: in sync, healthy, at the spec's hash.
+    // The first reconcile finds nothing to do: Synced, Healthy, at the spec's hash (a spec file
+    // outside git has no commit).
     const audit = JSON.parse(
       vfleet(['audit', 'all', '--format', 'json'], cwd, env).stdout,
     ) as AuditJson;
     const synced = await pollUntil(
-      'the fleet info says in-sync',
+      'the fleet info says Synced',
       async () => {
         const families = await scrape(url);
         const info = families.find((f) => f.name === 'vfleet_fleet_info')?.metrics[0]?.labels;
-        return info?.sync_status === 'in-sync' ? families : undefined;
+        return info?.sync_status === 'Synced' ? families : undefined;
       },
       DEADLINE_MS,
     );
     assert.deepEqual(synced.find((f) => f.name === 'vfleet_fleet_info')?.metrics[0]?.labels, {
       fleet: 'lab',
-      sync_status: 'in-sync',
-      health_status: 'healthy',
+      sync_status: 'Synced',
+      health_status: 'Healthy',
       revision: audit.specHash,
     });
     assert.equal(sample(synced, 'vfleet_controller_leader'), 1);
@@ -318,13 +319,21 @@ describe('vfleet controller and worker --http', () => {
       Number(durations?.sum) >= Number(durations?.count) * 2.5,
       `durations ${durations?.sum} s for ${durations?.count}`,
     );
+    // The host lost, and the fleet's sync as `vfleet status` has it from the leader.
     const lost = await pollUntil(
-      'the metrics see the host lost',
+      'the metrics see the host lost and the sync status says what status says',
       async () => {
         const families = await scrape(url);
         const info = families.find((f) => f.name === 'vfleet_fleet_info')?.metrics[0]?.labels;
+        const sync = (
+          JSON.parse(vfleet(['status', '--json'], cwd, env).stdout) as {
+            sync: { status: string; health: string; judgedBy: string };
+          }
+        ).sync;
         return sample(families, 'vfleet_hosts', { health: 'lost' }) === 1 &&
-          info?.health_status === 'degraded'
+          sync.judgedBy === 'controller' &&
+          info?.sync_status === sync.status &&
+          info?.health_status === sync.health
           ? families
           : undefined;
       },
@@ -385,7 +394,7 @@ describe('vfleet controller and worker --http', () => {
     assert.equal(answer.status, 200);
     const families = parsePrometheus(answer.body);
     assert.equal(families.find((f) => f.name === 'bullmq_job_count')?.metrics.length, 9 * 7);
-    // A worker does not reconcile: no sync status of its own.
+    // No controller leads now (it was stopped): no sync status, as `vfleet status` says none.
     assert.equal(families.find((f) => f.name === 'vfleet_fleet_info')?.metrics.length, 0);
     worker.child.kill('SIGTERM');
     assert.equal(await worker.exited, 0, worker.output());

@@ -31,7 +31,11 @@ import { RealEngine } from '../../src/engines/real/real-engine.js';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
 import { FleetState } from '../../src/state/fleet-state.js';
 import { SshTransport } from '../../src/transport/ssh-transport.js';
-import { type EngineTestImages, engineTestImages } from '../helpers/engine-test-images.js';
+import {
+  type EngineTestImages,
+  engineTestImages,
+  tinyVmImage,
+} from '../helpers/engine-test-images.js';
 import { fromRoot } from '../helpers/paths.js';
 import {
   alive,
@@ -235,19 +239,7 @@ describe('vfleet apply onto ssh hosts', () => {
             command: ['/bin/sh', '-c', HOSTILE_SCRIPT, 'argv', ...hostileArgs(canary)],
             packages: {},
           }),
-          anImage({
-            name: 'tiny-vm',
-            kind: 'vm',
-            os: OS,
-            // The uncompressed kernel: under TCG it boots in about 2 s instead of 5.
-            source: {
-              disk: images.base,
-              kernel: images.vmlinux,
-              initrd: images.initrd,
-              cmdline: `${images.cmdline} cryptomgr.notests`,
-            },
-            packages: {},
-          }),
+          tinyVmImage(images, OS),
         ],
         instances: [
           aGroup({

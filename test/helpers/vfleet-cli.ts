@@ -117,3 +117,20 @@ export async function pollUntil<T>(
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
+
+/** What the controller tests read of `vfleet status --json` (the issue's contract names). */
+export interface StatusJson {
+  hosts: Array<{
+    name: string;
+    health: string;
+    running: string[] | null;
+    leaseAgeMs: number | null;
+  }>;
+  instances: Array<{
+    instance: string;
+    host: string;
+    status: string;
+    generation: number;
+    failoverHost: string | null;
+  }>;
+}

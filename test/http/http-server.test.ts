@@ -130,7 +130,11 @@ describe('the HTTP server on a real fleet', () => {
     });
     assert.equal(applied.status, 'applied');
     const listen = parseListenAddress('127.0.0.1:0');
-    const served = { session: () => session, sync: () => undefined, notReady: () => undefined };
+    const served = {
+      session: () => session,
+      sync: async () => undefined,
+      notReady: () => undefined,
+    };
     server = await startHttpServer({
       listen,
       credentials: credentialsFor(listen, {
@@ -286,7 +290,7 @@ describe('the HTTP server on a real fleet', () => {
       listen: parseListenAddress('127.0.0.1:0'),
       credentials: null,
       queuesWritable: false,
-      process: { session: () => doomed, sync: () => undefined, notReady: () => undefined },
+      process: { session: () => doomed, sync: async () => undefined, notReady: () => undefined },
       renderReport: renderAuditHtml,
       log: (l) => logged.push(l),
     });
@@ -317,7 +321,7 @@ describe('the HTTP server on a real fleet', () => {
       listen: parseListenAddress('127.0.0.1:0'),
       credentials: null,
       queuesWritable: false,
-      process: { session: () => current, sync: () => undefined, notReady: () => undefined },
+      process: { session: () => current, sync: async () => undefined, notReady: () => undefined },
       renderReport: renderAuditHtml,
     });
     const boardQueues = async () =>
@@ -354,7 +358,7 @@ describe('the HTTP server on a real fleet', () => {
         listen: taken,
         credentials: null,
         queuesWritable: false,
-        process: { session: () => session, sync: () => undefined, notReady: () => undefined },
+        process: { session: () => session, sync: async () => undefined, notReady: () => undefined },
         renderReport: renderAuditHtml,
       }),
       (e: Error & { code?: string }) => {
@@ -370,7 +374,7 @@ describe('the HTTP server on a real fleet', () => {
       listen: parseListenAddress('127.0.0.1:0'),
       credentials: null,
       queuesWritable: false,
-      process: { session: () => session, sync: () => undefined, notReady: () => undefined },
+      process: { session: () => session, sync: async () => undefined, notReady: () => undefined },
       renderReport: renderAuditHtml,
     });
     assert.equal((await call(`${extra.url}/healthz`)).status, 200);

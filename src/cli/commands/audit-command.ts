@@ -7,6 +7,7 @@ import { auditObserved, auditPlanned } from '../../app/audit.js';
 import { AUDIT_KINDS, type AuditKind, type AuditReport, exitCodeOf } from '../../audit/report.js';
 import { VfleetError } from '../../model/errors.js';
 import { readSpecOrReport, withSession } from '../open-session.js';
+import { appendStepSummary, stepSummaryFile } from '../step-summary.js';
 import type { Terminal } from '../terminal.js';
 import { renderAuditCsv } from '../views/audit/csv.js';
 import { renderAuditHtml } from '../views/audit/html.js';
@@ -24,6 +25,8 @@ export interface AuditArgs {
   readonly format: AuditFormat;
   readonly out: string | undefined;
   readonly failOn: readonly AuditKind[];
+  /** Also append the Markdown report to $GITHUB_STEP_SUMMARY. */
+  readonly stepSummary?: boolean;
 }
 
 /** When the report was made: SOURCE_DATE_EPOCH (reproducible builds) if set, else now. */
@@ -62,6 +65,7 @@ export async function runAudit(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
   const generatedAt = reportClock(env);
+  const summaryFile = args.stepSummary ? stepSummaryFile(env) : undefined;
   if (args.format === 'csv' && args.kinds.length !== 1) {
     throw new VfleetError(
       'csv-one-audit',
@@ -91,6 +95,7 @@ export async function runAudit(
       `Wrote the ${report.kinds.join(', ')} audit (${args.format}) to ${args.out}: ${report.findings.length} finding${report.findings.length === 1 ? '' : 's'}.`,
     );
   } else terminal.out(text);
+  if (summaryFile !== undefined) appendStepSummary(summaryFile, renderAuditMarkdown(report));
   return exitCodeOf(report, args.failOn);
 }
 
@@ -121,6 +126,7 @@ export function auditCommand(terminal: Terminal, setExit: (code: number) => void
       new Option('--format <format>', 'the report format').choices(AUDIT_FORMATS).default('text'),
     )
     .option('--out <file>', 'write the report to a file instead of standard output')
+    .option('--step-summary', 'also append the Markdown report to $GITHUB_STEP_SUMMARY', false)
     .option(
       '--fail-on <audits>',
       'exit 2 only for findings of these audits (comma-separated, or none); default: every audit run',
@@ -129,7 +135,14 @@ export function auditCommand(terminal: Terminal, setExit: (code: number) => void
       async (
         audit: string,
         file: string | undefined,
-        o: { file: string; planned: boolean; format: AuditFormat; out?: string; failOn?: string },
+        o: {
+          file: string;
+          planned: boolean;
+          format: AuditFormat;
+          out?: string;
+          failOn?: string;
+          stepSummary: boolean;
+        },
       ) => {
         const kinds = audit === 'all' ? [...AUDIT_KINDS] : parseKinds(audit, 'vfleet audit', false);
         const failOn = o.failOn === undefined ? kinds : parseKinds(o.failOn, '--fail-on', true);
@@ -142,6 +155,7 @@ export function auditCommand(terminal: Terminal, setExit: (code: number) => void
               format: o.format,
               out: o.out,
               failOn,
+              stepSummary: o.stepSummary,
             },
             terminal,
           ),

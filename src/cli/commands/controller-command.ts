@@ -6,6 +6,7 @@ import { statSync } from 'node:fs';
 import { Command } from 'commander';
 import { readValidSpec } from '../../app/session.js';
 import type { ControllerEvent, SpecSource } from '../../controller/controller.js';
+import { GitSpecSource, gitCacheDir, normalizeGitUrl } from '../../controller/git-source.js';
 import { type RunningController, startController } from '../../controller/run.js';
 import { ControllerMetrics } from '../../http/controller-metrics.js';
 import type { RunningHttpServer, ServedProcess } from '../../http/server.js';
@@ -13,9 +14,16 @@ import { VfleetError } from '../../model/errors.js';
 import { DEFAULT_LIVENESS } from '../../model/host-health.js';
 import { takeoverMsFrom } from '../../queue/worker-lock.js';
 import { parseDuration } from '../duration.js';
-import { type HttpArgs, httpSettings, startHttp, withHttpOptions } from '../http-options.js';
+import {
+  type HttpArgs,
+  httpSettings,
+  publishedFleetSync,
+  startHttp,
+  withHttpOptions,
+} from '../http-options.js';
 import { readSpecOrReport } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
+import { renderValidate } from '../views/diagnostics-view.js';
 import { eventJson, eventLine } from '../views/events-view.js';
 import { httpListeningJson, httpListeningLine } from '../views/http-view.js';
 
@@ -37,6 +45,11 @@ export function fileSpecSource(file: string): SpecSource {
 
 interface ControllerArgs extends HttpArgs {
   readonly file: string;
+  readonly git?: string;
+  readonly ref: string;
+  readonly path: string;
+  readonly prune: boolean;
+  readonly syncTimeout: string;
   readonly leaseTtl: string;
   readonly grace?: string;
   readonly interval: string;
@@ -53,29 +66,58 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
       ? Math.round((ttlMs * DEFAULT_LIVENESS.graceMs) / DEFAULT_LIVENESS.ttlMs)
       : parseDuration(args.grace, '--grace');
   const intervalMs = parseDuration(args.interval, '--interval');
+  const syncTimeoutMs = parseDuration(args.syncTimeout, '--sync-timeout');
   const http = httpSettings(args, process.env);
-  if (!readSpecOrReport(args.file, terminal)) return 1;
+  let source: SpecSource;
+  let git: GitSpecSource | undefined;
+  if (args.git) {
+    const url = normalizeGitUrl(args.git, process.cwd());
+    git = new GitSpecSource({
+      url,
+      ref: args.ref,
+      path: args.path,
+      cacheDir: gitCacheDir(process.cwd(), url, args.ref),
+      intervalMs,
+    });
+    await git.start();
+    // The controller starts from a commit whose spec validates; later ones that do not are
+    // reported (Degraded) and leave the fleet as it is.
+    const first = git.read();
+    if (!first.ok) {
+      git.close();
+      terminal.err(
+        renderValidate('text', {
+          file: first.file,
+          diagnostics: first.diagnostics,
+          fleet: undefined,
+        }),
+      );
+      return 1;
+    }
+    source = git;
+  } else {
+    if (!readSpecOrReport(args.file, terminal)) return 1;
+    source = fileSpecSource(args.file);
+  }
   const show = (event: ControllerEvent) =>
     terminal.out(args.json ? eventJson('', event) : eventLine(event));
-  // The server listens first (a port in use stops the command before it touches the fleet),
-  // and answers 503 until the controller has opened the fleet.
+  // The server listens before the controller starts (a port in use stops the command before it
+  // touches the fleet), and answers 503 until the controller has opened the fleet.
   let controller: RunningController | undefined;
   let metrics: ControllerMetrics | undefined;
   let server: RunningHttpServer | undefined;
   if (http) {
-    server = await startHttp(
-      http,
-      servedController(
-        () => controller,
-        () => metrics,
-        ttlMs,
-      ),
-      (l) => terminal.err(l),
-    );
-    metrics = new ControllerMetrics(
-      server.metrics.registry,
-      () => controller?.session().specHash ?? '',
-    );
+    try {
+      server = await startHttp(
+        http,
+        servedController(() => controller, ttlMs),
+        (l) => terminal.err(l),
+      );
+    } catch (e) {
+      git?.close();
+      throw e;
+    }
+    metrics = new ControllerMetrics(server.metrics.registry);
     terminal.out(
       args.json
         ? httpListeningJson(server.url, http.queuesWritable)
@@ -83,10 +125,12 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
     );
   }
   try {
-    controller = await startController(fileSpecSource(args.file), {
+    controller = await startController(source, {
       policy: { ttlMs, graceMs },
       intervalMs,
       autoApply: args.autoApply,
+      prune: args.prune,
+      syncTimeoutMs,
       concurrency: args.concurrency,
       takeoverMs: takeoverMsFrom(process.env, undefined),
       externalWorkers: args.externalWorkers,
@@ -100,12 +144,13 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
     });
   } catch (e) {
     await server?.close();
+    git?.close();
     throw e;
   }
   server?.warm();
   if (!args.json)
     terminal.out(
-      `vfleet controller ${controller.id}: lease ttl ${ttlMs} ms, grace ${graceMs} ms, interval ${intervalMs} ms, ${args.autoApply ? 'auto-apply' : 'restarts only (drift is reported)'}`,
+      `vfleet controller ${controller.id}: ${source.describe}, lease ttl ${ttlMs} ms, grace ${graceMs} ms, interval ${intervalMs} ms, ${args.autoApply ? `auto-apply${args.prune ? ' with prune' : ''}` : 'restarts only (drift is reported)'}`,
     );
   const signalled = new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
@@ -115,21 +160,22 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
   // The server reads through the controller's session: it closes first.
   await server?.close();
   await controller.stop();
+  git?.close();
   return 0;
 }
 
 /**
- * The controller as the HTTP server sees it: its session, its sync status, and ready while it
- * ticks — one that has not ticked for a lease ttl holds no lease any more.
+ * The controller as the HTTP server sees it: its session, the fleet's sync as the leader
+ * published it, and ready while it ticks — one that has not ticked for a lease ttl holds no
+ * lease any more.
  */
 function servedController(
   controller: () => RunningController | undefined,
-  metrics: () => ControllerMetrics | undefined,
   ttlMs: number,
 ): ServedProcess {
   return {
     session: () => controller()?.session(),
-    sync: () => metrics()?.sync(),
+    sync: publishedFleetSync,
     notReady() {
       const c = controller();
       const last = c?.lastTickAt() ?? null;
@@ -152,7 +198,19 @@ export function controllerCommand(terminal: Terminal, setExit: (code: number) =>
       '--grace <duration>',
       'after the ttl, how long a host is suspect before lost (default: 0.4 × the ttl, 4s at the default ttl)',
     )
-    .option('--interval <duration>', 'plan at least this often', '30s')
+    .option('--interval <duration>', 'plan (and fetch a git source) at least this often', '30s')
+    .option(
+      '--git <url-or-path>',
+      'follow the spec in a git repository (fetched with the git CLI) instead of -f',
+    )
+    .option('--ref <branch>', 'with --git: the branch or tag to follow', 'main')
+    .option('--path <file>', 'with --git: the spec inside the repository', 'fleet.yaml')
+    .option(
+      '--prune',
+      'with --auto-apply: also destroy instances gone from the spec (off: they are reported)',
+      false,
+    )
+    .option('--sync-timeout <duration>', 'abort a sync (apply) that runs longer than this', '10m')
     .option(
       '--auto-apply',
       'apply every change (self-heal, spec roll-outs); without it only restarts run and drift is reported',

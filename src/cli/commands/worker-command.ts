@@ -4,7 +4,13 @@ import { Command } from 'commander';
 import { type Serving, serveFleet } from '../../app/worker.js';
 import { VfleetError } from '../../model/errors.js';
 import { takeoverMsFrom } from '../../queue/worker-lock.js';
-import { type HttpArgs, httpSettings, startHttp, withHttpOptions } from '../http-options.js';
+import {
+  type HttpArgs,
+  httpSettings,
+  publishedFleetSync,
+  startHttp,
+  withHttpOptions,
+} from '../http-options.js';
 import { withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
 import { httpListeningLine } from '../views/http-view.js';
@@ -31,15 +37,15 @@ export function runWorker(
     args.file,
     terminal,
     async (session) => {
-      // Listening before serving: a port in use stops the worker before it takes a job. A worker
-      // does not reconcile: no sync status; ready once it serves and while Redis answers.
+      // Listening before serving: a port in use stops the worker before it takes a job. Ready
+      // once it serves and while Redis answers; the fleet's sync is the leader's.
       let serving: Serving | undefined;
       const server = http
         ? await startHttp(
             http,
             {
               session: () => session,
-              sync: () => undefined,
+              sync: publishedFleetSync,
               notReady: () => (serving ? undefined : 'starting: not serving the queues yet'),
             },
             (l) => terminal.err(l),

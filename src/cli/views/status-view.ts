@@ -1,5 +1,6 @@
 // How `vfleet status` shows app/status.ts's FleetStatus: tables for people, JSON for tools.
 import type { FleetStatus } from '../../app/status.js';
+import { revisionLine } from '../../model/source.js';
 import { eventLine } from './events-view.js';
 import { jsonDocument } from './json.js';
 import { table } from './table.js';
@@ -10,8 +11,18 @@ export function renderStatusJson(status: FleetStatus): string {
 }
 
 export function renderStatusText(status: FleetStatus): string {
+  const s = status.sync;
   const lines = [
-    `Fleet ${status.fleet} (state version ${status.stateVersion}, Redis ${status.redis})\n`,
+    `Fleet ${status.fleet} (state version ${status.stateVersion}, Redis ${status.redis})`,
+    `Sync:   ${s.status}, ${s.health}${s.suspended ? ', SUSPENDED' : ''} — ${s.message} (${s.judgedBy === 'controller' ? 'the controller' : 'no controller: judged from here'})`,
+    `Source: ${status.source ? `${revisionLine(status.source)}, applied ${new Date(status.source.appliedAt).toISOString()}` : 'no revision recorded yet'}`,
+    ...(s.target && s.target.commit !== status.source?.commit
+      ? [`Target: ${revisionLine(s.target)}`]
+      : []),
+    ...(s.suspended
+      ? [`Suspended by ${s.suspended.by}: ${s.suspended.reason} (vfleet resume)`]
+      : []),
+    '',
     table(
       ['HOST', 'ENGINE', 'HEALTH', 'LEASE AGE', 'RUNNING', 'INSTANCES', 'VCPUS', 'MEMORY MIB'],
       status.hosts.map((h) => [
@@ -27,13 +38,15 @@ export function renderStatusText(status: FleetStatus): string {
     ),
     '',
     table(
-      ['INSTANCE', 'HOST', 'GENERATION', 'STATUS', 'FAILOVER HOST'],
+      ['INSTANCE', 'HOST', 'GENERATION', 'STATUS', 'FAILOVER HOST', 'SYNC', 'HEALTH'],
       status.instances.map((i) => [
         i.instance,
         i.host,
         i.generation,
         i.status,
         i.failoverHost ?? '-',
+        i.sync,
+        i.health,
       ]),
     ),
   ];

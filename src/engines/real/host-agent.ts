@@ -28,7 +28,7 @@
 import { createHash } from 'node:crypto';
 import { VfleetError } from '../../model/errors.js';
 import { run, type Transport } from '../../transport/transport.js';
-import { mkdirs, sha256Of } from './host-commands.js';
+import { installHostScript } from './host-helper.js';
 
 export const AGENT_SCRIPT = `#!/bin/sh
 # vfleet-agent, format 1. Usage:
@@ -287,13 +287,6 @@ export class HostAgent {
   }
 }
 
-export async function installAgent(t: Transport, binDir: string): Promise<string> {
-  const path = `${binDir}/vfleet-agent-${AGENT_SHA256.slice(0, 16)}.sh`;
-  if ((await sha256Of(t, path)) === AGENT_SHA256) return path;
-  await mkdirs(t, binDir);
-  await t.writeFile(path, AGENT_SCRIPT, 0o755);
-  if ((await sha256Of(t, path)) !== AGENT_SHA256) {
-    throw new VfleetError('helper-corrupt', `${t.host}: ${path} does not hold vfleet's agent`);
-  }
-  return path;
+export function installAgent(t: Transport, binDir: string): Promise<string> {
+  return installHostScript(t, binDir, 'vfleet-agent', AGENT_SCRIPT, AGENT_SHA256, 'agent');
 }

@@ -31,13 +31,29 @@ exec "$@"
 export const LAUNCH_SHA256 = createHash('sha256').update(LAUNCH_SCRIPT).digest('hex');
 
 /** Puts the helper on the host unless it is there with the right sha256; returns its path. */
-export async function installLaunchHelper(t: Transport, binDir: string): Promise<string> {
-  const path = `${binDir}/vfleet-launch-${LAUNCH_SHA256.slice(0, 16)}.sh`;
-  if ((await sha256Of(t, path)) === LAUNCH_SHA256) return path;
+export function installLaunchHelper(t: Transport, binDir: string): Promise<string> {
+  return installHostScript(t, binDir, 'vfleet-launch', LAUNCH_SCRIPT, LAUNCH_SHA256, 'helper');
+}
+
+/**
+ * Puts one of vfleet's fixed host-side scripts at `<binDir>/<stem>-<sha256 prefix>.sh` unless it
+ * is there with the right sha256 (so a new version is a new file and an altered one is noticed);
+ * returns its path.
+ */
+export async function installHostScript(
+  t: Transport,
+  binDir: string,
+  stem: string,
+  text: string,
+  sha256: string,
+  what: string,
+): Promise<string> {
+  const path = `${binDir}/${stem}-${sha256.slice(0, 16)}.sh`;
+  if ((await sha256Of(t, path)) === sha256) return path;
   await mkdirs(t, binDir);
-  await t.writeFile(path, LAUNCH_SCRIPT, 0o755);
-  if ((await sha256Of(t, path)) !== LAUNCH_SHA256) {
-    throw new VfleetError('helper-corrupt', `${t.host}: ${path} does not hold vfleet's helper`);
+  await t.writeFile(path, text, 0o755);
+  if ((await sha256Of(t, path)) !== sha256) {
+    throw new VfleetError('helper-corrupt', `${t.host}: ${path} does not hold vfleet's ${what}`);
   }
   return path;
 }

@@ -1,27 +1,8 @@
 // The audit report as GitHub-flavoured Markdown: for a pull request comment or
 // $GITHUB_STEP_SUMMARY. Findings first, then the tables; every cell escaped.
 import { type AuditReport, describeFinding } from '../../../audit/report.js';
+import { cell, folded, mdTable } from '../markdown.js';
 import { failoverTables, licenseTables, patchTables } from './tables.js';
-
-function cell(v: string | number | null | undefined): string {
-  if (v === null || v === undefined || v === '') return '–';
-  return String(v)
-    .replace(/\\/g, '\\\\')
-    .replace(/\|/g, '\\|')
-    .replace(/[<>`*_~[\]]/g, (c) => `\\${c}`)
-    .replace(/\r?\n/g, ' ');
-}
-
-function mdTable(
-  head: readonly string[],
-  rows: ReadonlyArray<ReadonlyArray<string | number | null>>,
-): string {
-  return [
-    `| ${head.join(' | ')} |`,
-    `| ${head.map(() => '---').join(' | ')} |`,
-    ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
-  ].join('\n');
-}
 
 const mark = (ok: boolean) => (ok ? '✅' : '❌');
 
@@ -50,14 +31,13 @@ export function renderAuditMarkdown(report: AuditReport): string {
   }
   // A pull request comment stays short: the pools, what needs updating, the scenarios; the
   // long tables (counted hosts, subjects) fold away.
-  const folded = new Set(['Counted hosts', 'Subjects', 'Protected instances']);
-  const shown = new Set(['License pools', 'Patch baselines', 'Updates needed', ...folded]);
+  const foldedTitles = new Set(['Counted hosts', 'Subjects', 'Protected instances']);
+  const shown = new Set(['License pools', 'Patch baselines', 'Updates needed', ...foldedTitles]);
   for (const t of [...licenseTables(report), ...patchTables(report), ...failoverTables(report)]) {
     if (t.rows.length === 0 || !(shown.has(t.title) || t.title.startsWith('Failure scenarios')))
       continue;
     const body = mdTable(t.head, t.rows);
-    if (folded.has(t.title))
-      out.push(`<details><summary>${t.title}</summary>`, '', body, '', '</details>', '');
+    if (foldedTitles.has(t.title)) out.push(folded(t.title, body), '');
     else out.push(`### ${t.title}`, '', body, '');
   }
   return `${out.join('\n').trimEnd()}\n`;

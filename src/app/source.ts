@@ -1,0 +1,46 @@
+// The source of a spec file as plan, apply and audit report it: the commit it is at when the file
+// lies in a git work tree (what CI plans on a pull request), else just the file. Asked of the git
+// CLI with an argument vector and a time limit; no git, or not a work tree, is simply a file.
+import { execFile } from 'node:child_process';
+import { basename, dirname, relative, resolve } from 'node:path';
+import { redactUrl, type SourceRevision } from '../model/source.js';
+
+function git(args: readonly string[], cwd: string): Promise<string | undefined> {
+  return new Promise((done) => {
+    execFile(
+      'git',
+      args as string[],
+      { cwd, timeout: 5_000, maxBuffer: 256 * 1024, env: { ...process.env, LC_ALL: 'C' } },
+      (error, stdout) => done(error ? undefined : String(stdout).trim()),
+    );
+  });
+}
+
+export async function describeFileSource(file: string): Promise<SourceRevision> {
+  const path = resolve(file);
+  const dir = dirname(path);
+  const top = await git(['rev-parse', '--show-toplevel'], dir);
+  if (!top) return { kind: 'file', path: file };
+  const inRepo = relative(top, path) || basename(path);
+  const [head, branch, origin, log, changed] = await Promise.all([
+    git(['rev-parse', '--verify', 'HEAD'], dir),
+    git(['symbolic-ref', '--short', '-q', 'HEAD'], dir),
+    git(['config', '--get', 'remote.origin.url'], dir),
+    git(['log', '-1', '--format=%an <%ae>%x00%aI%x00%s', 'HEAD'], dir),
+    git(['status', '--porcelain', '--', inRepo], top),
+  ]);
+  if (!head) return { kind: 'file', path: file };
+  const [author, date, subject] = (log ?? '').split('\0');
+  return {
+    kind: 'git',
+    // A credential in a remote URL (https://user:token@…) never leaves this function.
+    url: redactUrl(origin ?? top),
+    ...(branch ? { ref: branch } : {}),
+    path: inRepo,
+    commit: head,
+    ...(author ? { author } : {}),
+    ...(date ? { date } : {}),
+    ...(subject ? { subject } : {}),
+    ...(changed ? { dirty: true } : {}),
+  };
+}

@@ -1,0 +1,253 @@
+// One reconcile of the leader (docs/controller.md, "Reconcile"; docs/reconcile.md for the sync
+// rules): plan; run the restarts of down hosts' instances always, everything else only with
+// --auto-apply (and removals only with --prune); a sync runs under an AbortSignal that a newer
+// spec or the sync's time limit fires; the outcome becomes events, the sync status published,
+// and when the next reconcile is due (the interval, or a backoff after a failure).
+import type { ApplyResult } from '../app/apply.js';
+import { planFleet } from '../app/plan.js';
+import type { FleetSession } from '../app/session.js';
+import { isVfleetError, VfleetError } from '../model/errors.js';
+import type { Plan, PlanAction } from '../model/plan.js';
+import type { SyncHealth, SyncStatus } from '../model/source.js';
+import { isRestart, restartsOnly, withoutRemovals } from '../plan/restarts.js';
+import type { Executor } from './controller.js';
+
+const MAX_BACKOFF_MS = 5 * 60_000;
+
+export interface ReconcileContext {
+  readonly session: () => FleetSession;
+  readonly execute: Executor;
+  readonly clock: () => number;
+  readonly emit: (type: string, fields?: Record<string, unknown>) => Promise<void>;
+  readonly report: (
+    status: SyncStatus,
+    health: SyncHealth,
+    message: string,
+    options?: { readonly applied?: boolean; readonly suspended?: boolean },
+  ) => Promise<void>;
+  readonly intervalMs: number;
+  readonly autoApply: boolean;
+  readonly prune: boolean;
+  readonly syncTimeoutMs: number;
+}
+
+export class Reconciler {
+  private failures = 0;
+  private nextAt = 0;
+  private lastDrift = '';
+  private heldShown = '';
+  private abort: AbortController | null = null;
+
+  constructor(private readonly ctx: ReconcileContext) {}
+
+  /** A new spec: no backoff left from the old one's failures. */
+  reset(): void {
+    this.failures = 0;
+  }
+
+  due(now: number): boolean {
+    return now >= this.nextAt;
+  }
+
+  /** Aborts the sync in flight, if any (a newer spec superseded it). */
+  supersede(reason: string): boolean {
+    if (!this.abort) return false;
+    this.abort.abort(new VfleetError('superseded', reason));
+    return true;
+  }
+
+  async run(leaderToken: number, suspended: boolean): Promise<void> {
+    const { clock, emit, report } = this.ctx;
+    const session = this.ctx.session();
+    const at = clock();
+    try {
+      const { plan } = await planFleet(session, { nowMs: at });
+      const applying = this.ctx.autoApply && !suspended;
+      // What would run: restarts only, or everything but (without --prune) the removals.
+      const narrow = (p: Plan): Plan =>
+        applying ? (this.ctx.prune ? p : withoutRemovals(p).plan) : restartsOnly(p);
+      const narrowed = {
+        plan: narrow(plan),
+        held: applying && !this.ctx.prune ? withoutRemovals(plan).held : [],
+      };
+      await this.reportHeld(narrowed.held);
+      if (plan.actions.length === 0) {
+        if (this.lastDrift !== '') await emit('in-sync', { cause: 'the fleet matches the spec' });
+        this.lastDrift = '';
+        this.failures = 0;
+        this.nextAt = at + this.ctx.intervalMs;
+        await report('Synced', 'Healthy', 'the fleet matches the spec', {
+          applied: true,
+          suspended,
+        });
+        return;
+      }
+      const notRun = plan.actions.length - narrowed.plan.actions.length;
+      if (narrowed.plan.actions.length === 0) {
+        const drift = `${plan.summary.create}/${plan.summary.move}/${plan.summary.update}/${plan.summary.patch}/${plan.summary.destroy}`;
+        const why = suspended
+          ? 'not applied: the fleet is suspended (vfleet resume)'
+          : this.ctx.autoApply
+            ? 'not applied: only removals, and --prune is off'
+            : 'not applied: run with --auto-apply, or vfleet apply';
+        if (drift !== this.lastDrift) await emit('drift', { summary: plan.summary, cause: why });
+        this.lastDrift = drift;
+        this.nextAt = at + this.ctx.intervalMs;
+        await report('OutOfSync', 'Healthy', `${plan.actions.length} change(s) ${why}`, {
+          suspended,
+        });
+        return;
+      }
+      await report(
+        'OutOfSync',
+        'Progressing',
+        `applying ${narrowed.plan.actions.length} action(s)`,
+        {
+          suspended,
+        },
+      );
+      const result = await this.sync(session, leaderToken, narrow);
+      await this.settle(result, at, notRun, suspended);
+    } catch (e) {
+      const cause = isVfleetError(e) ? `${e.code}: ${e.message}` : String(e);
+      if (isVfleetError(e) && (e.code === 'superseded' || e.code === 'sync-timeout')) {
+        // Not a failure of the fleet: the next reconcile (now, for a newer spec) takes over.
+        this.nextAt = at;
+        await emit('sync-aborted', { cause });
+        await report('OutOfSync', 'Progressing', `sync aborted: ${cause}`, { suspended });
+        return;
+      }
+      this.failed(at);
+      await emit('reconcile-failed', { cause, retryInMs: this.nextAt - at });
+      await report('OutOfSync', 'Degraded', `reconcile failed: ${cause}`, { suspended });
+    }
+  }
+
+  /** Runs the plan through the executor under an abort (superseded, or past the time limit). */
+  private async sync(
+    session: FleetSession,
+    leaderToken: number,
+    narrow: (plan: Plan) => Plan,
+  ): Promise<ApplyResult> {
+    const abort = new AbortController();
+    this.abort = abort;
+    const timer = setTimeout(
+      () =>
+        abort.abort(
+          new VfleetError(
+            'sync-timeout',
+            `the sync ran longer than ${Math.round(this.ctx.syncTimeoutMs / 1000)} s and was aborted`,
+          ),
+        ),
+      this.ctx.syncTimeoutMs,
+    );
+    const byId = new Map<string, PlanAction>();
+    try {
+      const result = await this.ctx.execute(session, {
+        leaderToken,
+        select: narrow,
+        signal: abort.signal,
+        onEvent: (e) => {
+          if (e.type === 'running') {
+            for (const a of e.plan.actions) if (isRestart(a)) byId.set(a.id, a);
+          }
+          if (e.type !== 'outcome') return;
+          const action = byId.get(e.outcome.action);
+          if (!action) return;
+          const ok = e.outcome.outcome !== 'failed' && e.outcome.outcome !== 'skipped';
+          void this.ctx.emit(ok ? 'restarted' : 'restart-failed', {
+            instance: action.instance,
+            host: action.host,
+            from: action.fromHost,
+            generation: action.generation,
+            priority: action.priority,
+            ...(ok ? {} : { cause: e.outcome.error ?? e.outcome.outcome }),
+          });
+        },
+      });
+      if (abort.signal.aborted) throw abort.signal.reason;
+      return result;
+    } catch (e) {
+      throw abort.signal.aborted ? abort.signal.reason : e;
+    } finally {
+      clearTimeout(timer);
+      this.abort = null;
+    }
+  }
+
+  private async reportHeld(held: readonly PlanAction[]): Promise<void> {
+    const names = held.map((a) => a.instance).sort();
+    const shown = names.join(',');
+    if (shown === this.heldShown) return;
+    this.heldShown = shown;
+    if (names.length > 0)
+      await this.ctx.emit('prune-skipped', {
+        instances: names,
+        cause: 'gone from the spec: destroyed only with --prune (and what waits for their room)',
+      });
+  }
+
+  private failed(at: number): void {
+    this.failures++;
+    const backoff = Math.min(MAX_BACKOFF_MS, this.ctx.intervalMs, 1000 * 2 ** (this.failures - 1));
+    this.nextAt = at + backoff;
+  }
+
+  private async settle(
+    result: ApplyResult,
+    at: number,
+    notRun: number,
+    suspended: boolean,
+  ): Promise<void> {
+    const { emit, report } = this.ctx;
+    if (result.status === 'applied') {
+      const bad = result.outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
+      const plan: Plan = result.plan;
+      if (bad.length > 0) {
+        this.failed(at);
+        const cause = bad[0]?.error ?? 'an action failed';
+        await emit('reconcile-failed', {
+          plan: plan.id,
+          failed: bad.length,
+          cause,
+          retryInMs: this.nextAt - at,
+        });
+        await report('OutOfSync', 'Degraded', `${bad.length} action(s) failed: ${cause}`, {
+          suspended,
+        });
+        return;
+      }
+      this.failures = 0;
+      this.lastDrift = '';
+      this.nextAt = at + this.ctx.intervalMs;
+      await emit('reconciled', {
+        plan: plan.id,
+        actions: plan.actions.length,
+        summary: plan.summary,
+        ...(plan.unplaceable.length > 0 ? { unplaceable: plan.unplaceable.length } : {}),
+        ...(notRun === 0 ? {} : { notApplied: notRun }),
+      });
+      const unplaceable = plan.unplaceable.length;
+      const health: SyncHealth = unplaceable > 0 ? 'Degraded' : 'Healthy';
+      const why = unplaceable > 0 ? `; ${unplaceable} instance(s) cannot be placed` : '';
+      if (notRun === 0) {
+        await report('Synced', health, `applied ${plan.actions.length} action(s)${why}`, {
+          applied: unplaceable === 0,
+          suspended,
+        });
+      } else {
+        await report('OutOfSync', health, `${notRun} change(s) not applied${why}`, { suspended });
+      }
+      return;
+    }
+    if (result.status === 'locked') {
+      // Someone applies by hand: try again soon, without counting it a failure.
+      this.nextAt = at + Math.min(this.ctx.intervalMs, 2_000);
+      await emit('reconcile-waiting', { cause: `the fleet lock is held by ${result.holder.id}` });
+      return;
+    }
+    this.failed(at);
+    await emit('reconcile-failed', { cause: result.status, retryInMs: this.nextAt - at });
+    await report('OutOfSync', 'Degraded', `reconcile failed: ${result.status}`, { suspended });
+  }
+}

@@ -1,0 +1,258 @@
+// `vfleet controller --git`: the spec followed from a real git repository in a temporary folder,
+// commit by commit, as Argo CD and Flux users expect (issue 14's tests):
+//
+//   1. the first commit is applied and reported Synced at that commit (author, subject recorded);
+//   2. a commit whose spec does not validate: Degraded, the diagnostic at fleet.yaml@<commit>:L:C,
+//      nothing changed;
+//   3. the commit that fixes it (and scales a group) is Synced within the interval;
+//   4. suspended, a commit is reported OutOfSync and not applied; resumed, it is;
+//   5. a group scaled down with prune off: the removals are reported, not applied;
+//   6. a slow sync (every boot takes seconds) is superseded by a newer commit signalled with
+//      `vfleet reconcile --now`: the old sync is aborted and the newer commit is Synced.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
+import { pollUntil, spawnVfleet, vfleet, workdir } from '../helpers/vfleet-cli.js';
+
+interface Revision {
+  kind: string;
+  commit?: string;
+  author?: string;
+  subject?: string;
+}
+interface GitStatus {
+  stateVersion: number;
+  source: (Revision & { appliedAt: number }) | null;
+  sync: {
+    status: string;
+    health: string;
+    message: string;
+    judgedBy: string;
+    target?: Revision;
+    suspended?: unknown;
+  };
+  instances: Array<{ instance: string; group: string; sync: string; health: string }>;
+}
+interface Event {
+  type?: string;
+  commit?: string;
+  cause?: string;
+  instances?: string[];
+}
+
+const DEADLINE_MS = 120_000;
+
+describe('vfleet controller --git', () => {
+  let server: TestRedisServer;
+  let env: NodeJS.ProcessEnv;
+  let repo: string;
+  let home: string;
+  const children: Parameters<typeof spawnVfleet>[3] = [];
+
+  const git = (...args: string[]) =>
+    execFileSync('git', args, {
+      cwd: repo,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        GIT_AUTHOR_NAME: 'Ada Operator',
+        GIT_AUTHOR_EMAIL: 'ada@example.test',
+        GIT_COMMITTER_NAME: 'Ada Operator',
+        GIT_COMMITTER_EMAIL: 'ada@example.test',
+      },
+    }).trim();
+
+  /** Edits the spec in the repository and commits; returns the commit. */
+  function commit(subject: string, edit: (spec: string) => string): string {
+    const path = `${repo}/fleet.yaml`;
+    writeFileSync(path, edit(readFileSync(path, 'utf8')));
+    git('commit', '-q', '-am', subject);
+    return git('rev-parse', 'HEAD');
+  }
+
+  const replicas = (n: number) => (spec: string) =>
+    spec.replace(/(- name: batch\n(?:.*\n)*?\s+replicas: )\d+/, `$1${n}`);
+
+  function status(): GitStatus {
+    // The spec at hand for status is a valid copy outside the repository (the repository's
+    // working tree may hold the invalid commit).
+    const r = vfleet(['status', '--json'], home, env);
+    assert.ok(r.code === 0 || r.code === 2, r.stderr + r.stdout);
+    return JSON.parse(r.stdout) as GitStatus;
+  }
+
+  function events(): Event[] {
+    const r = vfleet(['events', '--json', '--last', '1000'], home, env);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as Event);
+  }
+
+  const batch = (s: GitStatus) => s.instances.filter((i) => i.group === 'batch').length;
+
+  const syncedAt = (commitId: string) =>
+    pollUntil(
+      `Synced at ${commitId.slice(0, 7)}`,
+      () => {
+        const s = status();
+        return s.sync.status === 'Synced' &&
+          s.sync.target?.commit === commitId &&
+          s.source?.commit === commitId
+          ? s
+          : undefined;
+      },
+      DEADLINE_MS,
+    );
+
+  before(async () => {
+    server = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
+    env = { REDIS_URL: `${server.url}/0` };
+    repo = workdir();
+    git('init', '-q', '-b', 'main');
+    git('add', '-A');
+    git('commit', '-q', '-m', 'the fleet, first cut');
+    home = workdir(); // where the controller runs (its git cache) and status reads a valid spec
+    mkdirSync(`${home}/.vfleet`, { recursive: true });
+  });
+
+  after(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await server?.stop();
+    for (const dir of [repo, home]) if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  let first: string;
+
+  it('applies the first commit and reports it Synced, with the commit recorded', async () => {
+    first = git('rev-parse', 'HEAD');
+    const controller = spawnVfleet(
+      [
+        'controller',
+        '--git',
+        repo,
+        '--ref',
+        'main',
+        '--path',
+        'fleet.yaml',
+        '--interval',
+        '3s',
+        '--lease-ttl',
+        '1s',
+        '--auto-apply',
+        '--json',
+      ],
+      home,
+      { ...env, VFLEET_EMBEDDED_BOOT_MS: '4000' },
+      children,
+    );
+    const s = await syncedAt(first);
+    assert.equal(controller.child.exitCode, null, controller.output());
+    assert.equal(s.sync.health, 'Healthy');
+    assert.equal(s.sync.judgedBy, 'controller');
+    assert.equal(s.source?.kind, 'git');
+    assert.equal(s.source?.author, 'Ada Operator <ada@example.test>');
+    assert.equal(s.source?.subject, 'the fleet, first cut');
+    assert.equal(batch(s), 8);
+    assert.ok(s.instances.every((i) => i.sync === 'Synced' && i.health === 'Healthy'));
+    // the text view says it too
+    const text = vfleet(['status'], home, env).stdout;
+    assert.match(text, /Sync: +Synced, Healthy/);
+    assert.match(
+      text,
+      new RegExp(`Source: git .*:fleet\\.yaml ${first.slice(0, 7)} "the fleet, first cut"`),
+    );
+  });
+
+  it('reports a commit whose spec does not validate as Degraded, at file:line:col and the commit, and changes nothing', async () => {
+    const before = status();
+    const bad = commit('batch: a typo', (spec) =>
+      spec.replace(/(- name: batch\n(?:.*\n)*?\s+replicas: )\d+/, '$1eight'),
+    );
+    const s = await pollUntil(
+      'Degraded with the diagnostic',
+      () => {
+        const now = status();
+        return now.sync.health === 'Degraded' ? now : undefined;
+      },
+      DEADLINE_MS,
+    );
+    assert.match(s.sync.message, new RegExp(`fleet\\.yaml@${bad.slice(0, 7)}:\\d+:\\d+: `));
+    assert.equal(s.sync.status, 'OutOfSync');
+    assert.equal(s.source?.commit, first, 'the fleet stays at the last good commit');
+    assert.equal(s.stateVersion, before.stateVersion, 'nothing changed');
+    const invalid = events().find((e) => e.type === 'spec-invalid');
+    assert.equal(invalid?.commit, bad);
+  });
+
+  it('applies the commit that fixes it within the interval', async () => {
+    const fixed = commit('batch: nine workers', replicas(9));
+    const s = await syncedAt(fixed);
+    assert.equal(batch(s), 9);
+    assert.equal(s.sync.health, 'Healthy');
+  });
+
+  it('suspended, reports a commit OutOfSync without applying it; resumed, applies it', async () => {
+    assert.equal(vfleet(['suspend', '--reason', 'change freeze'], home, env).code, 0);
+    const next = commit('batch: ten workers', replicas(10));
+    const held = await pollUntil(
+      'OutOfSync while suspended',
+      () => {
+        const s = status();
+        return s.sync.target?.commit === next && s.sync.status === 'OutOfSync' ? s : undefined;
+      },
+      DEADLINE_MS,
+    );
+    assert.ok(held.sync.suspended, 'status says it is suspended');
+    assert.equal(batch(held), 9, 'nothing applied while suspended');
+    assert.match(vfleet(['status'], home, env).stdout, /SUSPENDED/);
+    assert.equal(vfleet(['resume'], home, env).code, 0);
+    assert.equal(batch(await syncedAt(next)), 10);
+  });
+
+  it('with prune off, reports instances gone from the spec and leaves them', async () => {
+    const fewer = commit('batch: back to eight', replicas(8));
+    const s = await pollUntil(
+      'the removals reported',
+      () => {
+        const skipped = events().find((e) => e.type === 'prune-skipped');
+        const now = status();
+        return skipped && now.sync.target?.commit === fewer ? { skipped, now } : undefined;
+      },
+      DEADLINE_MS,
+    );
+    assert.deepEqual([...(s.skipped.instances ?? [])].sort(), ['batch-8', 'batch-9']);
+    assert.equal(batch(s.now), 10, 'not destroyed without --prune');
+    assert.equal(s.now.sync.status, 'OutOfSync');
+    const extra = s.now.instances.filter((i) => i.sync === 'OutOfSync').map((i) => i.instance);
+    assert.deepEqual(extra.sort(), ['batch-8', 'batch-9']);
+  });
+
+  it('supersedes a slow sync with a newer commit signalled by `vfleet reconcile --now`', async () => {
+    const before = events().length;
+    const slow = commit('batch: twelve (slow boots)', replicas(12));
+    assert.equal(vfleet(['reconcile', '--now'], home, env).code, 0);
+    await pollUntil(
+      'the slow commit is being applied',
+      () =>
+        events()
+          .slice(before)
+          .some((e) => e.type === 'spec-changed' && e.commit === slow)
+          ? true
+          : undefined,
+      DEADLINE_MS,
+    );
+    const newer = commit('batch: thirteen', replicas(13));
+    assert.equal(vfleet(['reconcile', '--now'], home, env).code, 0);
+    const s = await syncedAt(newer);
+    const after = events().slice(before);
+    assert.ok(after.some((e) => e.type === 'reconcile-requested'));
+    const aborted = after.find((e) => e.type === 'sync-aborted');
+    assert.ok(aborted, `the slow sync was aborted: ${JSON.stringify(after.map((e) => e.type))}`);
+    assert.match(aborted.cause ?? '', /superseded by a newer spec/);
+    assert.equal(batch(s), 13);
+  });
+});
