@@ -2,8 +2,9 @@
 # Installs, from Debian's archive, the system packages vfleet and its test suites use, only those
 # missing: redis-server (the embedded default's queue and state store), and for the suites
 # openssh-server (real sshd hosts), QEMU (VMs), busybox-static and cpio (sandbox and guest images),
-# iproute2, xz-utils (the test images' kernel package), Chromium (the HTML audit report's
-# screenshot test) and shellcheck (CI checks the scripts). One list, used by
+# iproute2, xz-utils (the test images' kernel package), Chromium (headless: the HTML audit
+# report's screenshot test, and the queue board and report pages of `--http` opened as a browser
+# would) and shellcheck (CI checks the scripts). One list, used by
 # scripts/setup.sh and by CI (.ci/run).
 set -euo pipefail
 

@@ -1,11 +1,11 @@
 // Audit: the license, patch and failover reports, from the observed state (refreshed from the
 // hosts) or — planned — from the spec and its placement alone, with no Redis.
-
-import { observedInput, plannedInput } from '../audit/audit-input.js';
+import { type AuditInput, observedInput, plannedInput } from '../audit/audit-input.js';
 import { type AuditKind, type AuditReport, buildReport } from '../audit/report.js';
+import type { ObservedState } from '../model/observed.js';
 import type { SourceRevision } from '../model/source.js';
 import { schedule } from '../scheduler/schedule.js';
-import { instancesUnknown, judgeHosts } from './host-health.js';
+import { type HostJudgement, instancesUnknown, judgeHosts } from './host-health.js';
 import { refresh } from './refresh.js';
 import type { FleetSession, ValidSpec } from './session.js';
 import { describeFileSource } from './source.js';
@@ -25,6 +25,37 @@ export function auditPlanned(
   });
 }
 
+/** What an observed audit reads, and what it was made from (the HTTP server's metrics use both). */
+export interface ObservedAuditInput {
+  readonly input: AuditInput;
+  /** The state refreshed from the hosts (not written back). */
+  readonly observed: ObservedState;
+  /** Every spec host's health as the audit judged it. */
+  readonly health: ReadonlyMap<string, HostJudgement>;
+}
+
+/** The state refreshed from the hosts, each host judged, as the audits take it. */
+export async function observeForAudit(
+  session: FleetSession,
+  nowMs: number = Date.now(),
+): Promise<ObservedAuditInput> {
+  const observed = await refresh(session, { persist: false });
+  const silent = new Set(observed.unanswered ?? []);
+  const health = await judgeHosts(
+    session,
+    nowMs,
+    new Map(session.fleet.hosts.map((h) => [h.name, !silent.has(h.name)])),
+  );
+  const hostsNotOk = new Map(
+    [...health].filter(([, j]) => instancesUnknown(j.health)).map(([h, j]) => [h, j.health]),
+  );
+  return {
+    input: { ...observedInput(session.fleet, observed), hostsNotOk },
+    observed,
+    health,
+  };
+}
+
 /** The fleet as its state and hosts have it now. */
 export async function auditObserved(
   session: FleetSession,
@@ -34,17 +65,7 @@ export async function auditObserved(
   const revision = session.revision
     ? Promise.resolve(session.revision)
     : describeFileSource(session.file);
-  const observed = await refresh(session, { persist: false });
-  const silent = new Set(observed.unanswered ?? []);
-  const health = await judgeHosts(
-    session,
-    Date.now(),
-    new Map(session.fleet.hosts.map((h) => [h.name, !silent.has(h.name)])),
-  );
-  const hostsNotOk = new Map(
-    [...health].filter(([, j]) => instancesUnknown(j.health)).map(([h, j]) => [h, j.health]),
-  );
-  const input = { ...observedInput(session.fleet, observed), hostsNotOk };
+  const { input } = await observeForAudit(session);
   return buildReport(kinds, input, {
     generatedAt,
     specHash: session.specHash,

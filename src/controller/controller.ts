@@ -25,7 +25,7 @@ import { type FleetSession, openSession, type SpecRead, type ValidSpec } from '.
 import { isVfleetError } from '../model/errors.js';
 import type { LivenessPolicy } from '../model/host-health.js';
 import type { Plan } from '../model/plan.js';
-import type { SourceRevision } from '../model/source.js';
+import type { SourceRevision, SyncHealth, SyncStatus } from '../model/source.js';
 import type { PublishedHealth } from '../state/control-state.js';
 import { HostAgents } from './host-agents.js';
 import { LivenessTracker } from './liveness.js';
@@ -71,6 +71,8 @@ export interface ControllerOptions {
   readonly cwd: string;
   /** Every event, as it is also appended to the fleet's stream. */
   readonly onEvent?: (event: ControllerEvent) => void;
+  /** Every reconcile's outcome and duration, for the HTTP server's metrics (src/http/). */
+  readonly onReconcile?: (report: ReconcileReport) => void;
   /**
    * Run the embedded hosts' emulated agents in this process (default true: nothing else runs
    * them). The simulation runs them as the hosts' own processes, on the hosts' own clocks.
@@ -100,6 +102,15 @@ export interface ControllerEvent {
   readonly [field: string]: unknown;
 }
 
+/** How one reconcile went: when it started, how long it took, the sync status it left. */
+export interface ReconcileReport {
+  readonly at: number;
+  readonly durationMs: number;
+  /** The last sync status and health it published (Unknown: none, as when the lock was held). */
+  readonly status: SyncStatus;
+  readonly health: SyncHealth;
+}
+
 /** One controller, ticked by its caller: the loop (startController) or the simulation. */
 export interface Controller {
   readonly id: string;
@@ -111,6 +122,8 @@ export interface Controller {
   close(): Promise<void>;
   /** Drops the session's Redis clients now (a stop while Redis does not answer). */
   abandon(): void;
+  /** The session on the current spec (a new one when the spec changes). */
+  session(): FleetSession;
 }
 
 export async function createController(
@@ -170,6 +183,8 @@ export async function createController(
   // the reconciles of the last good spec find (they go on: self-heal, restarts).
   let invalidTarget: SourceRevision | undefined;
   let lastHealth = '';
+  // What the reconcile in flight last published: its outcome for onReconcile.
+  let reported: { status: SyncStatus; health: SyncHealth } | undefined;
   const report: ReconcileContext['report'] = (status, health, message, o = {}) => {
     const now = invalidShown === '' ? health : 'Degraded';
     if (now === 'Degraded' && lastHealth !== 'Degraded')
@@ -179,6 +194,8 @@ export async function createController(
         clock(),
       );
     lastHealth = now;
+    reported =
+      invalidShown === '' ? { status, health } : { status: 'OutOfSync', health: 'Degraded' };
     return (
       invalidShown === ''
         ? sync.publish(session.control, spec.file, status, health, message, { ...o, suspended })
@@ -404,11 +421,19 @@ export async function createController(
     if (reconciling === null && (wanted || reconciler.due(clock()))) {
       wanted = false;
       const leaderToken = token;
+      const at = clock();
+      reported = undefined;
       reconciling = reconciler
         .run(leaderToken, suspended)
         .then(() => compliance.check(session, clock()))
         .finally(() => {
           reconciling = null;
+          options.onReconcile?.({
+            at,
+            durationMs: clock() - at,
+            status: reported?.status ?? 'Unknown',
+            health: reported?.health ?? 'Unknown',
+          });
         });
     }
     if (awaitReconcile) await (reconciling ?? Promise.resolve());
@@ -434,6 +459,7 @@ export async function createController(
       }
     },
     token: () => token,
+    session: () => session,
     abandon() {
       options.onEvent?.({
         at: clock(),

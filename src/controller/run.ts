@@ -1,10 +1,17 @@
 // `vfleet controller`'s loop: one controller (controller.ts) ticking on its own every tick (a
 // quarter of the lease ttl, at most 1 s) until stopped, and a stop that is bounded even when
 // Redis does not answer.
+import type { FleetSession } from '../app/session.js';
 import { type ControllerOptions, createController, type SpecSource } from './controller.js';
 
 export interface RunningController {
   readonly id: string;
+  /** How often it ticks (ms). */
+  readonly tickMs: number;
+  /** Epoch ms when the last tick ended (null: none yet): `/readyz` says whether it still ticks. */
+  lastTickAt(): number | null;
+  /** The session on the current spec (it changes with the spec). */
+  session(): FleetSession;
   /** Stops ticking, waits for a reconcile in flight, gives up the leader lease, closes. */
   stop(): Promise<void>;
   /** Resolves when the controller has stopped (after stop(), or a fatal error). */
@@ -20,11 +27,13 @@ export async function startController(
   const tickMs = options.tickMs ?? Math.max(50, Math.min(1000, options.policy.ttlMs / 4));
   const controller = await createController(source, options);
   let stopped = false;
+  let lastTickAt: number | null = null;
   let wake: (() => void) | null = null;
   const done = (async () => {
     while (!stopped) {
       const started = clock();
       await controller.tick();
+      lastTickAt = clock();
       if (stopped) break;
       const wait = Math.max(0, tickMs - (clock() - started));
       await new Promise<void>((resolve) => {
@@ -40,6 +49,9 @@ export async function startController(
   })();
   return {
     id: controller.id,
+    tickMs,
+    lastTickAt: () => lastTickAt,
+    session: () => controller.session(),
     async stop() {
       stopped = true;
       (wake as (() => void) | null)?.();

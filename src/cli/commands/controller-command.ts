@@ -1,6 +1,7 @@
 // `vfleet controller [-f fleet.yaml] [--lease-ttl 10s] [--grace 4s] [--interval 30s]
-// [--auto-apply]`: the long-running reconciler (controller/controller.ts) until SIGTERM or
-// SIGINT. Any number may run per fleet; one leads, the others stand by.
+// [--auto-apply] [--http HOST:PORT]`: the long-running reconciler (controller/controller.ts)
+// until SIGTERM or SIGINT. Any number may run per fleet; one leads, the others stand by. With
+// --http, its metrics, probes, queue board and reports (src/http/) are served too.
 import { statSync } from 'node:fs';
 import { Command } from 'commander';
 import { readValidSpec } from '../../app/session.js';
@@ -13,15 +14,25 @@ import {
   type NotifyOptions,
   notifySecret,
 } from '../../controller/notify.js';
-import { startController } from '../../controller/run.js';
+import { type RunningController, startController } from '../../controller/run.js';
+import { ControllerMetrics } from '../../http/controller-metrics.js';
+import type { RunningHttpServer, ServedProcess } from '../../http/server.js';
 import { VfleetError } from '../../model/errors.js';
 import { DEFAULT_LIVENESS } from '../../model/host-health.js';
 import { takeoverMsFrom } from '../../queue/worker-lock.js';
 import { parseDuration } from '../duration.js';
+import {
+  type HttpArgs,
+  httpSettings,
+  publishedFleetSync,
+  startHttp,
+  withHttpOptions,
+} from '../http-options.js';
 import { readSpecOrReport } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
 import { renderValidate } from '../views/diagnostics-view.js';
 import { eventJson, eventLine } from '../views/events-view.js';
+import { httpListeningJson, httpListeningLine } from '../views/http-view.js';
 
 /** The spec file, re-read when its size or modification time changes. */
 export function fileSpecSource(file: string): SpecSource {
@@ -58,7 +69,7 @@ function notifyOptions(args: ControllerArgs): NotifyOptions {
   };
 }
 
-interface ControllerArgs {
+interface ControllerArgs extends HttpArgs {
   readonly file: string;
   readonly git?: string;
   readonly ref: string;
@@ -90,6 +101,7 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
     terminal.err(
       'Warning: notifications are not signed: set VFLEET_NOTIFY_SECRET or --notify-secret-file',
     );
+  const http = httpSettings(args, process.env);
   let source: SpecSource;
   let git: GitSpecSource | undefined;
   if (args.git) {
@@ -123,20 +135,54 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
   }
   const show = (event: ControllerEvent) =>
     terminal.out(args.json ? eventJson('', event) : eventLine(event));
-  const controller = await startController(source, {
-    policy: { ttlMs, graceMs },
-    intervalMs,
-    autoApply: args.autoApply,
-    prune: args.prune,
-    syncTimeoutMs,
-    notify,
-    concurrency: args.concurrency,
-    takeoverMs: takeoverMsFrom(process.env, undefined),
-    externalWorkers: args.externalWorkers,
-    env: process.env,
-    cwd: process.cwd(),
-    onEvent: show,
-  });
+  // The server listens before the controller starts (a port in use stops the command before it
+  // touches the fleet), and answers 503 until the controller has opened the fleet.
+  let controller: RunningController | undefined;
+  let metrics: ControllerMetrics | undefined;
+  let server: RunningHttpServer | undefined;
+  if (http) {
+    try {
+      server = await startHttp(
+        http,
+        servedController(() => controller, ttlMs),
+        (l) => terminal.err(l),
+      );
+    } catch (e) {
+      git?.close();
+      throw e;
+    }
+    metrics = new ControllerMetrics(server.metrics.registry);
+    terminal.out(
+      args.json
+        ? httpListeningJson(server.url, http.queuesWritable)
+        : httpListeningLine('vfleet controller', server.url, http.queuesWritable),
+    );
+  }
+  try {
+    controller = await startController(source, {
+      policy: { ttlMs, graceMs },
+      intervalMs,
+      autoApply: args.autoApply,
+      prune: args.prune,
+      syncTimeoutMs,
+      notify,
+      concurrency: args.concurrency,
+      takeoverMs: takeoverMsFrom(process.env, undefined),
+      externalWorkers: args.externalWorkers,
+      env: process.env,
+      cwd: process.cwd(),
+      onEvent: (event) => {
+        show(event);
+        metrics?.onEvent(event);
+      },
+      onReconcile: (report) => metrics?.onReconcile(report),
+    });
+  } catch (e) {
+    await server?.close();
+    git?.close();
+    throw e;
+  }
+  server?.warm();
   if (!args.json)
     terminal.out(
       `vfleet controller ${controller.id}: ${source.describe}, lease ttl ${ttlMs} ms, grace ${graceMs} ms, interval ${intervalMs} ms, ${args.autoApply ? `auto-apply${args.prune ? ' with prune' : ''}` : 'restarts only (drift is reported)'}`,
@@ -146,13 +192,38 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
     process.once('SIGINT', resolve);
   });
   await Promise.race([signalled, controller.done]);
+  // The server reads through the controller's session: it closes first.
+  await server?.close();
   await controller.stop();
   git?.close();
   return 0;
 }
 
+/**
+ * The controller as the HTTP server sees it: its session, the fleet's sync as the leader
+ * published it, and ready while it ticks — one that has not ticked for a lease ttl holds no
+ * lease any more.
+ */
+function servedController(
+  controller: () => RunningController | undefined,
+  ttlMs: number,
+): ServedProcess {
+  return {
+    session: () => controller()?.session(),
+    sync: publishedFleetSync,
+    notReady() {
+      const c = controller();
+      const last = c?.lastTickAt() ?? null;
+      if (c === undefined || last === null) return 'starting: the controller has not ticked yet';
+      const since = Date.now() - last;
+      const bound = Math.max(ttlMs, 5 * c.tickMs);
+      return since > bound ? `the controller has not ticked for ${since} ms` : undefined;
+    },
+  };
+}
+
 export function controllerCommand(terminal: Terminal, setExit: (code: number) => void): Command {
-  return new Command('controller')
+  return withHttpOptions(new Command('controller'))
     .description(
       'keep the fleet converged: watch host leases, restart a lost host’s instances on their failover hosts, reconcile the spec (a daemon; any number per fleet, one leads)',
     )

@@ -1,10 +1,19 @@
-// `vfleet worker`: serve the fleet's host queues until SIGTERM or SIGINT (app/worker.ts).
+// `vfleet worker`: serve the fleet's host queues until SIGTERM or SIGINT (app/worker.ts); with
+// --http, its metrics, probes, queue board and reports too (src/http/).
 import { Command } from 'commander';
-import { serveFleet } from '../../app/worker.js';
+import { type Serving, serveFleet } from '../../app/worker.js';
 import { VfleetError } from '../../model/errors.js';
 import { takeoverMsFrom } from '../../queue/worker-lock.js';
+import {
+  type HttpArgs,
+  httpSettings,
+  publishedFleetSync,
+  startHttp,
+  withHttpOptions,
+} from '../http-options.js';
 import { withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
+import { httpListeningLine } from '../views/http-view.js';
 
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 
@@ -20,19 +29,42 @@ export function runWorker(
     hosts: readonly string[] | undefined;
     /** A job held by a worker that dies is taken over within this (VFLEET_WORKER_LOCK_MS). */
     takeoverMs: number;
-  },
+  } & HttpArgs,
   terminal: Terminal,
 ): Promise<number> {
+  const http = httpSettings(args, process.env);
   return withSession(
     args.file,
     terminal,
     async (session) => {
-      const serving = await serveFleet(session, {
-        ...(args.hosts ? { hosts: args.hosts } : {}),
-        concurrency: args.concurrency,
-        takeoverMs: args.takeoverMs,
-        heartbeatMs: Number(process.env.VFLEET_HEARTBEAT_MS ?? 5_000),
-      });
+      // Listening before serving: a port in use stops the worker before it takes a job. Ready
+      // once it serves and while Redis answers; the fleet's sync is the leader's.
+      let serving: Serving | undefined;
+      const server = http
+        ? await startHttp(
+            http,
+            {
+              session: () => session,
+              sync: publishedFleetSync,
+              notReady: () => (serving ? undefined : 'starting: not serving the queues yet'),
+            },
+            (l) => terminal.err(l),
+          )
+        : undefined;
+      if (server && http)
+        terminal.out(httpListeningLine('vfleet worker', server.url, http.queuesWritable));
+      try {
+        serving = await serveFleet(session, {
+          ...(args.hosts ? { hosts: args.hosts } : {}),
+          concurrency: args.concurrency,
+          takeoverMs: args.takeoverMs,
+          heartbeatMs: Number(process.env.VFLEET_HEARTBEAT_MS ?? 5_000),
+        });
+      } catch (e) {
+        await server?.close();
+        throw e;
+      }
+      server?.warm();
       const n = serving.hosts.length;
       terminal.out(
         `vfleet worker: serving ${n} host queue${n === 1 ? '' : 's'} of fleet ${session.fleet.name} (pid ${process.pid})`,
@@ -42,6 +74,7 @@ export function runWorker(
         process.once('SIGINT', resolve);
       });
       terminal.out('vfleet worker: stopping; finishing the jobs in hand');
+      await server?.close();
       if (await serving.stop(SHUTDOWN_TIMEOUT_MS)) {
         terminal.err(
           'vfleet worker: jobs still running after 30 s were left for another worker to retry',
@@ -55,7 +88,7 @@ export function runWorker(
 }
 
 export function workerCommand(terminal: Terminal, setExit: (code: number) => void): Command {
-  return new Command('worker')
+  return withHttpOptions(new Command('worker'))
     .description("serve the fleet's host queues (a daemon; stops gracefully on SIGTERM)")
     .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
     .option('--concurrency <n>', 'jobs each host runs at once', (v) => Number.parseInt(v, 10), 4)
@@ -64,20 +97,26 @@ export function workerCommand(terminal: Terminal, setExit: (code: number) => voi
       '--lock-ms <ms>',
       'a job held by a worker that dies is taken over within this (default VFLEET_WORKER_LOCK_MS, else 30000)',
     )
-    .action(async (o: { file: string; concurrency: number; hosts?: string; lockMs?: string }) => {
-      if (!Number.isInteger(o.concurrency) || o.concurrency < 1) {
-        throw new VfleetError('usage', '--concurrency takes a whole number ≥ 1');
-      }
-      setExit(
-        await runWorker(
-          {
-            file: o.file,
-            concurrency: o.concurrency,
-            hosts: o.hosts?.split(',').map((h) => h.trim()),
-            takeoverMs: takeoverMsFrom(process.env, o.lockMs),
-          },
-          terminal,
-        ),
-      );
-    });
+    .action(
+      async (
+        o: { file: string; concurrency: number; hosts?: string; lockMs?: string } & HttpArgs,
+      ) => {
+        if (!Number.isInteger(o.concurrency) || o.concurrency < 1) {
+          throw new VfleetError('usage', '--concurrency takes a whole number ≥ 1');
+        }
+        setExit(
+          await runWorker(
+            {
+              file: o.file,
+              concurrency: o.concurrency,
+              hosts: o.hosts?.split(',').map((h) => h.trim()),
+              takeoverMs: takeoverMsFrom(process.env, o.lockMs),
+              ...(o.http === undefined ? {} : { http: o.http }),
+              httpQueuesWrite: o.httpQueuesWrite,
+            },
+            terminal,
+          ),
+        );
+      },
+    );
 }
