@@ -8,7 +8,7 @@ import { schedule } from '../scheduler/schedule.js';
 import { type HostJudgement, instancesUnknown, judgeHosts } from './host-health.js';
 import { refresh } from './refresh.js';
 import type { FleetSession, ValidSpec } from './session.js';
-import { describeFileSource } from './source.js';
+import { sessionSource } from './source.js';
 
 /** The spec as vfleet would place it: no Redis, no hosts. */
 export function auditPlanned(
@@ -62,9 +62,7 @@ export async function auditObserved(
   kinds: readonly AuditKind[],
   generatedAt: string,
 ): Promise<AuditReport> {
-  const revision = session.revision
-    ? Promise.resolve(session.revision)
-    : describeFileSource(session.file);
+  const revision = sessionSource(session);
   const { input } = await observeForAudit(session);
   return buildReport(kinds, input, {
     generatedAt,

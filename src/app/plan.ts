@@ -13,7 +13,7 @@ import { explain } from '../scheduler/schedule.js';
 import { type HostJudgement, judgeHosts } from './host-health.js';
 import { refresh } from './refresh.js';
 import type { FleetSession } from './session.js';
-import { describeFileSource } from './source.js';
+import { sessionSource } from './source.js';
 
 export interface PlanResult {
   readonly plan: Plan;
@@ -51,9 +51,7 @@ export async function planFleet(
   if (options.destroy && options.explain !== undefined)
     throw new VfleetError('usage', '--explain shows a placement; a --destroy plan places nothing');
   // Asked of git meanwhile (a few ms of child processes), for the plan's `source`.
-  const source = session.revision
-    ? Promise.resolve(session.revision)
-    : describeFileSource(session.file);
+  const source = sessionSource(session);
   const observed = await refresh(session, { persist: options.persist === true });
   refuseHostsGone(session, observed);
   const silent = new Set(observed.unanswered ?? []);

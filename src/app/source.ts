@@ -16,8 +16,42 @@ function git(args: readonly string[], cwd: string): Promise<string | undefined> 
   });
 }
 
-export async function describeFileSource(file: string): Promise<SourceRevision> {
+/**
+ * The source of a session's spec: the reader's own (a git source's commit), else the file's,
+ * asked of git once per session (a session's spec never changes; a controller makes a new
+ * session for a new spec), so a controller reconciling every interval does not run git each time.
+ */
+const bySession = new WeakMap<object, Promise<SourceRevision>>();
+export function sessionSource(session: {
+  readonly file: string;
+  readonly revision?: SourceRevision;
+}): Promise<SourceRevision> {
+  if (session.revision) return Promise.resolve(session.revision);
+  let known = bySession.get(session);
+  if (!known) {
+    known = describeFileSource(session.file);
+    bySession.set(session, known);
+  }
+  return known;
+}
+
+// What git said of a file a moment ago: many sessions on one file in one process (the
+// controller's simulation opens thousands) ask git once every few seconds, not each time.
+const RECENT_MS = 5_000;
+const recent = new Map<string, { at: number; source: Promise<SourceRevision> }>();
+
+export function describeFileSource(file: string): Promise<SourceRevision> {
   const path = resolve(file);
+  const now = Date.now();
+  const known = recent.get(path);
+  if (known && now - known.at < RECENT_MS) return known.source;
+  const source = askGit(file, path);
+  recent.set(path, { at: now, source });
+  if (recent.size > 64) recent.delete(recent.keys().next().value as string);
+  return source;
+}
+
+async function askGit(file: string, path: string): Promise<SourceRevision> {
   const dir = dirname(path);
   const top = await git(['rev-parse', '--show-toplevel'], dir);
   if (!top) return { kind: 'file', path: file };

@@ -6,7 +6,7 @@
 import type { ApplyResult } from '../app/apply.js';
 import { planFleet } from '../app/plan.js';
 import type { FleetSession } from '../app/session.js';
-import { describeFileSource } from '../app/source.js';
+import { sessionSource } from '../app/source.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';
 import type { Plan, PlanAction } from '../model/plan.js';
 import type { SourceRevision, SyncHealth, SyncStatus } from '../model/source.js';
@@ -67,7 +67,7 @@ export class Reconciler {
     const at = clock();
     // Judged against the revision this session's spec is (not the source's newest: a newer one
     // may arrive while this reconcile runs).
-    const target = session.revision ?? (await describeFileSource(session.file));
+    const target = await sessionSource(session);
     const report: ReconcileContext['report'] = (status, health, message, o = {}) =>
       this.ctx.report(status, health, message, { ...o, target });
     try {

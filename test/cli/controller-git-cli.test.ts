@@ -144,13 +144,16 @@ describe('vfleet controller --git', () => {
         'fleet.yaml',
         '--interval',
         '3s',
+        // a lease that survives a loaded machine: this file is about syncs, not failover
         '--lease-ttl',
-        '1s',
+        '3s',
         '--auto-apply',
         '--json',
       ],
       home,
-      { ...env, VFLEET_EMBEDDED_BOOT_MS: '4000' },
+      // every create takes 8 s: the sync the last step supersedes is still running when
+      // the newer commit arrives, however loaded the machine
+      { ...env, VFLEET_EMBEDDED_BOOT_MS: '8000' },
       children,
     );
     const s = await syncedAt(first);

@@ -47,6 +47,10 @@ describe('state keys', () => {
       leaderToken: 'vfleet:{lab}:leader-token',
       fenced: 'vfleet:{lab}:fenced',
       health: 'vfleet:{lab}:health',
+      revision: 'vfleet:{lab}:revision',
+      sync: 'vfleet:{lab}:sync',
+      suspended: 'vfleet:{lab}:suspended',
+      reconcileRequest: 'vfleet:{lab}:reconcile-request',
     });
     assert.equal(queuePrefix('lab'), 'vfleet:{lab}:bull');
     assert.deepEqual(engineHostKeys('lab', 'hv-01'), {
