@@ -7,8 +7,8 @@
 //   3. the commit that fixes it (and scales a group) is Synced within the interval;
 //   4. suspended, a commit is reported OutOfSync and not applied; resumed, it is;
 //   5. a group scaled down with prune off: the removals are reported, not applied;
-//   6. a slow sync (every boot takes seconds) is superseded by a newer commit signalled with
-//      `vfleet reconcile --now`: the old sync is aborted and the newer commit is Synced.
+//   6. a commit signalled with `vfleet reconcile --now` is reconciled (the interval is a bound,
+//      not a wait). A sync superseded by a newer spec is test/controller/supersede.test.ts.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -151,9 +151,7 @@ describe('vfleet controller --git', () => {
         '--json',
       ],
       home,
-      // every create takes 8 s: the sync the last step supersedes is still running when
-      // the newer commit arrives, however loaded the machine
-      { ...env, VFLEET_EMBEDDED_BOOT_MS: '8000' },
+      { ...env, VFLEET_EMBEDDED_BOOT_MS: '500' },
       children,
     );
     const s = await syncedAt(first);
@@ -236,28 +234,16 @@ describe('vfleet controller --git', () => {
     assert.deepEqual(extra.sort(), ['batch-8', 'batch-9']);
   });
 
-  it('supersedes a slow sync with a newer commit signalled by `vfleet reconcile --now`', async () => {
+  it('reconciles a new commit at once when signalled with `vfleet reconcile --now`', async () => {
     const before = events().length;
-    const slow = commit('batch: twelve (slow boots)', replicas(12));
+    const next = commit('batch: eleven', replicas(11));
     assert.equal(vfleet(['reconcile', '--now'], home, env).code, 0);
-    await pollUntil(
-      'the slow commit is being applied',
-      () =>
-        events()
-          .slice(before)
-          .some((e) => e.type === 'spec-changed' && e.commit === slow)
-          ? true
-          : undefined,
-      DEADLINE_MS,
+    const s = await syncedAt(next);
+    assert.equal(batch(s), 11);
+    assert.ok(
+      events()
+        .slice(before)
+        .some((e) => e.type === 'reconcile-requested'),
     );
-    const newer = commit('batch: thirteen', replicas(13));
-    assert.equal(vfleet(['reconcile', '--now'], home, env).code, 0);
-    const s = await syncedAt(newer);
-    const after = events().slice(before);
-    assert.ok(after.some((e) => e.type === 'reconcile-requested'));
-    const aborted = after.find((e) => e.type === 'sync-aborted');
-    assert.ok(aborted, `the slow sync was aborted: ${JSON.stringify(after.map((e) => e.type))}`);
-    assert.match(aborted.cause ?? '', /superseded by a newer spec/);
-    assert.equal(batch(s), 13);
   });
 });
