@@ -7,13 +7,13 @@
 // written to the state.
 
 import type { HostListing } from '../engines/engine-set.js';
-import { replicaName } from '../model/fleet.js';
+import { type InstanceGroup, replicaOf } from '../model/fleet.js';
 import {
   observedFromRecorded,
   type RecordedInstance,
   recordedFromReported,
 } from '../model/instances.js';
-import { byInstanceName, type ObservedState } from '../model/observed.js';
+import { byInstanceName, type ObservedInstance, type ObservedState } from '../model/observed.js';
 import type { FleetSession } from './session.js';
 
 export async function refresh(
@@ -133,11 +133,7 @@ async function fencesAbove(
   fences: (visit: (name: string, generation: number) => void) => Promise<void>,
 ): Promise<Record<string, number> | undefined> {
   const known = byInstanceName(observed.instances);
-  const wanted = session.fleet.groups.some((g) => {
-    for (let i = 0; i < g.replicas; i++) if (!known.has(replicaName(g.name, i))) return true;
-    return false;
-  });
-  if (!wanted) return undefined;
+  if (!wantsUnknown(session.fleet.groups, known)) return undefined;
   const above: Record<string, number> = {};
   await fences((name, generation) => {
     if (generation > (known.get(name)?.generation ?? 0) && generation > (above[name] ?? 0)) {
@@ -145,4 +141,59 @@ async function fencesAbove(
     }
   });
   return Object.keys(above).length > 0 ? above : undefined;
+}
+
+/**
+ * Whether some replica of the spec's groups has no instance in `known`. Counted from the known
+ * names rather than by making every replica's name and looking it up (100,000 names made and
+ * hashed): each name is the replica `replicaOf` says or none (it is the exact inverse of
+ * `replicaName`), and the names are distinct, so every replica is known exactly when the known
+ * replicas number as many as the groups want.
+ */
+function wantsUnknown(
+  groups: readonly InstanceGroup[],
+  known: ReadonlyMap<string, ObservedInstance>,
+): boolean {
+  const replicas = new Map(groups.map((g) => [g.name, g.replicas]));
+  let missing = 0;
+  for (const g of groups) missing += g.replicas;
+  if (known.size < missing) return true;
+  let counted = '';
+  let wanted = 0;
+  for (const [name, instance] of known) {
+    // The record's group is the name's in all but odd cases (then replicaOf says which it is).
+    let group = instance.group;
+    let index = indexIn(name, group);
+    if (index < 0) {
+      const r = replicaOf(name);
+      if (r === undefined) continue;
+      group = r.group;
+      index = r.index;
+    }
+    // Names of one group mostly follow one another: its count is looked up once per run.
+    if (group !== counted) {
+      counted = group;
+      wanted = replicas.get(group) ?? 0;
+    }
+    if (index < wanted) missing--;
+  }
+  return missing > 0;
+}
+
+/**
+ * The index replicaOf(name) gives when its group is `group`, else -1, without making the group's
+ * string again: `group`, a '-', and an index as replicaName writes it (digits, no leading zero).
+ */
+function indexIn(name: string, group: string): number {
+  const at = group.length + 1;
+  if (name.length <= at || name.charCodeAt(at - 1) !== 45 /* - */ || !name.startsWith(group))
+    return -1;
+  if (name.length - at > 1 && name.charCodeAt(at) === 48 /* 0 */) return -1;
+  let index = 0;
+  for (let i = at; i < name.length; i++) {
+    const digit = name.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    index = index * 10 + digit;
+  }
+  return Number.isSafeInteger(index) ? index : -1;
 }

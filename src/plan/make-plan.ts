@@ -27,9 +27,12 @@ import { ENGINE_CAPABILITIES } from '../model/engine-capabilities.js';
 import type {
   FailoverPriority,
   Fleet,
+  Image,
   InstanceGroup,
   LicensePool,
   PackageVersions,
+  PatchBaseline,
+  Resources,
 } from '../model/fleet.js';
 import { domainNumbers } from '../model/fleet.js';
 import { byInstanceName, type ObservedInstance, type ObservedState } from '../model/observed.js';
@@ -119,11 +122,13 @@ export function makePlan(
   for (const u of placement.unplaceable) if (seen.has(u.instance)) held++;
   // Each placement's observed instance, for the patch pass too (one lookup per name).
   const befores: Array<ObservedInstance | undefined> = [];
+  let group: InstanceGroup | undefined;
   for (const desired of placement.placements) {
     const before = seen.get(desired.instance);
     befores.push(before);
     if (before) held++;
-    const group = groupByName.get(desired.group);
+    // Placements come group by group: its group looked up once per run.
+    if (desired.group !== group?.name) group = groupByName.get(desired.group);
     if (!group) continue;
     if (!before) {
       const gone = observed.missing?.[desired.instance];
@@ -281,23 +286,36 @@ function patchActions(
   const byObject = new Map<InstanceGroup, Map<PackageVersions, Verdict>>();
   const patches: PlanAction[] = [];
   // Placements come in spec order (group by group, replicas in order): the chain follows it.
-  placement.placements.forEach((desired, k) => {
-    const group = groups.get(desired.group);
-    const baseline =
-      group?.patchBaseline === undefined ? undefined : baselines.get(group.patchBaseline);
-    const image = group ? images.get(group.image) : undefined;
-    if (!group || !baseline || !image || !patchable.has(desired.host)) return;
+  // The group's baseline, image and verdicts are looked up once per run of its placements.
+  let ofName: string | undefined;
+  let ofGroup: InstanceGroup | undefined;
+  let ofBaseline: PatchBaseline | undefined;
+  let ofImage: Image | undefined;
+  let ofVerdicts = new Map<PackageVersions, Verdict>();
+  const placements = placement.placements;
+  for (let k = 0; k < placements.length; k++) {
+    const desired = placements[k] as PlacementEntry;
+    if (desired.group !== ofName) {
+      ofName = desired.group;
+      ofGroup = groups.get(desired.group);
+      ofBaseline =
+        ofGroup?.patchBaseline === undefined ? undefined : baselines.get(ofGroup.patchBaseline);
+      ofImage = ofGroup ? images.get(ofGroup.image) : undefined;
+      if (ofGroup) {
+        ofVerdicts = byObject.get(ofGroup) ?? new Map();
+        byObject.set(ofGroup, ofVerdicts);
+      }
+    }
+    const group = ofGroup;
+    const baseline = ofBaseline;
+    const image = ofImage;
+    if (!group || !baseline || !image || !patchable.has(desired.host)) continue;
     const before = befores[k];
-    const prior = own.get(desired.instance);
+    const prior = own.size === 0 ? undefined : own.get(desired.instance);
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';
     const installed: PackageVersions =
       fresh || before?.packages === undefined ? image.packages : before.packages;
-    let ofGroup = byObject.get(group);
-    if (ofGroup === undefined) {
-      ofGroup = new Map();
-      byObject.set(group, ofGroup);
-    }
-    let verdict = ofGroup.get(installed);
+    let verdict = ofVerdicts.get(installed);
     if (verdict === undefined) {
       // Instances of one image mostly share their versions of the baseline's packages: the
       // verdict is memoized by those versions, so 100,000 instances cost a few evaluations.
@@ -317,9 +335,9 @@ function patchActions(
             };
         verdicts.set(signature, verdict);
       }
-      ofGroup.set(installed, verdict);
+      ofVerdicts.set(installed, verdict);
     }
-    if (verdict === null || verdict.changes.length === 0) return;
+    if (verdict === null || verdict.changes.length === 0) continue;
     const { raise, changes } = verdict;
     const previous = lastOfGroup.get(group.name);
     const id = `${desired.instance}.patch`;
@@ -339,7 +357,7 @@ function patchActions(
       packages: raise,
     });
     lastOfGroup.set(group.name, id);
-  });
+  }
   return patches;
 }
 
@@ -384,41 +402,51 @@ function licenseChanges(
   // The ledger keys failure scenarios by number.
   const domains = domainNumbers(fleet);
   const domainOf = (host: string) => domains.get(host) ?? -1;
-  type Running = Pick<ObservedInstance, 'host' | 'failoverHost' | 'group' | 'image' | 'resources'>;
-  const ledgerOf = (running: Iterable<Running>) => {
-    const ledger = new LicenseLedger(fleet.licenses, fleet.hosts);
-    for (const o of running) {
-      const h = hostIndex.get(o.host);
-      if (h === undefined) continue;
-      const pools = groupByName.get(o.group)?.licenses ?? imageByName.get(o.image)?.licenses ?? [];
-      for (const name of pools) {
-        const p = poolIndex.get(name);
-        if (p === undefined) continue;
-        ledger.addPrimary(p, h, o.resources);
-        const t = o.failoverHost === null ? undefined : hostIndex.get(o.failoverHost);
-        if (t !== undefined) ledger.addFailover(p, t, domainOf(o.host));
-      }
+  const none: readonly string[] = [];
+  // An instance's pools: its group's, or its image's when the spec no longer has the group.
+  // Looked up once per run of one group's instances (on 100,000, most draw on no pool at all,
+  // and then nothing else is looked up).
+  let ofGroup: string | undefined;
+  let ofImage: string | undefined;
+  let pools: readonly string[] = none;
+  const add = (
+    ledger: LicenseLedger,
+    group: string,
+    image: string,
+    host: string,
+    failoverHost: string | null,
+    resources: Resources,
+  ) => {
+    if (group !== ofGroup || image !== ofImage) {
+      ofGroup = group;
+      ofImage = image;
+      pools = groupByName.get(group)?.licenses ?? imageByName.get(image)?.licenses ?? none;
     }
-    return ledger;
+    if (pools.length === 0) return;
+    const h = hostIndex.get(host);
+    if (h === undefined) return;
+    for (const name of pools) {
+      const p = poolIndex.get(name);
+      if (p === undefined) continue;
+      ledger.addPrimary(p, h, resources);
+      const t = failoverHost === null ? undefined : hostIndex.get(failoverHost);
+      if (t !== undefined) ledger.addFailover(p, t, domainOf(host));
+    }
   };
-  const before = ledgerOf(observed.instances);
+  const addObserved = (ledger: LicenseLedger, o: ObservedInstance) =>
+    add(ledger, o.group, o.image, o.host, o.failoverHost, o.resources);
+  const before = new LicenseLedger(fleet.licenses, fleet.hosts);
+  for (const o of observed.instances) addObserved(before, o);
+  const after = new LicenseLedger(fleet.licenses, fleet.hosts);
+  let group: InstanceGroup | undefined;
+  for (const p of placement.placements) {
+    if (p.group !== group?.name) group = groupByName.get(p.group);
+    if (group) add(after, p.group, group.image, p.host, p.failoverHost, group.resources);
+  }
   const unplaced = new Set(placement.unplaceable.map((u) => u.instance));
-  const after = ledgerOf(
-    (function* (): Generator<Running> {
-      for (const p of placement.placements) {
-        const group = groupByName.get(p.group);
-        if (!group) continue;
-        yield {
-          host: p.host,
-          failoverHost: p.failoverHost,
-          group: p.group,
-          image: group.image,
-          resources: group.resources,
-        };
-      }
-      for (const o of observed.instances) if (unplaced.has(o.instance)) yield o;
-    })(),
-  );
+  for (const o of unplaced.size > 0 ? observed.instances : []) {
+    if (unplaced.has(o.instance)) addObserved(after, o);
+  }
   return fleet.licenses.map((pool: LicensePool, i) => ({
     pool: pool.name,
     metric: pool.metric,
