@@ -7,7 +7,7 @@
 // written to the state.
 
 import type { HostListing } from '../engines/engine-set.js';
-import { type InstanceGroup, replicaOf } from '../model/fleet.js';
+import { type InstanceGroup, replicaIndexIn, replicaOf } from '../model/fleet.js';
 import {
   observedFromRecorded,
   type RecordedInstance,
@@ -22,32 +22,25 @@ export async function refresh(
 ): Promise<ObservedState> {
   const { state, engines } = session;
   const persist = options.persist;
-  // The state and every host's listing asked for together (one connection keeps their order),
-  // so Redis prepares the listings while this process parses the state; the fences too, when
-  // nothing will be written in between (they are visited only if the spec wants a new instance).
-  // A plan may have sent the state read before its spec was parsed (session.ts, prefetchState).
-  const prefetched = persist ? undefined : session.takePrefetchedState();
-  const reads = Promise.all([prefetched ?? state.readAll(), engines.survey()]);
-  const fences = persist ? undefined : engines.prefetchFences();
-  const [read, survey] = await reads;
+  // The state's reply first (a plan may have sent the read before its spec was parsed:
+  // session.ts, prefetchState), then every host's listing, so that Redis runs the listings'
+  // script while this process decodes the state: asked for together, the script ran before
+  // Redis sent the rest of the state's megabytes, and this process waited for both. The fences
+  // too, when the state lacks a replica the spec wants and nothing will be written in between
+  // (fencesAbove reads them otherwise, if refresh finds it wants them).
+  const reply = await ((persist ? undefined : session.takePrefetchedState()) ?? state.fetch());
+  const surveying = engines.survey();
+  surveying.catch(() => undefined); // awaited below, unless decoding the state throws first
+  const read = await state.decode(reply);
+  const fences =
+    !persist && wantsUnknown(session.fleet.groups, byInstanceName(read.instances))
+      ? engines.prefetchFences()
+      : undefined;
+  const survey = await surveying;
   let snapshot = read;
   const recorded = byInstanceName(read.instances);
 
-  // What the state has that its host, answering, no longer runs (or runs stopped); and per
-  // listing, how many of its names are records of its own host.
-  const missing: Record<string, string> = {};
-  const stopped = new Set<string>();
-  const own = new Map<HostListing, number>();
-  for (const record of read.instances) {
-    const listing = survey.listings.get(record.host);
-    if (!listing) continue; // not in the spec (refused later), or not answering
-    if (!listing.names.has(record.instance)) missing[record.instance] = record.host;
-    else {
-      own.set(listing, (own.get(listing) ?? 0) + 1);
-      if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running')
-        stopped.add(record.instance);
-    }
-  }
+  const { missing, stopped, own } = againstListings(read.instances, survey.listings);
   // A host that lists exactly the records of its own (names being unique) lists nothing the
   // state lacks and nothing it has elsewhere: the passes over every listed name below skip it,
   // which on a converged fleet is every host.
@@ -118,8 +111,37 @@ export async function refresh(
     ...(Object.keys(missing).length > 0 ? { missing } : {}),
     ...(strays.length > 0 ? { strays } : {}),
   };
-  const above = await fencesAbove(session, observed, fences ?? engines.prefetchFences());
+  const above = await fencesAbove(session, observed, () => fences ?? engines.prefetchFences());
   return above ? { ...observed, fences: above } : observed;
+}
+
+/**
+ * What the state has that its host, answering, no longer runs (or runs stopped); and per
+ * listing, how many of its names are records of its own host. (A function of its own, so that
+ * V8 compiles its loop over every record early: inside refresh most of it ran uncompiled.)
+ */
+function againstListings(
+  records: readonly RecordedInstance[],
+  listings: ReadonlyMap<string, HostListing | null>,
+): {
+  readonly missing: Record<string, string>;
+  readonly stopped: Set<string>;
+  readonly own: Map<HostListing, number>;
+} {
+  const missing: Record<string, string> = {};
+  const stopped = new Set<string>();
+  const own = new Map<HostListing, number>();
+  for (const record of records) {
+    const listing = listings.get(record.host);
+    if (!listing) continue; // not in the spec (refused later), or not answering
+    if (!listing.names.has(record.instance)) missing[record.instance] = record.host;
+    else {
+      own.set(listing, (own.get(listing) ?? 0) + 1);
+      if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running')
+        stopped.add(record.instance);
+    }
+  }
+  return { missing, stopped, own };
 }
 
 /**
@@ -130,12 +152,12 @@ export async function refresh(
 async function fencesAbove(
   session: FleetSession,
   observed: ObservedState,
-  fences: (visit: (name: string, generation: number) => void) => Promise<void>,
+  fences: () => (visit: (name: string, generation: number) => void) => Promise<void>,
 ): Promise<Record<string, number> | undefined> {
   const known = byInstanceName(observed.instances);
   if (!wantsUnknown(session.fleet.groups, known)) return undefined;
   const above: Record<string, number> = {};
-  await fences((name, generation) => {
+  await fences()((name, generation) => {
     if (generation > (known.get(name)?.generation ?? 0) && generation > (above[name] ?? 0)) {
       above[name] = generation;
     }
@@ -163,7 +185,7 @@ function wantsUnknown(
   for (const [name, instance] of known) {
     // The record's group is the name's in all but odd cases (then replicaOf says which it is).
     let group = instance.group;
-    let index = indexIn(name, group);
+    let index = replicaIndexIn(name, group);
     if (index < 0) {
       const r = replicaOf(name);
       if (r === undefined) continue;
@@ -178,22 +200,4 @@ function wantsUnknown(
     if (index < wanted) missing--;
   }
   return missing > 0;
-}
-
-/**
- * The index replicaOf(name) gives when its group is `group`, else -1, without making the group's
- * string again: `group`, a '-', and an index as replicaName writes it (digits, no leading zero).
- */
-function indexIn(name: string, group: string): number {
-  const at = group.length + 1;
-  if (name.length <= at || name.charCodeAt(at - 1) !== 45 /* - */ || !name.startsWith(group))
-    return -1;
-  if (name.length - at > 1 && name.charCodeAt(at) === 48 /* 0 */) return -1;
-  let index = 0;
-  for (let i = at; i < name.length; i++) {
-    const digit = name.charCodeAt(i) - 48;
-    if (digit < 0 || digit > 9) return -1;
-    index = index * 10 + digit;
-  }
-  return Number.isSafeInteger(index) ? index : -1;
 }

@@ -9,9 +9,11 @@ import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
 import type { Fleet } from '../model/fleet.js';
 import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { ControlState } from '../state/control-state.js';
-import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
+import { FleetState, fetchStateRaw, type StateReply } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
-import { embeddedRedisRunning } from '../state/redis-server.js';
+import type { RawEndpoint } from '../state/raw-reply.js';
+import { embeddedRedisPaths, embeddedRedisRunning } from '../state/redis-server.js';
+import { parseRedisUrl } from '../state/redis-url.js';
 import { within } from '../state/within.js';
 import { fleetNameHint, readAndLoadFleet } from './read-spec.js';
 
@@ -55,9 +57,10 @@ export interface FleetSession extends ValidSpec {
   connect(): Redis;
   /**
    * The state read sent before the spec was parsed (`prefetchState`), once: refresh takes it
-   * instead of reading again. Undefined when there is none, or it was taken.
+   * (and decodes it, `FleetState.decode`) instead of reading again. Undefined when there is
+   * none, or it was taken.
    */
-  takePrefetchedState(): Promise<FleetSnapshot> | undefined;
+  takePrefetchedState(): Promise<StateReply> | undefined;
   close(): Promise<void>;
 }
 
@@ -75,7 +78,8 @@ export interface StatePrefetch {
   /** The fleet whose state is being read (the spec's name as guessed: check it). */
   readonly fleet: string;
   readonly connection: RedisConnection;
-  readonly snapshot: Promise<FleetSnapshot>;
+  /** The state's reply (FleetState.fetch), decoded where it is taken. */
+  readonly reply: Promise<StateReply>;
   /** Closes the connection, for when the spec turns out invalid or names another fleet. */
   discard(): Promise<void>;
 }
@@ -106,6 +110,15 @@ export async function prefetchState(
   } catch {
     return undefined;
   }
+  // The read itself on a raw connection of its own (state/raw-reply.ts), sent before ioredis is
+  // even loaded; the session's connection beside it. Should the raw read fail, ioredis reads.
+  let raw: Promise<StateReply>;
+  try {
+    raw = fetchStateRaw(rawEndpoint(url, options.cwd), fleet, PREFETCH_CONNECT_MS);
+  } catch (e) {
+    raw = Promise.reject(e); // a REDIS_URL the session will report
+  }
+  raw.catch(() => undefined); // handled below
   const connecting = connectRedis({
     cwd: options.cwd,
     env: options.env,
@@ -116,14 +129,21 @@ export async function prefetchState(
     void connecting.then((late) => late?.close());
     return undefined;
   }
-  const snapshot = new FleetState(connection.redis, fleet).readAll();
-  snapshot.catch(() => undefined); // reported where it is taken
+  const reply = raw.catch(() => new FleetState(connection.redis, fleet).fetch());
+  reply.catch(() => undefined); // reported where it is taken
   return {
     fleet,
     connection,
-    snapshot,
+    reply,
     discard: () => connection.close(),
   };
+}
+
+/** Where the raw state read connects: REDIS_URL's server, or the folder's private one. */
+function rawEndpoint(url: string | undefined, cwd: string): RawEndpoint {
+  if (url === undefined || url.trim() === '') return { path: embeddedRedisPaths(cwd).socket };
+  const { host, port, username, password, db, tls } = parseRedisUrl(url);
+  return { host, port, username, password, db, tls };
 }
 
 /** Real-engine settings taken from the environment. */
@@ -175,9 +195,9 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
     engines,
     queuePrefix: queuePrefix(spec.fleet.name),
     takePrefetchedState() {
-      const snapshot = prefetched?.snapshot;
+      const reply = prefetched?.reply;
       prefetched = undefined;
-      return snapshot;
+      return reply;
     },
     connect() {
       // Made where every client is (redis-clients.ts): its errors are reported redacted, and a

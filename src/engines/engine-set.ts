@@ -20,6 +20,7 @@ import {
   embeddedListing,
   embeddedRunning,
   instancesAt,
+  visitFences,
 } from './embedded/fleet-reads.js';
 import { factsDrift } from './facts-drift.js';
 import type { EngineInstance, HostEngine, HostFault, InjectedFault } from './host-engine.js';
@@ -196,10 +197,8 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
       fromEmbedded.catch(() => undefined);
       fromReal.catch(() => undefined);
       return async (visit) => {
-        for (const pairs of (await fromEmbedded).values()) {
-          if (!pairs) continue; // a host under a fault does not answer
-          for (let i = 0; i + 1 < pairs.length; i += 2)
-            visit(pairs[i] as string, Number(pairs[i + 1]));
+        for (const text of (await fromEmbedded).values()) {
+          if (text !== null) visitFences(text, visit); // null: a host under a fault
         }
         for (const fences of await fromReal)
           for (const [name, generation] of fences) visit(name, generation);

@@ -22,25 +22,20 @@
 // is freed before it is taken. Moves that would wait for each other (a swap) are broken by
 // stopping one of them first (move-cycles.ts).
 
-import { LicenseLedger } from '../licensing/license-ledger.js';
 import { ENGINE_CAPABILITIES } from '../model/engine-capabilities.js';
 import type {
   FailoverPriority,
   Fleet,
   Image,
   InstanceGroup,
-  LicensePool,
   PackageVersions,
   PatchBaseline,
-  Resources,
 } from '../model/fleet.js';
-import { domainNumbers } from '../model/fleet.js';
 import { byInstanceName, type ObservedInstance, type ObservedState } from '../model/observed.js';
 import type { Placement, PlacementEntry } from '../model/placement.js';
 import {
   ACTION_KINDS,
   type ActionKind,
-  type LicenseChange,
   PLAN_FORMAT_VERSION,
   type Plan,
   type PlanAction,
@@ -52,6 +47,7 @@ import {
   memoizedCompare,
   packagesToRaise,
 } from '../patching/baseline.js';
+import { licenseChanges } from './license-changes.js';
 import { breakMoveCycles } from './move-cycles.js';
 
 export interface PlanMeta {
@@ -100,7 +96,7 @@ export function makePlan(
     // left is its home (kept through a second restart); back there, it has none.
     const restart = kind === 'create' && before !== undefined;
     const home = restart ? (before.homeHost ?? before.host) : before?.homeHost;
-    drafts.push({
+    const made: Omit<PlanAction, 'dependsOn'> = {
       id: `${desired.instance}.${kind}`,
       kind,
       instance: desired.instance,
@@ -113,60 +109,21 @@ export function makePlan(
       failoverHost: desired.failoverHost,
       reason,
       ...(home !== undefined && home !== desired.host ? { homeHost: home } : {}),
-    });
+    };
+    drafts.push(made);
+    return made;
   };
 
   // Observed instances the placement holds (placed or unplaceable): when that is all of them,
   // none is to be destroyed (a placement names each replica once).
   let held = 0;
   for (const u of placement.unplaceable) if (seen.has(u.instance)) held++;
-  // Each placement's observed instance, for the patch pass too (one lookup per name).
-  const befores: Array<ObservedInstance | undefined> = [];
-  let group: InstanceGroup | undefined;
-  for (const desired of placement.placements) {
-    const before = seen.get(desired.instance);
-    befores.push(before);
-    if (before) held++;
-    // Placements come group by group: its group looked up once per run.
-    if (desired.group !== group?.name) group = groupByName.get(desired.group);
-    if (!group) continue;
-    if (!before) {
-      const gone = observed.missing?.[desired.instance];
-      draft(
-        'create',
-        desired,
-        group,
-        undefined,
-        gone === undefined ? 'new replica' : `missing from ${gone}, created again`,
-      );
-    } else if (before.host !== desired.host && down.has(before.host)) {
-      // Its host is down (lost past the restart point, or fenced): nothing can be asked of it,
-      // so the instance is created on its new host above its generation — the host's own copy,
-      // stopped by its watchdog, is destroyed when it returns (a stray, or by its agent).
-      draft('create', desired, group, before, `restart: ${before.host} is down`);
-      (drafts[drafts.length - 1] as { priority?: FailoverPriority }).priority =
-        group.failoverPriority;
-    } else if (before.host !== desired.host) {
-      const failback = before.homeHost === desired.host ? ' (failback: its host is back)' : '';
-      draft('move', desired, group, before, `from ${before.host} to ${desired.host}${failback}`);
-    } else {
-      const changes = differences(before, group);
-      const failover =
-        before.failoverHost === desired.failoverHost
-          ? null
-          : `failover host ${before.failoverHost ?? 'none'} → ${desired.failoverHost ?? 'none'}`;
-      if (changes.length > 0) {
-        draft('update', desired, group, before, [...changes, failover ?? []].flat().join(', '));
-      } else if (before.status !== 'running') {
-        // Starting records the desired failover host too.
-        draft('start', desired, group, before, `${before.status}, should be running`);
-      } else if (failover !== null) {
-        // Only the standby reservation moved: nothing to do on the host, so the generation stays
-        // (the host sees no call to fence) and the instance keeps running.
-        draft('retarget', desired, group, before, failover, before.generation);
-      }
-    }
-  }
+  const { befores, held: placed } = diffPlacements(
+    placement.placements,
+    { seen, groupByName, missing: observed.missing, down },
+    draft,
+  );
+  held += placed;
   const desiredNames =
     held === observed.instances.length
       ? undefined
@@ -361,6 +318,81 @@ function patchActions(
   return patches;
 }
 
+type Draft = (
+  kind: ActionKind,
+  desired: PlacementEntry,
+  group: InstanceGroup,
+  before: ObservedInstance | undefined,
+  reason: string,
+  generation?: number,
+) => Omit<PlanAction, 'dependsOn'>;
+
+/**
+ * The actions that take each placement's observed instance (if any) to it: created, restarted,
+ * moved, updated, started or retargeted. Returns each placement's observed instance, for the
+ * patch pass too (one lookup per name), and how many there are. (A function of its own, so that
+ * V8 compiles its loop over 100,000 placements early: inside makePlan most of it ran uncompiled.)
+ */
+function diffPlacements(
+  placements: readonly PlacementEntry[],
+  known: {
+    readonly seen: ReadonlyMap<string, ObservedInstance>;
+    readonly groupByName: ReadonlyMap<string, InstanceGroup>;
+    readonly missing: Readonly<Record<string, string>> | undefined;
+    readonly down: ReadonlySet<string>;
+  },
+  draft: Draft,
+): { readonly befores: Array<ObservedInstance | undefined>; readonly held: number } {
+  const { seen, groupByName, missing, down } = known;
+  const befores: Array<ObservedInstance | undefined> = [];
+  let held = 0;
+  let group: InstanceGroup | undefined;
+  for (const desired of placements) {
+    const before = seen.get(desired.instance);
+    befores.push(before);
+    if (before) held++;
+    // Placements come group by group: its group looked up once per run.
+    if (desired.group !== group?.name) group = groupByName.get(desired.group);
+    if (!group) continue;
+    if (!before) {
+      const gone = missing?.[desired.instance];
+      draft(
+        'create',
+        desired,
+        group,
+        undefined,
+        gone === undefined ? 'new replica' : `missing from ${gone}, created again`,
+      );
+    } else if (before.host !== desired.host && down.has(before.host)) {
+      // Its host is down (lost past the restart point, or fenced): nothing can be asked of it,
+      // so the instance is created on its new host above its generation — the host's own copy,
+      // stopped by its watchdog, is destroyed when it returns (a stray, or by its agent).
+      const made = draft('create', desired, group, before, `restart: ${before.host} is down`);
+      (made as { priority?: FailoverPriority }).priority = group.failoverPriority;
+    } else if (before.host !== desired.host) {
+      const failback = before.homeHost === desired.host ? ' (failback: its host is back)' : '';
+      draft('move', desired, group, before, `from ${before.host} to ${desired.host}${failback}`);
+    } else {
+      const changes = differences(before, group);
+      const failover =
+        before.failoverHost === desired.failoverHost
+          ? null
+          : `failover host ${before.failoverHost ?? 'none'} → ${desired.failoverHost ?? 'none'}`;
+      if (changes.length > 0) {
+        draft('update', desired, group, before, [...changes, failover ?? []].flat().join(', '));
+      } else if (before.status !== 'running') {
+        // Starting records the desired failover host too.
+        draft('start', desired, group, before, `${before.status}, should be running`);
+      } else if (failover !== null) {
+        // Only the standby reservation moved: nothing to do on the host, so the generation stays
+        // (the host sees no call to fence) and the instance keeps running.
+        draft('retarget', desired, group, before, failover, before.generation);
+      }
+    }
+  }
+  return { befores, held };
+}
+
 const NONE: readonly string[] = [];
 
 /** What differs between an instance and its group that only recreating the instance changes. */
@@ -383,77 +415,6 @@ function differences(before: ObservedInstance, group: InstanceGroup): readonly s
   if (before.resources.diskGiB !== r.diskGiB)
     changes.push(`diskGiB ${before.resources.diskGiB} → ${r.diskGiB}`);
   return changes;
-}
-
-/**
- * License use per pool before (the observed instances) and after the plan (the placed instances,
- * and the observed ones that could not be placed, which keep running), with the same ledger, so
- * that an apply that would exceed an entitlement shows.
- */
-function licenseChanges(
-  fleet: Fleet,
-  placement: Placement,
-  observed: ObservedState,
-): LicenseChange[] {
-  const hostIndex = new Map(fleet.hosts.map((h, i) => [h.name, i]));
-  const poolIndex = new Map(fleet.licenses.map((p, i) => [p.name, i]));
-  const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
-  const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
-  // The ledger keys failure scenarios by number.
-  const domains = domainNumbers(fleet);
-  const domainOf = (host: string) => domains.get(host) ?? -1;
-  const none: readonly string[] = [];
-  // An instance's pools: its group's, or its image's when the spec no longer has the group.
-  // Looked up once per run of one group's instances (on 100,000, most draw on no pool at all,
-  // and then nothing else is looked up).
-  let ofGroup: string | undefined;
-  let ofImage: string | undefined;
-  let pools: readonly string[] = none;
-  const add = (
-    ledger: LicenseLedger,
-    group: string,
-    image: string,
-    host: string,
-    failoverHost: string | null,
-    resources: Resources,
-  ) => {
-    if (group !== ofGroup || image !== ofImage) {
-      ofGroup = group;
-      ofImage = image;
-      pools = groupByName.get(group)?.licenses ?? imageByName.get(image)?.licenses ?? none;
-    }
-    if (pools.length === 0) return;
-    const h = hostIndex.get(host);
-    if (h === undefined) return;
-    for (const name of pools) {
-      const p = poolIndex.get(name);
-      if (p === undefined) continue;
-      ledger.addPrimary(p, h, resources);
-      const t = failoverHost === null ? undefined : hostIndex.get(failoverHost);
-      if (t !== undefined) ledger.addFailover(p, t, domainOf(host));
-    }
-  };
-  const addObserved = (ledger: LicenseLedger, o: ObservedInstance) =>
-    add(ledger, o.group, o.image, o.host, o.failoverHost, o.resources);
-  const before = new LicenseLedger(fleet.licenses, fleet.hosts);
-  for (const o of observed.instances) addObserved(before, o);
-  const after = new LicenseLedger(fleet.licenses, fleet.hosts);
-  let group: InstanceGroup | undefined;
-  for (const p of placement.placements) {
-    if (p.group !== group?.name) group = groupByName.get(p.group);
-    if (group) add(after, p.group, group.image, p.host, p.failoverHost, group.resources);
-  }
-  const unplaced = new Set(placement.unplaceable.map((u) => u.instance));
-  for (const o of unplaced.size > 0 ? observed.instances : []) {
-    if (unplaced.has(o.instance)) addObserved(after, o);
-  }
-  return fleet.licenses.map((pool: LicensePool, i) => ({
-    pool: pool.name,
-    metric: pool.metric,
-    entitlement: pool.entitlement,
-    before: before.used(i),
-    after: after.used(i),
-  }));
 }
 
 /** The images the actions create instances from, as apply needs them (a saved plan carries them). */

@@ -14,6 +14,7 @@ import {
   InstanceRecordReader,
   type ObservedInstanceRecord,
   parseJson,
+  type RawRecords,
   sortedByLeadingName,
   storedInstanceRecord,
 } from './instance-records.js';
@@ -24,6 +25,13 @@ import {
   fleetKeys,
   fleetOfLockKey,
 } from './keys.js';
+import {
+  type BulkStrings,
+  bulkTexts,
+  type RawEndpoint,
+  type RespValue,
+  rawTransaction,
+} from './raw-reply.js';
 
 export type { ObservedInstanceRecord };
 export type InstanceRecordStatus = ObservedInstanceRecord['status'];
@@ -41,6 +49,19 @@ export interface FleetSnapshot {
   readonly hosts: readonly ObservedHostRecord[];
   /** Sorted by instance name. */
   readonly instances: readonly ObservedInstanceRecord[];
+}
+
+type Hash = Readonly<Record<string, string>>;
+
+/** The reply of a state read (`FleetState.fetch`, fetchStateRaw), for `FleetState.decode`. */
+export interface StateReply {
+  readonly version: string | null;
+  readonly hosts: Hash;
+  readonly heartbeats: Hash;
+  /** The instance records (HVALS), as they arrived. */
+  readonly records: RawRecords;
+  readonly lists: Hash;
+  readonly profiles: Hash;
 }
 
 export interface LockHolder {
@@ -86,8 +107,75 @@ if ARGV[2] == 'renew' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.ca
 return {1, value}
 `;
 
+/** Whether the records are in strictly ascending order of their names. */
+function inNameOrder(records: readonly ObservedInstanceRecord[]): boolean {
+  for (let i = 1; i < records.length; i++) {
+    if (
+      !(
+        (records[i - 1] as ObservedInstanceRecord).instance <
+        (records[i] as ObservedInstanceRecord).instance
+      )
+    )
+      return false;
+  }
+  return true;
+}
+
 function byName<T>(key: (item: T) => string): (a: T, b: T) => number {
   return (a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
+}
+
+/**
+ * FleetState.fetch over a raw connection (raw-reply.ts), without ioredis, to the same effect:
+ * for the state read `vfleet plan` sends before it parses its spec (app/session.ts). Rejects on
+ * anything unexpected; the caller then reads through ioredis.
+ */
+export async function fetchStateRaw(
+  endpoint: RawEndpoint,
+  fleet: string,
+  connectMs: number,
+): Promise<StateReply> {
+  const keys = fleetKeys(fleet);
+  const [version, hosts, heartbeats, instances, lists, profiles] = await rawTransaction(
+    endpoint,
+    [
+      ['GET', keys.version],
+      ['HGETALL', keys.hosts],
+      ['HGETALL', keys.heartbeats],
+      ['HVALS', keys.instances],
+      ['HGETALL', keys.packages],
+      ['HGETALL', keys.profiles],
+    ],
+    connectMs,
+  );
+  if (!(version === null || typeof version === 'string') || !isBulk(instances)) {
+    throw new Error('not the replies of a state read');
+  }
+  return {
+    version,
+    hosts: hashOf(hosts),
+    heartbeats: hashOf(heartbeats),
+    records: instances,
+    lists: hashOf(lists),
+    profiles: hashOf(profiles),
+  };
+}
+
+const isBulk = (value: RespValue | undefined): value is BulkStrings =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/** HGETALL's reply as the object ioredis makes of it. */
+function hashOf(value: RespValue | undefined): Hash {
+  if (value === undefined) throw new Error('a reply is missing');
+  const texts = bulkTexts(value);
+  const hash: Record<string, string> = {};
+  for (let i = 0; i + 1 < texts.length; i += 2) {
+    const field = texts[i];
+    const text = texts[i + 1];
+    if (typeof field !== 'string' || typeof text !== 'string') throw new Error('not a hash');
+    hash[field] = text;
+  }
+  return hash;
 }
 
 export class FleetState {
@@ -103,30 +191,49 @@ export class FleetState {
 
   /**
    * Everything `plan` and `status` need, in one round trip: one MULTI, so the version read is
-   * the version of exactly these records and the package lists they name (a fleet of 100,000
-   * instances is one HVALS reply).
+   * the version of exactly these records and the package lists and profiles they name (a fleet
+   * of 100,000 instances is one HVALS reply).
    */
   async readAll(): Promise<FleetSnapshot> {
+    return this.decode(await this.fetch());
+  }
+
+  /**
+   * readAll in two steps: the reply as Redis sent it, then (`decode`) the snapshot. Refresh asks
+   * the hosts for their listings between the two: a script Redis runs holds back whatever it has
+   * not yet sent of an earlier reply, and the state's is megabytes.
+   */
+  async fetch(): Promise<StateReply> {
     // The instance records alone (HVALS: each names its instance), half the reply elements of
     // HGETALL: on 100,000 instances, decoding the reply is most of the read. As Buffers, which
-    // live outside the JS heap while the reply arrives; each is made a string just to parse.
-    const results = await this.redis
-      .multi()
-      .get(this.keys.version)
-      .hgetall(this.keys.hosts)
-      .hgetall(this.keys.heartbeats)
-      .hvalsBuffer(this.keys.instances)
-      .hgetall(this.keys.packages)
-      .hgetall(this.keys.profiles)
-      .exec();
-    const [version, hosts, heartbeats, instances, lists, profiles] = replies(results, 6) as [
-      string | null,
-      Record<string, string>,
-      Record<string, string>,
-      Buffer[],
-      Record<string, string>,
-      Record<string, string>,
-    ];
+    // live outside the JS heap while the reply arrives, then side by side in one.
+    const [version, hosts, heartbeats, instances, lists, profiles] = replies(
+      await this.redis
+        .multi()
+        .get(this.keys.version)
+        .hgetall(this.keys.hosts)
+        .hgetall(this.keys.heartbeats)
+        .hvalsBuffer(this.keys.instances)
+        .hgetall(this.keys.packages)
+        .hgetall(this.keys.profiles)
+        .exec(),
+      6,
+    ) as [string | null, Hash, Hash, Buffer[], Hash, Hash];
+    const starts = new Int32Array(instances.length);
+    const ends = new Int32Array(instances.length);
+    let at = 0;
+    instances.forEach((raw, i) => {
+      starts[i] = at;
+      at += raw.length;
+      ends[i] = at;
+    });
+    const records = { data: Buffer.concat(instances, at), starts, ends };
+    return { version, hosts, heartbeats, records, lists, profiles };
+  }
+
+  /** The snapshot a reply of `fetch` (or of fetchStateRaw) holds. */
+  async decode(reply: StateReply): Promise<FleetSnapshot> {
+    const { version, hosts, heartbeats, records, lists, profiles } = reply;
     const names = new Set([...Object.keys(hosts), ...Object.keys(heartbeats)]);
     const hostRecords = [...names].map((name): ObservedHostRecord => {
       const facts = hosts[name];
@@ -141,21 +248,12 @@ export class FleetState {
       };
     });
     const reader = new InstanceRecordReader(this.keys, lists, profiles);
-    const instanceRecords: ObservedInstanceRecord[] = [];
-    const ordered = sortedByLeadingName(instances);
-    for (const raw of ordered ?? instances) {
-      const json = raw.toString('utf8');
-      const record = reader.read(json);
-      if (record === undefined) throw await this.corruptInstance(json);
-      instanceRecords.push(record);
-    }
+    const ordered = sortedByLeadingName(records);
+    const read = reader.readAll(records, ordered);
+    if (!Array.isArray(read)) throw await this.corruptInstance(read.json);
+    const instanceRecords = read;
     // In name order already, unless a record's leading name was not its name after all.
-    let sorted = ordered !== undefined;
-    for (let i = 1; sorted && i < instanceRecords.length; i++) {
-      sorted =
-        (instanceRecords[i - 1] as ObservedInstanceRecord).instance <
-        (instanceRecords[i] as ObservedInstanceRecord).instance;
-    }
+    const sorted = ordered !== undefined && inNameOrder(instanceRecords);
     return {
       version: version === null ? 0 : Number(version),
       hosts: hostRecords.sort(byName((h) => h.name)),
