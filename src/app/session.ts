@@ -176,7 +176,7 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
       ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
     }));
   const extra: Redis[] = [];
-  const engines = openEngineSet(spec.fleet, {
+  const engines = await openEngineSet(spec.fleet, {
     redis: connection.redis,
     bootLatencyMs: Number(options.env.VFLEET_EMBEDDED_BOOT_MS ?? 10),
     currentPlanKey: fleetKeys(spec.fleet.name).currentPlan,

@@ -8,9 +8,6 @@ import { ENGINE_CAPABILITIES, type EngineCapabilities } from '../model/engine-ca
 import { VfleetError } from '../model/errors.js';
 import type { EngineKind, Fleet, Host } from '../model/fleet.js';
 import type { InstanceStatus } from '../model/observed.js';
-import { withCommandTimeout } from '../transport/command-limits.js';
-import { LocalTransport } from '../transport/local-transport.js';
-import { SshTransport } from '../transport/ssh-transport.js';
 import type { Transport } from '../transport/transport.js';
 import { EmbeddedEngine } from './embedded/embedded-engine.js';
 import { type AgentTickResult, embeddedAgentTick } from './embedded/emulated-agent.js';
@@ -24,7 +21,7 @@ import {
 } from './embedded/fleet-reads.js';
 import { factsDrift } from './facts-drift.js';
 import type { EngineInstance, HostEngine, HostFault, InjectedFault } from './host-engine.js';
-import { RealEngine, type RealEngineOptions } from './real/real-engine.js';
+import type { RealEngineOptions } from './real/real-engine.js';
 
 export type { AgentTickResult, HostFault, InjectedFault };
 
@@ -91,14 +88,21 @@ interface BuildContext {
   readonly options: EngineSetOptions;
   /** Every transport made, closed with the set. */
   readonly transports: Transport[];
+  /** The real hosts' builders (real/real-hosts.ts), loaded when the fleet has a real host. */
+  readonly real: typeof import('./real/real-hosts.js') | undefined;
 }
 
-/** A real host over the given transport, every command of it within the time limit. */
-function realEngine(host: Host, transport: Transport, ctx: BuildContext): HostEngine {
-  const limited = withCommandTimeout(transport, ctx.options.commandTimeoutMs);
-  ctx.transports.push(limited);
-  return new RealEngine(host, limited, ctx.options.real);
+/** The real hosts' builders: loaded by openEngineSet for any fleet with a host that needs them. */
+function realHosts(ctx: BuildContext): typeof import('./real/real-hosts.js') {
+  if (!ctx.real) throw new Error('internal: a real host in a fleet opened without real engines');
+  return ctx.real;
 }
+
+const realContext = (ctx: BuildContext) => ({
+  commandTimeoutMs: ctx.options.commandTimeoutMs,
+  real: ctx.options.real,
+  transports: ctx.transports,
+});
 
 /** One builder per `engine:` value; a new engine is a new row here and in ENGINE_CAPABILITIES. */
 const ENGINES: { readonly [K in EngineKind]: (host: Host, ctx: BuildContext) => HostEngine } = {
@@ -107,14 +111,26 @@ const ENGINES: { readonly [K in EngineKind]: (host: Host, ctx: BuildContext) => 
       bootLatencyMs: options.bootLatencyMs,
       currentPlanKey: options.currentPlanKey,
     }),
-  local: (host, ctx) => realEngine(host, new LocalTransport(host.name), ctx),
-  ssh: (host, ctx) => realEngine(host, new SshTransport(host), ctx),
+  local: (host, ctx) => realHosts(ctx).localEngine(host, realContext(ctx)),
+  ssh: (host, ctx) => realHosts(ctx).sshEngine(host, realContext(ctx)),
 };
 
-export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSet {
+/**
+ * The engines of the fleet's hosts, each made when first asked for. The real hosts' engines and
+ * transports (QEMU, sandboxes, ssh) are loaded only when the fleet has a real host: a plan of an
+ * embedded fleet spends no time loading them.
+ */
+export async function openEngineSet(fleet: Fleet, options: EngineSetOptions): Promise<EngineSet> {
   const hosts = new Map(fleet.hosts.map((h) => [h.name, h]));
   const cache = new Map<string, HostEngine>();
-  const build: BuildContext = { fleet: fleet.name, options, transports: [] };
+  const build: BuildContext = {
+    fleet: fleet.name,
+    options,
+    transports: [],
+    real: fleet.hosts.some((h) => h.engine !== 'embedded')
+      ? await import('./real/real-hosts.js')
+      : undefined,
+  };
   const hostOf = (name: string): Host => {
     const host = hosts.get(name);
     if (!host) throw new VfleetError('unknown-host', `no host ${name} in the spec`);

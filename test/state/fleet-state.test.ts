@@ -225,9 +225,9 @@ describe('FleetState records', () => {
       assert.equal(JSON.parse(stored[name] as string).instance, name, `${name} is an object`);
     const { instances } = await state.readAll();
     assert.deepEqual(instances, shapes);
-    instances.forEach((record, i) =>
-      assert.deepEqual(Object.keys(record), Object.keys(shapes[i] as object)),
-    );
+    instances.forEach((record, i) => {
+      assert.deepEqual(Object.keys(record), Object.keys(shapes[i] as object));
+    });
   });
 
   it('reads records with the list inline (older vfleet) beside records naming theirs', async () => {
