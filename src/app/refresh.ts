@@ -32,10 +32,10 @@ export async function refresh(
   const surveying = engines.survey();
   surveying.catch(() => undefined); // awaited below, unless decoding the state throws first
   const read = await state.decode(reply);
-  const fences =
-    !persist && wantsUnknown(session.fleet.groups, byInstanceName(read.instances))
-      ? engines.prefetchFences()
-      : undefined;
+  const recordedWants = persist
+    ? undefined
+    : wantsUnknown(session.fleet.groups, byInstanceName(read.instances));
+  const fences = recordedWants ? engines.prefetchFences() : undefined;
   const survey = await surveying;
   let snapshot = read;
   const recorded = byInstanceName(read.instances);
@@ -111,7 +111,13 @@ export async function refresh(
     ...(Object.keys(missing).length > 0 ? { missing } : {}),
     ...(strays.length > 0 ? { strays } : {}),
   };
-  const above = await fencesAbove(session, observed, () => fences ?? engines.prefetchFences());
+  const above = await fencesAbove(
+    session,
+    observed,
+    () => fences ?? engines.prefetchFences(),
+    // What the state wants is what refresh wants when it changed nothing (a converged fleet).
+    current === read.instances ? recordedWants : undefined,
+  );
   return above ? { ...observed, fences: above } : observed;
 }
 
@@ -153,9 +159,10 @@ async function fencesAbove(
   session: FleetSession,
   observed: ObservedState,
   fences: () => (visit: (name: string, generation: number) => void) => Promise<void>,
+  wants: boolean | undefined,
 ): Promise<Record<string, number> | undefined> {
   const known = byInstanceName(observed.instances);
-  if (!wantsUnknown(session.fleet.groups, known)) return undefined;
+  if (!(wants ?? wantsUnknown(session.fleet.groups, known))) return undefined;
   const above: Record<string, number> = {};
   await fences()((name, generation) => {
     if (generation > (known.get(name)?.generation ?? 0) && generation > (above[name] ?? 0)) {
