@@ -40,20 +40,21 @@ export async function refresh(
   let snapshot = read;
   const recorded = byInstanceName(read.instances);
 
-  const { missing, stopped, own } = againstListings(read.instances, survey.listings);
-  // A host that lists exactly the records of its own (names being unique) lists nothing the
-  // state lacks and nothing it has elsewhere: the passes over every listed name below skip it,
-  // which on a converged fleet is every host.
+  // A host that lists only records of its own (names being unique) lists nothing the state
+  // lacks and nothing it has elsewhere: the passes over every listed name below skip it, which
+  // on a converged fleet is every host.
   const unique = recorded.size === read.instances.length;
+  const own = ownListed(survey.listings, recorded);
   const settled = (listing: HostListing | null) =>
-    unique && listing !== null && own.get(listing) === listing.names.size;
+    unique && listing !== null && own.get(listing) === listing.list.length;
+  const { missing, stopped } = againstListings(read.instances, survey.listings, unique, own);
 
   // Adoption: each name no record has, from the first host (in spec order) that lists it.
   const unknown: Array<{ host: string; name: string }> = [];
   const seen = new Set<string>();
   for (const [host, listing] of survey.listings) {
     if (settled(listing)) continue;
-    for (const name of listing?.names ?? []) {
+    for (const name of listing?.list ?? []) {
       if (recorded.has(name) || seen.has(name)) continue;
       seen.add(name);
       unknown.push({ host, name });
@@ -91,7 +92,7 @@ export async function refresh(
   const elsewhere: Array<{ host: string; name: string }> = [];
   for (const [host, listing] of survey.listings) {
     if (snapshot === read && settled(listing)) continue; // every name its own host's
-    for (const name of listing?.names ?? []) {
+    for (const name of listing?.list ?? []) {
       const owner = owners.get(name)?.host ?? adoptedOwner.get(name);
       if (owner !== undefined && owner !== host && missing[name] === undefined) {
         elsewhere.push({ host, name });
@@ -122,32 +123,49 @@ export async function refresh(
 }
 
 /**
- * What the state has that its host, answering, no longer runs (or runs stopped); and per
- * listing, how many of its names are records of its own host. (A function of its own, so that
- * V8 compiles its loop over every record early: inside refresh most of it ran uncompiled.)
+ * Per listing, how many of its names are records of its own host: with names unique, a host
+ * whose every name is (as many as it lists) holds only what the state has there.
+ */
+function ownListed(
+  listings: ReadonlyMap<string, HostListing | null>,
+  recorded: ReadonlyMap<string, RecordedInstance>,
+): Map<HostListing, number> {
+  const own = new Map<HostListing, number>();
+  for (const [host, listing] of listings) {
+    if (listing === null) continue;
+    let n = 0;
+    for (const name of listing.list) if (recorded.get(name)?.host === host) n++;
+    own.set(listing, n);
+  }
+  return own;
+}
+
+/**
+ * What the state has that its host, answering, no longer runs (or runs stopped). Where names
+ * are unique and a host lists as many of its own records as the state has there, it lists them
+ * all, and its listing is not looked into (a set of every host's names cost more than the rest
+ * of refresh). A function of its own, so that V8 compiles its loop over every record early:
+ * inside refresh most of it ran uncompiled.
  */
 function againstListings(
   records: readonly RecordedInstance[],
   listings: ReadonlyMap<string, HostListing | null>,
-): {
-  readonly missing: Record<string, string>;
-  readonly stopped: Set<string>;
-  readonly own: Map<HostListing, number>;
-} {
+  unique: boolean,
+  own: ReadonlyMap<HostListing, number>,
+): { readonly missing: Record<string, string>; readonly stopped: Set<string> } {
+  const onHost = new Map<string, number>();
+  if (unique) for (const r of records) onHost.set(r.host, (onHost.get(r.host) ?? 0) + 1);
   const missing: Record<string, string> = {};
   const stopped = new Set<string>();
-  const own = new Map<HostListing, number>();
   for (const record of records) {
     const listing = listings.get(record.host);
     if (!listing) continue; // not in the spec (refused later), or not answering
-    if (!listing.names.has(record.instance)) missing[record.instance] = record.host;
-    else {
-      own.set(listing, (own.get(listing) ?? 0) + 1);
-      if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running')
-        stopped.add(record.instance);
-    }
+    const all = unique && own.get(listing) === onHost.get(record.host);
+    if (!all && !listing.names.has(record.instance)) missing[record.instance] = record.host;
+    else if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running')
+      stopped.add(record.instance);
   }
-  return { missing, stopped, own };
+  return { missing, stopped };
 }
 
 /**

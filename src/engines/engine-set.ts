@@ -39,8 +39,31 @@ export interface EngineSetOptions {
 
 /** What one host holds, by instance name; `status` where the host reports it in its listing. */
 export interface HostListing {
+  /** Every instance name it holds, each once. */
+  readonly list: readonly string[];
+  /**
+   * The same names as a set, made when first asked for: refresh asks only of a host whose
+   * listing differs from the state's records, and on 100,000 instances making a set of every
+   * host's names cost more than comparing them.
+   */
   readonly names: ReadonlySet<string>;
   readonly status?: ReadonlyMap<string, Exclude<InstanceStatus, 'failed'>>;
+}
+
+/** A listing of distinct names, its set made when first asked for. */
+function listingOf(
+  list: readonly string[],
+  status?: ReadonlyMap<string, Exclude<InstanceStatus, 'failed'>>,
+): HostListing {
+  let names: ReadonlySet<string> | undefined;
+  return {
+    list,
+    get names() {
+      names ??= new Set(list);
+      return names;
+    },
+    ...(status === undefined ? {} : { status }),
+  };
 }
 
 /** Every host's listing at one moment (null: the host did not answer), and their records. */
@@ -165,12 +188,13 @@ export async function openEngineSet(fleet: Fleet, options: EngineSetOptions): Pr
       for (const [host, held] of names) {
         listings.set(
           host,
-          held && {
-            names: held.names,
-            ...(held.stopped.size > 0
-              ? { status: new Map([...held.stopped].map((n) => [n, 'stopped' as const])) }
-              : {}),
-          },
+          held &&
+            listingOf(
+              held.names,
+              held.stopped.size > 0
+                ? new Map([...held.stopped].map((n) => [n, 'stopped' as const]))
+                : undefined,
+            ),
         );
       }
       const records = new Map<string, ReadonlyMap<string, EngineInstance>>();
@@ -182,10 +206,10 @@ export async function openEngineSet(fleet: Fleet, options: EngineSetOptions): Pr
         }
         const byName = new Map(instances.map((x) => [x.instance, x]));
         records.set(h.name, byName);
-        listings.set(h.name, {
-          names: new Set(byName.keys()),
-          status: new Map(instances.map((x) => [x.instance, x.status])),
-        });
+        listings.set(
+          h.name,
+          listingOf([...byName.keys()], new Map(instances.map((x) => [x.instance, x.status]))),
+        );
       });
       return {
         listings,

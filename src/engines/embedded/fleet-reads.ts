@@ -118,9 +118,9 @@ end
 return out
 `;
 
-/** What one emulated host holds: every instance's name, and which of them are stopped. */
+/** What one emulated host holds: every instance's name (each once), and which are stopped. */
 export interface EmbeddedListing {
-  readonly names: ReadonlySet<string>;
+  readonly names: readonly string[];
   readonly stopped: ReadonlySet<string>;
 }
 
@@ -145,8 +145,11 @@ export async function embeddedListing(
       return;
     }
     const cut = reply.indexOf('\0');
-    const names = new Set(split(cut < 0 ? reply : reply.slice(0, cut)));
-    const stopped = new Set(cut < 0 ? [] : split(reply.slice(cut + 1)).filter((n) => names.has(n)));
+    const names = split(cut < 0 ? reply : reply.slice(0, cut));
+    // The stopped set's members the hash still has (a set of the names only when any are).
+    const listed = cut < 0 || cut === reply.length - 1 ? undefined : split(reply.slice(cut + 1));
+    const held = listed && new Set(names);
+    const stopped = new Set(listed?.filter((n) => held?.has(n)));
     listing.set(host, { names, stopped });
   });
   return listing;
