@@ -77,24 +77,35 @@ export interface SessionOptions {
 export interface StatePrefetch {
   /** The fleet whose state is being read (the spec's name as guessed: check it). */
   readonly fleet: string;
-  readonly connection: RedisConnection;
-  /** The state's reply (FleetState.fetch), decoded where it is taken. */
+  /**
+   * The session's connection, made while the spec is parsed; undefined when making it failed
+   * (the session connects again, and reports why).
+   */
+  readonly connection: Promise<RedisConnection | undefined>;
+  /**
+   * The state's reply (fetchStateRaw), decoded where it is taken; when the raw read fails, the
+   * session reads through its connection instead.
+   */
   readonly reply: Promise<StateReply>;
-  /** Closes the connection, for when the spec turns out invalid or names another fleet. */
+  /** Abandons both, for when the spec turns out invalid or names another fleet. */
   discard(): Promise<void>;
 }
 
-/** How long the early connection may take before the spec is parsed without it. */
+/**
+ * How long the raw read may take to connect, and how much longer than the spec's parse the
+ * session waits for the early connection before it connects as it always does.
+ */
 const PREFETCH_CONNECT_MS = 1_000;
 
 /**
- * For a read-only command (plan): connects and sends the fleet's state read before the spec is
- * parsed, so that Redis builds and sends the reply (tens of megabytes on 100,000 instances)
- * while this process parses and validates the spec. Only where connecting has no effect of its
- * own — REDIS_URL, or the folder's private server already running (none is started for a spec
- * that may turn out invalid) — and only when the spec's fleet name can be read without parsing
- * it (`fleetNameHint`). Undefined otherwise, or when the connection fails or is slow: the
- * session then connects as it always does, after the spec, and reports what fails then.
+ * For a read-only command (plan): sends the fleet's state read before the spec is parsed, so
+ * that Redis builds and sends the reply (megabytes on 100,000 instances) while this process
+ * parses and validates the spec, and starts the session's connection. Only where connecting has
+ * no effect of its own — REDIS_URL, or the folder's private server already running (none is
+ * started for a spec that may turn out invalid) — and only when the spec's fleet name can be
+ * read without parsing it (`fleetNameHint`); undefined otherwise. When the early connection
+ * fails or is slow, the session connects as it always does, after the spec, and reports what
+ * fails then; when the raw read fails, the session reads through its connection.
  */
 export async function prefetchState(
   file: string,
@@ -110,32 +121,37 @@ export async function prefetchState(
   } catch {
     return undefined;
   }
-  // The read itself on a raw connection of its own (state/raw-reply.ts), sent before ioredis is
-  // even loaded; the session's connection beside it. Should the raw read fail, ioredis reads.
-  let raw: Promise<StateReply>;
+  // The read itself on a raw connection of its own (state/raw-reply.ts); the session's
+  // connection is made meanwhile, and not waited for here: Redis answers its handshake only
+  // after it has run the read, and the spec can be parsed in the meantime.
+  const abandon = new AbortController();
+  let reply: Promise<StateReply>;
   try {
-    raw = fetchStateRaw(rawEndpoint(url, options.cwd), fleet, PREFETCH_CONNECT_MS);
+    reply = fetchStateRaw(
+      rawEndpoint(url, options.cwd),
+      fleet,
+      PREFETCH_CONNECT_MS,
+      abandon.signal,
+    );
   } catch (e) {
-    raw = Promise.reject(e); // a REDIS_URL the session will report
+    reply = Promise.reject(e); // a REDIS_URL the session will report
   }
-  raw.catch(() => undefined); // handled below
-  const connecting = connectRedis({
+  reply.catch(() => undefined); // the session reads again where it is taken
+  const connection = connectRedis({
     cwd: options.cwd,
     env: options.env,
     ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
   }).catch(() => undefined);
-  const connection = await within(PREFETCH_CONNECT_MS, connecting, undefined);
-  if (connection === undefined) {
-    void connecting.then((late) => late?.close());
-    return undefined;
-  }
-  const reply = raw.catch(() => new FleetState(connection.redis, fleet).fetch());
-  reply.catch(() => undefined); // reported where it is taken
   return {
     fleet,
     connection,
     reply,
-    discard: () => connection.close(),
+    async discard() {
+      abandon.abort();
+      const made = await within(PREFETCH_CONNECT_MS, connection, undefined);
+      if (made) await made.close();
+      else void connection.then((late) => late?.close());
+    },
   };
 }
 
@@ -168,13 +184,18 @@ export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
 export async function openSession(spec: ValidSpec, options: SessionOptions): Promise<FleetSession> {
   let prefetched = options.prefetched?.fleet === spec.fleet.name ? options.prefetched : undefined;
   if (options.prefetched && !prefetched) await options.prefetched.discard();
+  // The early connection if it is made by now or within a second more; else (failed, or a server
+  // slow to answer) a connection made now, which reports what is wrong.
+  const early = prefetched && (await within(PREFETCH_CONNECT_MS, prefetched.connection, undefined));
+  if (prefetched && !early) void prefetched.connection.then((late) => late?.close());
   const connection =
-    prefetched?.connection ??
+    early ??
     (await connectRedis({
       cwd: options.cwd,
       env: options.env,
       ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
     }));
+  const state = new FleetState(connection.redis, spec.fleet.name);
   const extra: Redis[] = [];
   const engines = await openEngineSet(spec.fleet, {
     redis: connection.redis,
@@ -190,12 +211,12 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
     specHash: spec.specHash,
     diagnostics: spec.diagnostics,
     connection,
-    state: new FleetState(connection.redis, spec.fleet.name),
+    state,
     control: new ControlState(connection.redis, spec.fleet.name),
     engines,
     queuePrefix: queuePrefix(spec.fleet.name),
     takePrefetchedState() {
-      const reply = prefetched?.reply;
+      const reply = prefetched?.reply.catch(() => state.fetch());
       prefetched = undefined;
       return reply;
     },

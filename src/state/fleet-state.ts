@@ -134,6 +134,7 @@ export async function fetchStateRaw(
   endpoint: RawEndpoint,
   fleet: string,
   connectMs: number,
+  signal?: AbortSignal,
 ): Promise<StateReply> {
   const keys = fleetKeys(fleet);
   const [version, hosts, heartbeats, instances, lists, profiles] = await rawTransaction(
@@ -147,6 +148,7 @@ export async function fetchStateRaw(
       ['HGETALL', keys.profiles],
     ],
     connectMs,
+    signal,
   );
   if (!(version === null || typeof version === 'string') || !isBulk(instances)) {
     throw new Error('not the replies of a state read');

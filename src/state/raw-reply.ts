@@ -53,12 +53,13 @@ function command(args: readonly string[]): string {
 /**
  * Sends `commands` in one MULTI (after AUTH and SELECT where the endpoint has them) and resolves
  * with EXEC's replies. `connectMs` bounds the connection, not the reply: a large one takes what
- * it takes, as it would through ioredis.
+ * it takes, as it would through ioredis. `signal` abandons it (the socket is closed).
  */
 export function rawTransaction(
   endpoint: RawEndpoint,
   commands: ReadonlyArray<readonly string[]>,
   connectMs: number,
+  signal?: AbortSignal,
 ): Promise<RespValue[]> {
   const handshake: string[][] = [];
   if (endpoint.password !== undefined) {
@@ -88,11 +89,15 @@ export function rawTransaction(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', abandon);
       socket.destroy();
       if (error) reject(error);
       else resolve(value as RespValue[]);
     };
     const timer = setTimeout(() => finish(new Error('no connection in time')), connectMs);
+    const abandon = () => finish(new Error('abandoned'));
+    if (signal?.aborted) abandon();
+    signal?.addEventListener('abort', abandon, { once: true });
     socket.once(endpoint.tls ? 'secureConnect' : 'connect', () => clearTimeout(timer));
     socket.on('error', () => finish(new Error('the connection failed')));
     socket.on('close', () => finish(new Error('the connection closed')));

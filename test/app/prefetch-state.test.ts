@@ -47,7 +47,11 @@ describe('prefetchState', () => {
       ...(prefetched ? { prefetched } : {}),
     });
     try {
-      assert.equal(session.connection, prefetched?.connection, 'its connection is the session’s');
+      assert.equal(
+        session.connection,
+        await prefetched?.connection,
+        'its connection is the session’s',
+      );
       const taken = session.takePrefetchedState();
       assert.ok(taken);
       assert.deepEqual(await session.state.decode(await taken), {
@@ -76,8 +80,10 @@ describe('prefetchState', () => {
       ...(prefetched ? { prefetched } : {}),
     });
     try {
-      assert.notEqual(session.connection, prefetched?.connection);
-      assert.equal(prefetched?.connection.redis.status, 'end');
+      const early = await prefetched?.connection;
+      assert.ok(early);
+      assert.notEqual(session.connection, early);
+      assert.equal(early.redis.status, 'end');
       assert.equal(session.takePrefetchedState(), undefined);
       await new FleetState(session.connection.redis, spec.fleet.name).readAll();
     } finally {
