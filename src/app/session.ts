@@ -9,8 +9,9 @@ import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
 import type { Fleet } from '../model/fleet.js';
 import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { ControlState } from '../state/control-state.js';
-import { FleetState, fetchStateRaw, type StateReply } from '../state/fleet-state.js';
+import { FleetState, type StateReply } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
+import { fetchStateInThread } from '../state/raw-read-thread.js';
 import type { RawEndpoint } from '../state/raw-reply.js';
 import { embeddedRedisPaths, embeddedRedisRunning } from '../state/redis-server.js';
 import { parseRedisUrl } from '../state/redis-url.js';
@@ -83,8 +84,8 @@ export interface StatePrefetch {
    */
   readonly connection: Promise<RedisConnection | undefined>;
   /**
-   * The state's reply (fetchStateRaw), decoded where it is taken; when the raw read fails, the
-   * session reads through its connection instead.
+   * The state's reply (fetchStateRaw, on a thread of its own), decoded where it is taken; when
+   * it fails, the session reads through its connection instead.
    */
   readonly reply: Promise<StateReply>;
   /** Abandons both, for when the spec turns out invalid or names another fleet. */
@@ -121,13 +122,14 @@ export async function prefetchState(
   } catch {
     return undefined;
   }
-  // The read itself on a raw connection of its own (state/raw-reply.ts); the session's
-  // connection is made meanwhile, and not waited for here: Redis answers its handshake only
-  // after it has run the read, and the spec can be parsed in the meantime.
+  // The read itself on a raw connection of its own (state/raw-reply.ts), on a thread of its own
+  // that reads the reply while this one parses the spec (state/raw-read-thread.ts); the
+  // session's connection is made meanwhile, and not waited for here: Redis answers its
+  // handshake only after it has run the read, and the spec can be parsed in the meantime.
   const abandon = new AbortController();
   let reply: Promise<StateReply>;
   try {
-    reply = fetchStateRaw(
+    reply = fetchStateInThread(
       rawEndpoint(url, options.cwd),
       fleet,
       PREFETCH_CONNECT_MS,
