@@ -20,22 +20,36 @@ export async function refresh(
   session: FleetSession,
   options: { readonly persist: boolean },
 ): Promise<ObservedState> {
+  return (await refreshDeferringFences(session, options)).withFences();
+}
+
+/** What refresh found, and the fences it reads only when asked for them. */
+export interface Refreshed {
+  /** The observed state without the hosts' fences. */
+  readonly observed: ObservedState;
+  /**
+   * The same with the fences newer than the state (`ObservedState.fences`), read from the hosts
+   * when first asked for, and only when the spec wants an instance the state does not have.
+   * They change only the generations of a plan's actions, never which actions it has, so a plan
+   * that has none need not read them (app/plan.ts): on 100,000 instances, 100,000 fences.
+   */
+  withFences(): Promise<ObservedState>;
+}
+
+export async function refreshDeferringFences(
+  session: FleetSession,
+  options: { readonly persist: boolean },
+): Promise<Refreshed> {
   const { state, engines } = session;
   const persist = options.persist;
   // The state's reply first (a plan may have sent the read before its spec was parsed:
   // session.ts, prefetchState), then every host's listing, so that Redis runs the listings'
   // script while this process decodes the state: asked for together, the script ran before
-  // Redis sent the rest of the state's megabytes, and this process waited for both. The fences
-  // too, when the state lacks a replica the spec wants and nothing will be written in between
-  // (fencesAbove reads them otherwise, if refresh finds it wants them).
+  // Redis sent the rest of the state's megabytes, and this process waited for both.
   const reply = await ((persist ? undefined : session.takePrefetchedState()) ?? state.fetch());
   const surveying = engines.survey();
   surveying.catch(() => undefined); // awaited below, unless decoding the state throws first
   const read = await state.decode(reply);
-  const recordedWants = persist
-    ? undefined
-    : wantsUnknown(session.fleet.groups, byInstanceName(read.instances));
-  const fences = recordedWants ? engines.prefetchFences() : undefined;
   const survey = await surveying;
   let snapshot = read;
   const recorded = byInstanceName(read.instances);
@@ -112,14 +126,16 @@ export async function refresh(
     ...(Object.keys(missing).length > 0 ? { missing } : {}),
     ...(strays.length > 0 ? { strays } : {}),
   };
-  const above = await fencesAbove(
-    session,
+  let withFences: Promise<ObservedState> | undefined;
+  return {
     observed,
-    () => fences ?? engines.prefetchFences(),
-    // What the state wants is what refresh wants when it changed nothing (a converged fleet).
-    current === read.instances ? recordedWants : undefined,
-  );
-  return above ? { ...observed, fences: above } : observed;
+    withFences() {
+      withFences ??= fencesAbove(session, observed, () => engines.prefetchFences()).then((above) =>
+        above ? { ...observed, fences: above } : observed,
+      );
+      return withFences;
+    },
+  };
 }
 
 /**
@@ -177,10 +193,9 @@ async function fencesAbove(
   session: FleetSession,
   observed: ObservedState,
   fences: () => (visit: (name: string, generation: number) => void) => Promise<void>,
-  wants: boolean | undefined,
 ): Promise<Record<string, number> | undefined> {
   const known = byInstanceName(observed.instances);
-  if (!(wants ?? wantsUnknown(session.fleet.groups, known))) return undefined;
+  if (!wantsUnknown(session.fleet.groups, known)) return undefined;
   const above: Record<string, number> = {};
   await fences()((name, generation) => {
     if (generation > (known.get(name)?.generation ?? 0) && generation > (above[name] ?? 0)) {
