@@ -197,6 +197,12 @@ export class FitIndex {
     this.keys[host] = k;
   }
 
+  /** Puts the host at `key` (0…MAX_KEY, whole), first in its bucket even when it is there. */
+  moveToHead(host: number, key: number): void {
+    this.remove(host);
+    this.set(host, key);
+  }
+
   remove(host: number): void {
     const k = this.keys[host] as number;
     if (k < 0) return;
