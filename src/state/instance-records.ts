@@ -11,6 +11,9 @@
 // the object, and records sharing a profile share its strings and its (frozen) resources and
 // package list objects, which leaves the garbage collector less to copy.
 //
+// The emulated agent's Lua (engines/embedded/emulated-agent.ts) reads a record's host and
+// generation itself: the compact form keeps them second and third, whatever else changes.
+//
 // What is read back is the record as written, key for key and in the same key order. A record
 // that does not have exactly the fields above, in that order, is stored whole as before (a JSON
 // object, its package list by id). Records written by an older vfleet — the object form, the
