@@ -59,7 +59,7 @@ export function profileId(profileJson: string): string {
   return createHash('sha256').update(profileJson).digest('base64url').slice(0, 10);
 }
 
-/** The record's fields before its optional ones, in the order a compact record keeps them. */
+/** A record's keys before its optional ones, in the order its object has (and gets back) them. */
 const LEADING = [
   'instance',
   'group',

@@ -3,9 +3,9 @@
 // in and the arrays of offsets are transferred, not cloned). Nothing here prints; a failure is
 // sent back as a message, which the main thread turns into a rejection.
 import { parentPort, workerData } from 'node:worker_threads';
-import { fetchStateRaw } from './fleet-state.js';
 import { sortedByLeadingName } from './instance-records.js';
 import type { RawEndpoint } from './raw-reply.js';
+import { fetchStateRaw } from './raw-state-read.js';
 
 const { endpoint, fleet, connectMs } = workerData as {
   readonly endpoint: RawEndpoint;

@@ -7,13 +7,10 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import {
-  FleetState,
-  fetchStateRaw,
-  type ObservedInstanceRecord,
-} from '../../src/state/fleet-state.js';
+import { FleetState, type ObservedInstanceRecord } from '../../src/state/fleet-state.js';
 import { fetchStateInThread } from '../../src/state/raw-read-thread.js';
 import { rawTransaction } from '../../src/state/raw-reply.js';
+import { fetchStateRaw } from '../../src/state/raw-state-read.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 
 const PASSWORD = 'raw-read-secret';
