@@ -11,7 +11,6 @@
 // a connection not made in time — rejects, and the caller reads through ioredis as every other
 // command does, which reports what is wrong. No error here quotes a password.
 import { isIP, connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 
 /** Where the server is: a unix socket, or host and port (with TLS for rediss://). */
 export interface RawEndpoint {
@@ -56,12 +55,14 @@ function command(args: readonly string[]): string {
  * with EXEC's replies. `connectMs` bounds the connection, not the reply: a large one takes what
  * it takes, as it would through ioredis. `signal` abandons it (the socket is closed).
  */
-export function rawTransaction(
+export async function rawTransaction(
   endpoint: RawEndpoint,
   commands: ReadonlyArray<readonly string[]>,
   connectMs: number,
   signal?: AbortSignal,
 ): Promise<RespValue[]> {
+  // TLS only for rediss://: loading it costs a thread that has nothing else to load.
+  const tls = endpoint.tls ? await import('node:tls') : undefined;
   const handshake: string[][] = [];
   if (endpoint.password !== undefined) {
     handshake.push(
@@ -76,9 +77,9 @@ export function rawTransaction(
   return new Promise((resolve, reject) => {
     let socket: Socket;
     if (endpoint.path !== undefined) socket = netConnect(endpoint.path);
-    else if (endpoint.tls) {
+    else if (tls) {
       const host = endpoint.host ?? 'localhost';
-      socket = tlsConnect({
+      socket = tls.connect({
         host,
         port: endpoint.port ?? 6379,
         ...(isIP(host) ? {} : { servername: host }),
