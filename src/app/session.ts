@@ -11,12 +11,10 @@ import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { ControlState } from '../state/control-state.js';
 import { FleetState, type StateReply } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
-import { fetchStateInThread } from '../state/raw-read-thread.js';
-import type { RawEndpoint } from '../state/raw-reply.js';
-import { embeddedRedisPaths, embeddedRedisRunning } from '../state/redis-server.js';
-import { parseRedisUrl } from '../state/redis-url.js';
+import { embeddedRedisRunning } from '../state/redis-server.js';
 import { within } from '../state/within.js';
-import { fleetNameHint, readAndLoadFleet } from './read-spec.js';
+import { readAndLoadFleet } from './read-spec.js';
+import { type StateReadStart, startStateRead } from './state-read-start.js';
 
 export interface ValidSpec {
   readonly file: string;
@@ -93,75 +91,53 @@ export interface StatePrefetch {
 }
 
 /**
- * How long the raw read may take to connect, and how much longer than the spec's parse the
- * session waits for the early connection before it connects as it always does.
+ * How long the session waits for the early connection, beyond the spec's parse, before it
+ * connects as it always does.
  */
 const PREFETCH_CONNECT_MS = 1_000;
 
 /**
- * For a read-only command (plan): sends the fleet's state read before the spec is parsed, so
- * that Redis builds and sends the reply (megabytes on 100,000 instances) while this process
- * parses and validates the spec, and starts the session's connection. Only where connecting has
- * no effect of its own — REDIS_URL, or the folder's private server already running (none is
- * started for a spec that may turn out invalid) — and only when the spec's fleet name can be
- * read without parsing it (`fleetNameHint`); undefined otherwise. When the early connection
- * fails or is slow, the session connects as it always does, after the spec, and reports what
- * fails then; when the raw read fails, the session reads through its connection.
+ * For a read-only command (plan): the fleet's state read sent before the spec is parsed
+ * (state-read-start.ts; `started` when the command started it already), so that Redis builds
+ * and sends the reply (megabytes on 100,000 instances) while this process parses and validates
+ * the spec, and the session's connection made meanwhile. Only where connecting has no effect of
+ * its own — REDIS_URL, or the folder's private server already running (none is started for a
+ * spec that may turn out invalid) — and only when the spec's fleet name can be read without
+ * parsing it (`fleetNameHint`); undefined otherwise (and `started` is abandoned). When the early
+ * connection fails or is slow, the session connects as it always does, after the spec, and
+ * reports what fails then; when the raw read fails, the session reads through its connection.
  */
 export async function prefetchState(
   file: string,
   options: Omit<SessionOptions, 'prefetched'>,
+  started: StateReadStart | undefined = startStateRead(file, options),
 ): Promise<StatePrefetch | undefined> {
-  const fleet = fleetNameHint(file);
-  if (fleet === undefined) return undefined;
   const url = options.env.REDIS_URL;
-  if ((url === undefined || url.trim() === '') && !(await embeddedRedisRunning(options.cwd)))
-    return undefined;
-  try {
-    fleetKeys(fleet); // a name no key can be made of is no fleet's
-  } catch {
+  if (
+    started === undefined ||
+    ((url === undefined || url.trim() === '') && !(await embeddedRedisRunning(options.cwd)))
+  ) {
+    started?.abandon();
     return undefined;
   }
-  // The read itself on a raw connection of its own (state/raw-reply.ts), on a thread of its own
-  // that reads the reply while this one parses the spec (state/raw-read-thread.ts); the
-  // session's connection is made meanwhile, and not waited for here: Redis answers its
+  // The session's connection is made meanwhile, and not waited for here: Redis answers its
   // handshake only after it has run the read, and the spec can be parsed in the meantime.
-  const abandon = new AbortController();
-  let reply: Promise<StateReply>;
-  try {
-    reply = fetchStateInThread(
-      rawEndpoint(url, options.cwd),
-      fleet,
-      PREFETCH_CONNECT_MS,
-      abandon.signal,
-    );
-  } catch (e) {
-    reply = Promise.reject(e); // a REDIS_URL the session will report
-  }
-  reply.catch(() => undefined); // the session reads again where it is taken
   const connection = connectRedis({
     cwd: options.cwd,
     env: options.env,
     ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
   }).catch(() => undefined);
   return {
-    fleet,
+    fleet: started.fleet,
     connection,
-    reply,
+    reply: started.reply,
     async discard() {
-      abandon.abort();
+      started.abandon();
       const made = await within(PREFETCH_CONNECT_MS, connection, undefined);
       if (made) await made.close();
       else void connection.then((late) => late?.close());
     },
   };
-}
-
-/** Where the raw state read connects: REDIS_URL's server, or the folder's private one. */
-function rawEndpoint(url: string | undefined, cwd: string): RawEndpoint {
-  if (url === undefined || url.trim() === '') return { path: embeddedRedisPaths(cwd).socket };
-  const { host, port, username, password, db, tls } = parseRedisUrl(url);
-  return { host, port, username, password, db, tls };
 }
 
 /** Real-engine settings taken from the environment. */

@@ -1,13 +1,7 @@
 // `vfleet plan`: refresh, schedule, diff (app/plan.ts), shown as text or JSON, saved with --out.
-import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { planFleet } from '../../app/plan.js';
-import type { FleetSession } from '../../app/session.js';
-import { serializePlan } from '../../plan/plan-file.js';
-import { withSession } from '../open-session.js';
+import { startStateRead } from '../../app/state-read-start.js';
 import type { Terminal } from '../terminal.js';
-import { renderExplanationText } from '../views/placement-view.js';
-import { healthWarnings, renderPlanText } from '../views/plan-view.js';
 
 export interface PlanArgs {
   readonly file: string;
@@ -20,27 +14,13 @@ export interface PlanArgs {
 }
 
 /** Exit 0, or with --detailed-exitcode 0 no changes / 2 changes; 1 on error. */
-export function runPlanCommand(args: PlanArgs, terminal: Terminal): Promise<number> {
-  const read = async (session: FleetSession) => {
-    const { plan, explanation, health } = await planFleet(session, {
-      destroy: args.destroy,
-      ...(args.explain === undefined ? {} : { explain: args.explain }),
-    });
-    for (const w of await session.engines.factsWarnings()) terminal.err(`Warning: ${w}`);
-    for (const w of healthWarnings(health)) terminal.err(`Warning: ${w}`);
-    if (args.out) writeFileSync(args.out, serializePlan(plan));
-    if (args.json) terminal.out(serializePlan(plan));
-    else {
-      if (args.explain && explanation)
-        terminal.out(renderExplanationText(explanation, args.explain));
-      terminal.out(renderPlanText(plan));
-      if (args.out)
-        terminal.out(`Saved the plan to ${args.out}: apply it with \`vfleet apply ${args.out}\`.`);
-    }
-    return args.detailedExitcode && plan.actions.length > 0 ? 2 : 0;
-  };
-  // A plan only reads: its state read may start before the spec is parsed.
-  return withSession(args.file, terminal, read, { prefetchState: true });
+export async function runPlanCommand(args: PlanArgs, terminal: Terminal): Promise<number> {
+  // The state read first, on a thread of its own, before the rest of the command is loaded
+  // (the scheduler, the planner, ioredis: cli/plan-runner.ts): the records arrive while it
+  // loads and the spec is parsed.
+  const started = startStateRead(args.file, { cwd: process.cwd(), env: process.env });
+  const { runPlan } = await import('../plan-runner.js');
+  return runPlan(args, terminal, started);
 }
 
 export function planCommand(terminal: Terminal, setExit: (code: number) => void): Command {
