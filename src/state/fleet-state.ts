@@ -53,11 +53,6 @@ export interface StateReply {
   readonly heartbeats: Hash;
   /** The instance records (HVALS), as they arrived. */
   readonly records: RawRecords;
-  /**
-   * The records' indexes in name order (sortedByLeadingName), when already sorted where the
-   * reply was read; null: sorting them by the names they begin with was not possible.
-   */
-  readonly order?: Int32Array | null;
   readonly lists: Hash;
   readonly profiles: Hash;
 }
@@ -193,8 +188,7 @@ export class FleetState {
       };
     });
     const reader = new InstanceRecordReader(this.keys, lists, profiles);
-    const ordered =
-      reply.order === undefined ? sortedByLeadingName(records) : (reply.order ?? undefined);
+    const ordered = sortedByLeadingName(records);
     const read = reader.readAll(records, ordered);
     if (!Array.isArray(read)) throw await this.corruptInstance(read.json);
     const instanceRecords = read;

@@ -1,10 +1,10 @@
 // One MULTI over a raw connection, its reply parsed here rather than by ioredis: the state read
-// `vfleet plan` sends before it parses its spec (raw-state-read.ts's fetchStateRaw, on a thread
-// of its own: raw-read-thread.ts; app/session.ts's prefetchState). On 100,000 instances ioredis
-// made a Buffer of each record and decoded each through its generic machinery (~150 ms of a
-// plan); here the records stay where they arrived, in one buffer, and an array of bulk strings
-// is their offsets, which the radix sort and the parse read directly (instance-records.ts). No
-// ioredis has to be loaded to send the read, either.
+// `vfleet plan` sends before it parses its spec (raw-state-read.ts's fetchStateRaw, started by
+// app/state-read-start.ts). On 100,000 instances ioredis made a Buffer of each record and
+// decoded each through its generic machinery (~150 ms of a plan); here the records stay where
+// they arrived, in one buffer, and an array of bulk strings is their offsets, which the radix
+// sort and the parse read directly (instance-records.ts). No ioredis has to be loaded to send
+// the read, either: it is sent before the plan command loads it.
 //
 // RESP2 only, as a server speaks it to a client that has not said HELLO. Anything unexpected —
 // an error reply (AUTH refused, a command not allowed), an aborted transaction, a closed socket,
@@ -61,7 +61,7 @@ export async function rawTransaction(
   connectMs: number,
   signal?: AbortSignal,
 ): Promise<RespValue[]> {
-  // TLS only for rediss://: loading it costs a thread that has nothing else to load.
+  // TLS only for rediss://: the read is sent before most of the command is loaded.
   const tls = endpoint.tls ? await import('node:tls') : undefined;
   const handshake: string[][] = [];
   if (endpoint.password !== undefined) {

@@ -1,6 +1,6 @@
 // FleetState.fetch over a raw connection (raw-reply.ts): the same MULTI, its reply made the
 // same StateReply, without ioredis. For the state read `vfleet plan` sends before it parses its
-// spec (raw-read-thread.ts, app/session.ts).
+// spec (app/state-read-start.ts, app/session.ts).
 import type { StateReply } from './fleet-state.js';
 import { fleetKeys } from './keys.js';
 import {

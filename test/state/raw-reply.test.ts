@@ -1,14 +1,13 @@
 // The state read over a raw connection (state/raw-reply.ts, fetchStateRaw) against a real
 // redis-server: it reads what FleetState.fetch reads through ioredis, whatever the records'
-// form and however the reply is cut into chunks, and so does it on a thread of its own
-// (raw-read-thread.ts); AUTH and SELECT as REDIS_URL asks; and it rejects (so that the caller
-// reads through ioredis) on a refused password, an error reply or a server that closes.
+// form and however the reply is cut into chunks; AUTH and SELECT as REDIS_URL asks; and it
+// rejects (so that the caller reads through ioredis) on a refused password, an error reply, a
+// server that closes, or when abandoned.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { FleetState, type ObservedInstanceRecord } from '../../src/state/fleet-state.js';
-import { fetchStateInThread } from '../../src/state/raw-read-thread.js';
 import { rawTransaction } from '../../src/state/raw-reply.js';
 import { fetchStateRaw } from '../../src/state/raw-state-read.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
@@ -142,19 +141,9 @@ describe('fetchStateRaw', () => {
     }
   });
 
-  it('reads the same on a thread of its own, its records sorted there; rejects and abandons', async () => {
-    const state = new FleetState(redis, 'raw-a');
-    const never = new AbortController().signal;
-    const reply = await fetchStateInThread(endpoint(), 'raw-a', 5_000, never);
-    assert.ok(reply.order instanceof Int32Array, 'sorted on the thread');
-    assert.ok(Buffer.isBuffer(reply.records.data));
-    assert.deepEqual(await state.decode(reply), await state.readAll());
-    await assert.rejects(
-      fetchStateInThread(endpoint({ password: 'nope' }), 'raw-a', 5_000, never),
-      (e) => e instanceof Error && !e.message.includes('nope'),
-    );
+  it('is abandoned when asked to: the socket is closed, and it rejects', async () => {
     const abandon = new AbortController();
-    const abandoned = fetchStateInThread(endpoint(), 'raw-a', 5_000, abandon.signal);
+    const abandoned = fetchStateRaw(endpoint(), 'raw-a', 5_000, abandon.signal);
     abandon.abort();
     await assert.rejects(abandoned, /abandoned/);
   });
