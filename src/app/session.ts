@@ -82,8 +82,8 @@ export interface StatePrefetch {
    */
   readonly connection: Promise<RedisConnection | undefined>;
   /**
-   * The state's reply (fetchStateRaw, on a thread of its own), decoded where it is taken; when
-   * it fails, the session reads through its connection instead.
+   * The state's reply (fetchStateRaw: state-read-start.ts), decoded where it is taken; when it
+   * fails, the session reads through its connection instead.
    */
   readonly reply: Promise<StateReply>;
   /** Abandons both, for when the spec turns out invalid or names another fleet. */
