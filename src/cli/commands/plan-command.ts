@@ -15,9 +15,9 @@ export interface PlanArgs {
 
 /** Exit 0, or with --detailed-exitcode 0 no changes / 2 changes; 1 on error. */
 export async function runPlanCommand(args: PlanArgs, terminal: Terminal): Promise<number> {
-  // The state read first, on a thread of its own, before the rest of the command is loaded
+  // The state read first (app/state-read-start.ts), before the rest of the command is loaded
   // (the scheduler, the planner, ioredis: cli/plan-runner.ts): the records arrive while it
-  // loads and the spec is parsed.
+  // loads.
   const started = startStateRead(args.file, { cwd: process.cwd(), env: process.env });
   const { runPlan } = await import('../plan-runner.js');
   return runPlan(args, terminal, started);
