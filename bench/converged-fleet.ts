@@ -1,13 +1,13 @@
 // A converged fleet written straight into the state and the embedded engines, as an apply would
 // leave it: every placed instance's record (packages raised to its baseline; stored as
-// FleetState.putInstance stores it, the list by id), its record on its host, and its host's
-// fence at generation 1. For benchmarks of a plan on a large converged
-// fleet (bench/apply.ts, bench/plan-100k.ts) without applying it first.
+// FleetState.putInstance stores it: compact, naming its profile), its record on its host, and its
+// host's fence at generation 1. For benchmarks of a plan on a large converged fleet
+// (bench/apply.ts, bench/plan-100k.ts) without applying it first.
 import type { Redis } from 'ioredis';
 import type { Fleet, Image } from '../src/model/fleet.js';
 import { evaluateBaseline, packagesToRaise } from '../src/patching/baseline.js';
 import { schedule } from '../src/scheduler/schedule.js';
-import { storedInstanceRecord } from '../src/state/fleet-state.js';
+import { storedInstanceRecord } from '../src/state/instance-records.js';
 import { engineHostKeys, fleetKeys } from '../src/state/keys.js';
 
 /** An image's packages as apply leaves them: raised to the group's baseline where below it. */
@@ -41,7 +41,7 @@ export async function converge(redis: Redis, fleet: Fleet): Promise<void> {
       packages: patched(fleet, g.patchBaseline, images.get(g.image)),
     };
     const stored = storedInstanceRecord(record);
-    if (stored.list) pipe.hset(keys.packages, stored.list.id, stored.list.json);
+    for (const [hash, id, json] of stored.entries) pipe.hset(keys[hash], id, json);
     pipe.hset(keys.instances, p.instance, stored.json);
     pipe.hset(
       engineHostKeys(fleet.name, p.host).instances,

@@ -19,6 +19,7 @@ import { generateFleetDocument, generateFleetYaml } from '../examples/generate.j
 import { EmbeddedEngine } from '../src/engines/embedded/embedded-engine.js';
 import { failureDomainOf } from '../src/model/fleet.js';
 import { normalizeFleet } from '../src/spec/normalize.js';
+import { FleetState } from '../src/state/fleet-state.js';
 import { engineHostKeys, fleetKeys } from '../src/state/keys.js';
 import { startRedis } from './bench-redis.js';
 import { converge } from './converged-fleet.js';
@@ -139,19 +140,10 @@ async function main(): Promise<void> {
     if (!partitioned) throw new Error('the fleet needs two racks');
     const lost = new Set([...crashed.map((h) => h.name), partitioned.name]);
     const protectedGroups = new Set(fleet.groups.filter((g) => g.failover).map((g) => g.name));
-    const records = await client.hgetall(keys.instances);
+    // The records as vfleet reads them (stored compactly: src/state/instance-records.ts).
+    const { instances: records } = await new FleetState(client, fleet.name).readAll();
     const crashedNames = new Set(crashed.map((h) => h.name));
-    const protectedRecords = Object.values(records)
-      .map(
-        (json) =>
-          JSON.parse(json) as {
-            instance: string;
-            group: string;
-            host: string;
-            failoverHost: string | null;
-          },
-      )
-      .filter((r) => protectedGroups.has(r.group));
+    const protectedRecords = records.filter((r) => protectedGroups.has(r.group));
     // The rack's: what the reserve was kept for. The partitioned host's, and the rack's whose
     // reserved host is the partitioned one: a second failure the reserve does not cover
     // (tolerate 1) — restarted where room is left, the rest reported unplaceable.

@@ -11,7 +11,7 @@ import { makePlan } from '../plan/make-plan.js';
 import { planIdOf } from '../plan/plan-id.js';
 import { explain } from '../scheduler/schedule.js';
 import { type HostJudgement, judgeHosts } from './host-health.js';
-import { refresh } from './refresh.js';
+import { refreshDeferringFences } from './refresh.js';
 import type { FleetSession } from './session.js';
 import { sessionSource } from './source.js';
 
@@ -52,9 +52,19 @@ export async function planFleet(
     throw new VfleetError('usage', '--explain shows a placement; a --destroy plan places nothing');
   // Asked of git meanwhile (a few ms of child processes), for the plan's `source`.
   const source = sessionSource(session);
-  const observed = await refresh(session, { persist: options.persist === true });
-  refuseHostsGone(session, observed);
-  const silent = new Set(observed.unanswered ?? []);
+  const refreshed = await refreshDeferringFences(session, { persist: options.persist === true });
+  const found = refreshed.observed;
+  refuseHostsGone(session, found);
+  // The hosts' fences change only the generations of the plan's actions, never which actions it
+  // has: a plan without actions is the same with them, and a converged fleet's plan (100,000
+  // fences) does not read them. A plan with actions is made again with them, when there are any.
+  const withFences = async (make: (observed: ObservedState) => Plan) => {
+    const plan = make(found);
+    if (plan.actions.length === 0) return { plan, observed: found };
+    const observed = await refreshed.withFences();
+    return { plan: observed === found ? plan : make(observed), observed };
+  };
+  const silent = new Set(found.unanswered ?? []);
   const health = await judgeHosts(
     session,
     options.nowMs ?? Date.now(),
@@ -63,22 +73,26 @@ export async function planFleet(
   if (options.destroy) {
     // Every instance the refreshed state holds (recorded, or reported by its host): what a host
     // no longer runs is not destroyed twice, what it runs unrecorded is not left behind.
-    const plan = makeDestroyPlan(session.fleet, observed, {
-      id: planIdOf(session.specHash, observed.version, true),
-      specHash: session.specHash,
-    });
+    const { plan, observed } = await withFences((o) =>
+      makeDestroyPlan(session.fleet, o, {
+        id: planIdOf(session.specHash, o.version, true),
+        specHash: session.specHash,
+      }),
+    );
     return { plan: { ...plan, source: await source }, observed, health };
   }
   // Hosts whose instances may run elsewhere now are down for the scheduler: nothing lands or is
   // reserved on them, and their protected instances restart on their failover hosts.
   const fleet = withDownHosts(session.fleet, health);
   const { placement, explanation } = explain(fleet, options.explain ?? '', {
-    instances: observed.instances,
+    instances: found.instances,
   });
-  const plan = makePlan(fleet, placement, observed, {
-    id: planIdOf(session.specHash, observed.version),
-    specHash: session.specHash,
-  });
+  const { plan, observed } = await withFences((o) =>
+    makePlan(fleet, placement, o, {
+      id: planIdOf(session.specHash, o.version),
+      specHash: session.specHash,
+    }),
+  );
   return {
     plan: { ...plan, source: await source },
     observed,

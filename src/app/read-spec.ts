@@ -13,6 +13,8 @@ import { MAX_SPEC_BYTES } from '../spec/source-text.js';
 import { formatPath, quoteValue } from '../spec/spec-path.js';
 import { FILE_LIMITS, readBoundedFileSync } from '../transport/bounded-file.js';
 
+export { fleetNameHint } from './fleet-name-hint.js';
+
 /**
  * A loaded spec, and the sha256 of the bytes it was read from (when they could be read): the
  * spec file's alone when it names no file vfleet reads, else the spec's and each read file's
@@ -60,30 +62,6 @@ export function readAndLoadFleet(file: string, options: ReadSpecOptions = {}): R
   const files = new SpecFiles(file, bytes, options.allowPaths ?? allowPathsFromEnv());
   const fleet = withInventories(withLocalPaths(loaded, files), files);
   return { ...fleet, specHash: hashOf(bytes, files.read) };
-}
-
-/**
- * The fleet's name as the spec's `metadata:` block writes it in the usual block style (`name:`
- * at the block's first indentation), found without parsing the spec; undefined when it is not
- * written so or the file cannot be read. A guess, for starting the state read early (session.ts):
- * whoever uses it checks it against the parsed spec's name.
- */
-export function fleetNameHint(file: string): string | undefined {
-  const read = readBoundedFileSync(file, MAX_SPEC_BYTES);
-  if (!read.ok) return undefined;
-  const lines = read.bytes.toString('utf8').split(/\r?\n/);
-  const start = lines.findIndex((line) => /^metadata:[ \t]*(#.*)?$/.test(line));
-  let indent: string | undefined;
-  for (const line of start < 0 ? [] : lines.slice(start + 1)) {
-    if (/^[ \t]*(#.*)?$/.test(line)) continue;
-    const own = /^[ \t]*/.exec(line)?.[0] ?? '';
-    if (own === '') return undefined; // the block ended
-    indent ??= own;
-    if (own !== indent) continue;
-    const name = /^[ \t]+name:[ \t]*(["']?)([a-z0-9-]+)\1[ \t]*(#.*)?$/.exec(line);
-    if (name) return name[2];
-  }
-  return undefined;
 }
 
 function hashOf(

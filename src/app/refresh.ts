@@ -7,60 +7,68 @@
 // written to the state.
 
 import type { HostListing } from '../engines/engine-set.js';
-import { replicaName } from '../model/fleet.js';
+import { type InstanceGroup, replicaIndexIn, replicaOf } from '../model/fleet.js';
 import {
   observedFromRecorded,
   type RecordedInstance,
   recordedFromReported,
 } from '../model/instances.js';
-import { byInstanceName, type ObservedState } from '../model/observed.js';
+import { byInstanceName, type ObservedInstance, type ObservedState } from '../model/observed.js';
 import type { FleetSession } from './session.js';
 
 export async function refresh(
   session: FleetSession,
   options: { readonly persist: boolean },
 ): Promise<ObservedState> {
+  return (await refreshDeferringFences(session, options)).withFences();
+}
+
+/** What refresh found, and the fences it reads only when asked for them. */
+export interface Refreshed {
+  /** The observed state without the hosts' fences. */
+  readonly observed: ObservedState;
+  /**
+   * The same with the fences newer than the state (`ObservedState.fences`), read from the hosts
+   * when first asked for, and only when the spec wants an instance the state does not have.
+   * They change only the generations of a plan's actions, never which actions it has, so a plan
+   * that has none need not read them (app/plan.ts): on 100,000 instances, 100,000 fences.
+   */
+  withFences(): Promise<ObservedState>;
+}
+
+export async function refreshDeferringFences(
+  session: FleetSession,
+  options: { readonly persist: boolean },
+): Promise<Refreshed> {
   const { state, engines } = session;
   const persist = options.persist;
-  // The state and every host's listing asked for together (one connection keeps their order),
-  // so Redis prepares the listings while this process parses the state; the fences too, when
-  // nothing will be written in between (they are visited only if the spec wants a new instance).
-  // A plan may have sent the state read before its spec was parsed (session.ts, prefetchState).
-  const prefetched = persist ? undefined : session.takePrefetchedState();
-  const reads = Promise.all([prefetched ?? state.readAll(), engines.survey()]);
-  const fences = persist ? undefined : engines.prefetchFences();
-  const [read, survey] = await reads;
+  // The state's reply first (a plan may have sent the read before its spec was parsed:
+  // session.ts, prefetchState), then every host's listing, so that Redis runs the listings'
+  // script while this process decodes the state: asked for together, the script ran before
+  // Redis sent the rest of the state's megabytes, and this process waited for both.
+  const reply = await ((persist ? undefined : session.takePrefetchedState()) ?? state.fetch());
+  const surveying = engines.survey();
+  surveying.catch(() => undefined); // awaited below, unless decoding the state throws first
+  const read = await state.decode(reply);
+  const survey = await surveying;
   let snapshot = read;
   const recorded = byInstanceName(read.instances);
 
-  // What the state has that its host, answering, no longer runs (or runs stopped); and per
-  // listing, how many of its names are records of its own host.
-  const missing: Record<string, string> = {};
-  const stopped = new Set<string>();
-  const own = new Map<HostListing, number>();
-  for (const record of read.instances) {
-    const listing = survey.listings.get(record.host);
-    if (!listing) continue; // not in the spec (refused later), or not answering
-    if (!listing.names.has(record.instance)) missing[record.instance] = record.host;
-    else {
-      own.set(listing, (own.get(listing) ?? 0) + 1);
-      if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running')
-        stopped.add(record.instance);
-    }
-  }
-  // A host that lists exactly the records of its own (names being unique) lists nothing the
-  // state lacks and nothing it has elsewhere: the passes over every listed name below skip it,
-  // which on a converged fleet is every host.
+  // A host that lists only records of its own (names being unique) lists nothing the state
+  // lacks and nothing it has elsewhere: the passes over every listed name below skip it, which
+  // on a converged fleet is every host.
   const unique = recorded.size === read.instances.length;
+  const own = ownListed(survey.listings, recorded);
   const settled = (listing: HostListing | null) =>
-    unique && listing !== null && own.get(listing) === listing.names.size;
+    unique && listing !== null && own.get(listing) === listing.list.length;
+  const { missing, stopped } = againstListings(read.instances, survey.listings, unique, own);
 
   // Adoption: each name no record has, from the first host (in spec order) that lists it.
   const unknown: Array<{ host: string; name: string }> = [];
   const seen = new Set<string>();
   for (const [host, listing] of survey.listings) {
     if (settled(listing)) continue;
-    for (const name of listing?.names ?? []) {
+    for (const name of listing?.list ?? []) {
       if (recorded.has(name) || seen.has(name)) continue;
       seen.add(name);
       unknown.push({ host, name });
@@ -98,7 +106,7 @@ export async function refresh(
   const elsewhere: Array<{ host: string; name: string }> = [];
   for (const [host, listing] of survey.listings) {
     if (snapshot === read && settled(listing)) continue; // every name its own host's
-    for (const name of listing?.names ?? []) {
+    for (const name of listing?.list ?? []) {
       const owner = owners.get(name)?.host ?? adoptedOwner.get(name);
       if (owner !== undefined && owner !== host && missing[name] === undefined) {
         elsewhere.push({ host, name });
@@ -118,8 +126,62 @@ export async function refresh(
     ...(Object.keys(missing).length > 0 ? { missing } : {}),
     ...(strays.length > 0 ? { strays } : {}),
   };
-  const above = await fencesAbove(session, observed, fences ?? engines.prefetchFences());
-  return above ? { ...observed, fences: above } : observed;
+  let withFences: Promise<ObservedState> | undefined;
+  return {
+    observed,
+    withFences() {
+      withFences ??= fencesAbove(session, observed, () => engines.prefetchFences()).then((above) =>
+        above ? { ...observed, fences: above } : observed,
+      );
+      return withFences;
+    },
+  };
+}
+
+/**
+ * Per listing, how many of its names are records of its own host: with names unique, a host
+ * whose every name is (as many as it lists) holds only what the state has there.
+ */
+function ownListed(
+  listings: ReadonlyMap<string, HostListing | null>,
+  recorded: ReadonlyMap<string, RecordedInstance>,
+): Map<HostListing, number> {
+  const own = new Map<HostListing, number>();
+  for (const [host, listing] of listings) {
+    if (listing === null) continue;
+    let n = 0;
+    for (const name of listing.list) if (recorded.get(name)?.host === host) n++;
+    own.set(listing, n);
+  }
+  return own;
+}
+
+/**
+ * What the state has that its host, answering, no longer runs (or runs stopped). Where names
+ * are unique and a host lists as many of its own records as the state has there, it lists them
+ * all, and its listing is not looked into (a set of every host's names cost more than the rest
+ * of refresh). A function of its own, so that V8 compiles its loop over every record early:
+ * inside refresh most of it ran uncompiled.
+ */
+function againstListings(
+  records: readonly RecordedInstance[],
+  listings: ReadonlyMap<string, HostListing | null>,
+  unique: boolean,
+  own: ReadonlyMap<HostListing, number>,
+): { readonly missing: Record<string, string>; readonly stopped: Set<string> } {
+  const onHost = new Map<string, number>();
+  if (unique) for (const r of records) onHost.set(r.host, (onHost.get(r.host) ?? 0) + 1);
+  const missing: Record<string, string> = {};
+  const stopped = new Set<string>();
+  for (const record of records) {
+    const listing = listings.get(record.host);
+    if (!listing) continue; // not in the spec (refused later), or not answering
+    const all = unique && own.get(listing) === onHost.get(record.host);
+    if (!all && !listing.names.has(record.instance)) missing[record.instance] = record.host;
+    else if (listing.status?.get(record.instance) === 'stopped' && record.status === 'running')
+      stopped.add(record.instance);
+  }
+  return { missing, stopped };
 }
 
 /**
@@ -130,19 +192,52 @@ export async function refresh(
 async function fencesAbove(
   session: FleetSession,
   observed: ObservedState,
-  fences: (visit: (name: string, generation: number) => void) => Promise<void>,
+  fences: () => (visit: (name: string, generation: number) => void) => Promise<void>,
 ): Promise<Record<string, number> | undefined> {
   const known = byInstanceName(observed.instances);
-  const wanted = session.fleet.groups.some((g) => {
-    for (let i = 0; i < g.replicas; i++) if (!known.has(replicaName(g.name, i))) return true;
-    return false;
-  });
-  if (!wanted) return undefined;
+  if (!wantsUnknown(session.fleet.groups, known)) return undefined;
   const above: Record<string, number> = {};
-  await fences((name, generation) => {
+  await fences()((name, generation) => {
     if (generation > (known.get(name)?.generation ?? 0) && generation > (above[name] ?? 0)) {
       above[name] = generation;
     }
   });
   return Object.keys(above).length > 0 ? above : undefined;
+}
+
+/**
+ * Whether some replica of the spec's groups has no instance in `known`. Counted from the known
+ * names rather than by making every replica's name and looking it up (100,000 names made and
+ * hashed): each name is the replica `replicaOf` says or none (it is the exact inverse of
+ * `replicaName`), and the names are distinct, so every replica is known exactly when the known
+ * replicas number as many as the groups want.
+ */
+function wantsUnknown(
+  groups: readonly InstanceGroup[],
+  known: ReadonlyMap<string, ObservedInstance>,
+): boolean {
+  const replicas = new Map(groups.map((g) => [g.name, g.replicas]));
+  let missing = 0;
+  for (const g of groups) missing += g.replicas;
+  if (known.size < missing) return true;
+  let counted = '';
+  let wanted = 0;
+  for (const [name, instance] of known) {
+    // The record's group is the name's in all but odd cases (then replicaOf says which it is).
+    let group = instance.group;
+    let index = replicaIndexIn(name, group);
+    if (index < 0) {
+      const r = replicaOf(name);
+      if (r === undefined) continue;
+      group = r.group;
+      index = r.index;
+    }
+    // Names of one group mostly follow one another: its count is looked up once per run.
+    if (group !== counted) {
+      counted = group;
+      wanted = replicas.get(group) ?? 0;
+    }
+    if (index < wanted) missing--;
+  }
+  return missing > 0;
 }

@@ -11,11 +11,12 @@ import type { Fleet } from '../model/fleet.js';
 import type { SourceRevision } from '../model/source.js';
 import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { ControlState } from '../state/control-state.js';
-import { type FleetSnapshot, FleetState } from '../state/fleet-state.js';
+import { FleetState, type StateReply } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
 import { embeddedRedisRunning } from '../state/redis-server.js';
 import { within } from '../state/within.js';
-import { fleetNameHint, readAndLoadFleet } from './read-spec.js';
+import { readAndLoadFleet } from './read-spec.js';
+import { type StateReadStart, startStateRead } from './state-read-start.js';
 
 export interface ValidSpec {
   readonly file: string;
@@ -62,9 +63,10 @@ export interface FleetSession extends ValidSpec {
   connect(options?: { readonly autoPipelining?: boolean }): Redis;
   /**
    * The state read sent before the spec was parsed (`prefetchState`), once: refresh takes it
-   * instead of reading again. Undefined when there is none, or it was taken.
+   * (and decodes it, `FleetState.decode`) instead of reading again. Undefined when there is
+   * none, or it was taken.
    */
-  takePrefetchedState(): Promise<FleetSnapshot> | undefined;
+  takePrefetchedState(): Promise<StateReply> | undefined;
   close(): Promise<void>;
 }
 
@@ -81,55 +83,67 @@ export interface SessionOptions {
 export interface StatePrefetch {
   /** The fleet whose state is being read (the spec's name as guessed: check it). */
   readonly fleet: string;
-  readonly connection: RedisConnection;
-  readonly snapshot: Promise<FleetSnapshot>;
-  /** Closes the connection, for when the spec turns out invalid or names another fleet. */
+  /**
+   * The session's connection, made while the spec is parsed; undefined when making it failed
+   * (the session connects again, and reports why).
+   */
+  readonly connection: Promise<RedisConnection | undefined>;
+  /**
+   * The state's reply (fetchStateRaw: state-read-start.ts), decoded where it is taken; when it
+   * fails, the session reads through its connection instead.
+   */
+  readonly reply: Promise<StateReply>;
+  /** Abandons both, for when the spec turns out invalid or names another fleet. */
   discard(): Promise<void>;
 }
 
-/** How long the early connection may take before the spec is parsed without it. */
+/**
+ * How long the session waits for the early connection, beyond the spec's parse, before it
+ * connects as it always does.
+ */
 const PREFETCH_CONNECT_MS = 1_000;
 
 /**
- * For a read-only command (plan): connects and sends the fleet's state read before the spec is
- * parsed, so that Redis builds and sends the reply (tens of megabytes on 100,000 instances)
- * while this process parses and validates the spec. Only where connecting has no effect of its
- * own — REDIS_URL, or the folder's private server already running (none is started for a spec
- * that may turn out invalid) — and only when the spec's fleet name can be read without parsing
- * it (`fleetNameHint`). Undefined otherwise, or when the connection fails or is slow: the
- * session then connects as it always does, after the spec, and reports what fails then.
+ * For a read-only command (plan): the fleet's state read sent before the spec is parsed
+ * (state-read-start.ts; `started` when the command started it already), so that Redis builds
+ * and sends the reply (megabytes on 100,000 instances) while this process parses and validates
+ * the spec, and the session's connection made meanwhile. Only where connecting has no effect of
+ * its own — REDIS_URL, or the folder's private server already running (none is started for a
+ * spec that may turn out invalid) — and only when the spec's fleet name can be read without
+ * parsing it (`fleetNameHint`); undefined otherwise (and `started` is abandoned). When the early
+ * connection fails or is slow, the session connects as it always does, after the spec, and
+ * reports what fails then; when the raw read fails, the session reads through its connection.
  */
 export async function prefetchState(
   file: string,
   options: Omit<SessionOptions, 'prefetched'>,
+  started: StateReadStart | undefined = startStateRead(file, options),
 ): Promise<StatePrefetch | undefined> {
-  const fleet = fleetNameHint(file);
-  if (fleet === undefined) return undefined;
   const url = options.env.REDIS_URL;
-  if ((url === undefined || url.trim() === '') && !(await embeddedRedisRunning(options.cwd)))
-    return undefined;
-  try {
-    fleetKeys(fleet); // a name no key can be made of is no fleet's
-  } catch {
+  if (
+    started === undefined ||
+    ((url === undefined || url.trim() === '') && !(await embeddedRedisRunning(options.cwd)))
+  ) {
+    started?.abandon();
     return undefined;
   }
-  const connecting = connectRedis({
+  // The session's connection is made meanwhile, and not waited for here: Redis answers its
+  // handshake only after it has run the read, and the spec can be parsed in the meantime.
+  const connection = connectRedis({
     cwd: options.cwd,
     env: options.env,
     ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
   }).catch(() => undefined);
-  const connection = await within(PREFETCH_CONNECT_MS, connecting, undefined);
-  if (connection === undefined) {
-    void connecting.then((late) => late?.close());
-    return undefined;
-  }
-  const snapshot = new FleetState(connection.redis, fleet).readAll();
-  snapshot.catch(() => undefined); // reported where it is taken
   return {
-    fleet,
+    fleet: started.fleet,
     connection,
-    snapshot,
-    discard: () => connection.close(),
+    reply: started.reply,
+    async discard() {
+      started.abandon();
+      const made = await within(PREFETCH_CONNECT_MS, connection, undefined);
+      if (made) await made.close();
+      else void connection.then((late) => late?.close());
+    },
   };
 }
 
@@ -155,15 +169,20 @@ export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
 export async function openSession(spec: ValidSpec, options: SessionOptions): Promise<FleetSession> {
   let prefetched = options.prefetched?.fleet === spec.fleet.name ? options.prefetched : undefined;
   if (options.prefetched && !prefetched) await options.prefetched.discard();
+  // The early connection if it is made by now or within a second more; else (failed, or a server
+  // slow to answer) a connection made now, which reports what is wrong.
+  const early = prefetched && (await within(PREFETCH_CONNECT_MS, prefetched.connection, undefined));
+  if (prefetched && !early) void prefetched.connection.then((late) => late?.close());
   const connection =
-    prefetched?.connection ??
+    early ??
     (await connectRedis({
       cwd: options.cwd,
       env: options.env,
       ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
     }));
+  const state = new FleetState(connection.redis, spec.fleet.name);
   const extra: Redis[] = [];
-  const engines = openEngineSet(spec.fleet, {
+  const engines = await openEngineSet(spec.fleet, {
     redis: connection.redis,
     bootLatencyMs: Number(options.env.VFLEET_EMBEDDED_BOOT_MS ?? 10),
     currentPlanKey: fleetKeys(spec.fleet.name).currentPlan,
@@ -179,14 +198,14 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
     diagnostics: spec.diagnostics,
     ...(spec.revision ? { revision: spec.revision } : {}),
     connection,
-    state: new FleetState(connection.redis, spec.fleet.name),
+    state,
     control: new ControlState(connection.redis, spec.fleet.name),
     engines,
     queuePrefix: queuePrefix(spec.fleet.name),
     takePrefetchedState() {
-      const snapshot = prefetched?.snapshot;
+      const reply = prefetched?.reply.catch(() => state.fetch());
       prefetched = undefined;
-      return snapshot;
+      return reply;
     },
     connect(options) {
       // Made where every client is (redis-clients.ts): its errors are reported redacted, and a

@@ -8,9 +8,6 @@ import { ENGINE_CAPABILITIES, type EngineCapabilities } from '../model/engine-ca
 import { VfleetError } from '../model/errors.js';
 import type { EngineKind, Fleet, Host } from '../model/fleet.js';
 import type { InstanceStatus } from '../model/observed.js';
-import { withCommandTimeout } from '../transport/command-limits.js';
-import { LocalTransport } from '../transport/local-transport.js';
-import { SshTransport } from '../transport/ssh-transport.js';
 import type { Transport } from '../transport/transport.js';
 import { EmbeddedEngine } from './embedded/embedded-engine.js';
 import { type AgentTickResult, embeddedAgentTick } from './embedded/emulated-agent.js';
@@ -20,11 +17,12 @@ import {
   embeddedListing,
   embeddedRunning,
   instancesAt,
+  visitFences,
 } from './embedded/fleet-reads.js';
 import { factsDrift } from './facts-drift.js';
 import type { EngineInstance, HostEngine, HostFault, InjectedFault } from './host-engine.js';
 import type { HostAgent } from './real/host-agent.js';
-import { RealEngine, type RealEngineOptions } from './real/real-engine.js';
+import type { RealEngine, RealEngineOptions } from './real/real-engine.js';
 
 export type { AgentTickResult, HostFault, InjectedFault };
 
@@ -48,8 +46,31 @@ export interface EngineSetOptions {
 
 /** What one host holds, by instance name; `status` where the host reports it in its listing. */
 export interface HostListing {
+  /** Every instance name it holds, each once. */
+  readonly list: readonly string[];
+  /**
+   * The same names as a set, made when first asked for: refresh asks only of a host whose
+   * listing differs from the state's records, and on 100,000 instances making a set of every
+   * host's names cost more than comparing them.
+   */
   readonly names: ReadonlySet<string>;
   readonly status?: ReadonlyMap<string, Exclude<InstanceStatus, 'failed'>>;
+}
+
+/** A listing of distinct names, its set made when first asked for. */
+function listingOf(
+  list: readonly string[],
+  status?: ReadonlyMap<string, Exclude<InstanceStatus, 'failed'>>,
+): HostListing {
+  let names: ReadonlySet<string> | undefined;
+  return {
+    list,
+    get names() {
+      names ??= new Set(list);
+      return names;
+    },
+    ...(status === undefined ? {} : { status }),
+  };
 }
 
 /** Every host's listing at one moment (null: the host did not answer), and their records. */
@@ -98,14 +119,21 @@ interface BuildContext {
   readonly options: EngineSetOptions;
   /** Every transport made, closed with the set. */
   readonly transports: Transport[];
+  /** The real hosts' builders (real/real-hosts.ts), loaded when the fleet has a real host. */
+  readonly real: typeof import('./real/real-hosts.js') | undefined;
 }
 
-/** A real host over the given transport, every command of it within the time limit. */
-function realEngine(host: Host, transport: Transport, ctx: BuildContext): HostEngine {
-  const limited = withCommandTimeout(transport, ctx.options.commandTimeoutMs);
-  ctx.transports.push(limited);
-  return new RealEngine(host, limited, ctx.options.real);
+/** The real hosts' builders: loaded by openEngineSet for any fleet with a host that needs them. */
+function realHosts(ctx: BuildContext): typeof import('./real/real-hosts.js') {
+  if (!ctx.real) throw new Error('internal: a real host in a fleet opened without real engines');
+  return ctx.real;
 }
+
+const realContext = (ctx: BuildContext) => ({
+  commandTimeoutMs: ctx.options.commandTimeoutMs,
+  real: ctx.options.real,
+  transports: ctx.transports,
+});
 
 /** One builder per `engine:` value; a new engine is a new row here and in ENGINE_CAPABILITIES. */
 const ENGINES: { readonly [K in EngineKind]: (host: Host, ctx: BuildContext) => HostEngine } = {
@@ -114,14 +142,26 @@ const ENGINES: { readonly [K in EngineKind]: (host: Host, ctx: BuildContext) => 
       bootLatencyMs: options.bootLatencyMs,
       currentPlanKey: options.currentPlanKey,
     }),
-  local: (host, ctx) => realEngine(host, new LocalTransport(host.name), ctx),
-  ssh: (host, ctx) => realEngine(host, new SshTransport(host), ctx),
+  local: (host, ctx) => realHosts(ctx).localEngine(host, realContext(ctx)),
+  ssh: (host, ctx) => realHosts(ctx).sshEngine(host, realContext(ctx)),
 };
 
-export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSet {
+/**
+ * The engines of the fleet's hosts, each made when first asked for. The real hosts' engines and
+ * transports (QEMU, sandboxes, ssh) are loaded only when the fleet has a real host: a plan of an
+ * embedded fleet spends no time loading them.
+ */
+export async function openEngineSet(fleet: Fleet, options: EngineSetOptions): Promise<EngineSet> {
   const hosts = new Map(fleet.hosts.map((h) => [h.name, h]));
   const cache = new Map<string, HostEngine>();
-  const build: BuildContext = { fleet: fleet.name, options, transports: [] };
+  const build: BuildContext = {
+    fleet: fleet.name,
+    options,
+    transports: [],
+    real: fleet.hosts.some((h) => h.engine !== 'embedded')
+      ? await import('./real/real-hosts.js')
+      : undefined,
+  };
   const hostOf = (name: string): Host => {
     const host = hosts.get(name);
     if (!host) throw new VfleetError('unknown-host', `no host ${name} in the spec`);
@@ -174,12 +214,13 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
       for (const [host, held] of names) {
         listings.set(
           host,
-          held && {
-            names: held.names,
-            ...(held.stopped.size > 0
-              ? { status: new Map([...held.stopped].map((n) => [n, 'stopped' as const])) }
-              : {}),
-          },
+          held &&
+            listingOf(
+              held.names,
+              held.stopped.size > 0
+                ? new Map([...held.stopped].map((n) => [n, 'stopped' as const]))
+                : undefined,
+            ),
         );
       }
       const records = new Map<string, ReadonlyMap<string, EngineInstance>>();
@@ -191,10 +232,10 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
         }
         const byName = new Map(instances.map((x) => [x.instance, x]));
         records.set(h.name, byName);
-        listings.set(h.name, {
-          names: new Set(byName.keys()),
-          status: new Map(instances.map((x) => [x.instance, x.status])),
-        });
+        listings.set(
+          h.name,
+          listingOf([...byName.keys()], new Map(instances.map((x) => [x.instance, x.status]))),
+        );
       });
       return {
         listings,
@@ -218,10 +259,8 @@ export function openEngineSet(fleet: Fleet, options: EngineSetOptions): EngineSe
       fromEmbedded.catch(() => undefined);
       fromReal.catch(() => undefined);
       return async (visit) => {
-        for (const pairs of (await fromEmbedded).values()) {
-          if (!pairs) continue; // a host under a fault does not answer
-          for (let i = 0; i + 1 < pairs.length; i += 2)
-            visit(pairs[i] as string, Number(pairs[i + 1]));
+        for (const text of (await fromEmbedded).values()) {
+          if (text !== null) visitFences(text, visit); // null: a host under a fault
         }
         for (const fences of await fromReal)
           for (const [name, generation] of fences) visit(name, generation);

@@ -189,6 +189,25 @@ export function replicaOf(
   return Number.isSafeInteger(index) ? { group: name.slice(0, dash), index } : undefined;
 }
 
+/**
+ * The index replicaOf(name) gives when its group is `group`, else -1: `group`, a '-', and an
+ * index as replicaName writes it (digits, no leading zero). For a caller that already holds the
+ * group's name, usually the right one (a record's own group): no string is made for the group.
+ */
+export function replicaIndexIn(name: string, group: string): number {
+  const at = group.length + 1;
+  if (name.length <= at || name.charCodeAt(at - 1) !== 45 /* - */ || !name.startsWith(group))
+    return -1;
+  if (name.length - at > 1 && name.charCodeAt(at) === 48 /* 0 */) return -1;
+  let index = 0;
+  for (let i = at; i < name.length; i++) {
+    const digit = name.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    index = index * 10 + digit;
+  }
+  return Number.isSafeInteger(index) ? index : -1;
+}
+
 /** Every replica of every group, in spec order. */
 export function* instancesOf(fleet: Pick<Fleet, 'groups'>): Generator<Instance> {
   for (const group of fleet.groups) {

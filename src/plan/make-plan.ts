@@ -22,22 +22,20 @@
 // is freed before it is taken. Moves that would wait for each other (a swap) are broken by
 // stopping one of them first (move-cycles.ts).
 
-import { LicenseLedger } from '../licensing/license-ledger.js';
 import { ENGINE_CAPABILITIES } from '../model/engine-capabilities.js';
 import type {
   FailoverPriority,
   Fleet,
+  Image,
   InstanceGroup,
-  LicensePool,
   PackageVersions,
+  PatchBaseline,
 } from '../model/fleet.js';
-import { domainNumbers } from '../model/fleet.js';
 import { byInstanceName, type ObservedInstance, type ObservedState } from '../model/observed.js';
 import type { Placement, PlacementEntry } from '../model/placement.js';
 import {
   ACTION_KINDS,
   type ActionKind,
-  type LicenseChange,
   PLAN_FORMAT_VERSION,
   type Plan,
   type PlanAction,
@@ -49,6 +47,7 @@ import {
   memoizedCompare,
   packagesToRaise,
 } from '../patching/baseline.js';
+import { licenseChanges } from './license-changes.js';
 import { breakMoveCycles } from './move-cycles.js';
 
 export interface PlanMeta {
@@ -97,7 +96,7 @@ export function makePlan(
     // left is its home (kept through a second restart); back there, it has none.
     const restart = kind === 'create' && before !== undefined;
     const home = restart ? (before.homeHost ?? before.host) : before?.homeHost;
-    drafts.push({
+    const made: Omit<PlanAction, 'dependsOn'> = {
       id: `${desired.instance}.${kind}`,
       kind,
       instance: desired.instance,
@@ -110,58 +109,21 @@ export function makePlan(
       failoverHost: desired.failoverHost,
       reason,
       ...(home !== undefined && home !== desired.host ? { homeHost: home } : {}),
-    });
+    };
+    drafts.push(made);
+    return made;
   };
 
   // Observed instances the placement holds (placed or unplaceable): when that is all of them,
   // none is to be destroyed (a placement names each replica once).
   let held = 0;
   for (const u of placement.unplaceable) if (seen.has(u.instance)) held++;
-  // Each placement's observed instance, for the patch pass too (one lookup per name).
-  const befores: Array<ObservedInstance | undefined> = [];
-  for (const desired of placement.placements) {
-    const before = seen.get(desired.instance);
-    befores.push(before);
-    if (before) held++;
-    const group = groupByName.get(desired.group);
-    if (!group) continue;
-    if (!before) {
-      const gone = observed.missing?.[desired.instance];
-      draft(
-        'create',
-        desired,
-        group,
-        undefined,
-        gone === undefined ? 'new replica' : `missing from ${gone}, created again`,
-      );
-    } else if (before.host !== desired.host && down.has(before.host)) {
-      // Its host is down (lost past the restart point, or fenced): nothing can be asked of it,
-      // so the instance is created on its new host above its generation — the host's own copy,
-      // stopped by its watchdog, is destroyed when it returns (a stray, or by its agent).
-      draft('create', desired, group, before, `restart: ${before.host} is down`);
-      (drafts[drafts.length - 1] as { priority?: FailoverPriority }).priority =
-        group.failoverPriority;
-    } else if (before.host !== desired.host) {
-      const failback = before.homeHost === desired.host ? ' (failback: its host is back)' : '';
-      draft('move', desired, group, before, `from ${before.host} to ${desired.host}${failback}`);
-    } else {
-      const changes = differences(before, group);
-      const failover =
-        before.failoverHost === desired.failoverHost
-          ? null
-          : `failover host ${before.failoverHost ?? 'none'} → ${desired.failoverHost ?? 'none'}`;
-      if (changes.length > 0) {
-        draft('update', desired, group, before, [...changes, failover ?? []].flat().join(', '));
-      } else if (before.status !== 'running') {
-        // Starting records the desired failover host too.
-        draft('start', desired, group, before, `${before.status}, should be running`);
-      } else if (failover !== null) {
-        // Only the standby reservation moved: nothing to do on the host, so the generation stays
-        // (the host sees no call to fence) and the instance keeps running.
-        draft('retarget', desired, group, before, failover, before.generation);
-      }
-    }
-  }
+  const { befores, held: placed } = diffPlacements(
+    placement.placements,
+    { seen, groupByName, missing: observed.missing, down },
+    draft,
+  );
+  held += placed;
   const desiredNames =
     held === observed.instances.length
       ? undefined
@@ -281,23 +243,36 @@ function patchActions(
   const byObject = new Map<InstanceGroup, Map<PackageVersions, Verdict>>();
   const patches: PlanAction[] = [];
   // Placements come in spec order (group by group, replicas in order): the chain follows it.
-  placement.placements.forEach((desired, k) => {
-    const group = groups.get(desired.group);
-    const baseline =
-      group?.patchBaseline === undefined ? undefined : baselines.get(group.patchBaseline);
-    const image = group ? images.get(group.image) : undefined;
-    if (!group || !baseline || !image || !patchable.has(desired.host)) return;
+  // The group's baseline, image and verdicts are looked up once per run of its placements.
+  let ofName: string | undefined;
+  let ofGroup: InstanceGroup | undefined;
+  let ofBaseline: PatchBaseline | undefined;
+  let ofImage: Image | undefined;
+  let ofVerdicts = new Map<PackageVersions, Verdict>();
+  const placements = placement.placements;
+  for (let k = 0; k < placements.length; k++) {
+    const desired = placements[k] as PlacementEntry;
+    if (desired.group !== ofName) {
+      ofName = desired.group;
+      ofGroup = groups.get(desired.group);
+      ofBaseline =
+        ofGroup?.patchBaseline === undefined ? undefined : baselines.get(ofGroup.patchBaseline);
+      ofImage = ofGroup ? images.get(ofGroup.image) : undefined;
+      if (ofGroup) {
+        ofVerdicts = byObject.get(ofGroup) ?? new Map();
+        byObject.set(ofGroup, ofVerdicts);
+      }
+    }
+    const group = ofGroup;
+    const baseline = ofBaseline;
+    const image = ofImage;
+    if (!group || !baseline || !image || !patchable.has(desired.host)) continue;
     const before = befores[k];
-    const prior = own.get(desired.instance);
+    const prior = own.size === 0 ? undefined : own.get(desired.instance);
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';
     const installed: PackageVersions =
       fresh || before?.packages === undefined ? image.packages : before.packages;
-    let ofGroup = byObject.get(group);
-    if (ofGroup === undefined) {
-      ofGroup = new Map();
-      byObject.set(group, ofGroup);
-    }
-    let verdict = ofGroup.get(installed);
+    let verdict = ofVerdicts.get(installed);
     if (verdict === undefined) {
       // Instances of one image mostly share their versions of the baseline's packages: the
       // verdict is memoized by those versions, so 100,000 instances cost a few evaluations.
@@ -317,9 +292,9 @@ function patchActions(
             };
         verdicts.set(signature, verdict);
       }
-      ofGroup.set(installed, verdict);
+      ofVerdicts.set(installed, verdict);
     }
-    if (verdict === null || verdict.changes.length === 0) return;
+    if (verdict === null || verdict.changes.length === 0) continue;
     const { raise, changes } = verdict;
     const previous = lastOfGroup.get(group.name);
     const id = `${desired.instance}.patch`;
@@ -339,8 +314,83 @@ function patchActions(
       packages: raise,
     });
     lastOfGroup.set(group.name, id);
-  });
+  }
   return patches;
+}
+
+type Draft = (
+  kind: ActionKind,
+  desired: PlacementEntry,
+  group: InstanceGroup,
+  before: ObservedInstance | undefined,
+  reason: string,
+  generation?: number,
+) => Omit<PlanAction, 'dependsOn'>;
+
+/**
+ * The actions that take each placement's observed instance (if any) to it: created, restarted,
+ * moved, updated, started or retargeted. Returns each placement's observed instance, for the
+ * patch pass too (one lookup per name), and how many there are. (A function of its own, so that
+ * V8 compiles its loop over 100,000 placements early: inside makePlan most of it ran uncompiled.)
+ */
+function diffPlacements(
+  placements: readonly PlacementEntry[],
+  known: {
+    readonly seen: ReadonlyMap<string, ObservedInstance>;
+    readonly groupByName: ReadonlyMap<string, InstanceGroup>;
+    readonly missing: Readonly<Record<string, string>> | undefined;
+    readonly down: ReadonlySet<string>;
+  },
+  draft: Draft,
+): { readonly befores: Array<ObservedInstance | undefined>; readonly held: number } {
+  const { seen, groupByName, missing, down } = known;
+  const befores: Array<ObservedInstance | undefined> = [];
+  let held = 0;
+  let group: InstanceGroup | undefined;
+  for (const desired of placements) {
+    const before = seen.get(desired.instance);
+    befores.push(before);
+    if (before) held++;
+    // Placements come group by group: its group looked up once per run.
+    if (desired.group !== group?.name) group = groupByName.get(desired.group);
+    if (!group) continue;
+    if (!before) {
+      const gone = missing?.[desired.instance];
+      draft(
+        'create',
+        desired,
+        group,
+        undefined,
+        gone === undefined ? 'new replica' : `missing from ${gone}, created again`,
+      );
+    } else if (before.host !== desired.host && down.has(before.host)) {
+      // Its host is down (lost past the restart point, or fenced): nothing can be asked of it,
+      // so the instance is created on its new host above its generation — the host's own copy,
+      // stopped by its watchdog, is destroyed when it returns (a stray, or by its agent).
+      const made = draft('create', desired, group, before, `restart: ${before.host} is down`);
+      (made as { priority?: FailoverPriority }).priority = group.failoverPriority;
+    } else if (before.host !== desired.host) {
+      const failback = before.homeHost === desired.host ? ' (failback: its host is back)' : '';
+      draft('move', desired, group, before, `from ${before.host} to ${desired.host}${failback}`);
+    } else {
+      const changes = differences(before, group);
+      const failover =
+        before.failoverHost === desired.failoverHost
+          ? null
+          : `failover host ${before.failoverHost ?? 'none'} → ${desired.failoverHost ?? 'none'}`;
+      if (changes.length > 0) {
+        draft('update', desired, group, before, [...changes, failover ?? []].flat().join(', '));
+      } else if (before.status !== 'running') {
+        // Starting records the desired failover host too.
+        draft('start', desired, group, before, `${before.status}, should be running`);
+      } else if (failover !== null) {
+        // Only the standby reservation moved: nothing to do on the host, so the generation stays
+        // (the host sees no call to fence) and the instance keeps running.
+        draft('retarget', desired, group, before, failover, before.generation);
+      }
+    }
+  }
+  return { befores, held };
 }
 
 const NONE: readonly string[] = [];
@@ -365,67 +415,6 @@ function differences(before: ObservedInstance, group: InstanceGroup): readonly s
   if (before.resources.diskGiB !== r.diskGiB)
     changes.push(`diskGiB ${before.resources.diskGiB} → ${r.diskGiB}`);
   return changes;
-}
-
-/**
- * License use per pool before (the observed instances) and after the plan (the placed instances,
- * and the observed ones that could not be placed, which keep running), with the same ledger, so
- * that an apply that would exceed an entitlement shows.
- */
-function licenseChanges(
-  fleet: Fleet,
-  placement: Placement,
-  observed: ObservedState,
-): LicenseChange[] {
-  const hostIndex = new Map(fleet.hosts.map((h, i) => [h.name, i]));
-  const poolIndex = new Map(fleet.licenses.map((p, i) => [p.name, i]));
-  const groupByName = new Map(fleet.groups.map((g) => [g.name, g]));
-  const imageByName = new Map(fleet.images.map((i) => [i.name, i]));
-  // The ledger keys failure scenarios by number.
-  const domains = domainNumbers(fleet);
-  const domainOf = (host: string) => domains.get(host) ?? -1;
-  type Running = Pick<ObservedInstance, 'host' | 'failoverHost' | 'group' | 'image' | 'resources'>;
-  const ledgerOf = (running: Iterable<Running>) => {
-    const ledger = new LicenseLedger(fleet.licenses, fleet.hosts);
-    for (const o of running) {
-      const h = hostIndex.get(o.host);
-      if (h === undefined) continue;
-      const pools = groupByName.get(o.group)?.licenses ?? imageByName.get(o.image)?.licenses ?? [];
-      for (const name of pools) {
-        const p = poolIndex.get(name);
-        if (p === undefined) continue;
-        ledger.addPrimary(p, h, o.resources);
-        const t = o.failoverHost === null ? undefined : hostIndex.get(o.failoverHost);
-        if (t !== undefined) ledger.addFailover(p, t, domainOf(o.host));
-      }
-    }
-    return ledger;
-  };
-  const before = ledgerOf(observed.instances);
-  const unplaced = new Set(placement.unplaceable.map((u) => u.instance));
-  const after = ledgerOf(
-    (function* (): Generator<Running> {
-      for (const p of placement.placements) {
-        const group = groupByName.get(p.group);
-        if (!group) continue;
-        yield {
-          host: p.host,
-          failoverHost: p.failoverHost,
-          group: p.group,
-          image: group.image,
-          resources: group.resources,
-        };
-      }
-      for (const o of observed.instances) if (unplaced.has(o.instance)) yield o;
-    })(),
-  );
-  return fleet.licenses.map((pool: LicensePool, i) => ({
-    pool: pool.name,
-    metric: pool.metric,
-    entitlement: pool.entitlement,
-    before: before.used(i),
-    after: after.used(i),
-  }));
 }
 
 /** The images the actions create instances from, as apply needs them (a saved plan carries them). */

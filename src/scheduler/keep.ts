@@ -3,7 +3,7 @@
 // placed, so that new instances cannot crowd out old ones and a small spec change gives a small
 // plan. With hosts down, their protected instances restart on their reserved targets in between
 // (restartOnReservedTargets), before the kept instances take standby for a further failure.
-import { replicaName, replicaOf } from '../model/fleet.js';
+import { replicaIndexIn, replicaName, replicaOf } from '../model/fleet.js';
 import type { ObservedPlacement } from '../model/placement.js';
 import { failoverTarget } from './checks/failover-target.js';
 import type { GroupPlan } from './group-plan.js';
@@ -20,41 +20,9 @@ export function keepObserved(
   // Per group plan and replica, the observed host and failover target (-1: none), found by the
   // group and index of each observed name (replicaOf) rather than by building every replica's
   // name: on 100,000 instances, building and hashing the names was most of this stage.
-  const hostByName = new Map(s.hosts.map((h, i) => [h.name, i]));
-  const planByGroup = new Map(s.plans.map((p, k) => [p.group.name, k]));
-  const wantedHost: Array<Int32Array | undefined> = [];
-  const wantedTarget: Array<Int32Array | undefined> = [];
-  // failback: auto — where each restarted replica ran before (-1: nowhere to go back to).
-  const failback = s.fleet.failover.failback === 'auto';
-  const wantedHome: Array<Int32Array | undefined> = [];
-  let any = false;
-  for (const { instance, host, failoverHost, homeHost } of observed.instances) {
-    const h = hostByName.get(host);
-    if (h === undefined) continue;
-    any = true;
-    const replica = replicaOf(instance);
-    const k = replica && planByGroup.get(replica.group);
-    if (replica === undefined || k === undefined) continue;
-    const p = s.plans[k] as (typeof s.plans)[number];
-    const replicas = p.group.replicas;
-    if (replica.index >= replicas) continue;
-    let hosts = wantedHost[k];
-    let targets = wantedTarget[k];
-    if (hosts === undefined || targets === undefined) {
-      hosts = wantedHost[k] = new Int32Array(replicas).fill(-1);
-      targets = wantedTarget[k] = new Int32Array(replicas);
-      p.observedNames = new Array<string | undefined>(replicas);
-    }
-    (p.observedNames as Array<string | undefined>)[replica.index] = instance;
-    hosts[replica.index] = h;
-    targets[replica.index] = failoverHost ? (hostByName.get(failoverHost) ?? -1) : -1;
-    const home = failback && homeHost ? (hostByName.get(homeHost) ?? -1) : -1;
-    if (home >= 0) {
-      const homes = wantedHome[k] ?? new Int32Array(replicas).fill(-1);
-      wantedHome[k] = homes;
-      homes[replica.index] = home;
-    }
-  }
+  const wanted: Wanted = { host: [], target: [], home: [] };
+  const any = observedReplicas(s, observed, wanted);
+  const { host: wantedHost, target: wantedTarget, home: wantedHome } = wanted;
   if (!any) return;
   const explained = explaining.instance ? replicaOf(explaining.instance) : undefined;
   // With hosts down, the reserve kept for their failure is spent now: what runs keeps its room
@@ -127,6 +95,60 @@ export function keepObserved(
     const fit = failoverTarget.check(s, p, host, target);
     if (fit.ok && fit.target >= 0) s.commitTarget(p, i, host, fit.target);
   }
+}
+
+/** Per group plan (by index) and replica: observed host, failover target and home (-1: none). */
+interface Wanted {
+  readonly host: Array<Int32Array | undefined>;
+  readonly target: Array<Int32Array | undefined>;
+  /** failback: auto — where each restarted replica ran before (-1: nowhere to go back to). */
+  readonly home: Array<Int32Array | undefined>;
+}
+
+/**
+ * Fills `wanted` from the observed instances; whether any is on a host of the spec. A function of
+ * its own, as is each group's keeping below: V8 compiles a small loop that runs 100,000 times
+ * soon after it starts, where inside one long function most of it ran uncompiled.
+ */
+function observedReplicas(s: PlacementState, observed: ObservedPlacement, wanted: Wanted): boolean {
+  const hostByName = new Map(s.hosts.map((h, i) => [h.name, i]));
+  const planByGroup = new Map(s.plans.map((p, k) => [p.group.name, k]));
+  const failback = s.fleet.failover.failback === 'auto';
+  let any = false;
+  for (const { instance, group, host, failoverHost, homeHost } of observed.instances) {
+    const h = hostByName.get(host);
+    if (h === undefined) continue;
+    any = true;
+    let index = group === undefined ? -1 : replicaIndexIn(instance, group);
+    let k = index < 0 ? undefined : planByGroup.get(group as string);
+    if (index < 0) {
+      const replica = replicaOf(instance);
+      if (replica === undefined) continue;
+      index = replica.index;
+      k = planByGroup.get(replica.group);
+    }
+    if (k === undefined) continue;
+    const p = s.plans[k] as (typeof s.plans)[number];
+    const replicas = p.group.replicas;
+    if (index >= replicas) continue;
+    let hosts = wanted.host[k];
+    let targets = wanted.target[k];
+    if (hosts === undefined || targets === undefined) {
+      hosts = wanted.host[k] = new Int32Array(replicas).fill(-1);
+      targets = wanted.target[k] = new Int32Array(replicas);
+      p.observedNames = new Array<string | undefined>(replicas);
+    }
+    (p.observedNames as Array<string | undefined>)[index] = instance;
+    hosts[index] = h;
+    targets[index] = failoverHost ? (hostByName.get(failoverHost) ?? -1) : -1;
+    const home = failback && homeHost ? (hostByName.get(homeHost) ?? -1) : -1;
+    if (home >= 0) {
+      const homes = wanted.home[k] ?? new Int32Array(replicas).fill(-1);
+      wanted.home[k] = homes;
+      homes[index] = home;
+    }
+  }
+  return any;
 }
 
 interface Deferred {

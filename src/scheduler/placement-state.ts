@@ -54,6 +54,14 @@ export class PlacementState implements PlanningContext {
   readonly licensing: LicenseScorer;
   /** The keep stage is running: spread-skew lets each value keep up to its cap (keep.ts). */
   keeping = false;
+  /** Per host: the classes' FitIndexes it is in (indexesOf also holds the license scorer's). */
+  private readonly classIndexesOf: FitIndex[][];
+  /** Per host: its key in the class indexes, as FitIndex keeps it (clamped, whole). */
+  private readonly classKey: Int32Array;
+  /** Per host: when its class key last changed while deferred (0: it did not), and the count. */
+  private readonly movedAt: Int32Array;
+  private moves = 0;
+  private deferring = false;
 
   constructor(fleet: Fleet) {
     if (fleet.failover.tolerate > 1) {
@@ -97,6 +105,9 @@ export class PlacementState implements PlanningContext {
     this.indexesOf = Array.from({ length: H }, () => []);
     this.ledger = new LicenseLedger(fleet.licenses, fleet.hosts);
     this.plans = planGroups(this);
+    this.classIndexesOf = this.indexesOf.map((indexes) => [...indexes]);
+    this.classKey = new Int32Array(H).fill(-1);
+    this.movedAt = new Int32Array(H);
     const opening = openingOrder(this);
     for (let i = opening.length - 1; i >= 0; i--) this.setKey(opening[i] as number);
     this.licensing = new LicenseScorer(this, totalCpu, totalMem);
@@ -172,6 +183,58 @@ export class PlacementState implements PlanningContext {
 
   private setKey(h: number): void {
     const key = this.key(h);
-    for (const index of this.indexesOf[h] as FitIndex[]) index.set(h, key);
+    const indexes = this.indexesOf[h] as FitIndex[];
+    if (!this.deferring) {
+      for (const index of indexes) index.set(h, key);
+      this.classKey[h] = wholeKey(key);
+      return;
+    }
+    // The license scorer's indexes now; the classes' when the deferral ends.
+    const classes = this.classIndexesOf[h] as FitIndex[];
+    for (let i = classes.length; i < indexes.length; i++) (indexes[i] as FitIndex).set(h, key);
+    const whole = wholeKey(key);
+    if (whole === this.classKey[h]) return;
+    this.classKey[h] = whole;
+    this.movedAt[h] = ++this.moves;
   }
+
+  /**
+   * Until flushClassKeys, the classes' FitIndexes learn no new keys: nothing asks them anything
+   * while observed instances are kept (the keep stage checks the hosts it is given; the failover
+   * reserve has indexes of its own), and on 100,000 kept instances their updates were most of
+   * the stage — half a million, where a thousand hosts end with a thousand keys.
+   */
+  deferClassKeys(): void {
+    this.deferring = true;
+  }
+
+  /**
+   * The classes' FitIndexes as the updates deferred would have left them, exactly: an update
+   * that changes a host's key moves it to the head of its new key's bucket, so each bucket ends
+   * with the hosts that moved into it, the last moved first, above the ones that never moved,
+   * in their order. Replaying each moved host's last move, in the order of those moves, leaves
+   * the same buckets (and the same walks of them, ties included).
+   */
+  flushClassKeys(): void {
+    this.deferring = false;
+    if (this.moves === 0) return;
+    const order = new Int32Array(this.moves + 1).fill(-1);
+    for (let h = 0; h < this.H; h++) {
+      const at = this.movedAt[h] as number;
+      if (at > 0) order[at] = h;
+    }
+    for (const h of order) {
+      if (h < 0) continue;
+      for (const index of this.classIndexesOf[h] as FitIndex[]) {
+        index.moveToHead(h, this.classKey[h] as number);
+      }
+    }
+    this.movedAt.fill(0);
+    this.moves = 0;
+  }
+}
+
+/** A key as FitIndex keeps it: clamped to 0…MAX_KEY, whole. */
+function wholeKey(key: number): number {
+  return key <= 0 ? 0 : key >= MAX_KEY ? MAX_KEY : Math.floor(key);
 }

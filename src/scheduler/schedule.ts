@@ -40,7 +40,10 @@ function run(
 ): ScheduleResult {
   const explaining: Explaining = { instance, explanation: undefined };
   const state = new PlacementState(fleet); // 1. classes
+  // Nothing asks the classes' FitIndexes anything while keeping: they learn the keys after.
+  state.deferClassKeys();
   keepObserved(state, observed, explaining); // 2. keep
+  state.flushClassKeys();
   const unplaceable = placeAll(state, explaining); // 3. place
   return { placement: report(state, unplaceable), explanation: explaining.explanation }; // 4. report
 }

@@ -1,12 +1,14 @@
-// Layer 2: the document against schemas/fleet.schema.json, with ajv in strict mode (no $data).
+// Layer 2: the document against schemas/fleet.schema.json, with ajv in strict mode (no $data),
+// compiled ahead of time (fleet-schema-validator.generated.ts, scripts/gen-schema-validator.ts):
+// compiling it as each command started cost more than validating a 100,000-instance spec.
 // ajv's errors are turned into messages a person acts on: the key that is unknown (and the one
 // they probably meant), the value that is out of range, the key that is missing.
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import formatsPlugin from 'ajv-formats';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import schema from '../../schemas/fleet.schema.json' with { type: 'json' };
 import type { DiagnosticCode } from '../model/diagnostic.js';
 import type { FleetDocument } from '../model/fleet-spec.generated.js';
 import { didYouMean } from './did-you-mean.js';
+import { validate as compiledValidate } from './fleet-schema-validator.generated.js';
 import { formatPath, quoteValue } from './spec-path.js';
 import { FORBIDDEN_KEYS, type PathSegment } from './yaml-document.js';
 
@@ -20,23 +22,11 @@ export interface SchemaProblem {
   readonly at: 'key' | 'value';
 }
 
-let compiled: ValidateFunction | undefined;
-
-function validator(): ValidateFunction {
-  if (!compiled) {
-    const ajv = new Ajv({ strict: true, allErrors: true, verbose: true, $data: false });
-    // ajv-formats is CommonJS; under NodeNext its default export arrives as `.default`.
-    formatsPlugin.default(ajv);
-    compiled = ajv.compile(schema);
-  }
-  return compiled;
-}
-
 export function checkSchema(value: unknown): {
   document: FleetDocument | undefined;
   problems: SchemaProblem[];
 } {
-  const validate = validator();
+  const validate = compiledValidate as ValidateFunction;
   if (validate(value)) return { document: value as FleetDocument, problems: [] };
   const problems: SchemaProblem[] = [];
   for (const error of validate.errors ?? []) {

@@ -1,21 +1,32 @@
 // Parses spec text into a YAML document that remembers where every node came from, and refuses
 // what a fleet spec never needs and an attacker would use: alias bombs, prototype keys, deep
 // nesting, custom tags. Every problem is returned as data with its offset; nothing throws.
-import {
-  type Document,
-  isAlias,
-  isMap,
-  isPair,
-  isScalar,
-  isSeq,
+import { createRequire } from 'node:module';
+import type {
+  Alias,
+  Document,
   LineCounter,
-  type Node,
-  type Pair,
-  parseDocument,
-  type YAMLError,
-  type YAMLMap,
+  Node,
+  Pair,
+  Scalar,
+  YAMLError,
+  YAMLMap,
+  YAMLSeq,
 } from 'yaml';
 import type { DiagnosticCode } from '../model/diagnostic.js';
+
+// The `yaml` library (seventy modules) is loaded when a spec is first parsed here: a valid spec
+// takes the fast path (fast-path.ts) and never is, and loading it was a tenth of `validate`.
+let loaded: typeof import('yaml') | undefined;
+const yaml = (): typeof import('yaml') => {
+  loaded ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return loaded;
+};
+const isAlias = (node: unknown): node is Alias => yaml().isAlias(node);
+const isMap = (node: unknown): node is YAMLMap => yaml().isMap(node);
+const isPair = (node: unknown): node is Pair => yaml().isPair(node);
+const isScalar = (node: unknown): node is Scalar => yaml().isScalar(node);
+const isSeq = (node: unknown): node is YAMLSeq => yaml().isSeq(node);
 
 /** A spec needs about 8 levels; 64 leaves room for anything a person writes and stops stack games. */
 export const MAX_DEPTH = 64;
@@ -67,7 +78,7 @@ export interface ParsedYaml {
 }
 
 export function parseYaml(text: string): ParsedYaml {
-  const lineCounter = new LineCounter();
+  const lineCounter = new (yaml().LineCounter)();
   const problems: YamlProblem[] = [];
 
   // The yaml parser recurses per flow level; refuse absurd bracket nesting before it spends
@@ -88,7 +99,7 @@ export function parseYaml(text: string): ParsedYaml {
     return { lineCounter, document: undefined, value: undefined, problems };
   }
 
-  const document = parseDocument(text, {
+  const document = yaml().parseDocument(text, {
     lineCounter,
     // yaml checks each key against every earlier key of its map (quadratic: 40,000 keys took
     // 20 s); inspect() finds duplicates with a set per map instead.

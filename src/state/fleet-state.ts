@@ -8,10 +8,17 @@
 // plan was made from, and bumping the version on each would make every saved plan stale within
 // seconds of a worker running. Losing a host is a mutation the controller makes when a
 // heartbeat is too old, and that one bumps the version.
-import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
-import type { RecordedInstance } from '../model/instances.js';
+import {
+  InstanceRecordReader,
+  type ObservedInstanceRecord,
+  parseJson,
+  type RawRecords,
+  recordPlacement,
+  sortedByLeadingName,
+  storedInstanceRecord,
+} from './instance-records.js';
 import {
   ALL_FLEET_LOCKS,
   EVENTS_MAXLEN,
@@ -20,9 +27,8 @@ import {
   fleetOfLockKey,
 } from './keys.js';
 
-/** An instance's record (model/instances.ts): the state's word for it. */
-export type ObservedInstanceRecord = RecordedInstance;
-export type InstanceRecordStatus = RecordedInstance['status'];
+export type { ObservedInstanceRecord };
+export type InstanceRecordStatus = ObservedInstanceRecord['status'];
 
 export interface ObservedHostRecord {
   readonly name: string;
@@ -37,6 +43,19 @@ export interface FleetSnapshot {
   readonly hosts: readonly ObservedHostRecord[];
   /** Sorted by instance name. */
   readonly instances: readonly ObservedInstanceRecord[];
+}
+
+type Hash = Readonly<Record<string, string>>;
+
+/** The reply of a state read (`FleetState.fetch`, fetchStateRaw), for `FleetState.decode`. */
+export interface StateReply {
+  readonly version: string | null;
+  readonly hosts: Hash;
+  readonly heartbeats: Hash;
+  /** The instance records (HVALS), as they arrived. */
+  readonly records: RawRecords;
+  readonly lists: Hash;
+  readonly profiles: Hash;
 }
 
 export interface LockHolder {
@@ -82,125 +101,18 @@ if ARGV[2] == 'renew' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.ca
 return {1, value}
 `;
 
-function parseJson(text: string, where: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new VfleetError(
-      'state-corrupt',
-      `${where} in Redis is not valid JSON; it was not written by this vfleet version`,
-    );
-  }
-}
-
-const PACKAGES_KEY = ',"packages":';
-
-/**
- * The id a package list is stored under in `packages` (keys.ts): its JSON text's sha256, the
- * first 128 bits in hex. Content-addressed, so every record with the same list names the same
- * entry, and writing a list that is already there changes nothing.
- */
-export function packageListId(listJson: string): string {
-  return createHash('sha256').update(listJson).digest('hex').slice(0, 32);
-}
-
-/** An instance record as stored: its package list by id (older records hold the list itself). */
-export interface StoredInstanceRecord {
-  /** The record's JSON, its `packages` the list's id. */
-  readonly json: string;
-  /** The list it names, to be written beside it (absent: the record has no package list). */
-  readonly list?: { readonly id: string; readonly json: string };
-}
-
-/**
- * An instance record as the state stores it. A fleet of 100,000 instances holds a few dozen
- * different package lists, and the list was most of each record's bytes (~450 of them): the
- * record names its list by id instead, and each list is stored once (keys.ts, `packages`), so
- * `readAll` moves, decodes and parses less than half the bytes. The key order is the record's
- * own (`packages` stays last).
- */
-export function storedInstanceRecord(record: ObservedInstanceRecord): StoredInstanceRecord {
-  if (record.packages === undefined) return { json: JSON.stringify(record) };
-  const json = JSON.stringify(record.packages);
-  const id = packageListId(json);
-  return { json: JSON.stringify({ ...record, packages: id }), list: { id, json } };
-}
-
-const INSTANCE_FIRST = Buffer.from('{"instance":"');
-
-/**
- * The raw records in the order of the instance names they begin with, and those names; undefined
- * when a record does not begin with its name (JSON.stringify writes `instance` first) or the
- * name holds an escape. Parsed in this order, the records lie in memory in the order every later
- * pass visits them (by name): on 100,000 records each pass over them takes about half the time
- * it takes over records parsed in the hash's order and then sorted. (The names are read as
- * latin1; the caller checks them against the parsed records, and sorts those when one differs.)
- */
-function sortedByLeadingName(
-  raws: readonly Buffer[],
-): { readonly raws: Buffer[]; readonly names: string[] } | undefined {
-  const keyed: Array<{ readonly name: string; readonly raw: Buffer }> = [];
-  const start = INSTANCE_FIRST.length;
-  for (const raw of raws) {
-    if (raw.length <= start || raw.compare(INSTANCE_FIRST, 0, start, 0, start) !== 0)
-      return undefined;
-    const end = raw.indexOf(34 /* " */, start);
-    if (end < 0) return undefined;
-    const name = raw.toString('latin1', start, end);
-    if (name.includes('\\')) return undefined;
-    keyed.push({ name, raw });
-  }
-  keyed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { raws: keyed.map((k) => k.raw), names: keyed.map((k) => k.name) };
-}
-
-type ParsedRecord = Omit<ObservedInstanceRecord, 'packages'> & {
-  packages?: ObservedInstanceRecord['packages'] | string;
-};
-
-/**
- * One instance record's JSON. A record written by this version names its package list by id
- * (resolved by the caller). Older records hold the list inline, written by JSON.stringify with
- * `packages` last; each inline list's text is parsed once and its object shared (frozen) by
- * every record that has it. Exact: the text after the last `,"packages":` up to the record's
- * closing brace is the value of the record's last key whenever it parses on its own as a JSON
- * object (a JSON value ends where its closing brace is, and the brace after it closes the
- * record); anything else (another writer, another key order) is parsed whole.
- */
-function parseInstanceRecord(
-  json: string,
-  inline: Map<string, Readonly<Record<string, string>>>,
-): ParsedRecord | undefined {
-  try {
-    const at = json.lastIndexOf(PACKAGES_KEY);
+/** Whether the records are in strictly ascending order of their names. */
+function inNameOrder(records: readonly ObservedInstanceRecord[]): boolean {
+  for (let i = 1; i < records.length; i++) {
     if (
-      at > 0 &&
-      json.charCodeAt(at + PACKAGES_KEY.length) === 123 /* { */ &&
-      json.charCodeAt(json.length - 1) === 125 /* } */
-    ) {
-      const text = json.slice(at + PACKAGES_KEY.length, -1);
-      let packages = inline.get(text);
-      if (packages === undefined) {
-        try {
-          const parsed: unknown = JSON.parse(text);
-          if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
-            packages = Object.freeze(parsed as Record<string, string>);
-            inline.set(text, packages);
-          }
-        } catch {
-          // not the record's last key: parsed whole below
-        }
-      }
-      if (packages !== undefined) {
-        const head = JSON.parse(`${json.slice(0, at)}}`) as ParsedRecord;
-        head.packages = packages;
-        return head;
-      }
-    }
-    return JSON.parse(json) as ParsedRecord;
-  } catch {
-    return undefined;
+      !(
+        (records[i - 1] as ObservedInstanceRecord).instance <
+        (records[i] as ObservedInstanceRecord).instance
+      )
+    )
+      return false;
   }
+  return true;
 }
 
 function byName<T>(key: (item: T) => string): (a: T, b: T) => number {
@@ -220,28 +132,49 @@ export class FleetState {
 
   /**
    * Everything `plan` and `status` need, in one round trip: one MULTI, so the version read is
-   * the version of exactly these records and the package lists they name (a fleet of 100,000
-   * instances is one HVALS reply).
+   * the version of exactly these records and the package lists and profiles they name (a fleet
+   * of 100,000 instances is one HVALS reply).
    */
   async readAll(): Promise<FleetSnapshot> {
+    return this.decode(await this.fetch());
+  }
+
+  /**
+   * readAll in two steps: the reply as Redis sent it, then (`decode`) the snapshot. Refresh asks
+   * the hosts for their listings between the two: a script Redis runs holds back whatever it has
+   * not yet sent of an earlier reply, and the state's is megabytes.
+   */
+  async fetch(): Promise<StateReply> {
     // The instance records alone (HVALS: each names its instance), half the reply elements of
     // HGETALL: on 100,000 instances, decoding the reply is most of the read. As Buffers, which
-    // live outside the JS heap while the reply arrives; each is made a string just to parse.
-    const results = await this.redis
-      .multi()
-      .get(this.keys.version)
-      .hgetall(this.keys.hosts)
-      .hgetall(this.keys.heartbeats)
-      .hvalsBuffer(this.keys.instances)
-      .hgetall(this.keys.packages)
-      .exec();
-    const [version, hosts, heartbeats, instances, lists] = replies(results, 5) as [
-      string | null,
-      Record<string, string>,
-      Record<string, string>,
-      Buffer[],
-      Record<string, string>,
-    ];
+    // live outside the JS heap while the reply arrives, then side by side in one.
+    const [version, hosts, heartbeats, instances, lists, profiles] = replies(
+      await this.redis
+        .multi()
+        .get(this.keys.version)
+        .hgetall(this.keys.hosts)
+        .hgetall(this.keys.heartbeats)
+        .hvalsBuffer(this.keys.instances)
+        .hgetall(this.keys.packages)
+        .hgetall(this.keys.profiles)
+        .exec(),
+      6,
+    ) as [string | null, Hash, Hash, Buffer[], Hash, Hash];
+    const starts = new Int32Array(instances.length);
+    const ends = new Int32Array(instances.length);
+    let at = 0;
+    instances.forEach((raw, i) => {
+      starts[i] = at;
+      at += raw.length;
+      ends[i] = at;
+    });
+    const records = { data: Buffer.concat(instances, at), starts, ends };
+    return { version, hosts, heartbeats, records, lists, profiles };
+  }
+
+  /** The snapshot a reply of `fetch` (or of fetchStateRaw) holds. */
+  async decode(reply: StateReply): Promise<FleetSnapshot> {
+    const { version, hosts, heartbeats, records, lists, profiles } = reply;
     const names = new Set([...Object.keys(hosts), ...Object.keys(heartbeats)]);
     const hostRecords = [...names].map((name): ObservedHostRecord => {
       const facts = hosts[name];
@@ -255,37 +188,13 @@ export class FleetState {
         lastHeartbeat: beat === undefined ? null : Number(beat),
       };
     });
-    // Each list parsed once, shared (frozen) by the records that name it.
-    const named = new Map<string, Readonly<Record<string, string>>>();
-    const inline = new Map<string, Readonly<Record<string, string>>>();
-    const instanceRecords: ObservedInstanceRecord[] = [];
-    const ordered = sortedByLeadingName(instances);
-    for (const raw of ordered?.raws ?? instances) {
-      const json = raw.toString('utf8');
-      const record = parseInstanceRecord(json, inline);
-      if (record === undefined) throw await this.corruptInstance(json);
-      const id = record.packages;
-      if (typeof id === 'string') {
-        let list = named.get(id);
-        if (list === undefined) {
-          const text = lists[id];
-          if (text === undefined) {
-            throw new VfleetError(
-              'state-corrupt',
-              `${this.keys.instances} field ${record.instance} names the package list ${id}, which ${this.keys.packages} does not hold`,
-            );
-          }
-          list = Object.freeze(
-            parseJson(text, `${this.keys.packages} field ${id}`) as Record<string, string>,
-          );
-          named.set(id, list);
-        }
-        record.packages = list;
-      }
-      instanceRecords.push(record as ObservedInstanceRecord);
-    }
-    const sorted =
-      ordered !== undefined && instanceRecords.every((r, i) => r.instance === ordered.names[i]);
+    const reader = new InstanceRecordReader(this.keys, lists, profiles);
+    const ordered = sortedByLeadingName(records);
+    const read = reader.readAll(records, ordered);
+    if (!Array.isArray(read)) throw await this.corruptInstance(read.json);
+    const instanceRecords = read;
+    // In name order already, unless a record's leading name was not its name after all.
+    const sorted = ordered !== undefined && inNameOrder(instanceRecords);
     return {
       version: version === null ? 0 : Number(version),
       hosts: hostRecords.sort(byName((h) => h.name)),
@@ -295,6 +204,26 @@ export class FleetState {
             a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0,
           ),
     };
+  }
+
+  /**
+   * One instance's record as `readAll` would return it (undefined: the state has none): for
+   * tools and tests, which should not decode the stored form themselves (instance-records.ts).
+   */
+  async instance(name: string): Promise<ObservedInstanceRecord | undefined> {
+    const [json, lists, profiles] = replies(
+      await this.redis
+        .multi()
+        .hget(this.keys.instances, name)
+        .hgetall(this.keys.packages)
+        .hgetall(this.keys.profiles)
+        .exec(),
+      3,
+    ) as [string | null, Record<string, string>, Record<string, string>];
+    if (json === null) return undefined;
+    const record = new InstanceRecordReader(this.keys, lists, profiles).read(json);
+    if (record === undefined) throw await this.corruptInstance(json);
+    return record;
   }
 
   /** The error for a record that is not JSON, naming its field (read again to find it). */
@@ -317,10 +246,8 @@ export class FleetState {
     if (names.length === 0) return found;
     const raws = await this.redis.hmget(this.keys.instances, ...names);
     raws.forEach((raw, i) => {
-      const record = raw === null ? undefined : parseInstanceRecord(raw, new Map());
-      const name = names[i] as string;
-      if (record && typeof record.host === 'string')
-        found.set(name, { host: record.host, generation: Number(record.generation) || 0 });
+      const placed = raw === null ? undefined : recordPlacement(raw);
+      if (placed) found.set(names[i] as string, placed);
     });
     return found;
   }
@@ -330,15 +257,20 @@ export class FleetState {
   }
 
   /**
-   * Creates or replaces an instance's record, with the package list it names. Returns the new
-   * state version. (Lists no record names any more stay: a few kilobytes per patch level.)
+   * Creates or replaces an instance's record, with the package list and profile it names
+   * (instance-records.ts). Returns the new state version. (Lists and profiles no record names any
+   * more stay: a few kilobytes per image, resources and patch level.)
    */
   async putInstance(record: ObservedInstanceRecord): Promise<number> {
-    const { json, list } = storedInstanceRecord(record);
-    const own = (m: ChainableCommander) => m.hset(this.keys.instances, record.instance, json);
-    return list
-      ? this.mutate((m) => m.hset(this.keys.packages, list.id, list.json), own)
-      : this.mutate(own);
+    const { json, entries } = storedInstanceRecord(record);
+    return this.mutate(
+      ...entries.map(
+        ([hash, id, text]) =>
+          (m: ChainableCommander) =>
+            m.hset(this.keys[hash], id, text),
+      ),
+      (m) => m.hset(this.keys.instances, record.instance, json),
+    );
   }
 
   /** Returns the new state version (bumped even when there was nothing to delete). */

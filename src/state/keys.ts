@@ -9,11 +9,15 @@
 //   vfleet:{F}:hosts          hash    host → JSON facts
 //   vfleet:{F}:current-plan   string  the id of the plan apply is running; jobs of others are superseded
 //   vfleet:{F}:heartbeats     hash    host → last heartbeat, epoch ms (the heartbeat's own clock)
-//   vfleet:{F}:instances      hash    instance → JSON record (host, generation, status, …); its
-//                                     `packages` is the id of a list in `packages` (older records
-//                                     hold the list itself)
+//   vfleet:{F}:instances      hash    instance → record, a JSON array [instance, host, generation,
+//                                     status, failoverHost, profile id, homeHost?]
+//                                     (instance-records.ts; records of an unusual shape, and older
+//                                     ones, are the JSON object, its `packages` a list's id or the
+//                                     list itself)
+//   vfleet:{F}:profiles       hash    profile id → JSON {group, image, resources, packages: list
+//                                     id}: what the records of a group share, each distinct one once
 //   vfleet:{F}:packages       hash    package-list id → JSON package list (package → version): each
-//                                     distinct list once, content-addressed (fleet-state.ts)
+//                                     distinct list once, content-addressed (instance-records.ts)
 //   vfleet:{F}:version        string  integer; every state mutation INCRs it in the same MULTI,
 //                                     a saved plan records it and apply refuses a stale one
 //   vfleet:{F}:lock           string  JSON holder {id, pid, host, since}, with a TTL (PX)
@@ -48,6 +52,8 @@ export interface FleetKeys {
   readonly instances: string;
   /** Package-list id → the list as JSON: the lists instance records name by id. */
   readonly packages: string;
+  /** Profile id → {group, image, resources, packages} as JSON: what compact records name. */
+  readonly profiles: string;
   readonly version: string;
   readonly lock: string;
   /** The id of the plan apply is running: jobs of any other plan are superseded. */
@@ -102,6 +108,7 @@ export function fleetKeys(fleet: string): FleetKeys {
     heartbeats: `${prefix}heartbeats`,
     instances: `${prefix}instances`,
     packages: `${prefix}packages`,
+    profiles: `${prefix}profiles`,
     version: `${prefix}version`,
     lock: `${prefix}lock`,
     currentPlan: `${prefix}current-plan`,

@@ -7,18 +7,9 @@
 // Starting and stopping hold the folder's start lock, and read the pidfile and probe the socket
 // (raw-redis.ts) to tell a running server from a stale file.
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import {
-  accessSync,
-  constants,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  realpathSync,
-  writeFileSync,
-} from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { VfleetError } from '../model/errors.js';
@@ -27,75 +18,19 @@ import { FleetState } from './fleet-state.js';
 import { isProcessAlive, isRedisServerProcess } from './process-alive.js';
 import { answers, inlineCommand, PROBE_TIMEOUT_MS } from './raw-redis.js';
 import { RedisClients } from './redis-clients.js';
+import { type EmbeddedRedisPaths, embeddedRedisPaths } from './redis-paths.js';
 import { within } from './within.js';
 
-export interface EmbeddedRedisPaths {
-  readonly dir: string;
-  readonly socket: string;
-  readonly pidfile: string;
-  readonly logfile: string;
-  readonly lockfile: string;
-  /** True when `<dir>/redis.sock` was too long for a unix socket and `socket` is in the tmpdir. */
-  readonly socketInTmp: boolean;
-}
+export { type EmbeddedRedisPaths, embeddedRedisPaths };
 
 export type StopOutcome =
   | { readonly stopped: true; readonly pid: number | null; readonly paths: EmbeddedRedisPaths }
   | { readonly stopped: false; readonly paths: EmbeddedRedisPaths };
 
-/**
- * sun_path is 108 bytes on Linux (107 usable) and 104 on macOS and the BSDs (103 usable); the
- * smaller bound keeps a folder's socket where it is on every platform vfleet runs on.
- */
-const MAX_SOCKET_PATH = 103;
 const DEFAULT_START_TIMEOUT_MS = 5_000;
 const STOP_TIMEOUT_MS = 10_000;
 const LOCK = { timeoutMs: 15_000, staleMs: 30_000 };
 const FALLBACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** Where the private server of `cwd` keeps its files. */
-export function embeddedRedisPaths(cwd: string): EmbeddedRedisPaths {
-  const base = realpathSync(cwd);
-  const dir = join(base, '.vfleet', 'redis');
-  const preferred = join(dir, 'redis.sock');
-  const files = {
-    dir,
-    pidfile: join(dir, 'redis.pid'),
-    logfile: join(dir, 'redis.log'),
-    lockfile: join(dir, 'start.lock'),
-  };
-  if (Buffer.byteLength(preferred) <= MAX_SOCKET_PATH) {
-    return { ...files, socket: preferred, socketInTmp: false };
-  }
-  // Named by the folder, so every vfleet process in that folder finds the same socket.
-  const hash = createHash('sha256').update(base).digest('hex').slice(0, 16);
-  const socket = join(privateTmpDir(), `${hash}.sock`);
-  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-    throw new VfleetError(
-      'redis-socket-path',
-      `both ${preferred} and ${socket} are too long for a unix socket; set TMPDIR to a short folder or set REDIS_URL`,
-    );
-  }
-  return { ...files, socket, socketInTmp: true };
-}
-
-/**
- * `<tmpdir>/vfleet-<uid>`, 0700 and ours: a socket in a shared tmpdir could otherwise be
- * pre-created (or answered) by another user.
- */
-function privateTmpDir(): string {
-  const uid = process.getuid?.() ?? 0;
-  const dir = join(tmpdir(), `vfleet-${uid}`);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const stat = lstatSync(dir);
-  if (!stat.isDirectory() || stat.uid !== uid || (stat.mode & 0o077) !== 0) {
-    throw new VfleetError(
-      'redis-socket-path',
-      `${dir} must be a folder owned by you and private (mode 0700) to hold the Redis socket; remove it or set TMPDIR`,
-    );
-  }
-  return dir;
-}
 
 function findExecutable(name: string, pathVariable: string | undefined): string | undefined {
   for (const folder of (pathVariable ?? FALLBACK_PATH).split(delimiter)) {

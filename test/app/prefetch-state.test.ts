@@ -47,10 +47,18 @@ describe('prefetchState', () => {
       ...(prefetched ? { prefetched } : {}),
     });
     try {
-      assert.equal(session.connection, prefetched?.connection, 'its connection is the session’s');
+      assert.equal(
+        session.connection,
+        await prefetched?.connection,
+        'its connection is the session’s',
+      );
       const taken = session.takePrefetchedState();
       assert.ok(taken);
-      assert.deepEqual(await taken, { version: 0, hosts: [], instances: [] });
+      assert.deepEqual(await session.state.decode(await taken), {
+        version: 0,
+        hosts: [],
+        instances: [],
+      });
       assert.equal(session.takePrefetchedState(), undefined, 'taken once');
       const { plan } = await planFleet(session);
       assert.ok(plan.actions.length > 0);
@@ -72,8 +80,10 @@ describe('prefetchState', () => {
       ...(prefetched ? { prefetched } : {}),
     });
     try {
-      assert.notEqual(session.connection, prefetched?.connection);
-      assert.equal(prefetched?.connection.redis.status, 'end');
+      const early = await prefetched?.connection;
+      assert.ok(early);
+      assert.notEqual(session.connection, early);
+      assert.equal(early.redis.status, 'end');
       assert.equal(session.takePrefetchedState(), undefined);
       await new FleetState(session.connection.redis, spec.fleet.name).readAll();
     } finally {

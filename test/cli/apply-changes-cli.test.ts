@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { FleetState } from '../../src/state/fleet-state.js';
 import { running, useApplyRedis, vfleet } from '../helpers/vfleet-cli.js';
 
 describe('vfleet apply against REDIS_URL: the fleet changes between applies', () => {
@@ -137,7 +138,9 @@ describe('vfleet apply against REDIS_URL: the fleet changes between applies', ()
     const dir = await f.fresh();
     assert.equal(vfleet(['apply', '--auto-approve'], dir, f.env).code, 0);
     const redis = f.server.client();
-    const record = JSON.parse((await redis.hget('vfleet:{lab}:instances', 'web-0')) as string);
+    // The state's record as vfleet reads it (stored compactly: state/instance-records.ts).
+    const record = await new FleetState(redis, 'lab').instance('web-0');
+    assert.ok(record, 'the state has web-0');
     const own = `vfleet:{lab}:engine:${record.host}:instances`;
     const other = (await redis.keys('vfleet:{lab}:engine:*:instances')).find((k) => k !== own);
     assert.ok(other, 'another host');
@@ -159,10 +162,7 @@ describe('vfleet apply against REDIS_URL: the fleet changes between applies', ()
     assert.equal(applied.code, 0, applied.stderr);
     assert.equal(await redis.hexists(other, 'web-0'), 0);
     assert.equal(await redis.hexists(own, 'web-0'), 1);
-    assert.equal(
-      JSON.parse((await redis.hget('vfleet:{lab}:instances', 'web-0')) as string).host,
-      record.host,
-    );
+    assert.equal((await new FleetState(redis, 'lab').instance('web-0'))?.host, record.host);
     assert.match(vfleet(['plan'], dir, f.env).stdout, /^No changes\./);
   });
 

@@ -45,7 +45,7 @@ describe('EngineSet', () => {
         ssh('far-01', pinned),
       ],
     };
-    set = openEngineSet(fleet, options());
+    set = await openEngineSet(fleet, options());
   });
   after(async () => {
     await set?.close();
@@ -74,7 +74,7 @@ describe('EngineSet', () => {
     // No agent and no key file here, or no server there: either way an ssh failure.
     await assert.rejects(set.engine('far-01').list(), /far-01.*(SSH_AUTH_SOCK|127\.0\.0\.9)/);
     // The pinned key is checked when the engine is made, before any connection.
-    const badKey = openEngineSet(
+    const badKey = await openEngineSet(
       { ...rootFleet(), name: 'set', hosts: [ssh('bad-key', 'ssh-ed25519 AAAA')] },
       options(),
     );

@@ -88,4 +88,62 @@ describe('FitIndex', () => {
       { numRuns: 300, seed: 7 },
     );
   });
+
+  it('visits equal keys last set first, through many keys sharing slots (property)', () => {
+    // Few distinct keys over many hosts: buckets of several hosts, and keys whose hash slots
+    // collide, set and removed in any order. The visiting order decides ties in placement, so
+    // it is compared whole against a model of the buckets as lists.
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(47), fc.oneof(fc.nat(300), fc.constant(-1))), {
+          maxLength: 400,
+        }),
+        (ops) => {
+          const index = new FitIndex(48);
+          const buckets = new Map<number, number[]>();
+          const keyOf = new Map<number, number>();
+          const unlink = (host: number) => {
+            const k = keyOf.get(host);
+            if (k === undefined) return;
+            const list = buckets.get(k) as number[];
+            list.splice(list.indexOf(host), 1);
+            if (list.length === 0) buckets.delete(k);
+            keyOf.delete(host);
+          };
+          for (const [host, key] of ops) {
+            if (key < 0) {
+              index.remove(host);
+              unlink(host);
+            } else {
+              index.set(host, key);
+              if (keyOf.get(host) === key) continue;
+              unlink(host);
+              buckets.set(key, [host, ...(buckets.get(key) ?? [])]);
+              keyOf.set(host, key);
+            }
+          }
+          const seen: number[] = [];
+          index.ascending(0, (h) => {
+            seen.push(h);
+            return false;
+          });
+          const keys = [...buckets.keys()].sort((a, b) => a - b);
+          assert.deepEqual(
+            seen,
+            keys.flatMap((k) => buckets.get(k) as number[]),
+          );
+          const down: number[] = [];
+          index.descending(0, (h) => {
+            down.push(h);
+            return false;
+          });
+          assert.deepEqual(
+            down,
+            [...keys].reverse().flatMap((k) => buckets.get(k) as number[]),
+          );
+        },
+      ),
+      { numRuns: 500, seed: 11 },
+    );
+  });
 });

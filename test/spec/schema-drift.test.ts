@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { generatedValidatorPath, generateValidator } from '../../scripts/gen-schema-validator.js';
 import { generatedTypesPath, generateTypes } from '../../scripts/gen-types.js';
 import { DEFAULTS } from '../../src/spec/normalize.js';
 import { fleetSchema } from '../../src/spec/schema-check.js';
@@ -26,6 +27,14 @@ describe('schema drift', () => {
     assert.equal(
       readFileSync(generatedTypesPath, 'utf8'),
       await generateTypes(),
+      'the schema changed: run `npm run gen` and commit the result',
+    );
+  });
+
+  it('src/spec/fleet-schema-validator.generated.ts is what ajv makes of the schema', () => {
+    assert.equal(
+      readFileSync(generatedValidatorPath, 'utf8'),
+      generateValidator(),
       'the schema changed: run `npm run gen` and commit the result',
     );
   });

@@ -159,26 +159,75 @@ describe('FleetState records', () => {
     assert.ok(Object.isFrozen(instances[0]?.packages));
   });
 
-  it('stores each distinct package list once, records naming it by id', async () => {
+  it('stores records compactly: what a group shares once, as a profile naming its package list', async () => {
     const state = aFleet();
     const other = { openssl: '3.0.16-1~deb12u1' };
+    // homeHost before packages, as a job writes it (model/instances.ts, recordedAfterAction)
+    const { packages: _, ...fields } = anInstance({ instance: 'web-2' });
+    const web2 = { ...fields, homeHost: 'hv-03', packages: other };
     await state.putInstance(anInstance({ instance: 'web-0' }));
-    await state.putInstance(anInstance({ instance: 'web-1', host: 'hv-02' }));
-    await state.putInstance(anInstance({ instance: 'web-2', packages: other }));
+    await state.putInstance(anInstance({ instance: 'web-1', host: 'hv-02', failoverHost: null }));
+    await state.putInstance(web2);
     const lists = await redis.hgetall(state.keys.packages);
     assert.equal(Object.keys(lists).length, 2);
-    const stored = JSON.parse((await redis.hget(state.keys.instances, 'web-0')) as string);
-    assert.equal(typeof stored.packages, 'string');
-    assert.deepEqual(JSON.parse(lists[stored.packages] as string), anInstance().packages);
-    assert.deepEqual(Object.keys(stored), Object.keys(anInstance()), 'the same keys, in order');
+    const profiles = await redis.hgetall(state.keys.profiles);
+    assert.equal(Object.keys(profiles).length, 2, 'web-0 and web-1 share theirs');
+    assert.equal(
+      JSON.parse((await redis.hget(state.keys.instances, 'web-2')) as string)[6],
+      'hv-03',
+    );
+    const stored = JSON.parse((await redis.hget(state.keys.instances, 'web-1')) as string);
+    assert.equal(stored.length, 6);
+    const [instance, host, generation, status, failoverHost, id] = stored;
+    assert.deepEqual(
+      [instance, host, generation, status, failoverHost],
+      ['web-1', 'hv-02', 1, 'running', null],
+    );
+    const profile = JSON.parse(profiles[id] as string);
+    assert.deepEqual(Object.keys(profile), ['group', 'image', 'resources', 'packages']);
+    assert.equal(profile.group, 'web');
+    assert.deepEqual(JSON.parse(lists[profile.packages] as string), anInstance().packages);
     const { instances } = await state.readAll();
     assert.deepEqual(instances, [
       anInstance({ instance: 'web-0' }),
-      anInstance({ instance: 'web-1', host: 'hv-02' }),
-      anInstance({ instance: 'web-2', packages: other }),
+      anInstance({ instance: 'web-1', host: 'hv-02', failoverHost: null }),
+      web2,
+    ]);
+    // Read back as written, key order included (a plan's JSON shows records as they are).
+    assert.deepEqual(Object.keys(instances[0] as object), Object.keys(anInstance()));
+    assert.deepEqual(Object.keys(instances[2] as object), [
+      ...Object.keys(anInstance()).filter((k) => k !== 'packages'),
+      'homeHost',
+      'packages',
     ]);
     assert.equal(instances[0]?.packages, instances[1]?.packages);
+    assert.equal(instances[0]?.resources, instances[1]?.resources);
     assert.ok(Object.isFrozen(instances[2]?.packages));
+    assert.ok(Object.isFrozen(instances[0]?.resources));
+    assert.deepEqual(await state.instance('web-2'), instances[2]);
+    assert.equal(await state.instance('web-9'), undefined);
+  });
+
+  it('keeps a record of another shape whole, and reads it back exactly', async () => {
+    const state = aFleet();
+    const { packages, ...rest } = anInstance({ instance: 'web-1' });
+    const shapes = [
+      // no package list, another key order, a key of its own, a homeHost that is not a string
+      { ...rest, instance: 'web-0' },
+      { packages, ...rest },
+      { ...anInstance({ instance: 'web-2' }), note: 'x' },
+      { ...rest, instance: 'web-3', homeHost: null, packages },
+    ] as unknown as ObservedInstanceRecord[];
+    for (const record of shapes) await state.putInstance(record);
+    const stored = await redis.hgetall(state.keys.instances);
+    assert.equal(typeof JSON.parse(stored['web-0'] as string)[0], 'string', 'web-0 is compact');
+    for (const name of ['web-1', 'web-2', 'web-3'])
+      assert.equal(JSON.parse(stored[name] as string).instance, name, `${name} is an object`);
+    const { instances } = await state.readAll();
+    assert.deepEqual(instances, shapes);
+    instances.forEach((record, i) => {
+      assert.deepEqual(Object.keys(record), Object.keys(shapes[i] as object));
+    });
   });
 
   it('reads records with the list inline (older vfleet) beside records naming theirs', async () => {
@@ -219,6 +268,18 @@ describe('FleetState records', () => {
     });
   });
 
+  it('reports a record naming a profile the state lacks as state-corrupt', async () => {
+    const state = aFleet();
+    await state.putInstance(anInstance());
+    await redis.del(state.keys.profiles);
+    await assert.rejects(state.readAll(), (e: unknown) => {
+      assert.ok(isVfleetError(e));
+      assert.equal(e.code, 'state-corrupt');
+      assert.match(e.message, /instances field web-0 names the profile \S+/);
+      return true;
+    });
+  });
+
   it('reports a record that is not JSON as state-corrupt, naming where', async () => {
     const state = aFleet();
     await redis.hset(state.keys.instances, 'web-0', '{not json');
@@ -238,7 +299,8 @@ describe('FleetState records', () => {
     await state.acquireLock(aHolder('a'), 60_000);
     await state.appendEvent({ kind: 'create' });
     const keys = await redis.keys(`*${state.fleet}*`);
-    assert.equal(keys.length, 7); // version, hosts, heartbeats, instances, packages, lock, events
+    // version, hosts, heartbeats, instances, packages, profiles, lock, events
+    assert.equal(keys.length, 8);
     for (const key of keys) assert.ok(key.startsWith(`vfleet:{${state.fleet}}:`), key);
   });
 });

@@ -38,6 +38,7 @@ describe('state keys', () => {
       heartbeats: 'vfleet:{lab}:heartbeats',
       instances: 'vfleet:{lab}:instances',
       packages: 'vfleet:{lab}:packages',
+      profiles: 'vfleet:{lab}:profiles',
       version: 'vfleet:{lab}:version',
       lock: 'vfleet:{lab}:lock',
       currentPlan: 'vfleet:{lab}:current-plan',

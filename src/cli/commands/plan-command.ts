@@ -1,17 +1,10 @@
 // `vfleet plan`: refresh, schedule, diff (app/plan.ts), shown as text, Markdown (a pull request
-// comment) or JSON, saved with --out, appended to a GitHub step summary with --step-summary.
-import { writeFileSync } from 'node:fs';
+// comment) or JSON, saved with --out, appended to a GitHub step summary with --step-summary. The
+// command itself stays light: it starts the state read, then loads cli/plan-runner.ts.
 import { Command, Option } from 'commander';
-import { planFleet } from '../../app/plan.js';
-import type { FleetSession } from '../../app/session.js';
+import { startStateRead } from '../../app/state-read-start.js';
 import { VfleetError } from '../../model/errors.js';
-import { serializePlan } from '../../plan/plan-file.js';
-import { withSession } from '../open-session.js';
-import { appendStepSummary, stepSummaryFile } from '../step-summary.js';
 import type { Terminal } from '../terminal.js';
-import { renderExplanationText } from '../views/placement-view.js';
-import { renderPlanMarkdown } from '../views/plan-markdown-view.js';
-import { healthWarnings, renderPlanText } from '../views/plan-view.js';
 
 export const PLAN_FORMATS = ['text', 'md', 'json'] as const;
 export type PlanFormat = (typeof PLAN_FORMATS)[number];
@@ -29,41 +22,17 @@ export interface PlanArgs {
 }
 
 /** Exit 0, or with --detailed-exitcode 0 no changes / 2 changes; 1 on error. */
-export function runPlanCommand(
+export async function runPlanCommand(
   args: PlanArgs,
   terminal: Terminal,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  const summaryFile = args.stepSummary ? stepSummaryFile(env) : undefined;
-  const read = async (session: FleetSession) => {
-    const { plan, explanation, health } = await planFleet(session, {
-      destroy: args.destroy,
-      ...(args.explain === undefined ? {} : { explain: args.explain }),
-    });
-    const warnings = [...(await session.engines.factsWarnings()), ...healthWarnings(health)];
-    for (const w of warnings) terminal.err(`Warning: ${w}`);
-    if (args.out) writeFileSync(args.out, serializePlan(plan));
-    const markdown = () =>
-      renderPlanMarkdown(plan, {
-        warnings,
-        ...(args.explain === undefined
-          ? {}
-          : { explanation: { instance: args.explain, of: explanation } }),
-      });
-    if (args.format === 'json') terminal.out(serializePlan(plan));
-    else if (args.format === 'md') terminal.out(markdown());
-    else {
-      if (args.explain && explanation)
-        terminal.out(renderExplanationText(explanation, args.explain));
-      terminal.out(renderPlanText(plan));
-      if (args.out)
-        terminal.out(`Saved the plan to ${args.out}: apply it with \`vfleet apply ${args.out}\`.`);
-    }
-    if (summaryFile !== undefined) appendStepSummary(summaryFile, markdown());
-    return args.detailedExitcode && plan.actions.length > 0 ? 2 : 0;
-  };
-  // A plan only reads: its state read may start before the spec is parsed.
-  return withSession(args.file, terminal, read, { prefetchState: true });
+  // The state read first (app/state-read-start.ts), before the rest of the command is loaded
+  // (the scheduler, the planner, ioredis: cli/plan-runner.ts): the records arrive while it
+  // loads.
+  const started = startStateRead(args.file, { cwd: process.cwd(), env });
+  const { runPlan } = await import('../plan-runner.js');
+  return runPlan(args, terminal, started, env);
 }
 
 export function planCommand(terminal: Terminal, setExit: (code: number) => void): Command {

@@ -59,8 +59,12 @@ for i = 3, #ARGV, 2 do
         local mine = cjson.decode(all[j + 1])
         local recorded = redis.call('HGET', KEYS[2], all[j])
         if recorded then
+          -- The fleet's record (state/instance-records.ts): a compact array
+          -- [instance, host, generation, …], or an object with host and generation.
           local rec = cjson.decode(recorded)
-          if rec.host ~= host or (tonumber(rec.generation) or 0) > (tonumber(mine.generation) or 0) then
+          local recHost, recGeneration = rec.host, rec.generation
+          if recHost == nil then recHost, recGeneration = rec[2], rec[3] end
+          if recHost ~= host or (tonumber(recGeneration) or 0) > (tonumber(mine.generation) or 0) then
             redis.call('HDEL', instances, all[j])
             redis.call('SREM', stopped, all[j])
             reply[#reply + 1] = all[j]

@@ -43,13 +43,14 @@ end
 return out
 `;
 
+/** Per host, its hash joined by newlines as JOINED makes it; null for a host that is down. */
 async function joined(
   redis: Redis,
   fleet: string,
   hosts: readonly string[],
   hash: 'instances' | 'fence',
   what: 'list' | 'all',
-): Promise<Array<string[] | null>> {
+): Promise<Array<string | null>> {
   const keys = hosts.flatMap((host) => {
     const k = engineHostKeys(fleet, host);
     return [k.down, k[hash]];
@@ -59,7 +60,7 @@ async function joined(
   >;
   return hosts.map((_, i) => {
     const reply = replies[i];
-    return typeof reply === 'string' ? (reply === '' ? [] : reply.split('\n')) : null;
+    return typeof reply === 'string' ? reply : null;
   });
 }
 
@@ -117,9 +118,9 @@ end
 return out
 `;
 
-/** What one emulated host holds: every instance's name, and which of them are stopped. */
+/** What one emulated host holds: every instance's name (each once), and which are stopped. */
 export interface EmbeddedListing {
-  readonly names: ReadonlySet<string>;
+  readonly names: readonly string[];
   readonly stopped: ReadonlySet<string>;
 }
 
@@ -144,29 +145,47 @@ export async function embeddedListing(
       return;
     }
     const cut = reply.indexOf('\0');
-    const names = new Set(split(cut < 0 ? reply : reply.slice(0, cut)));
-    const stopped = new Set(cut < 0 ? [] : split(reply.slice(cut + 1)).filter((n) => names.has(n)));
+    const names = split(cut < 0 ? reply : reply.slice(0, cut));
+    // The stopped set's members the hash still has (a set of the names only when any are).
+    const listed = cut < 0 || cut === reply.length - 1 ? undefined : split(reply.slice(cut + 1));
+    const held = listed && new Set(names);
+    const stopped = new Set(listed?.filter((n) => held?.has(n)));
     listing.set(host, { names, stopped });
   });
   return listing;
 }
 
 /**
- * Every emulated host's fences (what HostEngine.fences says), in one round trip, as
- * [name, generation, name, generation, …]; null for a host that does not answer.
+ * Every emulated host's fences (what HostEngine.fences says), in one round trip, as the text
+ * `name\ngeneration\nname\ngeneration…`; null for a host that does not answer. Kept whole until
+ * visited (`visitFences`): split up front, the 200,000 strings of 100,000 fences all lived until
+ * the last host was visited, and the garbage collector copied them.
  */
 export async function embeddedFences(
   redis: Redis,
   fleet: string,
   hosts: readonly string[],
-): Promise<Map<string, readonly string[] | null>> {
-  const fences = new Map<string, readonly string[] | null>();
+): Promise<Map<string, string | null>> {
+  const fences = new Map<string, string | null>();
   if (hosts.length === 0) return fences;
   const each = await joined(redis, fleet, hosts, 'fence', 'all');
   hosts.forEach((host, i) => {
     fences.set(host, each[i] ?? null);
   });
   return fences;
+}
+
+/** Each name and generation of one host's fences as embeddedFences has them. */
+export function visitFences(text: string, visit: (name: string, generation: number) => void): void {
+  let at = 0;
+  while (at < text.length) {
+    const cut = text.indexOf('\n', at);
+    if (cut < 0) return; // a name without its generation: not what JOINED makes
+    const end = text.indexOf('\n', cut + 1);
+    const stop = end < 0 ? text.length : end;
+    visit(text.slice(at, cut), Number(text.slice(cut + 1, stop)));
+    at = stop + 1;
+  }
 }
 
 /** The records of the named instances on the named emulated hosts, in one pipeline. */
