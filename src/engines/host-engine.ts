@@ -112,6 +112,48 @@ export interface DiskTransfer {
   readonly writeFiles?: (landing: DiskLanding) => Promise<void>;
 }
 
+/**
+ * A replica's consistency point, as the host that keeps it has it: the source's disk as it was
+ * at `consistentAt` (the source's clock when the increment was taken).
+ */
+export interface ReplicaPoint {
+  readonly instance: string;
+  /** The host whose disk it replicates. */
+  readonly from: string;
+  /** The instance's generation on that host when the increment was taken. */
+  readonly generation: number;
+  /** Increments committed, the full copy counting as the first (1, 2, …). */
+  readonly seq: number;
+  readonly consistentAt: number;
+  /** What the last increment shipped, and whether it was a full copy. */
+  readonly lastBytes: number;
+  readonly lastKind: 'full' | 'incremental';
+}
+
+/** What one `replicate` shipped. */
+export interface ReplicationResult {
+  readonly point: ReplicaPoint;
+  /** Why the increment was a full copy (first sync, a new target, a lost dirty bitmap…). */
+  readonly fullReason?: string;
+  readonly durationMs: number;
+}
+
+/** One increment on its way to the replica's host: what `replicate` hands `receiveReplica`. */
+export interface ReplicaIncoming {
+  readonly name: string;
+  readonly from: string;
+  readonly generation: number;
+  readonly kind: 'full' | 'incremental';
+  readonly bytes: number;
+  readonly consistentAt: number;
+  /** The seq the target must be at before this one (0 for a full copy). */
+  readonly after: number;
+  /** What is installed on the disk: a restart from the replica reports it. */
+  readonly packages: PackageVersions;
+  /** Engines whose disks are files: writes the increment into the target's replica folder. */
+  readonly writeFiles?: (landing: DiskLanding) => Promise<void>;
+}
+
 export interface HostEngine {
   readonly host: string;
   /** The host's `engine:` in the spec: which row of the capabilities table is this engine's. */
@@ -154,6 +196,29 @@ export interface HostEngine {
    */
   receiveDisk(transfer: DiskTransfer): Promise<void>;
   /**
+   * Ships the next increment of a VM's disk to `to` (its failover host; an engine that
+   * `capabilities.replicatesTo` names), a full copy when `options.full` gives a reason for one or
+   * the engine finds it must (the target's replica is missing or behind, a lost dirty bitmap).
+   * Refused for an instance this host does not have at `generation` (`stale-generation`).
+   */
+  replicate(
+    name: string,
+    generation: number,
+    to: HostEngine,
+    options?: { readonly full?: string },
+  ): Promise<ReplicationResult>;
+  /** replicate's other half: commits the increment into the replica this host keeps. */
+  receiveReplica(incoming: ReplicaIncoming): Promise<ReplicaPoint>;
+  /** The replicas this host keeps, by instance (a replica is kept until dropped). */
+  replicas(): Promise<ReadonlyMap<string, ReplicaPoint>>;
+  /**
+   * Makes the replica this host keeps of `name` the disk its next create boots from (a restart
+   * after its host failed): as if the disk had been copied here. `replica-missing` without one.
+   */
+  restoreReplica(name: string, generation: number): Promise<ReplicaPoint>;
+  /** Forgets the replica of `name` (its failover host moved, or it is gone); absent is fine. */
+  dropReplica(name: string): Promise<void>;
+  /**
    * Injects a fault on purpose; refused (`not-embedded`) where `capabilities.faultInjection` is
    * false.
    */
@@ -175,6 +240,26 @@ export function checkCopyTarget(from: HostEngine, name: string, to: HostEngine):
   }
   if (to === from || to.host === from.host) {
     throw new VfleetError('engine-mismatch', `cannot copy ${name} from ${from.host} to itself`);
+  }
+}
+
+/**
+ * replicate's check, the same for every engine: the target's engine must be one the source's
+ * capabilities can keep a replica on, and not the source host itself.
+ */
+export function checkReplicaTarget(from: HostEngine, name: string, to: HostEngine): void {
+  if (!from.capabilities.replicatesTo.includes(to.engine)) {
+    const can = from.capabilities.replicatesTo;
+    throw new VfleetError(
+      'engine-mismatch',
+      `cannot replicate ${name} from ${from.engine} host ${from.host} to ${to.engine} host ${to.host}: ${can.length === 0 ? `${from.engine} hosts replicate no disks yet` : `a ${from.engine} disk is replicated to ${can.join(' or ')} hosts only`}`,
+    );
+  }
+  if (to === from || to.host === from.host) {
+    throw new VfleetError(
+      'engine-mismatch',
+      `cannot replicate ${name} from ${from.host} to itself`,
+    );
   }
 }
 

@@ -37,6 +37,7 @@ export const DIAGNOSTIC_CODES = [
   'license-metric-mismatch',
   'baseline-mismatch',
   'unsupported-tolerance',
+  'replication-policy',
   // files the spec names
   'outside-repository',
 ] as const;

@@ -24,6 +24,8 @@ export interface EngineCapabilities {
   readonly ownFacts: boolean;
   /** The engines `copyDisk` can copy an instance's disk to (a move between them). */
   readonly copiesDiskTo: readonly EngineKind[];
+  /** The engines `replicate` can keep a VM's replica on (docs/replication.md); none: no replication. */
+  readonly replicatesTo: readonly EngineKind[];
   /**
    * Can be made to fail, lose the control plane and recover on purpose (`vfleet host
    * fail|partition|recover`, HostEngine.inject).
@@ -49,6 +51,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     patch: true,
     ownFacts: false,
     copiesDiskTo: ['embedded'],
+    replicatesTo: ['embedded'],
     faultInjection: true,
     selfFences: true,
     hostFields: [],
@@ -59,6 +62,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     patch: false,
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
+    replicatesTo: [],
     faultInjection: false,
     selfFences: true,
     hostFields: ['dataDir'],
@@ -69,6 +73,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     patch: false,
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
+    replicatesTo: [],
     faultInjection: false,
     selfFences: true,
     hostFields: ['address', 'port', 'user', 'hostKey', 'identityFile', 'dataDir'],

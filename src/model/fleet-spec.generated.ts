@@ -154,6 +154,20 @@ export interface FailoverPolicy {
    * When a failed host returns: manual leaves the instances where they restarted; auto moves them back to the placement the scheduler prefers.
    */
   failback?: 'manual' | 'auto';
+  replication?: ReplicationPolicy;
+}
+/**
+ * Replicate every protected VM's disk to its failover host, so that a restart after a host failure starts from the replica (its data as of the last sync) instead of the image. Without this section no disk is replicated.
+ */
+export interface ReplicationPolicy {
+  /**
+   * How often each protected VM's disk is synced to its failover host (at least 1s).
+   */
+  interval?: string;
+  /**
+   * The oldest a replica may be (the recovery point objective); older is rpo-exceeded in status and the failover audit. At least the interval.
+   */
+  maxRpo?: string;
 }
 /**
  * A machine that runs instances.
@@ -462,6 +476,14 @@ export interface InstanceGroup {
          * Restart order after a failure: high first, then medium, then low.
          */
         priority?: 'high' | 'medium' | 'low';
+        /**
+         * This group's replication: its own interval and maxRpo, or false for none (a VM group only; the fleet's failover.replication otherwise).
+         */
+        replication?: false | ReplicationPolicy1;
+        /**
+         * A protected VM whose failover host holds no usable replica when its host fails: image restarts it from its image (its data lost, and the event says so); wait leaves it down until its host returns or an operator decides.
+         */
+        onMissingReplica?: 'image' | 'wait';
       };
   /**
    * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
@@ -475,4 +497,17 @@ export interface InstanceGroup {
  */
 export interface Labels1 {
   [k: string]: LabelValue;
+}
+/**
+ * Disk replication of protected VMs to their failover hosts: how often an increment is shipped, and how old a replica may grow before the failover audit says rpo-exceeded.
+ */
+export interface ReplicationPolicy1 {
+  /**
+   * How often each protected VM's disk is synced to its failover host (at least 1s).
+   */
+  interval?: string;
+  /**
+   * The oldest a replica may be (the recovery point objective); older is rpo-exceeded in status and the failover audit. At least the interval.
+   */
+  maxRpo?: string;
 }

@@ -31,7 +31,20 @@ export interface FailoverPolicy {
    * is; `auto` lets the scheduler move instances back (plan shows the moves).
    */
   readonly failback: 'manual' | 'auto';
+  /** `failover.replication`: protected VMs' disks are replicated to their failover hosts. */
+  readonly replication?: ReplicationPolicy | undefined;
 }
+
+/** How a protected VM's disk is replicated to its failover host (docs/replication.md). */
+export interface ReplicationPolicy {
+  /** How often an increment is shipped. */
+  readonly intervalMs: number;
+  /** The oldest a replica may be before it is `rpo-exceeded`. */
+  readonly maxRpoMs: number;
+}
+
+/** A protected VM with no usable replica on its failover host: restart from the image, or wait. */
+export type OnMissingReplica = 'image' | 'wait';
 
 export type EngineKind = 'embedded' | 'local' | 'ssh';
 
@@ -138,6 +151,13 @@ export interface InstanceGroup {
   readonly failover: boolean;
   /** Restart order after a failure (`failover: { priority }`): high first. `medium` unless set. */
   readonly failoverPriority: FailoverPriority;
+  /**
+   * The group's disk replication: set only for a protected group of VMs whose fleet or group
+   * asks for it (`failover.replication`); undefined means its instances restart from the image.
+   */
+  readonly replication?: ReplicationPolicy | undefined;
+  /** What a restart does without a usable replica (`failover: { onMissingReplica }`, default wait). */
+  readonly onMissingReplica?: OnMissingReplica;
   readonly patchBaseline: string | undefined;
   /** The group's own pools followed by its image's, without repeats. */
   readonly licenses: readonly string[];

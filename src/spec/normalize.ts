@@ -8,9 +8,11 @@ import type {
   InstanceGroup,
   LicensePool,
   PatchBaseline,
+  ReplicationPolicy,
 } from '../model/fleet.js';
 import { HOST_DOMAIN } from '../model/fleet.js';
 import type { FleetDocument } from '../model/fleet-spec.generated.js';
+import { durationMs } from './duration.js';
 
 export const DEFAULTS = {
   failoverTolerate: 1,
@@ -29,6 +31,8 @@ export const DEFAULTS = {
   diskGiB: 0,
   strategy: 'binpack',
   groupFailover: false,
+  replicationInterval: '60s',
+  replicationMaxRpo: '5m',
 } as const;
 
 export function normalizeFleet(doc: FleetDocument): Fleet {
@@ -99,6 +103,8 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
     appliesTo: { ...b.appliesTo },
     minimum: { ...b.minimum },
   }));
+  const imageKinds = new Map((spec.images ?? []).map((i) => [i.name, i.kind]));
+  const fleetReplication = replicationPolicy(spec.failover?.replication);
   const groups: InstanceGroup[] = (spec.instances ?? []).map((g) => ({
     name: g.name,
     image: g.image,
@@ -117,6 +123,7 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
     failover: g.failover === undefined ? DEFAULTS.groupFailover : g.failover !== false,
     failoverPriority:
       typeof g.failover === 'object' ? (g.failover.priority ?? 'medium') : ('medium' as const),
+    ...replicationOf(g, imageKinds.get(g.image), fleetReplication),
     patchBaseline: g.patchBaseline,
     licenses: [...new Set([...(g.licenses ?? []), ...(imageLicenses.get(g.image) ?? [])])],
     labels: { ...g.labels },
@@ -128,6 +135,7 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
         spec.failover === undefined ? 0 : (spec.failover.tolerate ?? DEFAULTS.failoverTolerate),
       domain: spec.failover?.domain ?? DEFAULTS.failoverDomain,
       failback: spec.failover?.failback ?? 'manual',
+      ...(fleetReplication ? { replication: fleetReplication } : {}),
     },
     hosts,
     images,
@@ -135,4 +143,43 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
     patchBaselines,
     groups,
   };
+}
+
+type ReplicationSpec = { interval?: string; maxRpo?: string };
+
+function replicationPolicy(spec: ReplicationSpec | undefined): ReplicationPolicy | undefined {
+  if (spec === undefined) return undefined;
+  return {
+    intervalMs: durationMs(spec.interval ?? DEFAULTS.replicationInterval),
+    maxRpoMs: durationMs(spec.maxRpo ?? DEFAULTS.replicationMaxRpo),
+  };
+}
+
+/** The group's replication fields, present only where they say something. */
+function replicationOf(
+  g: NonNullable<FleetDocument['spec']['instances']>[number],
+  kind: string | undefined,
+  fleet: ReplicationPolicy | undefined,
+): Pick<InstanceGroup, 'replication' | 'onMissingReplica'> {
+  const replication = groupReplication(g, kind, fleet);
+  const onMissing = typeof g.failover === 'object' ? g.failover.onMissingReplica : undefined;
+  return {
+    ...(replication ? { replication } : {}),
+    ...(onMissing ? { onMissingReplica: onMissing } : {}),
+  };
+}
+
+/**
+ * A group's replication: only a protected group of VMs has one — its own `failover.replication`
+ * (false: none), else the fleet's.
+ */
+function groupReplication(
+  g: NonNullable<FleetDocument['spec']['instances']>[number],
+  kind: string | undefined,
+  fleet: ReplicationPolicy | undefined,
+): ReplicationPolicy | undefined {
+  if (kind !== 'vm' || g.failover === undefined || g.failover === false) return undefined;
+  if (typeof g.failover !== 'object' || g.failover.replication === undefined) return fleet;
+  if (g.failover.replication === false) return undefined;
+  return replicationPolicy(g.failover.replication);
 }

@@ -1,6 +1,7 @@
 // Layer 3: what the schema cannot say — names are unique, references resolve, replicas keep
 // valid names, every image can run somewhere, ssh hosts are pinned, failure domains exist.
 // Runs only on a document that passed the schema, so it may trust shapes and types.
+
 import type { DiagnosticCode, Severity } from '../model/diagnostic.js';
 import {
   ENGINE_CAPABILITIES,
@@ -12,6 +13,7 @@ import { HOST_DOMAIN, osMatches, replicaName } from '../model/fleet.js';
 import type { FleetDocument, Host, InstanceGroup } from '../model/fleet-spec.generated.js';
 import { didYouMean } from './did-you-mean.js';
 import { DEFAULTS } from './normalize.js';
+import { checkReplication } from './replication-checks.js';
 import { quoteValue } from './spec-path.js';
 import type { PathSegment } from './yaml-document.js';
 
@@ -334,6 +336,7 @@ export function checkSemantics(
   });
 
   if (hostsTrusted && !broken.has('failover')) checkFailover(doc, groups, broken, error);
+  checkReplication(doc, broken, error, warn);
   return problems;
 }
 

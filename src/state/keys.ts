@@ -79,6 +79,8 @@ export interface EngineHostKeys {
   readonly instances: string;
   readonly fence: string;
   readonly disks: string;
+  /** The replicas this host keeps of other hosts' VMs: instance → JSON ReplicaPoint + packages. */
+  readonly replicas: string;
   /** Present while the host is under an injected fault: `failed` or `partitioned`. */
   readonly down: string;
   /** The emulated agent's own memory: lastOk (its last renewal), fencedAt, rejoin. */
@@ -140,6 +142,7 @@ export function engineHostKeys(fleet: string, host: string): EngineHostKeys {
     instances: `${base}instances`,
     fence: `${base}fence`,
     disks: `${base}disks`,
+    replicas: `${base}replicas`,
     down: `${base}down`,
     agent: `${base}agent`,
     stopped: `${base}stopped`,

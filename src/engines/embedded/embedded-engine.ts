@@ -28,6 +28,7 @@ import { type EngineHostKeys, engineHostKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
 import {
   checkCopyTarget,
+  checkReplicaTarget,
   type DiskTransfer,
   type EngineInstance,
   type HostEngine,
@@ -35,7 +36,16 @@ import {
   type HostFault,
   type InjectedFault,
   type InstanceRequest,
+  type ReplicaIncoming,
+  type ReplicaPoint,
+  type ReplicationResult,
 } from '../host-engine.js';
+import {
+  emulatedBytes,
+  readReplica,
+  receiveReplica,
+  replicaPoints,
+} from './embedded-replication.js';
 
 // KEYS: instances, fence, down, disks, the fleet's current-plan key (or any key, unused, when no
 // plan is checked), stopped. ARGV: name, generation, op, payload (JSON), plan id ('' for no check).
@@ -251,6 +261,85 @@ export class EmbeddedEngine implements HostEngine {
   async receiveDisk(transfer: DiskTransfer): Promise<void> {
     const { name, generation, from, packages } = transfer;
     await this.transition(name, generation, 'receive-disk', { from, generation, packages });
+  }
+
+  async replicate(
+    name: string,
+    generation: number,
+    to: HostEngine,
+    options: { readonly full?: string } = {},
+  ): Promise<ReplicationResult> {
+    checkReplicaTarget(this, name, to);
+    await this.answering();
+    const started = Date.now();
+    const json = await this.redis.hget(this.keys.instances, name);
+    if (!json) throw new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
+    const record = reportedFrom(json);
+    if (record.generation !== generation) {
+      throw new VfleetError(
+        'stale-generation',
+        `${this.host} has ${name} at generation ${record.generation}, not ${generation}`,
+      );
+    }
+    const held = (await to.replicas()).get(name);
+    const fullReason =
+      options.full ??
+      (held === undefined
+        ? `no replica on ${to.host} yet`
+        : held.from !== this.host
+          ? `the replica on ${to.host} is of ${held.from}'s disk`
+          : undefined);
+    const kind = fullReason === undefined ? 'incremental' : 'full';
+    const consistentAt = Date.now();
+    const point = await to.receiveReplica({
+      name,
+      from: this.host,
+      generation,
+      kind,
+      bytes: emulatedBytes(
+        kind,
+        record.resources.diskGiB,
+        consistentAt - (held?.consistentAt ?? consistentAt),
+      ),
+      consistentAt,
+      after: kind === 'full' ? 0 : (held?.seq ?? 0),
+      packages: record.packages,
+    });
+    return {
+      point,
+      ...(fullReason === undefined ? {} : { fullReason }),
+      durationMs: Date.now() - started,
+    };
+  }
+
+  async receiveReplica(incoming: ReplicaIncoming): Promise<ReplicaPoint> {
+    await this.answering();
+    return receiveReplica(this.redis, this.keys, this.host, incoming);
+  }
+
+  async replicas(): Promise<ReadonlyMap<string, ReplicaPoint>> {
+    await this.answering();
+    return replicaPoints(this.redis, this.keys);
+  }
+
+  async restoreReplica(name: string, generation: number): Promise<ReplicaPoint> {
+    await this.answering();
+    const replica = await readReplica(this.redis, this.keys, name);
+    if (!replica) {
+      throw new VfleetError('replica-missing', `${this.host} keeps no replica of ${name}`);
+    }
+    await this.receiveDisk({
+      name,
+      generation,
+      from: replica.point.from,
+      packages: replica.packages,
+    });
+    return replica.point;
+  }
+
+  async dropReplica(name: string): Promise<void> {
+    await this.answering();
+    await this.redis.hdel(this.keys.replicas, name);
   }
 
   async inject(fault: HostFault): Promise<void> {

@@ -28,6 +28,8 @@ import {
   type InjectedFault,
   type InstanceRequest,
   noFaultInjection,
+  type ReplicaIncoming,
+  type ReplicaPoint,
 } from '../host-engine.js';
 import { HostAgent } from './host-agent.js';
 import { mkdirs, readText, removeTree } from './host-commands.js';
@@ -253,6 +255,34 @@ export class RealEngine implements HostEngine {
         dataDir: this.layout.dataDir,
       });
     });
+  }
+
+  // Disk replication of real VMs (QMP dirty bitmaps and increments shipped over the transport)
+  // is being built: until then `capabilities.replicatesTo` is empty, so nothing schedules it,
+  // and these refuse.
+  async replicate(name: string): Promise<never> {
+    throw this.noReplication(name);
+  }
+
+  async receiveReplica(incoming: ReplicaIncoming): Promise<never> {
+    throw this.noReplication(incoming.name);
+  }
+
+  async replicas(): Promise<ReadonlyMap<string, ReplicaPoint>> {
+    return new Map();
+  }
+
+  async restoreReplica(name: string): Promise<never> {
+    throw new VfleetError('replica-missing', `${this.host} keeps no replica of ${name}`);
+  }
+
+  async dropReplica(): Promise<void> {}
+
+  private noReplication(name: string): VfleetError {
+    return new VfleetError(
+      'replication-not-supported',
+      `${this.host} (${this.spec.engine}) cannot replicate ${name}: real hosts replicate no disks yet`,
+    );
   }
 
   async inject(): Promise<never> {
