@@ -9,9 +9,12 @@ import type { Plan } from '../model/plan.js';
 import { makeDestroyPlan } from '../plan/destroy-plan.js';
 import { makePlan } from '../plan/make-plan.js';
 import { planIdOf } from '../plan/plan-id.js';
+import { withReplicaRestarts } from '../plan/replica-restarts.js';
 import { explain } from '../scheduler/schedule.js';
+import { ReplicationState } from '../state/replication-state.js';
 import { type HostJudgement, judgeHosts } from './host-health.js';
 import { refreshDeferringFences } from './refresh.js';
+import { replicates } from './replication.js';
 import type { FleetSession } from './session.js';
 import { sessionSource } from './source.js';
 
@@ -93,8 +96,20 @@ export async function planFleet(
       specHash: session.specHash,
     }),
   );
+  const now = options.nowMs ?? Date.now();
+  const restarts = replicates(session)
+    ? withReplicaRestarts(
+        plan,
+        session.fleet,
+        await new ReplicationState(session.connection.redis, session.fleet.name).all(),
+        (host) => {
+          const age = health.get(host)?.leaseAgeMs;
+          return age === null || age === undefined ? undefined : now - age;
+        },
+      )
+    : plan;
   return {
-    plan: { ...plan, source: await source },
+    plan: { ...restarts, source: await source },
     observed,
     health,
     ...(options.explain !== undefined && explanation ? { explanation } : {}),

@@ -1,13 +1,22 @@
 // Status: every host with what it holds and whether it answers, every instance as the state has
 // it corrected by its host (missing, stopped), and the drift a plan would fix. Data only.
+
 import type { InjectedFault } from '../engines/engine-set.js';
 import type { EngineKind } from '../model/fleet.js';
 import { type HostHealth, instancesUnknown } from '../model/host-health.js';
 import type { RecordedInstance } from '../model/instances.js';
 import type { PlanSummary } from '../model/plan.js';
+import {
+  type ReplicationHealth,
+  type ReplicationStatus,
+  replicationHealth,
+  rpoSeconds,
+} from '../model/replication.js';
 import type { SourceRevision, SyncHealth, SyncStatus } from '../model/source.js';
 import { lastEvents } from '../state/event-stream.js';
+import { ReplicationState } from '../state/replication-state.js';
 import { planFleet } from './plan.js';
+import { replicates } from './replication.js';
 import type { FleetSession } from './session.js';
 import { readSync } from './sync.js';
 
@@ -43,7 +52,26 @@ export type InstanceStatusRow = Omit<RecordedInstance, 'status'> & {
   /** OutOfSync when a plan would change it now (docs/gitops.md). */
   readonly sync: SyncStatus;
   readonly health: SyncHealth;
+  /** A replicated VM's disk replication (docs/replication.md); absent for the others. */
+  readonly replication?: InstanceReplication;
 };
+
+/** `instances[].replication` in status: where the replica is and how old. */
+export interface InstanceReplication {
+  readonly target: string;
+  /** When the last sync ended (ms), null before the first. */
+  readonly lastSyncAt: number | null;
+  /** The replica's consistency point (ms), null before the first complete sync. */
+  readonly consistentAt: number | null;
+  /** How old the replica is now, in seconds (the RPO were the host to fail now). */
+  readonly rpoSeconds: number | null;
+  readonly maxRpoSeconds: number;
+  readonly state: ReplicationHealth;
+  readonly lastBytes: number;
+  readonly lastKind: 'full' | 'incremental' | null;
+  readonly fullReason?: string;
+  readonly error?: string;
+}
 
 /** The fleet against its source, Argo CD style: the leader's word, or this process's own. */
 export interface FleetSync {
@@ -125,6 +153,10 @@ export async function fleetStatus(
   // `unknown`.
   const live = new Map(observed.instances.map((i) => [i.instance, i.status]));
   const changing = new Set(plan.actions.map((a) => a.instance));
+  const policies = new Map(session.fleet.groups.map((g) => [g.name, g.replication]));
+  const replication = replicates(session)
+    ? await new ReplicationState(session.connection.redis, session.fleet.name).all()
+    : new Map<string, ReplicationStatus>();
   const instances: InstanceStatusRow[] = recorded.instances.map((i) => {
     const hostHealth = health.get(i.host)?.health;
     const status: InstanceStatusRow['status'] =
@@ -133,11 +165,29 @@ export async function fleetStatus(
         : observed.missing?.[i.instance] !== undefined
           ? 'missing'
           : (live.get(i.instance) ?? i.status);
+    const policy = policies.get(i.group);
+    const replica = replication.get(i.instance);
     return {
       ...i,
       status,
       sync: changing.has(i.instance) ? 'OutOfSync' : 'Synced',
       health: instanceHealth(status),
+      ...(policy && i.failoverHost !== null
+        ? {
+            replication: {
+              target: replica?.target ?? i.failoverHost,
+              lastSyncAt: replica?.lastSyncAt ?? null,
+              consistentAt: replica?.consistentAt ?? null,
+              rpoSeconds: replica ? rpoSeconds(replica, nowMs) : null,
+              maxRpoSeconds: Math.round(policy.maxRpoMs / 1000),
+              state: replicationHealth(replica, policy, nowMs),
+              lastBytes: replica?.lastBytes ?? 0,
+              lastKind: replica?.lastKind ?? null,
+              ...(replica?.fullReason ? { fullReason: replica.fullReason } : {}),
+              ...(replica?.error ? { error: replica.error } : {}),
+            },
+          }
+        : {}),
     };
   });
   const beats = new Map(recorded.hosts.map((h) => [h.name, h.lastHeartbeat]));

@@ -1,7 +1,9 @@
 // Serving a fleet's host queues (what `vfleet worker` is): one worker per host queue, wired by
 // queue/host-worker.ts as apply's in-process workers are, and a heartbeat per host that answers.
 // Returns a handle; stopping it finishes the jobs in hand within a bound.
+
 import { VfleetError } from '../model/errors.js';
+import { replicates, replicationDeps } from './replication.js';
 import type { FleetSession } from './session.js';
 
 export interface ServeOptions {
@@ -45,7 +47,21 @@ export async function serveFleet(session: FleetSession, options: ServeOptions): 
       handler,
     }),
   );
-  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  // The fleet's disk replication syncs (docs/replication.md), when its spec has any.
+  const syncs = replicates(session)
+    ? [
+        (await import('../queue/replication-queue.js')).replicationWorker(
+          () => replicationDeps(session, () => Date.now()),
+          {
+            connection: session.connect(),
+            prefix: session.queuePrefix,
+            concurrency: options.concurrency,
+          },
+        ),
+      ]
+    : [];
+  const all = [...workers, ...syncs];
+  await Promise.all(all.map((w) => w.waitUntilReady()));
   // Heartbeats: a host that answers is alive; one that does not (`vfleet host fail|partition`)
   // stops beating, which is what the controller watches for.
   const beat = async () => {
@@ -64,7 +80,7 @@ export async function serveFleet(session: FleetSession, options: ServeOptions): 
     hosts,
     async stop(graceMs) {
       clearInterval(heartbeats);
-      const closed = Promise.all(workers.map((w) => w.close()));
+      const closed = Promise.all(all.map((w) => w.close()));
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
         closed.then(() => false),
@@ -73,7 +89,7 @@ export async function serveFleet(session: FleetSession, options: ServeOptions): 
         }),
       ]);
       clearTimeout(timer);
-      if (timedOut) await Promise.all(workers.map((w) => w.close(true)));
+      if (timedOut) await Promise.all(all.map((w) => w.close(true)));
       return timedOut;
     },
   };

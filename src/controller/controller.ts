@@ -31,6 +31,7 @@ import { HostAgents } from './host-agents.js';
 import { LivenessTracker } from './liveness.js';
 import { ComplianceWatch, Notifier, type NotifyOptions, notifiedAs } from './notify.js';
 import { type ReconcileContext, Reconciler } from './reconcile.js';
+import { ReplicationSchedules } from './replication-schedules.js';
 import { SyncReporter } from './sync-report.js';
 
 /** Where the controller reads the spec: a file today, a git repository later. */
@@ -219,6 +220,13 @@ export async function createController(
     autoApply: options.autoApply,
     prune: options.prune ?? false,
     syncTimeoutMs: options.syncTimeoutMs ?? 10 * 60_000,
+  });
+
+  const replication = new ReplicationSchedules(() => session, {
+    runWorker: !options.externalWorkers,
+    concurrency: options.concurrency,
+    clock,
+    emit: (type, fields) => emit(type, fields),
   });
 
   async function open(valid: ValidSpec): Promise<FleetSession> {
@@ -414,6 +422,7 @@ export async function createController(
     await leadership(now);
     // After a Redis round trip that answered (the leader lease): see host-agents.ts.
     if (runAgents) hostAgents.tick(now);
+    replication.startWorker();
     if (token === null) return;
     await judge(now);
     await signals();
@@ -426,6 +435,7 @@ export async function createController(
       reconciling = reconciler
         .run(leaderToken, suspended)
         .then(() => compliance.check(session, clock()))
+        .then(() => replication.sync())
         .finally(() => {
           reconciling = null;
           options.onReconcile?.({
@@ -470,6 +480,7 @@ export async function createController(
     },
     async close() {
       await (reconciling ?? Promise.resolve()).catch(() => undefined);
+      await replication.close();
       if (runAgents) await hostAgents.close().catch(() => undefined);
       if (token !== null) {
         await session.control.releaseLeadership(id, token).catch(() => undefined);

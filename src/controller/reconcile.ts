@@ -41,6 +41,7 @@ export class Reconciler {
   private nextAt = 0;
   private lastDrift = '';
   private heldShown = '';
+  private withheldShown = '';
   private abort: AbortController | null = null;
 
   constructor(private readonly ctx: ReconcileContext) {}
@@ -81,6 +82,10 @@ export class Reconciler {
         held: applying && !this.ctx.prune ? withoutRemovals(plan).held : [],
       };
       await this.reportHeld(narrowed.held);
+      const withheld = (plan.withheld ?? []).map((w) => `${w.instance}: ${w.reason}`).join('; ');
+      if (withheld !== this.withheldShown && withheld !== '')
+        await emit('restart-withheld', { cause: withheld });
+      this.withheldShown = withheld;
       if (plan.actions.length === 0) {
         if (this.lastDrift !== '') await emit('in-sync', { cause: 'the fleet matches the spec' });
         this.lastDrift = '';
@@ -171,6 +176,13 @@ export class Reconciler {
             from: action.fromHost,
             generation: action.generation,
             priority: action.priority,
+            // What a replicated VM restarted from, and the data window it lost (the RPO suffered).
+            ...(action.fromReplica
+              ? {
+                  from_replica: new Date(action.fromReplica.consistentAt).toISOString(),
+                  rpoSeconds: Math.round(action.fromReplica.rpoMs / 1000),
+                }
+              : {}),
             ...(ok ? {} : { cause: e.outcome.error ?? e.outcome.outcome }),
           });
         },

@@ -75,6 +75,24 @@ export interface PlanAction {
    * carried by every action on it, so the record keeps it, until it is back there.
    */
   readonly homeHost?: string;
+  /**
+   * create, a restart of a replicated VM (docs/replication.md): it boots from the replica its
+   * failover host keeps, as of `consistentAt`; `rpoMs` is the data window lost — from that point
+   * to when its host was last seen.
+   */
+  readonly fromReplica?: {
+    readonly consistentAt: number;
+    readonly seq: number;
+    readonly rpoMs: number;
+  };
+}
+
+/** A restart the plan holds back: a replicated VM with no usable replica (onMissingReplica: wait). */
+export interface WithheldRestart {
+  readonly instance: string;
+  readonly host: string;
+  readonly fromHost: string;
+  readonly reason: string;
 }
 
 /**
@@ -138,4 +156,6 @@ export interface Plan {
    * nothing placed. Absent on the plans that take the fleet to its spec.
    */
   readonly destroy?: true;
+  /** Restarts held back until a replica exists or an operator decides (absent: none). */
+  readonly withheld?: readonly WithheldRestart[];
 }

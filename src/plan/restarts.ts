@@ -26,7 +26,21 @@ export function restartsOnly(plan: Plan): Plan {
  * Returns the narrowed plan and what was held back.
  */
 export function withoutRemovals(plan: Plan): { plan: Plan; held: readonly PlanAction[] } {
-  const dropped = new Set(plan.actions.filter((a) => a.kind === 'destroy').map((a) => a.id));
+  return withoutActions(
+    plan,
+    plan.actions.filter((a) => a.kind === 'destroy').map((a) => a.id),
+  );
+}
+
+/**
+ * The plan without the given actions and every action that waits for one of them, however
+ * indirectly; its summary counted again. Returns the narrowed plan and what was held back.
+ */
+export function withoutActions(
+  plan: Plan,
+  ids: readonly string[],
+): { plan: Plan; held: readonly PlanAction[] } {
+  const dropped = new Set(ids);
   if (dropped.size === 0) return { plan, held: [] };
   for (let grew = true; grew; ) {
     grew = false;
@@ -48,7 +62,7 @@ export function withoutRemovals(plan: Plan): { plan: Plan; held: readonly PlanAc
         move: count('move'),
         update: count('update', 'start', 'retarget'),
         patch: count('patch'),
-        destroy: 0,
+        destroy: count('destroy'),
       },
     },
     held: plan.actions.filter((a) => dropped.has(a.id)),

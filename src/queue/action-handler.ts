@@ -137,6 +137,12 @@ async function perform(
         if (data.step === 'create' || a.stopFirst) await record(state, data, now, data.host);
         return 'already-done';
       }
+      // A restart from the replica the failover host keeps (docs/replication.md): its disk is
+      // made from the replica first, as a copied disk is before a move's create. Done again on a
+      // retry, it finds the disk there already.
+      if (data.step === 'create' && a.fromReplica && now === undefined) {
+        await engine.restoreReplica(a.instance, a.generation);
+      }
       const created = await engine.create(request(data));
       // A stop-first move has no move-out to record where it went: its move-in does.
       if (data.step === 'create' || a.stopFirst) await record(state, data, created, data.host);

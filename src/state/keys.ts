@@ -72,6 +72,10 @@ export interface FleetKeys {
   readonly suspended: string;
   /** Bumped by `vfleet reconcile --now`. */
   readonly reconcileRequest: string;
+  /** Instance → its disk replication's status (model/replication.ts), written by the sync jobs. */
+  readonly replication: string;
+  /** `<prefix>replication-lock:<instance>`: one sync of an instance at a time. */
+  readonly replicationLock: string;
 }
 
 /** One emulated host's keys (engines/embedded/embedded-engine.ts says what each holds). */
@@ -124,6 +128,8 @@ export function fleetKeys(fleet: string): FleetKeys {
     sync: `${prefix}sync`,
     suspended: `${prefix}suspended`,
     reconcileRequest: `${prefix}reconcile-request`,
+    replication: `${prefix}replication`,
+    replicationLock: `${prefix}replication-lock:`,
   };
 }
 

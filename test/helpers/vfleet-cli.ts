@@ -132,5 +132,14 @@ export interface StatusJson {
     status: string;
     generation: number;
     failoverHost: string | null;
+    replication?: {
+      target: string;
+      consistentAt: number | null;
+      rpoSeconds: number | null;
+      state: string;
+      lastKind: 'full' | 'incremental' | null;
+      lastBytes: number;
+      fullReason?: string;
+    };
   }>;
 }

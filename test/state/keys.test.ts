@@ -52,12 +52,15 @@ describe('state keys', () => {
       sync: 'vfleet:{lab}:sync',
       suspended: 'vfleet:{lab}:suspended',
       reconcileRequest: 'vfleet:{lab}:reconcile-request',
+      replication: 'vfleet:{lab}:replication',
+      replicationLock: 'vfleet:{lab}:replication-lock:',
     });
     assert.equal(queuePrefix('lab'), 'vfleet:{lab}:bull');
     assert.deepEqual(engineHostKeys('lab', 'hv-01'), {
       instances: 'vfleet:{lab}:engine:hv-01:instances',
       fence: 'vfleet:{lab}:engine:hv-01:fence',
       disks: 'vfleet:{lab}:engine:hv-01:disks',
+      replicas: 'vfleet:{lab}:engine:hv-01:replicas',
       down: 'vfleet:{lab}:engine:hv-01:down',
       agent: 'vfleet:{lab}:engine:hv-01:agent',
       stopped: 'vfleet:{lab}:engine:hv-01:stopped',

@@ -50,6 +50,27 @@ export function renderStatusText(status: FleetStatus): string {
       ]),
     ),
   ];
+  const replicated = status.instances.filter((i) => i.replication !== undefined);
+  if (replicated.length > 0) {
+    lines.push(
+      '',
+      table(
+        ['REPLICATED VM', 'REPLICA ON', 'CONSISTENT AT', 'RPO', 'MAX RPO', 'STATE', 'LAST SYNC'],
+        replicated.map((i) => {
+          const r = i.replication as NonNullable<typeof i.replication>;
+          return [
+            i.instance,
+            r.target,
+            r.consistentAt === null ? '-' : new Date(r.consistentAt).toISOString(),
+            r.rpoSeconds === null ? '-' : `${r.rpoSeconds}s`,
+            `${r.maxRpoSeconds}s`,
+            r.error ? `${r.state}: ${r.error}` : r.state,
+            r.lastKind === null ? '-' : `${r.lastKind}, ${bytes(r.lastBytes)}`,
+          ];
+        }),
+      ),
+    );
+  }
   const notOk = status.hosts.filter((h) => h.health !== 'ok' && h.health !== 'draining');
   if (notOk.length > 0) {
     lines.push(
@@ -86,4 +107,10 @@ export function renderStatusText(status: FleetStatus): string {
     );
   }
   return lines.join('\n');
+}
+
+function bytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${Math.round(n / 1024)} KiB`;
 }

@@ -11,6 +11,8 @@
 //                                             older vfleet's records say `name` for `instance`)
 //   vfleet:{<fleet>}:engine:<host>:fence      hash  instance → newest generation seen (kept after destroy)
 //   vfleet:{<fleet>}:engine:<host>:disks      hash  instance → JSON {from, generation, packages} (copied disks)
+//   vfleet:{<fleet>}:engine:<host>:replicas   hash  instance → JSON {point, packages}: replicas of other hosts' VMs
+//                                             (embedded-replication.ts)
 //   vfleet:{<fleet>}:engine:<host>:down       string, present while the host is under a fault:
 //                                             `failed` or `partitioned` (`1`, from an older vfleet: failed)
 //   vfleet:{<fleet>}:engine:<host>:agent      hash  the emulated agent's memory: lastOk (its last
