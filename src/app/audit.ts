@@ -5,8 +5,10 @@ import { type AuditKind, type AuditReport, buildReport } from '../audit/report.j
 import type { ObservedState } from '../model/observed.js';
 import type { SourceRevision } from '../model/source.js';
 import { schedule } from '../scheduler/schedule.js';
+import { ReplicationState } from '../state/replication-state.js';
 import { type HostJudgement, instancesUnknown, judgeHosts } from './host-health.js';
 import { refresh } from './refresh.js';
+import { replicates } from './replication.js';
 import type { FleetSession, ValidSpec } from './session.js';
 import { sessionSource } from './source.js';
 
@@ -49,8 +51,18 @@ export async function observeForAudit(
   const hostsNotOk = new Map(
     [...health].filter(([, j]) => instancesUnknown(j.health)).map(([h, j]) => [h, j.health]),
   );
+  const replication = replicates(session)
+    ? {
+        statuses: await new ReplicationState(session.connection.redis, session.fleet.name).all(),
+        nowMs,
+      }
+    : undefined;
   return {
-    input: { ...observedInput(session.fleet, observed), hostsNotOk },
+    input: {
+      ...observedInput(session.fleet, observed),
+      hostsNotOk,
+      ...(replication ? { replication } : {}),
+    },
     observed,
     health,
   };

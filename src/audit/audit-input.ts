@@ -4,6 +4,7 @@
 import type { Fleet, PackageVersions, Resources } from '../model/fleet.js';
 import type { ObservedState } from '../model/observed.js';
 import type { Placement } from '../model/placement.js';
+import type { ReplicationStatus } from '../model/replication.js';
 
 export interface AuditInstance {
   readonly instance: string;
@@ -27,6 +28,14 @@ export interface AuditInput {
    * Absent for a planned audit (no hosts are asked).
    */
   readonly hostsNotOk?: ReadonlyMap<string, string>;
+  /**
+   * The replicated VMs' replication as recorded (observed audits of a spec that replicates):
+   * a replica missing or older than its group's maxRpo is a finding (docs/replication.md).
+   */
+  readonly replication?: {
+    readonly statuses: ReadonlyMap<string, ReplicationStatus>;
+    readonly nowMs: number;
+  };
 }
 
 /** The spec as the scheduler would place it; packages as the images declare them. */

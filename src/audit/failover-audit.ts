@@ -7,6 +7,7 @@
 // observed state, whatever the scheduler thought.
 import type { Fleet, Resources } from '../model/fleet.js';
 import { failureDomainOf } from '../model/fleet.js';
+import { rpoSeconds } from '../model/replication.js';
 import { allocatableOf, demandOf, hostAmounts } from '../scheduler/capacity.js';
 import { FailoverScenarios } from '../scheduler/failover-scenarios.js';
 import type { AuditInput } from './audit-input.js';
@@ -20,7 +21,11 @@ export type ProtectionStatus =
   /** Its failover host is suspect, lost or fenced: it would have nowhere to go. */
   | 'failover-host-down'
   /** Its own host is suspect, lost or fenced: its failure is happening (the controller acts). */
-  | 'host-down';
+  | 'host-down'
+  /** A replicated VM whose failover host keeps no complete replica of it: it would restart without its data. */
+  | 'replica-missing'
+  /** A replicated VM whose replica is older than its group's maxRpo. */
+  | 'rpo-exceeded';
 
 export interface ProtectedInstance {
   readonly instance: string;
@@ -30,6 +35,13 @@ export interface ProtectedInstance {
   readonly failoverHost: string | null;
   readonly failoverDomain: string | null;
   readonly status: ProtectionStatus;
+  /** A replicated VM's replica (observed audits): where, as of when, how old against its objective. */
+  readonly replica?: {
+    readonly target: string | null;
+    readonly consistentAt: number | null;
+    readonly rpoSeconds: number | null;
+    readonly maxRpoSeconds: number;
+  };
 }
 
 export interface Overload {
@@ -165,8 +177,29 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
       overloads,
     });
   });
-  const instances = protectedOnes.map(
-    (i): ProtectedInstance => ({
+  // Data protection after capacity: a replicated VM covered by room but not by a fresh replica
+  // on its failover host would come back without (some of) its data.
+  const replicas = new Map<string, NonNullable<ProtectedInstance['replica']>>();
+  const recorded = input.replication;
+  for (const i of recorded ? protectedOnes : []) {
+    const policy = groups.get(i.group)?.replication;
+    if (!policy || !recorded) continue;
+    const r = recorded.statuses.get(i.instance);
+    const usable = r !== undefined && r.consistentAt !== null && r.target === i.failoverHost;
+    const rpo = usable ? rpoSeconds(r, recorded.nowMs) : null;
+    replicas.set(i.instance, {
+      target: r?.target ?? null,
+      consistentAt: usable ? r.consistentAt : null,
+      rpoSeconds: rpo,
+      maxRpoSeconds: Math.round(policy.maxRpoMs / 1000),
+    });
+    if (status.get(i.instance) !== 'covered') continue;
+    if (!usable) status.set(i.instance, 'replica-missing');
+    else if ((rpo as number) * 1000 > policy.maxRpoMs) status.set(i.instance, 'rpo-exceeded');
+  }
+  const instances = protectedOnes.map((i): ProtectedInstance => {
+    const replica = replicas.get(i.instance);
+    return {
       instance: i.instance,
       group: i.group,
       host: i.host,
@@ -175,8 +208,9 @@ export function failoverAudit(input: AuditInput): FailoverAudit {
       failoverDomain:
         i.failoverHost !== null && hosts.has(i.failoverHost) ? domainOf(i.failoverHost) : null,
       status: status.get(i.instance) ?? 'no-failover-host',
-    }),
-  );
+      ...(replica ? { replica } : {}),
+    };
+  });
   const downDomains = [
     ...new Set([...notOk.keys()].filter((h) => hosts.has(h)).map(domainOf)),
   ].sort();

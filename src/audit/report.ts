@@ -39,6 +39,9 @@ export interface FailoverFinding {
   readonly domain: string;
   readonly failoverHost: string | null;
   readonly status: Exclude<ProtectionStatus, 'covered'>;
+  /** rpo-exceeded: how old the replica is, and the objective. */
+  readonly rpoSeconds?: number;
+  readonly maxRpoSeconds?: number;
 }
 
 export type Finding = LicenseFinding | PatchFinding | FailoverFinding;
@@ -171,6 +174,9 @@ export function buildReport(
         domain: i.domain,
         failoverHost: i.failoverHost,
         status: i.status,
+        ...(i.status === 'rpo-exceeded' && i.replica?.rpoSeconds != null
+          ? { rpoSeconds: i.replica.rpoSeconds, maxRpoSeconds: i.replica.maxRpoSeconds }
+          : {}),
       });
     }
     findings.push(...found);
@@ -223,6 +229,8 @@ export function describeFinding(f: Finding): string {
         'over-capacity': `fails over to ${f.failoverHost}, which lacks the room when ${f.domain} fails`,
         'failover-host-down': `fails over to ${f.failoverHost}, which is down (not ok): it has nowhere to go`,
         'host-down': `its host is down (not ok): it is being failed over, not protected`,
+        'replica-missing': `${f.failoverHost} keeps no complete replica of its disk: a restart there would be without its data`,
+        'rpo-exceeded': `its replica on ${f.failoverHost} is ${f.rpoSeconds ?? '?'} s old, over its maxRpo of ${f.maxRpoSeconds ?? '?'} s`,
       };
       return `instance ${f.instance} on ${f.host}: ${why[f.status]}`;
     }

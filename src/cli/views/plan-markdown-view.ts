@@ -175,6 +175,14 @@ function render(plan: Plan, options: PlanMarkdownOptions, limit: number): string
       '',
     );
   }
+  if (plan.withheld && plan.withheld.length > 0) {
+    out.push(`### ⏸ Restarts held back`, '');
+    for (const w of plan.withheld.slice(0, limit)) {
+      out.push(`- \`${cell(w.instance)}\` (${cell(w.fromHost)} is down): ${cell(w.reason)}`);
+    }
+    if (plan.withheld.length > limit) out.push(`- … ${plan.withheld.length - limit} more`);
+    out.push('');
+  }
   if (plan.unplaceable.length > 0) {
     const n = plan.unplaceable.length;
     out.push(`### ❌ Cannot place ${plural(n, 'instance')}`, '');

@@ -61,6 +61,12 @@ export function renderPlanText(plan: Plan): string {
       '',
     );
   }
+  if (plan.withheld && plan.withheld.length > 0) {
+    out.push(`Restarts held back (docs/replication.md):`);
+    for (const w of plan.withheld)
+      out.push(`  ! ${w.instance} (${w.fromHost} is down): ${w.reason}`);
+    out.push('');
+  }
   if (plan.unplaceable.length > 0) {
     out.push(
       `Cannot place ${plan.unplaceable.length} instance${plan.unplaceable.length === 1 ? '' : 's'}:`,

@@ -156,6 +156,27 @@ export function failoverTables(report: AuditReport): AuditTable[] {
       ]),
       statusColumn: 5,
     },
+    ...(f.instances.some((i) => i.replica)
+      ? [
+          {
+            title: 'Replicas of protected VMs',
+            head: ['Instance', 'Replica on', 'Consistent at', 'RPO s', 'Max RPO s', 'Status'],
+            rows: f.instances
+              .filter((i) => i.replica)
+              .map((i) => [
+                i.instance,
+                i.replica?.target ?? null,
+                i.replica?.consistentAt == null
+                  ? null
+                  : new Date(i.replica.consistentAt).toISOString(),
+                i.replica?.rpoSeconds ?? null,
+                i.replica?.maxRpoSeconds ?? null,
+                i.status,
+              ]),
+            statusColumn: 5,
+          },
+        ]
+      : []),
     {
       title: 'Standby reserve per host',
       head: ['Host', 'Domain', 'Reserved vCPU', 'Reserved MiB', 'Free vCPU', 'Free MiB'],
