@@ -33,15 +33,18 @@ export async function judgeHosts(
   answering?: ReadonlyMap<string, boolean>,
 ): Promise<Map<string, HostJudgement>> {
   const control = session.control;
-  const [leader, published, fenced, leases] = await Promise.all([
+  const [leader, published, fenced, leases, drained] = await Promise.all([
     control.leader(),
     control.publishedHealth(),
     control.fenced(),
     control.leases(),
+    control.drained(),
   ]);
   const policy: LivenessPolicy = leader?.policy ?? DEFAULT_LIVENESS;
   const judged = new Map<string, HostJudgement>();
-  for (const host of session.fleet.hosts) {
+  for (const spec of session.fleet.hosts) {
+    // An operator's drain (`vfleet host drain`) counts as the spec's `drain: true`.
+    const host = drained.has(spec.name) ? { ...spec, drain: true } : spec;
     const isFenced = fenced.has(host.name);
     const fromLeader = leader ? published.get(host.name) : undefined;
     // The leader republishes every tick; a judgement older than a ttl is not the leader's now.

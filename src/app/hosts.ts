@@ -99,6 +99,27 @@ export async function fenceHost(session: FleetSession, name: string, by: string)
   });
 }
 
+/**
+ * `vfleet host drain|undrain NAME`: the host drains (nothing new lands on it, what runs there
+ * moves off at the next apply — running VMs live where the engines can) as if the spec said
+ * `drain: true`, until undrained. Takes effect for sessions opened after it.
+ */
+export async function drainHost(
+  session: FleetSession,
+  name: string,
+  drained: boolean,
+  by: string,
+): Promise<void> {
+  checkHost(session, name);
+  await session.control.setDrained(name, drained);
+  await session.state.appendEvent({
+    at: Date.now(),
+    type: drained ? 'host-draining' : 'host-undrained',
+    host: name,
+    cause: `${by}: vfleet host ${drained ? 'drain' : 'undrain'}`,
+  });
+}
+
 function checkHost(session: FleetSession, name: string): void {
   if (!session.fleet.hosts.some((h) => h.name === name)) {
     throw new VfleetError('unknown-host', `no host ${name} in ${session.file}`);

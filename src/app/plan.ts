@@ -38,12 +38,20 @@ export interface PlanOptions {
   readonly nowMs?: number;
 }
 
-/** The spec's hosts, those whose instances may run elsewhere marked down (Host.down). */
+/**
+ * The spec's hosts, those whose instances may run elsewhere marked down (Host.down), those an
+ * operator drains (`vfleet host drain`: health `draining`) marked draining.
+ */
 function withDownHosts(fleet: Fleet, health: ReadonlyMap<string, HostJudgement>): Fleet {
-  if (![...health.values()].some((h) => h.restartable)) return fleet;
+  const marked = (h: Fleet['hosts'][number]): Fleet['hosts'][number] => {
+    const judged = health.get(h.name);
+    if (judged?.restartable) return { ...h, down: true as const };
+    return judged?.health === 'draining' && !h.drain ? { ...h, drain: true } : h;
+  };
+  if (![...health.values()].some((h) => h.restartable || h.health === 'draining')) return fleet;
   return {
     ...fleet,
-    hosts: fleet.hosts.map((h) => (health.get(h.name)?.restartable ? { ...h, down: true } : h)),
+    hosts: fleet.hosts.map(marked),
   };
 }
 

@@ -219,6 +219,16 @@ export interface HostEngine {
   /** Forgets the replica of `name` (its failover host moved, or it is gone); absent is fine. */
   dropReplica(name: string): Promise<void>;
   /**
+   * Moves a running VM to `to` without stopping it (live migration; `to`'s engine one that
+   * `capabilities.migratesTo` names), at `generation` on both hosts. `migration-failed` when it
+   * cannot (the caller falls back to stop, copy, start); the downtime the guest saw, measured.
+   */
+  migrate(
+    name: string,
+    generation: number,
+    to: HostEngine,
+  ): Promise<{ readonly instance: EngineInstance; readonly downtimeMs: number }>;
+  /**
    * Injects a fault on purpose; refused (`not-embedded`) where `capabilities.faultInjection` is
    * false.
    */

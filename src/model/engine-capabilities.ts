@@ -27,6 +27,11 @@ export interface EngineCapabilities {
   /** The engines `replicate` can keep a VM's replica on (docs/replication.md); none: no replication. */
   readonly replicatesTo: readonly EngineKind[];
   /**
+   * The engines a running VM can be moved to without stopping it (live migration); a move to
+   * another engine, or of a sandbox, stops, copies and starts.
+   */
+  readonly migratesTo: readonly EngineKind[];
+  /**
    * Can be made to fail, lose the control plane and recover on purpose (`vfleet host
    * fail|partition|recover`, HostEngine.inject).
    */
@@ -52,6 +57,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     ownFacts: false,
     copiesDiskTo: ['embedded'],
     replicatesTo: ['embedded'],
+    migratesTo: ['embedded'],
     faultInjection: true,
     selfFences: true,
     hostFields: [],
@@ -63,6 +69,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     replicatesTo: [],
+    migratesTo: [],
     faultInjection: false,
     selfFences: true,
     hostFields: ['dataDir'],
@@ -74,6 +81,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     replicatesTo: [],
+    migratesTo: [],
     faultInjection: false,
     selfFences: true,
     hostFields: ['address', 'port', 'user', 'hostKey', 'identityFile', 'dataDir'],

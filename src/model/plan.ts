@@ -61,6 +61,12 @@ export interface PlanAction {
    */
   readonly stopFirst?: boolean;
   /**
+   * move: a running VM between hosts whose engines migrate live (`capabilities.migratesTo`): one
+   * `migrate` job moves it without stopping it; it falls back to stop, copy, start only when
+   * the migration fails (plan/live-moves.ts, docs/replication.md).
+   */
+  readonly live?: boolean;
+  /**
    * destroy: of a second copy (ObservedState.strays) on `host`, while the instance's own record
    * is on another host and stays: apply removes it from the host and leaves the state alone.
    */

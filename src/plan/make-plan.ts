@@ -48,6 +48,7 @@ import {
   packagesToRaise,
 } from '../patching/baseline.js';
 import { licenseChanges } from './license-changes.js';
+import { liveMoves } from './live-moves.js';
 import { breakMoveCycles } from './move-cycles.js';
 
 export interface PlanMeta {
@@ -185,9 +186,11 @@ export function makePlan(
       ? (leaving.get(a.host) ?? []).filter((id) => id !== a.id)
       : [];
   }
-  const actions: PlanAction[] = breakMoveCycles(drafts as PlanAction[]).sort(
-    (a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number),
-  );
+  const actions: PlanAction[] = liveMoves(
+    breakMoveCycles(drafts as PlanAction[]),
+    fleet,
+    observed,
+  ).sort((a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number));
 
   actions.push(...patchActions(fleet, placement, befores, actions, generationOf));
   const count = (...kinds: ActionKind[]) => actions.filter((a) => kinds.includes(a.kind)).length;

@@ -215,6 +215,8 @@ async function perform(
       await record(state, data, { ...now, status: 'stopped' }, a.host);
       return 'done';
     }
+    case 'migrate':
+      return migrate(engines, state, data, now);
     case 'move-out': {
       const target = await current(engines.engine(a.host), a.instance);
       if (target?.status !== 'running') {
@@ -234,4 +236,74 @@ async function perform(
       return now ? 'done' : 'already-done';
     }
   }
+}
+
+/**
+ * A live move (docs/replication.md): the running VM migrated to the target without a stop; when
+ * the engines cannot (`migration-failed`: no convergence, an engine that cannot yet), stop, copy
+ * the disk, start on the target, remove from the source — in this job, said in the events.
+ */
+async function migrate(
+  engines: EngineLookup,
+  state: StateSink,
+  data: ActionJobData,
+  now: EngineInstance | undefined,
+): Promise<JobOutcome> {
+  const a = data.action;
+  const source = engines.engine(data.host);
+  const target = engines.engine(a.host);
+  const there = await current(target, a.instance);
+  if (there && there.generation >= a.generation && there.status === 'running') {
+    // Done already (a job run again): what is left on the source is a copy to remove.
+    if (now) await source.destroy(a.instance, a.generation);
+    await record(state, data, there, a.host);
+    return 'already-done';
+  }
+  if (!now) {
+    throw new VfleetError(
+      'instance-missing',
+      `${a.instance} is neither on ${data.host} nor running on ${a.host}`,
+      { retryable: true },
+    );
+  }
+  try {
+    const moved = await source.migrate(a.instance, a.generation, target);
+    await record(state, data, moved.instance, a.host);
+    await state.appendEvent({
+      at: Date.now(),
+      type: 'migrated',
+      instance: a.instance,
+      host: a.host,
+      from: data.host,
+      generation: a.generation,
+      downtimeMs: Math.round(moved.downtimeMs * 1000) / 1000,
+    });
+    return 'done';
+  } catch (e) {
+    if (!isVfleetError(e) || e.code !== 'migration-failed') throw e;
+    await state.appendEvent({
+      at: Date.now(),
+      type: 'migration-fallback',
+      instance: a.instance,
+      host: a.host,
+      from: data.host,
+      cause: e.message,
+    });
+  }
+  // Stop, copy, start: the disk copied while stopped (consistent), then the source removed.
+  const started = Date.now();
+  if (now.status === 'running') await source.stop(a.instance, a.generation);
+  await source.copyDisk(a.instance, a.generation, target);
+  const created = await target.create(request(data));
+  await source.destroy(a.instance, a.generation);
+  await record(state, data, created, a.host);
+  await state.appendEvent({
+    at: Date.now(),
+    type: 'moved-stop-copy-start',
+    instance: a.instance,
+    host: a.host,
+    from: data.host,
+    downtimeMs: Date.now() - started,
+  });
+  return 'done';
 }

@@ -20,7 +20,8 @@ export type JobStep =
   | 'move-out'
   | 'vacate'
   | 'remove-stray'
-  | 'patch';
+  | 'patch'
+  | 'migrate';
 
 export interface ActionJobData {
   readonly planId: string;
@@ -131,6 +132,9 @@ export function planWaves(plan: Plan, leaderToken?: number): PlanJobs {
         return node('patch', a.host, a);
       case 'move': {
         const from = a.fromHost as string;
+        // A live migration is one job on the source: the VM runs on one host or the other,
+        // never stopped (its fallback, stop-copy-start, runs in the same job: action-handler.ts).
+        if (a.live) return node('migrate', from, a);
         return node('move-out', from, a, [
           node('move-in', a.host, a, [node('copy-disk', from, a)]),
         ]);

@@ -261,6 +261,22 @@ export class ControlState {
     return fenced;
   }
 
+  /** The hosts an operator drains (`vfleet host drain`). */
+  async drained(): Promise<Set<string>> {
+    return new Set(await this.redis.smembers(this.keys.drained));
+  }
+
+  /**
+   * `vfleet host drain|undrain NAME`. The state's version moves with it: a plan saved before
+   * places instances on a host that is now draining (or not), so it is stale.
+   */
+  async setDrained(host: string, drained: boolean): Promise<void> {
+    const m = this.redis.multi();
+    if (drained) m.sadd(this.keys.drained, host);
+    else m.srem(this.keys.drained, host);
+    await m.incr(this.keys.version).exec();
+  }
+
   /** `vfleet host fenced NAME`: an operator asserts the host is off. */
   async setFenced(host: string, fenced: FencedHost): Promise<void> {
     await this.redis.hset(this.keys.fenced, host, JSON.stringify(fenced));

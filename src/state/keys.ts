@@ -76,6 +76,8 @@ export interface FleetKeys {
   readonly replication: string;
   /** `<prefix>replication-lock:<instance>`: one sync of an instance at a time. */
   readonly replicationLock: string;
+  /** The hosts an operator drains (`vfleet host drain`), as if the spec said `drain: true`. */
+  readonly drained: string;
 }
 
 /** One emulated host's keys (engines/embedded/embedded-engine.ts says what each holds). */
@@ -130,6 +132,7 @@ export function fleetKeys(fleet: string): FleetKeys {
     reconcileRequest: `${prefix}reconcile-request`,
     replication: `${prefix}replication`,
     replicationLock: `${prefix}replication-lock:`,
+    drained: `${prefix}drained`,
   };
 }
 

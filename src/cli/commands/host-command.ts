@@ -1,8 +1,9 @@
-// `vfleet host forget|fail|partition|recover <name>` (app/hosts.ts).
+// `vfleet host forget|fail|partition|recover|fenced|drain|undrain <name>` (app/hosts.ts).
 
 import { userInfo } from 'node:os';
 import { Command } from 'commander';
-import { fenceHost, forgetHost, injectFault } from '../../app/hosts.js';
+import { drainHost, fenceHost, forgetHost, injectFault } from '../../app/hosts.js';
+import { takeoverMsFrom } from '../../queue/worker-lock.js';
 import { withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
 import { jsonDocument } from '../views/json.js';
@@ -94,6 +95,63 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
             o.json
               ? jsonDocument({ host: name, fenced: true })
               : `Host ${name} is fenced: its instances may restart elsewhere now. \`vfleet host recover ${name}\` withdraws it.`,
+          );
+          return 0;
+        }),
+      );
+    });
+  command
+    .command('drain')
+    .description(
+      'drain a host (maintenance): nothing new lands on it and what runs there moves off — running VMs by live migration where the engines can — as if the spec said drain: true, until `vfleet host undrain`; then applies the plan that empties it',
+    )
+    .argument('<name>', 'the host')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--auto-approve', 'apply without asking', false)
+    .option(
+      '--no-apply',
+      'only mark it draining (the controller with --auto-apply, or vfleet apply, empties it)',
+    )
+    .action(async (name: string, o: { file: string; autoApprove: boolean; apply: boolean }) => {
+      const marked = await withSession(o.file, terminal, async (session) => {
+        await drainHost(session, name, true, operatorName());
+        terminal.out(
+          `Host ${name} is draining: nothing new lands on it, and what runs there moves off.`,
+        );
+        return 0;
+      });
+      if (marked !== 0 || !o.apply) return setExit(marked);
+      const { runApply } = await import('../apply-runner.js');
+      setExit(
+        await runApply(
+          {
+            target: o.file,
+            spec: o.file,
+            autoApprove: o.autoApprove,
+            concurrency: 4,
+            externalWorkers: false,
+            takeoverMs: takeoverMsFrom(process.env),
+          },
+          terminal,
+        ),
+      );
+    });
+  command
+    .command('undrain')
+    .description(
+      'end a drain made with `vfleet host drain`: the host takes instances again (nothing moves back by itself)',
+    )
+    .argument('<name>', 'the host')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--json', 'print JSON (formatVersion 1)', false)
+    .action(async (name: string, o: { file: string; json: boolean }) => {
+      setExit(
+        await withSession(o.file, terminal, async (session) => {
+          await drainHost(session, name, false, operatorName());
+          terminal.out(
+            o.json
+              ? jsonDocument({ host: name, draining: false })
+              : `Host ${name} is no longer drained by an operator (a spec's drain: true still holds).`,
           );
           return 0;
         }),

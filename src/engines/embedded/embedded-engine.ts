@@ -42,6 +42,7 @@ import {
   type ReplicaPoint,
   type ReplicationResult,
 } from '../host-engine.js';
+import { migrateEmbedded } from './embedded-migration.js';
 import {
   emulatedBytes,
   readReplica,
@@ -337,6 +338,26 @@ export class EmbeddedEngine implements HostEngine {
       packages: replica.packages,
     });
     return replica.point;
+  }
+
+  async migrate(
+    name: string,
+    generation: number,
+    to: HostEngine,
+  ): Promise<{ readonly instance: EngineInstance; readonly downtimeMs: number }> {
+    if (!this.capabilities.migratesTo.includes(to.engine) || !(to instanceof EmbeddedEngine)) {
+      throw new VfleetError(
+        'migration-failed',
+        `${name} cannot migrate live from ${this.engine} host ${this.host} to ${to.engine} host ${to.host}`,
+      );
+    }
+    return migrateEmbedded(
+      this.redis,
+      { host: this.host, keys: this.keys },
+      { host: to.host, keys: to.keys },
+      name,
+      generation,
+    );
   }
 
   async dropReplica(name: string): Promise<void> {
