@@ -11,14 +11,18 @@ import { lockedMessage, takeoverMessage } from '../views/lock-view.js';
 
 export function hostCommand(terminal: Terminal, setExit: (code: number) => void): Command {
   const command = new Command('host').description(
-    'fault injection for embedded hosts; forget a host that is gone for good',
+    "fault injection for embedded hosts, an operator's fence, maintenance (drain); forget a host that is gone for good",
   );
-  command
-    .command('forget')
-    .description('drop from the state the instances of a host the spec no longer names')
-    .argument('<name>', 'the host')
-    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
-    .option('--json', 'print JSON (formatVersion 1)', false)
+  // Every subcommand names one host and reads the spec.
+  const sub = (name: string, description: string): Command =>
+    command
+      .command(name)
+      .description(description)
+      .argument('<name>', 'the host')
+      .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml');
+  const JSON_HELP = 'print JSON (formatVersion 1)';
+  sub('forget', 'drop from the state the instances of a host the spec no longer names')
+    .option('--json', JSON_HELP, false)
     .action(async (name: string, o: { file: string; json: boolean }) => {
       setExit(
         await withSession(o.file, terminal, async (session) => {
@@ -63,12 +67,8 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
     ],
   ] as const;
   for (const [fault, description, done] of faults) {
-    command
-      .command(fault)
-      .description(description)
-      .argument('<name>', 'the host')
-      .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
-      .option('--json', 'print JSON (formatVersion 1)', false)
+    sub(fault, description)
+      .option('--json', JSON_HELP, false)
       .action(async (name: string, o: { file: string; json: boolean }) => {
         setExit(
           await withSession(o.file, terminal, async (session) => {
@@ -79,14 +79,11 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
         );
       });
   }
-  command
-    .command('fenced')
-    .description(
-      'assert that a host is off (powered down, its instances dead): the controller restarts its instances elsewhere at once instead of waiting for its lease to age. vfleet cannot check this: if the host is in fact running, its instances run twice',
-    )
-    .argument('<name>', 'the host')
-    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
-    .option('--json', 'print JSON (formatVersion 1)', false)
+  sub(
+    'fenced',
+    'assert that a host is off (powered down, its instances dead): the controller restarts its instances elsewhere at once instead of waiting for its lease to age. vfleet cannot check this: if the host is in fact running, its instances run twice',
+  )
+    .option('--json', JSON_HELP, false)
     .action(async (name: string, o: { file: string; json: boolean }) => {
       setExit(
         await withSession(o.file, terminal, async (session) => {
@@ -100,13 +97,10 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
         }),
       );
     });
-  command
-    .command('drain')
-    .description(
-      'drain a host (maintenance): nothing new lands on it and what runs there moves off — running VMs by live migration where the engines can — as if the spec said drain: true, until `vfleet host undrain`; then applies the plan that empties it',
-    )
-    .argument('<name>', 'the host')
-    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+  sub(
+    'drain',
+    'drain a host (maintenance): nothing new lands on it and what runs there moves off — running VMs by live migration where the engines can — as if the spec said drain: true, until `vfleet host undrain`; then applies the plan that empties it',
+  )
     .option('--auto-approve', 'apply without asking', false)
     .option(
       '--no-apply',
@@ -136,14 +130,11 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
         ),
       );
     });
-  command
-    .command('undrain')
-    .description(
-      'end a drain made with `vfleet host drain`: the host takes instances again (nothing moves back by itself)',
-    )
-    .argument('<name>', 'the host')
-    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
-    .option('--json', 'print JSON (formatVersion 1)', false)
+  sub(
+    'undrain',
+    'end a drain made with `vfleet host drain`: the host takes instances again (nothing moves back by itself)',
+  )
+    .option('--json', JSON_HELP, false)
     .action(async (name: string, o: { file: string; json: boolean }) => {
       setExit(
         await withSession(o.file, terminal, async (session) => {
