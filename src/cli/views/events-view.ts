@@ -14,6 +14,16 @@ export function eventLine(event: Readonly<Record<string, unknown>>): string {
     if (Array.isArray(event.hosts)) parts.push(event.hosts.join(','));
     if (event.type === 'restarted' || event.type === 'restart-failed')
       parts.push(`from ${text(event.from)} at generation ${text(event.generation)}`);
+    if (event.type === 'restarted' && event.from_replica !== undefined)
+      parts.push(
+        `from its replica as of ${text(event.from_replica)} (${text(event.rpoSeconds)} s of data lost)`,
+      );
+    if (event.type === 'migrated' || event.type === 'moved-stop-copy-start')
+      parts.push(`from ${text(event.from)}, downtime ${text(event.downtimeMs)} ms`);
+    if (event.type === 'replica-full-sync' || event.type === 'replication-failed')
+      parts.push(
+        `to ${text(event.target)}${event.reason ? `: ${text(event.reason)}` : ''}${event.error ? `: ${text(event.error)}` : ''}`,
+      );
     if (event.summary && typeof event.summary === 'object') {
       const s = event.summary as Record<string, number>;
       parts.push(

@@ -10,7 +10,7 @@ function describe(a: PlanAction): string {
     case 'create':
       return `create ${a.instance} on ${a.host}${failover}${a.reason === 'new replica' ? '' : `: ${a.reason}`}`;
     case 'move':
-      return `move ${a.instance} from ${a.fromHost} to ${a.host}${failover}${a.stopFirst ? `: ${a.reason}` : ''}`;
+      return `move ${a.instance} from ${a.fromHost} to ${a.host}${a.live ? ' live' : ''}${failover}${a.stopFirst ? `: ${a.reason}` : ''}`;
     case 'update':
       return `update ${a.instance} on ${a.host}: ${a.reason}`;
     case 'start':
