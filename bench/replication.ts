@@ -6,9 +6,10 @@
 // and sha256 checks as they would between two machines.
 //
 // First a full sync (take + ship + apply), then ROUNDS intervals of INTERVAL_MS: in each, 1% of
-// the disk's blocks is dirtied, then an incremental sync runs. A "block" is a 64 KiB cluster —
-// the qcow2 cluster and the dirty bitmap's granularity, the unit an increment copies (a 4 KiB
-// write dirties a whole one: BENCH_WRITE_KIB=4 measures that). The blocks are dirtied through
+// the disk's blocks is dirtied, then an incremental sync runs. A "block" is 64 KiB by default —
+// the qcow2 cluster and the dirty bitmap's granularity, the unit an increment copies;
+// BENCH_BLOCK_KIB=4 dirties 1% of the 4 KiB blocks instead, each in a cluster of its own mostly,
+// and shows what scattered small writes cost (a whole cluster each). The blocks are dirtied through
 // the VM's own QEMU (HMP qemu-io on the drive, seeded positions), not by the guest: a busybox
 // guest under TCG cannot write a chosen 1% of its disk at random places fast and on time, and
 // for the dirty bitmap a write through the drive is a write like the guest's.
@@ -40,9 +41,8 @@ import {
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 12);
 const INTERVAL_MS = Number(process.env.BENCH_INTERVAL_MS ?? 5_000);
-const WRITE = Number(process.env.BENCH_WRITE_KIB ?? 64) * 1024;
 const GiB = 1024 ** 3;
-const BLOCK = 64 * 1024;
+const BLOCK = Number(process.env.BENCH_BLOCK_KIB ?? 64) * 1024;
 const DISK_BLOCKS = GiB / BLOCK;
 const DIRTY_BLOCKS = Math.ceil(DISK_BLOCKS / 100);
 const VM = 'bench-0';
@@ -76,11 +76,11 @@ function random(seed: number): () => number {
   };
 }
 
-/** 1% of the disk's blocks, distinct, at seeded places; one write of WRITE bytes into each. */
+/** 1% of the disk's blocks, distinct, at seeded places, each written whole. */
 function onePercent(next: () => number, round: number) {
   const blocks = new Set<number>();
   while (blocks.size < DIRTY_BLOCKS) blocks.add(Math.floor(next() * DISK_BLOCKS));
-  return [...blocks].map((b) => ({ offset: b * BLOCK, length: WRITE, pattern: round % 256 }));
+  return [...blocks].map((b) => ({ offset: b * BLOCK, length: BLOCK, pattern: round % 256 }));
 }
 
 async function sync(a: ReplicationHost, b: ReplicationHost): Promise<Sync> {
@@ -120,7 +120,7 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(1))
         .join(
           ' ',
-        )}; ${ROUNDS} intervals of ${ms(INTERVAL_MS)}, ${DIRTY_BLOCKS} of ${DISK_BLOCKS} blocks (64 KiB) dirtied in each by ${WRITE / 1024} KiB writes`,
+        )}; ${ROUNDS} intervals of ${ms(INTERVAL_MS)}, ${DIRTY_BLOCKS} of ${DISK_BLOCKS} blocks of ${BLOCK / 1024} KiB dirtied in each`,
     );
     // The disk written full before the guest boots, so that every cluster holds data.
     await a.engine.create(counterVm(images, images.base, VM, 1));
