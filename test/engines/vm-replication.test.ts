@@ -23,14 +23,17 @@ import { cleanUp, processesUsing, SwitchableTransport } from '../helpers/real-ho
 import {
   type Counter,
   counterOf,
+  counterOnDisk,
   counterVm,
   dirty,
   driverContext,
   type ReplicationHost,
   recordOf,
   replicationHost,
+  sshReplicationHost,
   waitForCounter,
 } from '../helpers/replication-vm.js';
+import { startSshd, type TestSshd } from '../helpers/sshd.js';
 
 const VM = 'rep-0';
 const MiB = 1024 ** 2;
@@ -83,11 +86,9 @@ describe('VM disk replication (real QEMU, TCG)', () => {
     await waitForCounter(a, VM, (c) => (c.last ?? 0) >= 2);
   });
   after(async () => {
-    for (const h of [a, b]) {
-      if (!h) continue;
-      const left = await cleanUp(h.dataDir, h.name);
-      if (h === b) assert.deepEqual(left.pids, [], 'no QEMU left running on the target');
-    }
+    const left = [];
+    for (const h of [a, b]) if (h) left.push(await cleanUp(h.dataDir, h.name));
+    assert.deepEqual(left[1]?.pids ?? [], [], 'no QEMU left running on the target');
   });
 
   it('a full, then an incremental far smaller; the replica boots at its consistency point', async (t) => {
@@ -253,6 +254,60 @@ describe('VM disk replication (real QEMU, TCG)', () => {
     assert.equal(inconsistent.inc.kind, 'full');
     assert.match(inconsistent.inc.fullReason ?? '', /left inconsistent by an unclean exit/);
     assert.equal((await take()).kind, 'incremental', 'and a new bitmap starts with that full');
+  });
+});
+
+describe('VM disk replication over ssh (two sshd hosts)', () => {
+  let images: EngineTestImages;
+  let sshds: TestSshd[] = [];
+  let a: ReplicationHost;
+  let b: ReplicationHost;
+  const suffix = process.pid.toString(36);
+
+  before(async () => {
+    images = await engineTestImages();
+    sshds = [
+      await startSshd({ address: '127.0.0.58' }),
+      await startSshd({ address: '127.0.0.59' }),
+    ];
+    a = sshReplicationHost(sshds[0] as TestSshd, `repl-ssh-a-${suffix}`);
+    b = sshReplicationHost(sshds[1] as TestSshd, `repl-ssh-b-${suffix}`);
+  });
+  after(async () => {
+    const left: number[] = [];
+    for (const h of [a, b]) {
+      if (!h) continue;
+      await h.t.close().catch(() => undefined);
+      left.push(...(await cleanUp(h.dataDir, h.name)).pids);
+    }
+    for (const sshd of sshds) await sshd.stop();
+    assert.deepEqual(left, [], 'no QEMU left running');
+  });
+
+  it('takes, ships and applies over ssh; the disk made from the replica holds the counter of its point', async () => {
+    await a.engine.create(counterVm(images, images.base, VM, 1));
+    await waitForCounter(a, VM, (c) => (c.last ?? 0) >= 2);
+    const replicaDir = b.layout.replicaDir(VM);
+    let kept = { before: 0, after: 0 };
+    for (const kind of ['full', 'incremental']) {
+      const before = counterOf(a, VM).last ?? 0;
+      const inc = await takeIncrement(driverContext(a, VM), recordOf(a, VM));
+      kept = { before, after: counterOf(a, VM).last ?? 0 };
+      assert.equal(inc.kind, kind);
+      await shipIncrement(a.t, inc, b.t, replicaDir);
+      const point = await applyIncrement(b.t, replicaDir, { ...inc, from: a.name, generation: 1 });
+      assert.equal(point.seq, inc.seq);
+      await dropIncrement(driverContext(a, VM), inc);
+      await waitForCounter(a, VM, (c) => (c.last ?? 0) > kept.after);
+    }
+    const disk = `${b.layout.instanceDir(VM)}/disk.qcow2`;
+    await diskFromReplica(b.t, replicaDir, disk);
+    const value = counterOnDisk(disk) ?? Number.NaN;
+    assert.ok(
+      value >= kept.before && value <= kept.after + 1,
+      `${value} in ${JSON.stringify(kept)}`,
+    );
+    await a.engine.destroy(VM, 2);
   });
 });
 

@@ -2,6 +2,7 @@
 // (a data folder each), a VM of the test images that writes a counter to its disk every second
 // (`vfleet.counter`, scripts/build-test-images.sh), its counter read from the serial console,
 // the driver context the replication functions take, and dirtying its disk from the outside.
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -12,13 +13,16 @@ import type { DriverContext, InstanceRecord } from '../../src/engines/real/insta
 import { withQmp } from '../../src/engines/real/qmp-client.js';
 import { RealEngine, type RealEngineOptions } from '../../src/engines/real/real-engine.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
+import { SshTransport } from '../../src/transport/ssh-transport.js';
+import type { Transport } from '../../src/transport/transport.js';
 import type { EngineTestImages } from './engine-test-images.js';
 import { realHost, vmRequest } from './real-hosts.js';
+import type { TestSshd } from './sshd.js';
 
 export interface ReplicationHost {
   readonly name: string;
   readonly dataDir: string;
-  readonly t: LocalTransport;
+  readonly t: Transport;
   readonly layout: HostLayout;
   readonly engine: RealEngine;
 }
@@ -35,6 +39,19 @@ export function replicationHost(name: string): ReplicationHost {
     t,
     layout: new HostLayout(name, dataDir),
     engine: new RealEngine(realHost(name, dataDir), t, OPTIONS),
+  };
+}
+
+/** A host behind a test sshd of this machine (its data folder is local too, for the checks). */
+export function sshReplicationHost(sshd: TestSshd, name: string): ReplicationHost {
+  const host = sshd.host(name);
+  const t = new SshTransport(host, { readyTimeoutMs: 2_000 });
+  return {
+    name,
+    dataDir: host.dataDir,
+    t,
+    layout: new HostLayout(name, host.dataDir),
+    engine: new RealEngine(host, t, OPTIONS),
   };
 }
 
@@ -91,6 +108,18 @@ export function counterOf(host: ReplicationHost, instance: string): Counter {
     ...(boot !== undefined ? { boot: Number(boot) } : {}),
     ...(last !== undefined ? { last: Number(last) } : {}),
   };
+}
+
+/** The counter in the first sector of a disk (qcow2, not in use), as the guest would read it. */
+export function counterOnDisk(disk: string): number | undefined {
+  // qemu-io -v dumps 16 bytes a line: "00000000:  56 46 4c …  VFLEET.COUNTER.", hex first.
+  const dump = execFileSync('qemu-io', ['-f', 'qcow2', '-r', '-c', 'read -v 0 64', disk]);
+  const hex = [...dump.toString().matchAll(/^[0-9a-f]{8}: ((?: [0-9a-f]{2}){16})/gm)].flatMap((m) =>
+    (m[1] as string).trim().split(' '),
+  );
+  const sector = Buffer.from(hex.join(''), 'hex').toString('latin1');
+  const value = /^VFLEET-COUNTER (\d+)\n/.exec(sector)?.[1];
+  return value === undefined ? undefined : Number(value);
 }
 
 /** Polls the serial console until `ready` holds of the counter, or fails after `timeoutMs`. */

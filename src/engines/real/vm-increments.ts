@@ -18,7 +18,7 @@
 //
 // The caller holds the instance's lock: two takes of one instance at once would share a bitmap.
 import { randomBytes } from 'node:crypto';
-import { VfleetError } from '../../model/errors.js';
+import { isVfleetError, VfleetError } from '../../model/errors.js';
 import { run } from '../../transport/transport.js';
 import { mkdirs, readText, sha256Of } from './host-commands.js';
 import type { DriverContext, InstanceRecord } from './instance-driver.js';
@@ -101,6 +101,12 @@ export async function takeIncrement(
   const disk = await open(async (c) => {
     await clearLeftovers(c, qmpTimeoutMs);
     return findDisk(c, `${ctx.dir}/disk.qcow2`, where);
+  }).catch((e) => {
+    if (!isVfleetError(e) || e.code !== 'qmp-unavailable') throw e;
+    throw new VfleetError('vm-not-running', `${where}: no QEMU answers: ${e.message}`, {
+      retryable: true,
+      cause: e,
+    });
   });
   const reasons = fullReasons(ctx, read, disk.bitmap, options);
   const full = reasons.length > 0 || !state; // no state: reasons say so already
