@@ -20,6 +20,7 @@
 // applied on the target.
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
+import { mulberry32 } from '../examples/generate.js';
 import {
   applyIncrement,
   dropIncrement,
@@ -63,18 +64,6 @@ const median = (xs: readonly number[]) => {
 const ms = (n: number) => `${Math.round(n).toLocaleString('en-US')} ms`;
 const bytes = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 const percent = (x: number) => `${(100 * x).toFixed(2)}%`;
-
-/** A seeded generator (mulberry32): the same blocks are dirtied in every run. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** 1% of the disk's blocks, distinct, at seeded places, each written whole. */
 function onePercent(next: () => number, round: number) {
@@ -132,7 +121,7 @@ async function main(): Promise<void> {
 
     const full = await sync(a, b);
     console.log(line('full', full));
-    const next = random(1);
+    const next = mulberry32(1); // the same blocks in every run
     const rounds: Sync[] = [];
     const lags: number[] = [];
     let point = full;
