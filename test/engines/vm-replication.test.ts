@@ -13,6 +13,7 @@ import {
   type ReplicaIncrement,
   type ReplicaPoint,
   readReplica,
+  readReplicas,
   shipIncrement,
   takeIncrement,
 } from '../../src/engines/real/vm-replication.js';
@@ -109,10 +110,21 @@ describe('VM disk replication (real QEMU, TCG)', () => {
     assert.ok(inc.inc.bytes * 20 < full.inc.bytes, `${inc.inc.bytes} vs ${full.inc.bytes}`);
     assert.ok(inc.inc.consistentAt > full.inc.consistentAt);
     assert.deepEqual(
-      { seq: inc.point.seq, lastKind: inc.point.lastKind, bytes: inc.point.bytes },
-      { seq: full.point.seq + 1, lastKind: 'incremental', bytes: full.inc.bytes + inc.inc.bytes },
+      {
+        seq: inc.point.seq,
+        lastKind: inc.point.lastKind,
+        bytes: inc.point.bytes,
+        lastBytes: inc.point.lastBytes,
+      },
+      {
+        seq: full.point.seq + 1,
+        lastKind: 'incremental',
+        bytes: full.inc.bytes + inc.inc.bytes,
+        lastBytes: inc.inc.bytes,
+      },
     );
     assert.deepEqual(await readReplica(b.t, replicaDir), inc.point);
+    assert.deepEqual(await readReplicas(b.t, b.layout.replicas), new Map([[VM, inc.point]]));
 
     // Every value printed before the backup started is on the disk it copied; a value written
     // while it ran is printed by the time it returns (the guest prints right after its fsync).

@@ -13,6 +13,11 @@ import { VfleetError } from '../../model/errors.js';
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 
+/** Whether `name` may be an instance's (a DNS label), so a path or an argument. */
+export function isInstanceName(name: string): boolean {
+  return NAME.test(name);
+}
+
 /** Refuses anything that is not a DNS label before it can reach a path or an argument. */
 export function checkInstanceName(host: string, name: string): void {
   if (typeof name !== 'string' || !NAME.test(name)) {

@@ -1,4 +1,4 @@
-// The target half of disk replication (docs/replication.md): the replica of a VM's disk on its
+// The target half of disk replication (docs/replication-qemu.md): the replica of a VM's disk on its
 // failover host, as a chain of qcow2 files in one folder, and the point it is consistent at.
 //
 //   <replicaDir>/replica.json              the point: chain, increment, consistentAt, … and the top
@@ -21,7 +21,7 @@
 import { VfleetError } from '../../model/errors.js';
 import { run, type Transport } from '../../transport/transport.js';
 import { exists, mkdirs, readText, removeTree, sha256Of } from './host-commands.js';
-import { checkInstanceName, cleanFolder } from './host-layout.js';
+import { checkInstanceName, cleanFolder, isInstanceName } from './host-layout.js';
 import type { ReplicaIncrement } from './vm-increments.js';
 
 /** The consistent point a replica is at. */
@@ -37,6 +37,8 @@ export interface ReplicaPoint {
   readonly consistentAt: number;
   /** Bytes shipped into this chain, its full included. */
   readonly bytes: number;
+  /** Of the last increment applied. */
+  readonly lastBytes: number;
   readonly lastKind: ReplicaIncrement['kind'];
   /** Of the last increment applied. */
   readonly sha256: string;
@@ -145,6 +147,7 @@ export async function applyIncrement(
     seq: inc.seq,
     consistentAt: inc.consistentAt,
     bytes: inc.kind === 'full' ? inc.bytes : (record?.bytes ?? 0) + inc.bytes,
+    lastBytes: inc.bytes,
     lastKind: inc.kind,
     sha256: inc.sha256,
     appliedAt: Date.now(),
@@ -162,6 +165,23 @@ export async function readReplica(
 ): Promise<ReplicaPoint | undefined> {
   const record = await readRecord(t, checkFolder(t.host, replicaDir));
   return record && pointOf(record);
+}
+
+/** The replicas in `replicasDir` (HostLayout.replicas), by the folder's name (the instance). */
+export async function readReplicas(
+  t: Transport,
+  replicasDir: string,
+): Promise<ReadonlyMap<string, ReplicaPoint>> {
+  const dir = checkFolder(t.host, replicasDir);
+  const listing = await t.exec(['ls', '-1', '--', dir]);
+  const found = new Map<string, ReplicaPoint>();
+  if (listing.code !== 0) return found; // no folder: no replica yet
+  for (const name of listing.stdout.toString('utf8').split('\n')) {
+    if (!isInstanceName(name)) continue;
+    const point = await readReplica(t, `${dir}/${name}`);
+    if (point) found.set(name, point);
+  }
+  return found;
 }
 
 /**

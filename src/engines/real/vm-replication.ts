@@ -1,10 +1,10 @@
-// Disk replication of a VM to its failover host (issue 15, docs/replication.md): the module the
+// Disk replication of a VM to its failover host (issue 15, docs/replication-qemu.md): the module the
 // engine uses. The source takes increments of the running VM's disk (vm-increments.ts), each
 // is shipped to the target here, and the target keeps them as a chain with a consistent point
 // (replica-chain.ts), from which a restart there gets its disk.
 //
 //   source: takeIncrement → shipIncrement → dropIncrement       target: applyIncrement
-//   target: readReplica, diskFromReplica (a failover), dropReplica
+//   target: readReplica(s), diskFromReplica (a failover), dropReplica
 import { VfleetError } from '../../model/errors.js';
 import { run, type Transport } from '../../transport/transport.js';
 import { copyChecked, mkdirs } from './host-commands.js';
@@ -20,6 +20,7 @@ export {
   type ReplicaOptions,
   type ReplicaPoint,
   readReplica,
+  readReplicas,
 } from './replica-chain.js';
 export {
   dropIncrement,
