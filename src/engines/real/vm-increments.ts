@@ -1,4 +1,4 @@
-// The source half of disk replication (docs/replication.md): increments of a running VM's disk,
+// The source half of disk replication (docs/replication-qemu.md): increments of a running VM's disk,
 // taken by its own QEMU while the guest runs.
 //
 // - A persistent dirty bitmap, `vfleet-replica`, on the disk's qcow2 node marks every cluster the
