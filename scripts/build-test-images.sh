@@ -19,7 +19,13 @@
 #                          boot on this machine use it; ship vmlinuz (8 MB, not 66) to remote hosts
 #   initrd.img             a gzip'd newc initramfs whose /init prints VFLEET-GUEST-READY on the
 #                          console (boot with console=ttyS0), then stays up; the ACPI power
-#                          button powers it off
+#                          button powers it off. With `vfleet.counter` on the kernel command
+#                          line it also writes a counter to its disk (/dev/vda, virtio): the
+#                          first sector holds "VFLEET-COUNTER <n>"; at boot it prints
+#                          "VFLEET-COUNTER-BOOT <n>" (the value it found, 0 on an empty disk),
+#                          then every second writes n+1 there, flushes it to the disk, and only
+#                          then prints "VFLEET-COUNTER <n+1>": a value on the console is on the
+#                          disk (tests of disk replication read both)
 #   base.qcow2             an empty 1 GiB qcow2, the backing file of instance overlays
 #   manifest.json          versions, the sha256 of each file, and the cache key
 #
@@ -35,6 +41,10 @@ readonly cmdline='console=ttyS0 quiet panic=-1'
 readonly base_disk_size='1G'
 readonly files=(busybox-rootfs.tar.gz vmlinuz vmlinux initrd.img base.qcow2)
 readonly manifest_format=1
+# The virtio disk's modules (Debian builds them as modules), in the order they load: each needs
+# only those before it. Only a guest booted with vfleet.counter loads them.
+readonly virtio_modules=(virtio/virtio_ring.ko virtio/virtio.ko virtio/virtio_pci_legacy_dev.ko
+  virtio/virtio_pci_modern_dev.ko virtio/virtio_pci.ko block/virtio_blk.ko)
 
 trap 'echo "build-test-images: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
@@ -243,7 +253,8 @@ mkdir -p "$kernel_tree"
 # Only what the images use, not the 400 MB of modules.
 dpkg-deb --fsys-tarfile "$deb" |
   tar -x -C "$kernel_tree" --wildcards './boot/vmlinuz-*' \
-    './lib/modules/*/kernel/drivers/acpi/button.ko' './lib/modules/*/kernel/drivers/input/evdev.ko'
+    './lib/modules/*/kernel/drivers/acpi/button.ko' './lib/modules/*/kernel/drivers/input/evdev.ko' \
+    "${virtio_modules[@]/#/./lib/modules/*/kernel/drivers/}"
 vmlinuz="$(find "$kernel_tree/boot" -name 'vmlinuz-*' | head -n1)"
 [ -n "$vmlinuz" ] || die "$kernel_package holds no boot/vmlinuz-*"
 kernel_release="${vmlinuz##*/vmlinuz-}"
@@ -275,6 +286,9 @@ mkdir -p "$initrd"/{dev,proc,sys,tmp,etc/acpi/PWRF,lib/modules}
 # an input event, so /init loads both (from the same kernel package, so they always match).
 cp "$kernel_tree/lib/modules/$kernel_release/kernel/drivers/acpi/button.ko" \
   "$kernel_tree/lib/modules/$kernel_release/kernel/drivers/input/evdev.ko" "$initrd/lib/modules/"
+for m in "${virtio_modules[@]}"; do
+  cp "$kernel_tree/lib/modules/$kernel_release/kernel/drivers/$m" "$initrd/lib/modules/"
+done
 # busybox acpid maps the power button ("PWRF") to the handler PWRF/00000080 under -c's folder.
 cat >"$initrd/etc/acpi/PWRF/00000080" <<'EOF'
 #!/bin/sh
@@ -306,6 +320,26 @@ until ls -l /proc/\$acpid_pid/fd 2>/dev/null | grep -q /dev/input/event; do
   fi
   usleep 50000
 done
+# vfleet.counter: a guest that writes to its disk, for the tests of disk replication (the
+# header of this script says what it prints). The value goes to the disk with an fsync before it
+# goes to the console, so a value printed is a value written.
+if grep -qw 'vfleet[.]counter' /proc/cmdline; then
+  for m in ${virtio_modules[*]##*/}; do insmod /lib/modules/\$m; done
+  tries=0
+  until [ -b /dev/vda ] || [ \$tries -gt 200 ]; do
+    tries=\$((tries + 1))
+    usleep 50000
+  done
+  n=\$(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -n 1 | sed -n 's/^VFLEET-COUNTER \([0-9][0-9]*\)\$/\1/p')
+  n=\${n:-0}
+  echo "VFLEET-COUNTER-BOOT \$n"
+  while :; do
+    n=\$((n + 1))
+    printf 'VFLEET-COUNTER %s\\n' \$n | dd of=/dev/vda bs=512 conv=sync,fsync 2>/dev/null &&
+      echo "VFLEET-COUNTER \$n"
+    sleep 1
+  done &
+fi
 echo $ready_marker
 # PID 1 must never exit (the kernel would panic); the wait also reaps orphans.
 while :; do

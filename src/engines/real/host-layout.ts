@@ -7,10 +7,16 @@
 //   <dataDir>/locks/<name>/       the instance's lock (mkdir), with its owner inside
 //   <dataDir>/images/<sha256>/    image files staged from the machine that runs vfleet
 //   <dataDir>/bin/                vfleet's fixed host-side helper, named by its own sha256
+//   <dataDir>/replicas/<name>/    the replica of a VM another host runs (vm-replication.ts)
 import { VfleetError } from '../../model/errors.js';
 
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Whether `name` may be an instance's (a DNS label), so a path or an argument. */
+export function isInstanceName(name: string): boolean {
+  return NAME.test(name);
+}
 
 /** Refuses anything that is not a DNS label before it can reach a path or an argument. */
 export function checkInstanceName(host: string, name: string): void {
@@ -22,19 +28,28 @@ export function checkInstanceName(host: string, name: string): void {
   }
 }
 
+/**
+ * A folder vfleet may make and remove (`rm -rf`) on a host, without its trailing slashes; or
+ * undefined when it is not absolute, climbs (`.`, `..`), holds a NUL or a line break, or is `/`.
+ */
+export function cleanFolder(path: string): string | undefined {
+  const clean = path.replace(/\/+$/, '');
+  const bad =
+    !clean.startsWith('/') ||
+    clean.split('/').some((part) => part === '.' || part === '..') ||
+    /[\0\n\r]/.test(clean) ||
+    clean.length < 2;
+  return bad ? undefined : clean;
+}
+
 export class HostLayout {
   readonly dataDir: string;
 
   constructor(host: string, dataDir: string) {
-    const clean = dataDir.replace(/\/+$/, '');
     // The schema already restricts dataDir; the engine checks again because it builds `rm -rf`
     // targets from it.
-    if (
-      !clean.startsWith('/') ||
-      clean.split('/').some((part) => part === '.' || part === '..') ||
-      /[\0\n\r]/.test(clean) ||
-      clean.length < 2
-    ) {
+    const clean = cleanFolder(dataDir);
+    if (clean === undefined) {
       throw new VfleetError(
         'invalid-data-dir',
         `${host}: dataDir ${JSON.stringify(dataDir)} must be an absolute path`,
@@ -58,6 +73,9 @@ export class HostLayout {
   get bin(): string {
     return `${this.dataDir}/bin`;
   }
+  get replicas(): string {
+    return `${this.dataDir}/replicas`;
+  }
 
   instanceDir(name: string): string {
     if (!NAME.test(name)) throw new Error(`instanceDir: ${name} is not a DNS label`);
@@ -73,6 +91,11 @@ export class HostLayout {
   lock(name: string): string {
     if (!NAME.test(name)) throw new Error(`lock: ${name} is not a DNS label`);
     return `${this.locks}/${name}`;
+  }
+  /** Where this host keeps the replica of another host's VM (vm-replication.ts). */
+  replicaDir(name: string): string {
+    if (!NAME.test(name)) throw new Error(`replicaDir: ${name} is not a DNS label`);
+    return `${this.replicas}/${name}`;
   }
   imageDir(sha256: string): string {
     if (!SHA256.test(sha256)) throw new Error(`imageDir: ${sha256} is not a sha256`);

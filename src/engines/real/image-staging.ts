@@ -13,8 +13,8 @@ import { VfleetError } from '../../model/errors.js';
 import { openRegularFileStream } from '../../transport/bounded-file.js';
 import { LocalTransport } from '../../transport/local-transport.js';
 import { temporaryPathFor } from '../../transport/temporary-name.js';
-import { copyFile, run, type Transport } from '../../transport/transport.js';
-import { exists, mkdirs, sha256Of } from './host-commands.js';
+import { run, type Transport } from '../../transport/transport.js';
+import { copyChecked, exists, mkdirs } from './host-commands.js';
 import type { HostLayout } from './host-layout.js';
 
 /** The role of a staged file is its name in the image folder. */
@@ -112,15 +112,12 @@ export class ImageStager {
     await mkdirs(this.t, dir);
     const partial = temporaryPathFor(path);
     try {
-      await copyFile(from, fromPath, this.t, partial, 0o644);
-      const got = await sha256Of(this.t, partial);
-      if (got !== sha256) {
-        throw new VfleetError(
-          'image-corrupt',
-          `${this.t.host}: ${role} arrived with sha256 ${got ?? 'unreadable'}, expected ${sha256}`,
-          { retryable: true },
-        );
-      }
+      await copyChecked(from, fromPath, this.t, partial, {
+        expected: sha256,
+        code: 'image-corrupt',
+        what: `${this.t.host}: ${role}`,
+        mode: 0o644,
+      });
       await run(this.t, ['mv', '-f', '--', partial, path]);
       await this.t.writeFile(verified, `${sha256}\n`, 0o644);
     } finally {

@@ -10,13 +10,13 @@
 // is still booting is running.
 import { VfleetError } from '../../model/errors.js';
 import type { PackageVersions } from '../../model/fleet.js';
-import { copyFile, run } from '../../transport/transport.js';
+import { run, type Transport } from '../../transport/transport.js';
 import {
+  copyChecked,
   exists,
   mkdirs,
   processAlive,
   readPid,
-  sha256Of,
   signal,
   waitFor,
 } from './host-commands.js';
@@ -244,22 +244,16 @@ export class QemuDriver implements InstanceDriver {
     const paused = (await this.status(ctx, record)).running;
     try {
       if (paused) await this.command(ctx, 'stop');
-      await copyFile(ctx.t, disk, target.t, incoming, 0o600);
-      const [sent, got] = await Promise.all([sha256Of(ctx.t, disk), sha256Of(target.t, incoming)]);
-      if (sent === undefined || sent !== got) {
-        throw new VfleetError(
-          'copy-corrupt',
-          `${ctx.instance}: the disk copied from ${ctx.host} to ${target.host} differs (${sent} / ${got})`,
-          { retryable: true },
-        );
-      }
-    } catch (e) {
-      await target.t.exec(['rm', '-f', '--', incoming]);
-      throw e;
+      await copyChecked(ctx.t, disk, target.t, incoming, {
+        code: 'copy-corrupt',
+        what: `${ctx.instance}: the disk`,
+      });
     } finally {
       if (paused) await this.command(ctx, 'cont').catch(() => undefined);
     }
-    if (targetBase) {
+    // A disk made from a replica (vm-replication.ts) stands alone: it has no backing to point
+    // at the target's copy of the image.
+    if (targetBase && (await backingOf(target.t, incoming)) !== undefined) {
       // Same bytes, another path: rewrite the overlay's header only (-u).
       await run(target.t, [
         'qemu-img',
@@ -297,6 +291,14 @@ export class QemuDriver implements InstanceDriver {
     await signal(ctx.t, pid, 'KILL');
     await waitFor(() => this.gone(ctx, pid), 5_000);
   }
+}
+
+/** The backing file a qcow2 names, or undefined when it stands alone. */
+async function backingOf(t: Transport, path: string): Promise<string | undefined> {
+  const info = JSON.parse(
+    (await run(t, ['qemu-img', 'info', '--output=json', '-f', 'qcow2', path])).toString(),
+  ) as { 'backing-filename'?: string };
+  return info['backing-filename'];
 }
 
 /** QEMU's option syntax splits on ',': a literal comma is written twice. */

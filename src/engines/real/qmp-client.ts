@@ -147,18 +147,31 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** One command on a fresh connection (QEMU serves one QMP client at a time). */
-export async function qmp(
+/**
+ * A few commands on one fresh connection, closed after them: QEMU serves one QMP client at a
+ * time, so nobody holds the socket for longer than the commands take.
+ */
+export async function withQmp<T>(
+  t: Transport,
+  socketPath: string,
+  use: (client: QmpClient) => Promise<T>,
+  timeoutMs?: number,
+): Promise<T> {
+  const client = await QmpClient.connect(t, socketPath, timeoutMs);
+  try {
+    return await use(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** One command on a fresh connection. */
+export function qmp(
   t: Transport,
   socketPath: string,
   command: string,
   args?: Record<string, unknown>,
   timeoutMs?: number,
 ): Promise<unknown> {
-  const client = await QmpClient.connect(t, socketPath, timeoutMs);
-  try {
-    return await client.execute(command, args);
-  } finally {
-    client.close();
-  }
+  return withQmp(t, socketPath, (client) => client.execute(command, args), timeoutMs);
 }
