@@ -152,6 +152,15 @@ export interface ReplicaIncoming {
   readonly packages: PackageVersions;
   /** Engines whose disks are files: writes the increment into the target's replica folder. */
   readonly writeFiles?: (landing: DiskLanding) => Promise<void>;
+  /** Engines whose disks are files: the increment file's chain, number, checksum and path. */
+  readonly file?: {
+    readonly chain: string;
+    readonly seq: number;
+    readonly sha256: string;
+    readonly path: string;
+    readonly durationMs: number;
+    readonly fullReason?: string;
+  };
 }
 
 export interface HostEngine {

@@ -20,7 +20,6 @@ import type { Host, InstanceKind, PackageVersions } from '../../model/fleet.js';
 import { run, type Transport } from '../../transport/transport.js';
 import {
   checkCopyTarget,
-  type DiskLanding,
   type DiskTransfer,
   type EngineInstance,
   type HostEngine,
@@ -30,6 +29,7 @@ import {
   noFaultInjection,
   type ReplicaIncoming,
   type ReplicaPoint,
+  type ReplicationResult,
 } from '../host-engine.js';
 import { HostAgent } from './host-agent.js';
 import { mkdirs, readText, removeTree } from './host-commands.js';
@@ -39,6 +39,15 @@ import { type HostLockOptions, HostLocks } from './host-lock.js';
 import { ImageStager } from './image-staging.js';
 import type { DriverContext, InstanceDriver, InstanceRecord } from './instance-driver.js';
 import { QemuDriver, type QemuDriverOptions } from './qemu-driver.js';
+import {
+  dropReplicaReal,
+  type ReplicatingHost,
+  receiveReplicaReal,
+  replicasReal,
+  replicateReal,
+  restoreReplicaReal,
+} from './real-replication.js';
+import { checkRequest, landingContext } from './real-requests.js';
 import { SandboxDriver, type SandboxDriverOptions } from './sandbox-driver.js';
 
 export interface RealEngineOptions {
@@ -257,39 +266,59 @@ export class RealEngine implements HostEngine {
     });
   }
 
-  // Disk replication of real VMs (QMP dirty bitmaps and increments shipped over the transport)
-  // is being built: until then `capabilities.replicatesTo` is empty, so nothing schedules it,
-  // and these refuse.
-  async replicate(name: string): Promise<never> {
-    throw this.noReplication(name);
+  // Disk replication (real-replication.ts over vm-replication.ts: QMP dirty bitmaps,
+  // blockdev-backup increments shipped over the transport into a crash-safe chain).
+  async replicate(
+    name: string,
+    generation: number,
+    to: HostEngine,
+    options: { readonly full?: string } = {},
+  ): Promise<ReplicationResult> {
+    checkInstanceName(this.host, name);
+    await this.prepare();
+    return replicateReal(this, this.replicating(), name, generation, to, options);
   }
 
-  async receiveReplica(incoming: ReplicaIncoming): Promise<never> {
-    throw this.noReplication(incoming.name);
+  async receiveReplica(incoming: ReplicaIncoming): Promise<ReplicaPoint> {
+    checkInstanceName(this.host, incoming.name);
+    await this.prepare();
+    return receiveReplicaReal(this.replicating(), incoming);
   }
 
   async replicas(): Promise<ReadonlyMap<string, ReplicaPoint>> {
-    return new Map();
+    await this.prepare();
+    return replicasReal(this.replicating());
   }
 
-  async restoreReplica(name: string): Promise<never> {
-    throw new VfleetError('replica-missing', `${this.host} keeps no replica of ${name}`);
+  async restoreReplica(name: string, generation: number): Promise<ReplicaPoint> {
+    checkInstanceName(this.host, name);
+    return restoreReplicaReal(this.replicating(), name, generation);
   }
 
-  async dropReplica(): Promise<void> {}
+  async dropReplica(name: string): Promise<void> {
+    checkInstanceName(this.host, name);
+    await this.prepare();
+    await dropReplicaReal(this.replicating(), name);
+  }
+
+  /** What replication borrows of this engine (real-replication.ts). */
+  private replicating(): ReplicatingHost {
+    return {
+      host: this.host,
+      transport: this.transport,
+      layout: this.layout,
+      hold: (name, act) => this.locks.hold(name, act),
+      fenced: (name, generation, op, act) => this.mutate(name, generation, op, act),
+      context: (name) => this.context(name),
+      readRecord: (name) => this.readRecord(name),
+    };
+  }
 
   async migrate(name: string): Promise<never> {
     // QEMU live migration is being built; until then moves stop, copy and start.
     throw new VfleetError(
       'migration-failed',
       `${this.host} (${this.spec.engine}) cannot migrate ${name} live yet: it is moved by stop, copy, start`,
-    );
-  }
-
-  private noReplication(name: string): VfleetError {
-    return new VfleetError(
-      'replication-not-supported',
-      `${this.host} (${this.spec.engine}) cannot replicate ${name}: real hosts replicate no disks yet`,
     );
   }
 
@@ -454,50 +483,5 @@ export class RealEngine implements HostEngine {
 
   private missing(name: string): VfleetError {
     return new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
-  }
-}
-
-/** Where a disk copied to a real host lands, as the source's driver writes it. */
-function landingContext(landing: DiskLanding, name: string): DriverContext {
-  const layout = new HostLayout(landing.host, landing.dataDir);
-  return {
-    t: landing.transport,
-    host: landing.host,
-    instance: name,
-    layout,
-    stager: new ImageStager(landing.transport, layout),
-    dir: layout.instanceDir(name),
-  };
-}
-
-/** A request's values reach argument vectors and paths: each is checked for what it may be. */
-function checkRequest(host: string, request: InstanceRequest): void {
-  checkInstanceName(host, request.name);
-  const bad = (what: string) =>
-    new VfleetError('invalid-request', `${host}: ${request.name}: ${what}`);
-  if (!NAME.test(request.group)) throw bad('the group is not a DNS label');
-  const kind = request.image?.kind;
-  if (kind !== 'vm' && kind !== 'container') throw bad(`unknown kind ${String(kind)}`);
-  for (const key of ['vcpus', 'memoryMiB', 'diskGiB'] as const) {
-    const n = request.resources?.[key];
-    if (!Number.isSafeInteger(n) || n <= 0)
-      throw bad(`resources.${key} must be a positive integer`);
-  }
-  const command = request.image.command;
-  if (
-    command !== undefined &&
-    (!Array.isArray(command) || command.some((a) => typeof a !== 'string' || a.includes('\0')))
-  ) {
-    throw bad('the command must be a list of strings without NUL');
-  }
-  const source = request.image.source ?? {};
-  for (const key of ['rootfs', 'disk', 'kernel', 'initrd'] as const) {
-    const path = source[key];
-    if (path !== undefined && (!path.startsWith('/') || path.includes('\0'))) {
-      throw bad(`source.${key} must be an absolute path on the machine vfleet runs on`);
-    }
-  }
-  if (source.cmdline !== undefined && /[\0\n\r]/.test(source.cmdline)) {
-    throw bad('source.cmdline must be one line');
   }
 }
