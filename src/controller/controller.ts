@@ -44,8 +44,11 @@ export interface SpecSource {
   revision?(): SourceRevision | undefined;
   /** Why the source could not be read last time (git: a fetch failed), or undefined. */
   lastError?(): string | undefined;
-  /** Look for a new revision now (a forge's webhook, `vfleet reconcile --now`). */
-  fetchNow?(): void;
+  /**
+   * Look for a new revision now (a forge's webhook, `vfleet reconcile --now`); resolves once a
+   * fetch begun after the call has ended (requests that come together share one).
+   */
+  fetchNow?(): Promise<void>;
 }
 
 export interface ControllerOptions {
@@ -393,9 +396,18 @@ export async function createController(
       });
     }
     if (requests !== null && asked !== requests) {
-      source.fetchNow?.();
-      wanted = true;
-      await emit('reconcile-requested', { cause: 'vfleet reconcile --now' });
+      // Requests that came since the last tick are one. A source that fetches reconciles once
+      // the fetch is done: a new commit then makes it reconcile that (followSpec), and the
+      // current spec is not planned once more for nothing while the fetch runs.
+      await emit('reconcile-requested', {
+        cause: `asked from outside (vfleet reconcile --now, a push webhook)${source.fetchNow ? ': fetching first' : ''}`,
+        requests: asked - requests,
+      });
+      if (source.fetchNow)
+        void source.fetchNow().then(() => {
+          wanted = true;
+        });
+      else wanted = true;
     }
     requests = asked;
     const failing = source.lastError?.() ?? '';
