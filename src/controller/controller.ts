@@ -87,6 +87,8 @@ export interface ControllerOptions {
   readonly openSession?: (spec: ValidSpec) => Promise<FleetSession>;
   /** A random id (default: host:pid:random). */
   readonly id?: string;
+  /** Asks the caller for a tick now (run.ts): a fetch it asked for has ended. */
+  readonly nudge?: () => void;
 }
 
 /** What a reconcile asks of the executor: run the fresh plan (narrowed by `select`), fenced. */
@@ -406,6 +408,7 @@ export async function createController(
       if (source.fetchNow)
         void source.fetchNow().then(() => {
           wanted = true;
+          options.nudge?.();
         });
       else wanted = true;
     }

@@ -200,6 +200,7 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
             const session = controller?.session();
             if (!session) throw new HttpError(503, 'starting: the fleet is not open yet');
             show((await requestFetch(session, push, Date.now())) as ControllerEvent);
+            controller?.nudge(); // the leader, if this is it, sees the request at once
           },
         },
       );
