@@ -308,6 +308,9 @@ async function measureSyncs(
     env,
   );
   running(controller);
+  await until('the controller leading', async () =>
+    controller.events.some((e) => e.type === 'leader') ? true : undefined,
+  );
   await synced(git.head());
   const polled: number[] = [];
   for (let i = 0; i < RUNS; i++) {
@@ -328,6 +331,10 @@ async function measureSyncs(
     const listening = events.find((e) => e.type === 'http-listening');
     return typeof listening?.url === 'string' ? listening.url : undefined;
   });
+  // Measured once it leads (the sync key still holds the last controller's judgement).
+  await until('the controller leading', async () =>
+    events.some((e) => e.type === 'leader') ? true : undefined,
+  );
   await synced(git.head());
   const now: number[] = [];
   for (let i = 0; i < RUNS; i++) {

@@ -262,6 +262,12 @@ export async function createController(
     }
   }
 
+  /** A fetch asked for has ended: reconcile what it found, at once. */
+  const wake = () => {
+    wanted = true;
+    options.nudge?.();
+  };
+
   async function leadership(now: number): Promise<void> {
     if (token !== null) {
       if (await session.control.renewLeadership(id, token, options.policy.ttlMs)) return;
@@ -278,6 +284,9 @@ export async function createController(
       liveness.reset();
       wanted = true;
       await emit('leader', { controller: id, token, pid: process.pid });
+      // A standby's source may be as old as its interval, and a push signalled while no one led
+      // was seen by no one: a new leader fetches, then reconciles what it found.
+      if (source.fetchNow) void source.fetchNow().then(wake);
     }
   }
 
@@ -405,11 +414,7 @@ export async function createController(
         cause: `asked from outside (vfleet reconcile --now, a push webhook)${source.fetchNow ? ': fetching first' : ''}`,
         requests: asked - requests,
       });
-      if (source.fetchNow)
-        void source.fetchNow().then(() => {
-          wanted = true;
-          options.nudge?.();
-        });
+      if (source.fetchNow) void source.fetchNow().then(wake);
       else wanted = true;
     }
     requests = asked;

@@ -2,14 +2,20 @@
 // a real git repository in a temporary folder, counting the real git CLI's fetches: requests
 // that come together make one fetch; a request that comes while a fetch runs (which may have read
 // the ref before the push) makes exactly one more after it, never none — held by a gate in the
-// runner, so nothing here depends on timing.
+// runner, so nothing here depends on timing. And a push signalled while the leader changes is
+// not lost: a controller that takes the lead fetches first (two real controllers on a real
+// redis-server, ticked by the test).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
+import { type ControllerEvent, createController } from '../../src/controller/controller.js';
 import { type GitRunner, GitSpecSource } from '../../src/controller/git-source.js';
-import { type FleetRepo, fleetRepo } from '../helpers/git-repo.js';
+import { fleetKeys } from '../../src/state/keys.js';
+import { batchReplicas, type FleetRepo, fleetRepo } from '../helpers/git-repo.js';
+import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
+import { pollUntil } from '../helpers/vfleet-cli.js';
 
 describe('the git source fetching on demand', () => {
   let repo: string;
@@ -85,5 +91,77 @@ describe('the git source fetching on demand', () => {
     await Promise.all(during);
     assert.equal(fetches, 4, 'the one in flight, then one for the five requests');
     assert.equal(source.revision()?.commit, pushed, 'the push is not lost');
+  });
+});
+
+describe('a push signalled while the leader changes', () => {
+  let server: TestRedisServer;
+  let fleet: FleetRepo;
+  const dirs: string[] = [];
+  before(async () => {
+    server = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
+    fleet = fleetRepo();
+    dirs.push(fleet.dir);
+  });
+  after(async () => {
+    await server?.stop();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A controller on its own git source (its own cache), fetching every hour unless asked. */
+  async function controllerOnGit(events: ControllerEvent[]) {
+    const cache = mkdtempSync(`${tmpdir()}/vfleet-git-cache-`);
+    dirs.push(cache);
+    const source = new GitSpecSource({
+      url: fleet.dir,
+      ref: 'main',
+      path: 'fleet.yaml',
+      cacheDir: cache,
+      intervalMs: 3_600_000,
+    });
+    await source.start();
+    const controller = await createController(source, {
+      policy: { ttlMs: 60_000, graceMs: 10_000 },
+      intervalMs: 3_600_000,
+      autoApply: false,
+      concurrency: 1,
+      takeoverMs: 5_000,
+      externalWorkers: true,
+      env: { ...process.env, REDIS_URL: `${server.url}/0`, VFLEET_EMBEDDED_BOOT_MS: '0' },
+      cwd: cache,
+      onEvent: (e) => events.push(e),
+    });
+    return { source, controller };
+  }
+
+  it('is fetched by the controller that takes the lead', async () => {
+    const leaderEvents: ControllerEvent[] = [];
+    const standbyEvents: ControllerEvent[] = [];
+    const leader = await controllerOnGit(leaderEvents);
+    const standby = await controllerOnGit(standbyEvents);
+    try {
+      await leader.controller.tick(true);
+      await standby.controller.tick(true);
+      assert.notEqual(leader.controller.token(), null);
+      assert.equal(standby.controller.token(), null, 'the second stands by');
+      // A push while the leader goes: the request lands before anyone reads it as new.
+      const pushed = fleet.commit('batch: nine', batchReplicas(9));
+      await server.client().incr(fleetKeys('lab').reconcileRequest);
+      await leader.controller.close();
+      leader.source.close();
+      await standby.controller.tick(true); // takes the lead, and fetches
+      assert.notEqual(standby.controller.token(), null);
+      await pollUntil(
+        'the new leader fetched the push',
+        () => (standby.source.revision()?.commit === pushed ? true : undefined),
+        30_000,
+      );
+      await standby.controller.tick(true); // follows it
+      const changed = standbyEvents.find((e) => e.type === 'spec-changed');
+      assert.equal(changed?.commit, pushed);
+    } finally {
+      await standby.controller.close();
+      standby.source.close();
+    }
   });
 });
