@@ -44,10 +44,8 @@ export interface SpecSource {
   revision?(): SourceRevision | undefined;
   /** Why the source could not be read last time (git: a fetch failed), or undefined. */
   lastError?(): string | undefined;
-  /**
-   * Look for a new revision now (a forge's webhook, `vfleet reconcile --now`); resolves once a
-   * fetch begun after the call has ended (requests that come together share one).
-   */
+  /** Look for a new revision now (a push webhook, `vfleet reconcile --now`): resolves once a
+   *  fetch begun after the call has ended (requests that come together share one). */
   fetchNow?(): Promise<void>;
 }
 
@@ -263,10 +261,10 @@ export async function createController(
   }
 
   /** A fetch asked for has ended: reconcile what it found, at once. */
-  const wake = () => {
+  function fetched(): void {
     wanted = true;
     options.nudge?.();
-  };
+  }
 
   async function leadership(now: number): Promise<void> {
     if (token !== null) {
@@ -284,9 +282,8 @@ export async function createController(
       liveness.reset();
       wanted = true;
       await emit('leader', { controller: id, token, pid: process.pid });
-      // A standby's source may be as old as its interval, and a push signalled while no one led
-      // was seen by no one: a new leader fetches, then reconciles what it found.
-      if (source.fetchNow) void source.fetchNow().then(wake);
+      // Its source may be an interval old, and a push signalled while no one led was seen by none.
+      if (source.fetchNow) void source.fetchNow().then(fetched);
     }
   }
 
@@ -407,14 +404,13 @@ export async function createController(
       });
     }
     if (requests !== null && asked !== requests) {
-      // Requests that came since the last tick are one. A source that fetches reconciles once
-      // the fetch is done: a new commit then makes it reconcile that (followSpec), and the
-      // current spec is not planned once more for nothing while the fetch runs.
+      // Requests since the last tick are one; a source that fetches reconciles once the fetch is
+      // done (a new commit: followSpec), not the current spec again while the fetch runs.
       await emit('reconcile-requested', {
         cause: `asked from outside (vfleet reconcile --now, a push webhook)${source.fetchNow ? ': fetching first' : ''}`,
         requests: asked - requests,
       });
-      if (source.fetchNow) void source.fetchNow().then(wake);
+      if (source.fetchNow) void source.fetchNow().then(fetched);
       else wanted = true;
     }
     requests = asked;
