@@ -10,10 +10,8 @@
 //   - restarts per second, and doubles — an instance running on two hosts at any sample (must be 0).
 // Baselines measured in the same run, for ratios: the lease ttl (detection ÷ ttl), and one
 // `vfleet plan` of the same fleet (the restart is a plan and its jobs: restart ÷ plan).
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { generateFleetDocument, generateFleetYaml } from '../examples/generate.js';
 import { EmbeddedEngine } from '../src/engines/embedded/embedded-engine.js';
@@ -21,6 +19,7 @@ import { failureDomainOf } from '../src/model/fleet.js';
 import { normalizeFleet } from '../src/spec/normalize.js';
 import { FleetState } from '../src/state/fleet-state.js';
 import { engineHostKeys, fleetKeys } from '../src/state/keys.js';
+import { type BenchController, spawnController, timePlan } from './bench-controller.js';
 import { startRedis } from './bench-redis.js';
 import { converge } from './converged-fleet.js';
 
@@ -28,14 +27,6 @@ const HOSTS = Number(process.env.BENCH_HOSTS ?? 1000);
 const INSTANCES = Number(process.env.BENCH_INSTANCES ?? 50_000);
 const TTL_MS = 10_000;
 const DEADLINE_MS = 10 * 60_000;
-const bin = fileURLToPath(new URL('../../bin/vfleet.js', import.meta.url));
-
-interface Event {
-  readonly at: number;
-  readonly type: string;
-  readonly host?: string;
-  readonly instance?: string;
-}
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -61,13 +52,13 @@ async function truth(redis: Redis, fleet: string, hosts: readonly string[]) {
   return running;
 }
 
-let controller: ChildProcess | undefined;
+let controller: BenchController | undefined;
 
 async function main(): Promise<void> {
   const redis = await startRedis();
   // Stopped from outside (a timeout): take the controller and the server down too.
   process.once('SIGTERM', () => {
-    controller?.kill('SIGKILL');
+    controller?.child.kill('SIGKILL');
     void redis.stop().finally(() => process.exit(143));
   });
   const dir = mkdtempSync(`${tmpdir()}/vfleet-bench-failover-`);
@@ -84,38 +75,10 @@ async function main(): Promise<void> {
       VFLEET_EMBEDDED_BOOT_MS: '0',
     };
     // Baseline: one `vfleet plan` of the converged fleet, in this run.
-    const planStarted = performance.now();
-    const planned = spawnSync(process.execPath, [bin, 'plan', '-f', 'fleet.yaml'], {
-      cwd: dir,
-      env,
-      encoding: 'utf8',
-      maxBuffer: 256 * 1024 * 1024,
-    });
-    const planMs = performance.now() - planStarted;
-    if (planned.status !== 0) throw new Error(`vfleet plan failed: ${planned.stderr}`);
+    const planMs = timePlan(dir, env);
 
-    const events: Event[] = [];
-    controller = spawn(process.execPath, [bin, 'controller', '-f', 'fleet.yaml', '--json'], {
-      cwd: dir,
-      env,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let buffered = '';
-    controller.stdout?.on('data', (d) => {
-      buffered += d;
-      let nl = buffered.indexOf('\n');
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        try {
-          events.push(JSON.parse(line) as Event);
-          if (process.env.BENCH_VERBOSE) console.error(line.slice(0, 300));
-        } catch {
-          // not an event
-        }
-        nl = buffered.indexOf('\n');
-      }
-    });
+    controller = spawnController(['-f', 'fleet.yaml'], dir, env);
+    const events = controller.events;
     const keys = fleetKeys(fleet.name);
     const until = async (what: string, check: () => Promise<boolean> | boolean) => {
       const end = Date.now() + DEADLINE_MS;
@@ -246,10 +209,7 @@ async function main(): Promise<void> {
     await client.quit();
     if (doubles > 0) process.exitCode = 1;
   } finally {
-    if (controller && controller.exitCode === null) {
-      controller.kill('SIGTERM');
-      await new Promise((r) => controller?.once('exit', r));
-    }
+    await controller?.stop();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }

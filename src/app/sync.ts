@@ -23,6 +23,38 @@ export function requestReconcile(session: FleetSession): Promise<number> {
   return session.control.requestReconcile();
 }
 
+/** A forge's push to the followed ref, as the webhook (http/git-webhook.ts) accepted it. */
+export interface PushNotice {
+  readonly forge: string;
+  readonly ref: string;
+  readonly commit?: string;
+  readonly delivery?: string;
+}
+
+/**
+ * A push webhook: recorded in the fleet's events (`push-received`: the forge, the ref, the
+ * pushed commit — nothing of the request else), then the same request as `vfleet reconcile
+ * --now`, so the leader fetches at its next tick wherever it runs. Returns the event.
+ */
+export async function requestFetch(
+  session: FleetSession,
+  push: PushNotice,
+  nowMs: number,
+): Promise<Record<string, unknown>> {
+  const event = {
+    at: nowMs,
+    type: 'push-received',
+    forge: push.forge,
+    ref: push.ref,
+    ...(push.commit ? { commit: push.commit } : {}),
+    ...(push.delivery ? { delivery: push.delivery } : {}),
+    cause: `a ${push.forge} push webhook for ${push.ref}${push.commit ? ` (${push.commit.slice(0, 7)})` : ''} asked for a fetch`,
+  };
+  await session.state.appendEvent({ ...event, by: 'webhook' });
+  await session.control.requestReconcile();
+  return event;
+}
+
 export interface SyncView {
   readonly published?: PublishedSync;
   readonly suspended?: { readonly by: string; readonly reason: string; readonly at: number };

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import type { FleetSession } from '../app/session.js';
 import { readSync } from '../app/sync.js';
 import { credentialsFor } from '../http/basic-auth.js';
+import type { GitWebhook } from '../http/git-webhook.js';
 import { parseListenAddress } from '../http/listen-address.js';
 import type { FleetSync } from '../http/metrics.js';
 import {
@@ -35,7 +36,10 @@ export function withHttpOptions(command: Command): Command {
     );
 }
 
-export type HttpSettings = Omit<HttpServerOptions, 'process' | 'renderReport' | 'log'>;
+export type HttpSettings = Omit<
+  HttpServerOptions,
+  'process' | 'renderReport' | 'log' | 'gitWebhook'
+>;
 
 /** The server's settings, checked (throws a usage or credentials error); undefined without --http. */
 export function httpSettings(args: HttpArgs, env: NodeJS.ProcessEnv): HttpSettings | undefined {
@@ -60,8 +64,15 @@ export function startHttp(
   settings: HttpSettings,
   served: ServedProcess,
   log: (line: string) => void,
+  gitWebhook?: GitWebhook,
 ): Promise<RunningHttpServer> {
-  return startHttpServer({ ...settings, process: served, renderReport: renderAuditHtml, log });
+  return startHttpServer({
+    ...settings,
+    process: served,
+    renderReport: renderAuditHtml,
+    log,
+    ...(gitWebhook ? { gitWebhook } : {}),
+  });
 }
 
 /**

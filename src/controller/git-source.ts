@@ -32,9 +32,14 @@ export interface GitSourceOptions {
   readonly cacheDir: string;
   /** How often to fetch when nothing signals a push. */
   readonly intervalMs: number;
+  /** How git is run (default: the git CLI as below; a test counts the fetches through it). */
+  readonly git?: GitRunner;
 }
 
-function git(args: readonly string[], cwd?: string): Promise<string> {
+/** Runs git with an argument vector in `cwd`; resolves with its standard output. */
+export type GitRunner = (args: readonly string[], cwd?: string) => Promise<string>;
+
+function runGit(args: readonly string[], cwd?: string): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     execFile(
       'git',
@@ -83,6 +88,11 @@ export class GitSpecSource implements SpecSource {
   private closed = false;
   private error: string | undefined;
   private wake: (() => void) | undefined;
+  /** fetchNow was called since the last fetch began: fetch again at once. */
+  private asked = false;
+  /** fetchNow's callers, resolved when the next fetch to begin has ended. */
+  private waiting: (() => void)[] = [];
+  private readonly git: GitRunner;
 
   constructor(private readonly options: GitSourceOptions) {
     if (!/^[A-Za-z0-9._/-]+$/.test(options.ref) || options.ref.startsWith('-'))
@@ -91,6 +101,7 @@ export class GitSpecSource implements SpecSource {
       throw new VfleetError('usage', `--path ${options.path} must be a path inside the repository`);
     this.describe = `${redactUrl(options.url)}@${options.ref}:${options.path}`;
     this.repo = join(options.cacheDir, 'repo');
+    this.git = options.git ?? runGit;
   }
 
   /** Fetches once (the first commit must be there before the controller starts), then every interval. */
@@ -100,26 +111,41 @@ export class GitSpecSource implements SpecSource {
       throw new VfleetError('git-failed', this.error ?? 'nothing fetched');
     const loop = async () => {
       while (!this.closed) {
-        await new Promise<void>((r) => {
-          this.wake = r;
-          this.timer = setTimeout(r, this.options.intervalMs);
-        });
+        if (!this.asked)
+          await new Promise<void>((r) => {
+            this.wake = r;
+            this.timer = setTimeout(r, this.options.intervalMs);
+          });
         clearTimeout(this.timer);
+        this.wake = undefined;
         if (this.closed) break;
+        this.asked = false;
+        const waiting = this.waiting.splice(0);
         await this.fetchOnce();
+        for (const resolve of waiting) resolve();
       }
+      for (const resolve of this.waiting.splice(0)) resolve();
     };
     void loop();
   }
 
-  /** A push was signalled: fetch now (coalesced with a fetch in flight). */
-  fetchNow(): void {
-    this.wake?.();
+  /**
+   * A push was signalled: fetch now. Calls that come while a fetch runs (it may have read the
+   * ref before the push) make one more fetch after it, however many they are.
+   */
+  fetchNow(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.asked = true;
+      this.wake?.();
+    });
   }
 
   close(): void {
     this.closed = true;
     this.wake?.();
+    for (const resolve of this.waiting.splice(0)) resolve();
   }
 
   signature(): string {
@@ -174,9 +200,9 @@ export class GitSpecSource implements SpecSource {
   private async fetch(): Promise<void> {
     if (!existsSync(join(this.repo, '.git'))) {
       mkdirSync(this.repo, { recursive: true });
-      await git(['init', '-q', this.repo]);
+      await this.git(['init', '-q', this.repo]);
     }
-    await git(
+    await this.git(
       [
         'fetch',
         '-q',
@@ -189,16 +215,18 @@ export class GitSpecSource implements SpecSource {
       ],
       this.repo,
     );
-    const commit = (await git(['rev-parse', '--verify', 'FETCH_HEAD^{commit}'], this.repo)).trim();
+    const commit = (
+      await this.git(['rev-parse', '--verify', 'FETCH_HEAD^{commit}'], this.repo)
+    ).trim();
     if (!/^[0-9a-f]{40,64}$/.test(commit)) throw new VfleetError('git-failed', 'no commit fetched');
     if (commit === this.commit) return;
     const dir = this.checkout(commit);
     if (!existsSync(dir)) {
-      await git(['worktree', 'prune'], this.repo);
-      await git(['worktree', 'add', '-q', '--detach', '--force', dir, commit], this.repo);
+      await this.git(['worktree', 'prune'], this.repo);
+      await this.git(['worktree', 'add', '-q', '--detach', '--force', dir, commit], this.repo);
     }
     const [author, date, subject] = (
-      await git(['log', '-1', '--format=%an <%ae>%x00%aI%x00%s', commit], this.repo)
+      await this.git(['log', '-1', '--format=%an <%ae>%x00%aI%x00%s', commit], this.repo)
     )
       .trim()
       .split('\0');
@@ -221,7 +249,7 @@ export class GitSpecSource implements SpecSource {
   private async removeOldCheckouts(keep: ReadonlySet<string>): Promise<void> {
     for (const entry of readdirSync(this.options.cacheDir)) {
       if (!entry.startsWith('rev-') || keep.has(entry.slice(4))) continue;
-      await git(
+      await this.git(
         ['worktree', 'remove', '--force', join(this.options.cacheDir, entry)],
         this.repo,
       ).catch(() => undefined);

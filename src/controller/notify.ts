@@ -7,7 +7,6 @@
 // (VFLEET_NOTIFY_SECRET) or a file, is read by the sender when it signs, and never enters a
 // job, an event or a log.
 import { createHmac } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { auditObserved } from '../app/audit.js';
 import type { FleetSession } from '../app/session.js';
@@ -31,27 +30,6 @@ export interface NotifyOptions {
   /** Delivery attempts (default 8: 1 s, 2 s, 4 s … about 4 min in all). */
   readonly attempts?: number;
   readonly timeoutMs?: number;
-}
-
-/** The secret from VFLEET_NOTIFY_SECRET, or the first line of `file`; refuses an empty one. */
-export function notifySecret(env: NodeJS.ProcessEnv, file?: string): () => string | undefined {
-  if (file) {
-    return () => {
-      let text: string;
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch (e) {
-        throw new VfleetError(
-          'usage',
-          `--notify-secret-file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'cannot be read'}`,
-        );
-      }
-      const line = text.split('\n')[0]?.trim();
-      if (!line) throw new VfleetError('usage', `--notify-secret-file ${file} is empty`);
-      return line;
-    };
-  }
-  return () => env.VFLEET_NOTIFY_SECRET || undefined;
 }
 
 export function checkNotifyUrl(url: string): string {

@@ -14,6 +14,8 @@ export interface RunningController {
   session(): FleetSession;
   /** Stops ticking, waits for a reconcile in flight, gives up the leader lease, closes. */
   stop(): Promise<void>;
+  /** Ticks as soon as the tick in hand (if any) ends, not at the next tick time. */
+  nudge(): void;
   /** Resolves when the controller has stopped (after stop(), or a fatal error). */
   readonly done: Promise<void>;
 }
@@ -25,17 +27,25 @@ export async function startController(
 ): Promise<RunningController> {
   const clock = options.clock ?? (() => Date.now());
   const tickMs = options.tickMs ?? Math.max(50, Math.min(1000, options.policy.ttlMs / 4));
-  const controller = await createController(source, options);
+  let wake: (() => void) | null = null;
+  // A tick as soon as the one in hand ends: a fetch asked for has ended (reconcile what it
+  // found), or a push webhook this process received asked for one.
+  let nudged = false;
+  const nudge = () => {
+    nudged = true;
+    wake?.();
+  };
+  const controller = await createController(source, { ...options, nudge });
   let stopped = false;
   let lastTickAt: number | null = null;
-  let wake: (() => void) | null = null;
   const done = (async () => {
     while (!stopped) {
       const started = clock();
       await controller.tick();
       lastTickAt = clock();
       if (stopped) break;
-      const wait = Math.max(0, tickMs - (clock() - started));
+      const wait = nudged ? 0 : Math.max(0, tickMs - (clock() - started));
+      nudged = false;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, wait);
         wake = () => {
@@ -49,6 +59,7 @@ export async function startController(
   })();
   return {
     id: controller.id,
+    nudge,
     tickMs,
     lastTickAt: () => lastTickAt,
     session: () => controller.session(),

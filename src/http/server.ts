@@ -2,10 +2,11 @@
 // (metrics.ts), `/healthz`, `/readyz`, `/queues` (Bull Board, queue-board.ts) and `/reports/`
 // (reports.ts). Plain node:http, bounded everywhere: header size, time to send the headers and
 // the whole request, connections, requests handled at once, how long an answer may take, and
-// request bodies (none is read but a board change's, within a small limit). Every error is a
-// status and one line of text — a stack never reaches a client. Basic auth guards everything but
-// the two probes whenever credentials are given (basic-auth.ts), which they must be beyond
-// loopback.
+// request bodies (none is read but a board change's and a push webhook's, within a limit). Every
+// error is a status and one line of text — a stack never reaches a client. Basic auth guards
+// everything but the two probes and the push webhook (`/hooks/git`, served only when the
+// controller has its secret: the forge signs the body instead) whenever credentials are given
+// (basic-auth.ts), which they must be beyond loopback.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { observeFleet } from '../app/fleet-observation.js';
@@ -14,6 +15,7 @@ import { VfleetError } from '../model/errors.js';
 import { redactedMessage } from '../state/redact.js';
 import { within } from '../state/within.js';
 import { authorized, type Credentials } from './basic-auth.js';
+import { answerWebhook, type GitWebhook, WEBHOOK_PATH } from './git-webhook.js';
 import { HostQueues } from './host-queues.js';
 import { HttpError } from './http-error.js';
 import { formatAddress, type ListenAddress } from './listen-address.js';
@@ -39,6 +41,8 @@ export interface HttpServerOptions {
   readonly renderReport: ReportRenderer;
   /** How long the observation behind the metrics is kept (default 15 s). */
   readonly observationMaxAgeMs?: number;
+  /** `POST /hooks/git`, a forge's push webhook (git-webhook.ts); absent: not served (404). */
+  readonly gitWebhook?: GitWebhook;
   /** One line per failed request, for the process's log (already redacted). */
   readonly log?: (line: string) => void;
 }
@@ -131,12 +135,42 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   };
 
   let inFlight = 0;
+  /** Runs one answer within the bounds: requests at once, and the time an answer may take. */
+  const bounded = async (act: (late: Promise<never>) => Promise<void>) => {
+    if (inFlight >= LIMITS.inFlight) throw new HttpError(503, 'busy: too many requests at once');
+    inFlight++;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new HttpError(503, 'timed out: the fleet did not answer in time')),
+        LIMITS.answerMs,
+      );
+    });
+    try {
+      await act(late);
+    } finally {
+      clearTimeout(timer);
+      inFlight--;
+    }
+  };
+
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const method = request.method ?? 'GET';
     const path = pathOf(request.url);
+    // A forge signs its webhook instead of logging in: the signature is its only credential.
+    const hook = path === WEBHOOK_PATH ? options.gitWebhook : undefined;
+    if (hook)
+      return bounded(async (late) => {
+        const answer = await Promise.race([answerWebhook(request, hook), late]);
+        send(response, request, answer.status, 'text/plain', `${answer.text}\n`);
+      });
+    if (path === WEBHOOK_PATH)
+      throw new HttpError(
+        404,
+        'no webhook here: the controller serves it with --git and a secret (VFLEET_WEBHOOK_SECRET or --webhook-secret-file)',
+      );
     const toBoard = path === BOARD_PATH || path.startsWith(`${BOARD_PATH}/`);
     const reading = method === 'GET' || method === 'HEAD';
-    if (inFlight >= LIMITS.inFlight) throw new HttpError(503, 'busy: too many requests at once');
     if (
       !PROBES.has(path) &&
       options.credentials &&
@@ -156,15 +190,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         },
       );
     refuseUnboundedBody(request, reading ? 0 : LIMITS.bodyBytes);
-    inFlight++;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new HttpError(503, 'timed out: the fleet did not answer in time')),
-        LIMITS.answerMs,
-      );
-    });
-    try {
+    await bounded(async (late) => {
       if (toBoard) {
         current();
         // The board writes its answer itself, possibly after a deadline: then only the
@@ -178,10 +204,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         return;
       }
       await Promise.race([answer(request, response, path), late]);
-    } finally {
-      clearTimeout(timer);
-      inFlight--;
-    }
+    });
   };
 
   const server = createServer(
@@ -206,10 +229,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
           response.destroy();
           return;
         }
-        if (e instanceof HttpError)
-          for (const [k, v] of Object.entries(e.headers)) response.setHeader(k, v);
-        // A body left unread would otherwise be drained: close the connection instead.
-        if (hasBody(request)) response.setHeader('connection', 'close');
+        const headers = e instanceof HttpError ? e.headers : {};
+        for (const [k, v] of Object.entries(headers)) response.setHeader(k, v);
+        // A body left unread would otherwise be drained: close the connection instead (unless
+        // the route drains it itself and said so).
+        if (hasBody(request) && headers.connection === undefined)
+          response.setHeader('connection', 'close');
         send(response, request, status, 'text/plain', `${message.split('\n')[0]}\n`);
       });
     },

@@ -10,11 +10,17 @@
 //   6. a commit signalled with `vfleet reconcile --now` is reconciled (the interval is a bound,
 //      not a wait). A sync superseded by a newer spec is test/controller/supersede.test.ts.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import {
+  batchReplicas,
+  type FleetRepo,
+  fleetRepo,
+  statusJson,
+  syncedAt,
+} from '../helpers/git-repo.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
-import { pollUntil, spawnVfleet, vfleet, workdir } from '../helpers/vfleet-cli.js';
+import { fleetEvents, pollUntil, spawnVfleet, vfleet, workdir } from '../helpers/vfleet-cli.js';
 
 interface Revision {
   kind: string;
@@ -51,74 +57,26 @@ describe('vfleet controller --git', () => {
   let home: string;
   const children: Parameters<typeof spawnVfleet>[3] = [];
 
-  const git = (...args: string[]) =>
-    execFileSync('git', args, {
-      cwd: repo,
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        GIT_AUTHOR_NAME: 'Ada Operator',
-        GIT_AUTHOR_EMAIL: 'ada@example.test',
-        GIT_COMMITTER_NAME: 'Ada Operator',
-        GIT_COMMITTER_EMAIL: 'ada@example.test',
-      },
-    }).trim();
+  let fleet: FleetRepo;
+  const git = (...args: string[]) => fleet.git(...args);
+  const commit = (subject: string, edit: (spec: string) => string) => fleet.commit(subject, edit);
+  const replicas = batchReplicas;
 
-  /** Edits the spec in the repository and commits; returns the commit. */
-  function commit(subject: string, edit: (spec: string) => string): string {
-    const path = `${repo}/fleet.yaml`;
-    writeFileSync(path, edit(readFileSync(path, 'utf8')));
-    git('commit', '-q', '-am', subject);
-    return git('rev-parse', 'HEAD');
-  }
+  // The spec at hand for status is a valid copy outside the repository (the repository's
+  // working tree may hold the invalid commit).
+  const status = () => statusJson<GitStatus>(home, env);
 
-  /** The batch group's replicas (whatever they say now), never another group's. */
-  const batchReplicas = /(- name: batch\n(?:(?! *- name:).*\n)*? +replicas: )\S+/;
-  const replicas = (n: number | string) => (spec: string) => {
-    assert.match(spec, batchReplicas);
-    return spec.replace(batchReplicas, `$1${n}`);
-  };
-
-  function status(): GitStatus {
-    // The spec at hand for status is a valid copy outside the repository (the repository's
-    // working tree may hold the invalid commit).
-    const r = vfleet(['status', '--json'], home, env);
-    assert.ok(r.code === 0 || r.code === 2, r.stderr + r.stdout);
-    return JSON.parse(r.stdout) as GitStatus;
-  }
-
-  function events(): Event[] {
-    const r = vfleet(['events', '--json', '--last', '1000'], home, env);
-    assert.equal(r.code, 0, r.stderr);
-    return r.stdout
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as Event);
-  }
+  const events = () => fleetEvents<Event>(home, env);
 
   const batch = (s: GitStatus) => s.instances.filter((i) => i.group === 'batch').length;
 
-  const syncedAt = (commitId: string) =>
-    pollUntil(
-      `Synced at ${commitId.slice(0, 7)}`,
-      () => {
-        const s = status();
-        return s.sync.status === 'Synced' &&
-          s.sync.target?.commit === commitId &&
-          s.source?.commit === commitId
-          ? s
-          : undefined;
-      },
-      DEADLINE_MS,
-    );
+  const synced = (commitId: string) => syncedAt<GitStatus>(commitId, home, env, DEADLINE_MS);
 
   before(async () => {
     server = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
     env = { REDIS_URL: `${server.url}/0` };
-    repo = workdir();
-    git('init', '-q', '-b', 'main');
-    git('add', '-A');
-    git('commit', '-q', '-m', 'the fleet, first cut');
+    fleet = fleetRepo('the fleet, first cut');
+    repo = fleet.dir;
     home = workdir(); // where the controller runs (its git cache) and status reads a valid spec
     mkdirSync(`${home}/.vfleet`, { recursive: true });
   });
@@ -154,7 +112,7 @@ describe('vfleet controller --git', () => {
       { ...env, VFLEET_EMBEDDED_BOOT_MS: '500' },
       children,
     );
-    const s = await syncedAt(first);
+    const s = await synced(first);
     assert.equal(controller.child.exitCode, null, controller.output());
     assert.equal(s.sync.health, 'Healthy');
     assert.equal(s.sync.judgedBy, 'controller');
@@ -193,7 +151,7 @@ describe('vfleet controller --git', () => {
 
   it('applies the commit that fixes it within the interval', async () => {
     const fixed = commit('batch: nine workers', replicas(9));
-    const s = await syncedAt(fixed);
+    const s = await synced(fixed);
     assert.equal(batch(s), 9);
     assert.equal(s.sync.health, 'Healthy');
   });
@@ -213,7 +171,7 @@ describe('vfleet controller --git', () => {
     assert.equal(batch(held), 9, 'nothing applied while suspended');
     assert.match(vfleet(['status'], home, env).stdout, /SUSPENDED/);
     assert.equal(vfleet(['resume'], home, env).code, 0);
-    assert.equal(batch(await syncedAt(next)), 10);
+    assert.equal(batch(await synced(next)), 10);
   });
 
   it('with prune off, reports instances gone from the spec and leaves them', async () => {
@@ -238,7 +196,7 @@ describe('vfleet controller --git', () => {
     const before = events().length;
     const next = commit('batch: eleven', replicas(11));
     assert.equal(vfleet(['reconcile', '--now'], home, env).code, 0);
-    const s = await syncedAt(next);
+    const s = await synced(next);
     assert.equal(batch(s), 11);
     assert.ok(
       events()

@@ -118,6 +118,16 @@ export async function pollUntil<T>(
   }
 }
 
+/** The fleet's last 1,000 events, as `vfleet events --json` prints them. */
+export function fleetEvents<T = Record<string, unknown>>(cwd: string, env: NodeJS.ProcessEnv): T[] {
+  const r = vfleet(['events', '--json', '--last', '1000'], cwd, env);
+  if (r.code !== 0) throw new Error(`vfleet events exited ${r.code}: ${r.stderr}`);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as T);
+}
+
 /** What the controller tests read of `vfleet status --json` (the issue's contract names). */
 export interface StatusJson {
   hosts: Array<{

@@ -54,6 +54,7 @@ describe('state keys', () => {
       reconcileRequest: 'vfleet:{lab}:reconcile-request',
       replication: 'vfleet:{lab}:replication',
       replicationLock: 'vfleet:{lab}:replication-lock:',
+      drained: 'vfleet:{lab}:drained',
     });
     assert.equal(queuePrefix('lab'), 'vfleet:{lab}:bull');
     assert.deepEqual(engineHostKeys('lab', 'hv-01'), {

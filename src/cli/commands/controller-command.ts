@@ -1,10 +1,12 @@
-// `vfleet controller [-f fleet.yaml] [--lease-ttl 10s] [--grace 4s] [--interval 30s]
-// [--auto-apply] [--http HOST:PORT]`: the long-running reconciler (controller/controller.ts)
-// until SIGTERM or SIGINT. Any number may run per fleet; one leads, the others stand by. With
-// --http, its metrics, probes, queue board and reports (src/http/) are served too.
+// `vfleet controller [-f fleet.yaml | --git URL] [--lease-ttl 10s] [--grace 4s] [--interval 30s]
+// [--auto-apply] [--http HOST:PORT [--webhook-secret-file PATH]]`: the long-running reconciler
+// (controller/controller.ts) until SIGTERM or SIGINT. Any number may run per fleet; one leads,
+// the others stand by. With --http, its metrics, probes, queue board and reports (src/http/) are
+// served too, and with --git and a webhook secret a forge's push webhook (`POST /hooks/git`).
 import { statSync } from 'node:fs';
 import { Command } from 'commander';
 import { readValidSpec } from '../../app/session.js';
+import { requestFetch } from '../../app/sync.js';
 import type { ControllerEvent, SpecSource } from '../../controller/controller.js';
 import { GitSpecSource, gitCacheDir, normalizeGitUrl } from '../../controller/git-source.js';
 import {
@@ -12,10 +14,10 @@ import {
   NOTIFY_EVENTS,
   type NotifyEvent,
   type NotifyOptions,
-  notifySecret,
 } from '../../controller/notify.js';
 import { type RunningController, startController } from '../../controller/run.js';
 import { ControllerMetrics } from '../../http/controller-metrics.js';
+import { HttpError } from '../../http/http-error.js';
 import type { RunningHttpServer, ServedProcess } from '../../http/server.js';
 import { VfleetError } from '../../model/errors.js';
 import { DEFAULT_LIVENESS } from '../../model/host-health.js';
@@ -29,6 +31,7 @@ import {
   withHttpOptions,
 } from '../http-options.js';
 import { readSpecOrReport } from '../open-session.js';
+import { secretOption } from '../secret-option.js';
 import type { Terminal } from '../terminal.js';
 import { renderValidate } from '../views/diagnostics-view.js';
 import { eventJson, eventLine } from '../views/events-view.js';
@@ -65,7 +68,49 @@ function notifyOptions(args: ControllerArgs): NotifyOptions {
   return {
     urls,
     events: events as NotifyEvent[],
-    secret: notifySecret(process.env, args.notifySecretFile),
+    secret: secretOption({
+      option: '--notify-secret-file',
+      ...(args.notifySecretFile ? { file: args.notifySecretFile } : {}),
+      variable: 'VFLEET_NOTIFY_SECRET',
+      env: process.env,
+    }),
+  };
+}
+
+/**
+ * The push webhook's secret (`--webhook-secret-file`, VFLEET_WEBHOOK_SECRET), checked now;
+ * undefined when `/hooks/git` is not served — never without a secret, and only by a controller
+ * that follows a git repository and serves HTTP.
+ */
+function webhookSecret(
+  args: ControllerArgs,
+  terminal: Terminal,
+): (() => string | undefined) | undefined {
+  if (args.webhookSecretFile !== undefined) {
+    if (args.http === undefined)
+      throw new VfleetError('usage', '--webhook-secret-file needs --http (where forges POST)');
+    if (args.git === undefined)
+      throw new VfleetError('usage', '--webhook-secret-file needs --git (what a push changes)');
+  } else if (!process.env.VFLEET_WEBHOOK_SECRET || args.http === undefined) return undefined;
+  else if (args.git === undefined) {
+    terminal.err(
+      'Warning: VFLEET_WEBHOOK_SECRET is set, but only a controller following --git serves /hooks/git',
+    );
+    return undefined;
+  }
+  const secret = secretOption({
+    option: '--webhook-secret-file',
+    ...(args.webhookSecretFile ? { file: args.webhookSecretFile } : {}),
+    variable: 'VFLEET_WEBHOOK_SECRET',
+    env: process.env,
+  });
+  secret(); // a file that cannot be read, or is empty, stops the command now
+  return () => {
+    try {
+      return secret();
+    } catch {
+      return undefined; // answered 503: the file went away or was emptied
+    }
   };
 }
 
@@ -79,6 +124,7 @@ interface ControllerArgs extends HttpArgs {
   readonly notify: string[];
   readonly notifyOn: string;
   readonly notifySecretFile?: string;
+  readonly webhookSecretFile?: string;
   readonly leaseTtl: string;
   readonly grace?: string;
   readonly interval: string;
@@ -102,6 +148,7 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
       'Warning: notifications are not signed: set VFLEET_NOTIFY_SECRET or --notify-secret-file',
     );
   const http = httpSettings(args, process.env);
+  const hookSecret = webhookSecret(args, terminal);
   let source: SpecSource;
   let git: GitSpecSource | undefined;
   if (args.git) {
@@ -146,6 +193,16 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
         http,
         servedController(() => controller, ttlMs),
         (l) => terminal.err(l),
+        hookSecret && {
+          secret: hookSecret,
+          ref: args.ref,
+          async onPush(push) {
+            const session = controller?.session();
+            if (!session) throw new HttpError(503, 'starting: the fleet is not open yet');
+            show((await requestFetch(session, push, Date.now())) as ControllerEvent);
+            controller?.nudge(); // the leader, if this is it, sees the request at once
+          },
+        },
       );
     } catch (e) {
       git?.close();
@@ -154,8 +211,13 @@ export async function runController(args: ControllerArgs, terminal: Terminal): P
     metrics = new ControllerMetrics(server.metrics.registry);
     terminal.out(
       args.json
-        ? httpListeningJson(server.url, http.queuesWritable)
-        : httpListeningLine('vfleet controller', server.url, http.queuesWritable),
+        ? httpListeningJson(server.url, http.queuesWritable, hookSecret !== undefined)
+        : httpListeningLine(
+            'vfleet controller',
+            server.url,
+            http.queuesWritable,
+            hookSecret !== undefined,
+          ),
     );
   }
   try {
@@ -257,7 +319,11 @@ export function controllerCommand(terminal: Terminal, setExit: (code: number) =>
       `which (comma-separated): ${NOTIFY_EVENTS.join(', ')}`,
       NOTIFY_EVENTS.join(','),
     )
-    .option('--notify-secret-file <path>', 'the webhook secret in a file (its first line)')
+    .option('--notify-secret-file <path>', "the notifications' secret in a file (its first line)")
+    .option(
+      '--webhook-secret-file <path>',
+      "with --git and --http: serve POST /hooks/git, a forge's push webhook signed with this secret (its first line; or VFLEET_WEBHOOK_SECRET)",
+    )
     .option(
       '--auto-apply',
       'apply every change (self-heal, spec roll-outs); without it only restarts run and drift is reported',

@@ -4,10 +4,21 @@ import { jsonDocument } from './json.js';
 
 const ENDPOINTS = '/metrics, /healthz, /readyz, /queues, /reports/';
 
-export function httpListeningLine(who: string, url: string, writable: boolean): string {
-  return `${who}: serving ${url} (${ENDPOINTS}; the queue board ${writable ? 'may change jobs' : 'is read-only'})`;
+export function httpListeningLine(
+  who: string,
+  url: string,
+  writable: boolean,
+  webhook = false,
+): string {
+  const endpoints = webhook ? `${ENDPOINTS}, POST /hooks/git` : ENDPOINTS;
+  return `${who}: serving ${url} (${endpoints}; the queue board ${writable ? 'may change jobs' : 'is read-only'})`;
 }
 
-export function httpListeningJson(url: string, writable: boolean): string {
-  return jsonDocument({ type: 'http-listening', url, queuesWritable: writable });
+export function httpListeningJson(url: string, writable: boolean, webhook = false): string {
+  return jsonDocument({
+    type: 'http-listening',
+    url,
+    queuesWritable: writable,
+    ...(webhook ? { webhook: `${url}/hooks/git` } : {}),
+  });
 }
