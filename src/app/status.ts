@@ -142,6 +142,14 @@ export async function fleetStatus(
   session: FleetSession,
   nowMs: number = Date.now(),
 ): Promise<FleetStatus> {
+  // The sync view first, then the records: a Synced view then never shows records older than the
+  // sync it reports (read the other way round, an apply ending in between showed Synced with an
+  // instance missing).
+  const [source, view, leader] = await Promise.all([
+    session.control.recordedRevision(),
+    readSync(session),
+    session.control.leader(),
+  ]);
   const recorded = await session.state.readAll();
   const { plan, observed, health } = await planFleet(session, { nowMs });
   const [failed, running] = await Promise.all([
@@ -214,11 +222,6 @@ export async function fleetStatus(
       memoryMiB: on.reduce((n, i) => n + i.resources.memoryMiB, 0),
     };
   });
-  const [source, view, leader] = await Promise.all([
-    session.control.recordedRevision(),
-    readSync(session),
-    session.control.leader(),
-  ]);
   const changes = plan.actions.length + plan.unplaceable.length;
   const own: FleetSync = {
     status: hosts.some((h) => h.running === null)

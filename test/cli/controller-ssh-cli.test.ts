@@ -11,6 +11,9 @@
 //       started again and the stale copies are destroyed;
 //   (c) a clean stop of the only controller disarms the agents (instances left running).
 //
+// The VM's disk is replicated to its failover host (docs/replication.md): before each fault its
+// replica is complete, and its restart boots from the replica.
+//
 // All along, the process table is sampled every 100 ms: at every sample each instance has at
 // most one QEMU or sandbox (`unshare`) process on all hosts together.
 import assert from 'node:assert/strict';
@@ -169,7 +172,9 @@ describe('vfleet controller on ssh hosts', () => {
       kind: 'Fleet',
       metadata: { name: `ctl-ssh-${suffix}` },
       spec: {
-        failover: { tolerate },
+        // The VM's disk replicated to its failover host (docs/replication.md): its restarts boot
+        // from the replica.
+        failover: tolerate > 0 ? { tolerate, replication: { interval: '2s', maxRpo: '60s' } } : { tolerate },
         hosts: on.map((h) =>
           aHost({
             name: h.name,
@@ -339,6 +344,33 @@ describe('vfleet controller on ssh hosts', () => {
     }, 100);
   });
 
+  /** Waits until vm-0's replica on its failover host is complete and current. */
+  async function replicated(): Promise<void> {
+    await pollUntil(
+      "vm-0's disk replicated to its failover host",
+      async () => {
+        const vm = (await status()).instances.find((i) => i.instance === 'vm-0');
+        return vm?.replication?.state === 'ok' && vm.replication.target === vm.failoverHost
+          ? true
+          : undefined;
+      },
+      DEADLINE_MS,
+    );
+  }
+
+  /** The restart of vm-0 after `before` events booted from its replica. */
+  async function restartedFromReplica(before: number): Promise<void> {
+    const restarted = (await events())
+      .slice(before)
+      .filter((e) => e.type === 'restarted' && e.instance === 'vm-0') as Array<
+      FleetEvent & { from_replica?: string; rpoSeconds?: number }
+    >;
+    assert.ok(restarted.length > 0, 'vm-0 restarted');
+    const last = restarted[restarted.length - 1];
+    assert.equal(typeof last?.from_replica, 'string', `from its replica: ${JSON.stringify(last)}`);
+    assert.ok((last?.rpoSeconds ?? 99) <= 60, `data lost: ${last?.rpoSeconds} s`);
+  }
+
   it('(a) partition: sshd and agent stopped — the watchdog kills, the failover hosts restart, the stale copies are destroyed on return', async (t) => {
     const t0 = Date.now();
     const mark = (what: string) =>
@@ -346,6 +378,9 @@ describe('vfleet controller on ssh hosts', () => {
     const victim = byName(placed.find((i) => i.instance === 'vm-0')?.host as string);
     const onVictim = placed.filter((i) => i.host === victim.name).map((i) => i.instance);
     assert.deepEqual(onVictim.sort(), ['box-0', 'vm-0']);
+    await replicated();
+    mark('vm-0 replicated');
+    const eventsBefore = (await events()).length;
     stop([victim.sshd.pid, ...victim.sshd.sessionPids(), agentPid(victim, 'agent')]);
     await pollUntil(
       "the watchdog kills the partitioned host's instances",
@@ -361,6 +396,7 @@ describe('vfleet controller on ssh hosts', () => {
       },
       DEADLINE_MS,
     );
+    await restartedFromReplica(eventsBefore);
     for (const name of onVictim) {
       const reserved = placed.find((i) => i.instance === name)?.failoverHost;
       const event = restarted.find((e) => e.instance === name);
@@ -407,6 +443,8 @@ describe('vfleet controller on ssh hosts', () => {
     const t0 = Date.now();
     const mark = (what: string) =>
       t.diagnostic(`${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    await replicated();
+    mark('vm-0 replicated to its new failover host');
     const s = await status();
     const vm = s.instances.find((i) => i.instance === 'vm-0');
     const victim = byName(vm?.host as string);
@@ -447,6 +485,7 @@ describe('vfleet controller on ssh hosts', () => {
         return c.length === 1 && c[0]?.host !== victim.name ? true : undefined;
       });
     mark('restarted elsewhere');
+    await restartedFromReplica(before);
     // The host boots again: sshd first; the controller starts its agent and cleans up.
     await victim.sshd.revive();
     await pollUntil(
