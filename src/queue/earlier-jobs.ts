@@ -8,6 +8,7 @@
 // still running on a live worker finishes (its result is then what refresh reads); a job whose
 // worker died has no lock left and will be refused when it is taken over.
 import type { Redis } from 'ioredis';
+import { queueNameOf } from './plan-jobs.js';
 
 export interface EarlierJobsOptions {
   /** Give up after this long and say which jobs still run. */
@@ -17,12 +18,23 @@ export interface EarlierJobsOptions {
   readonly pollMs?: number;
 }
 
-/** The active jobs of the fleet's queues (`<prefix>:<queue>:active`) whose lock is held. */
+/**
+ * The active jobs of the fleet's host queues (`<prefix>:host.<host>:active`) whose lock is held:
+ * only actions act on instances. The fleet's other queues — disk replication syncs, webhook
+ * notifications — are not waited for: a sync stuck on a host that stopped answering held every
+ * apply, and with it the restarts of that very host's instances, until its ssh gave up.
+ */
 export async function liveActiveJobs(redis: Redis, prefix: string): Promise<string[]> {
   const lists: string[] = [];
   let cursor = '0';
   do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*:active`, 'COUNT', 1000);
+    const [next, keys] = await redis.scan(
+      cursor,
+      'MATCH',
+      `${prefix}:${queueNameOf('*')}:active`,
+      'COUNT',
+      1000,
+    );
     cursor = next;
     lists.push(...keys);
   } while (cursor !== '0');

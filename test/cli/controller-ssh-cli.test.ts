@@ -174,7 +174,10 @@ describe('vfleet controller on ssh hosts', () => {
       spec: {
         // The VM's disk replicated to its failover host (docs/replication.md): its restarts boot
         // from the replica.
-        failover: tolerate > 0 ? { tolerate, replication: { interval: '2s', maxRpo: '60s' } } : { tolerate },
+        failover:
+          tolerate > 0
+            ? { tolerate, replication: { interval: '2s', maxRpo: '60s' } }
+            : { tolerate },
         hosts: on.map((h) =>
           aHost({
             name: h.name,

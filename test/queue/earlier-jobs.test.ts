@@ -38,6 +38,34 @@ describe('waitForEarlierJobs', () => {
     }
   };
 
+  it('does not wait for the fleet’s other queues: a replication sync or a notification in flight', async () => {
+    const prefix = `t${n++}`;
+    const queues = ['replication', 'notify'].map(
+      (name) => new Queue(name, { connection: client(), prefix }),
+    );
+    const releases: Array<() => void> = [];
+    const workers = ['replication', 'notify'].map(
+      (name) =>
+        new Worker(
+          name,
+          () =>
+            new Promise<void>((r) => {
+              releases.push(r);
+            }),
+          { connection: client(), prefix },
+        ),
+    );
+    try {
+      for (const q of queues) await q.add('job', {});
+      await until(async () => releases.length === 2, 'both jobs active on live workers');
+      assert.deepEqual(await liveActiveJobs(redis, prefix), []);
+    } finally {
+      for (const r of releases) r();
+      for (const w of workers) await w.close();
+      for (const q of queues) await q.close();
+    }
+  });
+
   it('waits for a job running on a live worker, and resolves once it finished', async () => {
     const prefix = `t${n++}`;
     const queue = new Queue('host.h1', { connection: client(), prefix });

@@ -129,10 +129,13 @@ export async function receiveReplicaReal(
       `${self.host} cannot take ${name}'s replica from ${incoming.from}: the increment comes without its file`,
     );
   }
+  // The bytes arrive outside the lock (into `incoming/`, a partial file renamed when its
+  // checksum holds): a source that stops answering mid-ship must not hold up a restart from the
+  // replica (restoreReplica takes the lock). Only committing the increment holds it.
+  const dir = self.layout.replicaDir(name);
+  await mkdirs(self.transport, dir);
+  await writeFiles({ host: self.host, transport: self.transport, dataDir: self.layout.dataDir });
   return self.hold(name, async () => {
-    const dir = self.layout.replicaDir(name);
-    await mkdirs(self.transport, dir);
-    await writeFiles({ host: self.host, transport: self.transport, dataDir: self.layout.dataDir });
     const point = await applyIncrement(self.transport, dir, {
       instance: name,
       chain: file.chain,
