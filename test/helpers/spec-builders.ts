@@ -68,3 +68,29 @@ export function aFleetDocument(overrides: Partial<FleetDocument['spec']> = {}): 
 export function toYaml(doc: unknown): string {
   return stringify(doc);
 }
+
+/**
+ * A fleet of three plain embedded hosts (hv-1 … hv-3, no labels, no licenses or baselines) with a
+ * `vm-12` VM image and the default sandbox image, named `name`: what the replication and drain
+ * tests start from.
+ */
+export function threeHostVmFleet(
+  name: string,
+  overrides: Partial<FleetDocument['spec']> = {},
+): FleetDocument {
+  const doc = aFleetDocument({
+    hosts: [
+      aHost({ name: 'hv-1', labels: {} }),
+      aHost({ name: 'hv-2', labels: {} }),
+      aHost({ name: 'hv-3', labels: {} }),
+    ],
+    images: [
+      anImage({ name: 'vm-12', kind: 'vm', source: { disk: 'vm.qcow2' }, packages: {} }),
+      anImage({ packages: {} }),
+    ],
+    licenses: [],
+    patchBaselines: [],
+    ...overrides,
+  });
+  return { ...doc, metadata: { ...doc.metadata, name } };
+}

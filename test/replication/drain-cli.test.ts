@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
-import { aFleetDocument, aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
+import { aGroup, threeHostVmFleet, toYaml } from '../helpers/spec-builders.js';
 import { type StatusJson, vfleet, workdir } from '../helpers/vfleet-cli.js';
 
 describe('vfleet host drain', () => {
@@ -20,24 +20,12 @@ describe('vfleet host drain', () => {
 
   it('empties a host: VMs by live migration, sandboxes by stop-copy-start; undrain ends it', () => {
     const cwd = workdir();
-    const doc = aFleetDocument({
-      hosts: [
-        aHost({ name: 'hv-1', labels: {} }),
-        aHost({ name: 'hv-2', labels: {} }),
-        aHost({ name: 'hv-3', labels: {} }),
-      ],
-      images: [
-        anImage({ name: 'vm-12', kind: 'vm', source: { disk: 'vm.qcow2' }, packages: {} }),
-        anImage({ packages: {} }),
-      ],
-      licenses: [],
-      patchBaselines: [],
+    const doc = threeHostVmFleet('drain', {
       instances: [
         aGroup({ name: 'db', image: 'vm-12', replicas: 3, placement: { strategy: 'spread' } }),
         aGroup({ name: 'web', image: 'debian-12', replicas: 3, placement: { strategy: 'spread' } }),
       ],
     });
-    doc.metadata.name = 'drain';
     writeFileSync(`${cwd}/fleet.yaml`, toYaml(doc));
     assert.equal(vfleet(['apply', '--auto-approve'], cwd, env).code, 0);
     const status = () => JSON.parse(vfleet(['status', '--json'], cwd, env).stdout) as StatusJson;

@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
-import { aFleetDocument, aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
+import { aGroup, threeHostVmFleet, toYaml } from '../helpers/spec-builders.js';
 import { pollUntil, type StatusJson, spawnVfleet, vfleet, workdir } from '../helpers/vfleet-cli.js';
 
 const DEADLINE_MS = 60_000;
@@ -28,21 +28,10 @@ describe('disk replication on the embedded engine', () => {
 
   it('syncs a protected VM to its failover host, shows its RPO, and restarts it from the replica when its host fails', async () => {
     const cwd = workdir();
-    const doc = aFleetDocument({
-      hosts: [
-        aHost({ name: 'hv-1', labels: {} }),
-        aHost({ name: 'hv-2', labels: {} }),
-        aHost({ name: 'hv-3', labels: {} }),
-      ],
-      images: [
-        anImage({ name: 'vm-12', kind: 'vm', source: { disk: 'images/vm.qcow2' }, packages: {} }),
-      ],
-      licenses: [],
-      patchBaselines: [],
+    const doc = threeHostVmFleet('repl', {
       failover: { tolerate: 1, replication: { interval: '1s', maxRpo: '30s' } },
       instances: [aGroup({ name: 'db', image: 'vm-12', replicas: 1, failover: true })],
     });
-    doc.metadata.name = 'repl';
     writeFileSync(`${cwd}/fleet.yaml`, toYaml(doc));
     const applied = vfleet(['apply', '--auto-approve'], cwd, env);
     assert.equal(applied.code, 0, applied.stderr);
