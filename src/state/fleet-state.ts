@@ -15,7 +15,6 @@ import {
   type ObservedInstanceRecord,
   parseJson,
   type RawRecords,
-  recordPlacement,
   sortedByLeadingName,
   storedInstanceRecord,
 } from './instance-records.js';
@@ -26,6 +25,7 @@ import {
   fleetKeys,
   fleetOfLockKey,
 } from './keys.js';
+import { recordPlacement } from './record-placement.js';
 
 export type { ObservedInstanceRecord };
 export type InstanceRecordStatus = ObservedInstanceRecord['status'];

@@ -19,6 +19,7 @@
 // object, its package list by id). Records written by an older vfleet — the object form, the
 // package list inline or by id — are still read, and become the compact form when next written;
 // an older vfleet cannot read the compact form.
+import { isAscii } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { VfleetError } from '../model/errors.js';
 import type { RecordedInstance } from '../model/instances.js';
@@ -133,27 +134,6 @@ export function storedInstanceRecord(record: ObservedInstanceRecord): StoredInst
   return { json: JSON.stringify(fields), entries };
 }
 
-/**
- * Where a stored record (either form) says its instance runs, and at which generation, without
- * its profile: undefined for a text that is not a record.
- */
-export function recordPlacement(
-  json: string,
-): { readonly host: string; readonly generation: number } | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(json);
-  } catch {
-    return undefined;
-  }
-  const [host, generation] = Array.isArray(parsed)
-    ? [parsed[1], parsed[2]]
-    : isPlainObject(parsed)
-      ? [(parsed as { host?: unknown }).host, (parsed as { generation?: unknown }).generation]
-      : [undefined, undefined];
-  return typeof host === 'string' ? { host, generation: Number(generation) || 0 } : undefined;
-}
-
 type Packages = Readonly<Record<string, string>>;
 
 interface Profile {
@@ -212,10 +192,13 @@ export class InstanceRecordReader {
   ): ObservedInstanceRecord[] | { readonly json: string } {
     const { data, starts, ends } = records;
     const read: ObservedInstanceRecord[] = new Array(starts.length);
+    // An ASCII reply (the usual) is decoded once, each record a slice of it (bytes are characters).
+    const text = isAscii(data) ? data.toString('latin1') : undefined;
     for (let k = 0; k < starts.length; k++) {
       const i = order === undefined ? k : (order[k] as number);
       const end = ends[i] as number;
-      const json = end < 0 ? '' : data.toString('utf8', starts[i], end);
+      const json =
+        end < 0 ? '' : (text?.slice(starts[i], end) ?? data.toString('utf8', starts[i], end));
       const record = this.read(json);
       if (record === undefined) return { json };
       read[k] = record;

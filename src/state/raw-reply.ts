@@ -132,7 +132,7 @@ class RespError {
  * by their framing alone (what each element's type and length say), then parses them.
  */
 class ReplyFramer {
-  private data = Buffer.allocUnsafe(1 << 16);
+  private data = Buffer.allocUnsafe(1 << 20);
   private length = 0;
   /** The first byte not yet framed. */
   private pos = 0;
@@ -148,7 +148,7 @@ class ReplyFramer {
   push(chunk: Buffer): boolean {
     if (this.done) throw new Error('more than the replies asked for');
     if (this.length + chunk.length > this.data.length) {
-      const grown = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.length + chunk.length));
+      const grown = Buffer.allocUnsafe(Math.max(this.data.length * 4, this.length + chunk.length));
       this.data.copy(grown, 0, 0, this.length);
       this.data = grown;
     }
