@@ -192,13 +192,21 @@ export class InstanceRecordReader {
   ): ObservedInstanceRecord[] | { readonly json: string } {
     const { data, starts, ends } = records;
     const read: ObservedInstanceRecord[] = new Array(starts.length);
-    // An ASCII reply (the usual) is decoded once, each record a slice of it (bytes are characters).
-    const text = isAscii(data) ? data.toString('latin1') : undefined;
+    // ASCII records (the usual) are decoded once, each a slice (bytes are characters). Only their
+    // span: `data` may be a whole reply's buffer, and longer.
+    const from = starts.length > 0 ? (starts[0] as number) : 0;
+    let to = from;
+    for (const end of ends) if (end > to) to = end;
+    const span = data.subarray(from, to);
+    const text = isAscii(span) ? span.toString('latin1') : undefined;
     for (let k = 0; k < starts.length; k++) {
       const i = order === undefined ? k : (order[k] as number);
       const end = ends[i] as number;
       const json =
-        end < 0 ? '' : (text?.slice(starts[i], end) ?? data.toString('utf8', starts[i], end));
+        end < 0
+          ? ''
+          : (text?.slice((starts[i] as number) - from, end - from) ??
+            data.toString('utf8', starts[i], end));
       const record = this.read(json);
       if (record === undefined) return { json };
       read[k] = record;
