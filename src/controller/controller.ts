@@ -414,8 +414,17 @@ export async function createController(
       session.connection.clients.abandon();
     },
     async close() {
-      await (reconciling ?? Promise.resolve()).catch(() => undefined);
-      await replication.close();
+      // The hosts' watchdogs are fed until they are disarmed, last: a reconcile or a replication
+      // sync in flight can outlast a ttl, and a watchdog left unfed would kill the instances a
+      // clean stop promises to leave running.
+      const feedMs = Math.max(50, Math.min(1000, options.policy.ttlMs / 4));
+      const feeding = runAgents ? setInterval(() => hostAgents.tick(clock()), feedMs) : undefined;
+      try {
+        await (reconciling ?? Promise.resolve()).catch(() => undefined);
+        await replication.close();
+      } finally {
+        clearInterval(feeding);
+      }
       if (runAgents) await hostAgents.close().catch(() => undefined);
       if (token !== null) {
         await session.control.releaseLeadership(id, token).catch(() => undefined);

@@ -82,17 +82,22 @@ export class HostAgents {
     }
   }
 
-  /** Waits (bounded) for the cycles in flight, then disarms the hosts nobody else renews. */
+  /**
+   * Disarms the hosts nobody else renews, each right after its own cycle in flight (bounded by
+   * half a ttl, as a cycle is): a renewal landing after the disarm would restart the loops, and a
+   * host's disarm must not wait on another's slow cycle while its own watchdog runs down.
+   */
   async close(): Promise<void> {
     const bound = (p: Promise<unknown>, ms: number) =>
       Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, ms).unref())]);
-    await bound(Promise.all([...this.hosts.values()].map((s) => s.cycle)), 3_000);
     const agents = this.session().engines.hostAgents();
     const disarmed: string[] = [];
     const armed: string[] = [];
     await bound(
       Promise.all(
         [...agents].map(async ([host, agent]) => {
+          const cycle = this.hosts.get(host)?.cycle;
+          if (cycle) await bound(cycle, Math.max(1_000, this.options.ttlMs / 2));
           const done = await agent
             .disarm(this.options.ttlMs, this.feeder, 5_000)
             .catch(() => undefined);
@@ -100,7 +105,7 @@ export class HostAgents {
           else if (done === false) armed.push(host);
         }),
       ),
-      6_000,
+      6_000 + Math.max(1_000, this.options.ttlMs / 2),
     );
     if (disarmed.length > 0)
       await this.options.emit('agents-disarmed', {
