@@ -91,6 +91,62 @@ class BitTree {
   }
 }
 
+/**
+ * The same set of occupied keys for a few hosts: a sorted array (at most one key per host is
+ * occupied). A BitTree of 24 bits is 2 MiB to allocate and zero, once per index per plan — most
+ * of a small fleet's scheduling (the controller plans every few seconds; the tests plan
+ * thousands of small fleets); a search over a few hundred keys costs nothing.
+ */
+class SortedKeys {
+  private readonly keys: Int32Array;
+  private size = 0;
+
+  constructor(capacity: number) {
+    this.keys = new Int32Array(Math.max(1, capacity));
+  }
+
+  /** The position of the first key ≥ i. */
+  private lowerBound(i: number): number {
+    let lo = 0;
+    let hi = this.size;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.keys[mid] as number) < i) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  set(i: number): void {
+    const at = this.lowerBound(i);
+    if (at < this.size && this.keys[at] === i) return;
+    this.keys.copyWithin(at + 1, at, this.size);
+    this.keys[at] = i;
+    this.size++;
+  }
+
+  clear(i: number): void {
+    const at = this.lowerBound(i);
+    if (at >= this.size || this.keys[at] !== i) return;
+    this.keys.copyWithin(at, at + 1, this.size);
+    this.size--;
+  }
+
+  next(i: number): number {
+    const at = this.lowerBound(i);
+    return at < this.size ? (this.keys[at] as number) : -1;
+  }
+
+  previous(i: number): number {
+    if (i < 0) return -1;
+    const at = this.lowerBound(i + 1) - 1;
+    return at >= 0 ? (this.keys[at] as number) : -1;
+  }
+}
+
+/** Up to this many hosts, an index keeps its keys in a SortedKeys rather than a BitTree. */
+export const SORTED_KEYS_UP_TO = 256;
+
 function ctz(x: number): number {
   return 31 - Math.clz32(x & -x);
 }
@@ -162,7 +218,7 @@ class Heads {
 }
 
 export class FitIndex {
-  private readonly tree: BitTree;
+  private readonly tree: BitTree | SortedKeys;
   private readonly maxKey: number;
   private readonly heads: Heads;
   private readonly nextHost: Int32Array;
@@ -171,7 +227,7 @@ export class FitIndex {
 
   /** `bits` bounds the keys (default 24: up to MAX_KEY); smaller indexes take less memory. */
   constructor(hostCount: number, bits = BITS) {
-    this.tree = new BitTree(bits);
+    this.tree = hostCount <= SORTED_KEYS_UP_TO ? new SortedKeys(hostCount) : new BitTree(bits);
     this.maxKey = (1 << bits) - 1;
     this.heads = new Heads(hostCount);
     this.nextHost = new Int32Array(hostCount).fill(-1);
