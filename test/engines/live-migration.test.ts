@@ -80,6 +80,8 @@ describe('live migration between real hosts (real QEMU, TCG)', () => {
     await countsOn(a, 2);
     // Data only the disk's mirror can carry to the target (checked at the end).
     await dirty(a, VM, [PATTERN]);
+    // Replicated to c before it moves: its replication state on a says chain and increment.
+    assert.equal((await a.engine.replicate(VM, 1, c.engine)).point.lastKind, 'full');
     watch = watchCounters([log(a), log(b), log(c), log(local)]);
     const moved = await a.engine.migrate(VM, 2, b.engine);
     await countsOn(b, 3);
@@ -110,6 +112,16 @@ describe('live migration between real hosts (real QEMU, TCG)', () => {
     ) as { 'backing-filename'?: string };
     assert.equal(info['backing-filename'], undefined, 'the disk stands alone');
     assert.equal(existsSync(`${b.layout.instanceDir(VM)}/migration-incoming`), false);
+  });
+
+  it("the next sync from the VM's new host is a full one that says why, the one after incremental", async () => {
+    const full = await b.engine.replicate(VM, 2, c.engine);
+    assert.equal(full.point.lastKind, 'full');
+    assert.equal(full.point.from, b.name);
+    assert.match(full.fullReason ?? '', new RegExp(`migrated live from ${a.name}`));
+    const next = await b.engine.replicate(VM, 2, c.engine);
+    assert.equal(next.point.lastKind, 'incremental');
+    assert.equal(next.point.seq, full.point.seq + 1);
   });
 
   it('a migration whose target dies mid-way leaves the VM running where it was, and nothing on the target', async (t) => {
