@@ -157,8 +157,9 @@ export async function migrateVm(
             });
             const info = await awaitMigration(s, sentAt, { ...limits, intervalMs: 100 });
             await finishMirror(s, limits.switchoverTimeoutMs);
-            await t.execute('nbd-server-stop');
-            await landing.commit(targetRecord);
+            // Both before the guest runs there: no client may write its disk from outside, and
+            // the instance is recorded where it runs. Side by side: the guest is paused now.
+            await Promise.all([t.execute('nbd-server-stop'), landing.commit(targetRecord)]);
             await t.execute('cont');
             resumed = true;
             return { info, sentAt, runningAt: Date.now() };
@@ -193,23 +194,24 @@ async function prepareTarget(
 ): Promise<InstanceRecord> {
   // The kernel and initrd the guest was started with; no base image: the mirror copies the
   // whole disk into one that stands alone.
+  // Side by side: staging copies files host to host (once per host and file: by sha256).
   const staged: Record<string, StagedFile> = {};
-  for (const [key, role] of [
-    ['kernel', 'vmlinuz'],
-    ['initrd', 'initrd'],
-  ] as const) {
-    const file = record.image.staged[key];
-    if (file) staged[key] = await target.stager.stageFrom(source.t, file, role);
-  }
   await mkdirs(target.t, target.dir);
-  await run(target.t, [
-    'qemu-img',
-    'create',
-    '-q',
-    '-f',
-    'qcow2',
-    `${target.dir}/disk.qcow2`,
-    String(disk.size),
+  await Promise.all([
+    ...(['kernel', 'initrd'] as const).map(async (key) => {
+      const file = record.image.staged[key];
+      const role = key === 'kernel' ? 'vmlinuz' : 'initrd';
+      if (file) staged[key] = await target.stager.stageFrom(source.t, file, role);
+    }),
+    run(target.t, [
+      'qemu-img',
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      `${target.dir}/disk.qcow2`,
+      String(disk.size),
+    ]),
   ]);
   const targetRecord: InstanceRecord = {
     ...record,
