@@ -6,7 +6,7 @@
 // drained one — while the guest's count, watched on both consoles, never goes back.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
@@ -182,4 +182,52 @@ describe('vfleet host drain on ssh hosts', () => {
       watch.stop();
     }
   });
+
+  it('falls back to stop, copy, start when the migration cannot finish, and says so', async () => {
+    const before = status().instances.find((i) => i.instance === VM);
+    const from = before?.host as string;
+    const to = names.find((n) => n !== from) as string;
+    assert.equal(vfleet(['host', 'undrain', to], dir, env).code, 0);
+    const lastCount = () => {
+      const counts = [...readText(serial(from)).matchAll(/^VFLEET-COUNTER (\d+)\r?\n/gm)];
+      return Number(counts.at(-1)?.[1]);
+    };
+    const printed = lastCount();
+    // Held to 256 KiB/s for at most 1.5 s, the memory cannot all go: the move falls back.
+    const drain = vfleet(['host', 'drain', from, '--auto-approve'], dir, {
+      ...env,
+      VFLEET_MIGRATION_BANDWIDTH: String(256 * 1024),
+      VFLEET_MIGRATION_TIMEOUT_MS: '1500',
+    });
+    assert.equal(drain.code, 0, drain.stderr + drain.stdout);
+    const events = fleetEvents(dir, env).filter((e) => e.instance === VM);
+    const fallback = events.find((e) => e.type === 'migration-fallback');
+    assert.equal(fallback?.from, from);
+    assert.equal(fallback?.host, to);
+    assert.match(
+      String(fallback?.cause),
+      /could not migrate live to .*did not complete within 1500 ms/,
+    );
+    const moved = events.find((e) => e.type === 'moved-stop-copy-start');
+    assert.equal(moved?.from, from);
+    assert.equal(typeof moved?.downtimeMs, 'number');
+    assert.equal(events.filter((e) => e.type === 'migrated').length, 1, 'only the first move');
+
+    const after = status().instances.find((i) => i.instance === VM);
+    assert.equal(after?.host, to);
+    assert.equal(after?.status, 'running');
+    assert.ok((after?.generation ?? 0) > (before?.generation ?? 0));
+    // Stopped, copied and booted there: the guest finds on its disk the count it had written.
+    const boot = await pollUntil('the guest boots on its new host', () => {
+      const found = /^VFLEET-COUNTER-BOOT (\d+)\r?$/m.exec(readText(serial(to)))?.[1];
+      return found === undefined ? undefined : Number(found);
+    });
+    assert.ok(boot >= printed, `booted at ${boot}, had printed ${printed} before the drain`);
+    assert.equal(existsSync(`${dataDir(from)}/instances/${VM}`), false);
+    assert.deepEqual(processesUsing(dataDir(from)), [], 'no QEMU left on the drained host');
+  });
 });
+
+function readText(path: string): string {
+  return existsSync(path) ? readFileSync(path, 'utf8') : '';
+}
