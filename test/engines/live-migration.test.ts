@@ -95,7 +95,8 @@ describe('live migration between real hosts (real QEMU, TCG)', () => {
     assert.equal(moved.instance.generation, 2);
     assert.ok(moved.downtimeMs >= (moved.qemuDowntimeMs ?? 0));
     assert.ok(moved.downtimeMs < 1000, `the guest paused ${moved.downtimeMs} ms`);
-    assert.ok(gap < 2000, `the console was silent ${gap} ms`);
+    // A bound for a loaded machine (the guest prints every second; 1.2–1.4 s seen here).
+    assert.ok(gap < 3000, `the console was silent ${gap} ms`);
 
     assert.equal((await b.engine.describe(VM))?.status, 'running');
     assert.equal(await a.engine.describe(VM), undefined, 'gone from the source');
