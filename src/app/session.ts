@@ -155,11 +155,17 @@ export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
   };
   const qemuStop = number('VFLEET_VM_STOP_TIMEOUT_MS');
   const sandboxStop = number('VFLEET_SANDBOX_STOP_TIMEOUT_MS');
+  const migrationTimeout = number('VFLEET_MIGRATION_TIMEOUT_MS');
+  const migrationBandwidth = number('VFLEET_MIGRATION_BANDWIDTH');
   return {
     qemu: {
       // kvm:tcg by default; `tcg` where /dev/kvm opens but KVM does not work (nested guests).
       ...(env.VFLEET_QEMU_ACCEL ? { accel: env.VFLEET_QEMU_ACCEL } : {}),
       ...(qemuStop === undefined ? {} : { stopTimeoutMs: qemuStop }),
+      migration: {
+        ...(migrationTimeout === undefined ? {} : { timeoutMs: migrationTimeout }),
+        ...(migrationBandwidth === undefined ? {} : { maxBandwidth: migrationBandwidth }),
+      },
     },
     sandbox: sandboxStop === undefined ? {} : { stopTimeoutMs: sandboxStop },
   };

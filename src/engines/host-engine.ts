@@ -163,6 +163,18 @@ export interface ReplicaIncoming {
   };
 }
 
+/** What a live migration did (HostEngine.migrate). */
+export interface MigrationOutcome {
+  /** The instance as the target has it now. */
+  readonly instance: EngineInstance;
+  /** The pause the guest saw, ms (real hosts: an upper bound measured from the outside). */
+  readonly downtimeMs: number;
+  /** Real hosts: QEMU's own `downtime` (the source's stop to the last byte sent), ms. */
+  readonly qemuDowntimeMs?: number;
+  /** Real hosts: the whole migration, the disk's mirror included, ms. */
+  readonly durationMs?: number;
+}
+
 export interface HostEngine {
   readonly host: string;
   /** The host's `engine:` in the spec: which row of the capabilities table is this engine's. */
@@ -232,11 +244,7 @@ export interface HostEngine {
    * `capabilities.migratesTo` names), at `generation` on both hosts. `migration-failed` when it
    * cannot (the caller falls back to stop, copy, start); the downtime the guest saw, measured.
    */
-  migrate(
-    name: string,
-    generation: number,
-    to: HostEngine,
-  ): Promise<{ readonly instance: EngineInstance; readonly downtimeMs: number }>;
+  migrate(name: string, generation: number, to: HostEngine): Promise<MigrationOutcome>;
   /**
    * Injects a fault on purpose; refused (`not-embedded`) where `capabilities.faultInjection` is
    * false.

@@ -277,6 +277,9 @@ async function migrate(
       from: data.host,
       generation: a.generation,
       downtimeMs: Math.round(moved.downtimeMs * 1000) / 1000,
+      // Real hosts: QEMU's own figure (its stop to the last byte) and the whole migration's time.
+      ...(moved.qemuDowntimeMs === undefined ? {} : { qemuDowntimeMs: moved.qemuDowntimeMs }),
+      ...(moved.durationMs === undefined ? {} : { durationMs: moved.durationMs }),
     });
     return 'done';
   } catch (e) {

@@ -422,7 +422,7 @@ describe('vfleet apply onto ssh hosts', () => {
     const started = Date.now();
     const moved = await apply({ boxes: 1, vms: 1, vmSlot: 'b', hostile: 1, wrongKey: false });
     t.diagnostic(
-      `move apply (copy disk and images host to host, start): ${Date.now() - started} ms`,
+      `move apply (a live migration: boot files staged, disk mirrored, memory migrated): ${Date.now() - started} ms`,
     );
     assert.equal(moved.code, 0, moved.stderr + moved.stdout);
     assert.match(moved.stdout, /Plan: 0 to create, 1 to move/);

@@ -10,6 +10,7 @@ import type { InstanceRequest } from '../../src/engines/host-engine.js';
 import { HostLayout } from '../../src/engines/real/host-layout.js';
 import { ImageStager } from '../../src/engines/real/image-staging.js';
 import type { DriverContext, InstanceRecord } from '../../src/engines/real/instance-driver.js';
+import type { QemuDriverOptions } from '../../src/engines/real/qemu-driver.js';
 import { withQmp } from '../../src/engines/real/qmp-client.js';
 import { RealEngine, type RealEngineOptions } from '../../src/engines/real/real-engine.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
@@ -42,8 +43,15 @@ export function replicationHost(name: string): ReplicationHost {
   };
 }
 
-/** A host behind a test sshd of this machine (its data folder is local too, for the checks). */
-export function sshReplicationHost(sshd: TestSshd, name: string): ReplicationHost {
+/**
+ * A host behind a test sshd of this machine (its data folder is local too, for the checks);
+ * `qemu` adds to the driver's test options (a live migration's bounds).
+ */
+export function sshReplicationHost(
+  sshd: TestSshd,
+  name: string,
+  qemu: QemuDriverOptions = {},
+): ReplicationHost {
   const host = sshd.host(name);
   const t = new SshTransport(host, { readyTimeoutMs: 2_000 });
   return {
@@ -51,7 +59,7 @@ export function sshReplicationHost(sshd: TestSshd, name: string): ReplicationHos
     dataDir: host.dataDir,
     t,
     layout: new HostLayout(name, host.dataDir),
-    engine: new RealEngine(host, t, OPTIONS),
+    engine: new RealEngine(host, t, { ...OPTIONS, qemu: { ...OPTIONS.qemu, ...qemu } }),
   };
 }
 

@@ -19,7 +19,9 @@ export function eventLine(event: Readonly<Record<string, unknown>>): string {
         `from its replica as of ${text(event.from_replica)} (${text(event.rpoSeconds)} s of data lost)`,
       );
     if (event.type === 'migrated' || event.type === 'moved-stop-copy-start')
-      parts.push(`from ${text(event.from)}, downtime ${text(event.downtimeMs)} ms`);
+      parts.push(
+        `from ${text(event.from)}, downtime ${text(event.downtimeMs)} ms${event.qemuDowntimeMs === undefined ? '' : ` (QEMU's ${text(event.qemuDowntimeMs)} ms)`}`,
+      );
     if (event.type === 'replica-full-sync' || event.type === 'replication-failed')
       parts.push(
         `to ${text(event.target)}${event.reason ? `: ${text(event.reason)}` : ''}${event.error ? `: ${text(event.error)}` : ''}`,

@@ -166,7 +166,12 @@ export async function clearLeftovers(c: QmpClient, timeoutMs: number): Promise<v
 }
 
 /** The qcow2 node QEMU reads `path` through, its size and our bitmap on it. */
-export async function findDisk(c: QmpClient, path: string, where: string): Promise<DiskNode> {
+export async function findDisk(
+  c: QmpClient,
+  path: string,
+  where: string,
+  code = 'replication-failed',
+): Promise<DiskNode> {
   const devices = (await c.execute('query-block')) as Array<{
     inserted?: {
       file: string;
@@ -178,7 +183,7 @@ export async function findDisk(c: QmpClient, path: string, where: string): Promi
   }>;
   const disk = devices.find((d) => d.inserted?.file === path)?.inserted;
   if (disk?.drv !== 'qcow2') {
-    throw new VfleetError('replication-failed', `${where}: QEMU has no qcow2 disk ${path}`);
+    throw new VfleetError(code, `${where}: QEMU has no qcow2 disk ${path}`);
   }
   return {
     node: disk['node-name'],

@@ -30,6 +30,7 @@ import type {
   Provisioned,
   ProvisionRequest,
 } from './instance-driver.js';
+import type { MigrationOptions } from './qemu-migration.js';
 import { qmp } from './qmp-client.js';
 
 export interface QemuDriverOptions {
@@ -43,6 +44,8 @@ export interface QemuDriverOptions {
   /** How long a QMP connection or command may take. Default 5 s. */
   readonly qmpTimeoutMs?: number;
   readonly binary?: string;
+  /** Live migration's bounds and QEMU settings (qemu-migration.ts). */
+  readonly migration?: MigrationOptions;
 }
 
 const GiB = 1024 ** 3;
@@ -54,11 +57,13 @@ export class QemuDriver implements InstanceDriver {
   private readonly accel: string | undefined;
   private readonly accelOf = new Map<string, Promise<string>>();
   private readonly stopTimeoutMs: number;
-  private readonly qmpTimeoutMs: number;
+  readonly qmpTimeoutMs: number;
   private readonly binary: string;
+  readonly migration: MigrationOptions;
 
   constructor(options: QemuDriverOptions = {}) {
     this.accel = options.accel;
+    this.migration = options.migration ?? {};
     this.stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
     this.qmpTimeoutMs = options.qmpTimeoutMs ?? 5_000;
     this.binary = options.binary ?? 'qemu-system-x86_64';
@@ -139,16 +144,39 @@ export class QemuDriver implements InstanceDriver {
       if ((await this.status(ctx, record)).running) return;
       await this.kill(ctx);
     }
+    await ctx.t.exec(['rm', '-f', '--', `${ctx.dir}/qemu.pid`, `${ctx.dir}/qmp.sock`]);
+    const argv = this.commandLine(ctx, record, await this.accelFor(ctx));
+    // -daemonize returns once QEMU is set up (or failed, with its reason on stderr).
+    await run(ctx.t, argv, { timeoutMs: 60_000 });
+    const up = await waitFor(async () => (await this.status(ctx, record)).running, 30_000);
+    if (!up) {
+      await this.kill(ctx);
+      throw new VfleetError(
+        'start-failed',
+        `${ctx.host}: VM ${ctx.instance} did not reach running`,
+      );
+    }
+  }
+
+  /**
+   * QEMU's argument vector for the instance in `ctx`'s folder: the same devices on every host,
+   * which a live migration needs (a target started with the source's machine type).
+   */
+  commandLine(
+    ctx: DriverContext,
+    record: InstanceRecord,
+    accel: string,
+    machine?: string,
+  ): string[] {
     const dir = ctx.dir;
-    await ctx.t.exec(['rm', '-f', '--', `${dir}/qemu.pid`, `${dir}/qmp.sock`]);
     const kernel = record.image.staged.kernel?.path;
     const initrd = record.image.staged.initrd?.path;
-    const argv = [
+    return [
       this.binary,
       '-name',
       record.instance,
       '-machine',
-      `accel=${await this.accelFor(ctx)}`,
+      `${machine ? `${qemuOption(machine)},` : ''}accel=${accel}`,
       '-nodefaults',
       '-no-user-config',
       '-smp',
@@ -172,16 +200,32 @@ export class QemuDriver implements InstanceDriver {
       ...(kernel && initrd ? ['-initrd', initrd] : []),
       ...(kernel && record.image.cmdline ? ['-append', record.image.cmdline] : []),
     ];
-    // -daemonize returns once QEMU is set up (or failed, with its reason on stderr).
-    await run(ctx.t, argv, { timeoutMs: 60_000 });
-    const up = await waitFor(async () => (await this.status(ctx, record)).running, 30_000);
-    if (!up) {
-      await this.kill(ctx);
+  }
+
+  /**
+   * The target of a live migration (qemu-migration.ts): QEMU with the instance's devices, waiting
+   * for a migration stream (`-incoming defer`) and paused once it has arrived (`-S`), so the
+   * guest runs there only when vfleet says `cont`. Returns once its QMP answers `inmigrate`.
+   */
+  async startIncoming(ctx: DriverContext, record: InstanceRecord, machine: string): Promise<void> {
+    await ctx.t.exec(['rm', '-f', '--', `${ctx.dir}/qemu.pid`, `${ctx.dir}/qmp.sock`]);
+    const argv = this.commandLine(ctx, record, await this.accelFor(ctx), machine);
+    await run(ctx.t, [...argv, '-incoming', 'defer', '-S'], { timeoutMs: 60_000 });
+    const waiting = await waitFor(
+      async () => (await this.status(ctx, record)).runtime.state === 'inmigrate',
+      30_000,
+    );
+    if (!waiting) {
       throw new VfleetError(
         'start-failed',
-        `${ctx.host}: VM ${ctx.instance} did not reach running`,
+        `${ctx.host}: the incoming QEMU of ${ctx.instance} did not reach inmigrate`,
       );
     }
+  }
+
+  /** The accelerator this driver gives QEMU on the host of `ctx`. */
+  accelOn(ctx: DriverContext): Promise<string> {
+    return this.accelFor(ctx);
   }
 
   async stop(ctx: DriverContext, _record: InstanceRecord): Promise<void> {
@@ -285,7 +329,8 @@ export class QemuDriver implements InstanceDriver {
     return !(await processAlive(ctx.t, pid, `${ctx.dir}/qemu.pid`));
   }
 
-  private async kill(ctx: DriverContext): Promise<void> {
+  /** SIGKILLs the instance's QEMU, if it runs, and waits (bounded) for it to be gone. */
+  async kill(ctx: DriverContext): Promise<void> {
     const pid = await this.pid(ctx);
     if (pid === undefined) return;
     await signal(ctx.t, pid, 'KILL');

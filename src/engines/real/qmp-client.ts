@@ -1,7 +1,8 @@
 // A small QMP client (QEMU Machine Protocol: JSON lines over the VM's unix socket), reached
 // through `Transport.connectUnixSocket` so it works on this machine and over ssh alike. The
 // session is: read the greeting, `qmp_capabilities`, then commands, each answered by a
-// `return` or an `error` carrying the command's id; asynchronous `event`s are ignored.
+// `return` or an `error` carrying the command's id; asynchronous `event`s go to whoever listens
+// (`onEvent`, a live migration's waits), else nowhere.
 import type { Duplex } from 'node:stream';
 import { VfleetError } from '../../model/errors.js';
 import type { Transport } from '../../transport/transport.js';
@@ -17,6 +18,7 @@ export class QmpClient {
   private readonly pending = new Map<string, Pending>();
   private greeting: Pending | undefined;
   private closed: Error | undefined;
+  private readonly listeners = new Set<(event: string, data: unknown) => void>();
 
   private constructor(
     private readonly socket: Duplex,
@@ -88,6 +90,12 @@ export class QmpClient {
     );
   }
 
+  /** Calls `listener` with every event QEMU sends on this connection, until the returned stop. */
+  onEvent(listener: (event: string, data: unknown) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   close(): void {
     this.socket.destroy();
   }
@@ -111,8 +119,12 @@ export class QmpClient {
         this.greeting = undefined;
         continue;
       }
+      if (typeof message.event === 'string') {
+        for (const listener of this.listeners) listener(message.event, message.data);
+        continue;
+      }
       const waiting = typeof message.id === 'string' ? this.pending.get(message.id) : undefined;
-      if (!waiting) continue; // an event, or an answer nobody waits for any more
+      if (!waiting) continue; // an answer nobody waits for any more
       if ('error' in message) {
         const error = message.error as { class?: string; desc?: string };
         waiting.reject(

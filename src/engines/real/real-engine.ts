@@ -26,6 +26,7 @@ import {
   type HostFacts,
   type InjectedFault,
   type InstanceRequest,
+  type MigrationOutcome,
   noFaultInjection,
   type ReplicaIncoming,
   type ReplicaPoint,
@@ -39,6 +40,15 @@ import { type HostLockOptions, HostLocks } from './host-lock.js';
 import { ImageStager } from './image-staging.js';
 import type { DriverContext, InstanceDriver, InstanceRecord } from './instance-driver.js';
 import { QemuDriver, type QemuDriverOptions } from './qemu-driver.js';
+import type { MigrationResult } from './qemu-migration.js';
+import {
+  clearDeadIncoming,
+  type IncomingMigration,
+  type MigratingHost,
+  migrateReal,
+  receiveMigrationReal,
+} from './real-migration.js';
+import { readFences, readRecord, writeRecord } from './real-records.js';
 import {
   dropReplicaReal,
   type ReplicatingHost,
@@ -160,6 +170,7 @@ export class RealEngine implements HostEngine {
       const ctx = this.context(request.name);
       let record = await this.readRecord(request.name);
       if (!record) {
+        await clearDeadIncoming(this.migrating(), request.name);
         await mkdirs(this.transport, ctx.dir);
         const made = await driver.provision(ctx, request);
         record = {
@@ -204,14 +215,8 @@ export class RealEngine implements HostEngine {
 
   async destroy(name: string, generation: number): Promise<void> {
     checkInstanceName(this.host, name);
-    await this.mutate(name, generation, 'destroy', async () => {
-      const record = await this.readRecord(name);
-      const ctx = this.context(name);
-      // Without a record (a create that died early) either driver may have left something.
-      const drivers = record ? [this.driverOf(record.kind)] : Object.values(this.drivers);
-      for (const driver of drivers) await driver.remove(ctx, record);
-      await removeTree(this.transport, ctx.dir);
-    });
+    // Without a record (a create that died early) either driver may have left something.
+    await this.mutate(name, generation, 'destroy', () => this.clearFolder(name));
   }
 
   async patch(name: string, _generation: number, _packages: PackageVersions): Promise<never> {
@@ -258,6 +263,7 @@ export class RealEngine implements HostEngine {
       // Already here (a copy-disk job run again after the move went on): never overwrite the
       // disk of an instance this host has.
       if (await this.readRecord(name)) return;
+      await clearDeadIncoming(this.migrating(), name);
       await writeFiles({
         host: this.host,
         transport: this.transport,
@@ -311,15 +317,59 @@ export class RealEngine implements HostEngine {
       fenced: (name, generation, op, act) => this.mutate(name, generation, op, act),
       context: (name) => this.context(name),
       readRecord: (name) => this.readRecord(name),
+      clearDeadIncoming: (name) => clearDeadIncoming(this.migrating(), name),
     };
   }
 
-  async migrate(name: string): Promise<never> {
-    // QEMU live migration is being built; until then moves stop, copy and start.
-    throw new VfleetError(
-      'migration-failed',
-      `${this.host} (${this.spec.engine}) cannot migrate ${name} live yet: it is moved by stop, copy, start`,
-    );
+  // Live migration (real-migration.ts over qemu-migration.ts: the disk mirrored to an NBD export
+  // of the target's QEMU, the memory by QEMU's migration, host to host).
+  async migrate(name: string, generation: number, to: HostEngine): Promise<MigrationOutcome> {
+    checkInstanceName(this.host, name);
+    if (
+      !(to instanceof RealEngine) ||
+      !this.capabilities.migratesTo.includes(to.engine) ||
+      to.host === this.host
+    ) {
+      throw new VfleetError(
+        'migration-failed',
+        `${name} cannot migrate live from ${this.engine} host ${this.host} to ${to.engine} host ${to.host}`,
+      );
+    }
+    return migrateReal(this.migrating(), name, generation, to);
+  }
+
+  /** A live migration's target half: between real hosts only, so not on HostEngine. */
+  receiveMigration(
+    incoming: IncomingMigration,
+  ): Promise<{ readonly result: MigrationResult; readonly instance: EngineInstance }> {
+    checkInstanceName(this.host, incoming.name);
+    return receiveMigrationReal(this.migrating(), incoming);
+  }
+
+  /** What live migration borrows of this engine (real-migration.ts). */
+  private migrating(): MigratingHost {
+    return {
+      host: this.host,
+      engine: this.engine,
+      transport: this.transport,
+      qemu: this.drivers.vm as QemuDriver,
+      address: this.spec.ssh?.address,
+      fenced: (name, generation, op, act) => this.mutate(name, generation, op, act),
+      context: (name) => this.context(name),
+      readRecord: (name) => this.readRecord(name),
+      writeRecord: (record) => this.writeRecord(record),
+      instanceOf: (record) => this.instanceOf(record),
+      clearFolder: (name) => this.clearFolder(name),
+    };
+  }
+
+  /** What destroy does under its fence: every driver's processes killed, the folder removed. */
+  private async clearFolder(name: string): Promise<void> {
+    const record = await this.readRecord(name);
+    const ctx = this.context(name);
+    const drivers = record ? [this.driverOf(record.kind)] : Object.values(this.drivers);
+    for (const driver of drivers) await driver.remove(ctx, record);
+    await removeTree(this.transport, ctx.dir);
   }
 
   async inject(): Promise<never> {
@@ -349,31 +399,7 @@ export class RealEngine implements HostEngine {
 
   async fences(): Promise<ReadonlyMap<string, number>> {
     await this.prepare();
-    // One process for the whole folder: every line is `<folder>/<name>:<generation>`; exit 1 is
-    // grep's "nothing matched" (no fences yet).
-    const result = await this.transport.exec([
-      'grep',
-      '-r',
-      '-H',
-      '-e',
-      '',
-      '--',
-      this.layout.fences,
-    ]);
-    if (result.code > 1) {
-      throw new VfleetError('command-failed', `${this.host}: cannot read ${this.layout.fences}`);
-    }
-    const fences = new Map<string, number>();
-    const prefix = `${this.layout.fences}/`;
-    for (const line of result.stdout.toString('utf8').split('\n')) {
-      if (!line.startsWith(prefix)) continue;
-      const [name, value] = line.slice(prefix.length).split(':');
-      const generation = Number(value);
-      if (name !== undefined && NAME.test(name) && Number.isSafeInteger(generation)) {
-        fences.set(name, Math.max(generation, fences.get(name) ?? 0));
-      }
-    }
-    return fences;
+    return readFences(this.transport, this.layout, this.host);
   }
 
   /** Lock, fence, act: the one path of every mutating call. */
@@ -441,30 +467,12 @@ export class RealEngine implements HostEngine {
     return driver;
   }
 
-  private async readRecord(name: string): Promise<InstanceRecord | undefined> {
-    const text = await readText(this.transport, this.layout.record(name));
-    if (text === undefined) return undefined;
-    let record: InstanceRecord & { readonly name?: string };
-    try {
-      record = JSON.parse(text);
-    } catch {
-      throw new VfleetError(
-        'record-corrupt',
-        `${this.host}: ${this.layout.record(name)} is not valid JSON`,
-      );
-    }
-    if (record.formatVersion !== 1) return record;
-    // Format 1 (an older vfleet) named the instance `name`: read, and written again, as format 2.
-    const { name: instance, ...rest } = record;
-    return { ...rest, formatVersion: 2, instance: instance as string };
+  private readRecord(name: string): Promise<InstanceRecord | undefined> {
+    return readRecord(this.transport, this.layout, this.host, name);
   }
 
   private writeRecord(record: InstanceRecord): Promise<void> {
-    return this.transport.writeFile(
-      this.layout.record(record.instance),
-      `${JSON.stringify(record, null, 2)}\n`,
-      0o644,
-    );
+    return writeRecord(this.transport, this.layout, record);
   }
 
   private async instanceOf(record: InstanceRecord): Promise<EngineInstance> {

@@ -39,6 +39,8 @@ export interface ReplicatingHost {
   fenced<T>(name: string, generation: number, op: string, act: () => Promise<T>): Promise<T>;
   context(name: string): DriverContext;
   readRecord(name: string): Promise<InstanceRecord | undefined>;
+  /** Clears what an incoming live migration that died left in the name's folder (no record). */
+  clearDeadIncoming(name: string): Promise<void>;
 }
 
 /** The engine-level point of a chain's point (the chain id kept for the source's next take). */
@@ -177,6 +179,7 @@ export async function restoreReplicaReal(
     const point = await readReplica(self.transport, dir);
     if (!point)
       throw new VfleetError('replica-missing', `${self.host} keeps no replica of ${name}`);
+    await self.clearDeadIncoming(name);
     const instanceDir = self.layout.instanceDir(name);
     await mkdirs(self.transport, instanceDir);
     await diskFromReplica(self.transport, dir, `${instanceDir}/disk.qcow2`);

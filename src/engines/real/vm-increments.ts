@@ -73,6 +73,11 @@ interface SourceState {
   readonly seq: number;
   /** An increment started and not seen to its end. */
   readonly taking?: number;
+  /**
+   * The host this VM migrated live from (real-migration.ts): its dirty bitmap stayed on that
+   * host's disk, so the next increment here is a full one, saying so.
+   */
+  readonly migratedFrom?: string;
 }
 
 const INCREMENT = /\/replication\/inc-[0-9]+\.qcow2$/;
@@ -197,6 +202,13 @@ function fullReasons(
     if (read.problem) reasons.push(read.problem);
     return reasons;
   }
+  if (state.migratedFrom !== undefined) {
+    // Everything else (no bitmap, another host's replica) follows from the migration.
+    reasons.push(
+      `${ctx.instance} migrated live from ${state.migratedFrom}: its dirty bitmap stayed there`,
+    );
+    return reasons;
+  }
   if (state.taking !== undefined) {
     reasons.push(`increment ${state.taking} was not seen to its end (its file was never shipped)`);
   }
@@ -238,4 +250,23 @@ function writeState(ctx: DriverContext, state: SourceState): Promise<void> {
     `${JSON.stringify(state, null, 2)}\n`,
     0o644,
   );
+}
+
+/**
+ * For a live migration (real-migration.ts): the replication state the target starts with, from
+ * the source's (undefined: the VM was never replicated). Its numbers go on; its chain does not —
+ * the dirty bitmap stays on the source's disk, so the target's first increment is a full one.
+ */
+export async function migratedState(ctx: DriverContext, from: string): Promise<string | undefined> {
+  const { state } = await readState(ctx);
+  if (!state) return undefined;
+  const seq = Math.max(state.seq, state.taking ?? 0);
+  const next: SourceState = { formatVersion: 1, chain: state.chain, seq, migratedFrom: from };
+  return `${JSON.stringify(next, null, 2)}\n`;
+}
+
+/** The target's half of migratedState: written into the instance's folder there. */
+export async function placeMigratedState(target: DriverContext, text: string): Promise<void> {
+  await mkdirs(target.t, `${target.dir}/replication`);
+  await target.t.writeFile(`${target.dir}/replication/state.json`, text, 0o644);
 }
