@@ -109,8 +109,9 @@ export interface Counter {
 export function counterOf(host: ReplicationHost, instance: string): Counter {
   const log = `${host.layout.instanceDir(instance)}/serial.log`;
   const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
-  const boot = /^VFLEET-COUNTER-BOOT (\d+)\r?$/m.exec(text)?.[1];
-  const all = [...text.matchAll(/^VFLEET-COUNTER (\d+)\r?$/gm)];
+  // Whole lines only: the guest may be half-way through writing the last one ("1" of "10").
+  const boot = /^VFLEET-COUNTER-BOOT (\d+)\r?\n/m.exec(text)?.[1];
+  const all = [...text.matchAll(/^VFLEET-COUNTER (\d+)\r?\n/gm)];
   const last = all.at(-1)?.[1];
   return {
     ...(boot !== undefined ? { boot: Number(boot) } : {}),
