@@ -17,11 +17,13 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 
-# Only what the image ships is compiled: src/ (and the schema it imports). Tests, benchmarks and
+# Only what the image ships is compiled: src/ (and the schema it imports), then bundled into
+# dist/cli/ (scripts/bundle-cli.ts). Tests, benchmarks and
 # examples are type-checked by CI, not here.
 COPY tsconfig.json ./
 COPY schemas ./schemas
 COPY src ./src
+COPY scripts/bundle-cli.ts ./scripts/
 RUN npm run build && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 # --- runtime ----------------------------------------------------------------------------------
@@ -49,6 +51,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/cli ./dist/cli
 COPY --from=build /app/dist/schemas ./dist/schemas
 COPY bin ./bin
 COPY schemas ./schemas

@@ -1,8 +1,21 @@
 #!/usr/bin/env node
-// Launcher: the CLI is compiled to dist/ by `npm ci` (the prepare script).
+// Launcher: the CLI is compiled to dist/ by `npm ci` (the prepare script): tsc writes
+// dist/src/, and scripts/bundle-cli.ts bundles the CLI into dist/cli/. The bundle runs when it is
+// newer than what tsc wrote (a `tsc` alone after it leaves it stale: the modules run instead).
+import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const entry = new URL('../dist/src/cli/main.js', import.meta.url);
+const modules = new URL('../dist/src/cli/main.js', import.meta.url);
+const bundle = new URL('../dist/cli/main.js', import.meta.url);
+const mtime = (url) => {
+  try {
+    return statSync(url).mtimeMs;
+  } catch {
+    return undefined;
+  }
+};
+const bundled = mtime(bundle);
+const entry = bundled !== undefined && bundled >= (mtime(modules) ?? 0) ? bundle : modules;
 let cli;
 try {
   cli = await import(entry.href);

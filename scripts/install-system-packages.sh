@@ -8,7 +8,7 @@
 # scripts/setup.sh and by CI (.ci/run).
 set -euo pipefail
 
-packages=(redis-server openssh-server qemu-system-x86 qemu-utils busybox-static cpio iproute2 xz-utils chromium shellcheck)
+packages=(redis-server openssh-server qemu-system-x86 qemu-utils busybox-static cpio iproute2 xz-utils chromium shellcheck libdpkg-perl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

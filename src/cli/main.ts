@@ -38,9 +38,17 @@ const COMMANDS: ReadonlyArray<readonly [string, () => Promise<CommandFactory>]> 
   ['down', async () => (await import('./commands/down-command.js')).downCommand],
 ];
 
+/** vfleet's version, from the package.json above this module (dist/src/cli/ or the bundle's dist/cli/). */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
-  return String(pkg.version);
+  for (const up of ['../../../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8'));
+      if (pkg.name === 'vfleet') return String(pkg.version);
+    } catch {
+      // not this one
+    }
+  }
+  return 'unknown';
 }
 
 /**
