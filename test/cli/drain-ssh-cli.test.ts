@@ -144,7 +144,14 @@ describe('vfleet host drain on ssh hosts', () => {
       assert.match(drain.output(), new RegExp(`> move ${VM} from ${from} to ${to} live$`, 'm'));
       await pollUntil('the guest counts on its new host', () =>
         watch.values(serial(to)).length >= 2 ? true : undefined,
-      );
+      ).catch((e) => {
+        // What happened instead, for the reader of a failure.
+        const tail = readText(serial(to)).slice(-600);
+        const events = fleetEvents(dir, env).slice(-6);
+        throw new Error(
+          `${(e as Error).message}; events ${JSON.stringify(events)}; the new host's console ends ${JSON.stringify(tail)}`,
+        );
+      });
       watch.stop();
       assert.deepEqual(countBreaks(watch.seen), [], 'the count only goes up, by one');
 

@@ -154,7 +154,14 @@ describe('real engine over ssh', () => {
     };
     const up: number[] = [];
     const down: number[] = [];
-    for (let round = 0; round < 2; round++) {
+    // The best of up to five rounds, stopping at the first that holds: a machine busy with other
+    // work slows one transfer and not the other now and then, while the stall this guards
+    // against slowed every send, every round.
+    for (
+      let round = 0;
+      round < 5 && !(round >= 2 && Math.min(...up) < 4 * Math.min(...down));
+      round++
+    ) {
       up.push(
         await timed(async () =>
           pipeline(createReadStream(local), await h.transport.createWriteStream(remote)),
