@@ -317,20 +317,31 @@ function outputOf(result: ExecResult): string {
   return `${result.stdout.toString('utf8')}\n${result.stderr.toString('utf8')}`;
 }
 
-/** Lines that say nothing about a failure, in a root without apt-utils or a terminal. */
+/**
+ * Lines that say nothing about a failure: apt's and dpkg's progress, and what a root without
+ * apt-utils or a terminal says every time.
+ */
 const NOISE = [
   /^debconf: delaying package configuration/,
   /^E: Can not write log \(Is \/dev\/pts mounted\?\)/,
   /^(Reading package lists|Building dependency tree|Reading state information)/,
   /^\(Reading database/,
+  /^(Setting up|Unpacking|Preparing to unpack|Selecting previously unselected package) /,
+  /^(Get|Hit|Ign):\d+ /,
+  /^Processing triggers for /,
 ];
 
+/** The last lines of apt's plan, before it downloads and runs dpkg. */
+const PLANNED = /^(\d+ upgraded, \d+ newly installed|Need to get |After this operation|Fetched )/;
+
 /**
- * The end of what a command wrote, as one bounded line: its error output's last lines (dpkg and
- * apt write their errors there), else its standard output's; control characters dropped, so a
- * maintainer script's output cannot forge lines in vfleet's own.
+ * The end of what a command wrote, as one bounded line: its standard output's last lines, then
+ * its error output's (apt runs dpkg on a terminal of its own, so dpkg's errors and a maintainer
+ * script's words arrive on apt's standard output, and apt's own errors on its error output),
+ * progress left out; control characters dropped, so a maintainer script's output cannot forge
+ * lines in vfleet's own.
  */
-export function outputTail(result: ExecResult, maxLines = 8, maxChars = 600): string {
+export function outputTail(result: ExecResult, maxLines = 10, maxChars = 800): string {
   const lines = (text: string) =>
     text
       .split('\n')
@@ -338,8 +349,11 @@ export function outputTail(result: ExecResult, maxLines = 8, maxChars = 600): st
       .map((l) => l.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').trim())
       .filter((l) => l !== '' && !NOISE.some((n) => n.test(l)));
   const err = lines(result.stderr.toString('utf8'));
-  const chosen = (err.length > 0 ? err : lines(result.stdout.toString('utf8'))).slice(-maxLines);
-  const text = chosen.join(' | ');
+  // What apt says it will do comes before dpkg runs: only what follows it is about a failure.
+  const all = lines(result.stdout.toString('utf8'));
+  const start = all.findLastIndex((l) => PLANNED.test(l)) + 1;
+  const out = all.slice(start).slice(-Math.max(0, maxLines - err.length));
+  const text = [...out, ...err.slice(-maxLines)].join(' | ');
   if (text === '') return 'no output';
   return text.length > maxChars ? `…${text.slice(text.length - maxChars)}` : text;
 }
