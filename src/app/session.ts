@@ -155,13 +155,17 @@ export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
   };
   const qemuStop = number('VFLEET_VM_STOP_TIMEOUT_MS');
   const sandboxStop = number('VFLEET_SANDBOX_STOP_TIMEOUT_MS');
+  const patchInstall = number('VFLEET_PATCH_TIMEOUT_MS');
   return {
     qemu: {
       // kvm:tcg by default; `tcg` where /dev/kvm opens but KVM does not work (nested guests).
       ...(env.VFLEET_QEMU_ACCEL ? { accel: env.VFLEET_QEMU_ACCEL } : {}),
       ...(qemuStop === undefined ? {} : { stopTimeoutMs: qemuStop }),
     },
-    sandbox: sandboxStop === undefined ? {} : { stopTimeoutMs: sandboxStop },
+    sandbox: {
+      ...(sandboxStop === undefined ? {} : { stopTimeoutMs: sandboxStop }),
+      ...(patchInstall === undefined ? {} : { patch: { installMs: patchInstall } }),
+    },
   };
 }
 

@@ -192,6 +192,23 @@ describe('RealEngine.patch: apt-get in a sandbox of the Debian rootfs', () => {
     await engine.destroy('refuse-0', 4);
   });
 
+  it('finishes what an interrupted dpkg left (a patch killed at its time limit), then patches', async () => {
+    await engine.create(request('resume-0', 1));
+    // What dpkg leaves when it is killed between unpacking and configuring: a journal entry in
+    // updates/, which apt refuses to go on from until `dpkg --configure -a` has run.
+    writeFileSync(
+      `${rootfs('resume-0')}/var/lib/dpkg/updates/0001`,
+      'Package: vfleet-demo-tls\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: all\nMaintainer: vfleet tests <vfleet@example.invalid>\nDescription: x\n',
+    );
+    assert.equal(await dpkgStatus(rootfs('resume-0'), 'vfleet-demo-tls'), 'unpacked');
+    const patched = await engine.patch('resume-0', 2, { 'vfleet-demo-tls': '1.0-2' });
+    assert.equal(patched.lastPatch?.outcome, 'patched');
+    assert.deepEqual(await dpkgVersions(rootfs('resume-0'), ['vfleet-demo-tls']), {
+      'vfleet-demo-tls': '1.0-2',
+    });
+    await engine.destroy('resume-0', 3);
+  });
+
   it('fails retryably when the mirror does not answer, and installs nothing', async () => {
     await engine.create(request('offline-0', 1));
     const gone = await serveAptRepo(images.repo);

@@ -12,6 +12,9 @@
 //      (--force-confdef, --force-confold), waiting a bounded time for dpkg's lock;
 //   5. /var/run/reboot-required, and dpkg-query again: what changed is what dpkg says changed.
 //
+// A dpkg that an earlier patch left interrupted (killed at its time limit) is finished first
+// (`dpkg --configure -a`, as apt asks) when the install says so.
+//
 // Every step has its own time limit. Every value is one argument of an argument vector (never a
 // shell's text), and every name and version is checked against Debian's syntax first.
 import { VfleetError } from '../../model/errors.js';
@@ -165,17 +168,7 @@ export async function aptPatch(
     );
   }
 
-  let simulated = await simulate(root, pins, limits);
-  if (simulated.code !== 0 && /dpkg --configure -a/.test(outputOf(simulated))) {
-    // An earlier patch was killed halfway (a time limit): dpkg finishes it first, as apt says.
-    const configure = await guarded(
-      root,
-      ['dpkg', '--force-confdef', '--force-confold', '--configure', '-a'],
-      limits.installMs,
-    );
-    if (configure.code !== 0) throw failed(where, 'dpkg --configure -a', configure);
-    simulated = await simulate(root, pins, limits);
-  }
+  const simulated = await simulate(root, pins, limits);
   if (simulated.code !== 0) throw failed(where, 'apt-get -s install', simulated);
   const plan = parseAptSimulation(simulated.stdout.toString('utf8'));
   if (plan.removals.length > 0 || plan.downgrades.length > 0) {
@@ -189,19 +182,27 @@ export async function aptPatch(
     );
   }
 
-  const install = await guarded(
-    root,
-    [
-      'apt-get',
-      ...APT_OPTIONS,
-      ...DPKG_OPTIONS,
-      '-y',
-      '--no-install-recommends',
-      'install',
-      ...pins,
-    ],
-    limits.installMs,
-  );
+  const installing = [
+    'apt-get',
+    ...APT_OPTIONS,
+    ...DPKG_OPTIONS,
+    '-y',
+    '--no-install-recommends',
+    'install',
+    ...pins,
+  ];
+  let install = await guarded(root, installing, limits.installMs);
+  if (install.code !== 0 && INTERRUPTED.test(outputOf(install))) {
+    // An earlier patch was killed halfway (a time limit), and apt (which only checks when it
+    // takes dpkg's lock, not when it simulates) says so: dpkg finishes it first, as apt asks.
+    const configure = await guarded(
+      root,
+      ['dpkg', '--force-confdef', '--force-confold', '--configure', '-a'],
+      limits.installMs,
+    );
+    if (configure.code !== 0) throw failed(where, 'dpkg --configure -a', configure);
+    install = await guarded(root, installing, limits.installMs);
+  }
   if (install.code !== 0) throw failed(where, 'apt-get install', install);
 
   const after = await dpkgInventory(root, limits);
@@ -219,6 +220,9 @@ export async function aptPatch(
     packages: after,
   };
 }
+
+/** apt's words when dpkg was interrupted (apt-pkg/deb/debsystem.cc). */
+const INTERRUPTED = /dpkg was interrupted, you must manually run 'dpkg --configure -a'/;
 
 function simulate(root: InstanceRoot, pins: readonly string[], limits: AptLimits) {
   return root.exec(
