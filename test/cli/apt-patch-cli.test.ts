@@ -323,6 +323,14 @@ describe('vfleet apply patches sandboxes with apt (a local and an ssh host)', ()
       assert.equal(patched.rebootRequired, 1);
       assert.equal(patched.host, hostOf.get(name)?.name);
     }
+    // As people read it.
+    const text = (await vfleet(['events', '--last', '200'])).stdout;
+    assert.match(
+      text,
+      new RegExp(
+        ` patched ${hostOf.get('tls-1')?.name} tls-1 at generation \\d+: vfleet-demo-lib none → 1\\.0-1, vfleet-demo-tls 1\\.0-1 → 1\\.0-2 \\(reboot required\\)`,
+      ),
+    );
     const failed = events.find((e) => e.instance === 'broken-0' && e.outcome === 'failed');
     assert.ok(failed, JSON.stringify(events.slice(-6)));
     assert.match(
