@@ -242,6 +242,8 @@ export class SandboxDriver implements InstanceDriver {
         `host ${ctx.host} cannot patch ${ctx.instance}: its rootfs has no /usr/bin/apt-get`,
       );
     }
+    // What the chroot helper mounts on, and the devices every program expects.
+    await mkdirs(ctx.t, `${rootfs}/proc`);
     await makeDevices(ctx.t, rootfs);
     const helper = await this.chrootHelper(ctx);
     return aptPatch(
