@@ -2,13 +2,14 @@
 # Installs, from Debian's archive, the system packages vfleet and its test suites use, only those
 # missing: redis-server (the embedded default's queue and state store), and for the suites
 # openssh-server (real sshd hosts), QEMU (VMs), busybox-static and cpio (sandbox and guest images),
-# iproute2, xz-utils (the test images' kernel package), Chromium (headless: the HTML audit
-# report's screenshot test, and the queue board and report pages of `--http` opened as a browser
-# would) and shellcheck (CI checks the scripts). One list, used by
-# scripts/setup.sh and by CI (.ci/run).
+# iproute2, xz-utils (the test images' kernel package), mmdebstrap, dpkg-dev and apt-utils (the
+# Debian root filesystem and the demo APT repository of the patch tests, made by
+# scripts/build-apt-test-images.sh), Chromium (headless: the HTML audit report's screenshot
+# test, and the queue board and report pages of `--http` opened as a browser would) and
+# ShellCheck (CI checks the scripts). One list, used by scripts/setup.sh and CI (.ci/run).
 set -euo pipefail
 
-packages=(redis-server openssh-server qemu-system-x86 qemu-utils busybox-static cpio iproute2 xz-utils chromium shellcheck libdpkg-perl)
+packages=(redis-server openssh-server qemu-system-x86 qemu-utils busybox-static cpio iproute2 xz-utils mmdebstrap dpkg-dev apt-utils libdpkg-perl chromium shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

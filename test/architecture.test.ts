@@ -90,7 +90,8 @@ export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   plan: ['model', 'scheduler', 'licensing', 'patching'],
   audit: ['model', 'scheduler', 'licensing', 'patching', 'plan'],
   transport: ['model'],
-  // patching/inventory.ts: the dpkg inventory parser the sandbox driver reads a rootfs with;
+  // patching/: the dpkg inventory parser the sandbox driver reads a rootfs with, and what a patch
+  // checks names and versions with and reads apt-get -s with (debian-syntax.ts, apt-simulation.ts);
   // state/: only keys.ts (below), where the embedded engine's keys are made, and lua-script.ts,
   // how its scripts run.
   engines: ['model', 'transport', 'patching', 'state'],

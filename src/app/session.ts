@@ -157,6 +157,7 @@ export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
   const sandboxStop = number('VFLEET_SANDBOX_STOP_TIMEOUT_MS');
   const migrationTimeout = number('VFLEET_MIGRATION_TIMEOUT_MS');
   const migrationBandwidth = number('VFLEET_MIGRATION_BANDWIDTH');
+  const patchInstall = number('VFLEET_PATCH_TIMEOUT_MS');
   return {
     qemu: {
       // kvm:tcg by default; `tcg` where /dev/kvm opens but KVM does not work (nested guests).
@@ -167,7 +168,10 @@ export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
         ...(migrationBandwidth === undefined ? {} : { maxBandwidth: migrationBandwidth }),
       },
     },
-    sandbox: sandboxStop === undefined ? {} : { stopTimeoutMs: sandboxStop },
+    sandbox: {
+      ...(sandboxStop === undefined ? {} : { stopTimeoutMs: sandboxStop }),
+      ...(patchInstall === undefined ? {} : { patch: { installMs: patchInstall } }),
+    },
   };
 }
 

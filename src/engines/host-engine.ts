@@ -200,8 +200,11 @@ export interface HostEngine {
   /** Removes the instance and everything it had on the host; absent already is fine. */
   destroy(name: string, generation: number): Promise<void>;
   /**
-   * Raises the given packages to at least the given versions. Real hosts refuse with
-   * `patch-not-supported` (not retryable): see engines/real/README.md.
+   * Raises the given packages to at least the given versions (a package already there is left
+   * alone). The embedded engine records them; real hosts install exactly those versions in a
+   * sandbox with its own APT and report what dpkg then has, with `lastPatch` (docs/patching.md),
+   * and refuse a VM with `patch-not-supported` (not retryable). Only the kinds
+   * `capabilities.patch` names are patched.
    */
   patch(name: string, generation: number, packages: PackageVersions): Promise<EngineInstance>;
   /**

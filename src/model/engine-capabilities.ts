@@ -1,7 +1,7 @@
 // What each kind of engine can do, as data: the planner, the refresh and the fault-injection
 // commands ask this table instead of testing an engine's kind. An engine reports its own row
 // (`HostEngine.capabilities`), so a new engine is one new row, not a hunt for `=== 'embedded'`.
-import type { EngineKind } from './fleet.js';
+import type { EngineKind, InstanceKind } from './fleet.js';
 
 /** The spec's host fields that say how an engine reaches a host and where it keeps things. */
 export const HOST_FIELDS = [
@@ -15,8 +15,12 @@ export const HOST_FIELDS = [
 export type HostField = (typeof HOST_FIELDS)[number];
 
 export interface EngineCapabilities {
-  /** Raises an instance's packages to a baseline itself (`patch` jobs are planned for it). */
-  readonly patch: boolean;
+  /**
+   * The kinds of instance whose packages it raises to a baseline itself (`patch` jobs are
+   * planned for them): the embedded engine records versions for any; real hosts install them
+   * with APT into a sandbox's root (engines/real/apt-patch.ts) and do not patch VMs yet.
+   */
+  readonly patch: readonly InstanceKind[];
   /**
    * Reports facts of its own (CPU, memory, OS read from the machine) that may disagree with the
    * spec; an emulated host's facts are the spec's, so there is nothing to compare.
@@ -53,7 +57,7 @@ export interface EngineCapabilities {
 
 export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities>> = {
   embedded: {
-    patch: true,
+    patch: ['vm', 'container'],
     ownFacts: false,
     copiesDiskTo: ['embedded'],
     replicatesTo: ['embedded'],
@@ -65,7 +69,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     keepsInstances: 'in Redis',
   },
   local: {
-    patch: false,
+    patch: ['container'],
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     replicatesTo: ['local', 'ssh'],
@@ -77,7 +81,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     keepsInstances: 'in dataDir on this machine',
   },
   ssh: {
-    patch: false,
+    patch: ['container'],
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     replicatesTo: ['local', 'ssh'],

@@ -31,6 +31,31 @@ export interface InstanceRuntime {
   readonly log?: string;
 }
 
+/** One package whose installed version a patch changed, as dpkg reported it before and after. */
+export interface PackageChange {
+  readonly package: string;
+  /** The version before, or null: it was not installed. */
+  readonly from: string | null;
+  /** The version after, or null: it is no longer installed (removed, or left unconfigured). */
+  readonly to: string | null;
+}
+
+/**
+ * The last patch a real host ran on an instance (engines/real/apt-patch.ts), as the host's record
+ * of the instance keeps it.
+ */
+export interface PatchRecord {
+  readonly generation: number;
+  /** `unchanged`: everything asked for was installed already. */
+  readonly outcome: 'patched' | 'unchanged' | 'failed';
+  /** What dpkg reports changed, the packages asked for and any dependency apt brought in. */
+  readonly changed: readonly PackageChange[];
+  /** The instance's root asks for a reboot (`/var/run/reboot-required`, Debian's convention). */
+  readonly rebootRequired: boolean;
+  /** A failure as one line: what failed where, with the tail of apt's and dpkg's own output. */
+  readonly error?: string;
+}
+
 /**
  * An instance as its host reports it. (Hosts' records written before vfleet said `instance`
  * everywhere call it `name`; the engines read both.)
@@ -45,6 +70,8 @@ export interface ReportedInstance {
   readonly packages: PackageVersions;
   /** Real engines: how the host sees the instance right now (absent for the embedded engine). */
   readonly runtime?: InstanceRuntime;
+  /** Real engines: the last patch the host ran on it, if any. */
+  readonly lastPatch?: PatchRecord;
 }
 
 /**

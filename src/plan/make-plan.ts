@@ -232,10 +232,11 @@ function patchActions(
   const images = new Map(fleet.images.map((i) => [i.name, i]));
   const baselines = new Map(fleet.patchBaselines.map((b) => [b.name, b]));
   const own = new Map(actions.filter((a) => a.kind !== 'destroy').map((a) => [a.instance, a]));
-  // Only engines that can raise versions get patch jobs (model/engine-capabilities.ts); on the
-  // others the audit reports what is below its baseline, and no job is planned that would only fail.
-  const patchable = new Set(
-    fleet.hosts.filter((h) => ENGINE_CAPABILITIES[h.engine].patch).map((h) => h.name),
+  // Only engines that can raise versions in an instance of the kind get patch jobs
+  // (model/engine-capabilities.ts: real hosts patch sandboxes, not VMs yet); elsewhere the audit
+  // reports what is below its baseline, and no job is planned that would only fail.
+  const patchable = new Map(
+    fleet.hosts.map((h) => [h.name, ENGINE_CAPABILITIES[h.engine].patch] as const),
   );
   const lastOfGroup = new Map<string, string>();
   const compare = memoizedCompare();
@@ -269,7 +270,8 @@ function patchActions(
     const group = ofGroup;
     const baseline = ofBaseline;
     const image = ofImage;
-    if (!group || !baseline || !image || !patchable.has(desired.host)) continue;
+    if (!group || !baseline || !image) continue;
+    if (!patchable.get(desired.host)?.includes(image.kind)) continue;
     const before = befores[k];
     const prior = own.size === 0 ? undefined : own.get(desired.instance);
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';

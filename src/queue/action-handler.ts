@@ -200,8 +200,7 @@ async function perform(
           retryable: true,
         });
       }
-      await record(state, data, await engine.patch(a.instance, a.generation, wanted), data.host);
-      return 'done';
+      return patch(engine, state, data, wanted);
     }
     case 'vacate': {
       // A stop-first move's first half, on the source: stopped (a consistent disk), the disk
@@ -236,6 +235,49 @@ async function perform(
       return now ? 'done' : 'already-done';
     }
   }
+}
+
+/**
+ * A patch (docs/patching.md). A real host says what it did (`lastPatch`): an event `patched`
+ * names what changed and whether the instance asks for a reboot. When it fails, the instance is
+ * recorded as its host now reports it (dpkg's inventory after the failure), so the audit and the
+ * next plan see what is installed; the job fails with the host's one line (dpkg's own words).
+ */
+async function patch(
+  engine: HostEngine,
+  state: StateSink,
+  data: ActionJobData,
+  wanted: Readonly<Record<string, string>>,
+): Promise<JobOutcome> {
+  const a = data.action;
+  let patched: EngineInstance;
+  try {
+    patched = await engine.patch(a.instance, a.generation, wanted);
+  } catch (e) {
+    const after = await current(engine, a.instance).catch(() => undefined);
+    if (after?.lastPatch?.generation === a.generation && after.lastPatch.outcome === 'failed') {
+      await record(state, data, after, data.host);
+    }
+    throw e;
+  }
+  await record(state, data, patched, data.host);
+  const last = patched.lastPatch;
+  if (last?.generation === a.generation) {
+    await state.appendEvent({
+      at: Date.now(),
+      type: 'patched',
+      instance: a.instance,
+      host: data.host,
+      generation: a.generation,
+      outcome: last.outcome,
+      changed:
+        last.changed
+          .map((c) => `${c.package} ${c.from ?? 'none'} → ${c.to ?? 'none'}`)
+          .join(', ') || 'nothing',
+      rebootRequired: last.rebootRequired ? 1 : 0,
+    });
+  }
+  return 'done';
 }
 
 /**

@@ -22,7 +22,11 @@ export interface EngineFixture {
   readonly request?: (name: string, generation: number) => InstanceRequest;
   /** What `inventory` reports for an instance of that request; default its image's packages. */
   readonly inventory?: PackageVersions;
-  /** `raises` (default): patch raises versions; `refuses`: patch-not-supported, not retryable. */
+  /**
+   * `raises` (default): patch raises versions; `refuses`: patch-not-supported, not retryable (the
+   * real engines' busybox sandboxes: a rootfs without apt-get; Debian rootfs are patched in
+   * test/engines/apt-patch.test.ts).
+   */
   readonly patch?: 'raises' | 'refuses';
   close(): Promise<void>;
 }

@@ -428,15 +428,44 @@ describe('makePlan', () => {
     assert.equal(planFor(fleet).summary.patch, 0);
   });
 
-  it('plans no patch on real hosts, which cannot raise versions yet (the audit reports them)', () => {
+  it('plans patches on real hosts for sandboxes only: their VMs cannot raise versions yet (the audit reports them)', () => {
     const fleet = fleetOf({
-      hosts: [aHost({ name: 'hv-01', engine: 'local' }), aHost({ name: 'hv-02', engine: 'local' })],
-      images: [anImage({ packages: { openssl: '3.0.13-1~deb12u1' } })],
-      instances: [aGroup({ replicas: 2, patchBaseline: 'debian-12-security' })],
+      patchBaselines: [
+        {
+          name: 'debian-12-security',
+          appliesTo: { family: 'debian', release: '12' },
+          minimum: { openssl: '3.0.15-1~deb12u1' },
+        },
+      ],
+      hosts: [aHost({ name: 'hv-01', engine: 'local' }), aHost({ name: 'hv-02', engine: 'ssh' })],
+      images: [
+        anImage({ packages: { openssl: '3.0.13-1~deb12u1' } }),
+        anImage({
+          name: 'debian-12-vm',
+          kind: 'vm',
+          source: { disk: 'images/debian-12.qcow2' },
+          packages: { openssl: '3.0.13-1~deb12u1' },
+        }),
+      ],
+      instances: [
+        aGroup({ replicas: 2, patchBaseline: 'debian-12-security' }),
+        aGroup({
+          name: 'vms',
+          image: 'debian-12-vm',
+          replicas: 2,
+          patchBaseline: 'debian-12-security',
+        }),
+      ],
     });
     const plan = planFor(fleet);
-    assert.equal(plan.summary.create, 2);
-    assert.equal(plan.summary.patch, 0);
+    assert.equal(plan.summary.create, 4);
+    assert.deepEqual(
+      plan.actions.filter((a) => a.kind === 'patch').map((a) => [a.id, a.packages]),
+      [
+        ['web-0.patch', { openssl: '3.0.15-1~deb12u1' }],
+        ['web-1.patch', { openssl: '3.0.15-1~deb12u1' }],
+      ],
+    );
   });
 
   it('shows license use before → after per pool', () => {

@@ -22,6 +22,10 @@ export function eventLine(event: Readonly<Record<string, unknown>>): string {
       parts.push(
         `from ${text(event.from)}, downtime ${text(event.downtimeMs)} ms${event.qemuDowntimeMs === undefined ? '' : ` (QEMU's ${text(event.qemuDowntimeMs)} ms)`}`,
       );
+    if (event.type === 'patched')
+      parts.push(
+        `at generation ${text(event.generation)}: ${text(event.changed)}${event.rebootRequired ? ' (reboot required)' : ''}`,
+      );
     if (event.type === 'replica-full-sync' || event.type === 'replication-failed')
       parts.push(
         `to ${text(event.target)}${event.reason ? `: ${text(event.reason)}` : ''}${event.error ? `: ${text(event.error)}` : ''}`,

@@ -3,8 +3,10 @@
 // the processes it starts. Every method is idempotent: it looks at what is there and does the
 // rest, because a job may run twice or die halfway.
 import type { InstanceKind, PackageVersions, Resources } from '../../model/fleet.js';
+import type { PatchRecord } from '../../model/instances.js';
 import type { Transport } from '../../transport/transport.js';
 import type { EngineImage, InstanceRuntime } from '../host-engine.js';
+import type { AptPatchResult } from './apt-patch.js';
 import type { HostLayout } from './host-layout.js';
 import type { ImageStager, StagedFile } from './image-staging.js';
 
@@ -29,8 +31,13 @@ export interface InstanceRecord {
     readonly staged: Readonly<Record<string, StagedFile>>;
   };
   readonly resources: Resources;
-  /** The inventory when created: from the rootfs' dpkg database, else the image's. */
+  /**
+   * The inventory: from the rootfs' dpkg database when created, and again after each patch;
+   * else the image's.
+   */
   readonly packages: PackageVersions;
+  /** The last patch, as the host ran it (absent: never patched). */
+  readonly lastPatch?: PatchRecord;
   /** Driver-specific facts fixed at create (the cgroup, its limits). */
   readonly driver: Readonly<Record<string, unknown>>;
 }
@@ -79,4 +86,14 @@ export interface InstanceDriver {
   inventory(ctx: DriverContext, record: InstanceRecord): Promise<PackageVersions>;
   /** Copies the instance's disk or rootfs into the target's (locked, fenced) folder. */
   copyOut(ctx: DriverContext, record: InstanceRecord, target: DriverContext): Promise<void>;
+  /**
+   * Raises packages to exactly the given versions with the instance's own package manager
+   * (apt-patch.ts). Absent where the driver cannot: the engine refuses with
+   * `patch-not-supported`.
+   */
+  patch?(
+    ctx: DriverContext,
+    record: InstanceRecord,
+    packages: PackageVersions,
+  ): Promise<AptPatchResult>;
 }

@@ -12,8 +12,9 @@
 // - Idempotence: each step looks at what the host has (record, disk, rootfs, live process)
 //   and does only the rest, so a job that died halfway is finished by its retry.
 //
-// The record (`<dataDir>/instances/<name>/record.json`) says what the instance is; its status is
-// always read live from the host (QEMU's QMP, the sandbox's process), never remembered.
+// The record (`<dataDir>/instances/<name>/record.json`) says what the instance is (and what its
+// last patch did); its status is always read live from the host (QEMU's QMP, the sandbox's
+// process), never remembered.
 import { ENGINE_CAPABILITIES, type EngineCapabilities } from '../../model/engine-capabilities.js';
 import { VfleetError } from '../../model/errors.js';
 import type { Host, InstanceKind, PackageVersions } from '../../model/fleet.js';
@@ -49,6 +50,7 @@ import {
   receiveMigrationReal,
 } from './real-migration.js';
 import { readFences, readRecord, writeRecord } from './real-records.js';
+import { type PatchingHost, patchReal } from './real-patch.js';
 import {
   dropReplicaReal,
   type ReplicatingHost,
@@ -219,15 +221,14 @@ export class RealEngine implements HostEngine {
     await this.mutate(name, generation, 'destroy', () => this.clearFolder(name));
   }
 
-  async patch(name: string, _generation: number, _packages: PackageVersions): Promise<never> {
+  /** apt-get in the instance's own root (real-patch.ts, apt-patch.ts); VMs refuse for now. */
+  async patch(
+    name: string,
+    generation: number,
+    packages: PackageVersions,
+  ): Promise<EngineInstance> {
     checkInstanceName(this.host, name);
-    // Raising packages would mean running apt inside the instance against a package mirror; a
-    // real host here has none to offer, and reporting versions that were never installed would
-    // be a lie the patch audit then repeats.
-    throw new VfleetError(
-      'patch-not-supported',
-      `host ${this.host} (${this.spec.engine}) cannot patch ${name}: real hosts do not install packages into instances; rebuild the image with the packages and replace the instance`,
-    );
+    return patchReal(this.borrowed(), name, generation, packages);
   }
 
   async copyDisk(name: string, generation: number, to: HostEngine): Promise<void> {
@@ -282,35 +283,36 @@ export class RealEngine implements HostEngine {
   ): Promise<ReplicationResult> {
     checkInstanceName(this.host, name);
     await this.prepare();
-    return replicateReal(this, this.replicating(), name, generation, to, options);
+    return replicateReal(this, this.borrowed(), name, generation, to, options);
   }
 
   async receiveReplica(incoming: ReplicaIncoming): Promise<ReplicaPoint> {
     checkInstanceName(this.host, incoming.name);
     await this.prepare();
-    return receiveReplicaReal(this.replicating(), incoming);
+    return receiveReplicaReal(this.borrowed(), incoming);
   }
 
   async replicas(): Promise<ReadonlyMap<string, ReplicaPoint>> {
     await this.prepare();
-    return replicasReal(this.replicating());
+    return replicasReal(this.borrowed());
   }
 
   async restoreReplica(name: string, generation: number): Promise<ReplicaPoint> {
     checkInstanceName(this.host, name);
-    return restoreReplicaReal(this.replicating(), name, generation);
+    return restoreReplicaReal(this.borrowed(), name, generation);
   }
 
   async dropReplica(name: string): Promise<void> {
     checkInstanceName(this.host, name);
     await this.prepare();
-    await dropReplicaReal(this.replicating(), name);
+    await dropReplicaReal(this.borrowed(), name);
   }
 
-  /** What replication borrows of this engine (real-replication.ts). */
-  private replicating(): ReplicatingHost {
+  /** What replication and patching borrow of this engine (real-replication.ts, real-patch.ts). */
+  private borrowed(): ReplicatingHost & PatchingHost {
     return {
       host: this.host,
+      engine: this.engine,
       transport: this.transport,
       layout: this.layout,
       hold: (name, act) => this.locks.hold(name, act),
@@ -318,6 +320,9 @@ export class RealEngine implements HostEngine {
       context: (name) => this.context(name),
       readRecord: (name) => this.readRecord(name),
       clearDeadIncoming: (name) => clearDeadIncoming(this.migrating(), name),
+      writeRecord: (record) => this.writeRecord(record),
+      driverOf: (kind) => this.driverOf(kind),
+      instanceOf: (record) => this.instanceOf(record),
     };
   }
 
@@ -486,6 +491,7 @@ export class RealEngine implements HostEngine {
       resources: record.resources,
       packages: record.packages,
       runtime: live.runtime,
+      ...(record.lastPatch ? { lastPatch: record.lastPatch } : {}),
     };
   }
 

@@ -7,11 +7,20 @@
 //   <dir>/rootfs/        the unpacked image (rootfs.partial/ while unpacking)
 //   <dir>/sandbox.pid    the `unshare` process; its one child is the sandbox's PID 1
 //   <dir>/console.log    what the command writes
+//
+// A patch runs the rootfs' own apt-get chrooted into it, in namespaces of its own
+// (sandbox-patch.ts, apt-patch.ts).
 import { stat } from 'node:fs/promises';
 import { VfleetError } from '../../model/errors.js';
 import type { PackageVersions } from '../../model/fleet.js';
-import { parseInventory } from '../../patching/inventory.js';
 import { copyFile, run, type Transport } from '../../transport/transport.js';
+import {
+  type AptLimits,
+  type AptPatchResult,
+  aptPatch,
+  DEFAULT_APT_LIMITS,
+  inventoryOf,
+} from './apt-patch.js';
 import { type Cgroup2, findCgroup2, makeSandboxCgroup, removeCgroup } from './cgroups.js';
 import {
   exists,
@@ -34,6 +43,9 @@ import type {
   Provisioned,
   ProvisionRequest,
 } from './instance-driver.js';
+import { installChrootHelper, sandboxRoot } from './sandbox-patch.js';
+
+export { inventoryOf };
 
 export interface SandboxDriverOptions {
   /** How long PID 1 has to exit after SIGTERM before everything is killed. Default 10 s. */
@@ -42,6 +54,8 @@ export interface SandboxDriverOptions {
   readonly startTimeoutMs?: number;
   /** `none` (default): a network namespace of its own, with only a loopback that is down. */
   readonly network?: 'none' | 'host';
+  /** Time limits of a patch's steps (apt-patch.ts); VFLEET_PATCH_TIMEOUT_MS sets `installMs`. */
+  readonly patch?: Partial<AptLimits>;
 }
 
 const DEFAULT_COMMAND = ['/sbin/init'];
@@ -52,13 +66,16 @@ export class SandboxDriver implements InstanceDriver {
   private readonly stopTimeoutMs: number;
   private readonly startTimeoutMs: number;
   private readonly network: 'none' | 'host';
+  private readonly aptLimits: AptLimits;
   private readonly helpers = new WeakMap<Transport, Promise<string>>();
+  private readonly chrootHelpers = new WeakMap<Transport, Promise<string>>();
   private readonly cgroups = new WeakMap<Transport, Promise<Cgroup2 | null>>();
 
   constructor(options: SandboxDriverOptions = {}) {
     this.stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
     this.startTimeoutMs = options.startTimeoutMs ?? 10_000;
     this.network = options.network ?? 'none';
+    this.aptLimits = { ...DEFAULT_APT_LIMITS, ...options.patch };
   }
 
   async provision(ctx: DriverContext, request: ProvisionRequest): Promise<Provisioned> {
@@ -204,6 +221,38 @@ export class SandboxDriver implements InstanceDriver {
     return (await this.dpkgInventory(ctx)) ?? { ...record.image.packages };
   }
 
+  /** apt-get in the rootfs, chrooted in namespaces of its own (sandbox-patch.ts). */
+  async patch(
+    ctx: DriverContext,
+    _record: InstanceRecord,
+    packages: PackageVersions,
+  ): Promise<AptPatchResult> {
+    const rootfs = `${ctx.dir}/rootfs`;
+    if (!(await exists(ctx.t, `${rootfs}/var/lib/dpkg/status`))) {
+      throw new VfleetError(
+        'patch-not-supported',
+        `host ${ctx.host} cannot patch ${ctx.instance}: its rootfs has no dpkg database (/var/lib/dpkg/status)`,
+      );
+    }
+    // Only the rootfs' own programs run: a rootfs without apt-get is not patched with the host's.
+    const apt = await ctx.t.exec(['test', '-x', `${rootfs}/usr/bin/apt-get`]);
+    if (apt.code !== 0) {
+      throw new VfleetError(
+        'patch-not-supported',
+        `host ${ctx.host} cannot patch ${ctx.instance}: its rootfs has no /usr/bin/apt-get`,
+      );
+    }
+    // What the chroot helper mounts on, and the devices every program expects.
+    await mkdirs(ctx.t, `${rootfs}/proc`);
+    await makeDevices(ctx.t, rootfs);
+    const helper = await this.chrootHelper(ctx);
+    return aptPatch(
+      sandboxRoot(ctx.t, ctx.host, ctx.instance, rootfs, helper),
+      packages,
+      this.aptLimits,
+    );
+  }
+
   async copyOut(ctx: DriverContext, record: InstanceRecord, target: DriverContext): Promise<void> {
     const exported = `${ctx.dir}/rootfs.export.tar`;
     const incoming = `${target.dir}/rootfs.incoming.tar`;
@@ -302,6 +351,16 @@ export class SandboxDriver implements InstanceDriver {
     return known;
   }
 
+  private chrootHelper(ctx: DriverContext): Promise<string> {
+    let known = this.chrootHelpers.get(ctx.t);
+    if (!known) {
+      known = installChrootHelper(ctx.t, ctx.layout.bin);
+      known.catch(() => this.chrootHelpers.delete(ctx.t));
+      this.chrootHelpers.set(ctx.t, known);
+    }
+    return known;
+  }
+
   private cgroup2(t: Transport): Promise<Cgroup2 | null> {
     let known = this.cgroups.get(t);
     if (!known) {
@@ -311,25 +370,6 @@ export class SandboxDriver implements InstanceDriver {
     }
     return known;
   }
-}
-
-/**
- * `dpkg-query -W` lists every package the database knows, also removed ones whose conffiles
- * remain: only `installed` ones count. The rest is the inventory format patching/inventory.ts reads.
- */
-export function inventoryOf(output: string, where: string): PackageVersions {
-  const lines = output
-    .split('\n')
-    .filter((line) => line.startsWith('installed\t'))
-    .map((line) => line.slice('installed\t'.length));
-  const { packages, diagnostics } = parseInventory(lines.join('\n'), where);
-  if (diagnostics.length > 0) {
-    throw new VfleetError(
-      'inventory-invalid',
-      `${where}: ${diagnostics.map((d) => `line ${d.line}: ${d.message}`).join('; ')}`,
-    );
-  }
-  return packages;
 }
 
 /** The character devices every program expects, as container runtimes make them. */

@@ -1,0 +1,77 @@
+// RealEngine's `patch` (docs/patching.md): under the instance's lock and fence, the instance's
+// driver raises its packages with the instance's own package manager (apt-patch.ts; sandboxes
+// only so far), and the record then holds what dpkg says is installed and the patch's outcome —
+// also when it failed, so the next plan and the audit see the instance as dpkg left it.
+import { isVfleetError, VfleetError } from '../../model/errors.js';
+import type { InstanceKind, PackageVersions } from '../../model/fleet.js';
+import type { PatchRecord } from '../../model/instances.js';
+import type { EngineInstance } from '../host-engine.js';
+import { changes, checkPatchPackages } from './apt-patch.js';
+import type { DriverContext, InstanceDriver, InstanceRecord } from './instance-driver.js';
+
+/** What patching borrows of RealEngine. */
+export interface PatchingHost {
+  readonly host: string;
+  readonly engine: string;
+  fenced<T>(name: string, generation: number, op: string, act: () => Promise<T>): Promise<T>;
+  readRecord(name: string): Promise<InstanceRecord | undefined>;
+  writeRecord(record: InstanceRecord): Promise<void>;
+  context(name: string): DriverContext;
+  driverOf(kind: InstanceKind): InstanceDriver;
+  instanceOf(record: InstanceRecord): Promise<EngineInstance>;
+}
+
+export async function patchReal(
+  h: PatchingHost,
+  name: string,
+  generation: number,
+  packages: PackageVersions,
+): Promise<EngineInstance> {
+  checkPatchPackages(`${h.host}: ${name}`, packages);
+  return h.fenced(name, generation, 'patch', async () => {
+    const found = await h.readRecord(name);
+    if (!found) throw new VfleetError('instance-missing', `${name} does not exist on ${h.host}`);
+    const driver = h.driverOf(found.kind);
+    if (!driver.patch) {
+      // VMs: apt over ssh into the guest is the next step (docs/patching.md); until then a VM's
+      // packages come from its image.
+      throw new VfleetError(
+        'patch-not-supported',
+        `host ${h.host} (${h.engine}) cannot patch ${name}: a ${found.kind} on a real host is not patched yet (only sandboxes are); rebuild its image with the packages and replace it`,
+      );
+    }
+    let record: InstanceRecord = { ...found, generation };
+    await h.writeRecord(record);
+    const ctx = h.context(name);
+    try {
+      const result = await driver.patch(ctx, record, packages);
+      const lastPatch: PatchRecord = {
+        generation,
+        outcome: result.outcome,
+        changed: result.changed,
+        rebootRequired: result.rebootRequired,
+      };
+      record = { ...record, packages: result.packages, lastPatch };
+      await h.writeRecord(record);
+      return h.instanceOf(record);
+    } catch (e) {
+      // What dpkg has now (a package left unconfigured by its failed postinst is not installed),
+      // and the failure, into the record; then the job fails with the same one line.
+      const now = await driver.inventory(ctx, record).catch(() => record.packages);
+      const error = isVfleetError(e)
+        ? `${e.code}: ${e.message}`
+        : e instanceof Error
+          ? e.message
+          : String(e);
+      const lastPatch: PatchRecord = {
+        generation,
+        outcome: 'failed',
+        changed: changes(record.packages, now),
+        rebootRequired: false,
+        error,
+      };
+      await h.writeRecord({ ...record, packages: now, lastPatch }).catch(() => undefined);
+      throw e;
+    }
+  });
+}
