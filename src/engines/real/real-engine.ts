@@ -49,8 +49,8 @@ import {
   migrateReal,
   receiveMigrationReal,
 } from './real-migration.js';
-import { readFences, readRecord, writeRecord } from './real-records.js';
 import { type PatchingHost, patchReal } from './real-patch.js';
+import { readFences, readRecord, writeRecord } from './real-records.js';
 import {
   dropReplicaReal,
   type ReplicatingHost,
