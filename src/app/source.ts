@@ -2,7 +2,8 @@
 // lies in a git work tree (what CI plans on a pull request), else just the file. Asked of the git
 // CLI with an argument vector and a time limit; no git, or not a work tree, is simply a file.
 import { execFile } from 'node:child_process';
-import { basename, dirname, relative, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { redactUrl, type SourceRevision } from '../model/source.js';
 
 function git(args: readonly string[], cwd: string): Promise<string | undefined> {
@@ -51,8 +52,21 @@ export function describeFileSource(file: string): Promise<SourceRevision> {
   return source;
 }
 
+/**
+ * Whether git could find a work tree from `dir`: a `.git` in it or above, or git told where by
+ * the environment. Outside one (most folders a fleet is tried in) no git is run at all.
+ */
+function maybeInGitTree(dir: string): boolean {
+  if (process.env.GIT_DIR !== undefined || process.env.GIT_WORK_TREE !== undefined) return true;
+  for (let d = dir; ; d = dirname(d)) {
+    if (existsSync(join(d, '.git'))) return true;
+    if (dirname(d) === d) return false;
+  }
+}
+
 async function askGit(file: string, path: string): Promise<SourceRevision> {
   const dir = dirname(path);
+  if (!maybeInGitTree(dir)) return { kind: 'file', path: file };
   const top = await git(['rev-parse', '--show-toplevel'], dir);
   if (!top) return { kind: 'file', path: file };
   const inRepo = relative(top, path) || basename(path);

@@ -2,6 +2,7 @@
 // comment) or JSON, saved with --out, appended to a GitHub step summary with --step-summary. The
 // command itself stays light: it starts the state read, then loads cli/plan-runner.ts.
 import { Command, Option } from 'commander';
+import { describeFileSource } from '../../app/source.js';
 import { startStateRead } from '../../app/state-read-start.js';
 import { VfleetError } from '../../model/errors.js';
 import type { Terminal } from '../terminal.js';
@@ -31,6 +32,10 @@ export async function runPlanCommand(
   // (the scheduler, the planner, ioredis: cli/plan-runner.ts): the records arrive while it
   // loads.
   const started = startStateRead(args.file, { cwd: process.cwd(), env });
+  // And git asked for the spec's commit now, while this process is small: a child process forks
+  // the whole process, ~25 ms of this thread per git at a 100,000-instance spec's size, once
+  // parsed. The answer is kept for the plan (app/source.ts).
+  describeFileSource(args.file).catch(() => undefined);
   const { runPlan } = await import('../plan-runner.js');
   return runPlan(args, terminal, started, env);
 }
