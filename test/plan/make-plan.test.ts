@@ -75,7 +75,7 @@ function placedAt(fleet: Fleet, observed: ObservedState, hostOf: (instance: stri
  * the actions alone: nothing lands on a host before everything leaving that host has left, and
  * an instance's own actions keep their order.
  */
-function checkWaves(plan: Plan, fleet: Fleet): void {
+function checkWaves(plan: Plan): void {
   const left = new Set<string>(); // instances gone from a host: `${instance}@${host}`
   const landed = new Set<string>();
   const leavers = plan.actions.flatMap((a) =>
@@ -308,7 +308,7 @@ describe('makePlan', () => {
     );
     const waves = planJobs(plan).map((w) => w.map((r) => r.jobId));
     assert.deepEqual(waves, [['p1.g0-0.vacate'], ['p1.g1-0.move-out'], ['p1.g0-0.move-in']]);
-    checkWaves(plan, fleet);
+    checkWaves(plan);
     assert.match(
       renderPlanText(plan),
       /> move g0-0 from h0 to h1.*stopped first: a cycle of moves with g1-0/,
@@ -333,7 +333,7 @@ describe('makePlan', () => {
             state,
             meta,
           );
-          checkWaves(plan, fleet);
+          checkWaves(plan);
           const converged = applied(fleet, plan, state);
           for (const o of converged.instances) assert.equal(o.host, `h${perm[index(o.instance)]}`);
         },
