@@ -491,18 +491,28 @@ describe('vfleet controller on ssh hosts', () => {
     await restartedFromReplica(before);
     // The host boots again: sshd first; the controller starts its agent and cleans up.
     await victim.sshd.revive();
+    const back = async () => {
+      const all = (await events()).slice(before);
+      return {
+        agentRestarted: all.some((e) => e.type === 'agent-restarted' && e.host === victim.name),
+        hostOk: all.some((e) => e.type === 'host-ok' && e.host === victim.name),
+        staleLeft: onVictim
+          .filter((i) => existsSync(`${victim.dataDir}/instances/${i.instance}`))
+          .map((i) => i.instance),
+        last: all.slice(-8).map((e) => `${e.type} ${e.host ?? ''} ${e.instance ?? ''}`),
+      };
+    };
     await pollUntil(
       'the agent is started again and the stale copies destroyed',
       async () => {
-        const all = (await events()).slice(before);
-        return all.some((e) => e.type === 'agent-restarted' && e.host === victim.name) &&
-          all.some((e) => e.type === 'host-ok' && e.host === victim.name) &&
-          onVictim.every((i) => !existsSync(`${victim.dataDir}/instances/${i.instance}`))
-          ? true
-          : undefined;
+        const b = await back();
+        return b.agentRestarted && b.hostOk && b.staleLeft.length === 0 ? true : undefined;
       },
       DEADLINE_MS,
-    );
+    ).catch(async (e) => {
+      // Which of the three did not happen, for the reader of a failure.
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(await back())}`);
+    });
     mark('back, stale copies destroyed');
     assert.deepEqual(doubles, [], 'never two copies of an instance');
   });
