@@ -34,7 +34,7 @@ export interface PlanOptions {
   readonly explain?: string;
   /** Write what refresh found (adoptions, removals) to the state: apply does, under its lock. */
   readonly persist?: boolean;
-  /** The clock health is judged at (default: now). */
+  /** The clock health is judged at, and patch windows read at (default: now). */
   readonly nowMs?: number;
 }
 
@@ -98,13 +98,14 @@ export async function planFleet(
   const { placement, explanation } = explain(fleet, options.explain ?? '', {
     instances: found.instances,
   });
+  const now = options.nowMs ?? Date.now();
   const { plan, observed } = await withFences((o) =>
     makePlan(fleet, placement, o, {
       id: planIdOf(session.specHash, o.version),
       specHash: session.specHash,
+      nowMs: now,
     }),
   );
-  const now = options.nowMs ?? Date.now();
   const restarts = replicates(session)
     ? withReplicaRestarts(
         plan,

@@ -44,7 +44,10 @@ export function knownTimezone(zone: string): boolean {
 }
 
 function parse(window: PatchWindow, at: number) {
-  return CronExpressionParser.parse(window.cron, { tz: window.timezone, currentDate: new Date(at) });
+  return CronExpressionParser.parse(window.cron, {
+    tz: window.timezone,
+    currentDate: new Date(at),
+  });
 }
 
 /**
