@@ -34,8 +34,10 @@ export interface PlanOptions {
   readonly explain?: string;
   /** Write what refresh found (adoptions, removals) to the state: apply does, under its lock. */
   readonly persist?: boolean;
-  /** The clock health is judged at, and patch windows read at (default: now). */
+  /** The clock health is judged at (default: now). */
   readonly nowMs?: number;
+  /** The time patch windows are read at (default: nowMs). */
+  readonly windowsAtMs?: number;
 }
 
 /**
@@ -103,7 +105,7 @@ export async function planFleet(
     makePlan(fleet, placement, o, {
       id: planIdOf(session.specHash, o.version),
       specHash: session.specHash,
-      nowMs: now,
+      nowMs: options.windowsAtMs ?? now,
     }),
   );
   const restarts = replicates(session)
