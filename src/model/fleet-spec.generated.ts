@@ -431,7 +431,7 @@ export interface BaselineEntry {
    */
   security?: boolean;
   /**
-   * The embedded engine only: installing this version asks for a restart, as a kernel or libc update does, so the instance is pendingReboot until it restarts. Real hosts say so themselves (/var/run/reboot-required) and ignore this.
+   * The embedded engine only: installing this version asks for a restart, as a kernel or libc update does, so the patch audit says pending-reboot until the instance is started again. Real hosts say so themselves (/var/run/reboot-required) and ignore this.
    */
   reboot?: boolean;
 }
