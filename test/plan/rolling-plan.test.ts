@@ -326,12 +326,9 @@ describe('the spec checks windows and rollouts', () => {
         },
       ),
     );
-    assert.deepEqual(
-      found.map((d) => d.replace(/^\d+:\d+ /, '')).sort(),
-      [
-        "error patch-window spec.patching.patchWindow.cron: a window's cron expression has five fields (minute hour day-of-month month day-of-week), not 6",
-        'warning rollout-policy spec.instances[1].patch: patch is ignored: group free has no patchBaseline, so nothing patches it',
-      ],
-    );
+    assert.deepEqual(found.map((d) => d.replace(/^\d+:\d+ /, '')).sort(), [
+      "error patch-window spec.patching.patchWindow.cron: a window's cron expression has five fields (minute hour day-of-month month day-of-week), not 6",
+      'warning rollout-policy spec.instances[1].patch: patch is ignored: group free has no patchBaseline, so nothing patches it',
+    ]);
   });
 });
