@@ -159,7 +159,7 @@ export function generateSpecDocs(schemaText: string = readFileSync(schemaPath, '
     if (isObjectType(schema)) {
       return { type: link(`section:${inlineName}`, inlineName), limits: [] };
     }
-    if (schema.anyOf !== undefined && schema.anyOf.every((a) => a.$ref !== undefined)) {
+    if (schema.anyOf?.every((a) => a.$ref !== undefined)) {
       // Alternatives by name only: an inline one would need a name of its own.
       const types = schema.anyOf.map((a) => describeType(a, inlineName).type);
       return { type: types.join(' or '), limits: [] };
