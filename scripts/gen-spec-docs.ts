@@ -43,6 +43,8 @@ interface Schema {
   minProperties?: number;
   maxProperties?: number;
   definitions?: Record<string, Schema>;
+  /** Alternatives (a value that is one of several shapes). */
+  anyOf?: Schema[];
 }
 
 /** An object type: one heading and one table. */
@@ -109,6 +111,8 @@ export function generateSpecDocs(schemaText: string = readFileSync(schemaPath, '
       else visitValue(target.schema, inlineName, path);
     } else if (isObjectType(schema)) {
       visitSection(inlineName, schema, path);
+    } else if (schema.anyOf !== undefined) {
+      for (const alternative of schema.anyOf) visitValue(alternative, inlineName, path);
     } else if (schema.items !== undefined) {
       visitValue(schema.items, inlineName, `${path}[]`);
     } else if (typeof schema.additionalProperties === 'object') {
@@ -154,6 +158,11 @@ export function generateSpecDocs(schemaText: string = readFileSync(schemaPath, '
     }
     if (isObjectType(schema)) {
       return { type: link(`section:${inlineName}`, inlineName), limits: [] };
+    }
+    if (schema.anyOf?.every((a) => a.$ref !== undefined)) {
+      // Alternatives by name only: an inline one would need a name of its own.
+      const types = schema.anyOf.map((a) => describeType(a, inlineName).type);
+      return { type: types.join(' or '), limits: [] };
     }
     if (schema.items !== undefined) {
       const item = describeType(schema.items, inlineName);

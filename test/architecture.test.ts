@@ -83,7 +83,7 @@ const BELOW_APP = [
 
 export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   model: [],
-  spec: ['model'],
+  spec: ['model', 'patching'],
   licensing: ['model'],
   patching: ['model'],
   scheduler: ['model', 'licensing', 'patching'],

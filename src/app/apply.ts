@@ -48,6 +48,11 @@ export interface ApplyOptions {
    * (default true; the controller records its own, controller/sync-report.ts).
    */
   readonly recordRevision?: boolean;
+  /**
+   * The clock patch windows are read by, as the plan is made and as each patch is about to
+   * start (default: now; the controller passes its own, tests a fake one).
+   */
+  readonly clock?: () => number;
 }
 
 export type ApplyEvent =
@@ -112,7 +117,12 @@ async function applyLocked(
   const saved = options.saved;
   // A saved plan says what it is; a destroy plan is only ever saved by `plan --destroy`.
   const destroy = saved ? saved.destroy === true : options.destroy === true;
-  const { plan: fresh } = await planFleet(session, { destroy, persist: true });
+  const clock = options.clock ?? (() => Date.now());
+  const { plan: fresh } = await planFleet(session, {
+    destroy,
+    persist: true,
+    windowsAtMs: clock(),
+  });
   if (saved) {
     const staleness = stalenessOf(saved, {
       file: session.file,
@@ -125,7 +135,9 @@ async function applyLocked(
   for (const message of await session.engines.factsWarnings()) emit({ type: 'warning', message });
   emit({ type: 'plan', plan });
   const record = async (outcomes: readonly ActionOutcome[]) => {
-    const clean = outcomes.every((o) => o.outcome !== 'failed' && o.outcome !== 'skipped');
+    const clean = outcomes.every(
+      (o) => o.outcome !== 'failed' && o.outcome !== 'skipped' && o.outcome !== 'deferred',
+    );
     if (options.recordRevision !== false && plan.source && clean && plan.unplaceable.length === 0)
       await session.control.recordRevision({ ...plan.source, appliedAt: Date.now() });
   };
@@ -147,6 +159,7 @@ async function applyLocked(
       engines: session.engines,
       state: session.state,
       clock: () => Date.now(),
+      windowClock: clock,
       concurrency: options.concurrency,
       external: options.externalWorkers,
       ...(options.leaderToken === undefined ? {} : { leaderToken: options.leaderToken }),

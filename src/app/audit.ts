@@ -57,10 +57,12 @@ export async function observeForAudit(
         nowMs,
       }
     : undefined;
+  const patchStatuses = await session.state.patchStatuses();
   return {
     input: {
       ...observedInput(session.fleet, observed),
       hostsNotOk,
+      ...(patchStatuses.size > 0 ? { patchStatuses } : {}),
       ...(replication ? { replication } : {}),
     },
     observed,

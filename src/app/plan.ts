@@ -36,6 +36,8 @@ export interface PlanOptions {
   readonly persist?: boolean;
   /** The clock health is judged at (default: now). */
   readonly nowMs?: number;
+  /** The time patch windows are read at (default: nowMs). */
+  readonly windowsAtMs?: number;
 }
 
 /**
@@ -98,13 +100,14 @@ export async function planFleet(
   const { placement, explanation } = explain(fleet, options.explain ?? '', {
     instances: found.instances,
   });
+  const now = options.nowMs ?? Date.now();
   const { plan, observed } = await withFences((o) =>
     makePlan(fleet, placement, o, {
       id: planIdOf(session.specHash, o.version),
       specHash: session.specHash,
+      nowMs: options.windowsAtMs ?? now,
     }),
   );
-  const now = options.nowMs ?? Date.now();
   const restarts = replicates(session)
     ? withReplicaRestarts(
         plan,

@@ -2,6 +2,7 @@
 // and installed packages — as planned (the spec placed by the scheduler, each instance as its
 // image is) or as observed (the state store's records, as the hosts last reported them).
 import type { Fleet, PackageVersions, Resources } from '../model/fleet.js';
+import type { PatchStatus } from '../model/instances.js';
 import type { ObservedState } from '../model/observed.js';
 import type { Placement } from '../model/placement.js';
 import type { ReplicationStatus } from '../model/replication.js';
@@ -36,6 +37,11 @@ export interface AuditInput {
     readonly statuses: ReadonlyMap<string, ReplicationStatus>;
     readonly nowMs: number;
   };
+  /**
+   * Each instance's last patch as its host reported it (observed audits): where the packages it
+   * raised wait for a reboot (`pending-reboot`), or it failed (`failed`). Absent: none known.
+   */
+  readonly patchStatuses?: ReadonlyMap<string, PatchStatus>;
 }
 
 /** The spec as the scheduler would place it; packages as the images declare them. */

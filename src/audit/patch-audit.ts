@@ -1,11 +1,27 @@
 // The patch audit: every subject (instance or host) against its baseline, package by package,
 // compared as dpkg compares versions; a summary per package (how many subjects need the update)
-// and per baseline (how many subjects comply).
+// and per baseline (how many subjects comply). An instance's last patch, as its host reported
+// it, says more of the packages it touched: at their version but waiting for a reboot
+// (`pending-reboot`, AWS Patch Manager's InstalledPendingReboot), or below it because the patch
+// failed (`failed`). Baseline entries marked `security: true` are counted apart.
 import type { Fleet, PackageVersions } from '../model/fleet.js';
-import { evaluateBaseline, type PackageStatus } from '../patching/baseline.js';
+import type { PatchStatus } from '../model/instances.js';
+import { type PackageStatus as BaselineStatus, evaluateBaseline } from '../patching/baseline.js';
 import type { AuditInput } from './audit-input.js';
 
-export type SubjectStatus = 'compliant' | 'non-compliant' | 'not-applicable';
+/** A package of a subject: the baseline's verdict, refined by the subject's last patch. */
+export type PackageStatus = BaselineStatus | 'pending-reboot' | 'failed';
+
+/**
+ * failed: a package its last patch was to raise is still below its baseline; non-compliant:
+ * others are below; pending-reboot: all at their baseline, some waiting for a reboot.
+ */
+export type SubjectStatus =
+  | 'compliant'
+  | 'pending-reboot'
+  | 'non-compliant'
+  | 'failed'
+  | 'not-applicable';
 
 export interface SubjectResult {
   readonly subject: string;
@@ -19,6 +35,10 @@ export interface SubjectResult {
   readonly compliant: number;
   readonly outdated: number;
   readonly missing: number;
+  readonly pendingReboot: number;
+  readonly failed: number;
+  /** The last patch's error, when it failed. */
+  readonly error?: string;
 }
 
 export interface PackageRow {
@@ -29,14 +49,19 @@ export interface PackageRow {
   readonly installed: string | null;
   readonly required: string;
   readonly status: PackageStatus;
+  /** The baseline's entry says `security: true`. */
+  readonly security: boolean;
 }
 
 export interface PackageSummary {
   readonly package: string;
   readonly baseline: string;
   readonly required: string;
+  readonly security: boolean;
   readonly outdated: number;
   readonly missing: number;
+  readonly pendingReboot: number;
+  readonly failed: number;
   /** Subjects checked for it (applicable ones). */
   readonly subjects: number;
 }
@@ -46,6 +71,8 @@ export interface BaselineSummary {
   readonly subjects: number;
   readonly compliant: number;
   readonly nonCompliant: number;
+  readonly pendingReboot: number;
+  readonly failed: number;
   readonly notApplicable: number;
 }
 
@@ -66,6 +93,7 @@ interface Subject {
   readonly baseline: string;
   readonly os: { readonly family: string; readonly release: string; readonly arch: string };
   readonly packages: PackageVersions;
+  readonly lastPatch?: PatchStatus | undefined;
 }
 
 function subjectsOf(input: AuditInput): {
@@ -93,6 +121,7 @@ function subjectsOf(input: AuditInput): {
       baseline,
       os: image.os,
       packages: i.packages,
+      lastPatch: input.patchStatuses?.get(i.instance),
     });
   }
   for (const h of fleet.hosts) {
@@ -122,30 +151,12 @@ export function patchAudit(input: AuditInput): PatchAudit {
   subjects.sort((a, b) => byName(a.kind, b.kind) || byName(a.subject, b.subject));
   const results: SubjectResult[] = [];
   const rows: PackageRow[] = [];
-  const perPackage = new Map<
-    string,
-    {
-      outdated: number;
-      missing: number;
-      subjects: number;
-      required: string;
-      baseline: string;
-      package: string;
-    }
-  >();
-  const perBaseline = new Map<
-    string,
-    { subjects: number; compliant: number; nonCompliant: number; notApplicable: number }
-  >();
+  const perPackage = new Map<string, Omit<PackageSummary, 'outdated'> & Counts>();
+  const perBaseline = new Map<string, Omit<BaselineSummary, 'baseline'> & BaselineCounts>();
   for (const s of subjects) {
     const baseline = baselines.get(s.baseline);
     if (!baseline) continue;
-    const tally = perBaseline.get(s.baseline) ?? {
-      subjects: 0,
-      compliant: 0,
-      nonCompliant: 0,
-      notApplicable: 0,
-    };
+    const tally = perBaseline.get(s.baseline) ?? emptyBaselineTally();
     perBaseline.set(s.baseline, tally);
     tally.subjects++;
     const os = `${s.os.family} ${s.os.release} ${s.os.arch}`;
@@ -159,25 +170,41 @@ export function patchAudit(input: AuditInput): PatchAudit {
         compliant: 0,
         outdated: 0,
         missing: 0,
+        pendingReboot: 0,
+        failed: 0,
       });
       continue;
     }
-    const count = (status: PackageStatus) =>
-      result.packages.filter((p) => p.status === status).length;
-    const outdated = count('outdated');
-    const missing = count('missing');
-    const ok = outdated + missing === 0;
-    if (ok) tally.compliant++;
-    else tally.nonCompliant++;
+    const security = new Set(baseline.security ?? []);
+    const statuses = result.packages.map((p) =>
+      refined(p.status, p.installedAs ?? p.package, s.lastPatch),
+    );
+    const count = (status: PackageStatus) => statuses.filter((x) => x === status).length;
+    const counts = {
+      compliant: count('compliant'),
+      outdated: count('outdated'),
+      missing: count('missing'),
+      pendingReboot: count('pending-reboot'),
+      failed: count('failed'),
+    };
+    const status: SubjectStatus =
+      counts.failed > 0
+        ? 'failed'
+        : counts.outdated + counts.missing > 0
+          ? 'non-compliant'
+          : counts.pendingReboot > 0
+            ? 'pending-reboot'
+            : 'compliant';
+    tally[TALLY[status]]++;
     results.push({
       ...pick(s),
       os,
-      status: ok ? 'compliant' : 'non-compliant',
-      compliant: count('compliant'),
-      outdated,
-      missing,
+      status,
+      ...counts,
+      ...(counts.failed > 0 && s.lastPatch?.error ? { error: s.lastPatch.error } : {}),
     });
-    for (const p of result.packages) {
+    result.packages.forEach((p, k) => {
+      const packageStatus = statuses[k] as PackageStatus;
       rows.push({
         subject: s.subject,
         kind: s.kind,
@@ -185,28 +212,33 @@ export function patchAudit(input: AuditInput): PatchAudit {
         package: p.package,
         installed: p.installed,
         required: p.required,
-        status: p.status,
+        status: packageStatus,
+        security: security.has(p.package),
       });
       const key = `${s.baseline}\u0000${p.package}`;
       const summary = perPackage.get(key) ?? {
         package: p.package,
         baseline: s.baseline,
         required: p.required,
+        security: security.has(p.package),
         outdated: 0,
         missing: 0,
+        pendingReboot: 0,
+        failed: 0,
         subjects: 0,
       };
       perPackage.set(key, summary);
       summary.subjects++;
-      if (p.status === 'outdated') summary.outdated++;
-      if (p.status === 'missing') summary.missing++;
-    }
+      if (packageStatus === 'outdated') summary.outdated++;
+      if (packageStatus === 'missing') summary.missing++;
+      if (packageStatus === 'pending-reboot') summary.pendingReboot++;
+      if (packageStatus === 'failed') summary.failed++;
+    });
   }
+  const needing = (x: PackageSummary) => x.outdated + x.missing + x.failed;
   const byPackage = [...perPackage.values()].sort(
     (a, b) =>
-      b.outdated + b.missing - (a.outdated + a.missing) ||
-      byName(a.package, b.package) ||
-      byName(a.baseline, b.baseline),
+      needing(b) - needing(a) || byName(a.package, b.package) || byName(a.baseline, b.baseline),
   );
   return {
     subjects: results,
@@ -214,15 +246,61 @@ export function patchAudit(input: AuditInput): PatchAudit {
     byPackage,
     baselines: fleet.patchBaselines.map((b) => ({
       baseline: b.name,
-      ...(perBaseline.get(b.name) ?? {
-        subjects: 0,
-        compliant: 0,
-        nonCompliant: 0,
-        notApplicable: 0,
-      }),
+      ...(perBaseline.get(b.name) ?? emptyBaselineTally()),
     })),
     unaudited,
   };
+}
+
+interface Counts {
+  outdated: number;
+  missing: number;
+  pendingReboot: number;
+  failed: number;
+  subjects: number;
+}
+
+interface BaselineCounts {
+  subjects: number;
+  compliant: number;
+  nonCompliant: number;
+  pendingReboot: number;
+  failed: number;
+  notApplicable: number;
+}
+
+const emptyBaselineTally = (): BaselineCounts => ({
+  subjects: 0,
+  compliant: 0,
+  nonCompliant: 0,
+  pendingReboot: 0,
+  failed: 0,
+  notApplicable: 0,
+});
+
+const TALLY: Record<SubjectStatus, keyof BaselineCounts> = {
+  compliant: 'compliant',
+  'non-compliant': 'nonCompliant',
+  'pending-reboot': 'pendingReboot',
+  failed: 'failed',
+  'not-applicable': 'notApplicable',
+};
+
+/**
+ * A package's status with its subject's last patch: below its baseline after a patch that was
+ * to raise it and failed, `failed`; at its baseline, changed by a patch whose instance asks for
+ * a reboot, `pending-reboot`.
+ */
+function refined(
+  status: BaselineStatus,
+  installedAs: string,
+  last: PatchStatus | undefined,
+): PackageStatus {
+  if (last === undefined) return status;
+  const touched = last.packages.includes(installedAs);
+  if (!touched) return status;
+  if (status !== 'compliant') return last.outcome === 'failed' ? 'failed' : status;
+  return last.rebootRequired ? 'pending-reboot' : status;
 }
 
 function pick(s: Subject) {

@@ -29,7 +29,9 @@ export interface PatchFinding {
   readonly package: string;
   readonly installed: string | null;
   readonly required: string;
-  readonly status: 'outdated' | 'missing';
+  readonly status: 'outdated' | 'missing' | 'pending-reboot' | 'failed';
+  /** The baseline's entry says `security: true`. */
+  readonly security: boolean;
 }
 
 export interface FailoverFinding {
@@ -58,8 +60,13 @@ export interface AuditSummary {
     readonly subjects: number;
     readonly compliant: number;
     readonly nonCompliant: number;
+    readonly pendingReboot: number;
+    readonly failed: number;
     readonly notApplicable: number;
     readonly findings: number;
+    /** Findings on packages the baseline marks `security: true`, and on the others. */
+    readonly securityFindings: number;
+    readonly otherFindings: number;
   };
   readonly failover?: {
     readonly tolerate: number;
@@ -146,6 +153,7 @@ export function buildReport(
         installed: row.installed,
         required: row.required,
         status: row.status,
+        security: row.security,
       });
     }
     findings.push(...found);
@@ -157,8 +165,12 @@ export function buildReport(
         subjects: audit.subjects.length,
         compliant: count('compliant'),
         nonCompliant: count('non-compliant'),
+        pendingReboot: count('pending-reboot'),
+        failed: count('failed'),
         notApplicable: count('not-applicable'),
         findings: found.length,
+        securityFindings: found.filter((f) => f.security).length,
+        otherFindings: found.filter((f) => !f.security).length,
       },
     };
   }
@@ -218,9 +230,16 @@ export function describeFinding(f: Finding): string {
     case 'licenses':
       return `license pool ${f.pool} (${f.metric}) needs ${f.needed} units, ${f.entitlement} owned: short by ${f.shortfall}`;
     case 'patches':
-      return f.status === 'missing'
-        ? `${f.subjectKind} ${f.subject}: ${f.package} is missing; baseline ${f.baseline} requires ${f.required}`
-        : `${f.subjectKind} ${f.subject}: ${f.package} ${f.installed} is below ${f.required} (baseline ${f.baseline})`;
+      switch (f.status) {
+        case 'missing':
+          return `${f.subjectKind} ${f.subject}: ${f.package} is missing; baseline ${f.baseline} requires ${f.required}${f.security ? ' (security)' : ''}`;
+        case 'failed':
+          return `${f.subjectKind} ${f.subject}: its last patch failed; ${f.package} ${f.installed ?? 'is not installed'}${f.installed === null ? '' : ' is'} below ${f.required} (baseline ${f.baseline})${f.security ? ' (security)' : ''}`;
+        case 'pending-reboot':
+          return `${f.subjectKind} ${f.subject}: ${f.package} ${f.installed} is installed and waits for a reboot (baseline ${f.baseline})${f.security ? ' (security)' : ''}`;
+        default:
+          return `${f.subjectKind} ${f.subject}: ${f.package} ${f.installed} is below ${f.required} (baseline ${f.baseline})${f.security ? ' (security)' : ''}`;
+      }
     case 'failover': {
       const why: Record<FailoverFinding['status'], string> = {
         'no-failover-host': 'has no failover host',

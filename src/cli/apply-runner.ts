@@ -12,6 +12,7 @@ import { FILE_LIMITS, readBoundedFileSync } from '../transport/bounded-file.js';
 import { withSession } from './open-session.js';
 import type { Terminal } from './terminal.js';
 import { applyEventView, applyWords, renderApplyResult } from './views/apply-view.js';
+import { windowClock } from './window-clock.js';
 
 export interface ApplyArgs {
   /** A fleet spec, or a saved plan (a .json file). */
@@ -96,6 +97,7 @@ export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<num
         concurrency: args.concurrency,
         externalWorkers: args.externalWorkers,
         takeoverMs: args.takeoverMs,
+        clock: windowClock(process.env),
         onEvent: view.onEvent,
       });
       view.end();

@@ -13,6 +13,7 @@ import type { Terminal } from './terminal.js';
 import { renderExplanationText } from './views/placement-view.js';
 import { renderPlanMarkdown } from './views/plan-markdown-view.js';
 import { healthWarnings, renderPlanText } from './views/plan-view.js';
+import { windowClock } from './window-clock.js';
 
 /**
  * `vfleet plan` once its state read is on its way (plan-command.ts): exit 0, or with
@@ -28,6 +29,7 @@ export function runPlan(
   const read = async (session: FleetSession) => {
     const { plan, explanation, health } = await planFleet(session, {
       destroy: args.destroy,
+      windowsAtMs: windowClock(env)(),
       ...(args.explain === undefined ? {} : { explain: args.explain }),
     });
     const warnings = [...(await session.engines.factsWarnings()), ...healthWarnings(health)];

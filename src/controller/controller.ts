@@ -69,6 +69,7 @@ export async function createController(
         ...(o.select ? { select: o.select } : {}),
         ...(o.signal ? { signal: o.signal } : {}),
         recordRevision: false,
+        clock,
         onEvent: o.onEvent,
       }));
   const first = source.read();

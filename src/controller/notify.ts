@@ -180,7 +180,9 @@ export class ComplianceWatch {
     ).catch(() => undefined);
     if (!report) return;
     const short = report.summary.licenses?.shortfall ?? 0;
-    const behind = report.summary.patches?.nonCompliant ?? 0;
+    // Below a baseline: not patched yet, or its last patch failed.
+    const behind =
+      (report.summary.patches?.nonCompliant ?? 0) + (report.summary.patches?.failed ?? 0);
     if (short > 0 && this.shortfall === 0)
       this.notifier.send(
         'license-shortfall',

@@ -10,7 +10,7 @@ import { sessionSource } from '../app/source.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';
 import type { Plan, PlanAction } from '../model/plan.js';
 import type { SourceRevision, SyncHealth, SyncStatus } from '../model/source.js';
-import { isRestart, restartsOnly, withoutRemovals } from '../plan/restarts.js';
+import { isRestart, restartsOnly, withoutActions, withoutRemovals } from '../plan/restarts.js';
 import type { Executor } from './controller.js';
 
 const MAX_BACKOFF_MS = 5 * 60_000;
@@ -42,6 +42,7 @@ export class Reconciler {
   private lastDrift = '';
   private heldShown = '';
   private withheldShown = '';
+  private deferredShown = '';
   private abort: AbortController | null = null;
 
   constructor(private readonly ctx: ReconcileContext) {}
@@ -74,9 +75,13 @@ export class Reconciler {
     try {
       const { plan } = await planFleet(session, { nowMs: at });
       const applying = this.ctx.autoApply && !suspended;
-      // What would run: restarts only, or everything but (without --prune) the removals.
+      // What would run: restarts only, or everything but (without --prune) the removals, and
+      // never a patch outside its window (docs/patching.md): the reconcile is due again when the
+      // earliest window opens.
       const narrow = (p: Plan): Plan =>
-        applying ? (this.ctx.prune ? p : withoutRemovals(p).plan) : restartsOnly(p);
+        applying ? withoutDeferred(this.ctx.prune ? p : withoutRemovals(p).plan) : restartsOnly(p);
+      const deferred = plan.actions.filter((a) => a.deferredUntil !== undefined);
+      await this.reportDeferred(deferred);
       const narrowed = {
         plan: narrow(plan),
         held: applying && !this.ctx.prune ? withoutRemovals(plan).held : [],
@@ -100,11 +105,14 @@ export class Reconciler {
       const notRun = plan.actions.length - narrowed.plan.actions.length;
       if (narrowed.plan.actions.length === 0) {
         const drift = `${plan.summary.create}/${plan.summary.move}/${plan.summary.update}/${plan.summary.patch}/${plan.summary.destroy}`;
+        const onlyDeferred = deferred.length > 0 && deferred.length === notRun;
         const why = suspended
           ? 'not applied: the fleet is suspended (vfleet resume)'
-          : this.ctx.autoApply
-            ? 'not applied: only removals, and --prune is off'
-            : 'not applied: run with --auto-apply, or vfleet apply';
+          : !this.ctx.autoApply
+            ? 'not applied: run with --auto-apply, or vfleet apply'
+            : onlyDeferred
+              ? `not applied yet: patches wait for their window (until ${[...new Set(deferred.map((a) => a.deferredUntil))].sort().join(', ')})`
+              : 'not applied: only removals (and --prune is off) or patches outside their window';
         if (drift !== this.lastDrift) await emit('drift', { summary: plan.summary, cause: why });
         this.lastDrift = drift;
         this.nextAt = at + this.ctx.intervalMs;
@@ -135,6 +143,37 @@ export class Reconciler {
       this.failed(at);
       await emit('reconcile-failed', { cause, retryInMs: this.nextAt - at });
       await report('OutOfSync', 'Degraded', `reconcile failed: ${cause}`, { suspended });
+    } finally {
+      // A patch deferred now (planned outside its window, or the window closed while its
+      // rollout ran) is due when its window next opens: the reconcile wakes then.
+      if (this.opensAt !== null && this.opensAt > at)
+        this.nextAt = Math.min(this.nextAt, this.opensAt);
+      this.opensAt = null;
+    }
+  }
+
+  /** When the earliest deferred patch of this reconcile may start (epoch ms), if any. */
+  private opensAt: number | null = null;
+
+  private noteOpening(until: string | undefined): void {
+    if (until === undefined || until === 'never') return;
+    const ms = Date.parse(until);
+    if (Number.isFinite(ms)) this.opensAt = this.opensAt === null ? ms : Math.min(this.opensAt, ms);
+  }
+
+  /** Patches outside their window: said once until it changes, and the wake-up noted. */
+  private async reportDeferred(deferred: readonly PlanAction[]): Promise<void> {
+    for (const a of deferred) this.noteOpening(a.deferredUntil);
+    const until = [...new Set(deferred.map((a) => a.deferredUntil))].sort().join(', ');
+    const shown = `${deferred.length}:${until}`;
+    if (shown === this.deferredShown) return;
+    this.deferredShown = shown;
+    if (deferred.length > 0) {
+      await this.ctx.emit('patches-deferred', {
+        patches: deferred.length,
+        until,
+        cause: 'outside their patch window: started when it opens',
+      });
     }
   }
 
@@ -218,14 +257,26 @@ export class Reconciler {
   private async settle(
     result: ApplyResult,
     at: number,
-    notRun: number,
+    notRunBefore: number,
     suspended: boolean,
     report: ReconcileContext['report'],
   ): Promise<void> {
     const { emit } = this.ctx;
+    let notRun = notRunBefore;
     if (result.status === 'applied') {
       const bad = result.outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
       const plan: Plan = result.plan;
+      // Patches the window closed on while the rollout ran: not run, due when it opens again.
+      const late = result.outcomes.filter((o) => o.outcome === 'deferred');
+      for (const o of late) this.noteOpening(o.until);
+      if (late.length > 0) {
+        await emit('patches-deferred', {
+          patches: late.length,
+          until: [...new Set(late.map((o) => o.until))].sort().join(', '),
+          cause: 'the patch window closed: no new patch started; the rest run when it opens',
+        });
+      }
+      notRun += late.length;
       if (bad.length > 0) {
         this.failed(at);
         const cause = bad[0]?.error ?? 'an action failed';
@@ -273,4 +324,12 @@ export class Reconciler {
     await emit('reconcile-failed', { cause: result.status, retryInMs: this.nextAt - at });
     await report('OutOfSync', 'Degraded', `reconcile failed: ${result.status}`, { suspended });
   }
+}
+
+/** The plan without its patches outside their window (and what waits for them). */
+function withoutDeferred(plan: Plan): Plan {
+  return withoutActions(
+    plan,
+    plan.actions.filter((a) => a.deferredUntil !== undefined).map((a) => a.id),
+  ).plan;
 }

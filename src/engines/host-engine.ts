@@ -163,6 +163,21 @@ export interface ReplicaIncoming {
   };
 }
 
+/** What a patch job tells the engine beyond the packages (the plan's patch action). */
+export interface PatchOptions {
+  /**
+   * The packages whose baseline entry says `reboot: true`: the embedded engine's emulation of
+   * an update that asks for a restart. Real hosts ignore it (dpkg's own flag says).
+   */
+  readonly reboot?: readonly string[];
+  /**
+   * The group's `onFailure: rollback`: a failed patch puts the instance back as it was before
+   * it, from a snapshot. The embedded engine emulates it; real hosts patch no VM yet, and
+   * sandboxes (which have no snapshot) are refused rollback by the spec's checks.
+   */
+  readonly rollback?: boolean;
+}
+
 /** What a live migration did (HostEngine.migrate). */
 export interface MigrationOutcome {
   /** The instance as the target has it now. */
@@ -206,7 +221,12 @@ export interface HostEngine {
    * and refuse a VM with `patch-not-supported` (not retryable). Only the kinds
    * `capabilities.patch` names are patched.
    */
-  patch(name: string, generation: number, packages: PackageVersions): Promise<EngineInstance>;
+  patch(
+    name: string,
+    generation: number,
+    packages: PackageVersions,
+    options?: PatchOptions,
+  ): Promise<EngineInstance>;
   /**
    * Copies the instance's disk to another host, so `move` can start it there: refused
    * (`engine-mismatch`) unless `to`'s engine is one `capabilities.copiesDiskTo` names, or `to` is

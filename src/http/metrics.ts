@@ -121,6 +121,8 @@ export class FleetMetrics {
     for (const b of observation.baselines) {
       g.patchSubjects.set({ baseline: b.baseline, compliance: 'compliant' }, b.compliant);
       g.patchSubjects.set({ baseline: b.baseline, compliance: 'non-compliant' }, b.nonCompliant);
+      g.patchSubjects.set({ baseline: b.baseline, compliance: 'pending-reboot' }, b.pendingReboot);
+      g.patchSubjects.set({ baseline: b.baseline, compliance: 'failed' }, b.failed);
       g.patchSubjects.set({ baseline: b.baseline, compliance: 'not-applicable' }, b.notApplicable);
     }
     const failover = observation.summary.failover;

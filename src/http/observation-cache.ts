@@ -29,6 +29,8 @@ export interface FleetFigures {
     readonly baseline: string;
     readonly compliant: number;
     readonly nonCompliant: number;
+    readonly pendingReboot: number;
+    readonly failed: number;
     readonly notApplicable: number;
   }>;
 }
@@ -49,10 +51,12 @@ function figuresOf(o: FleetObservation): FleetFigures {
       }),
     ),
     baselines: (o.report.patches?.baselines ?? []).map(
-      ({ baseline, compliant, nonCompliant, notApplicable }) => ({
+      ({ baseline, compliant, nonCompliant, pendingReboot, failed, notApplicable }) => ({
         baseline,
         compliant,
         nonCompliant,
+        pendingReboot,
+        failed,
         notApplicable,
       }),
     ),

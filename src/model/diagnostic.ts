@@ -38,6 +38,8 @@ export const DIAGNOSTIC_CODES = [
   'baseline-mismatch',
   'unsupported-tolerance',
   'replication-policy',
+  'patch-window',
+  'rollout-policy',
   // files the spec names
   'outside-repository',
 ] as const;

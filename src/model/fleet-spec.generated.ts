@@ -131,6 +131,7 @@ export interface FleetSpec {
    * @maxItems 1000
    */
   patchBaselines?: PatchBaseline[];
+  patching?: PatchingPolicy;
   /**
    * Instance groups; the replicas of group web are web-0, web-1, and so on.
    *
@@ -410,13 +411,52 @@ export interface PatchBaseline {
     release?: OsRelease;
     arch?: Arch;
   };
-  minimum: PackageVersions2;
+  /**
+   * Package name to the lowest compliant version (compared as dpkg does): the version alone, or { version, security, reboot } to say more about the update.
+   */
+  minimum: {
+    [k: string]: PackageVersion | BaselineEntry;
+  };
 }
 /**
- * Package name to the lowest compliant version (compared as dpkg does).
+ * One package of a baseline with what vfleet should know about its update.
  */
-export interface PackageVersions2 {
-  [k: string]: PackageVersion;
+export interface BaselineEntry {
+  /**
+   * A Debian package version: [epoch:]upstream[-revision], the upstream part starting with a digit.
+   */
+  version: string;
+  /**
+   * The update fixes a security issue: the patch audit counts it apart from other updates (its security column).
+   */
+  security?: boolean;
+  /**
+   * The embedded engine only: installing this version asks for a restart, as a kernel or libc update does, so the patch audit says pending-reboot until the instance is started again. Real hosts say so themselves (/var/run/reboot-required) and ignore this.
+   */
+  reboot?: boolean;
+}
+/**
+ * Fleet-wide patching settings.
+ */
+export interface PatchingPolicy {
+  patchWindow?: PatchWindow;
+}
+/**
+ * When patches may start, for every group that does not set its own patchWindow. Without one, patches run whenever a plan is applied.
+ */
+export interface PatchWindow {
+  /**
+   * When the window opens: a five-field cron expression (minute hour day-of-month month day-of-week), such as "0 2 * * sun" for Sundays at 02:00.
+   */
+  cron: string;
+  /**
+   * How long the window stays open (at least 1m). A patch started before it closes runs to its end.
+   */
+  duration: string;
+  /**
+   * The IANA time zone the cron expression is read in, such as "Europe/Paris".
+   */
+  timezone?: string;
 }
 /**
  * A group of identical instances.
@@ -489,6 +529,8 @@ export interface InstanceGroup {
    * A DNS label (RFC 1123): lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit.
    */
   patchBaseline?: string;
+  patchWindow?: PatchWindow1;
+  patch?: RolloutPolicy;
   licenses?: NameList3;
   labels?: Labels;
 }
@@ -510,4 +552,34 @@ export interface ReplicationPolicy1 {
    * The oldest a replica may be (the recovery point objective); older is rpo-exceeded in status and the failover audit. At least the interval.
    */
   maxRpo?: string;
+}
+/**
+ * When this group's replicas may be patched; without it, the fleet's spec.patching.patchWindow, and without that, at any time.
+ */
+export interface PatchWindow1 {
+  /**
+   * When the window opens: a five-field cron expression (minute hour day-of-month month day-of-week), such as "0 2 * * sun" for Sundays at 02:00.
+   */
+  cron: string;
+  /**
+   * How long the window stays open (at least 1m). A patch started before it closes runs to its end.
+   */
+  duration: string;
+  /**
+   * The IANA time zone the cron expression is read in, such as "Europe/Paris".
+   */
+  timezone?: string;
+}
+/**
+ * How the group's replicas are patched: a rolling patch, a few at a time.
+ */
+export interface RolloutPolicy {
+  /**
+   * Replicas of the group patched at the same time: the next batch starts once every replica of the last one is running again.
+   */
+  maxUnavailable?: number;
+  /**
+   * When a replica's patch fails. stop: the group's rollout stops there (its later replicas are not patched; the rest of the fleet goes on). rollback: the same, and the failed replica is first put back as it was before the patch from a snapshot; VM groups only (docs/patching.md says which engines honour it).
+   */
+  onFailure?: 'stop' | 'rollback';
 }

@@ -124,8 +124,36 @@ export interface LicensePool {
 export interface PatchBaseline {
   readonly name: string;
   readonly appliesTo: PatchBaselineSpec['appliesTo'];
+  /** Package → the lowest compliant version (an entry's `version`). */
   readonly minimum: PackageVersions;
+  /** The packages whose entry says `security: true` (absent: none). */
+  readonly security?: readonly string[];
+  /** The packages whose entry says `reboot: true`: the embedded engine's emulation (absent: none). */
+  readonly reboot?: readonly string[];
 }
+
+/**
+ * A maintenance window (docs/patching.md): open from every time `cron` names (read in
+ * `timezone`) for `durationMs`. Patches start only while it is open.
+ */
+export interface PatchWindow {
+  readonly cron: string;
+  /** As the spec wrote it ("4h"), for people. */
+  readonly duration: string;
+  readonly durationMs: number;
+  /** An IANA zone; UTC unless set. */
+  readonly timezone: string;
+}
+
+/** How a group's replicas are patched (`instances[].patch`). */
+export interface RolloutPolicy {
+  /** Replicas patched at once: a batch; the next batch waits for the last one. */
+  readonly maxUnavailable: number;
+  /** stop: the group's rollout stops at a failure; rollback: also restore the failed replica's snapshot. */
+  readonly onFailure: 'stop' | 'rollback';
+}
+
+export const DEFAULT_ROLLOUT: RolloutPolicy = { maxUnavailable: 1, onFailure: 'stop' };
 
 export type PlacementStrategy = 'binpack' | 'spread';
 
@@ -159,6 +187,10 @@ export interface InstanceGroup {
   /** What a restart does without a usable replica (`failover: { onMissingReplica }`, default wait). */
   readonly onMissingReplica?: OnMissingReplica;
   readonly patchBaseline: string | undefined;
+  /** The rolling patch's policy (absent: DEFAULT_ROLLOUT). */
+  readonly patch?: RolloutPolicy;
+  /** When its patches may start: the group's window, else the fleet's (absent: any time). */
+  readonly patchWindow?: PatchWindow;
   /** The group's own pools followed by its image's, without repeats. */
   readonly licenses: readonly string[];
   readonly labels: Labels;

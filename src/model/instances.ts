@@ -54,6 +54,45 @@ export interface PatchRecord {
   readonly rebootRequired: boolean;
   /** A failure as one line: what failed where, with the tail of apt's and dpkg's own output. */
   readonly error?: string;
+  /** failed: the instance was put back as it was before the patch, from its snapshot. */
+  readonly rolledBack?: boolean;
+}
+
+/**
+ * An instance's last patch as the state keeps it (state/patch-state.ts), from its host's
+ * `lastPatch`: what the patch audit's `pending-reboot` and `failed` come from.
+ */
+export interface PatchStatus {
+  readonly instance: string;
+  readonly generation: number;
+  readonly outcome: PatchRecord['outcome'];
+  /** The packages the patch changed, or (failed) was asked to raise. */
+  readonly packages: readonly string[];
+  readonly rebootRequired: boolean;
+  readonly rolledBack?: boolean;
+  readonly error?: string;
+  /** When it was recorded, epoch ms. */
+  readonly at: number;
+}
+
+/** The state's PatchStatus of a host's last patch (`asked`: the packages the job asked to raise). */
+export function patchStatusOf(
+  instance: string,
+  record: PatchRecord,
+  asked: readonly string[],
+  at: number,
+): PatchStatus {
+  return {
+    instance,
+    generation: record.generation,
+    outcome: record.outcome,
+    packages:
+      record.outcome === 'failed' ? [...asked].sort() : record.changed.map((c) => c.package).sort(),
+    rebootRequired: record.rebootRequired,
+    ...(record.rolledBack ? { rolledBack: true } : {}),
+    ...(record.error === undefined ? {} : { error: record.error }),
+    at,
+  };
 }
 
 /**

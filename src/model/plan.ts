@@ -1,7 +1,13 @@
 // A plan is data (habit 2, docs/architecture.md): what apply will do, in order, with what it costs in licenses and
 // what failover coverage it leaves. Printed, saved to a file, applied later by another module.
 
-import type { FailoverPriority, InstanceKind, PackageVersions, Resources } from './fleet.js';
+import type {
+  FailoverPriority,
+  InstanceKind,
+  PackageVersions,
+  PatchWindow,
+  Resources,
+} from './fleet.js';
 import type { FailoverSummary, Unplaceable } from './placement.js';
 import type { SourceRevision } from './source.js';
 
@@ -54,6 +60,25 @@ export interface PlanAction {
   readonly reason: string;
   /** patch: the packages to raise, installed name → the baseline's minimum version. */
   readonly packages?: PackageVersions;
+  /**
+   * patch: its batch in its group's rolling patch (1, 2, …): at most `maxUnavailable` replicas
+   * a batch, and batch n+1 waits for every replica of batch n (docs/patching.md).
+   */
+  readonly batch?: number;
+  /** patch: the group's maintenance window; apply starts the patch only while it is open. */
+  readonly window?: PatchWindow;
+  /**
+   * patch: outside its window when the plan was made: when the window next opens (ISO 8601), or
+   * `never`. Apply leaves it (and its group's later batches) for then.
+   */
+  readonly deferredUntil?: string;
+  /**
+   * patch: the packages whose baseline entry says `reboot: true` — the embedded engine's
+   * emulation of an update that asks for a restart (a real host's dpkg says it itself).
+   */
+  readonly reboot?: readonly string[];
+  /** patch: the group's `onFailure` is rollback: a failed patch restores the replica's snapshot. */
+  readonly rollback?: true;
   /**
    * move: one of a cycle of moves (a swap), so it is stopped first: stopped and removed on its
    * source (its disk copied to the target), then started on the target once what it waits for

@@ -23,13 +23,15 @@
 // stopping one of them first (move-cycles.ts).
 
 import { ENGINE_CAPABILITIES } from '../model/engine-capabilities.js';
-import type {
-  FailoverPriority,
-  Fleet,
-  Image,
-  InstanceGroup,
-  PackageVersions,
-  PatchBaseline,
+import {
+  DEFAULT_ROLLOUT,
+  type FailoverPriority,
+  type Fleet,
+  type Image,
+  type InstanceGroup,
+  type PackageVersions,
+  type PatchBaseline,
+  type PatchWindow,
 } from '../model/fleet.js';
 import { byInstanceName, type ObservedInstance, type ObservedState } from '../model/observed.js';
 import type { Placement, PlacementEntry } from '../model/placement.js';
@@ -47,6 +49,7 @@ import {
   memoizedCompare,
   packagesToRaise,
 } from '../patching/baseline.js';
+import { windowAt } from '../patching/patch-window.js';
 import { licenseChanges } from './license-changes.js';
 import { liveMoves } from './live-moves.js';
 import { breakMoveCycles } from './move-cycles.js';
@@ -54,6 +57,11 @@ import { breakMoveCycles } from './move-cycles.js';
 export interface PlanMeta {
   readonly id: string;
   readonly specHash: string;
+  /**
+   * The time the plan is made at, for patch windows (habit 5: the clock comes in): a patch
+   * outside its window is marked `deferredUntil`. Absent: none is marked (apply still checks).
+   */
+  readonly nowMs?: number;
 }
 
 /** Why an observed instance the placement does not hold is destroyed, for the plan's reason. */
@@ -192,7 +200,7 @@ export function makePlan(
     observed,
   ).sort((a, b) => (order.get(a.kind) as number) - (order.get(b.kind) as number));
 
-  actions.push(...patchActions(fleet, placement, befores, actions, generationOf));
+  actions.push(...patchActions(fleet, placement, befores, actions, generationOf, meta.nowMs));
   const count = (...kinds: ActionKind[]) => actions.filter((a) => kinds.includes(a.kind)).length;
   return {
     formatVersion: PLAN_FORMAT_VERSION,
@@ -218,8 +226,10 @@ export function makePlan(
 /**
  * Patch actions for the placed instances that will be below their baseline: as the host reports
  * them, or, for what this plan creates or recreates, as their image is. Each waits for the
- * instance's own action, and the replicas of a group are chained so that no two of them are
- * patched at the same time (a rolling patch).
+ * instance's own action, and the replicas of a group are patched in batches of its
+ * `maxUnavailable` (a rolling patch): every patch of batch n+1 waits for every patch of batch n,
+ * so no more than that many replicas of a group are being patched at once. A patch outside its
+ * group's window (at `nowMs`) is marked deferred until the window next opens.
  */
 function patchActions(
   fleet: Fleet,
@@ -227,6 +237,7 @@ function patchActions(
   befores: ReadonlyArray<ObservedInstance | undefined>,
   actions: readonly PlanAction[],
   generationOf: (name: string, before: ObservedInstance | undefined) => number,
+  nowMs: number | undefined,
 ): PlanAction[] {
   const groups = new Map(fleet.groups.map((g) => [g.name, g]));
   const images = new Map(fleet.images.map((i) => [i.name, i]));
@@ -238,7 +249,27 @@ function patchActions(
   const patchable = new Map(
     fleet.hosts.map((h) => [h.name, ENGINE_CAPABILITIES[h.engine].patch] as const),
   );
-  const lastOfGroup = new Map<string, string>();
+  // Per group, its rollout so far: the batch being filled, the one before, their number.
+  const rollouts = new Map<
+    string,
+    { batch: number; current: string[]; previous: readonly string[] }
+  >();
+  // Per window, whether it is open at nowMs and when it next opens: one answer per window.
+  const deferrals = new Map<PatchWindow, string | null>();
+  const deferral = (window: PatchWindow | undefined): string | null => {
+    if (window === undefined || nowMs === undefined) return null;
+    let until = deferrals.get(window);
+    if (until === undefined) {
+      const state = windowAt(window, nowMs);
+      until = state.open
+        ? null
+        : state.opensAt === null
+          ? 'never'
+          : new Date(state.opensAt).toISOString();
+      deferrals.set(window, until);
+    }
+    return until;
+  };
   const compare = memoizedCompare();
   type Verdict = { raise: PackageVersions; changes: string[] } | null;
   const verdicts = new Map<string, Verdict>();
@@ -301,8 +332,23 @@ function patchActions(
     }
     if (verdict === null || verdict.changes.length === 0) continue;
     const { raise, changes } = verdict;
-    const previous = lastOfGroup.get(group.name);
     const id = `${desired.instance}.patch`;
+    const policy = group.patch ?? DEFAULT_ROLLOUT;
+    let rollout = rollouts.get(group.name);
+    if (rollout === undefined) {
+      rollout = { batch: 1, current: [], previous: [] };
+      rollouts.set(group.name, rollout);
+    } else if (rollout.current.length >= policy.maxUnavailable) {
+      rollout.previous = rollout.current;
+      rollout.current = [];
+      rollout.batch++;
+    }
+    rollout.current.push(id);
+    const until = deferral(group.patchWindow);
+    // Installed names (`libc6:amd64` for a baseline's `libc6`) whose entry asks for a restart.
+    const reboot = baseline.reboot
+      ? Object.keys(raise).filter((name) => baseline.reboot?.includes(name.split(':')[0] ?? ''))
+      : undefined;
     patches.push({
       id,
       kind: 'patch',
@@ -314,11 +360,15 @@ function patchActions(
       image: image.name,
       resources: group.resources,
       failoverHost: desired.failoverHost,
-      dependsOn: [...(prior ? [prior.id] : []), ...(previous ? [previous] : [])],
+      dependsOn: [...(prior ? [prior.id] : []), ...rollout.previous],
       reason: `${changes.join(', ')} (baseline ${baseline.name})`,
       packages: raise,
+      batch: rollout.batch,
+      ...(group.patchWindow === undefined ? {} : { window: group.patchWindow }),
+      ...(until === null ? {} : { deferredUntil: until }),
+      ...(reboot !== undefined && reboot.length > 0 ? { reboot } : {}),
+      ...(policy.onFailure === 'rollback' ? { rollback: true as const } : {}),
     });
-    lastOfGroup.set(group.name, id);
   }
   return patches;
 }

@@ -5,7 +5,12 @@
 import { UnrecoverableError } from 'bullmq';
 import type { EngineInstance, HostEngine, InstanceRequest } from '../engines/host-engine.js';
 import { isVfleetError, VfleetError } from '../model/errors.js';
-import { type RecordedInstance, recordedAfterAction } from '../model/instances.js';
+import {
+  type PatchStatus,
+  patchStatusOf,
+  type RecordedInstance,
+  recordedAfterAction,
+} from '../model/instances.js';
 import { compareDebianVersions } from '../patching/debian-version.js';
 import type { ActionJobData } from './plan-jobs.js';
 
@@ -22,6 +27,11 @@ export interface StateSink {
   isCurrentPlan(planId: string): Promise<boolean>;
   /** Whether `token` is the current leader controller's fencing token. */
   isLeaderToken(token: number): Promise<boolean>;
+  /**
+   * Records an instance's last patch as its host reported it, for the patch audit (null:
+   * forgets it: the instance is a new one). Optional: a sink without it keeps none.
+   */
+  putPatchStatus?(name: string, status: PatchStatus | null): Promise<unknown>;
 }
 
 export interface EngineLookup {
@@ -44,7 +54,7 @@ export function actionHandler(engines: EngineLookup, state: StateSink, clock: ()
       );
     }
     try {
-      const outcome = await perform(engines, state, data);
+      const outcome = await perform(engines, state, data, clock);
       await state.appendEvent(event(data, clock(), outcome, null));
       return outcome;
     } catch (e) {
@@ -125,6 +135,7 @@ async function perform(
   engines: EngineLookup,
   state: StateSink,
   data: ActionJobData,
+  clock: () => number,
 ): Promise<JobOutcome> {
   const a = data.action;
   const engine = engines.engine(data.host);
@@ -153,7 +164,10 @@ async function perform(
         await record(state, data, now, data.host);
         return 'already-done';
       }
-      await record(state, data, await engine.start(a.instance, a.generation), data.host);
+      const started = await engine.start(a.instance, a.generation);
+      await record(state, data, started, data.host);
+      // Started again: a reboot a patch asked for may be done (the host's lastPatch says).
+      if (started.lastPatch) await recordPatch(state, started, [], clock);
       return 'done';
     }
     case 'retarget': {
@@ -172,6 +186,7 @@ async function perform(
       }
       await engine.destroy(a.instance, a.generation);
       await record(state, data, await engine.create(request(data)), data.host);
+      await state.putPatchStatus?.(a.instance, null); // a new instance, from its image
       return 'done';
     }
     case 'destroy': {
@@ -200,7 +215,7 @@ async function perform(
           retryable: true,
         });
       }
-      return patch(engine, state, data, wanted);
+      return patch(engine, state, data, wanted, clock, now.status === 'running');
     }
     case 'vacate': {
       // A stop-first move's first half, on the source: stopped (a consistent disk), the disk
@@ -248,23 +263,51 @@ async function patch(
   state: StateSink,
   data: ActionJobData,
   wanted: Readonly<Record<string, string>>,
+  clock: () => number,
+  wasRunning: boolean,
 ): Promise<JobOutcome> {
   const a = data.action;
+  const asked = Object.keys(wanted);
+  // The replica is out of service from here until it runs again (the end of this job): what
+  // maxUnavailable counts, and what the event history shows (docs/patching.md).
+  await state.appendEvent({
+    at: clock(),
+    type: 'patch-started',
+    instance: a.instance,
+    group: a.group,
+    host: data.host,
+    generation: a.generation,
+    batch: a.batch ?? 1,
+  });
   let patched: EngineInstance;
   try {
-    patched = await engine.patch(a.instance, a.generation, wanted);
+    patched = await engine.patch(a.instance, a.generation, wanted, {
+      ...(a.reboot ? { reboot: a.reboot } : {}),
+      ...(a.rollback ? { rollback: true } : {}),
+    });
   } catch (e) {
     const after = await current(engine, a.instance).catch(() => undefined);
     if (after?.lastPatch?.generation === a.generation && after.lastPatch.outcome === 'failed') {
       await record(state, data, after, data.host);
+      await recordPatch(state, after, asked, clock);
     }
     throw e;
   }
+  // The next batch starts when this one is running again: a patch that left its instance not
+  // running (it was running before) is retried until it is, or fails.
+  if (wasRunning && patched.status !== 'running') {
+    throw new VfleetError(
+      'patch-incomplete',
+      `${a.instance} is ${patched.status} on ${data.host} after its patch, not running`,
+      { retryable: true },
+    );
+  }
   await record(state, data, patched, data.host);
+  await recordPatch(state, patched, asked, clock);
   const last = patched.lastPatch;
   if (last?.generation === a.generation) {
     await state.appendEvent({
-      at: Date.now(),
+      at: clock(),
       type: 'patched',
       instance: a.instance,
       host: data.host,
@@ -278,6 +321,20 @@ async function patch(
     });
   }
   return 'done';
+}
+
+/** The host's lastPatch into the state's patch statuses (the audit's pending-reboot, failed). */
+async function recordPatch(
+  state: StateSink,
+  instance: EngineInstance,
+  asked: readonly string[],
+  clock: () => number,
+): Promise<void> {
+  if (!instance.lastPatch || !state.putPatchStatus) return;
+  await state.putPatchStatus(
+    instance.instance,
+    patchStatusOf(instance.instance, instance.lastPatch, asked, clock()),
+  );
 }
 
 /**

@@ -7,12 +7,15 @@ import type { Plan } from '../model/plan.js';
 import { actionHandler, type EngineLookup, type StateSink } from './action-handler.js';
 import type { JobNode } from './plan-jobs.js';
 import { planWaves } from './plan-jobs.js';
+import { RolloutGate } from './rollout-gate.js';
 import type { ActionOutcome } from './run-plan.js';
 
 export interface InlineOptions {
   readonly engines: EngineLookup;
   readonly state: StateSink;
   readonly clock: () => number;
+  /** The clock patch windows are read by (default: clock). */
+  readonly windowClock?: () => number;
   readonly leaderToken?: number;
   readonly onOutcome?: (outcome: ActionOutcome) => void;
 }
@@ -22,6 +25,7 @@ export async function runPlanInline(plan: Plan, options: InlineOptions): Promise
   const { waves, jobOf } = planWaves(plan, options.leaderToken);
   const outcomes: ActionOutcome[] = [];
   const failedActions = new Set<string>();
+  const gate = new RolloutGate(plan, options.windowClock ?? options.clock);
   const run = async (node: JobNode): Promise<ActionOutcome['outcome']> => {
     for (const child of node.children) {
       const outcome = await run(child);
@@ -32,12 +36,14 @@ export async function runPlanInline(plan: Plan, options: InlineOptions): Promise
   for (const wave of waves) {
     for (const entry of wave) {
       const a = entry.action;
-      // An action whose dependency failed is skipped, as a flow's parent is.
-      if (a.dependsOn.some((d) => failedActions.has(d))) {
-        const skipped = { action: a.id, outcome: 'skipped' as const, error: 'a dependency failed' };
+      // An action whose dependency failed is skipped, as a flow's parent is; a patch outside
+      // its window is deferred (rollout-gate.ts).
+      if (failedActions.has(a.id)) continue;
+      const held = gate.check(a);
+      if (held) {
         failedActions.add(a.id);
-        outcomes.push(skipped);
-        options.onOutcome?.(skipped);
+        outcomes.push(held);
+        options.onOutcome?.(held);
         continue;
       }
       let outcome: ActionOutcome;
@@ -51,6 +57,7 @@ export async function runPlanInline(plan: Plan, options: InlineOptions): Promise
         };
       }
       if (outcome.outcome === 'failed') failedActions.add(a.id);
+      gate.settled(outcome);
       if (entry.part === 'vacate' && outcome.outcome !== 'failed') continue; // its move-in reports
       outcomes.push(outcome);
       options.onOutcome?.(outcome);

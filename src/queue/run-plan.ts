@@ -14,11 +14,20 @@ import {
 import { withErrorListener } from './error-listener.js';
 import { hostWorker } from './host-worker.js';
 import { type JobNode, planWaves, type WaveEntry } from './plan-jobs.js';
+import { RolloutGate } from './rollout-gate.js';
 
 export interface ActionOutcome {
   readonly action: string;
-  readonly outcome: JobOutcome | 'failed' | 'skipped';
+  /**
+   * skipped: an action it waits for failed; deferred: a patch outside its group's maintenance
+   * window, or waiting for one that is (rollout-gate.ts).
+   */
+  readonly outcome: JobOutcome | 'failed' | 'skipped' | 'deferred';
   readonly error: string | null;
+  /** skipped: its group's rolling patch stopped after this replica's patch failed. */
+  readonly stoppedAfter?: string;
+  /** deferred: when the window opens (ISO 8601), or `never`. */
+  readonly until?: string;
 }
 
 export interface RunPlanOptions {
@@ -29,6 +38,8 @@ export interface RunPlanOptions {
   readonly engines: EngineLookup;
   readonly state: StateSink;
   readonly clock: () => number;
+  /** The clock patch windows are read by as each patch is about to start (default: clock). */
+  readonly windowClock?: () => number;
   /** Jobs each host's worker runs at once. */
   readonly concurrency: number;
   /** The enqueuing controller's fencing token, carried by every job (plan-jobs.ts). */
@@ -168,6 +179,8 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
   };
   const outcomes: ActionOutcome[] = [];
   const failed = new Set<string>();
+  // What starts at all: not what waits for a failure, no patch outside its window.
+  const gate = new RolloutGate(plan, options.windowClock ?? options.clock);
   // Once the store is gone nothing more can be enqueued, read or settled: every wait below
   // races the loss, so the apply stops within the loss bound rather than waiting for ever.
   const signal = options.signal;
@@ -256,15 +269,11 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
         const action = root.action;
         // The second half of a stop-first move whose first half failed: reported already.
         if (failed.has(action.id)) continue;
-        if (action.dependsOn.some((d) => failed.has(d))) {
-          const skipped: ActionOutcome = {
-            action: action.id,
-            outcome: 'skipped',
-            error: 'an action it waits for failed',
-          };
-          outcomes.push(skipped);
+        const held = gate.check(action);
+        if (held) {
+          outcomes.push(held);
           failed.add(action.id);
-          options.onOutcome?.(skipped);
+          options.onOutcome?.(held);
           continue;
         }
         ready.push(root);
@@ -277,6 +286,7 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
           if (halves.has(outcome.action) && outcome.outcome !== 'failed') continue;
           outcomes.push(outcome);
           if (outcome.outcome === 'failed') failed.add(outcome.action);
+          gate.settled(outcome);
           options.onOutcome?.(outcome);
         }
       };

@@ -167,7 +167,7 @@ function semanticInput(
   const broken = new Set<string>();
   for (const { path } of problems) {
     if (path[0] !== 'spec') continue;
-    if (path[1] === 'failover') broken.add('failover');
+    if (path[1] === 'failover' || path[1] === 'patching') broken.add(path[1]);
     else if (typeof path[1] === 'string' && typeof path[2] === 'number')
       broken.add(`${path[1]}/${path[2]}`);
   }
@@ -183,6 +183,9 @@ function semanticInput(
   const failover = (spec as Record<string, unknown>).failover;
   if (failover !== undefined && (failover === null || typeof failover !== 'object'))
     broken.add('failover');
+  const patching = (spec as Record<string, unknown>).patching;
+  if (patching !== undefined && (patching === null || typeof patching !== 'object'))
+    broken.add('patching');
   const document = { ...value, spec: { ...spec, ...sections } } as unknown as FleetDocument;
   return { document, broken };
 }

@@ -8,6 +8,7 @@ import type {
   InstanceGroup,
   LicensePool,
   PatchBaseline,
+  PatchWindow,
   ReplicationPolicy,
 } from '../model/fleet.js';
 import { HOST_DOMAIN } from '../model/fleet.js';
@@ -33,6 +34,9 @@ export const DEFAULTS = {
   groupFailover: false,
   replicationInterval: '60s',
   replicationMaxRpo: '5m',
+  maxUnavailable: 1,
+  onFailure: 'stop',
+  windowTimezone: 'UTC',
 } as const;
 
 export function normalizeFleet(doc: FleetDocument): Fleet {
@@ -98,11 +102,8 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
     instancesPerUnit: l.instancesPerUnit,
     coverFailover: l.coverFailover ?? DEFAULTS.coverFailover,
   }));
-  const patchBaselines: PatchBaseline[] = (spec.patchBaselines ?? []).map((b) => ({
-    name: b.name,
-    appliesTo: { ...b.appliesTo },
-    minimum: { ...b.minimum },
-  }));
+  const patchBaselines: PatchBaseline[] = (spec.patchBaselines ?? []).map(baselineOf);
+  const fleetWindow = windowOf(spec.patching?.patchWindow);
   const imageKinds = new Map((spec.images ?? []).map((i) => [i.name, i.kind]));
   const fleetReplication = replicationPolicy(spec.failover?.replication);
   const groups: InstanceGroup[] = (spec.instances ?? []).map((g) => ({
@@ -125,6 +126,15 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
       typeof g.failover === 'object' ? (g.failover.priority ?? 'medium') : ('medium' as const),
     ...replicationOf(g, imageKinds.get(g.image), fleetReplication),
     patchBaseline: g.patchBaseline,
+    ...(g.patch === undefined
+      ? {}
+      : {
+          patch: {
+            maxUnavailable: g.patch.maxUnavailable ?? DEFAULTS.maxUnavailable,
+            onFailure: g.patch.onFailure ?? DEFAULTS.onFailure,
+          },
+        }),
+    ...windowField(windowOf(g.patchWindow) ?? fleetWindow),
     licenses: [...new Set([...(g.licenses ?? []), ...(imageLicenses.get(g.image) ?? [])])],
     labels: { ...g.labels },
   }));
@@ -144,6 +154,46 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
     groups,
   };
 }
+
+type BaselineSpec = NonNullable<FleetDocument['spec']['patchBaselines']>[number];
+
+/** A baseline: each entry's version as `minimum`, its flags as lists (present only when used). */
+function baselineOf(b: BaselineSpec): PatchBaseline {
+  const minimum: Record<string, string> = {};
+  const security: string[] = [];
+  const reboot: string[] = [];
+  for (const [name, entry] of Object.entries(b.minimum)) {
+    if (typeof entry === 'string') {
+      minimum[name] = entry;
+      continue;
+    }
+    minimum[name] = entry.version;
+    if (entry.security === true) security.push(name);
+    if (entry.reboot === true) reboot.push(name);
+  }
+  return {
+    name: b.name,
+    appliesTo: { ...b.appliesTo },
+    minimum,
+    ...(security.length > 0 ? { security } : {}),
+    ...(reboot.length > 0 ? { reboot } : {}),
+  };
+}
+
+type WindowSpec = { cron: string; duration: string; timezone?: string };
+
+function windowOf(spec: WindowSpec | undefined): PatchWindow | undefined {
+  if (spec === undefined) return undefined;
+  return {
+    cron: spec.cron,
+    duration: spec.duration,
+    durationMs: durationMs(spec.duration),
+    timezone: spec.timezone ?? DEFAULTS.windowTimezone,
+  };
+}
+
+const windowField = (w: PatchWindow | undefined): { patchWindow?: PatchWindow } =>
+  w === undefined ? {} : { patchWindow: w };
 
 type ReplicationSpec = { interval?: string; maxRpo?: string };
 

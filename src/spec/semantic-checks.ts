@@ -13,6 +13,7 @@ import { HOST_DOMAIN, osMatches, replicaName } from '../model/fleet.js';
 import type { FleetDocument, Host, InstanceGroup } from '../model/fleet-spec.generated.js';
 import { didYouMean } from './did-you-mean.js';
 import { DEFAULTS } from './normalize.js';
+import { checkPatching } from './patching-checks.js';
 import { checkReplication } from './replication-checks.js';
 import { quoteValue } from './spec-path.js';
 import type { PathSegment } from './yaml-document.js';
@@ -337,6 +338,7 @@ export function checkSemantics(
 
   if (hostsTrusted && !broken.has('failover')) checkFailover(doc, groups, broken, error);
   checkReplication(doc, broken, error, warn);
+  checkPatching(doc, broken, error, warn);
   return problems;
 }
 

@@ -10,6 +10,7 @@
 // heartbeat is too old, and that one bumps the version.
 import type { ChainableCommander, Redis } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
+import type { PatchStatus } from '../model/instances.js';
 import {
   InstanceRecordReader,
   type ObservedInstanceRecord,
@@ -275,7 +276,27 @@ export class FleetState {
 
   /** Returns the new state version (bumped even when there was nothing to delete). */
   async deleteInstance(name: string): Promise<number> {
-    return this.mutate((m) => m.hdel(this.keys.instances, name));
+    return this.mutate(
+      (m) => m.hdel(this.keys.instances, name),
+      (m) => m.hdel(this.keys.patches, name),
+    );
+  }
+
+  /**
+   * Records an instance's last patch as its host reported it (null: forgets it, the instance
+   * being a new one). Not a mutation a plan is made against: the version does not move.
+   */
+  async putPatchStatus(name: string, status: PatchStatus | null): Promise<void> {
+    if (status === null) await this.redis.hdel(this.keys.patches, name);
+    else await this.redis.hset(this.keys.patches, name, JSON.stringify(status));
+  }
+
+  /** Every instance's last patch, by name (the patch audit's pending-reboot and failed). */
+  async patchStatuses(): Promise<Map<string, PatchStatus>> {
+    const all = await this.redis.hgetall(this.keys.patches);
+    return new Map(
+      Object.entries(all).map(([name, json]) => [name, JSON.parse(json) as PatchStatus]),
+    );
   }
 
   /** Creates or replaces a host's facts. Returns the new state version. */

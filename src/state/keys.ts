@@ -31,6 +31,8 @@
 //   vfleet:{F}:fenced         hash    host → JSON {at, by}: an operator asserted the host is off
 //   vfleet:{F}:health         hash    host → JSON {health, leaseAgeMs, since, at}: the leader's
 //                                     judgement of each host, for status and plan
+//   vfleet:{F}:patches        hash    instance → JSON PatchStatus: its last patch as its host
+//                                     reported it (outcome, reboot required), for the patch audit
 //   vfleet:{F}:bull:…         BullMQ's keys (queuePrefix): queues `host.<host>`, jobs, flows
 //   vfleet:{F}:engine:<host>:… the embedded engine's emulated hosts (engineHostKeys)
 //
@@ -74,6 +76,8 @@ export interface FleetKeys {
   readonly reconcileRequest: string;
   /** Instance → its disk replication's status (model/replication.ts), written by the sync jobs. */
   readonly replication: string;
+  /** Instance → its last patch as its host reported it (model/instances.ts PatchStatus). */
+  readonly patches: string;
   /** `<prefix>replication-lock:<instance>`: one sync of an instance at a time. */
   readonly replicationLock: string;
   /** The hosts an operator drains (`vfleet host drain`), as if the spec said `drain: true`. */
@@ -93,6 +97,8 @@ export interface EngineHostKeys {
   readonly agent: string;
   /** The names of the instances that are stopped: listed with the names, so refresh sees them. */
   readonly stopped: string;
+  /** Injected patch faults: instance → the package whose install fails (embedded-engine.ts). */
+  readonly patchFaults: string;
 }
 
 /** Matches every fleet's lock key (SCAN MATCH: braces are literal in Redis's glob). */
@@ -131,6 +137,7 @@ export function fleetKeys(fleet: string): FleetKeys {
     suspended: `${prefix}suspended`,
     reconcileRequest: `${prefix}reconcile-request`,
     replication: `${prefix}replication`,
+    patches: `${prefix}patches`,
     replicationLock: `${prefix}replication-lock:`,
     drained: `${prefix}drained`,
   };
@@ -155,5 +162,6 @@ export function engineHostKeys(fleet: string, host: string): EngineHostKeys {
     down: `${base}down`,
     agent: `${base}agent`,
     stopped: `${base}stopped`,
+    patchFaults: `${base}patch-faults`,
   };
 }

@@ -179,7 +179,15 @@ describe('patchAudit', () => {
       ],
     );
     assert.deepEqual(audit.baselines, [
-      { baseline: 'sec', subjects: 4, compliant: 1, nonCompliant: 2, notApplicable: 1 },
+      {
+        baseline: 'sec',
+        subjects: 4,
+        compliant: 1,
+        nonCompliant: 2,
+        pendingReboot: 0,
+        failed: 0,
+        notApplicable: 1,
+      },
     ]);
     assert.deepEqual(audit.unaudited, { instances: 1, hosts: 1 });
   });
@@ -215,6 +223,7 @@ describe('buildReport', () => {
       installed: '3.0.13-1~deb12u1',
       required: '3.0.15-1~deb12u1',
       status: 'outdated',
+      security: false,
     });
     assert.equal(exitCodeOf(report, ['licenses', 'patches', 'failover']), 2);
     assert.equal(exitCodeOf(report, ['licenses', 'failover']), 0);

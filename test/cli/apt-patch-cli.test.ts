@@ -5,9 +5,10 @@
 //
 //   1. apply without baselines: three sandboxes, vfleet-demo-tls and -broken at 1.0-1 (dpkg's word)
 //   2. baselines asking for 1.0-2: plan shows the three patches and why
-//   3. apply: dpkg in both tls rootfs reports 1.0-2 (never the repository's 1.0-3), the audit is
-//      compliant for them; the broken package's postinst fails and its instance's job fails with
-//      dpkg's message, recorded as dpkg left it, while the rest goes on
+//   3. apply: dpkg in both tls rootfs reports 1.0-2 (never the repository's 1.0-3), the audit has
+//      them at their baseline, pending a reboot (their lastPatch says so); the broken package's
+//      postinst fails and its instance's job fails with dpkg's message, recorded as dpkg left
+//      it (the audit: failed), while the rest goes on
 //   4. plan again: only the broken one; scaled to zero, nothing left running
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -275,12 +276,14 @@ describe('vfleet apply patches sandboxes with apt (a local and an ssh host)', ()
     assert.ok(!repo.requests.some((r) => r.includes('1.0-3')), repo.requests.join(' '));
     assert.equal(await dpkgStatus(rootfs('broken-0'), 'vfleet-demo-broken'), 'half-configured');
 
-    // The observed audit is what dpkg says: tls compliant (with the new dependency recorded),
-    // broken-0 not (its package is not configured, so not installed).
+    // The observed audit is what dpkg says, and what each last patch reported: tls at its
+    // baseline (with the new dependency recorded) but pending a reboot (1.0-2 touches
+    // /var/run/reboot-required), broken-0 failed (its package is not configured, so not
+    // installed, after a patch that was to raise it).
     const audit = await vfleet(['audit', 'patches', '--format', 'json']);
     assert.equal(audit.code, 2, audit.stderr);
     const report = JSON.parse(audit.stdout) as {
-      patches: { subjects: Array<{ subject: string; status: string }> };
+      patches: { subjects: Array<{ subject: string; status: string; error?: string }> };
       findings: Array<{
         subject: string;
         package: string;
@@ -289,12 +292,20 @@ describe('vfleet apply patches sandboxes with apt (a local and an ssh host)', ()
       }>;
     };
     const bySubject = Object.fromEntries(report.patches.subjects.map((s) => [s.subject, s.status]));
-    assert.equal(bySubject['tls-0'], 'compliant');
-    assert.equal(bySubject['tls-1'], 'compliant');
-    assert.equal(bySubject['broken-0'], 'non-compliant');
+    assert.equal(bySubject['tls-0'], 'pending-reboot');
+    assert.equal(bySubject['tls-1'], 'pending-reboot');
+    assert.equal(bySubject['broken-0'], 'failed');
+    assert.match(
+      report.patches.subjects.find((s) => s.subject === 'broken-0')?.error ?? '',
+      /post-installation script subprocess returned error exit status 1/,
+    );
     assert.deepEqual(
       report.findings.map((f) => [f.subject, f.package, f.installed, f.status]),
-      [['broken-0', 'vfleet-demo-broken', null, 'missing']],
+      [
+        ['broken-0', 'vfleet-demo-broken', null, 'failed'],
+        ['tls-0', 'vfleet-demo-tls', '1.0-2', 'pending-reboot'],
+        ['tls-1', 'vfleet-demo-tls', '1.0-2', 'pending-reboot'],
+      ],
     );
     const state = JSON.parse((await vfleet(['status', '--json'])).stdout) as {
       instances: Array<{ instance: string; status: string; packages: Record<string, string> }>;

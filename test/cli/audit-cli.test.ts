@@ -56,6 +56,7 @@ describe('vfleet audit --planned on fleet.yaml', () => {
         'kind',
         'package',
         'required',
+        'security',
         'status',
         'subject',
         'subjectKind',
@@ -104,6 +105,7 @@ describe('vfleet audit --planned on fleet.yaml', () => {
         installed: '3.0.13-1~deb12u1',
         required: '3.0.15-1~deb12u1',
         status: 'outdated',
+        classification: 'other',
       },
     );
     const licenses = parseCsv(planned('licenses', 'csv').stdout, { columns: true }) as Array<

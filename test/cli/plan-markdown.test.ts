@@ -114,6 +114,7 @@ describe('the plan as Markdown', () => {
       'web-1',
       'hv-1',
       'openssl 3.0.13-1\\~deb12u1 → 3.0.15-1\\~deb12u1',
+      '1', // its batch
     ]);
     assert.deepEqual(row('old-0'), ['old-0', 'hv-1', 'group removed']);
     assert.deepEqual(row('win\\`dc'), [

@@ -110,12 +110,15 @@ function resultCounts(result: ApplyResult) {
         ? result.reported
         : [];
   const failed = outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped').length;
+  const deferred = outcomes.filter((o) => o.outcome === 'deferred').length;
   return {
     status: result.status,
     plan: plan?.id ?? null,
     actions: plan?.actions.length ?? 0,
-    done: outcomes.length - failed,
+    done: outcomes.length - failed - deferred,
     failed,
+    deferred,
+    stoppedRollouts: stoppedRollouts(plan, outcomes),
     unplaceable: plan?.unplaceable.length ?? 0,
   };
 }
@@ -168,17 +171,45 @@ function applied(
   const failed = outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped');
   for (const o of failed)
     terminal.err(`  ! ${o.action}: ${o.outcome}${o.error ? `: ${o.error}` : ''}`);
-  const done = outcomes.length - failed.length;
+  for (const r of stoppedRollouts(plan, outcomes)) {
+    terminal.err(
+      `  ! rollout of group ${r.group} stopped after ${r.after} failed: ${r.notRun} patch${r.notRun === 1 ? '' : 'es'} of the group not run; the rest of the fleet went on.`,
+    );
+  }
+  const deferred = outcomes.filter((o) => o.outcome === 'deferred');
+  const until = [...new Set(deferred.map((o) => o.until ?? 'never'))].sort();
+  const later =
+    deferred.length === 0
+      ? ''
+      : `; ${deferred.length} patch${deferred.length === 1 ? '' : 'es'} deferred until ${until.join(', ')} (outside ${deferred.length === 1 ? 'its' : 'their'} patch window: the next apply inside it, or the controller, runs ${deferred.length === 1 ? 'it' : 'them'})`;
+  const done = outcomes.length - failed.length - deferred.length;
   if (failed.length === 0 && unplaced === 0) {
-    terminal.out(`${words.verb} complete: ${done} action${done === 1 ? '' : 's'} done.`);
+    terminal.out(`${words.verb} complete: ${done} action${done === 1 ? '' : 's'} done${later}.`);
     return 0;
   }
   terminal.out(
     failed.length === 0
       ? `Apply incomplete: ${done} action${done === 1 ? '' : 's'} done, but ${cannotPlace}.`
-      : `${words.verb} incomplete: ${done} done, ${failed.length} failed or skipped${unplaced > 0 ? `, and ${cannotPlace}` : ''}. The next ${words.verb.toLowerCase()} resumes from here.`,
+      : `${words.verb} incomplete: ${done} done, ${failed.length} failed or skipped${unplaced > 0 ? `, and ${cannotPlace}` : ''}${later}. The next ${words.verb.toLowerCase()} resumes from here.`,
   );
   return 1;
+}
+
+/** The groups whose rolling patch stopped at a failure, and how many of their patches did not run. */
+function stoppedRollouts(
+  plan: Plan | undefined,
+  outcomes: readonly { readonly action: string; readonly stoppedAfter?: string }[],
+): Array<{ group: string; after: string; notRun: number }> {
+  const groupOf = new Map((plan?.actions ?? []).map((a) => [a.id, a.group]));
+  const stopped = new Map<string, { group: string; after: string; notRun: number }>();
+  for (const o of outcomes) {
+    if (o.stoppedAfter === undefined) continue;
+    const group = groupOf.get(o.action) ?? '';
+    const known = stopped.get(group) ?? { group, after: o.stoppedAfter, notRun: 0 };
+    known.notRun++;
+    stopped.set(group, known);
+  }
+  return [...stopped.values()];
 }
 
 /**

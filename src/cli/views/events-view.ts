@@ -26,6 +26,12 @@ export function eventLine(event: Readonly<Record<string, unknown>>): string {
       parts.push(
         `at generation ${text(event.generation)}: ${text(event.changed)}${event.rebootRequired ? ' (reboot required)' : ''}`,
       );
+    if (event.type === 'patch-started')
+      parts.push(
+        `batch ${text(event.batch)} of group ${text(event.group)}: out of service until patched`,
+      );
+    if (event.type === 'patches-deferred')
+      parts.push(`${text(event.patches)} patch(es) until ${text(event.until)}`);
     if (event.type === 'replica-full-sync' || event.type === 'replication-failed')
       parts.push(
         `to ${text(event.target)}${event.reason ? `: ${text(event.reason)}` : ''}${event.error ? `: ${text(event.error)}` : ''}`,

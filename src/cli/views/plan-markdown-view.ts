@@ -5,6 +5,7 @@
 // behind its count, the way Atlantis folds a long plan. Every name goes through cell().
 import type { Explanation } from '../../model/placement.js';
 import { ACTION_SYMBOL, type ActionKind, type Plan, type PlanAction } from '../../model/plan.js';
+import { deferralText } from '../../plan/rollouts.js';
 import { cell, folded, htmlText, mdTable } from './markdown.js';
 import { formatReasons } from './placement-view.js';
 
@@ -61,8 +62,13 @@ function columns(kind: ActionKind): { head: readonly string[]; row: (a: PlanActi
       };
     case 'patch':
       return {
-        head: ['Instance', 'Host', 'Packages (installed → baseline)'],
-        row: (a) => [a.instance, a.host, a.reason],
+        head: ['Instance', 'Host', 'Packages (installed → baseline)', 'Batch'],
+        row: (a) => [
+          a.instance,
+          a.host,
+          a.reason,
+          `${a.batch ?? 1}${a.deferredUntil === undefined ? '' : ` (${deferralText(a.deferredUntil)})`}`,
+        ],
       };
     default:
       return {

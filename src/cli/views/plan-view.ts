@@ -2,9 +2,10 @@
 // costs in licenses and leaves in failover coverage, and the closing `Plan:` line.
 import type { HostJudgement } from '../../app/host-health.js';
 import { ACTION_SYMBOL, type Plan, type PlanAction } from '../../model/plan.js';
+import { batchNote, type Rollout, rolloutLine, rolloutsOf } from '../../plan/rollouts.js';
 import { formatReasons } from './placement-view.js';
 
-function describe(a: PlanAction): string {
+function describe(a: PlanAction, rollouts: ReadonlyMap<string, Rollout>): string {
   const failover = a.failoverHost ? ` (failover ${a.failoverHost})` : '';
   switch (a.kind) {
     case 'create':
@@ -20,12 +21,14 @@ function describe(a: PlanAction): string {
     case 'destroy':
       return `destroy ${a.instance} on ${a.host}: ${a.reason}`;
     case 'patch':
-      return `patch ${a.instance} on ${a.host}: ${a.reason}`;
+      return `patch ${a.instance} on ${a.host}: ${a.reason} [${batchNote(a, rollouts)}]`;
   }
 }
 
 export function renderPlanText(plan: Plan): string {
   const out: string[] = [];
+  const rollouts = rolloutsOf(plan);
+  const byGroup = new Map(rollouts.map((r) => [r.group, r]));
   if (plan.actions.length === 0) {
     out.push(
       plan.destroy
@@ -35,7 +38,12 @@ export function renderPlanText(plan: Plan): string {
     );
   } else {
     out.push('vfleet will perform the following actions:', '');
-    for (const a of plan.actions) out.push(`  ${ACTION_SYMBOL[a.kind]} ${describe(a)}`);
+    for (const a of plan.actions) out.push(`  ${ACTION_SYMBOL[a.kind]} ${describe(a, byGroup)}`);
+    out.push('');
+  }
+  if (rollouts.length > 0) {
+    out.push('Rolling patches (docs/patching.md):');
+    for (const r of rollouts) out.push(`  ${rolloutLine(r)}`);
     out.push('');
   }
   if (plan.licenses.length > 0) {
@@ -90,8 +98,9 @@ export function renderPlanText(plan: Plan): string {
     out.push('');
   }
   const s = plan.summary;
+  const deferred = plan.actions.filter((a) => a.deferredUntil !== undefined).length;
   out.push(
-    `Plan: ${s.create} to create, ${s.move} to move, ${s.update} to update, ${s.patch} to patch, ${s.destroy} to destroy.`,
+    `Plan: ${s.create} to create, ${s.move} to move, ${s.update} to update, ${s.patch} to patch${deferred > 0 ? ` (${deferred} deferred)` : ''}, ${s.destroy} to destroy.`,
   );
   return `${out.join('\n')}\n`;
 }

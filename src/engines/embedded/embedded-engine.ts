@@ -26,6 +26,7 @@ import type { Redis } from 'ioredis';
 import { ENGINE_CAPABILITIES } from '../../model/engine-capabilities.js';
 import { VfleetError } from '../../model/errors.js';
 import type { Host, PackageVersions } from '../../model/fleet.js';
+import type { PatchRecord } from '../../model/instances.js';
 import { type EngineHostKeys, engineHostKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
 import {
@@ -38,6 +39,7 @@ import {
   type HostFault,
   type InjectedFault,
   type InstanceRequest,
+  type PatchOptions,
   type ReplicaIncoming,
   type ReplicaPoint,
   type ReplicationResult,
@@ -51,9 +53,9 @@ import {
 } from './embedded-replication.js';
 
 // KEYS: instances, fence, down, disks, the fleet's current-plan key (or any key, unused, when no
-// plan is checked), stopped. ARGV: name, generation, op, payload (JSON), plan id ('' for no check).
-// Returns {status, value}: ok | stale (value: the fence) | missing | down | superseded (value:
-// the current plan).
+// plan is checked), stopped, patch faults. ARGV: name, generation, op, payload (JSON), plan id
+// ('' for no check). Returns {status, value}: ok | stale (value: the fence) | missing | down |
+// superseded (value: the current plan) | patch-failed (value: the error).
 // A create onto a disk copied here (a move) keeps the packages the disk had, as a real disk does.
 // A disk received (`receive-disk`, payload: the disk) is fenced like any change, and never lands
 // on an instance this host has.
@@ -104,11 +106,54 @@ end
 if not current then return {'missing', ''} end
 local rec = cjson.decode(current)
 rec.generation = gen
-if op == 'start' then rec.status = 'running' redis.call('SREM', KEYS[6], name)
+if op == 'start' then
+  -- Started again from stopped: a restart, which is what a pending reboot waited for.
+  if rec.status ~= 'running' and type(rec.lastPatch) == 'table' then rec.lastPatch.rebootRequired = false end
+  rec.status = 'running' redis.call('SREM', KEYS[6], name)
 elseif op == 'stop' then rec.status = 'stopped' redis.call('SADD', KEYS[6], name)
 elseif op == 'patch' then
-  local wanted = cjson.decode(ARGV[4])
-  for package, version in pairs(wanted) do rec.packages[package] = version end
+  -- ARGV[4]: {p: package → version, r: packages that ask for a restart, b: rollback}. The patch
+  -- runs on a copy of the inventory; an injected fault (KEYS[7]: instance → package) leaves that
+  -- package half-configured (not installed, as dpkg counts it) and fails the patch, keeping the
+  -- copy (onFailure stop) or the snapshot taken before it (rollback).
+  local payload = cjson.decode(ARGV[4])
+  local broken = redis.call('HGET', KEYS[7], name)
+  local packages = {}
+  for package, version in pairs(rec.packages) do packages[package] = version end
+  local changed = {}
+  for package, version in pairs(payload.p) do
+    local from = packages[package]
+    if package == broken then
+      if from ~= nil then
+        packages[package] = nil
+        changed[#changed + 1] = {package = package, from = from, to = cjson.null}
+      end
+    elseif from ~= version then
+      packages[package] = version
+      changed[#changed + 1] = {package = package, from = from or cjson.null, to = version}
+    end
+  end
+  local before = rec.lastPatch
+  local pending = type(before) == 'table' and before.rebootRequired == true
+  if broken and payload.p[broken] ~= nil then
+    local message = name .. ': ' .. broken .. "'s post-installation script failed (an injected fault)"
+    if payload.b then
+      rec.lastPatch = {generation = gen, outcome = 'failed', changed = {}, rebootRequired = pending,
+        error = message .. '; rolled back to its snapshot', rolledBack = true}
+    else
+      rec.packages = packages
+      rec.lastPatch = {generation = gen, outcome = 'failed', changed = changed, rebootRequired = pending, error = message}
+    end
+    redis.call('HSET', KEYS[1], name, cjson.encode(rec))
+    return {'patch-failed', rec.lastPatch.error}
+  end
+  local reboot = pending
+  for _, package in ipairs(payload.r or {}) do
+    for _, c in ipairs(changed) do if c.package == package then reboot = true end end
+  end
+  rec.packages = packages
+  rec.lastPatch = {generation = gen, outcome = (#changed > 0) and 'patched' or 'unchanged',
+    changed = changed, rebootRequired = reboot}
 end
 current = cjson.encode(rec)
 redis.call('HSET', KEYS[1], name, current)
@@ -247,8 +292,36 @@ export class EmbeddedEngine implements HostEngine {
     await this.redis.hdel(this.keys.disks, name);
   }
 
-  patch(name: string, generation: number, packages: PackageVersions): Promise<EngineInstance> {
-    return this.transition(name, generation, 'patch', packages);
+  /**
+   * Raises the packages on a copy of the inventory and records `lastPatch` as a real host does:
+   * what changed, and `rebootRequired` when a package `options.reboot` names changed (the
+   * baseline's `reboot: true`, standing in for dpkg's /var/run/reboot-required; cleared when the
+   * instance is started again). An injected fault (`injectPatchFault`) fails it with
+   * `patch-failed`, leaving the copy or, with `options.rollback`, the snapshot before it. The patch
+   * takes the boot latency: the instance's services restart.
+   */
+  async patch(
+    name: string,
+    generation: number,
+    packages: PackageVersions,
+    options: PatchOptions = {},
+  ): Promise<EngineInstance> {
+    const patched = await this.transition(name, generation, 'patch', {
+      p: packages,
+      r: options.reboot ?? [],
+      b: options.rollback === true,
+    });
+    if (this.bootLatencyMs > 0) await this.sleep(this.bootLatencyMs);
+    return patched;
+  }
+
+  /**
+   * Makes every patch of `instance` that installs `pkg` fail, as a package whose maintainer
+   * script fails does (null: heals it). For tests and demonstrations, like `inject`.
+   */
+  async injectPatchFault(instance: string, pkg: string | null): Promise<void> {
+    if (pkg === null) await this.redis.hdel(this.keys.patchFaults, instance);
+    else await this.redis.hset(this.keys.patchFaults, instance, pkg);
   }
 
   async copyDisk(name: string, generation: number, to: HostEngine): Promise<void> {
@@ -404,6 +477,7 @@ export class EmbeddedEngine implements HostEngine {
         k.disks,
         checked ? (this.currentPlanKey as string) : k.down,
         k.stopped,
+        k.patchFaults,
       ],
       [name, String(generation), op, JSON.stringify(payload), checked ? plan : ''],
     )) as [string, string];
@@ -417,6 +491,8 @@ export class EmbeddedEngine implements HostEngine {
           'superseded',
           `${this.host} refuses ${op} of ${name} for plan ${plan}: plan ${value || 'none'} is the one being applied`,
         );
+      case 'patch-failed':
+        throw new VfleetError('patch-failed', `${this.host}: ${value}`);
       case 'stale':
         throw new VfleetError(
           'stale-generation',
@@ -433,10 +509,24 @@ export class EmbeddedEngine implements HostEngine {
  * everywhere name the instance `name`: read as `instance`.
  */
 export function reportedFrom(json: string): EngineInstance {
-  const record = JSON.parse(json) as EngineInstance & { readonly name?: string };
+  const parsed = JSON.parse(json) as EngineInstance & { readonly name?: string };
+  const record =
+    parsed.lastPatch === undefined
+      ? parsed
+      : { ...parsed, lastPatch: lastPatchOf(parsed.lastPatch) };
   if (record.instance !== undefined) return record;
   const { name, ...rest } = record;
   return { ...rest, instance: name as string };
+}
+
+/**
+ * A `lastPatch` as the Lua left it: Lua's cjson writes an empty list as `{}` and a table's keys
+ * in no order; the changes sorted by package, as a real host's are.
+ */
+function lastPatchOf(raw: PatchRecord): PatchRecord {
+  const changed = Array.isArray(raw.changed) ? [...raw.changed] : [];
+  changed.sort((a, b) => (a.package < b.package ? -1 : a.package > b.package ? 1 : 0));
+  return { ...raw, changed };
 }
 
 function unreachable(host: string): VfleetError {

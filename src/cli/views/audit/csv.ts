@@ -27,6 +27,7 @@ export const CSV_COLUMNS: Readonly<Record<AuditKind, readonly string[]>> = {
     'installed',
     'required',
     'status',
+    'classification',
   ],
   failover: ['instance', 'group', 'host', 'domain', 'failover_host', 'failover_domain', 'status'],
 };
@@ -60,6 +61,7 @@ export function renderAuditCsv(report: AuditReport): string {
         r.installed,
         r.required,
         r.status,
+        r.security ? 'security' : 'other',
       ]);
     }
     // Subjects the baseline does not apply to have no package rows: one row each, so none is lost.
@@ -75,6 +77,7 @@ export function renderAuditCsv(report: AuditReport): string {
           '',
           '',
           'not-applicable',
+          '',
         ]);
     }
   } else {

@@ -121,7 +121,7 @@ export function renderAuditHtml(report: AuditReport): string {
   if (s.patches)
     cards.push(
       card(
-        s.patches.nonCompliant === 0,
+        s.patches.findings === 0,
         'Patches',
         `${s.patches.compliant} of ${s.patches.subjects} subjects compliant`,
       ),

@@ -18,7 +18,7 @@ export function renderAuditMarkdown(report: AuditReport): string {
     );
   if (s.patches)
     lines.push(
-      `| ${mark(s.patches.nonCompliant === 0)} Patches | ${s.patches.compliant} of ${s.patches.subjects} subjects compliant, ${s.patches.notApplicable} not applicable |`,
+      `| ${mark(s.patches.findings === 0)} Patches | ${s.patches.compliant} of ${s.patches.subjects} subjects compliant, ${s.patches.notApplicable} not applicable |`,
     );
   if (s.failover)
     lines.push(

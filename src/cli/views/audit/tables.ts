@@ -81,21 +81,51 @@ export function patchTables(report: AuditReport): AuditTable[] {
   return [
     {
       title: 'Patch baselines',
-      head: ['Baseline', 'Subjects', 'Compliant', 'Non-compliant', 'Not applicable'],
+      head: [
+        'Baseline',
+        'Subjects',
+        'Compliant',
+        'Non-compliant',
+        'Pending reboot',
+        'Failed',
+        'Not applicable',
+      ],
       rows: p.baselines.map((b) => [
         b.baseline,
         b.subjects,
         b.compliant,
         b.nonCompliant,
+        b.pendingReboot,
+        b.failed,
         b.notApplicable,
       ]),
     },
     {
       title: 'Updates needed',
-      head: ['Package', 'Baseline', 'Required', 'Outdated', 'Missing', 'Subjects checked'],
+      head: [
+        'Package',
+        'Baseline',
+        'Class',
+        'Required',
+        'Outdated',
+        'Missing',
+        'Failed',
+        'Pending reboot',
+        'Subjects checked',
+      ],
       rows: p.byPackage
-        .filter((x) => x.outdated + x.missing > 0)
-        .map((x) => [x.package, x.baseline, x.required, x.outdated, x.missing, x.subjects]),
+        .filter((x) => x.outdated + x.missing + x.failed + x.pendingReboot > 0)
+        .map((x) => [
+          x.package,
+          x.baseline,
+          x.security ? 'security' : 'other',
+          x.required,
+          x.outdated,
+          x.missing,
+          x.failed,
+          x.pendingReboot,
+          x.subjects,
+        ]),
     },
     {
       title: 'Subjects',
@@ -109,6 +139,8 @@ export function patchTables(report: AuditReport): AuditTable[] {
         'Compliant',
         'Outdated',
         'Missing',
+        'Pending reboot',
+        'Failed',
       ],
       rows: p.subjects.map((x) => [
         x.subject,
@@ -120,6 +152,8 @@ export function patchTables(report: AuditReport): AuditTable[] {
         x.compliant,
         x.outdated,
         x.missing,
+        x.pendingReboot,
+        x.failed,
       ]),
       statusColumn: 5,
     },

@@ -37,8 +37,13 @@ export function summaryLines(report: AuditReport): string[] {
   }
   if (s.patches) {
     out.push(
-      `Patches: ${s.patches.compliant} of ${s.patches.subjects} subjects compliant, ${s.patches.nonCompliant} below their baseline, ${s.patches.notApplicable} not applicable.`,
+      `Patches: ${s.patches.compliant} of ${s.patches.subjects} subjects compliant, ${s.patches.nonCompliant} below their baseline, ${s.patches.pendingReboot} pending a reboot, ${s.patches.failed} whose last patch failed, ${s.patches.notApplicable} not applicable.`,
     );
+    if (s.patches.findings > 0) {
+      out.push(
+        `Updates outstanding: ${s.patches.securityFindings} security, ${s.patches.otherFindings} other.`,
+      );
+    }
   }
   if (s.failover) {
     out.push(
