@@ -3,7 +3,7 @@
 // fleet's engines. Every operation of app/ takes one; the CLI opens it per command, the
 // controller will hold one. Nothing here prints: an invalid spec comes back as its diagnostics.
 
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../state/redis-client.js';
 import { type EngineSet, openEngineSet } from '../engines/engine-set.js';
 import type { RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
@@ -60,7 +60,7 @@ export interface FleetSession extends ValidSpec {
    * A new connection to the same server (BullMQ workers need their own). `autoPipelining`: the
    * commands sent in one tick go out in one write (a scrape of a thousand queues' counts).
    */
-  connect(options?: { readonly autoPipelining?: boolean }): Redis;
+  connect(options?: { readonly autoPipelining?: boolean }): RedisClient;
   /**
    * The state read sent before the spec was parsed (`prefetchState`), once: refresh takes it
    * (and decodes it, `FleetState.decode`) instead of reading again. Undefined when there is
@@ -187,7 +187,7 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
       ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
     }));
   const state = new FleetState(connection.redis, spec.fleet.name);
-  const extra: Redis[] = [];
+  const extra: RedisClient[] = [];
   const engines = await openEngineSet(spec.fleet, {
     redis: connection.redis,
     bootLatencyMs: Number(options.env.VFLEET_EMBEDDED_BOOT_MS ?? 10),

@@ -5,19 +5,23 @@
 // raises for HELLO/AUTH, so those errors are never rethrown or attached as a cause, only their
 // redacted message is quoted (redact.ts); every client is made by redis-clients.ts, which gives
 // each an error listener and notices a store gone away.
-import { isIP } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
+import { refuseEviction } from './eviction-policy.js';
 import { ping } from './raw-redis.js';
 import { redactedMessage } from './redact.js';
+import { isCluster, type RedisClient } from './redis-client.js';
 import { DEFAULT_LOST_AFTER_MS, RedisClients } from './redis-clients.js';
 import { ensureEmbeddedRedis } from './redis-server.js';
-import { parseRedisUrl } from './redis-url.js';
+import { clientsFor } from './redis-target.js';
+import { parseRedisUrl, type RedisTarget } from './redis-url.js';
 import { within } from './within.js';
 
 export interface RedisConnection {
-  readonly redis: Redis;
+  /** A `Cluster` for redis-cluster://; a `Redis` otherwise (a Sentinel's master included). */
+  readonly redis: RedisClient;
+  /** What REDIS_URL names (undefined for the private server): the raw state read's way there. */
+  readonly target?: RedisTarget;
   /** Where vfleet is connected, safe to show: the password is `***`. */
   readonly url: string;
   /** True when this is the private server of the folder, which `vfleet down` stops. */
@@ -51,25 +55,12 @@ export async function connectRedis(options: ConnectRedisOptions): Promise<RedisC
   const debug = options.debug ?? (() => undefined);
   const url = options.env.REDIS_URL;
   if (url !== undefined && url.trim() !== '') {
-    const endpoint = parseRedisUrl(url);
-    refuseDebugWithPassword(endpoint.password, [options.env.DEBUG, process.env.DEBUG]);
-    const tlsOptions = endpoint.tls
-      ? { tls: isIP(endpoint.host) ? {} : { servername: endpoint.host } }
-      : {};
-    const clients = new RedisClients(
-      {
-        host: endpoint.host,
-        port: endpoint.port,
-        username: endpoint.username,
-        password: endpoint.password,
-        db: endpoint.db,
-        ...tlsOptions,
-      },
-      { shown: endpoint.redacted, lostAfterMs: lostAfter(options), debug },
-    );
-    const redis = await openClient(clients, endpoint);
-    await refuseEviction(redis, endpoint.redacted);
-    return connection(redis, clients, false);
+    const target = parseRedisUrl(url);
+    refuseDebugWithPassword(target.password, [options.env.DEBUG, process.env.DEBUG]);
+    const clients = clientsFor(target, { lostAfterMs: lostAfter(options), debug });
+    const redis = await openClient(clients, target);
+    await refuseEviction(redis, target.redacted, target);
+    return connection(redis, clients, false, target);
   }
   const paths = await ensureEmbeddedRedis(options.cwd, options.env, {
     debug,
@@ -121,9 +112,15 @@ function refuseDebugWithPassword(password: string | undefined, debugVariables: u
   );
 }
 
-function connection(redis: Redis, clients: RedisClients, embedded: boolean): RedisConnection {
+function connection(
+  redis: RedisClient,
+  clients: RedisClients,
+  embedded: boolean,
+  target?: RedisTarget,
+): RedisConnection {
   return {
     redis,
+    ...(target ? { target } : {}),
     url: clients.shown,
     embedded,
     clients,
@@ -141,7 +138,7 @@ function connection(redis: Redis, clients: RedisClients, embedded: boolean): Red
 async function openClient(
   clients: RedisClients,
   target: { readonly db?: number; readonly password?: string } = {},
-): Promise<Redis> {
+): Promise<RedisClient> {
   const redis = clients.open({ lazyConnect: true });
   try {
     // connectTimeout covers the TCP connect only: a server that accepts and then says nothing
@@ -154,7 +151,7 @@ async function openClient(
     if (!ready) throw new Error(`no Redis reply within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
     // ioredis reports a refused SELECT (a db number past the server's `databases`) as an event
     // and carries on in db 0; vfleet would then read and write another fleet's database.
-    if (target.db) await redis.select(target.db);
+    if (target.db && !isCluster(redis)) await redis.select(target.db);
   } catch (e) {
     // Already ended after a fatal error; disconnecting again would arm a timer on a closed
     // stream that nothing clears, holding the process open for ioredis's disconnectTimeout.
@@ -180,43 +177,6 @@ async function openClient(
     );
   }
   return redis;
-}
-
-/** Reads maxmemory-policy: CONFIG GET, or INFO memory where CONFIG is disabled (managed Redis). */
-async function evictionPolicy(redis: Redis): Promise<string | undefined> {
-  try {
-    const reply: unknown = await redis.config('GET', 'maxmemory-policy');
-    const value = Array.isArray(reply)
-      ? reply[1]
-      : (reply as Record<string, unknown> | null)?.['maxmemory-policy'];
-    if (typeof value === 'string' && value !== '') return value;
-  } catch {
-    // CONFIG renamed away or not permitted: INFO is nearly always allowed.
-  }
-  try {
-    const info = await redis.info('memory');
-    return /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
-  } catch {
-    return undefined;
-  }
-}
-
-async function refuseEviction(redis: Redis, shown: string): Promise<void> {
-  const policy = await evictionPolicy(redis);
-  if (policy === 'noeviction') return;
-  redis.disconnect();
-  const fix =
-    'run `redis-cli CONFIG SET maxmemory-policy noeviction` and set `maxmemory-policy noeviction` in redis.conf so that it survives a restart (on a managed Redis: in its parameter group or settings)';
-  if (policy === undefined) {
-    throw new VfleetError(
-      'redis-eviction-policy',
-      `cannot read the maxmemory-policy of Redis at ${shown} (both CONFIG GET and INFO were refused); vfleet needs noeviction: ${fix}`,
-    );
-  }
-  throw new VfleetError(
-    'redis-eviction-policy',
-    `Redis at ${shown} has maxmemory-policy ${policy}: under memory pressure it would silently drop vfleet's locks, jobs and state. vfleet needs noeviction: ${fix}`,
-  );
 }
 
 /** How long a restarted private server may take to read its AOF back before vfleet gives up. */

@@ -8,7 +8,7 @@
 // plan was made from, and bumping the version on each would make every saved plan stale within
 // seconds of a worker running. Losing a host is a mutation the controller makes when a
 // heartbeat is too old, and that one bumps the version.
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
 import {
   InstanceRecordReader,
@@ -26,6 +26,7 @@ import {
   fleetOfLockKey,
 } from './keys.js';
 import { recordPlacement } from './record-placement.js';
+import { type RedisClient, scanKeys } from './redis-client.js';
 
 export type { ObservedInstanceRecord };
 export type InstanceRecordStatus = ObservedInstanceRecord['status'];
@@ -122,9 +123,9 @@ function byName<T>(key: (item: T) => string): (a: T, b: T) => number {
 export class FleetState {
   readonly fleet: string;
   readonly keys: FleetKeys;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
 
-  constructor(redis: Redis, fleet: string) {
+  constructor(redis: RedisClient, fleet: string) {
     this.redis = redis;
     this.fleet = fleet;
     this.keys = fleetKeys(fleet);
@@ -379,19 +380,15 @@ export class FleetState {
 
   /** Every fleet lock held on this server, with its fleet: what `vfleet down` must not pull from under. */
   static async heldLocks(
-    redis: Redis,
+    redis: RedisClient,
   ): Promise<Array<{ readonly fleet: string; readonly holder: LockHolder }>> {
     const held: Array<{ fleet: string; holder: LockHolder }> = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', ALL_FLEET_LOCKS, 'COUNT', 1000);
-      cursor = next;
-      for (const key of keys) {
-        const value = await redis.get(key);
-        if (value !== null)
-          held.push({ fleet: fleetOfLockKey(key), holder: parseJson(value, key) as LockHolder });
-      }
-    } while (cursor !== '0');
+    // Every master of a Cluster: each fleet's keys are on the one holding its slot.
+    for (const key of await scanKeys(redis, ALL_FLEET_LOCKS)) {
+      const value = await redis.get(key);
+      if (value !== null)
+        held.push({ fleet: fleetOfLockKey(key), holder: parseJson(value, key) as LockHolder });
+    }
     return held.sort((a, b) => (a.fleet < b.fleet ? -1 : 1));
   }
 

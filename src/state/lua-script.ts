@@ -2,13 +2,13 @@
 // does not have it yet (NOSCRIPT, after a restart or SCRIPT FLUSH): ioredis's own
 // `defineCommand`, which does exactly that, registered once per client. A script of a few
 // kilobytes sent with every call was most of what a tick of the controller wrote to the socket.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-client.js';
 
 type ScriptRunner = (...args: Array<string | number>) => Promise<unknown>;
 
 /** Runs `lua` with `keys` and `args` (the number of keys is sent with them: any count works). */
 export function runScript(
-  redis: Redis,
+  redis: RedisClient,
   name: string,
   lua: string,
   keys: readonly string[],

@@ -1,15 +1,16 @@
 // The fleet's record of its VMs' disk replication (model/replication.ts): one hash, instance →
 // status, written by the sync jobs and read by status, the failover audit and the planner; and
 // the per-instance lock that keeps one sync of an instance running at a time.
-import type { Redis } from 'ioredis';
+
 import type { ReplicationStatus } from '../model/replication.js';
 import { type FleetKeys, fleetKeys } from './keys.js';
+import type { RedisClient } from './redis-client.js';
 
 export class ReplicationState {
   private readonly keys: FleetKeys;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     fleet: string,
   ) {
     this.keys = fleetKeys(fleet);

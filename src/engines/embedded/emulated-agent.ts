@@ -7,7 +7,7 @@
 // (the fleet's record names another host, or a newer generation), so a returning host never
 // resumes a stale copy. Every controller process runs it each tick for all embedded hosts, in one
 // script; each tick is idempotent, so any number may.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../state/redis-client.js';
 import { engineHostKeys, fleetKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
 
@@ -98,7 +98,7 @@ export interface AgentTickResult {
  * all, or each host's own (the simulation skews them).
  */
 export async function embeddedAgentTick(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   hosts: readonly string[],
   nowMs: number | ((host: string) => number),
