@@ -3,7 +3,6 @@
 // fleet's engines. Every operation of app/ takes one; the CLI opens it per command, the
 // controller will hold one. Nothing here prints: an invalid spec comes back as its diagnostics.
 
-import type { RedisClient } from '../state/redis-client.js';
 import { type EngineSet, openEngineSet } from '../engines/engine-set.js';
 import type { RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
@@ -13,6 +12,7 @@ import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { ControlState } from '../state/control-state.js';
 import { FleetState, type StateReply } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
+import type { RedisClient } from '../state/redis-client.js';
 import { embeddedRedisRunning } from '../state/redis-server.js';
 import { within } from '../state/within.js';
 import { readAndLoadFleet } from './read-spec.js';

@@ -7,10 +7,10 @@
 // (VFLEET_NOTIFY_SECRET) or a file, is read by the sender when it signs, and never enters a
 // job, an event or a log.
 import { createHmac } from 'node:crypto';
-import type { RedisClient } from '../state/redis-client.js';
 import { auditObserved } from '../app/audit.js';
 import type { FleetSession } from '../app/session.js';
 import { VfleetError } from '../model/errors.js';
+import type { RedisClient } from '../state/redis-client.js';
 
 export const NOTIFY_EVENTS = [
   'sync-failed',

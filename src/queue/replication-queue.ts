@@ -58,7 +58,11 @@ export async function syncReplicationSchedules(
 
 export function replicationWorker(
   deps: () => ReplicationJobDeps,
-  options: { readonly connection: RedisClient; readonly prefix: string; readonly concurrency: number },
+  options: {
+    readonly connection: RedisClient;
+    readonly prefix: string;
+    readonly concurrency: number;
+  },
 ): Worker<ReplicationJobData, ReplicationOutcome> {
   const worker = new Worker<ReplicationJobData, ReplicationOutcome>(
     REPLICATION_QUEUE,

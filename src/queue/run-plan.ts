@@ -3,8 +3,8 @@
 // job that already ran is not run again, its recorded outcome is read back instead — unless it
 // failed: then the action runs again under a fresh id, so the next apply resumes from a failure.
 import { FlowProducer, Job, type JobsOptions, Queue, QueueEvents, Worker } from 'bullmq';
-import type { RedisClient } from '../state/redis-client.js';
 import type { Plan } from '../model/plan.js';
+import type { RedisClient } from '../state/redis-client.js';
 import {
   actionHandler,
   type EngineLookup,

@@ -25,6 +25,7 @@ import {
   fleetKeys,
   fleetOfLockKey,
 } from './keys.js';
+import { runScript } from './lua-script.js';
 import { recordPlacement } from './record-placement.js';
 import { type RedisClient, scanKeys } from './redis-client.js';
 
@@ -321,12 +322,12 @@ export class FleetState {
 
   /** Takes the lock for `ttlMs` unless someone holds it; then says who. */
   async acquireLock(holder: LockHolder, ttlMs: number): Promise<LockResult> {
-    const current = (await this.redis.eval(
+    const current = (await runScript(
+      this.redis,
+      'lock_acquire',
       ACQUIRE,
-      1,
-      this.keys.lock,
-      JSON.stringify(holder),
-      String(Math.max(1, Math.round(ttlMs))),
+      [this.keys.lock],
+      [JSON.stringify(holder), String(Math.max(1, Math.round(ttlMs)))],
     )) as string | null;
     return current === null ? { ok: true } : { ok: false, holder: this.parseHolder(current) };
   }
@@ -363,13 +364,12 @@ export class FleetState {
     op: 'renew' | 'release',
     ttlMs: number,
   ): Promise<[boolean, string | null]> {
-    const [acted, value] = (await this.redis.eval(
+    const [acted, value] = (await runScript(
+      this.redis,
+      'lock_if_holder',
       IF_HOLDER,
-      1,
-      this.keys.lock,
-      id,
-      op,
-      String(ttlMs),
+      [this.keys.lock],
+      [id, op, String(ttlMs)],
     )) as [number, string | null];
     return [acted === 1, value ?? null];
   }

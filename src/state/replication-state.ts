@@ -4,6 +4,7 @@
 
 import type { ReplicationStatus } from '../model/replication.js';
 import { type FleetKeys, fleetKeys } from './keys.js';
+import { runScript } from './lua-script.js';
 import type { RedisClient } from './redis-client.js';
 
 export class ReplicationState {
@@ -44,11 +45,12 @@ export class ReplicationState {
   }
 
   async release(name: string, token: string): Promise<void> {
-    await this.redis.eval(
+    await runScript(
+      this.redis,
+      'replication_release',
       "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-      1,
-      `${this.keys.replicationLock}${name}`,
-      token,
+      [`${this.keys.replicationLock}${name}`],
+      [token],
     );
   }
 }

@@ -22,12 +22,13 @@
 //
 // The emulated agent (emulated-agent.ts) renews each host's lease, stops a partitioned host's
 // instances a ttl after its last renewal, and has a returning host destroy its stale copies.
-import type { RedisClient } from '../../state/redis-client.js';
+
 import { ENGINE_CAPABILITIES } from '../../model/engine-capabilities.js';
 import { VfleetError } from '../../model/errors.js';
 import type { Host, PackageVersions } from '../../model/fleet.js';
 import { type EngineHostKeys, engineHostKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
+import type { RedisClient } from '../../state/redis-client.js';
 import {
   checkCopyTarget,
   checkReplicaTarget,

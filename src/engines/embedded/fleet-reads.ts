@@ -2,9 +2,10 @@
 // in one round trip (a pipeline, or one script over every host's keys), one reply per host rather
 // than one per instance — on 100,000 instances that is most of what reading them costs the client.
 // A host under a fault does not answer (null), as HostEngine.list would throw.
-import type { RedisClient } from '../../state/redis-client.js';
+
 import { engineHostKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
+import type { RedisClient } from '../../state/redis-client.js';
 import type { EngineInstance, InjectedFault } from '../host-engine.js';
 import { faultOf, reportedFrom } from './embedded-engine.js';
 
