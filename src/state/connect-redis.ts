@@ -58,7 +58,12 @@ export async function connectRedis(options: ConnectRedisOptions): Promise<RedisC
     const target = parseRedisUrl(url);
     refuseDebugWithPassword(target.password, [options.env.DEBUG, process.env.DEBUG]);
     const clients = clientsFor(target, { lostAfterMs: lostAfter(options), debug });
-    const redis = await openClient(clients, target);
+    const redis = await openClient(clients, {
+      db: target.db,
+      password: target.password,
+      kind: target.kind,
+      ...(target.kind === 'sentinel' ? { name: target.name } : {}),
+    });
     await refuseEviction(redis, target.redacted, target);
     return connection(redis, clients, false, target);
   }
@@ -137,7 +142,12 @@ function connection(
 
 async function openClient(
   clients: RedisClients,
-  target: { readonly db?: number; readonly password?: string } = {},
+  target: {
+    readonly db?: number;
+    readonly password?: string;
+    readonly kind?: RedisTarget['kind'];
+    readonly name?: string;
+  } = {},
 ): Promise<RedisClient> {
   const redis = clients.open({ lazyConnect: true });
   try {
@@ -152,17 +162,27 @@ async function openClient(
     // ioredis reports a refused SELECT (a db number past the server's `databases`) as an event
     // and carries on in db 0; vfleet would then read and write another fleet's database.
     if (target.db && !isCluster(redis)) await redis.select(target.db);
+    if (target.kind === 'standalone') await refuseOtherMode(redis);
   } catch (e) {
     // Already ended after a fatal error; disconnecting again would arm a timer on a closed
     // stream that nothing clears, holding the process open for ioredis's disconnectTimeout.
     if (redis.status !== 'end') redis.disconnect();
+    if (e instanceof VfleetError) throw e;
     const raw = clients.lastErrorMessage() ?? redactedMessage(e);
     // The reason is one line: a server's error text could carry more.
     const reason = /Unknown RESP type|Protocol error/.test(raw)
       ? 'the server does not speak the Redis protocol'
       : /^NOAUTH/.test(raw) && target.password === undefined
         ? 'NOAUTH: the server wants a password and REDIS_URL has none'
-        : (raw.split('\n')[0] ?? '').slice(0, 200);
+        : /No such master with that name/.test(raw)
+          ? `the Sentinels know no master named "${target.name}" (the name after # in REDIS_URL)`
+          : /^Connection is closed/.test(raw) && target.kind === 'cluster'
+            ? 'none of the seed nodes answers'
+            : /^All sentinels are unreachable.*Connection is closed/.test(raw)
+              ? 'none of the Sentinels answers'
+              : /cluster support disabled|unknown command 'cluster'/.test(raw)
+                ? 'a seed node is not a Cluster node (for one server, use redis://; for Sentinels, redis-sentinel://)'
+                : (raw.split('\n')[0] ?? '').slice(0, 200);
     const hint = /WRONGPASS|NOAUTH|AUTH/.test(reason)
       ? ' (check the user name and password in REDIS_URL)'
       : /DB index/.test(reason)
@@ -177,6 +197,23 @@ async function openClient(
     );
   }
   return redis;
+}
+
+/**
+ * A redis:// URL that names a Cluster node or a Sentinel would half work (a Cluster node answers
+ * MOVED for the slots it does not hold; a Sentinel holds no data): refused, with the form to use.
+ */
+async function refuseOtherMode(redis: RedisClient): Promise<void> {
+  const info = await redis.info('server').catch(() => '');
+  const mode = /^redis_mode:(\w+)/m.exec(info)?.[1];
+  if (mode === 'cluster' || mode === 'sentinel') {
+    throw new VfleetError(
+      'redis-url',
+      mode === 'cluster'
+        ? 'REDIS_URL names a node of a Redis Cluster: use redis-cluster://host1:port1,host2:port2 (the nodes as seeds)'
+        : 'REDIS_URL names a Sentinel: use redis-sentinel://host1:port1,host2:port2[/db]#mastername',
+    );
+  }
 }
 
 /** How long a restarted private server may take to read its AOF back before vfleet gives up. */

@@ -130,7 +130,14 @@ export class RedisClients {
   private watch<C extends RedisClient>(client: C): C {
     this.live.add(client);
     const onError = (e: unknown) => {
-      this.lastError = redactedMessage(e);
+      // A Cluster that reached none of its nodes says "Failed to refresh slots cache."; why is
+      // the last node's error it carries (a refused connection, a wrong password).
+      const cause = (e as { lastNodeError?: unknown } | null)?.lastNodeError;
+      const message = redactedMessage(cause ?? e);
+      // "Connection is closed." follows the error that closed it (ECONNREFUSED…): keep that.
+      if (this.lastError === undefined || !/^Connection is closed/.test(message)) {
+        this.lastError = message;
+      }
       this.debug(`redis ${this.shown}: ${this.lastError}`);
     };
     client.on('error', onError);
