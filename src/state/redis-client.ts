@@ -3,6 +3,8 @@
 // types; where they differ — a SCAN sees one node's keys only, server settings are per node —
 // the helpers here cover both.
 import type { Cluster, Redis } from 'ioredis';
+import { bulkTexts, rawCommand } from './raw-reply.js';
+import type { RedisTarget, SentinelTarget } from './redis-url.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -30,4 +32,45 @@ export async function scanKeys(client: RedisClient, pattern: string): Promise<st
     } while (cursor !== '0');
   }
   return [...found];
+}
+
+/**
+ * Which servers hold the keys now: the run_id of the one server (a Sentinel's master), or of
+ * every master of a Cluster. It changes when a failover promotes another server, or the server
+ * restarts: writes the old one had not replicated, or persisted, may be gone. Undefined when
+ * INFO is refused.
+ */
+export async function keyServersIdentity(
+  client: RedisClient,
+  target?: RedisTarget,
+): Promise<string | undefined> {
+  // Through Sentinels, the master is the one they name now: a client may still be on the old
+  // one, which answers as a master until they demote it.
+  if (target?.kind === 'sentinel') return sentinelMaster(target);
+  try {
+    const ids = await Promise.all(
+      keyNodes(client).map(async (node) => /^run_id:(\w+)/m.exec(await node.info('server'))?.[1]),
+    );
+    return ids.some((id) => id === undefined) ? undefined : ids.sort().join(',');
+  } catch {
+    return undefined;
+  }
+}
+
+/** `host:port` of the master the first Sentinel that answers names; undefined if none does. */
+async function sentinelMaster(target: SentinelTarget): Promise<string | undefined> {
+  for (const sentinel of target.sentinels) {
+    try {
+      const reply = await rawCommand(
+        { ...sentinel, tls: target.tls },
+        ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.name],
+        2_000,
+      );
+      const [host, port] = bulkTexts(reply);
+      if (typeof host === 'string' && typeof port === 'string') return `${host}:${port}`;
+    } catch {
+      // the next Sentinel
+    }
+  }
+  return undefined;
 }

@@ -40,6 +40,11 @@ export function clientsFor(
         ...auth,
         db: target.db,
         reconnectOnError: reconnectOnReadonly,
+        // Not ioredis's failoverDetector (a subscription to the Sentinels' +switch-master): a
+        // client closed while it subscribes keeps its Sentinel connections, and the process
+        // never exits (seen: an apply after a failover hung once done). A client stays on an
+        // old master until the Sentinels demote it (READONLY, then it reconnects); what it
+        // wrote meanwhile is lost, and apply says so (app/apply.ts, docs/redis.md).
         // The Sentinels are asked without the data nodes' password (redis-url.ts).
         ...(target.tls ? { tls: {}, enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
       };
