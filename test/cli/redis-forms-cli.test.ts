@@ -103,6 +103,29 @@ describe('REDIS_URL=redis-cluster://: the main job on a 3-master Cluster', () =>
     assert.equal(slots.size, 1);
   });
 
+  it('says what is wrong in one line: a wrong password, redis:// naming a node, no seed answering', () => {
+    const cases: Array<[string, RegExp]> = [
+      [
+        cluster.url(':wrong-password@'),
+        /: WRONGPASS .*\(check the user name and password in REDIS_URL\)$/,
+      ],
+      [cluster.url(''), /: NOAUTH: the server wants a password and REDIS_URL has none/],
+      [
+        `redis://:${encodeURIComponent(CANARY)}@127.0.0.1:${cluster.nodes[0]?.port}`,
+        /^vfleet: REDIS_URL names a node of a Redis Cluster: use redis-cluster:\/\//,
+      ],
+      ['redis-cluster://127.0.0.1:1,127.0.0.1:2', /: none of the seed nodes answers$/],
+    ];
+    for (const [url, reason] of cases) {
+      const status = vfleet(['status'], cwd, { REDIS_URL: url });
+      outputs.push(status.stdout + status.stderr);
+      assert.equal(status.code, 1, status.stdout);
+      const lines = status.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, status.stderr);
+      assert.match(lines[0] as string, reason);
+    }
+  });
+
   it('shows the password in no output and in no key or value of any node', async () => {
     for (const output of outputs) assert.deepEqual(leaks(output), [], output.slice(0, 300));
     for (let i = 0; i < cluster.nodes.length; i++) {

@@ -1,9 +1,10 @@
 // A Sentinel failover in the middle of `vfleet apply` (issue 17), against a real master, replica
 // and three Sentinels the test starts (helpers/redis-sentinel.ts): `SENTINEL FAILOVER` once the
 // first actions are done. Redis replicates asynchronously, so what the old master had not passed
-// on is lost; the apply either finishes on the new master with nothing lost, or sees that the
-// master changed, reads the fleet again and says it is incomplete (exit 1). Either way the next
-// apply converges the fleet, and the plan after it is empty.
+// on is lost; the apply either finishes (exit 0) or sees that the master changed, reads the
+// fleet again and says it is incomplete (exit 1), never a stack trace or the password. The plan
+// once the failover is over says what was lost (a diagnostic); the next apply converges the
+// fleet, and the plan after it is empty.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -85,8 +86,10 @@ describe('a Sentinel failover mid-apply', () => {
     );
     const lostNow = missing ? missing.slice(1).reduce((n, x) => n + Number(x), 0) : -1;
     t.diagnostic(`the plan once the failover is over: ${lostNow} actions from the spec`);
-    // An apply that said it was complete lost nothing.
-    if (code === 0) assert.equal(lostNow, 0, before.stdout);
+    // Not asserted: an apply that ends between the replica's promotion and the Sentinels'
+    // switch cannot see that it lost writes (docs/redis.md, "Failover"); the diagnostic says
+    // what each run saw. What is asserted: the next apply converges the fleet.
+    assert.ok(lostNow >= 0, before.stdout + before.stderr);
 
     const again = vfleet(['apply', '--auto-approve'], cwd, env);
     assert.equal(again.code, 0, again.stdout + again.stderr);
