@@ -3,9 +3,11 @@
 // Sentinels (helpers/redis-sentinel.ts), each with a canary password. On each: the main job —
 // `vfleet apply --auto-approve` of the root fleet.yaml on the embedded engine — then `vfleet plan`
 // (converged) and `vfleet status`; the fleet's keys, BullMQ's included, in one slot; moves (a
-// flow across two host queues) on the Cluster; the eviction check on a replica; the raw state
+// flow across two host queues) and the controller (a crashed host's instance restarted) on the
+// Cluster; the eviction check on a replica; the raw state
 // read through the Sentinels; and the canary in no output and no key of any node.
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { isVfleetError } from '../../src/model/errors.js';
@@ -20,7 +22,7 @@ import {
   startRedisSentinel,
   type TestRedisSentinel,
 } from '../helpers/redis-sentinel.js';
-import { vfleet, workdir } from '../helpers/vfleet-cli.js';
+import { pollUntil, type StatusJson, spawnVfleet, vfleet, workdir } from '../helpers/vfleet-cli.js';
 
 const CANARY = 'forms-Canary/5e7b+q';
 const leaks = (text: string) =>
@@ -54,6 +56,7 @@ describe('REDIS_URL=redis-cluster://: the main job on a 3-master Cluster', () =>
   let cluster: TestRedisCluster;
   let cwd: string;
   const outputs: string[] = [];
+  const children: ChildProcess[] = [];
   const run = runner(
     () => cwd,
     () => cluster.url(),
@@ -65,6 +68,7 @@ describe('REDIS_URL=redis-cluster://: the main job on a 3-master Cluster', () =>
     cwd = workdir();
   });
   after(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await cluster?.stop();
     if (cwd) rmSync(cwd, { recursive: true, force: true });
   });
@@ -83,6 +87,41 @@ describe('REDIS_URL=redis-cluster://: the main job on a 3-master Cluster', () =>
     assert.match(drain.stdout, /8 actions done/);
     assert.doesNotMatch(drain.stdout + drain.stderr, /CROSSSLOT|failed/);
     assert.match(run(['plan']).stdout, CONVERGED);
+  });
+
+  it('runs the controller: a crashed host is lost, its instance restarted elsewhere, /metrics answers', async () => {
+    const env = { REDIS_URL: cluster.url(), VFLEET_EMBEDDED_BOOT_MS: '0' };
+    const controller = spawnVfleet(
+      ['controller', '--lease-ttl', '1s', '--interval', '3s', '--http', '127.0.0.1:0'],
+      cwd,
+      env,
+      children,
+    );
+    try {
+      const url = await pollUntil(
+        'the controller serving',
+        () => /serving (http:\/\/127\.0\.0\.1:\d+)/.exec(controller.output())?.[1],
+      );
+      await pollUntil('the controller leading', () =>
+        / leader\b/.test(controller.output()) ? true : undefined,
+      );
+      const fail = run(['host', 'fail', 'hv-r1-02']);
+      assert.equal(fail.code, 0, fail.stderr);
+      const restarted = await pollUntil('api-2 restarted on another host', () => {
+        const status = JSON.parse(run(['status', '--json']).stdout) as StatusJson;
+        const api2 = status.instances.find((i) => i.instance === 'api-2');
+        return api2 && api2.host !== 'hv-r1-02' && api2.status === 'running' ? api2 : undefined;
+      });
+      assert.notEqual(restarted.host, 'hv-r1-02');
+      const metrics = await fetch(`${url}/metrics`).then((r) => r.text());
+      assert.match(metrics, /vfleet_hosts\{health="lost"\} 1/);
+      assert.equal((await fetch(`${url}/queues`)).status, 200);
+    } finally {
+      controller.child.kill('SIGTERM');
+      outputs.push(controller.output());
+      await controller.exited;
+    }
+    assert.equal(run(['host', 'recover', 'hv-r1-02']).code, 0);
   });
 
   it('keeps the fleet in one slot: every key on one master, under vfleet:{lab}:, BullMQ’s too', async () => {
