@@ -62,6 +62,7 @@ export async function connectRedis(options: ConnectRedisOptions): Promise<RedisC
       db: target.db,
       password: target.password,
       kind: target.kind,
+      tls: target.tls,
       ...(target.kind === 'sentinel' ? { name: target.name } : {}),
     });
     await refuseEviction(redis, target.redacted, target);
@@ -147,6 +148,7 @@ async function openClient(
     readonly password?: string;
     readonly kind?: RedisTarget['kind'];
     readonly name?: string;
+    readonly tls?: boolean;
   } = {},
 ): Promise<RedisClient> {
   const redis = clients.open({ lazyConnect: true });
@@ -177,7 +179,9 @@ async function openClient(
         : /No such master with that name/.test(raw)
           ? `the Sentinels know no master named "${target.name}" (the name after # in REDIS_URL)`
           : /^Connection is closed/.test(raw) && target.kind === 'cluster'
-            ? 'none of the seed nodes answers'
+            ? target.tls
+              ? 'none of the seed nodes answers, or none has a certificate this machine trusts (a private authority: NODE_EXTRA_CA_CERTS=<its certificate file>)'
+              : 'none of the seed nodes answers'
             : /^All sentinels are unreachable.*Connection is closed/.test(raw)
               ? 'none of the Sentinels answers'
               : /cluster support disabled|unknown command 'cluster'/.test(raw)

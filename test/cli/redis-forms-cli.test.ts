@@ -8,7 +8,8 @@
 // read through the Sentinels; and the canary in no output and no key of any node.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { isVfleetError } from '../../src/model/errors.js';
 import { connectRedis } from '../../src/state/connect-redis.js';
@@ -22,6 +23,7 @@ import {
   startRedisSentinel,
   type TestRedisSentinel,
 } from '../helpers/redis-sentinel.js';
+import { makeTestCerts } from '../helpers/tls-certs.js';
 import { pollUntil, type StatusJson, spawnVfleet, vfleet, workdir } from '../helpers/vfleet-cli.js';
 
 const CANARY = 'forms-Canary/5e7b+q';
@@ -172,6 +174,47 @@ describe('REDIS_URL=redis-cluster://: the main job on a 3-master Cluster', () =>
         assert.deepEqual(leaks(text), [], key);
       }
     }
+  });
+});
+
+describe('REDIS_URL=rediss-cluster://: the main job over TLS to every node', () => {
+  let cluster: TestRedisCluster;
+  let cwd: string;
+  let certs: string;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    certs = mkdtempSync(`${tmpdir()}/vfleet-test-certs-`);
+    const tls = makeTestCerts(certs);
+    cluster = await startRedisCluster({ password: CANARY, tls });
+    cwd = workdir();
+    // vfleet trusts the test's authority as it would a private CA: through Node's own variable.
+    env = { REDIS_URL: cluster.tlsUrl(), NODE_EXTRA_CA_CERTS: tls.ca };
+  });
+  after(async () => {
+    await cluster?.stop();
+    for (const dir of [cwd, certs]) if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('applies, plans nothing, shows the fleet; refuses a server it cannot verify', () => {
+    const apply = vfleet(['apply', '--auto-approve'], cwd, env);
+    assert.equal(apply.code, 0, apply.stdout + apply.stderr);
+    assert.match(apply.stdout, /Apply complete: 32 actions done\./);
+    assert.match(vfleet(['plan'], cwd, env).stdout, CONVERGED);
+    const status = vfleet(['status'], cwd, env);
+    assert.match(
+      status.stdout,
+      /^Fleet lab \(state version 32, Redis rediss-cluster:\/\/:\*\*\*@127\.0\.0\.1:/,
+    );
+    // Without the authority, the nodes' certificate is not trusted: one line, no password.
+    const untrusted = vfleet(['status'], cwd, { REDIS_URL: cluster.tlsUrl() });
+    assert.equal(untrusted.code, 1);
+    assert.match(
+      untrusted.stderr,
+      /^vfleet: cannot connect to Redis at rediss-cluster:\/\/:\*\*\*@.*: none of the seed nodes answers, or none has a certificate this machine trusts \(a private authority: NODE_EXTRA_CA_CERTS=/,
+    );
+    for (const run of [apply, status, untrusted])
+      assert.deepEqual(leaks(run.stdout + run.stderr), []);
   });
 });
 

@@ -20,6 +20,8 @@ export interface TestRedisCluster {
   readonly dir: string;
   /** `redis-cluster://[:password@]127.0.0.1:p1,127.0.0.1:p2,…`: every node a seed. */
   url(userInfo?: string): string;
+  /** With `tls`: `rediss-cluster://…` on the nodes' TLS ports. */
+  tlsUrl(userInfo?: string): string;
   /** A client on one node (by index), not cluster-aware: for CONFIG, DEBUG and the like. */
   node(index: number): Redis;
   /** A cluster client, for reading what vfleet wrote. */
@@ -33,6 +35,11 @@ export interface TestRedisClusterOptions {
   readonly password?: string;
   /** Extra redis-server arguments for every node. */
   readonly args?: readonly string[];
+  /**
+   * TLS too: every node also listens on a TLS port with this certificate, and the nodes speak
+   * TLS to each other (`tls-cluster`); the plain port stays, for the helper's own probes.
+   */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
 }
 
 export async function startRedisCluster(
@@ -42,6 +49,7 @@ export async function startRedisCluster(
   const replicas = options.replicasPerMaster ?? 0;
   const dir = mkdtempSync(`${tmpdir()}/vfleet-test-cluster-`);
   const nodes: RedisProcess[] = [];
+  const tlsPorts: number[] = [];
   const clients: Array<Redis | Cluster> = [];
   const auth = options.password
     ? ['--requirepass', options.password, '--masterauth', options.password]
@@ -56,6 +64,28 @@ export async function startRedisCluster(
       const port = await freePort();
       // The bus port is chosen too: port + 10000 may be past 65535 for an ephemeral port.
       const busPort = await freePort();
+      const tls = options.tls;
+      const tlsArgs: string[] = [];
+      if (tls) {
+        const tlsPort = await freePort();
+        tlsPorts.push(tlsPort);
+        tlsArgs.push(
+          '--tls-port',
+          String(tlsPort),
+          '--tls-cluster',
+          'yes',
+          '--tls-replication',
+          'yes',
+          '--tls-cert-file',
+          tls.cert,
+          '--tls-key-file',
+          tls.key,
+          '--tls-ca-cert-file',
+          tls.ca,
+          '--tls-auth-clients',
+          'no',
+        );
+      }
       nodes.push(
         await startRedisProcess(port, [
           '--port',
@@ -79,6 +109,7 @@ export async function startRedisCluster(
           '--maxmemory-policy',
           'noeviction',
           ...auth,
+          ...tlsArgs,
           ...(options.args ?? []),
         ]),
       );
@@ -130,6 +161,8 @@ export async function startRedisCluster(
       dir,
       url: (userInfo = options.password ? `:${encodeURIComponent(options.password)}@` : '') =>
         `redis-cluster://${userInfo}${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`,
+      tlsUrl: (userInfo = options.password ? `:${encodeURIComponent(options.password)}@` : '') =>
+        `rediss-cluster://${userInfo}${tlsPorts.map((p) => `127.0.0.1:${p}`).join(',')}`,
       node(index) {
         const n = nodes[index];
         if (!n) throw new Error(`no node ${index}`);
