@@ -1,6 +1,6 @@
 // Everything a Redis server holds, as text — every key's name, its DUMP payload and a typed read
 // of its value — for the tests that look for a secret that must not be there (secrets-cli,
-// redis-forms-cli: on a Cluster or a Sentinel setup, once per node).
+// redis-cluster-cli, redis-sentinel-cli: on a Cluster or a Sentinel setup, once per node).
 import type { Redis } from 'ioredis';
 
 /** Every key of the server and everything in it, as text: names, values, DUMP payloads. */

@@ -20,6 +20,8 @@ export interface TestRedisSentinel {
   readonly dir: string;
   /** `redis-sentinel://[:password@]127.0.0.1:s1,…/db#vfleet-test`. */
   url(options?: { readonly db?: number; readonly userInfo?: string }): string;
+  /** With `tls`: `rediss-sentinel://…` on the Sentinels' TLS ports. */
+  tlsUrl(options?: { readonly db?: number }): string;
   /** A plain client on one data node (by index). */
   server(index: number): Redis;
   /** A client on one Sentinel (by index): SENTINEL commands. */
@@ -35,6 +37,11 @@ export interface TestRedisSentinelOptions {
   readonly password?: string;
   /** Extra redis-server arguments for every data node. */
   readonly args?: readonly string[];
+  /**
+   * TLS too: every process also listens on a TLS port with this certificate; replicas replicate
+   * and Sentinels watch over TLS. The plain ports stay, for the helper's own probes.
+   */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
 }
 
 export async function startRedisSentinel(
@@ -62,15 +69,38 @@ export async function startRedisSentinel(
     clients.push(redis);
     return redis;
   };
+  const tls = options.tls;
+  const tlsFiles = tls
+    ? ['--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca]
+    : [];
+  const tlsPorts = new Map<number, number>(); // plain port → TLS port
+  const tlsArgs = async (port: number) => {
+    if (!tls) return [];
+    const tlsPort = await freePort();
+    tlsPorts.set(port, tlsPort);
+    return [
+      '--tls-port',
+      String(tlsPort),
+      '--tls-replication',
+      'yes',
+      '--tls-auth-clients',
+      'no',
+      ...tlsFiles,
+    ];
+  };
   try {
     const common = ['--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'];
     const masterPort = await freePort();
+    const masterArgs = await tlsArgs(masterPort);
+    // Replicas and Sentinels reach the master where it speaks TLS, when it does.
+    const masterAt = tlsPorts.get(masterPort) ?? masterPort;
     servers.push(
       await startRedisProcess(masterPort, [
         '--port',
         String(masterPort),
         ...common,
         ...auth,
+        ...masterArgs,
         ...(options.args ?? []),
       ]),
     );
@@ -83,8 +113,9 @@ export async function startRedisSentinel(
           ...common,
           '--replicaof',
           '127.0.0.1',
-          String(masterPort),
+          String(masterAt),
           ...auth,
+          ...(await tlsArgs(port)),
           ...(options.args ?? []),
         ]),
       );
@@ -99,11 +130,21 @@ export async function startRedisSentinel(
           `port ${port}`,
           'bind 127.0.0.1',
           `dir ${dir}`,
-          `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${masterPort} ${Math.floor(count / 2) + 1}`,
+          `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${masterAt} ${Math.floor(count / 2) + 1}`,
           ...(password ? [`sentinel auth-pass ${MASTER_NAME} ${password}`] : []),
           `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
           `sentinel failover-timeout ${MASTER_NAME} 10000`,
           `sentinel parallel-syncs ${MASTER_NAME} 1`,
+          ...(tls
+            ? [
+                `tls-port ${(await tlsArgs(port))[1]}`,
+                'tls-replication yes',
+                'tls-auth-clients no',
+                `tls-cert-file ${tls.cert}`,
+                `tls-key-file ${tls.key}`,
+                `tls-ca-cert-file ${tls.ca}`,
+              ]
+            : []),
           '',
         ].join('\n'),
       );
@@ -128,6 +169,11 @@ export async function startRedisSentinel(
       dir,
       url({ db = 0, userInfo = password ? `:${encodeURIComponent(password)}@` : '' } = {}) {
         return `redis-sentinel://${userInfo}${sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/${db}#${MASTER_NAME}`;
+      },
+      tlsUrl({ db = 0 } = {}) {
+        const userInfo = password ? `:${encodeURIComponent(password)}@` : '';
+        const at = sentinels.map((x) => `127.0.0.1:${tlsPorts.get(x.port)}`).join(',');
+        return `rediss-sentinel://${userInfo}${at}/${db}#${MASTER_NAME}`;
       },
       server: (index) => client((servers[index] as RedisProcess).port, true),
       sentinel: (index) => client((sentinels[index] as RedisProcess).port, false),
