@@ -92,8 +92,8 @@ export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   transport: ['model'],
   // patching/: the dpkg inventory parser the sandbox driver reads a rootfs with, and what a patch
   // checks names and versions with and reads apt-get -s with (debian-syntax.ts, apt-simulation.ts);
-  // state/: only keys.ts (below), where the embedded engine's keys are made, and lua-script.ts,
-  // how its scripts run.
+  // state/: only keys.ts (below), where the embedded engine's keys are made, lua-script.ts,
+  // how its scripts run, and redis-client.ts, the client they run on (a server or a Cluster).
   engines: ['model', 'transport', 'patching', 'state'],
   state: ['model'],
   queue: ['model', 'state', 'engines', 'patching', 'plan'],
@@ -107,7 +107,7 @@ export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
 
 /** Where a row names a folder of which only some files may be imported: those files. */
 export const ONLY_FILES: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
-  engines: { state: ['keys.ts', 'lua-script.ts'] },
+  engines: { state: ['keys.ts', 'lua-script.ts', 'redis-client.ts'] },
 };
 
 /** The src/ folder a path is in, or undefined outside src/ (schemas/, the JSON schema). */

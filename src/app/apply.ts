@@ -8,6 +8,7 @@ import type { Plan } from '../model/plan.js';
 import { type Staleness, stalenessOf } from '../plan/plan-id.js';
 import type { ActionOutcome } from '../queue/run-plan.js';
 import type { LockHolder } from '../state/fleet-state.js';
+import { isCluster, keyServersIdentity } from '../state/redis-client.js';
 import { underFleetLock } from './fleet-lock.js';
 import { planFleet } from './plan.js';
 import type { FleetSession } from './session.js';
@@ -73,8 +74,17 @@ export type ApplyResult =
   | { readonly status: 'earlier-jobs-running'; readonly deadlineMs: number }
   | { readonly status: 'stale'; readonly staleness: Staleness }
   | { readonly status: 'cancelled'; readonly plan: Plan }
-  /** Every action ran (outcomes empty: there was nothing to do); some may have failed. */
-  | { readonly status: 'applied'; readonly plan: Plan; readonly outcomes: readonly ActionOutcome[] }
+  /**
+   * Every action ran (outcomes empty: there was nothing to do); some may have failed.
+   * `afterFailover`: Redis failed over (or restarted) during the apply, and the fleet, read again,
+   * is that many actions from the spec (writes the old master had not replicated are gone).
+   */
+  | {
+      readonly status: 'applied';
+      readonly plan: Plan;
+      readonly outcomes: readonly ActionOutcome[];
+      readonly afterFailover?: number;
+    }
   /** The state store went away midway: what was reported before, and how it was connected. */
   | {
       readonly status: 'store-lost';
@@ -148,6 +158,8 @@ async function applyLocked(
   if (!saved && !(await options.approve(plan))) return { status: 'cancelled', plan };
 
   await session.state.setCurrentPlan(plan.id);
+  // Which servers hold the fleet: a failover during the apply is seen at its end (docs/redis.md).
+  const servers = await keyServersIdentity(session.connection.redis, session.connection.target);
   emit({ type: 'running', plan });
   // BullMQ loads only for operations that run jobs: plan and status start faster.
   const { runPlan } = await import('../queue/run-plan.js');
@@ -172,11 +184,47 @@ async function applyLocked(
         emit({ type: 'outcome', plan, outcome });
       },
     });
-    await record(outcomes);
-    return { status: 'applied', plan, outcomes };
+    const afterFailover = await checkAfterFailover(session, servers, destroy, emit);
+    if (afterFailover === undefined) await record(outcomes);
+    return {
+      status: 'applied',
+      plan,
+      outcomes,
+      ...(afterFailover === undefined ? {} : { afterFailover }),
+    };
   } catch (e) {
     if (options.signal?.aborted) throw options.signal.reason;
     if (!(isVfleetError(e) && e.code === 'redis-lost')) throw e;
     return { status: 'store-lost', plan, reported, error: e };
   }
+}
+
+/**
+ * Redis replicates asynchronously: when a failover promotes a replica (or the server restarts)
+ * during the apply, what the old master acknowledged and had not passed on is gone — state
+ * records, the embedded hosts' instances, jobs. So when the servers holding the fleet are not
+ * the ones the apply started on, it reads the fleet again: undefined when it matches the plan's
+ * outcome (nothing was lost), else how many actions it is from the spec.
+ */
+async function checkAfterFailover(
+  session: FleetSession,
+  before: string | undefined,
+  destroy: boolean,
+  emit: (event: ApplyEvent) => void,
+): Promise<number | undefined> {
+  const redis = session.connection.redis;
+  const after = await keyServersIdentity(redis, session.connection.target);
+  if (before === undefined || after === undefined || after === before) return undefined;
+  // A client still on the old master (a Sentinel's, not demoted yet) reads what is to be lost:
+  // it connects again, to the master the Sentinels name now.
+  if (session.connection.target?.kind === 'sentinel' && !isCluster(redis)) {
+    redis.disconnect(true);
+  }
+  emit({
+    type: 'warning',
+    message:
+      'Redis failed over (or restarted) during the apply: what the old master had not replicated is lost; reading the fleet again',
+  });
+  const { plan } = await planFleet(session, { destroy, persist: true });
+  return plan.actions.length === 0 ? undefined : plan.actions.length;
 }

@@ -3,7 +3,6 @@
 // fleet's engines. Every operation of app/ takes one; the CLI opens it per command, the
 // controller will hold one. Nothing here prints: an invalid spec comes back as its diagnostics.
 
-import type { Redis } from 'ioredis';
 import { type EngineSet, openEngineSet } from '../engines/engine-set.js';
 import type { RealEngineOptions } from '../engines/real/real-engine.js';
 import { countBySeverity, type Diagnostic } from '../model/diagnostic.js';
@@ -13,6 +12,7 @@ import { connectRedis, type RedisConnection } from '../state/connect-redis.js';
 import { ControlState } from '../state/control-state.js';
 import { FleetState, type StateReply } from '../state/fleet-state.js';
 import { fleetKeys, queuePrefix } from '../state/keys.js';
+import type { RedisClient } from '../state/redis-client.js';
 import { embeddedRedisRunning } from '../state/redis-server.js';
 import { within } from '../state/within.js';
 import { readAndLoadFleet } from './read-spec.js';
@@ -60,7 +60,7 @@ export interface FleetSession extends ValidSpec {
    * A new connection to the same server (BullMQ workers need their own). `autoPipelining`: the
    * commands sent in one tick go out in one write (a scrape of a thousand queues' counts).
    */
-  connect(options?: { readonly autoPipelining?: boolean }): Redis;
+  connect(options?: { readonly autoPipelining?: boolean }): RedisClient;
   /**
    * The state read sent before the spec was parsed (`prefetchState`), once: refresh takes it
    * (and decodes it, `FleetState.decode`) instead of reading again. Undefined when there is
@@ -191,7 +191,7 @@ export async function openSession(spec: ValidSpec, options: SessionOptions): Pro
       ...(options.lostAfterMs === undefined ? {} : { lostAfterMs: options.lostAfterMs }),
     }));
   const state = new FleetState(connection.redis, spec.fleet.name);
-  const extra: Redis[] = [];
+  const extra: RedisClient[] = [];
   const engines = await openEngineSet(spec.fleet, {
     redis: connection.redis,
     bootLatencyMs: Number(options.env.VFLEET_EMBEDDED_BOOT_MS ?? 10),

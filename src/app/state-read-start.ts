@@ -9,8 +9,7 @@
 // started this early, and the thread's start cost a tenth of a second of CPU.)
 import type { StateReply } from '../state/fleet-state.js';
 import { fleetKeys } from '../state/keys.js';
-import type { RawEndpoint } from '../state/raw-reply.js';
-import { fetchStateRaw } from '../state/raw-state-read.js';
+import { fetchStateRaw, type RawTarget } from '../state/raw-state-read.js';
 import { embeddedRedisPaths } from '../state/redis-paths.js';
 import { parseRedisUrl } from '../state/redis-url.js';
 import { fleetNameHint } from './fleet-name-hint.js';
@@ -36,7 +35,7 @@ export function startStateRead(
 ): StateReadStart | undefined {
   const fleet = fleetNameHint(file);
   if (fleet === undefined) return undefined;
-  let endpoint: RawEndpoint;
+  let endpoint: RawTarget;
   try {
     fleetKeys(fleet); // a name no key can be made of is no fleet's
     endpoint = rawEndpoint(options.env.REDIS_URL, options.cwd);
@@ -49,9 +48,20 @@ export function startStateRead(
   return { fleet, reply, abandon: () => abandon.abort() };
 }
 
-/** Where the raw read connects: REDIS_URL's server, or the folder's private one. */
-function rawEndpoint(url: string | undefined, cwd: string): RawEndpoint {
+/**
+ * Where the raw read connects: REDIS_URL's server, the master its Sentinels name, a node of its
+ * Cluster; or the folder's private server.
+ */
+function rawEndpoint(url: string | undefined, cwd: string): RawTarget {
   if (url === undefined || url.trim() === '') return { path: embeddedRedisPaths(cwd).socket };
-  const { host, port, username, password, db, tls } = parseRedisUrl(url);
-  return { host, port, username, password, db, tls };
+  const target = parseRedisUrl(url);
+  const { username, password, db, tls } = target;
+  switch (target.kind) {
+    case 'standalone':
+      return { host: target.host, port: target.port, username, password, db, tls };
+    case 'sentinel':
+      return { sentinels: target.sentinels, master: target.name, username, password, db, tls };
+    case 'cluster':
+      return { seeds: target.nodes, username, password, tls };
+  }
 }

@@ -7,10 +7,10 @@
 // (VFLEET_NOTIFY_SECRET) or a file, is read by the sender when it signs, and never enters a
 // job, an event or a log.
 import { createHmac } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { auditObserved } from '../app/audit.js';
 import type { FleetSession } from '../app/session.js';
 import { VfleetError } from '../model/errors.js';
+import type { RedisClient } from '../state/redis-client.js';
 
 export const NOTIFY_EVENTS = [
   'sync-failed',
@@ -70,7 +70,7 @@ export class Notifier {
     private readonly fleet: string,
   ) {}
 
-  async start(connect: () => Redis, prefix: string): Promise<void> {
+  async start(connect: () => RedisClient, prefix: string): Promise<void> {
     if (this.options.urls.length === 0) return;
     const { Queue, Worker } = await import('bullmq');
     const timeoutMs = this.options.timeoutMs ?? 10_000;

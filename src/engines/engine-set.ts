@@ -3,11 +3,12 @@
 // kind). What refresh needs of all hosts at once comes from here in batches (the embedded hosts
 // in two Redis pipelines, the real ones listed side by side), and the faults an operator injects
 // on purpose are the engines' own operations, refused where the engine cannot take them.
-import type { Redis } from 'ioredis';
+
 import { ENGINE_CAPABILITIES, type EngineCapabilities } from '../model/engine-capabilities.js';
 import { VfleetError } from '../model/errors.js';
 import type { EngineKind, Fleet, Host } from '../model/fleet.js';
 import type { InstanceStatus } from '../model/observed.js';
+import type { RedisClient } from '../state/redis-client.js';
 import type { Transport } from '../transport/transport.js';
 import { EmbeddedEngine } from './embedded/embedded-engine.js';
 import { type AgentTickResult, embeddedAgentTick } from './embedded/emulated-agent.js';
@@ -28,7 +29,7 @@ export type { AgentTickResult, HostFault, InjectedFault };
 
 export interface EngineSetOptions {
   /** The fleet's Redis: where the embedded hosts live. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Embedded hosts: how long an instance takes to boot, ms. */
   readonly bootLatencyMs: number;
   /** Embedded hosts: the fleet's current-plan key, checked in the same step as a create. */

@@ -7,7 +7,7 @@
 // superseded, then waits until no job of the fleet's queues is active under a live lock — a job
 // still running on a live worker finishes (its result is then what refresh reads); a job whose
 // worker died has no lock left and will be refused when it is taken over.
-import type { Redis } from 'ioredis';
+import { type RedisClient, scanKeys } from '../state/redis-client.js';
 import { queueNameOf } from './plan-jobs.js';
 
 export interface EarlierJobsOptions {
@@ -24,20 +24,9 @@ export interface EarlierJobsOptions {
  * notifications — are not waited for: a sync stuck on a host that stopped answering held every
  * apply, and with it the restarts of that very host's instances, until its ssh gave up.
  */
-export async function liveActiveJobs(redis: Redis, prefix: string): Promise<string[]> {
-  const lists: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(
-      cursor,
-      'MATCH',
-      `${prefix}:${queueNameOf('*')}:active`,
-      'COUNT',
-      1000,
-    );
-    cursor = next;
-    lists.push(...keys);
-  } while (cursor !== '0');
+export async function liveActiveJobs(redis: RedisClient, prefix: string): Promise<string[]> {
+  // On a Cluster, every master is scanned: the fleet's keys are on one, which SCAN cannot name.
+  const lists = await scanKeys(redis, `${prefix}:${queueNameOf('*')}:active`);
   const live: string[] = [];
   for (const list of lists) {
     const queue = list.slice(0, -':active'.length);
@@ -55,7 +44,7 @@ export async function liveActiveJobs(redis: Redis, prefix: string): Promise<stri
 
 /** Resolves once no job of the fleet is active under a live lock; false when the deadline came first. */
 export async function waitForEarlierJobs(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   options: EarlierJobsOptions,
 ): Promise<boolean> {

@@ -3,7 +3,7 @@
 // job whose worker died (worker-lock.ts), an error listener (error-listener.ts), and the handler
 // (action-handler.ts) that acts on the host.
 import { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../state/redis-client.js';
 import type { JobOutcome } from './action-handler.js';
 import { withErrorListener } from './error-listener.js';
 import { type ActionJobData, queueNameOf } from './plan-jobs.js';
@@ -11,7 +11,7 @@ import { DEFAULT_TAKEOVER_MS, workerLockOptions } from './worker-lock.js';
 
 export interface HostWorkerOptions {
   /** For its commands; BullMQ duplicates it for the blocking wait, so workers may share one. */
-  readonly connection: Redis;
+  readonly connection: RedisClient;
   readonly prefix: string;
   /** Jobs it runs at once. */
   readonly concurrency: number;

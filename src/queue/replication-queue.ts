@@ -5,7 +5,7 @@
 // One queue for the fleet rather than one per host: a sync involves two hosts, and which worker
 // runs it does not matter; the instance's own lock keeps its syncs one at a time.
 import { type Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../state/redis-client.js';
 import { withErrorListener } from './error-listener.js';
 import {
   type ReplicationJobDeps,
@@ -58,7 +58,11 @@ export async function syncReplicationSchedules(
 
 export function replicationWorker(
   deps: () => ReplicationJobDeps,
-  options: { readonly connection: Redis; readonly prefix: string; readonly concurrency: number },
+  options: {
+    readonly connection: RedisClient;
+    readonly prefix: string;
+    readonly concurrency: number;
+  },
 ): Worker<ReplicationJobData, ReplicationOutcome> {
   const worker = new Worker<ReplicationJobData, ReplicationOutcome>(
     REPLICATION_QUEUE,

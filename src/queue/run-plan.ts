@@ -3,8 +3,8 @@
 // job that already ran is not run again, its recorded outcome is read back instead — unless it
 // failed: then the action runs again under a fresh id, so the next apply resumes from a failure.
 import { FlowProducer, Job, type JobsOptions, Queue, QueueEvents, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Plan } from '../model/plan.js';
+import type { RedisClient } from '../state/redis-client.js';
 import {
   actionHandler,
   type EngineLookup,
@@ -32,7 +32,7 @@ export interface ActionOutcome {
 
 export interface RunPlanOptions {
   /** A new connection per BullMQ client (workers block, so they need their own). */
-  readonly connect: () => Redis;
+  readonly connect: () => RedisClient;
   /** Key prefix for the queues: under the fleet's hash tag. */
   readonly prefix: string;
   readonly engines: EngineLookup;
@@ -88,14 +88,14 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
   }
 
   // BullMQ does not close connections it is given: keep them, and close them at the end.
-  const connections: Redis[] = [];
+  const connections: RedisClient[] = [];
   const connect = () => {
     const c = options.connect();
     connections.push(c);
     return c;
   };
   const connection = connect();
-  let workerConnection: Redis | undefined;
+  let workerConnection: RedisClient | undefined;
   const queues = new Map<string, Queue>();
   const workers: Array<Worker | QueueEvents> = [];
   const flows = withErrorListener(new FlowProducer({ connection, prefix: options.prefix }));
@@ -339,7 +339,7 @@ const SWEEP_MAX_MS = 10_000;
  * will be retried. One command per job.
  */
 async function finishedJobs(
-  connection: Redis,
+  connection: RedisClient,
   prefix: string,
   jobIds: readonly string[],
   queueOf: ReadonlyMap<string, string>,
@@ -379,7 +379,7 @@ async function within(ms: number, promise: Promise<unknown>): Promise<void> {
 }
 
 /** A failed job's reason, followed down to the step that failed when a child failed it. */
-async function reasonOf(connection: Redis, reason: string, depth = 0): Promise<string> {
+async function reasonOf(connection: RedisClient, reason: string, depth = 0): Promise<string> {
   const child = /^child (\S+) failed$/.exec(reason)?.[1];
   if (child === undefined || depth > 8) return reason;
   const own = await connection.hget(child, 'failedReason').catch(() => null);
@@ -398,7 +398,7 @@ function retried(node: JobNode, retry: number): JobNode {
 
 /** Which of the roots' jobs already exist, in one pipeline. */
 async function existing(
-  connection: Redis,
+  connection: RedisClient,
   prefix: string,
   roots: readonly JobNode[],
 ): Promise<Set<string>> {

@@ -5,19 +5,23 @@
 // raises for HELLO/AUTH, so those errors are never rethrown or attached as a cause, only their
 // redacted message is quoted (redact.ts); every client is made by redis-clients.ts, which gives
 // each an error listener and notices a store gone away.
-import { isIP } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
+import { refuseEviction } from './eviction-policy.js';
 import { ping } from './raw-redis.js';
 import { redactedMessage } from './redact.js';
+import { isCluster, type RedisClient } from './redis-client.js';
 import { DEFAULT_LOST_AFTER_MS, RedisClients } from './redis-clients.js';
 import { ensureEmbeddedRedis } from './redis-server.js';
-import { parseRedisUrl } from './redis-url.js';
+import { clientsFor } from './redis-target.js';
+import { parseRedisUrl, type RedisTarget } from './redis-url.js';
 import { within } from './within.js';
 
 export interface RedisConnection {
-  readonly redis: Redis;
+  /** A `Cluster` for redis-cluster://; a `Redis` otherwise (a Sentinel's master included). */
+  readonly redis: RedisClient;
+  /** What REDIS_URL names (undefined for the private server): the raw state read's way there. */
+  readonly target?: RedisTarget;
   /** Where vfleet is connected, safe to show: the password is `***`. */
   readonly url: string;
   /** True when this is the private server of the folder, which `vfleet down` stops. */
@@ -51,25 +55,18 @@ export async function connectRedis(options: ConnectRedisOptions): Promise<RedisC
   const debug = options.debug ?? (() => undefined);
   const url = options.env.REDIS_URL;
   if (url !== undefined && url.trim() !== '') {
-    const endpoint = parseRedisUrl(url);
-    refuseDebugWithPassword(endpoint.password, [options.env.DEBUG, process.env.DEBUG]);
-    const tlsOptions = endpoint.tls
-      ? { tls: isIP(endpoint.host) ? {} : { servername: endpoint.host } }
-      : {};
-    const clients = new RedisClients(
-      {
-        host: endpoint.host,
-        port: endpoint.port,
-        username: endpoint.username,
-        password: endpoint.password,
-        db: endpoint.db,
-        ...tlsOptions,
-      },
-      { shown: endpoint.redacted, lostAfterMs: lostAfter(options), debug },
-    );
-    const redis = await openClient(clients, endpoint);
-    await refuseEviction(redis, endpoint.redacted);
-    return connection(redis, clients, false);
+    const target = parseRedisUrl(url);
+    refuseDebugWithPassword(target.password, [options.env.DEBUG, process.env.DEBUG]);
+    const clients = clientsFor(target, { lostAfterMs: lostAfter(options), debug });
+    const redis = await openClient(clients, {
+      db: target.db,
+      password: target.password,
+      kind: target.kind,
+      tls: target.tls,
+      ...(target.kind === 'sentinel' ? { name: target.name } : {}),
+    });
+    await refuseEviction(redis, target.redacted, target);
+    return connection(redis, clients, false, target);
   }
   const paths = await ensureEmbeddedRedis(options.cwd, options.env, {
     debug,
@@ -121,9 +118,15 @@ function refuseDebugWithPassword(password: string | undefined, debugVariables: u
   );
 }
 
-function connection(redis: Redis, clients: RedisClients, embedded: boolean): RedisConnection {
+function connection(
+  redis: RedisClient,
+  clients: RedisClients,
+  embedded: boolean,
+  target?: RedisTarget,
+): RedisConnection {
   return {
     redis,
+    ...(target ? { target } : {}),
     url: clients.shown,
     embedded,
     clients,
@@ -140,8 +143,14 @@ function connection(redis: Redis, clients: RedisClients, embedded: boolean): Red
 
 async function openClient(
   clients: RedisClients,
-  target: { readonly db?: number; readonly password?: string } = {},
-): Promise<Redis> {
+  target: {
+    readonly db?: number;
+    readonly password?: string;
+    readonly kind?: RedisTarget['kind'];
+    readonly name?: string;
+    readonly tls?: boolean;
+  } = {},
+): Promise<RedisClient> {
   const redis = clients.open({ lazyConnect: true });
   try {
     // connectTimeout covers the TCP connect only: a server that accepts and then says nothing
@@ -154,18 +163,30 @@ async function openClient(
     if (!ready) throw new Error(`no Redis reply within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
     // ioredis reports a refused SELECT (a db number past the server's `databases`) as an event
     // and carries on in db 0; vfleet would then read and write another fleet's database.
-    if (target.db) await redis.select(target.db);
+    if (target.db && !isCluster(redis)) await redis.select(target.db);
+    if (target.kind === 'standalone') await refuseOtherMode(redis);
   } catch (e) {
     // Already ended after a fatal error; disconnecting again would arm a timer on a closed
     // stream that nothing clears, holding the process open for ioredis's disconnectTimeout.
     if (redis.status !== 'end') redis.disconnect();
+    if (e instanceof VfleetError) throw e;
     const raw = clients.lastErrorMessage() ?? redactedMessage(e);
     // The reason is one line: a server's error text could carry more.
     const reason = /Unknown RESP type|Protocol error/.test(raw)
       ? 'the server does not speak the Redis protocol'
       : /^NOAUTH/.test(raw) && target.password === undefined
         ? 'NOAUTH: the server wants a password and REDIS_URL has none'
-        : (raw.split('\n')[0] ?? '').slice(0, 200);
+        : /No such master with that name/.test(raw)
+          ? `the Sentinels know no master named "${target.name}" (the name after # in REDIS_URL)`
+          : /^Connection is closed/.test(raw) && target.kind === 'cluster'
+            ? target.tls
+              ? 'none of the seed nodes answers, or none has a certificate this machine trusts (a private authority: NODE_EXTRA_CA_CERTS=<its certificate file>)'
+              : 'none of the seed nodes answers'
+            : /^All sentinels are unreachable.*Connection is closed/.test(raw)
+              ? 'none of the Sentinels answers'
+              : /cluster support disabled|unknown command 'cluster'/.test(raw)
+                ? 'a seed node is not a Cluster node (for one server, use redis://; for Sentinels, redis-sentinel://)'
+                : (raw.split('\n')[0] ?? '').slice(0, 200);
     const hint = /WRONGPASS|NOAUTH|AUTH/.test(reason)
       ? ' (check the user name and password in REDIS_URL)'
       : /DB index/.test(reason)
@@ -182,41 +203,21 @@ async function openClient(
   return redis;
 }
 
-/** Reads maxmemory-policy: CONFIG GET, or INFO memory where CONFIG is disabled (managed Redis). */
-async function evictionPolicy(redis: Redis): Promise<string | undefined> {
-  try {
-    const reply: unknown = await redis.config('GET', 'maxmemory-policy');
-    const value = Array.isArray(reply)
-      ? reply[1]
-      : (reply as Record<string, unknown> | null)?.['maxmemory-policy'];
-    if (typeof value === 'string' && value !== '') return value;
-  } catch {
-    // CONFIG renamed away or not permitted: INFO is nearly always allowed.
-  }
-  try {
-    const info = await redis.info('memory');
-    return /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
-  } catch {
-    return undefined;
-  }
-}
-
-async function refuseEviction(redis: Redis, shown: string): Promise<void> {
-  const policy = await evictionPolicy(redis);
-  if (policy === 'noeviction') return;
-  redis.disconnect();
-  const fix =
-    'run `redis-cli CONFIG SET maxmemory-policy noeviction` and set `maxmemory-policy noeviction` in redis.conf so that it survives a restart (on a managed Redis: in its parameter group or settings)';
-  if (policy === undefined) {
+/**
+ * A redis:// URL that names a Cluster node or a Sentinel would half work (a Cluster node answers
+ * MOVED for the slots it does not hold; a Sentinel holds no data): refused, with the form to use.
+ */
+async function refuseOtherMode(redis: RedisClient): Promise<void> {
+  const info = await redis.info('server').catch(() => '');
+  const mode = /^redis_mode:(\w+)/m.exec(info)?.[1];
+  if (mode === 'cluster' || mode === 'sentinel') {
     throw new VfleetError(
-      'redis-eviction-policy',
-      `cannot read the maxmemory-policy of Redis at ${shown} (both CONFIG GET and INFO were refused); vfleet needs noeviction: ${fix}`,
+      'redis-url',
+      mode === 'cluster'
+        ? 'REDIS_URL names a node of a Redis Cluster: use redis-cluster://host1:port1,host2:port2 (the nodes as seeds)'
+        : 'REDIS_URL names a Sentinel: use redis-sentinel://host1:port1,host2:port2[/db]#mastername',
     );
   }
-  throw new VfleetError(
-    'redis-eviction-policy',
-    `Redis at ${shown} has maxmemory-policy ${policy}: under memory pressure it would silently drop vfleet's locks, jobs and state. vfleet needs noeviction: ${fix}`,
-  );
 }
 
 /** How long a restarted private server may take to read its AOF back before vfleet gives up. */

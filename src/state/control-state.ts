@@ -8,11 +8,12 @@
 // leader that was paused past its lease (SIGSTOP, a long GC, a partition) and comes back cannot
 // act, because by then another holds a newer token (Kleppmann's fencing token; Proxmox's
 // manager lock).
-import type { Redis } from 'ioredis';
+
 import type { HostHealth, LivenessPolicy } from '../model/host-health.js';
 import type { SourceRevision, SyncHealth, SyncStatus } from '../model/source.js';
 import { type FleetKeys, fleetKeys } from './keys.js';
 import { runScript } from './lua-script.js';
+import type { RedisClient } from './redis-client.js';
 
 export interface LeaderHolder {
   readonly id: string;
@@ -162,7 +163,7 @@ export class ControlState {
    * deployment uses: one clock, the server's, for every controller.
    */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     fleet: string,
     private readonly serverClock?: () => number,
   ) {

@@ -1,9 +1,10 @@
 // Reading the fleet's event stream (keys.ts `events`) from a point on, and following it:
 // `vfleet events [--since] [--follow]`. Every read is bounded (COUNT), and following blocks on
 // the server (XREAD BLOCK) rather than polling.
-import type { Redis } from 'ioredis';
+
 import type { FleetEvent } from './fleet-state.js';
 import { fleetKeys } from './keys.js';
+import type { RedisClient } from './redis-client.js';
 
 /** At most this many events per read. */
 export const EVENTS_PAGE = 1000;
@@ -23,7 +24,7 @@ function decode(entries: [string, string[]][]): FleetEvent[] {
 
 /** Events from `start` (a stream id, or epoch ms as `<ms>`) on, oldest first, at most `count`. */
 export async function eventsFrom(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   start: string,
   count = EVENTS_PAGE,
@@ -40,7 +41,7 @@ export async function eventsFrom(
 
 /** The last `count` events, oldest first. */
 export async function lastEvents(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   count: number,
 ): Promise<FleetEvent[]> {
@@ -59,7 +60,7 @@ export async function lastEvents(
  * connection of its own: it blocks.
  */
 export async function eventsAfter(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   afterId: string,
   blockMs: number,

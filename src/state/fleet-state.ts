@@ -8,7 +8,7 @@
 // plan was made from, and bumping the version on each would make every saved plan stale within
 // seconds of a worker running. Losing a host is a mutation the controller makes when a
 // heartbeat is too old, and that one bumps the version.
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
 import type { PatchStatus } from '../model/instances.js';
 import {
@@ -26,7 +26,9 @@ import {
   fleetKeys,
   fleetOfLockKey,
 } from './keys.js';
+import { runScript } from './lua-script.js';
 import { recordPlacement } from './record-placement.js';
+import { type RedisClient, scanKeys } from './redis-client.js';
 
 export type { ObservedInstanceRecord };
 export type InstanceRecordStatus = ObservedInstanceRecord['status'];
@@ -123,9 +125,9 @@ function byName<T>(key: (item: T) => string): (a: T, b: T) => number {
 export class FleetState {
   readonly fleet: string;
   readonly keys: FleetKeys;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
 
-  constructor(redis: Redis, fleet: string) {
+  constructor(redis: RedisClient, fleet: string) {
     this.redis = redis;
     this.fleet = fleet;
     this.keys = fleetKeys(fleet);
@@ -341,12 +343,12 @@ export class FleetState {
 
   /** Takes the lock for `ttlMs` unless someone holds it; then says who. */
   async acquireLock(holder: LockHolder, ttlMs: number): Promise<LockResult> {
-    const current = (await this.redis.eval(
+    const current = (await runScript(
+      this.redis,
+      'lock_acquire',
       ACQUIRE,
-      1,
-      this.keys.lock,
-      JSON.stringify(holder),
-      String(Math.max(1, Math.round(ttlMs))),
+      [this.keys.lock],
+      [JSON.stringify(holder), String(Math.max(1, Math.round(ttlMs)))],
     )) as string | null;
     return current === null ? { ok: true } : { ok: false, holder: this.parseHolder(current) };
   }
@@ -383,13 +385,12 @@ export class FleetState {
     op: 'renew' | 'release',
     ttlMs: number,
   ): Promise<[boolean, string | null]> {
-    const [acted, value] = (await this.redis.eval(
+    const [acted, value] = (await runScript(
+      this.redis,
+      'lock_if_holder',
       IF_HOLDER,
-      1,
-      this.keys.lock,
-      id,
-      op,
-      String(ttlMs),
+      [this.keys.lock],
+      [id, op, String(ttlMs)],
     )) as [number, string | null];
     return [acted === 1, value ?? null];
   }
@@ -400,19 +401,15 @@ export class FleetState {
 
   /** Every fleet lock held on this server, with its fleet: what `vfleet down` must not pull from under. */
   static async heldLocks(
-    redis: Redis,
+    redis: RedisClient,
   ): Promise<Array<{ readonly fleet: string; readonly holder: LockHolder }>> {
     const held: Array<{ fleet: string; holder: LockHolder }> = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', ALL_FLEET_LOCKS, 'COUNT', 1000);
-      cursor = next;
-      for (const key of keys) {
-        const value = await redis.get(key);
-        if (value !== null)
-          held.push({ fleet: fleetOfLockKey(key), holder: parseJson(value, key) as LockHolder });
-      }
-    } while (cursor !== '0');
+    // Every master of a Cluster: each fleet's keys are on the one holding its slot.
+    for (const key of await scanKeys(redis, ALL_FLEET_LOCKS)) {
+      const value = await redis.get(key);
+      if (value !== null)
+        held.push({ fleet: fleetOfLockKey(key), holder: parseJson(value, key) as LockHolder });
+    }
     return held.sort((a, b) => (a.fleet < b.fleet ? -1 : 1));
   }
 

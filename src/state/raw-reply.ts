@@ -50,10 +50,21 @@ function command(args: readonly string[]): string {
   return text;
 }
 
+/** A Cluster node answered MOVED: the slot is another node's (its address, not a secret). */
+export class MovedError extends Error {
+  constructor(
+    readonly host: string,
+    readonly port: number,
+  ) {
+    super('MOVED');
+  }
+}
+
 /**
  * Sends `commands` in one MULTI (after AUTH and SELECT where the endpoint has them) and resolves
  * with EXEC's replies. `connectMs` bounds the connection, not the reply: a large one takes what
- * it takes, as it would through ioredis. `signal` abandons it (the socket is closed).
+ * it takes, as it would through ioredis. `signal` abandons it (the socket is closed). A Cluster
+ * node that does not hold the keys' slot rejects with MovedError, naming the node that does.
  */
 export async function rawTransaction(
   endpoint: RawEndpoint,
@@ -61,8 +72,6 @@ export async function rawTransaction(
   connectMs: number,
   signal?: AbortSignal,
 ): Promise<RespValue[]> {
-  // TLS only for rediss://: the read is sent before most of the command is loaded.
-  const tls = endpoint.tls ? await import('node:tls') : undefined;
   const handshake: string[][] = [];
   if (endpoint.password !== undefined) {
     handshake.push(
@@ -74,6 +83,43 @@ export async function rawTransaction(
   if (endpoint.db !== undefined && endpoint.db !== 0)
     handshake.push(['SELECT', String(endpoint.db)]);
   const all = [...handshake, ['MULTI'], ...commands, ['EXEC']];
+  const replies = await exchange(endpoint, all, connectMs, signal);
+  const failed = replies.findIndex((r) => r instanceof RespError);
+  if (failed >= 0) {
+    const moved = /^MOVED \d+ (.+):(\d+)$/.exec((replies[failed] as RespError).message);
+    if (moved)
+      throw new MovedError((moved[1] as string).replace(/^\[(.*)\]$/, '$1'), Number(moved[2]));
+    // Which command, never its arguments (AUTH's are the password).
+    throw new Error(`${all[failed]?.[0] ?? '?'} was refused`);
+  }
+  const exec = replies[replies.length - 1];
+  if (!Array.isArray(exec)) throw new Error('the transaction was aborted');
+  return exec as RespValue[];
+}
+
+/** One command (no AUTH, no MULTI: a Sentinel's question) and its reply. */
+export async function rawCommand(
+  endpoint: RawEndpoint,
+  args: readonly string[],
+  connectMs: number,
+  signal?: AbortSignal,
+): Promise<RespValue> {
+  const [reply] = await exchange(endpoint, [args], connectMs, signal);
+  if (reply === undefined || reply instanceof RespError) {
+    throw new Error(`${args[0] ?? '?'} was refused`);
+  }
+  return reply;
+}
+
+/** Sends every command at once and resolves with their replies, errors as RespError. */
+async function exchange(
+  endpoint: RawEndpoint,
+  all: ReadonlyArray<readonly string[]>,
+  connectMs: number,
+  signal?: AbortSignal,
+): Promise<Array<RespValue | RespError>> {
+  // TLS only for rediss://: the read is sent before most of the command is loaded.
+  const tls = endpoint.tls ? await import('node:tls') : undefined;
   return new Promise((resolve, reject) => {
     let socket: Socket;
     if (endpoint.path !== undefined) socket = netConnect(endpoint.path);
@@ -87,14 +133,14 @@ export async function rawTransaction(
     } else socket = netConnect(endpoint.port ?? 6379, endpoint.host ?? 'localhost');
     const framer = new ReplyFramer(all.length);
     let settled = false;
-    const finish = (error: Error | undefined, value?: RespValue[]) => {
+    const finish = (error: Error | undefined, value?: Array<RespValue | RespError>) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', abandon);
       socket.destroy();
       if (error) reject(error);
-      else resolve(value as RespValue[]);
+      else resolve(value as Array<RespValue | RespError>);
     };
     const timer = setTimeout(() => finish(new Error('no connection in time')), connectMs);
     const abandon = () => finish(new Error('abandoned'));
@@ -105,16 +151,7 @@ export async function rawTransaction(
     socket.on('close', () => finish(new Error('the connection closed')));
     socket.on('data', (chunk: Buffer) => {
       try {
-        if (!framer.push(chunk)) return;
-        const replies = framer.parse();
-        const failed = replies.findIndex((r) => r instanceof RespError);
-        if (failed >= 0) {
-          // Which command, never its arguments (AUTH's are the password).
-          throw new Error(`${all[failed]?.[0] ?? '?'} was refused`);
-        }
-        const exec = replies[replies.length - 1];
-        if (!Array.isArray(exec)) throw new Error('the transaction was aborted');
-        finish(undefined, exec as RespValue[]);
+        if (framer.push(chunk)) finish(undefined, framer.parse());
       } catch (e) {
         finish(e instanceof Error ? e : new Error(String(e)));
       }

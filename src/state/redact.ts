@@ -31,7 +31,9 @@ export function rememberSecret(secret: string | undefined): void {
 }
 
 // `scheme://user:password@` → `scheme://user:***@` (the user stays: it names who, not how).
-const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@:]*):([^\s/?#@]*)@/gi;
+// (A user name does not start with '[': `redis://[user[:password]@]host`, the form messages show,
+// is left alone.)
+const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@:[][^\s/?#@:]*|):([^\s/?#@]*)@/gi;
 // A quoted element of an inspected or JSON array: 'x', "x" or `x`, escapes included.
 const Q = String.raw`(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\x60(?:[^\x60\\]|\\.)*\x60)`;
 // [ '3', 'AUTH', 'default', 'pw' ], [ 'AUTH', 'pw' ], ["AUTH","user","pw"]: everything after AUTH

@@ -5,10 +5,14 @@
 // reports only a redacted message, and every one is watched: when a client cannot reach the
 // server for `lostAfterMs`, the store is declared lost, every client is disconnected (so nothing
 // waits on it any more and nothing retries in the background), and `lost` fires once with the
-// one message a user is shown.
-import { Redis, type RedisOptions } from 'ioredis';
+// one message a user is shown. A client is an ioredis `Redis` — one server, or the master a
+// Sentinel names (its `sentinels` in the options) — or, for a Cluster, an ioredis `Cluster` on
+// the seed nodes, each node's connection made with the same options (docs/redis.md).
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { VfleetError } from '../model/errors.js';
 import { redactedMessage } from './redact.js';
+import type { RedisClient } from './redis-client.js';
+import type { RedisAddress } from './redis-url.js';
 import { recordLostStore } from './store-loss.js';
 
 /**
@@ -28,7 +32,12 @@ export interface RedisClientsOptions {
   /** Infinity: never give up (a standalone worker outlives a Redis restart). */
   readonly lostAfterMs?: number;
   readonly debug?: (message: string) => void;
+  /** A Cluster's seed nodes: every client is then a `Cluster`, the options each node's. */
+  readonly clusterNodes?: readonly RedisAddress[];
 }
+
+/** Options that are the Cluster's own, not a node connection's (`open`'s `extra` may hold them). */
+const CLUSTER_LEVEL = ['lazyConnect', 'enableAutoPipelining', 'enableOfflineQueue'] as const;
 
 export { lostStore } from './store-loss.js';
 
@@ -37,9 +46,10 @@ export class RedisClients {
   readonly lostAfterMs: number;
   private readonly base: RedisOptions;
   private readonly debug: (message: string) => void;
-  private readonly live = new Set<Redis>();
+  private readonly clusterNodes: readonly RedisAddress[] | undefined;
+  private readonly live = new Set<RedisClient>();
   /** Clients whose connection is down, and since when (epoch ms). */
-  private readonly down = new Map<Redis, number>();
+  private readonly down = new Map<RedisClient, number>();
   private lastError: string | undefined;
   private connected = false;
   private timer: NodeJS.Timeout | undefined;
@@ -47,10 +57,16 @@ export class RedisClients {
   /** Aborted, with the user-facing VfleetError as its reason, when the store is lost. */
   readonly signal: AbortSignal = this.controller.signal;
 
+  private readonly retry = (times: number): number | null =>
+    this.connected && !this.signal.aborted
+      ? Math.min(50 * 2 ** times, MAX_RECONNECT_DELAY_MS)
+      : null;
+
   constructor(base: RedisOptions, options: RedisClientsOptions) {
     this.shown = options.shown;
     this.lostAfterMs = options.lostAfterMs ?? DEFAULT_LOST_AFTER_MS;
     this.debug = options.debug ?? (() => undefined);
+    this.clusterNodes = options.clusterNodes;
     this.base = {
       connectTimeout: 5_000,
       ...base,
@@ -58,16 +74,52 @@ export class RedisClients {
       showFriendlyErrorStack: false,
       // The first connection fails fast with a clear message (nothing to wait for); once one
       // client was connected, a lost connection is retried until the store counts as lost.
-      retryStrategy: (times) =>
-        this.connected && !this.signal.aborted
-          ? Math.min(50 * 2 ** times, MAX_RECONNECT_DELAY_MS)
-          : null,
+      retryStrategy: this.retry,
+      // Asking a Sentinel for the master follows the same strategy: none before the first
+      // connection (a wrong address fails at once; ioredis would ask for ever), a backoff after.
+      ...(base.sentinels ? { sentinelRetryStrategy: this.retry } : {}),
     };
   }
 
+  /** True when every client is a Cluster. */
+  get cluster(): boolean {
+    return this.clusterNodes !== undefined;
+  }
+
   /** A new client on the store, with `extra` options over the base ones. */
-  open(extra: RedisOptions = {}): Redis {
-    return this.watch(new Redis({ ...this.base, ...extra }));
+  open(extra: RedisOptions = {}): RedisClient {
+    if (this.clusterNodes === undefined) return this.watch(new Redis({ ...this.base, ...extra }));
+    return this.watch(this.newCluster(this.clusterNodes, { ...this.base, ...extra }));
+  }
+
+  /**
+   * A Cluster whose node connections have `options` (those of them that are the Cluster's own
+   * go to it). Its reconnects follow the same strategy as a server's; a slot whose master is
+   * failing over is retried for as long as a lost connection is (`lostAfterMs`).
+   */
+  private newCluster(nodes: readonly RedisAddress[], options: RedisOptions): Cluster {
+    const { retryStrategy, ...node } = options;
+    const own: ClusterOptions = {};
+    for (const key of CLUSTER_LEVEL) {
+      if (node[key] !== undefined) (own as Record<string, unknown>)[key] = node[key];
+      delete node[key];
+    }
+    return new Cluster(
+      nodes.map((n) => ({ host: n.host, port: n.port })),
+      {
+        ...own,
+        showFriendlyErrorStack: false,
+        clusterRetryStrategy: retryStrategy ?? null,
+        // A node's connection within a Cluster reconnects as the Cluster does.
+        ...(retryStrategy ? { clusterNodeRetryStrategy: retryStrategy } : {}),
+        // A slot's master that stopped answering is failed over by the Cluster in a node
+        // timeout or so: its commands wait for that (CLUSTERDOWN, TRYAGAIN) rather than fail.
+        retryDelayOnClusterDown: 200,
+        retryDelayOnTryAgain: 200,
+        slotsRefreshTimeout: 5_000,
+        redisOptions: node,
+      },
+    );
   }
 
   /** The last error a client reported, redacted; for messages. */
@@ -75,12 +127,22 @@ export class RedisClients {
     return this.lastError;
   }
 
-  private watch(client: Redis): Redis {
+  private watch<C extends RedisClient>(client: C): C {
     this.live.add(client);
-    client.on('error', (e: unknown) => {
-      this.lastError = redactedMessage(e);
+    const onError = (e: unknown) => {
+      // A Cluster that reached none of its nodes says "Failed to refresh slots cache."; why is
+      // the last node's error it carries (a refused connection, a wrong password).
+      const cause = (e as { lastNodeError?: unknown } | null)?.lastNodeError;
+      const message = redactedMessage(cause ?? e);
+      // "Connection is closed." follows the error that closed it (ECONNREFUSED…): keep that.
+      if (this.lastError === undefined || !/^Connection is closed/.test(message)) {
+        this.lastError = message;
+      }
       this.debug(`redis ${this.shown}: ${this.lastError}`);
-    });
+    };
+    client.on('error', onError);
+    // A Cluster reports its nodes' errors apart; each may carry the AUTH arguments too.
+    if (client instanceof Cluster) client.on('node error', onError);
     client.on('close', () => {
       if (!this.down.has(client)) this.down.set(client, Date.now());
       this.arm();
@@ -95,8 +157,25 @@ export class RedisClients {
     });
     // BullMQ copies a connection it is given (a worker's blocking connection, QueueEvents):
     // the copy is made here too, so it has the listeners and is watched like the original.
-    client.duplicate = (override?: Partial<RedisOptions>) =>
-      this.watch(new Redis({ ...client.options, ...(override ?? {}) }));
+    if (client instanceof Cluster) {
+      // BullMQ asks a Cluster for a copy as `duplicate(undefined, { redisOptions })`.
+      const original = client.options;
+      (client as Cluster).duplicate = ((
+        nodes?: Array<{ host?: string; port?: number } | string | number>,
+        override?: ClusterOptions,
+      ) => {
+        const copy = new Cluster(nodes ?? this.clusterNodes?.map((n) => ({ ...n })) ?? [], {
+          ...original,
+          ...(override ?? {}),
+          redisOptions: { ...original.redisOptions, ...(override?.redisOptions ?? {}) },
+        });
+        return this.watch(copy);
+      }) as Cluster['duplicate'];
+    } else {
+      const redis = client as Redis;
+      redis.duplicate = ((override?: Partial<RedisOptions>) =>
+        this.watch(new Redis({ ...redis.options, ...(override ?? {}) }))) as Redis['duplicate'];
+    }
     // Made after the store was lost (BullMQ closing, a late duplicate): it must not start a
     // connection loop of its own.
     if (this.signal.aborted) this.disconnectAll();

@@ -1,15 +1,17 @@
 // The fleet's record of its VMs' disk replication (model/replication.ts): one hash, instance →
 // status, written by the sync jobs and read by status, the failover audit and the planner; and
 // the per-instance lock that keeps one sync of an instance running at a time.
-import type { Redis } from 'ioredis';
+
 import type { ReplicationStatus } from '../model/replication.js';
 import { type FleetKeys, fleetKeys } from './keys.js';
+import { runScript } from './lua-script.js';
+import type { RedisClient } from './redis-client.js';
 
 export class ReplicationState {
   private readonly keys: FleetKeys;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     fleet: string,
   ) {
     this.keys = fleetKeys(fleet);
@@ -43,11 +45,12 @@ export class ReplicationState {
   }
 
   async release(name: string, token: string): Promise<void> {
-    await this.redis.eval(
+    await runScript(
+      this.redis,
+      'replication_release',
       "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-      1,
-      `${this.keys.replicationLock}${name}`,
-      token,
+      [`${this.keys.replicationLock}${name}`],
+      [token],
     );
   }
 }

@@ -15,6 +15,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { fromRoot } from '../helpers/paths.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
+import { everythingIn } from '../helpers/redis-dump.js';
 
 const bin = fromRoot('bin', 'vfleet.js');
 const CANARY = 'cAnAry+9f2e/Zq7-secret';
@@ -46,28 +47,6 @@ function filesUnder(dir: string): Array<{ path: string; text: string }> {
     if (stat?.isDirectory()) out.push(...filesUnder(path));
     else if (stat?.isFile()) out.push({ path, text: readFileSync(path).toString('latin1') });
   }
-  return out;
-}
-
-/** Every key of the server and everything in it, as text: names, values, DUMP payloads. */
-async function everythingIn(redis: Redis): Promise<Array<{ key: string; text: string }>> {
-  const out: Array<{ key: string; text: string }> = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'COUNT', '1000');
-    cursor = next;
-    for (const key of keys) {
-      const type = await redis.type(key);
-      const parts: unknown[] = [key, (await redis.dumpBuffer(key))?.toString('latin1')];
-      if (type === 'string') parts.push(await redis.get(key));
-      else if (type === 'hash') parts.push(await redis.hgetall(key));
-      else if (type === 'list') parts.push(await redis.lrange(key, 0, -1));
-      else if (type === 'set') parts.push(await redis.smembers(key));
-      else if (type === 'zset') parts.push(await redis.zrange(key, '0', '-1', 'WITHSCORES'));
-      else if (type === 'stream') parts.push(await redis.xrange(key, '-', '+'));
-      out.push({ key, text: JSON.stringify(parts) });
-    }
-  } while (cursor !== '0');
   return out;
 }
 

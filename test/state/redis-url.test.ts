@@ -56,11 +56,71 @@ describe('parseRedisUrl', () => {
       want: { host: '::1', port: 7000, redacted: 'redis://[::1]:7000/0' },
     },
   ];
-  for (const c of cases) {
+  const sentinelAndCluster = [
+    {
+      name: "Sentinel, lettuce's form: sentinels, db, #master",
+      url: 'redis-sentinel://:s3cret@10.0.0.5:26380,10.0.0.6/2#mymaster',
+      want: {
+        kind: 'sentinel',
+        sentinels: [
+          { host: '10.0.0.5', port: 26380 },
+          { host: '10.0.0.6', port: 26379 },
+        ],
+        name: 'mymaster',
+        db: 2,
+        username: undefined,
+        password: 's3cret',
+        tls: false,
+        redacted: 'redis-sentinel://:***@10.0.0.5:26380,10.0.0.6:26379/2#mymaster',
+      },
+    },
+    {
+      name: 'Sentinel: the master as ?sentinelMasterId=, a user, an IPv6 sentinel, TLS',
+      url: 'rediss-sentinel://alice:pw@[::1]:5000,s2:5001?sentinelMasterId=main',
+      want: {
+        kind: 'sentinel',
+        sentinels: [
+          { host: '::1', port: 5000 },
+          { host: 's2', port: 5001 },
+        ],
+        name: 'main',
+        db: 0,
+        username: 'alice',
+        tls: true,
+        redacted: 'rediss-sentinel://alice:***@[::1]:5000,s2:5001/0#main',
+      },
+    },
+    {
+      name: 'Cluster: seed nodes, port 6379 by default',
+      url: 'redis-cluster://bob:p%40ss@n1:7000,n2,n3:7002',
+      want: {
+        kind: 'cluster',
+        nodes: [
+          { host: 'n1', port: 7000 },
+          { host: 'n2', port: 6379 },
+          { host: 'n3', port: 7002 },
+        ],
+        db: 0,
+        username: 'bob',
+        password: 'p@ss',
+        redacted: 'redis-cluster://bob:***@n1:7000,n2:6379,n3:7002',
+      },
+    },
+    {
+      name: 'Cluster: one seed, no credentials, a trailing slash',
+      url: 'redis-cluster://n1:7000/',
+      want: {
+        kind: 'cluster',
+        nodes: [{ host: 'n1', port: 7000 }],
+        redacted: 'redis-cluster://n1:7000',
+      },
+    },
+  ];
+  for (const c of [...cases, ...sentinelAndCluster]) {
     it(c.name, () => {
-      const got = parseRedisUrl(c.url);
+      const got = parseRedisUrl(c.url) as unknown as Record<string, unknown>;
       for (const [field, value] of Object.entries(c.want)) {
-        assert.deepEqual(got[field as keyof typeof got], value, field);
+        assert.deepEqual(got[field], value, field);
       }
     });
   }
@@ -72,6 +132,15 @@ describe('parseRedisUrl', () => {
     { name: 'no host', url: 'redis://:pw@' },
     { name: 'db not a number', url: 'redis://:pw@host/zero' },
     { name: 'bad port', url: 'redis://:pw@host:99999' },
+    { name: 'several hosts for one server', url: 'redis://:pw@a:1,b:2' },
+    { name: 'a Sentinel URL without a master', url: 'redis-sentinel://:pw@a:26379,b:26379/0' },
+    { name: 'a master name of other characters', url: 'redis-sentinel://:pw@a#m%20x' },
+    { name: 'a Cluster URL with a database', url: 'redis-cluster://:pw@a:7000,b:7001/3' },
+    { name: 'a Cluster URL with a #', url: 'redis-cluster://:pw@a:7000#m' },
+    { name: 'a parameter vfleet does not read', url: 'redis-cluster://:pw@a:7000?timeout=5s' },
+    { name: 'an empty host in the list', url: 'redis-cluster://:pw@a:7000,,b:7001' },
+    { name: 'a bad port in the list', url: 'redis-sentinel://:pw@a:26379,b:0#m' },
+    { name: 'a badly encoded password', url: 'redis-cluster://:pw%zz@a:7000' },
   ];
   for (const c of refused) {
     it(`refuses ${c.name} with redis-url, without quoting the URL`, () => {

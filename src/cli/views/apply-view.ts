@@ -146,6 +146,13 @@ function sayResult(
     case 'store-lost':
       return storeLost(result, session, terminal);
     case 'applied':
+      if (result.afterFailover !== undefined) {
+        const n = result.afterFailover;
+        terminal.out(
+          `${words.verb} incomplete: Redis failed over during it and lost writes; the fleet, read again, is ${n} action${n === 1 ? '' : 's'} from the spec. The next ${words.verb.toLowerCase()} resumes from here.`,
+        );
+        return 1;
+      }
       return applied(result.plan, result.outcomes, words, terminal);
   }
 }

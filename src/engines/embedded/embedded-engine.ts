@@ -22,13 +22,14 @@
 //
 // The emulated agent (emulated-agent.ts) renews each host's lease, stops a partitioned host's
 // instances a ttl after its last renewal, and has a returning host destroy its stale copies.
-import type { Redis } from 'ioredis';
+
 import { ENGINE_CAPABILITIES } from '../../model/engine-capabilities.js';
 import { VfleetError } from '../../model/errors.js';
 import type { Host, PackageVersions } from '../../model/fleet.js';
 import type { PatchRecord } from '../../model/instances.js';
 import { type EngineHostKeys, engineHostKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
+import type { RedisClient } from '../../state/redis-client.js';
 import {
   checkCopyTarget,
   checkReplicaTarget,
@@ -204,7 +205,7 @@ export class EmbeddedEngine implements HostEngine {
   private readonly currentPlanKey: string | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     fleet: string,
     private readonly spec: Host,
     options: EmbeddedEngineOptions = {},

@@ -3,10 +3,11 @@
 // under the fleet's hash tag, so one slot): it is never stopped and never runs on both. Fenced on
 // both hosts like every change; refused while either host is down. The downtime it reports is
 // the step's own time — what a guest would notice, emulated.
-import type { Redis } from 'ioredis';
+
 import { VfleetError } from '../../model/errors.js';
 import type { EngineHostKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
+import type { RedisClient } from '../../state/redis-client.js';
 import type { EngineInstance } from '../host-engine.js';
 
 // KEYS: source instances, fence, down, stopped; target instances, fence, down, stopped.
@@ -38,7 +39,7 @@ return {'ok', moved}
 `;
 
 export async function migrateEmbedded(
-  redis: Redis,
+  redis: RedisClient,
   from: { readonly host: string; readonly keys: EngineHostKeys },
   to: { readonly host: string; readonly keys: EngineHostKeys },
   name: string,

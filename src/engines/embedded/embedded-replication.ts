@@ -4,11 +4,12 @@
 // `disks` hash a create boots from, as after a move). The byte counts are emulated: a full copy
 // is the instance's disk size, an increment 1% of it per minute since the last point (the
 // benchmark's dirty rate), at least one 64 KiB cluster.
-import type { Redis } from 'ioredis';
+
 import { VfleetError } from '../../model/errors.js';
 import type { PackageVersions } from '../../model/fleet.js';
 import type { EngineHostKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
+import type { RedisClient } from '../../state/redis-client.js';
 import type { ReplicaIncoming, ReplicaPoint } from '../host-engine.js';
 
 const GiB = 1024 ** 3;
@@ -45,7 +46,7 @@ return ARGV[3]
 `;
 
 export async function receiveReplica(
-  redis: Redis,
+  redis: RedisClient,
   keys: EngineHostKeys,
   host: string,
   incoming: ReplicaIncoming,
@@ -87,7 +88,7 @@ export async function receiveReplica(
 }
 
 export async function readReplica(
-  redis: Redis,
+  redis: RedisClient,
   keys: EngineHostKeys,
   name: string,
 ): Promise<StoredReplica | undefined> {
@@ -96,7 +97,7 @@ export async function readReplica(
 }
 
 export async function replicaPoints(
-  redis: Redis,
+  redis: RedisClient,
   keys: EngineHostKeys,
 ): Promise<ReadonlyMap<string, ReplicaPoint>> {
   const all = await redis.hgetall(keys.replicas);

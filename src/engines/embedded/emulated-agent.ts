@@ -7,9 +7,10 @@
 // (the fleet's record names another host, or a newer generation), so a returning host never
 // resumes a stale copy. Every controller process runs it each tick for all embedded hosts, in one
 // script; each tick is idempotent, so any number may.
-import type { Redis } from 'ioredis';
+
 import { engineHostKeys, fleetKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
+import type { RedisClient } from '../../state/redis-client.js';
 
 // The emulated agents' tick. KEYS: the fleet's leases, the fleet's instances, then per host its
 // down, instances, agent and stopped keys. ARGV: ttl ms, who renews, then per host its name and
@@ -98,7 +99,7 @@ export interface AgentTickResult {
  * all, or each host's own (the simulation skews them).
  */
 export async function embeddedAgentTick(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   hosts: readonly string[],
   nowMs: number | ((host: string) => number),

@@ -2,15 +2,16 @@
 // in one round trip (a pipeline, or one script over every host's keys), one reply per host rather
 // than one per instance — on 100,000 instances that is most of what reading them costs the client.
 // A host under a fault does not answer (null), as HostEngine.list would throw.
-import type { Redis } from 'ioredis';
+
 import { engineHostKeys } from '../../state/keys.js';
 import { runScript } from '../../state/lua-script.js';
+import type { RedisClient } from '../../state/redis-client.js';
 import type { EngineInstance, InjectedFault } from '../host-engine.js';
 import { faultOf, reportedFrom } from './embedded-engine.js';
 
 /** The faults the named emulated hosts are under, in one pipeline (hosts without one left out). */
 export async function embeddedFaults(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   hosts: readonly string[],
 ): Promise<Map<string, InjectedFault>> {
@@ -45,7 +46,7 @@ return out
 
 /** Per host, its hash joined by newlines as JOINED makes it; null for a host that is down. */
 async function joined(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   hosts: readonly string[],
   hash: 'instances' | 'fence',
@@ -85,7 +86,7 @@ return out
 
 /** The instances each emulated host runs right now (null: the host does not answer). */
 export async function embeddedRunning(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   hosts: readonly string[],
 ): Promise<Map<string, readonly string[] | null>> {
@@ -126,7 +127,7 @@ export interface EmbeddedListing {
 
 /** What each emulated host holds, by name, in one round trip: null for a host that does not answer. */
 export async function embeddedListing(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   hosts: readonly string[],
 ): Promise<Map<string, EmbeddedListing | null>> {
@@ -162,7 +163,7 @@ export async function embeddedListing(
  * the last host was visited, and the garbage collector copied them.
  */
 export async function embeddedFences(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   hosts: readonly string[],
 ): Promise<Map<string, string | null>> {
@@ -190,7 +191,7 @@ export function visitFences(text: string, visit: (name: string, generation: numb
 
 /** The records of the named instances on the named emulated hosts, in one pipeline. */
 export async function instancesAt(
-  redis: Redis,
+  redis: RedisClient,
   fleet: string,
   wanted: ReadonlyArray<{ readonly host: string; readonly name: string }>,
 ): Promise<Array<{ host: string; reported: EngineInstance }>> {
