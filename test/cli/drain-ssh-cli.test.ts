@@ -153,7 +153,11 @@ describe('vfleet host drain on ssh hosts', () => {
         );
       });
       watch.stop();
-      assert.deepEqual(countBreaks(watch.seen), [], 'the count only goes up, by one');
+      assert.deepEqual(
+        countBreaks(watch.seen),
+        [],
+        'the count only goes up (a line or two unseen at the switch at most)',
+      );
 
       const now = status();
       const moved = now.instances.find((i) => i.instance === VM);

@@ -91,7 +91,11 @@ describe('live migration between real hosts (real QEMU, TCG)', () => {
     t.diagnostic(
       `downtime ${moved.downtimeMs} ms (QEMU's ${moved.qemuDowntimeMs} ms), console gap ${gap} ms (the guest prints every 1000 ms), migration ${moved.durationMs} ms`,
     );
-    assert.deepEqual(countBreaks(watch.seen), [], 'the count only goes up, by one');
+    assert.deepEqual(
+      countBreaks(watch.seen),
+      [],
+      'the count only goes up (a line or two unseen at the switch at most)',
+    );
     assert.ok(watch.values(log(a)).length > 0 && watch.values(log(b)).length >= 3);
     assert.equal(moved.instance.status, 'running');
     assert.equal(moved.instance.generation, 2);
@@ -175,7 +179,11 @@ describe('live migration between real hosts (real QEMU, TCG)', () => {
     const back = await local.engine.migrate(VM, 6, a.engine);
     await countsOn(a, 2, watch.values(log(a)).length);
     t.diagnostic(`ssh → local ${there.downtimeMs} ms, local → ssh ${back.downtimeMs} ms`);
-    assert.deepEqual(countBreaks(watch.seen), [], 'the count only goes up, by one');
+    assert.deepEqual(
+      countBreaks(watch.seen),
+      [],
+      'the count only goes up (a line or two unseen at the switch at most)',
+    );
     assert.equal((await a.engine.describe(VM))?.generation, 6);
     assert.equal(await local.engine.describe(VM), undefined);
     assert.equal(await b.engine.describe(VM), undefined);
@@ -217,7 +225,11 @@ describe('live migration between real hosts (real QEMU, TCG)', () => {
   /** The VM still runs on `h` as before: its count goes on, its QEMU carries nothing of ours. */
   async function untouched(h: ReplicationHost, before: number): Promise<void> {
     await countsOn(h, 2, before);
-    assert.deepEqual(countBreaks(watch.seen), [], 'the count only goes up, by one');
+    assert.deepEqual(
+      countBreaks(watch.seen),
+      [],
+      'the count only goes up (a line or two unseen at the switch at most)',
+    );
     const now = await h.engine.describe(VM);
     assert.equal(now?.status, 'running');
     assert.equal(now?.generation, 2);

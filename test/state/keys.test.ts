@@ -55,6 +55,7 @@ describe('state keys', () => {
       replication: 'vfleet:{lab}:replication',
       replicationLock: 'vfleet:{lab}:replication-lock:',
       drained: 'vfleet:{lab}:drained',
+      patches: 'vfleet:{lab}:patches',
     });
     assert.equal(queuePrefix('lab'), 'vfleet:{lab}:bull');
     assert.deepEqual(engineHostKeys('lab', 'hv-01'), {
@@ -65,6 +66,7 @@ describe('state keys', () => {
       down: 'vfleet:{lab}:engine:hv-01:down',
       agent: 'vfleet:{lab}:engine:hv-01:agent',
       stopped: 'vfleet:{lab}:engine:hv-01:stopped',
+      patchFaults: 'vfleet:{lab}:engine:hv-01:patch-faults',
     });
   });
 
