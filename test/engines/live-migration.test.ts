@@ -250,8 +250,14 @@ describe('live migration between real hosts (real QEMU, TCG)', () => {
   }
 });
 
+/** The file's text, or '' when it is not there (a process's /proc entry can go at any moment). */
 function readText(path: string): string {
-  return existsSync(path) ? readFileSync(path, 'utf8') : '';
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH') return '';
+    throw e;
+  }
 }
 
 /**
