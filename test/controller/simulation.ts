@@ -146,6 +146,8 @@ function validSpec(fleet: SimFleet): ValidSpec {
   }
   return {
     file: 'sim.yaml',
+    // Not a file on disk: its source is said here, so no session asks git about it.
+    revision: { kind: 'file', path: 'sim.yaml' },
     fleet: loaded.fleet,
     specHash: createHash('sha256').update(text).digest('hex'),
     diagnostics: loaded.diagnostics,
