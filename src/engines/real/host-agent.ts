@@ -31,7 +31,7 @@ import { run, type Transport } from '../../transport/transport.js';
 import { installHostScript } from './host-helper.js';
 
 export const AGENT_SCRIPT = `#!/bin/sh
-# vfleet-agent, format 1. Usage:
+# vfleet-agent, format 2. Usage:
 #   vfleet-agent renew DATADIR TTL_MS TOKEN FEEDER [ACK]   a controller's renewal (prints a
 #                                                    report; ACK: the sum of a report it has acted on)
 #   vfleet-agent agent DATADIR TTL_MS                the agent loop (started by renew)
@@ -47,11 +47,18 @@ nl='
 '
 [ "$ttl" -ge 10 ] || ttl=10
 
-now() { # centiseconds since boot: monotonic, the host's own
+now() { # sets t: centiseconds since boot: monotonic, the host's own
   read -r up _ </proc/uptime
   up=\${up%.*}\${up#*.}
   while [ "\${up#0}" != "$up" ]; do up=\${up#0}; done
-  echo "\${up:-0}"
+  t=\${up:-0}
+}
+
+get() { # FILE: sets v to its first line, empty when it is not there (builtins only: the loops
+  # below turn several times a second and fork nothing but mv and sleep)
+  v=
+  { read -r v <"$1"; } 2>/dev/null
+  return 0
 }
 
 mine() { # PIDFILE ROLE: the pidfile names a live loop of this script, this role, this folder
@@ -131,10 +138,12 @@ agent)
   put "$dir/agent.pid" "$$"
   n=0
   last=
-  seen=$(now)
-  while [ "$(cat "$dir/agent.pid" 2>/dev/null)" = "$$" ]; do
-    t=$(now)
-    r=$(cat "$dir/renewal" 2>/dev/null) || r=
+  now
+  seen=$t
+  while get "$dir/agent.pid" && [ "$v" = "$$" ]; do
+    now
+    get "$dir/renewal"
+    r=$v
     if [ "$r" != "$last" ]; then
       last=$r
       seen=$t
@@ -149,10 +158,12 @@ watchdog)
   mkdir -p "$dir"
   put "$dir/watchdog.pid" "$$"
   last=
-  moved=$(now)
-  while [ "$(cat "$dir/watchdog.pid" 2>/dev/null)" = "$$" ]; do
-    t=$(now)
-    d=$(cat "$dir/deadline" 2>/dev/null) || d=
+  now
+  moved=$t
+  while get "$dir/watchdog.pid" && [ "$v" = "$$" ]; do
+    now
+    get "$dir/deadline"
+    d=$v
     case $d in '' | *[!0-9]*) d= ;; esac
     if [ "$d" != "$last" ]; then
       last=$d
