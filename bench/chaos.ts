@@ -24,7 +24,7 @@
 // the spec places was not running; after each fault, the time until every one of them runs exactly
 // once again (converged). At the end: instances lost (placed by the spec, not running; must be 0).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -67,13 +67,17 @@ const SEED = Number(values.seed);
 const RUN_MS = Number(values.minutes) * 60_000;
 const RATE = Number(values.rate);
 const CONVERGE_MS = Number(values['converge-timeout']) * 1000;
-const TTL_MS = 3_000;
+// The controllers' default lease ttl: a plan of a 20,000-instance fleet from empty holds a loaded
+// machine's CPU for seconds, and a leader must renew its lease around it.
+const TTL_MS = 10_000;
 const LOCK_MS = 5_000;
 
 const bin = fileURLToPath(new URL('../../bin/vfleet.js', import.meta.url));
 const dir = mkdtempSync(`${tmpdir()}/vfleet-chaos-`);
 const redisDir = `${dir}/redis`;
 mkdirSync(redisDir);
+mkdirSync(`${dir}/logs`);
+let keep = false;
 
 const rand = mulberry32(SEED);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
@@ -142,8 +146,6 @@ function startProc(role: Proc['role']): Proc {
           '--external-workers',
           '--lease-ttl',
           `${TTL_MS}ms`,
-          '--grace',
-          '1s',
           '--interval',
           '5s',
           '--json',
@@ -178,7 +180,10 @@ function startProc(role: Proc['role']): Proc {
       }
     }
   });
-  child.stderr?.resume();
+  // Each process's output in the run's folder, kept when the run fails.
+  const log = createWriteStream(`${dir}/logs/${name}.log`);
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
   const proc: Proc = { role, name, child, stopped: false };
   procs.push(proc);
   return proc;
@@ -413,6 +418,15 @@ function changeSpec(): string {
 }
 
 // --- the run --------------------------------------------------------------------------------------
+// Stopped from outside: take the processes down with it (each by its pid), keep the logs.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    redisProcess?.kill('SIGKILL');
+    console.log(`stopped by ${signal}; the processes' logs: ${dir}/logs`);
+    process.exit(1);
+  });
+}
 let sampling: Promise<void> = Promise.resolve();
 let stopSampling = false;
 const results: Array<{ fault: Fault; what: string; heldMs: number; convergeMs: number }> = [];
@@ -500,6 +514,9 @@ try {
     `longest time an instance was down: ${(longestDownMs / 1000).toFixed(1)} s${longestDownName ? ` (${longestDownName})` : ''}`,
   );
   process.exitCode = lost.length === 0 && doubled === 0 ? 0 : 1;
+} catch (e) {
+  keep = true;
+  throw e;
 } finally {
   stopSampling = true;
   await sampling;
@@ -519,5 +536,6 @@ try {
   probe.disconnect();
   redisProcess?.kill('SIGTERM');
   if (redisProcess) await new Promise((done) => redisProcess?.once('exit', done));
-  rmSync(dir, { recursive: true, force: true });
+  if (keep || process.exitCode) console.log(`the processes' logs: ${dir}/logs`);
+  else rmSync(dir, { recursive: true, force: true });
 }

@@ -30,6 +30,8 @@ interface HostState {
   rejoin: boolean;
   /** The watchdog's report this controller has acted on (sent back as the renewal's ack). */
   fencedSum: string;
+  /** The restart of the agent's loops this controller has acted on (the leader acknowledges it). */
+  startedSum?: string;
   /** Answered at least once since this controller started. */
   contacted: boolean;
   turn: number;
@@ -138,6 +140,8 @@ export class HostAgents {
         this.feeder,
         Math.max(500, Math.round(this.options.ttlMs / 2)),
         st.fencedSum,
+        // Only the leader acknowledges a restart of the loops: it is the one that reports it.
+        this.options.leading() ? (st.startedSum ?? '') : '',
       );
     } catch (e) {
       st.rejoin = true;
@@ -152,9 +156,11 @@ export class HostAgents {
         cause: `no renewal reached its agent for ${this.options.ttlMs} ms (or the agent hung): its watchdog killed these instances`,
       });
     }
-    if (report.started.length > 0) {
+    // Reported until the leader acknowledges it, so a lost answer still makes the event.
+    const startedNow = report.started.length > 0 && report.startedSum !== st.startedSum;
+    if (startedNow) {
       st.rejoin = true;
-      if (st.contacted)
+      if (st.contacted && this.options.leading())
         await this.options.emit('agent-restarted', {
           host,
           loops: report.started,
@@ -174,6 +180,7 @@ export class HostAgents {
     }
     // Acted on (reported, stale copies gone): the next renewal lets the host forget it.
     if (report.fencedSum !== undefined) st.fencedSum = report.fencedSum;
+    st.startedSum = report.startedSum;
     st.beat = report.beat;
     if (st.lastError !== '') {
       st.lastError = '';

@@ -20,8 +20,8 @@ const t = new LocalTransport('agent-host');
 const agent = new HostAgent(t, data);
 const me = feederId('controller-a');
 let turn = 0;
-const renew = (feeder = me, ack = '') =>
-  agent.renew(TTL, `${feeder}.${++turn}`, feeder, 10_000, ack);
+const renew = (feeder = me, ack = '', startedAck = '') =>
+  agent.renew(TTL, `${feeder}.${++turn}`, feeder, 10_000, ack, startedAck);
 const children: ChildProcess[] = [];
 
 /** A stand-in instance: a shell whose command line names `marker`, with a child of its own. */
@@ -58,8 +58,14 @@ describe('the vfleet agent on a host', () => {
     const script = readFileSync(`${data}/bin/vfleet-agent-${AGENT_SHA256.slice(0, 16)}.sh`);
     assert.ok(script.length > 0);
     assert.ok(alive(pidOf('agent')) && alive(pidOf('watchdog')));
-    const again = await renew();
+    // Reported until acknowledged (an answer lost on the way loses no restart), then forgotten.
+    const unacked = await renew();
+    assert.deepEqual([...unacked.started].sort(), ['agent', 'watchdog']);
+    assert.equal(unacked.startedSum, first.startedSum, 'the same restart, not a new one');
+    assert.deepEqual((await renew(me, '', 'not-the-sum')).startedSum, first.startedSum);
+    const again = await renew(me, '', first.startedSum);
     assert.deepEqual(again.started, [], 'running loops are not started again');
+    assert.equal(again.startedSum, undefined);
     // the beat moves while the agent turns
     const beat = again.beat;
     await pollUntil(

@@ -32,8 +32,9 @@ import { installHostScript } from './host-helper.js';
 
 export const AGENT_SCRIPT = `#!/bin/sh
 # vfleet-agent, format 2. Usage:
-#   vfleet-agent renew DATADIR TTL_MS TOKEN FEEDER [ACK]   a controller's renewal (prints a
-#                                                    report; ACK: the sum of a report it has acted on)
+#   vfleet-agent renew DATADIR TTL_MS TOKEN FEEDER [ACK [STARTED_ACK]]   a controller's renewal
+#                  (prints a report; ACK, STARTED_ACK: the sums of the fenced and started lines it
+#                  has acted on)
 #   vfleet-agent agent DATADIR TTL_MS                the agent loop (started by renew)
 #   vfleet-agent watchdog DATADIR TTL_MS             the watchdog loop (started by renew)
 #   vfleet-agent disarm DATADIR TTL_MS FEEDER        stop both loops unless another feeder renews
@@ -105,20 +106,31 @@ renew)
   token=$4
   feeder=$5
   ack=\${6-}
+  started_ack=\${7-}
   mkdir -p "$dir/feeders" || exit 1
   put "$dir/renewal" "$token" || exit 1
   : >"$dir/feeders/$feeder"
-  started=
+  # The loops this host had to start stay reported, like the fenced instances below, until a
+  # controller acknowledges exactly that report: an answer lost on the way loses no restart.
+  if [ -n "$started_ack" ] && [ -s "$dir/started" ]; then
+    sum=$(cksum <"$dir/started")
+    [ "\${sum%% *}" != "$started_ack" ] || rm -f "$dir/started"
+  fi
   for r in watchdog agent; do
     if ! mine "$dir/$r.pid" "$r"; then
       # a background job is no group leader, so setsid does not fork: $! is the loop
       setsid /bin/sh "$0" "$r" "$data" "$3" </dev/null >>"$dir/$r.log" 2>&1 &
       put "$dir/$r.pid" "$!"
-      started="$started $r"
+      printf '%s %s\n' "$r" "$!" >>"$dir/started"
     fi
   done
   echo "beat $(cat "$dir/beat" 2>/dev/null)"
-  echo "started$started"
+  if [ -s "$dir/started" ]; then
+    sum=$(cksum <"$dir/started")
+    echo "started \${sum%% *} $(cut -d ' ' -f 1 "$dir/started" | sort -u | tr '\n' ' ')"
+  else
+    echo "started"
+  fi
   # What the watchdog killed stays reported until a controller acknowledges having acted on
   # exactly that (an answer lost on the way loses nothing).
   if [ -s "$dir/fenced" ]; then
@@ -211,8 +223,12 @@ export const AGENT_SHA256 = createHash('sha256').update(AGENT_SCRIPT).digest('he
 export interface AgentReport {
   /** The agent's heartbeat ("pid.turn"): it moves every turn of a live agent, else it stands. */
   readonly beat: string;
-  /** The loops this renewal had to start (none were running: first contact, a crash, a reboot). */
+  /**
+   * The loops the host had to start (none were running: first contact, a crash, a reboot) since
+   * a controller last acknowledged them (`startedSum`, the next renewal's `startedAck`).
+   */
   readonly started: readonly string[];
+  readonly startedSum?: string;
   /** The instances the watchdog has SIGKILLed and no controller has acknowledged yet. */
   readonly fenced: readonly string[];
   /** What acknowledges `fenced` (the next renewal's `ack`), when there is any. */
@@ -224,12 +240,16 @@ const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 export function parseAgentReport(host: string, text: string): AgentReport {
   let beat: string | undefined;
   let started: string[] = [];
+  let startedSum: string | undefined;
   let fenced: string[] = [];
   let fencedSum: string | undefined;
   for (const line of text.split('\n')) {
     const [word, ...rest] = line.trim().split(/\s+/);
     if (word === 'beat') beat = rest.join(' ');
-    else if (word === 'started') started = rest.filter((r) => r === 'agent' || r === 'watchdog');
+    else if (word === 'started') {
+      started = rest.filter((r) => r === 'agent' || r === 'watchdog');
+      startedSum = rest.find((r) => /^\d+$/.test(r));
+    }
     else if (word === 'fenced' && rest.length > 0) {
       fencedSum = rest[0];
       fenced = rest.slice(1).filter((n) => NAME.test(n));
@@ -240,7 +260,13 @@ export function parseAgentReport(host: string, text: string): AgentReport {
       retryable: true,
     });
   }
-  return { beat, started, fenced, ...(fencedSum === undefined ? {} : { fencedSum }) };
+  return {
+    beat,
+    started,
+    fenced,
+    ...(startedSum === undefined ? {} : { startedSum }),
+    ...(fencedSum === undefined ? {} : { fencedSum }),
+  };
 }
 
 /** A feeder's id as the host stores it (a file name): a hash of the controller's id. */
@@ -267,8 +293,9 @@ export class HostAgent {
   }
 
   /**
-   * One renewal: the agent's loops are started if they are not running. `ack`: the `fencedSum`
-   * of a report the caller has acted on, which the host then forgets.
+   * One renewal: the agent's loops are started if they are not running. `ack`, `startedAck`:
+   * the `fencedSum` and `startedSum` of a report the caller has acted on, which the host then
+   * forgets.
    */
   async renew(
     ttlMs: number,
@@ -276,11 +303,22 @@ export class HostAgent {
     feeder: string,
     timeoutMs: number,
     ack = '',
+    startedAck = '',
   ): Promise<AgentReport> {
     const path = await this.script();
     const out = await run(
       this.t,
-      ['/bin/sh', path, 'renew', this.dataDir, String(Math.round(ttlMs)), token, feeder, ack],
+      [
+        '/bin/sh',
+        path,
+        'renew',
+        this.dataDir,
+        String(Math.round(ttlMs)),
+        token,
+        feeder,
+        ack,
+        startedAck,
+      ],
       { timeoutMs },
     );
     return parseAgentReport(this.t.host, out.toString('utf8'));
