@@ -249,8 +249,7 @@ export function parseAgentReport(host: string, text: string): AgentReport {
     else if (word === 'started') {
       started = rest.filter((r) => r === 'agent' || r === 'watchdog');
       startedSum = rest.find((r) => /^\d+$/.test(r));
-    }
-    else if (word === 'fenced' && rest.length > 0) {
+    } else if (word === 'fenced' && rest.length > 0) {
       fencedSum = rest[0];
       fenced = rest.slice(1).filter((n) => NAME.test(n));
     }
