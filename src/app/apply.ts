@@ -121,7 +121,11 @@ export type ApplyResult =
 /** A round of the apply: its result, or Redis came back as another server under it. */
 type RoundResult =
   | ApplyResult
-  | { readonly status: 'restarted'; readonly plan: Plan; readonly reported: readonly ActionOutcome[] };
+  | {
+      readonly status: 'restarted';
+      readonly plan: Plan;
+      readonly reported: readonly ActionOutcome[];
+    };
 
 /** Rounds an apply runs at most: a Redis that keeps restarting under it is reported, not chased. */
 const MAX_ROUNDS = 10;

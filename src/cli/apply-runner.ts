@@ -82,7 +82,9 @@ export function applyArgsOf(target: string, o: ApplyOptionValues): ApplyArgs {
     json: o.json,
     redisWaitMs: parseDuration(
       o.redisWait ?? process.env.VFLEET_REDIS_WAIT ?? DEFAULT_REDIS_WAIT,
-      o.redisWait === undefined && process.env.VFLEET_REDIS_WAIT ? 'VFLEET_REDIS_WAIT' : '--redis-wait',
+      o.redisWait === undefined && process.env.VFLEET_REDIS_WAIT
+        ? 'VFLEET_REDIS_WAIT'
+        : '--redis-wait',
     ),
   };
 }
@@ -102,29 +104,34 @@ export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<num
       '--json needs --auto-approve (or a saved plan): no question is asked in JSON',
     );
   }
-  return withSession(saved ? args.spec : args.target, terminal, async (session) => {
-    const words = applyWords(
-      saved ? saved.destroy === true : args.destroy === true,
-      session.fleet.name,
-    );
-    const view = applyEventView(terminal, session.fleet.name, json);
-    try {
-      const result = await applyFleet(session, {
-        ...(saved ? { saved } : {}),
-        destroy: args.destroy === true,
-        approve: () => (args.autoApprove ? Promise.resolve(true) : ask(words, terminal)),
-        concurrency: args.concurrency,
-        externalWorkers: args.externalWorkers,
-        takeoverMs: args.takeoverMs,
-        clock: windowClock(process.env),
-        onEvent: view.onEvent,
-      });
-      view.end();
-      return renderApplyResult(result, session, words, terminal, json);
-    } finally {
-      view.end();
-    }
-  }, args.redisWaitMs === undefined ? {} : { lostAfterMs: args.redisWaitMs });
+  return withSession(
+    saved ? args.spec : args.target,
+    terminal,
+    async (session) => {
+      const words = applyWords(
+        saved ? saved.destroy === true : args.destroy === true,
+        session.fleet.name,
+      );
+      const view = applyEventView(terminal, session.fleet.name, json);
+      try {
+        const result = await applyFleet(session, {
+          ...(saved ? { saved } : {}),
+          destroy: args.destroy === true,
+          approve: () => (args.autoApprove ? Promise.resolve(true) : ask(words, terminal)),
+          concurrency: args.concurrency,
+          externalWorkers: args.externalWorkers,
+          takeoverMs: args.takeoverMs,
+          clock: windowClock(process.env),
+          onEvent: view.onEvent,
+        });
+        view.end();
+        return renderApplyResult(result, session, words, terminal, json);
+      } finally {
+        view.end();
+      }
+    },
+    args.redisWaitMs === undefined ? {} : { lostAfterMs: args.redisWaitMs },
+  );
 }
 
 /** Terraform's question; refused without a terminal to ask on. */

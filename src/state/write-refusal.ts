@@ -16,7 +16,8 @@ export function writeRefusal(
   embedded = false,
 ): VfleetError | undefined {
   const message = String((e as { message?: unknown } | null)?.message ?? '');
-  const reply = redact(message.split('\n')[0] ?? '').slice(0, 200);
+  // A script's error names the script and line after the server's own words: not for users.
+  const reply = redact((message.split('\n')[0] ?? '').replace(/ script: .*$/, '')).slice(0, 200);
   const at = shown ? `Redis at ${shown}` : 'Redis';
   if (/^OOM /.test(reply)) {
     return new VfleetError(

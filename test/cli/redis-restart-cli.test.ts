@@ -71,7 +71,10 @@ describe('the private redis-server SIGKILLed mid-apply', () => {
     const output = apply.output();
 
     assert.equal(code, 0, output);
-    assert.match(output, /Resumed once after Redis came back as another server: \d+ actions? enqueued again/);
+    assert.match(
+      output,
+      /Resumed once after Redis came back as another server: \d+ actions? enqueued again/,
+    );
     assert.match(output, /Apply complete: 32 actions done\./);
     assert.doesNotMatch(output, /\n\s+at |internal error/);
     assert.notEqual(Number(readFileSync(pidfile, 'utf8')), killed, 'vfleet restarted it');

@@ -80,8 +80,10 @@ export function rounds(output: string): Array<{ planned: string[]; done: string[
       outcome?: string;
       action?: string;
     };
-    if (doc.type === 'plan') out.push({ planned: doc.plan?.actions.map((a) => a.id) ?? [], done: [] });
-    if (doc.type === 'action' && doc.outcome === 'done') out.at(-1)?.done.push(doc.action as string);
+    if (doc.type === 'plan')
+      out.push({ planned: doc.plan?.actions.map((a) => a.id) ?? [], done: [] });
+    if (doc.type === 'action' && doc.outcome === 'done')
+      out.at(-1)?.done.push(doc.action as string);
   }
   return out;
 }

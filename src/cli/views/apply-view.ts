@@ -56,7 +56,10 @@ export function applyEventView(
         terminal.err(
           `vfleet: Redis came back as another server (restarted or failed over) during the apply, ${event.doneBefore} action${event.doneBefore === 1 ? '' : 's'} done before; reading the fleet again and resuming (round ${event.round}): what it lost is enqueued again.`,
         );
-        if (json) terminal.out(jsonDocument({ type: 'resuming', round: event.round, doneBefore: event.doneBefore }));
+        if (json)
+          terminal.out(
+            jsonDocument({ type: 'resuming', round: event.round, doneBefore: event.doneBefore }),
+          );
         return;
       case 'plan':
         terminal.out(
