@@ -153,6 +153,8 @@ async function applyLocked(
   let resumed:
     | { times: number; planned: number; doneBefore: number; reenqueued: number }
     | undefined;
+  // The in-process workers of earlier rounds: their locks are stale once they stopped.
+  const stoppedWorkers = new Set<string>();
   const counting = (event: ApplyEvent) => {
     // A resumed round's plan is what the restart left to do: it is enqueued again.
     if (event.type === 'running' && resumed) resumed.reenqueued += event.plan.actions.length;
@@ -165,7 +167,7 @@ async function applyLocked(
       session,
       round === 1 ? options : { ...options, saved: undefined, approve: async () => true },
       counting,
-      round === MAX_ROUNDS,
+      { last: round === MAX_ROUNDS, stoppedWorkers },
     );
     if (result.status !== 'restarted') {
       const resumable = result.status === 'applied' || result.status === 'store-lost';
@@ -181,13 +183,14 @@ async function applyLocked(
 
 /**
  * One round: supersede, plan, run. `last`: Redis coming back as another server is not resumed
- * from again (the loss, if any, is reported).
+ * from again (the loss, if any, is reported). `stoppedWorkers`: the ids of earlier rounds'
+ * in-process workers, which this round's add to.
  */
 async function applyRound(
   session: FleetSession,
   options: ApplyOptions,
   emit: (event: ApplyEvent) => void,
-  last: boolean,
+  { last, stoppedWorkers }: { readonly last: boolean; readonly stoppedWorkers: Set<string> },
 ): Promise<RoundResult> {
   // Jobs of earlier applies stop acting before this one reads the hosts (queue/earlier-jobs.ts):
   // every earlier plan is marked superseded, then what still runs on a live worker is awaited.
@@ -196,6 +199,7 @@ async function applyRound(
   const { waitForEarlierJobs } = await import('../queue/earlier-jobs.js');
   const ended = await waitForEarlierJobs(session.connection.redis, session.queuePrefix, {
     deadlineMs,
+    stoppedWorkers,
     onWaiting: (jobs) => emit({ type: 'waiting-for-earlier-jobs', jobs }),
   });
   if (!ended) return { status: 'earlier-jobs-running', deadlineMs };
@@ -258,6 +262,9 @@ async function applyRound(
       takeoverMs: options.takeoverMs,
       signal: AbortSignal.any(options.signal ? [...lost, options.signal] : lost),
       ...(last ? {} : { interrupt: watch.restarted }),
+      onWorkersStopped: (ids) => {
+        for (const id of ids) stoppedWorkers.add(id);
+      },
       onOutcome: (outcome: ActionOutcome) => {
         reported.push(outcome);
         emit({ type: 'outcome', plan, outcome });

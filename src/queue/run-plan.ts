@@ -65,6 +65,8 @@ export interface RunPlanOptions {
    * finish the jobs in hand and every connection is closed, Redis being there.
    */
   readonly interrupt?: AbortSignal;
+  /** Told the ids of the in-process workers once they have stopped (earlier-jobs.ts). */
+  readonly onWorkersStopped?: (ids: readonly string[]) => void;
   /**
    * How many of a wave's actions are enqueued at a time (default: twice what the host queues run
    * at once, at least 1,000): the next slice is enqueued while one runs, so the queues stay fed
@@ -327,6 +329,7 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
       await within(CLOSE_AFTER_LOSS_MS, closing);
     } else {
       await closing;
+      options.onWorkersStopped?.(workers.flatMap((w) => (w instanceof Worker ? [w.id] : [])));
       await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
     }
   }

@@ -9,10 +9,9 @@ import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import {
+  applyUnderWay,
   assertConverged,
   assertNoneTwiceInARound,
-  sampleCopies,
-  untilVersion,
 } from '../helpers/fleet-faults.js';
 import { startRedisCluster, type TestRedisCluster } from '../helpers/redis-cluster.js';
 import { CANARY, leaks } from '../helpers/redis-forms.js';
@@ -60,24 +59,13 @@ describe('a Cluster master failover mid-apply', () => {
     await pollUntil('the worker serving', () =>
       /serving/.test(worker.output()) ? true : undefined,
     );
-    const apply = spawnVfleet(
-      ['apply', '--auto-approve', '--json', '--external-workers'],
-      cwd,
-      env,
-      children,
-    );
-    let stdout = '';
-    apply.child.stdout?.on('data', (d) => {
-      stdout += d;
-    });
     const client = cluster.client();
-    const sampler = sampleCopies(client);
-    await untilVersion(client, 8);
+    const apply = await applyUnderWay(cwd, env, children, client);
     const promoted = cluster.node(replicaIndex);
     assert.equal(await promoted.cluster('FAILOVER'), 'OK');
     const failedOverAt = Date.now();
     const code = await apply.exited;
-    const { samples, doubled } = await sampler.stop();
+    const { samples, doubled } = await apply.sampler.stop();
     const output = apply.output();
     t.diagnostic(
       `apply exit ${code} ${Date.now() - failedOverAt} ms after CLUSTER FAILOVER; ${samples} samples of the hosts`,
@@ -88,7 +76,7 @@ describe('a Cluster master failover mid-apply', () => {
     assert.doesNotMatch(output, /\n\s+at |internal error/);
     assert.match(await promoted.info('replication'), /role:master/, 'the replica was promoted');
     assert.deepEqual(doubled, [], `never two copies (${samples} samples)`);
-    assertNoneTwiceInARound(stdout);
+    assertNoneTwiceInARound(apply.stdout());
     await assertConverged(client, cwd, env);
 
     assert.equal(worker.child.exitCode, null, worker.output());

@@ -11,12 +11,11 @@ import { readFileSync, rmSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import {
+  applyUnderWay,
   assertConverged,
   assertNoneTwiceInARound,
   HOSTS,
   rounds,
-  sampleCopies,
-  untilVersion,
 } from '../helpers/fleet-faults.js';
 import { pollUntil, spawnVfleet, vfleet, workdir } from '../helpers/vfleet-cli.js';
 
@@ -48,18 +47,7 @@ describe('the private redis-server SIGKILLed mid-apply', () => {
     for (const w of workers) {
       await pollUntil('a worker serving', () => (/serving/.test(w.output()) ? true : undefined));
     }
-    const apply = spawnVfleet(
-      ['apply', '--auto-approve', '--json', '--external-workers'],
-      cwd,
-      env,
-      children,
-    );
-    let stdout = '';
-    apply.child.stdout?.on('data', (d) => {
-      stdout += d;
-    });
-    const sampler = sampleCopies(watcher);
-    await untilVersion(watcher, 8);
+    const apply = await applyUnderWay(cwd, env, children, watcher);
     const killed = Number(readFileSync(pidfile, 'utf8'));
     process.kill(killed, 'SIGKILL');
     const killedAt = Date.now();
@@ -67,7 +55,8 @@ describe('the private redis-server SIGKILLed mid-apply', () => {
       /resuming \(round 2\)/.test(apply.output()) ? Date.now() - killedAt : undefined,
     ).catch(() => -1);
     const code = await apply.exited;
-    const { samples, doubled } = await sampler.stop();
+    const { samples, doubled } = await apply.sampler.stop();
+    const stdout = apply.stdout();
     const output = apply.output();
 
     assert.equal(code, 0, output);

@@ -4,10 +4,11 @@
 // NDJSON read back per round, and the fleet converged afterwards — every instance of the spec
 // exactly once, the plan empty.
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import type { Cluster, Redis } from 'ioredis';
 import { replicaName } from '../../src/model/fleet.js';
 import { rootFleet } from './root-fleet.js';
-import { pollUntil, vfleet } from './vfleet-cli.js';
+import { pollUntil, spawnVfleet, vfleet } from './vfleet-cli.js';
 
 type Client = Redis | Cluster;
 
@@ -114,4 +115,29 @@ export async function assertConverged(
     [],
     'each instance on exactly one host',
   );
+}
+
+/**
+ * `vfleet apply --json --external-workers` (the workers are the caller's), its hosts sampled
+ * from the start, resolved once it is under way (state version 8): the moment for a fault.
+ */
+export async function applyUnderWay(
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  children: ChildProcess[],
+  redis: Client,
+) {
+  const apply = spawnVfleet(
+    ['apply', '--auto-approve', '--json', '--external-workers'],
+    cwd,
+    env,
+    children,
+  );
+  let stdout = '';
+  apply.child.stdout?.on('data', (d) => {
+    stdout += d;
+  });
+  const sampler = sampleCopies(redis);
+  await untilVersion(redis, 8);
+  return { ...apply, stdout: () => stdout, sampler };
 }
