@@ -56,7 +56,14 @@ async function applyKilledMidway(
     [bin, 'apply', '--auto-approve', '--workers', '1', ...args],
     {
       cwd: dir,
-      env: { ...process.env, VFLEET_EMBEDDED_BOOT_MS: '150', ...env },
+      // The jobs a stopped apply held keep their locks until they expire, and the next apply
+      // waits for that: 3 s here rather than 30.
+      env: {
+        ...process.env,
+        VFLEET_EMBEDDED_BOOT_MS: '150',
+        VFLEET_WORKER_LOCK_MS: '3000',
+        ...env,
+      },
     },
   );
   let stdout = '';
@@ -242,8 +249,9 @@ describe('an apply that loses its Redis', () => {
       'no action reported done twice',
     );
     assertNoPassword(run.stdout + run.stderr);
+    const before = /(\d+) actions? done before/.exec(run.stderr)?.[1];
     t.diagnostic(
-      `${done.length} actions reported done, ${resumed[1]} enqueued again after the restart`,
+      `${done.length} actions reported done (${before} before the restart), ${resumed[1]} enqueued again after it`,
     );
     const redis = server.client({ password: PASSWORD });
     const again = await assertConverged(dir, env, redis);
