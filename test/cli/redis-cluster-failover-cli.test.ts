@@ -32,7 +32,9 @@ describe('a Cluster master failover mid-apply', () => {
     if (cwd) rmSync(cwd, { recursive: true, force: true });
   });
 
-  it('the apply and a vfleet worker follow the new master and converge', async (t) => {
+  it('the apply and a vfleet worker follow the new master and converge', {
+    timeout: 180_000,
+  }, async (t) => {
     const env = { REDIS_URL: cluster.url(), VFLEET_EMBEDDED_BOOT_MS: '150' };
     // The master holding the fleet's slot, and its replica (CLUSTER NODES: id, address, flags,
     // master id, …, slot ranges).

@@ -32,7 +32,9 @@ describe('the private redis-server SIGKILLed mid-apply', () => {
     }
   });
 
-  it('the apply and every vfleet worker resume by themselves and converge', async (t) => {
+  it('the apply and every vfleet worker resume by themselves and converge', {
+    timeout: 180_000,
+  }, async (t) => {
     cwd = workdir();
     assert.equal(vfleet(['status'], cwd).code, 0, 'starts the private redis-server');
     const pidfile = `${cwd}/.vfleet/redis/redis.pid`;

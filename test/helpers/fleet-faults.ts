@@ -30,8 +30,8 @@ export async function copiesOnHosts(redis: Client): Promise<Map<string, number>>
 }
 
 /**
- * Samples the hosts every 50 ms until stopped; a sample Redis does not answer (it is down,
- * restarting) is skipped. What it returns: how many samples were read, and every instance ever
+ * Samples the hosts every 50 ms until stopped; a sample Redis does not answer within 2 s (it is
+ * down, restarting, failing over) is skipped. What it returns: how many samples were read, and every instance ever
  * seen on two hosts at once.
  */
 export function sampleCopies(redis: Client) {
@@ -41,7 +41,14 @@ export function sampleCopies(redis: Client) {
   const loop = (async () => {
     while (!stopped) {
       try {
-        for (const [name, n] of await copiesOnHosts(redis)) if (n > 1) doubled.add(name);
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('no answer')), 2_000);
+        });
+        const copies = await Promise.race([copiesOnHosts(redis), late]).finally(() =>
+          clearTimeout(timer),
+        );
+        for (const [name, n] of copies) if (n > 1) doubled.add(name);
         samples++;
       } catch {
         // down or restarting: the next sample
