@@ -59,7 +59,7 @@ export function withApplyOptions(command: Command, verb: string): Command {
     .option('--external-workers', 'vfleet worker processes serve the queues: run none here', false)
     .option(
       '--redis-wait <duration>',
-      `how long to wait for a Redis that went away (killed, restarted, failing over) to come back before stopping; then the ${verb} resumes (default VFLEET_REDIS_WAIT, else ${DEFAULT_REDIS_WAIT})`,
+      `how long to wait for a Redis that went away (killed, restarting, failing over): back in time, the ${verb} reads the fleet again and resumes; else it stops (default VFLEET_REDIS_WAIT, else ${DEFAULT_REDIS_WAIT})`,
     )
     .option(
       '--json',

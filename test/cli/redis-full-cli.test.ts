@@ -19,14 +19,14 @@ const PASSWORD = 'full-Canary/3d9+x';
 
 /**
  * An apply through in-process workers, with slow boots so that the fault lands in its middle.
- * The jobs it holds when it stops keep their BullMQ locks until they expire: 3 s here (30 s by
+ * The jobs it holds when it stops keep their BullMQ locks until they expire: 5 s here (15 s by
  * default), which the next apply waits for ("waiting for N jobs an earlier apply left running").
  */
 function slowApply(cwd: string, env: NodeJS.ProcessEnv, children: ChildProcess[]) {
   const apply = spawnVfleet(
     ['apply', '--auto-approve'],
     cwd,
-    { ...env, VFLEET_EMBEDDED_BOOT_MS: '150', VFLEET_WORKER_LOCK_MS: '3000' },
+    { ...env, VFLEET_EMBEDDED_BOOT_MS: '150', VFLEET_WORKER_LOCK_MS: '10000' },
     children,
   );
   let stderr = '';

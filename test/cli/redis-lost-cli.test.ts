@@ -56,14 +56,7 @@ async function applyKilledMidway(
     [bin, 'apply', '--auto-approve', '--workers', '1', ...args],
     {
       cwd: dir,
-      // The jobs a stopped apply held keep their locks until they expire, and the next apply
-      // waits for that: 3 s here rather than 30.
-      env: {
-        ...process.env,
-        VFLEET_EMBEDDED_BOOT_MS: '150',
-        VFLEET_WORKER_LOCK_MS: '3000',
-        ...env,
-      },
+      env: { ...process.env, VFLEET_EMBEDDED_BOOT_MS: '150', ...env },
     },
   );
   let stdout = '';
