@@ -68,6 +68,16 @@ export interface NetnsMachines {
   stopAll(graceMs?: number): Promise<void>;
 }
 
+/** The machines made and removed by hand (a benchmark); tests use useNetnsMachines. */
+export interface OwnedNetnsMachines extends NetnsMachines {
+  /** Makes the namespaces, the bridge, the links, and starts the redis-server in the hub. */
+  start(): Promise<void>;
+  /** Heals every cut cable and stops what still runs: a clean slate for the next test. */
+  reset(): Promise<void>;
+  /** Stops everything it started and deletes its namespaces. */
+  close(): Promise<void>;
+}
+
 const REDIS_PORT = 6379;
 const NAME = /^[a-z0-9]{1,4}$/;
 
@@ -83,6 +93,16 @@ function sysctl(netns: string, key: string, value: string): boolean {
 
 /** The hub, the bridge and the machines, made in before() and removed in after(). */
 export function useNetnsMachines(options: NetnsMachinesOptions): NetnsMachines {
+  const machines = createNetnsMachines(options);
+  before(() => machines.start());
+  // A test that failed half way leaves no machine cut off and nothing running for the next one.
+  afterEach(() => machines.reset());
+  after(() => machines.close());
+  return machines;
+}
+
+/** The machines, made by start() and removed by close(). */
+export function createNetnsMachines(options: NetnsMachinesOptions): OwnedNetnsMachines {
   for (const m of options.machines) {
     if (!NAME.test(m)) throw new Error(`machine name ${m}: [a-z0-9]{1,4}`);
   }
@@ -135,7 +155,7 @@ export function useNetnsMachines(options: NetnsMachinesOptions): NetnsMachines {
     return m;
   };
 
-  const self: NetnsMachines = {
+  const self: OwnedNetnsMachines = {
     get redis() {
       if (!redis) throw new Error('the hub has no redis-server yet (before() has not run)');
       return redis;
@@ -175,52 +195,61 @@ export function useNetnsMachines(options: NetnsMachinesOptions): NetnsMachines {
       await Promise.all(gone);
       clearTimeout(timer);
     },
+    async start() {
+      process.once('exit', onExit);
+      // A namespace of ours left by an earlier process with this pid (killed before its teardown).
+      removeNamespaces();
+      for (const ns of namespaces) ip('netns', 'add', ns);
+      for (const ns of namespaces) {
+        ip('-n', ns, 'link', 'set', 'lo', 'up');
+        sysctl(ns, 'net.ipv4.tcp_rto_max_ms', '1000');
+        sysctl(ns, 'net.ipv4.tcp_retries2', '60');
+      }
+      ip('-n', hub, 'link', 'add', 'br0', 'type', 'bridge');
+      ip('-n', hub, 'addr', 'add', `${net}.1/24`, 'dev', 'br0');
+      ip('-n', hub, 'link', 'set', 'br0', 'up');
+      for (const m of machines.values()) {
+        const link = linkOf(m.name);
+        ip(
+          '-n',
+          hub,
+          'link',
+          'add',
+          link,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          'eth0',
+          'netns',
+          m.netns,
+        );
+        ip('-n', hub, 'link', 'set', link, 'master', 'br0', 'up');
+        ip('-n', m.netns, 'addr', 'add', `${m.address}/24`, 'dev', 'eth0');
+        ip('-n', m.netns, 'link', 'set', 'eth0', 'up');
+      }
+      redis = await startRedisServer({
+        args: [
+          '--maxmemory-policy',
+          'noeviction',
+          '--requirepass',
+          password,
+          ...(options.redisArgs ?? []),
+        ],
+        netns: { name: hub, address: `${net}.1`, port: REDIS_PORT },
+      });
+    },
+    async reset() {
+      for (const m of [...cutOff]) self.heal(m);
+      await self.stopAll(5_000);
+    },
+    async close() {
+      await self.stopAll(5_000);
+      await redis?.stop();
+      removeNamespaces();
+      process.removeListener('exit', onExit);
+    },
   };
-
-  before(async () => {
-    process.once('exit', onExit);
-    // A namespace of ours left by an earlier process with this pid (killed before its teardown).
-    removeNamespaces();
-    for (const ns of namespaces) ip('netns', 'add', ns);
-    for (const ns of namespaces) {
-      ip('-n', ns, 'link', 'set', 'lo', 'up');
-      sysctl(ns, 'net.ipv4.tcp_rto_max_ms', '1000');
-      sysctl(ns, 'net.ipv4.tcp_retries2', '60');
-    }
-    ip('-n', hub, 'link', 'add', 'br0', 'type', 'bridge');
-    ip('-n', hub, 'addr', 'add', `${net}.1/24`, 'dev', 'br0');
-    ip('-n', hub, 'link', 'set', 'br0', 'up');
-    for (const m of machines.values()) {
-      const link = linkOf(m.name);
-      ip('-n', hub, 'link', 'add', link, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', m.netns);
-      ip('-n', hub, 'link', 'set', link, 'master', 'br0', 'up');
-      ip('-n', m.netns, 'addr', 'add', `${m.address}/24`, 'dev', 'eth0');
-      ip('-n', m.netns, 'link', 'set', 'eth0', 'up');
-    }
-    redis = await startRedisServer({
-      args: [
-        '--maxmemory-policy',
-        'noeviction',
-        '--requirepass',
-        password,
-        ...(options.redisArgs ?? []),
-      ],
-      netns: { name: hub, address: `${net}.1`, port: REDIS_PORT },
-    });
-  });
-
-  // A test that failed half way leaves no machine cut off and nothing running for the next one.
-  afterEach(async () => {
-    for (const m of [...cutOff]) self.heal(m);
-    await self.stopAll(5_000);
-  });
-
-  after(async () => {
-    await self.stopAll(5_000);
-    await redis?.stop();
-    removeNamespaces();
-    process.removeListener('exit', onExit);
-  });
 
   return self;
 }
