@@ -165,7 +165,7 @@ describe('vfleet on many machines (network namespaces)', () => {
       assert.ok(machine, `${job.key} ran on a worker machine, not on ${job.pb}`);
       ranOn.set(machine, (ranOn.get(machine) ?? 0) + 1);
     }
-    // The leader (c1) judges the fleet in sync, every host ok; the standby never led.
+    // The leader judges the fleet in sync, every host ok.
     const sync = await until('the leader says the fleet is in sync', async () => {
       const s = JSON.parse((await redis.get('vfleet:{lab}:sync')) ?? '{}') as { status?: string };
       return s.status === 'Synced' ? s : undefined;
@@ -176,7 +176,11 @@ describe('vfleet on many machines (network namespaces)', () => {
     for (const [host, h] of Object.entries(health)) {
       assert.equal((JSON.parse(h) as { health: string }).health, 'ok', host);
     }
-    assert.equal((await leaderOf(redis))?.pid, c1.child.pid);
+    // One leads; on a loaded machine a 3 s lease may have changed hands meanwhile.
+    assert.ok(
+      [c1.child.pid, c2.child.pid].includes((await leaderOf(redis))?.pid),
+      'c1 or c2 leads',
+    );
     t.diagnostic(
       `jobs per worker machine: ${[...ranOn].map(([m, n]) => `${m} ${n}`).join(', ')}; ${samples} samples of the hosts, never two running copies`,
     );
@@ -297,59 +301,85 @@ describe('vfleet on many machines (network namespaces)', () => {
 
   it('the leader machine cut off: the standby leads within a lease ttl, the old leader’s late jobs are refused as deposed', async (t) => {
     const dir = workdir();
-    // Patches take a second each, one wave at a time: the leader's reconcile is mid-rollout.
-    const env = envOf(2, { VFLEET_EMBEDDED_BOOT_MS: '1000' });
+    // Patches take 0.7 s each, one wave at a time: the leader's reconcile is mid-rollout.
+    const env = envOf(2, { VFLEET_EMBEDDED_BOOT_MS: '700' });
     const redis = net.client(2);
-    const workers = ['w1', 'w2', 'w3'].map((m) => worker(m, dir, env));
-    await Promise.all(workers.map(serving));
     const copies = watchCopies(redis);
     const applying = { autoApply: true, intervalS: 5 };
     const c1 = controller('c1', dir, env, applying);
-    const first = await until('c1 leads', async () => {
-      const l = await leaderOf(redis);
-      return l && l.pid === c1.child.pid ? l : undefined;
-    });
+    await until('c1 leads', async () => (await leaderOf(redis))?.pid === c1.child.pid || undefined);
     const c2 = controller('c2', dir, env, applying);
     await standingBy(c2);
-    const tokenOf = (job: Record<string, string>) =>
-      (JSON.parse(job.data ?? '{}') as { leaderToken?: number }).leaderToken;
-    // c1 reconciles the empty fleet (26 creates, then 6 patches one after another): its cable is
-    // pulled while the first patch runs, five waves still to enqueue.
-    await until('c1 rolls out its first patch', async () => {
+    // The workers last: the leader's rollout waits for them, so the standby is up before it runs
+    // (on a loaded machine a controller's start took longer than the whole rollout).
+    const workers = ['w1', 'w2', 'w3'].map((m) => worker(m, dir, env));
+    await Promise.all(workers.map(serving));
+    const machines = [
+      { name: 'c1', process: c1 },
+      { name: 'c2', process: c2 },
+    ];
+    const dataOf = (job: Record<string, string>) =>
+      JSON.parse(job.data ?? '{}') as { leaderToken?: number; action?: { batch?: number } };
+    const tokenOf = (job: Record<string, string>) => dataOf(job).leaderToken;
+    // The leader reconciles the empty fleet (26 creates, then 6 patches one after another): its
+    // cable is pulled while one of its first patches runs, later waves still to enqueue. On a
+    // loaded machine a 3 s lease can change hands before that: the test follows the leader.
+    /** What the controllers did and the patch jobs, for the reader of a failure. */
+    const explain = async (e: Error): Promise<never> => {
+      const events = (await fleetEvents(redis)).filter((ev) => ev.type !== undefined);
+      const jobs = [
+        ...(await finishedJobs(redis, 'completed')),
+        ...(await finishedJobs(redis, 'failed')),
+      ].filter((j) => j.name === 'patch');
+      const shown = jobs.map(
+        (j) => `${j.key.split(':').pop()} token ${tokenOf(j)} ${j.failedReason ?? 'done'}`,
+      );
+      throw new Error(
+        `${e.message}; controller events: ${JSON.stringify(events.slice(-30))}; patch jobs: ${shown.join('; ')}`,
+      );
+    };
+    const first = await until('the leader rolls out its first patches', async () => {
+      const l = await leaderOf(redis);
+      if (!l) return undefined;
       for (const key of await activeJobs(redis)) {
         const job = await redis.hgetall(key);
-        if (job.name === 'patch' && tokenOf(job) === first.token) return true;
+        const batch = dataOf(job).action?.batch ?? 99;
+        if (job.name === 'patch' && tokenOf(job) === l.token && batch <= 3) return l;
       }
       return undefined;
-    });
-    net.cut('c1');
+    }).catch(explain);
+    const old = machines.find((m) => m.process.child.pid === first.pid);
+    const standby = machines.find((m) => m.process.child.pid !== first.pid);
+    assert.ok(old && standby, `the leader is c1 or c2, not pid ${first.pid}`);
+    net.cut(old.name);
     const cutAt = Date.now();
-    // The lease c1 holds ends no earlier than this (the clock read before asking).
+    // The lease the old leader holds ends no earlier than this (the clock read before asking).
     const leaseEndsBy = Date.now() + (await redis.pttl('vfleet:{lab}:leader'));
-    const second = await until('c2 leads', async () => {
+    const second = await until('the standby leads', async () => {
       const l = await leaderOf(redis);
-      return l && l.pid === c2.child.pid ? l : undefined;
+      return l && l.pid === standby.process.child.pid ? l : undefined;
     });
     const takenAt = Date.now();
     const takeover = takenAt - cutAt;
     assert.ok(second.token > first.token, 'a newer fencing token');
-    assert.ok(takenAt >= leaseEndsBy, 'c2 took the lease only once c1’s had expired');
+    assert.ok(takenAt >= leaseEndsBy, 'the standby took the lease only once the old one expired');
     // A bound for a loaded machine: the lease ttl, a tick (ttl/4), and slack for a busy machine.
     const bound = LEASE_TTL_MS + LEASE_TTL_MS / 4 + 10_000;
     assert.ok(takeover <= bound, `the standby led ${takeover} ms after the cut (bound ${bound})`);
 
-    net.heal('c1');
+    net.heal(old.name);
     const healedAt = Date.now();
-    // c1's reconcile goes on where it was: it enqueues the next patch with its old token, and a
-    // worker refuses it. c1 still holds the fleet lock it applied under (its 60 s lease), so c2
-    // has not applied a plan of its own yet: c1's plan is still current, its token is not.
-    const refused = await until('a late job of c1 is refused', async () =>
+    // The old leader's reconcile goes on where it was: it enqueues the next patch with its old
+    // token, and a worker refuses it. It still holds the fleet lock it applied under (a 60 s
+    // lease), so the new leader has not applied a plan of its own yet: the old plan is still
+    // current, its token is not.
+    const refused = await until('a late job of the old leader is refused', async () =>
       (await finishedJobs(redis, 'failed')).find((j) => tokenOf(j) === first.token),
-    );
+    ).catch(explain);
     assert.match(refused.failedReason ?? '', /^deposed: /);
-    assert.ok(Number(refused.processedOn) >= takenAt, 'refused after c2 led');
-    // c2 converges the fleet: every patch done, every instance once and running.
-    const converged = await until('c2 converges the fleet', async () => {
+    assert.ok(Number(refused.processedOn) >= takenAt, 'refused after the standby led');
+    // The new leader converges the fleet: every patch done, every instance once and running.
+    const converged = await until('the new leader converges the fleet', async () => {
       const s = JSON.parse((await redis.get('vfleet:{lab}:sync')) ?? '{}') as { status?: string };
       if (s.status !== 'Synced') return undefined;
       const running = await hostsOfInstances(redis, 'lab', 'running');
@@ -358,20 +388,23 @@ describe('vfleet on many machines (network namespaces)', () => {
     assert.equal(converged.size, INSTANCES);
     await assertEachOnce(redis, INSTANCES);
     const completed = await finishedJobs(redis, 'completed');
-    const patchedBy = completed.filter((j) => j.name === 'patch').map(tokenOf);
-    assert.ok(patchedBy.includes(second.token), 'c2 ran the rest of the rollout');
+    const patchedBy = completed.filter((j) => j.name === 'patch').map((j) => tokenOf(j) ?? 0);
+    assert.ok(
+      patchedBy.some((token) => token >= second.token),
+      'the new leader ran the rest of the rollout',
+    );
     const lateDone = completed.filter(
       (j) => tokenOf(j) === first.token && Number(j.processedOn) >= takenAt,
     );
-    assert.deepEqual(lateDone, [], 'no job of c1 ran once c2 led');
+    assert.deepEqual(lateDone, [], 'no job of the old leader ran once the standby led');
     const events = await fleetEvents(redis);
     assert.ok(
       events.some((e) => e.type === 'leader-lost' && e.controller === first.id),
-      'c1 saw it had lost the lease',
+      'the old leader saw it had lost the lease',
     );
     const samples = await copies.stop();
     t.diagnostic(
-      `standby led ${takeover} ms after the cut (lease ttl ${LEASE_TTL_MS} ms; c1's lease had ${leaseEndsBy - cutAt} ms left); c1's late job ${refused.name} refused ${Number(refused.processedOn) - healedAt} ms after the heal: ${refused.failedReason}; ${samples} samples, never two running copies`,
+      `${standby.name} led ${takeover} ms after ${old.name}'s cut (lease ttl ${LEASE_TTL_MS} ms; the lease had ${leaseEndsBy - cutAt} ms left); ${old.name}'s late job ${refused.name} refused ${Number(refused.processedOn) - healedAt} ms after the heal: ${refused.failedReason}; ${samples} samples, never two running copies`,
     );
     await stop(c2, c1, ...workers);
   });
