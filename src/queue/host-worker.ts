@@ -1,7 +1,10 @@
 // The worker of one host's queue: how both `vfleet worker` and apply's in-process workers are
 // wired — the queue's name, the fleet's prefix, the lock that lets another worker take over a
 // job whose worker died (worker-lock.ts), an error listener (error-listener.ts), and the handler
-// (action-handler.ts) that acts on the host.
+// (action-handler.ts) that acts on the host. Its name, the machine and pid, is what BullMQ
+// records in each job it takes (`pb`, "processed by"): which machine ran a job, where workers run
+// on many (docs/many-machines.md).
+import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
 import type { RedisClient } from '../state/redis-client.js';
 import type { JobOutcome } from './action-handler.js';
@@ -28,6 +31,7 @@ export function hostWorker(
     queueNameOf(host),
     (job) => options.handler(job),
     {
+      name: workerName(),
       connection: options.connection,
       prefix: options.prefix,
       concurrency: options.concurrency,
@@ -36,4 +40,9 @@ export function hostWorker(
   );
   // Connection hiccups surface as job failures, never as an unhandled 'error'.
   return withErrorListener(worker);
+}
+
+/** `<host name>:<pid>`: BullMQ's `pb` field of the jobs this process's workers took. */
+export function workerName(): string {
+  return `${hostname()}:${process.pid}`;
 }

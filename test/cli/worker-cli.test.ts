@@ -8,15 +8,16 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fromRoot } from '../helpers/paths.js';
+import {
+  activeJobs,
+  assertEachOnce,
+  finishedJobs,
+  lockExpiries,
+  queuesOf,
+  takenOverAt,
+} from '../helpers/queue-jobs.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
-import { spawnVfleet } from '../helpers/vfleet-cli.js';
-
-/** Whether Redis stream id `a` ("ms-seq") comes after `b`. */
-const streamIdAfter = (a: string, b: string) => {
-  const [am, as] = a.split('-').map(Number) as [number, number];
-  const [bm, bs] = b.split('-').map(Number) as [number, number];
-  return am > bm || (am === bm && as > bs);
-};
+import { pollUntil, spawnVfleet } from '../helpers/vfleet-cli.js';
 
 describe('vfleet worker', () => {
   let server: TestRedisServer;
@@ -113,26 +114,11 @@ describe('vfleet worker', () => {
     const takeoverMs = 2_000;
     const slow = { REDIS_URL: `${server.url}/1`, VFLEET_EMBEDDED_BOOT_MS: '3000' };
     const redis = server.client({ db: 1 });
-    const queues = 'vfleet:{lab}:bull:host.';
+    const queues = queuesOf();
     const lockMs = ['--lock-ms', String(takeoverMs)];
-    /** Every job in an active list, by its hash's key. */
-    const active = async () => {
-      const jobs: string[] = [];
-      for (const list of await redis.keys(`${queues}*:active`)) {
-        const queue = list.slice(0, -':active'.length);
-        for (const id of await redis.lrange(list, 0, -1)) jobs.push(`${queue}:${id}`);
-      }
-      return jobs;
-    };
-    const until = async <T>(what: string, probe: () => Promise<T | undefined>): Promise<T> => {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const value = await probe();
-        if (value !== undefined) return value;
-        if (Date.now() > deadline) assert.fail(`never happened: ${what}`);
-        await delay(20);
-      }
-    };
+    const active = () => activeJobs(redis);
+    const until = <T>(what: string, probe: () => Promise<T | undefined>) =>
+      pollUntil(what, probe, 30_000, 20);
     const dir = labFolder();
     const first = start(['worker', '--concurrency', '1', ...lockMs], dir, slow);
     await serving(first);
@@ -165,13 +151,7 @@ describe('vfleet worker', () => {
     // What the dead worker held: nothing else can finish them until they are taken over.
     const stranded = await active();
     assert.ok(stranded.length > 0, 'the worker died holding jobs');
-    const lockGoneBy = new Map<string, number>();
-    for (const job of stranded) {
-      // The clock read before asking: the lock expires no earlier than that plus its ttl, however
-      // long the answer takes on a loaded machine.
-      const asked = Date.now();
-      lockGoneBy.set(job, asked + Math.max(0, await redis.pttl(`${job}:lock`)));
-    }
+    const lockGoneBy = await lockExpiries(redis, stranded);
     const second = start(['worker', '--concurrency', '2', ...lockMs], dir, slow);
     await serving(second);
     // Nothing takes a job over before a live worker runs: on a loaded machine the new worker's
@@ -180,50 +160,22 @@ describe('vfleet worker', () => {
     assert.equal(await apply.exited, 0, apply.output());
     assert.match(apply.output(), /Apply complete: 32 actions done\./);
 
-    const jobs: Record<string, string>[] = [];
-    for (const set of await redis.keys(`${queues}*:completed`)) {
-      const queue = set.slice(0, -':completed'.length);
-      for (const id of await redis.zrange(set, '0', '-1')) {
-        jobs.push({ key: `${queue}:${id}`, ...(await redis.hgetall(`${queue}:${id}`)) });
-      }
-    }
+    const jobs = await finishedJobs(redis, 'completed');
     assert.equal(jobs.length, 32, 'every action completed, as one job');
     const takeovers: number[] = [];
     for (const job of jobs) {
-      const key = job.key as string;
-      // BullMQ counts an attempt when it ends: one, the one that completed (none failed).
-      assert.equal(job.atm, '1', `${key} ended once`);
-      if (!lockGoneBy.has(key)) {
+      const goneBy = lockGoneBy.get(job.key);
+      if (goneBy === undefined) {
         // Ran on a live worker for longer than its lock: renewed, never taken for stalled.
-        assert.equal(job.stc, undefined, `${key} was never stalled`);
-        assert.equal(job.ats, '1', `${key} started once`);
+        assert.equal(job.atm, '1', `${job.key} ended once`);
+        assert.equal(job.stc, undefined, `${job.key} was never stalled`);
+        assert.equal(job.ats, '1', `${job.key} started once`);
         continue;
       }
-      assert.equal(job.stc, '1', `${key} was found stalled once`);
-      assert.equal(job.ats, '2', `${key} started twice: on the dead worker, then once more`);
       // Taken over = moved back to wait by a live worker's stalled-job check, which the queue's
       // event stream records (its ids are the server's milliseconds); any worker with a free
       // slot runs it from there.
-      const queue = key.slice(0, key.lastIndexOf(':'));
-      const id = key.slice(queue.length + 1);
-      const events = await redis.xrange(`${queue}:events`, '-', '+');
-      const stalled = events.filter(([, fields]) => fields[1] === 'stalled' && fields[3] === id);
-      assert.equal(stalled.length, 1, `${key} was taken over once`);
-      const stalledId = (stalled[0] as [string, string[]])[0];
-      const takenAt = Number(stalledId.split('-')[0]);
-      assert.ok(
-        takenAt >= (lockGoneBy.get(key) as number) - 50,
-        `${key} taken over only once its lock had expired`,
-      );
-      // In the stream's own order: the job's processedOn is the worker's clock when it asked for
-      // a job, which on a loaded machine came before the server's stalled event it then ran after.
-      assert.ok(
-        events.some(
-          ([eventId, fields]) =>
-            fields[1] === 'active' && fields[3] === id && streamIdAfter(eventId, stalledId),
-        ),
-        `${key} ran again after it was taken over`,
-      );
+      const takenAt = await takenOverAt(redis, job, goneBy);
       takeovers.push(takenAt - Math.max(killedAt, liveFrom));
     }
     // Not a timing test (habit 11, docs/architecture.md): a bound five times the setting catches a checker that
@@ -235,19 +187,7 @@ describe('vfleet worker', () => {
     assert.ok(slowest <= 5 * takeoverMs, `taken over ${slowest} ms after a live worker served`);
 
     // Every instance exactly once, on exactly one host, and in the state.
-    const placed = new Map<string, number>();
-    for (const key of await redis.keys('vfleet:{lab}:engine:*:instances')) {
-      for (const name of await redis.hkeys(key)) placed.set(name, (placed.get(name) ?? 0) + 1);
-    }
-    assert.equal(placed.size, 26);
-    assert.deepEqual(
-      [...placed.values()].filter((n) => n !== 1),
-      [],
-    );
-    assert.deepEqual(
-      (await redis.hkeys('vfleet:{lab}:instances')).sort(),
-      [...placed.keys()].sort(),
-    );
+    await assertEachOnce(redis, 26);
     second.child.kill('SIGTERM');
     assert.equal(await second.exited, 0);
   });

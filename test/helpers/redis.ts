@@ -9,7 +9,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 
 export interface TestRedisServer {
-  /** `redis://127.0.0.1:<port>` with `tcp: true`; otherwise `unix://<socket>` (a label only). */
+  /**
+   * `redis://127.0.0.1:<port>` with `tcp: true`, `redis://<address>:<port>` with `netns`;
+   * otherwise `unix://<socket>` (a label only).
+   */
   readonly url: string;
   readonly socket: string;
   readonly dir: string;
@@ -27,6 +30,11 @@ export interface TestRedisOptions {
   readonly args?: readonly string[];
   /** Also listen on a free TCP port of 127.0.0.1, for tests of REDIS_URL. */
   readonly tcp?: boolean;
+  /**
+   * Run it inside this network namespace (`ip netns exec`, which execs: the pid is the
+   * server's), listening on `address:port` there besides the unix socket (netns-machines.ts).
+   */
+  readonly netns?: { readonly name: string; readonly address: string; readonly port: number };
 }
 
 // A bound for a loaded machine (the suite runs files side by side), not a timing test.
@@ -65,11 +73,12 @@ function pingReplies(socket: string): Promise<boolean> {
 
 async function startOnce(dir: string, options: TestRedisOptions): Promise<TestRedisServer | null> {
   const socket = `${dir}/redis.sock`;
-  const port = options.tcp ? await freePort() : 0;
+  const { netns } = options;
+  const port = netns ? netns.port : options.tcp ? await freePort() : 0;
   const args = [
     '--port',
     String(port),
-    ...(options.tcp ? ['--bind', '127.0.0.1'] : []),
+    ...(netns ? ['--bind', netns.address] : options.tcp ? ['--bind', '127.0.0.1'] : []),
     '--unixsocket',
     socket,
     '--unixsocketperm',
@@ -83,7 +92,12 @@ async function startOnce(dir: string, options: TestRedisOptions): Promise<TestRe
     ...(options.args ?? []),
   ];
   const launch = async () => {
-    const child: ChildProcess = spawn('redis-server', args, {
+    const [command, ...rest] = [
+      ...(netns ? ['ip', 'netns', 'exec', netns.name] : []),
+      'redis-server',
+      ...args,
+    ];
+    const child: ChildProcess = spawn(command as string, rest, {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -115,7 +129,11 @@ async function startOnce(dir: string, options: TestRedisOptions): Promise<TestRe
   let { child, exited } = running;
   const clients: Redis[] = [];
   return {
-    url: options.tcp ? `redis://127.0.0.1:${port}` : `unix://${socket}`,
+    url: netns
+      ? `redis://${netns.address}:${port}`
+      : options.tcp
+        ? `redis://127.0.0.1:${port}`
+        : `unix://${socket}`,
     socket,
     dir,
     get pid() {

@@ -73,15 +73,18 @@ export interface RunningVfleet {
 
 /**
  * Starts `vfleet args` in `cwd` with `env` (over this process's), recorded in `children` so
- * that an after() hook can SIGKILL what a failed test left running.
+ * that an after() hook can SIGKILL what a failed test left running. `prefix` runs it under
+ * another command that execs it (`ip netns exec NS`: the child's pid is still vfleet's).
  */
 export function spawnVfleet(
   args: readonly string[],
   cwd: string,
   env: NodeJS.ProcessEnv,
   children: ChildProcess[],
+  prefix: readonly string[] = [],
 ): RunningVfleet {
-  const child = spawn(process.execPath, [bin, ...args], {
+  const [command, ...before] = [...prefix, process.execPath];
+  const child = spawn(command as string, [...before, bin, ...args], {
     cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -101,20 +104,21 @@ export function spawnVfleet(
 }
 
 /**
- * Polls `probe` until it gives a value, every 200 ms, at most `deadlineMs` — a bound for a loaded
- * machine, never a timing assertion; past it, an error naming `what`.
+ * Polls `probe` until it gives a value, every `everyMs` (200 ms), at most `deadlineMs` — a bound
+ * for a loaded machine, never a timing assertion; past it, an error naming `what`.
  */
 export async function pollUntil<T>(
   what: string,
   probe: () => Promise<T | undefined> | T | undefined,
   deadlineMs = 90_000,
+  everyMs = 200,
 ): Promise<T> {
   const end = Date.now() + deadlineMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
     if (Date.now() > end) throw new Error(`not within ${deadlineMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
 
