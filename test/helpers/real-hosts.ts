@@ -110,6 +110,10 @@ export class SwitchableTransport implements Transport {
     this.check();
     return this.inner.connectUnixSocket(path);
   }
+  async connectLoopbackPort(port: number): Promise<Duplex> {
+    this.check();
+    return this.inner.connectLoopbackPort(port);
+  }
   close(): Promise<void> {
     return this.inner.close();
   }

@@ -1,0 +1,174 @@
+// A VM's guest as vfleet reaches it (docs/patching.md, "VMs over SSH"): a VM whose image gives
+// `guest` gets QEMU's user-mode network with restrict=on — the guest reaches nothing of the
+// outside but the image's forwards, each to a port on its host's 127.0.0.1 (guestfwd) — and its
+// sshd forwarded to a loopback port of the host that QEMU picks (`hostfwd=tcp:127.0.0.1:0-:22`,
+// read back from `info usernet`, so two VMs never race for one). vfleet reaches that port
+// through the host's own transport (Transport.connectLoopbackPort: a local connect, or ssh's
+// direct-tcpip) and speaks ssh over it with ssh2, the guest's host key pinned and the image's
+// identity file: the same transport as a host's, one level down.
+import { VfleetError } from '../../model/errors.js';
+import type { GuestAccess } from '../../model/fleet.js';
+import { SshTransport } from '../../transport/ssh-transport.js';
+import type { Transport } from '../../transport/transport.js';
+import { type InstanceRoot, ROOT_ENV } from './apt-patch.js';
+import type { DriverContext, InstanceRecord } from './instance-driver.js';
+import { qmp } from './qmp-client.js';
+
+/** Where a guest finds its forwards: QEMU's user network's spare address. */
+export const GUEST_FORWARD_ADDRESS = '10.0.2.100';
+
+/** The guest access create recorded for a VM (`record.driver.guest`), if its image gave one. */
+export function guestOf(record: InstanceRecord): GuestAccess | undefined {
+  return record.driver.guest as GuestAccess | undefined;
+}
+
+/** QEMU's -nic for a VM: none, or the restricted user network with the guest's forwards. */
+export function networkArgs(guest: GuestAccess | undefined): string[] {
+  if (guest === undefined) return ['-nic', 'none'];
+  const options = [
+    'user',
+    'model=virtio-net-pci',
+    'restrict=on',
+    `hostfwd=tcp:127.0.0.1:0-:${guest.port}`,
+    ...guest.forwards.map(
+      (f) => `guestfwd=tcp:${GUEST_FORWARD_ADDRESS}:${f.port}-tcp:127.0.0.1:${f.hostPort}`,
+    ),
+  ];
+  return ['-nic', options.join(',')];
+}
+
+/** The loopback port QEMU forwards to the guest's sshd, from QMP's `info usernet`. */
+export async function forwardedPort(
+  ctx: DriverContext,
+  guest: GuestAccess,
+  timeoutMs: number,
+): Promise<number> {
+  const table = String(
+    await qmp(
+      ctx.t,
+      `${ctx.dir}/qmp.sock`,
+      'human-monitor-command',
+      { 'command-line': 'info usernet' },
+      timeoutMs,
+    ),
+  );
+  // "  TCP[HOST_FORWARD]  12       127.0.0.1 36703       10.0.2.15    22     0     0"
+  for (const line of table.split('\n')) {
+    const m = /^\s*TCP\[HOST_FORWARD\]\s+\d+\s+127\.0\.0\.1\s+(\d+)\s+\S+\s+(\d+)\s/.exec(line);
+    if (m && Number(m[2]) === guest.port) return Number(m[1]);
+  }
+  throw new VfleetError(
+    'guest-unreachable',
+    `${ctx.host}: ${ctx.instance}: QEMU forwards no port to the guest's sshd (port ${guest.port})`,
+    { retryable: true },
+  );
+}
+
+/** An ssh transport into the guest, through its host's transport; the caller closes it. */
+export function guestTransport(
+  ctx: DriverContext,
+  guest: GuestAccess,
+  port: number,
+  readyTimeoutMs: number,
+): SshTransport {
+  return new SshTransport(
+    {
+      name: `${ctx.host}/${ctx.instance}`,
+      ssh: {
+        address: '127.0.0.1',
+        port,
+        user: guest.user,
+        hostKey: guest.hostKey,
+        identityFile: guest.identityFile,
+      },
+    },
+    {
+      openSocket: () => ctx.t.connectLoopbackPort(port),
+      readyTimeoutMs,
+      keepaliveIntervalMs: 5_000,
+    },
+  );
+}
+
+/** Errors that waiting longer does not cure: a wrong key on either side. */
+const FINAL = new Set(['host-key-mismatch', 'ssh-auth-failed', 'identity-unreadable']);
+
+/**
+ * Polls until the guest's sshd answers a command (a booting guest refuses, or does not answer,
+ * until it does), within `timeoutMs`; returns the transport, open. A wrong host key or login
+ * fails at once.
+ */
+export async function reachGuest(
+  ctx: DriverContext,
+  guest: GuestAccess,
+  timeoutMs: number,
+): Promise<SshTransport> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    let t: SshTransport | undefined;
+    try {
+      const port = await forwardedPort(ctx, guest, Math.min(left, 10_000));
+      t = guestTransport(ctx, guest, port, Math.max(1_000, Math.min(left, 15_000)));
+      const probe = await t.exec(['true'], { timeoutMs: Math.max(1_000, left) });
+      if (probe.code === 0) return t;
+      last = new Error(`true exited with ${probe.code}`);
+    } catch (e) {
+      last = e;
+      if (e instanceof VfleetError && FINAL.has(e.code)) {
+        await t?.close();
+        throw e;
+      }
+    }
+    await t?.close();
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500, Math.max(0, left))));
+  }
+  throw new VfleetError(
+    'guest-unreachable',
+    `${ctx.host}: ${ctx.instance}: the guest's sshd did not answer within ${Math.round(timeoutMs / 1000)} s (${last instanceof Error ? last.message : String(last)})`,
+    { retryable: true },
+  );
+}
+
+/** The guest as apt-patch.ts patches it: a booted system, whose services restart themselves. */
+export function guestRoot(ctx: DriverContext, t: Transport, guest: GuestAccess): InstanceRoot {
+  const sudo = guest.user === 'root' ? [] : ['sudo', '-n', '--'];
+  return {
+    host: ctx.host,
+    instance: ctx.instance,
+    startsServices: true,
+    exec: (argv, options) =>
+      t.exec([...sudo, 'env', '-i', ...ROOT_ENV, ...argv], { timeoutMs: options.timeoutMs }),
+  };
+}
+
+/** The name of the internal snapshot a patch with rollback takes (and drops after). */
+export const PATCH_SNAPSHOT = 'vfleet-pre-patch';
+
+/**
+ * An HMP command through QMP (`savevm`, `loadvm`, `delvm` have no synchronous QMP form in the
+ * QEMU this targets): HMP reports its errors as text, so any output is the failure's words.
+ */
+export async function snapshotCommand(
+  ctx: DriverContext,
+  line: string,
+  timeoutMs: number,
+): Promise<void> {
+  const said = String(
+    await qmp(
+      ctx.t,
+      `${ctx.dir}/qmp.sock`,
+      'human-monitor-command',
+      { 'command-line': line },
+      timeoutMs,
+    ),
+  ).trim();
+  if (said !== '') {
+    throw new VfleetError(
+      'snapshot-failed',
+      `${ctx.host}: ${ctx.instance}: ${line}: ${said.replace(/\s+/g, ' ').slice(0, 400)}`,
+    );
+  }
+}
