@@ -73,6 +73,25 @@ manifest_field() { # file name
 
 sha256_of() { sha256sum <"$1" | cut -d' ' -f1; }
 
+# mmdebstrap's options for a Debian root with the demo packages of the repository in $1, into
+# the array `demo_root`: variant apt; docs, man pages and locales left out (as Debian's own slim
+# images do; copyright stays); vfleet-demo-tls and vfleet-demo-broken 1.0-1 installed; a local
+# change in vfleet-demo-tls's conffile (as an operator's edit: dpkg would ask about it); none of
+# the build's apt sources left.
+demo_root_options() { # repo
+  # shellcheck disable=SC2016,SC2034 # hooks get the root as $1; demo_root is the caller's
+  demo_root=(--variant=apt --quiet
+    --dpkgopt='path-exclude=/usr/share/man/*'
+    --dpkgopt='path-exclude=/usr/share/locale/*'
+    --dpkgopt='path-exclude=/usr/share/info/*'
+    --dpkgopt='path-exclude=/usr/share/doc/*'
+    --dpkgopt='path-include=/usr/share/doc/*/copyright'
+    --customize-hook="copy-in $1/vfleet-demo-tls_1.0-1_all.deb $1/vfleet-demo-broken_1.0-1_all.deb /tmp"
+    --customize-hook='chroot "$1" dpkg -i /tmp/vfleet-demo-tls_1.0-1_all.deb /tmp/vfleet-demo-broken_1.0-1_all.deb'
+    --customize-hook='echo "# a local change, as an operator would make" >>"$1/etc/vfleet-demo/vfleet-demo-tls.conf"'
+    --customize-hook='rm -f "$1"/tmp/*.deb "$1"/etc/apt/sources.list "$1"/etc/apt/sources.list.d/*')
+}
+
 # The inputs every image of these scripts depends on: this file, the calling script, the
 # mirror's sources file, the suite and mmdebstrap's version (one line each, for a key's hash).
 common_key_inputs() {

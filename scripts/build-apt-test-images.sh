@@ -132,19 +132,8 @@ mv "$work/Release" "$repo/Release"
 
 # --- the Debian root filesystem --------------------------------------------------------------
 
-# Docs, man pages and locales are left out (as Debian's own slim images do); copyright stays.
-# shellcheck disable=SC2016 # mmdebstrap runs the hooks with the root as $1
-mmdebstrap --variant=apt --format=tar --quiet \
-  --dpkgopt='path-exclude=/usr/share/man/*' \
-  --dpkgopt='path-exclude=/usr/share/locale/*' \
-  --dpkgopt='path-exclude=/usr/share/info/*' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' \
-  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --customize-hook="copy-in $repo/vfleet-demo-tls_1.0-1_all.deb $repo/vfleet-demo-broken_1.0-1_all.deb /tmp" \
-  --customize-hook='chroot "$1" dpkg -i /tmp/vfleet-demo-tls_1.0-1_all.deb /tmp/vfleet-demo-broken_1.0-1_all.deb' \
-  --customize-hook='echo "# a local change, as an operator would make" >>"$1/etc/vfleet-demo/vfleet-demo-tls.conf"' \
-  --customize-hook='rm -f "$1"/tmp/*.deb "$1"/etc/apt/sources.list "$1"/etc/apt/sources.list.d/*' \
-  "$suite" "$work/$rootfs_name" "$sources" ||
+demo_root_options "$repo"
+mmdebstrap "${demo_root[@]}" --format=tar "$suite" "$work/$rootfs_name" "$sources" ||
   die "mmdebstrap could not build Debian $suite from $mirror (is the Debian archive reachable?)"
 
 # --- manifest, then everything into place ----------------------------------------------------

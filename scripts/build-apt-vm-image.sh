@@ -155,20 +155,13 @@ readonly masked='apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2
   e2scrub_reap.service fstrim.timer systemd-networkd-wait-online.service getty@tty1.service
   serial-getty@ttyS0.service'
 root="$work/root"
+demo_root_options "$repo"
 # shellcheck disable=SC2016 # mmdebstrap runs the hooks with the root as $1
-mmdebstrap --variant=apt --format=directory --quiet \
+mmdebstrap "${demo_root[@]}" --format=directory \
   --include=systemd-sysv,udev,linux-image-cloud-amd64,openssh-server \
-  --dpkgopt='path-exclude=/usr/share/man/*' \
-  --dpkgopt='path-exclude=/usr/share/locale/*' \
-  --dpkgopt='path-exclude=/usr/share/info/*' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' \
-  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --customize-hook="copy-in $repo/vfleet-demo-tls_1.0-1_all.deb $repo/vfleet-demo-broken_1.0-1_all.deb /tmp" \
-  --customize-hook='chroot "$1" dpkg -i /tmp/vfleet-demo-tls_1.0-1_all.deb /tmp/vfleet-demo-broken_1.0-1_all.deb' \
-  --customize-hook='echo "# a local change, as an operator would make" >>"$1/etc/vfleet-demo/vfleet-demo-tls.conf"' \
-  --customize-hook='rm -f "$1"/tmp/*.deb "$1"/etc/apt/sources.list "$1"/etc/apt/sources.list.d/* "$1"/etc/ssh/ssh_host_*' \
+  --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
   --customize-hook="tar-in $work/extra.tar /" \
-  --customize-hook='chroot "$1" /usr/sbin/sshd -t' \
+  --customize-hook='chroot "$1" sh -c "mkdir -p /run/sshd && /usr/sbin/sshd -t"' \
   --customize-hook='systemctl --root="$1" enable systemd-networkd.service vfleet-ready.service' \
   --customize-hook="systemctl --root=\"\$1\" mask $(echo "$masked" | tr -s ' \n' '  ')" \
   --customize-hook='printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" >>"$1/etc/initramfs-tools/modules"' \

@@ -124,7 +124,13 @@ describe('RealEngine.patch: apt-get in a VM guest over ssh, with a snapshot to r
     const argv = readFileSync(`/proc/${qemuPid}/cmdline`, 'utf8').split('\0');
     const nic = argv[argv.indexOf('-nic') + 1] ?? '';
     assert.match(nic, /^user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127\.0\.0\.1:0-:22,/);
-    assert.match(nic, new RegExp(`guestfwd=tcp:10\\.0\\.2\\.100:80-tcp:127\\.0\\.0\\.1:${port}$`));
+    // One helper per guest connection, to 127.0.0.1:<port> (qemu-guest.ts, GUESTFWD_SCRIPT).
+    assert.match(
+      nic,
+      new RegExp(
+        `,guestfwd=tcp:10\\.0\\.2\\.100:80-cmd:/bin/sh \\S+/vfleet-guestfwd-[0-9a-f]{16}\\.sh ${port}$`,
+      ),
+    );
     // What the guest cannot reach: anything beyond the forward (restrict=on drops it).
     assert.equal(
       (

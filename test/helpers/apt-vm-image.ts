@@ -7,14 +7,16 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { InstanceRequest } from '../../src/engines/host-engine.js';
 import { fromRoot } from './paths.js';
+import { vmRequest } from './real-hosts.js';
 import { testImagesDir } from './test-images.js';
 
 const run = promisify(execFile);
 
 export interface AptVmImage {
   readonly dir: string;
-  readonly disk: string;
-  readonly kernel: string;
+  /** The disk (the name vmRequest reads: instances get an overlay on it). */
+  readonly base: string;
+  readonly vmlinuz: string;
   readonly initrd: string;
   readonly cmdline: string;
   /** The private key vfleet logs into the guest with (never read by a test). */
@@ -40,8 +42,8 @@ export function aptVmImage(dir = testImagesDir()): Promise<AptVmImage> {
     const at = (key: string) => `${dir}/${m[key]}`;
     return {
       dir,
-      disk: at('disk'),
-      kernel: at('kernel'),
+      base: at('disk'),
+      vmlinuz: at('kernel'),
       initrd: at('initrd'),
       cmdline: m.cmdline as string,
       loginKey: at('loginKey'),
@@ -62,31 +64,22 @@ export function aptVmRequest(
   name: string,
   generation: number,
   repoPort: number,
-  options: { readonly hostKey?: string; readonly memoryMiB?: number } = {},
 ): InstanceRequest {
+  const request = vmRequest(image, name, generation, { vcpus: 1, memoryMiB: 384, diskGiB: 2 });
   return {
-    name,
-    group: name.replace(/-\d+$/, ''),
-    generation,
+    ...request,
     image: {
+      ...request.image,
       name: 'debian12-vm',
-      kind: 'vm',
-      os: { family: 'debian', release: '12', arch: 'x86_64' },
+      // Nothing from the spec: what the VM reports is what its dpkg says.
       packages: {},
-      source: {
-        disk: image.disk,
-        kernel: image.kernel,
-        initrd: image.initrd,
-        cmdline: image.cmdline,
-      },
       guest: {
         user: 'root',
         port: 22,
-        hostKey: options.hostKey ?? image.hostKey,
+        hostKey: image.hostKey,
         identityFile: image.loginKey,
         forwards: [{ port: 80, hostPort: repoPort }],
       },
     },
-    resources: { vcpus: 1, memoryMiB: options.memoryMiB ?? 384, diskGiB: 2 },
   };
 }

@@ -47,7 +47,7 @@ export function sandboxRequest(
 }
 
 export function vmRequest(
-  images: EngineTestImages,
+  images: Pick<EngineTestImages, 'base' | 'vmlinuz' | 'initrd' | 'cmdline'>,
   name: string,
   generation: number,
   resources: Resources = { vcpus: 1, memoryMiB: 128, diskGiB: 1 },

@@ -34,7 +34,7 @@ import type {
   Provisioned,
   ProvisionRequest,
 } from './instance-driver.js';
-import { guestOf, networkArgs } from './qemu-guest.js';
+import { guestOf, installGuestfwdHelper, networkArgs } from './qemu-guest.js';
 import type { MigrationOptions } from './qemu-migration.js';
 import { qmp } from './qmp-client.js';
 import { guestInventory, patchVm, type VmPatchLimits } from './vm-patch.js';
@@ -173,6 +173,7 @@ export class QemuDriver implements InstanceDriver {
       await this.kill(ctx);
     }
     await ctx.t.exec(['rm', '-f', '--', `${ctx.dir}/qemu.pid`, `${ctx.dir}/qmp.sock`]);
+    await installGuestfwdHelper(ctx, record);
     const argv = this.commandLine(ctx, record, await this.accelFor(ctx));
     // -daemonize returns once QEMU is set up (or failed, with its reason on stderr).
     await run(ctx.t, argv, { timeoutMs: 60_000 });
@@ -215,7 +216,7 @@ export class QemuDriver implements InstanceDriver {
       `file=${qemuOption(`${dir}/disk.qcow2`)},if=virtio,format=qcow2`,
       '-display',
       'none',
-      ...networkArgs(guestOf(record)),
+      ...networkArgs(ctx, guestOf(record)),
       '-serial',
       `file:${dir}/serial.log`,
       '-qmp',
@@ -236,6 +237,7 @@ export class QemuDriver implements InstanceDriver {
    */
   async startIncoming(ctx: DriverContext, record: InstanceRecord, machine: string): Promise<void> {
     await ctx.t.exec(['rm', '-f', '--', `${ctx.dir}/qemu.pid`, `${ctx.dir}/qmp.sock`]);
+    await installGuestfwdHelper(ctx, record);
     const argv = this.commandLine(ctx, record, await this.accelFor(ctx), machine);
     await run(ctx.t, [...argv, '-incoming', 'defer', '-S'], { timeoutMs: 60_000 });
     const waiting = await waitFor(
