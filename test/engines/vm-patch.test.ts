@@ -8,7 +8,7 @@
 // Checked from outside, with OpenSSH's own client into the guest: dpkg's database there, what the
 // repository was asked for, the snapshots in the disk, QEMU's process.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
@@ -20,10 +20,10 @@ import { isVfleetError } from '../../src/model/errors.js';
 import { LocalTransport } from '../../src/transport/local-transport.js';
 import { type AptRepoServer, serveAptRepo } from '../helpers/apt-test-images.js';
 import { type AptVmImage, aptVmImage } from '../helpers/apt-vm-image.js';
-import { fromRoot } from '../helpers/paths.js';
 import { alive, cleanUp, realHost } from '../helpers/real-hosts.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
+import { spawnVfleet } from '../helpers/vfleet-cli.js';
 
 const run = promisify(execFile);
 const suffix = process.pid.toString(36);
@@ -156,33 +156,22 @@ describe('RealEngine.patch: apt-get in a VM guest over ssh, with a snapshot to r
         ],
       },
     });
-  const vfleet = (args: string[]): Promise<{ code: number | null; out: string }> =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [fromRoot('bin', 'vfleet.js'), ...args], {
-        cwd: dir,
-        env: {
-          ...process.env,
-          REDIS_URL: `${server.url}/0`,
-          VFLEET_ALLOW_PATHS: `${image.dir}:${dir}`,
-          VFLEET_QEMU_ACCEL: 'tcg',
-          VFLEET_VM_STOP_TIMEOUT_MS: '5000',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      child.stdout.on('data', (c) => {
-        out += c;
-      });
-      child.stderr.on('data', (c) => {
-        out += c;
-      });
-      // A bound for a loaded machine (a boot under TCG), not a timing test.
-      const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
-      child.once('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, out });
-      });
-    });
+  const children: ChildProcess[] = [];
+  const vfleet = async (args: string[]): Promise<{ code: number | null; out: string }> => {
+    const env = {
+      REDIS_URL: `${server.url}/0`,
+      VFLEET_ALLOW_PATHS: `${image.dir}:${dir}`,
+      VFLEET_QEMU_ACCEL: 'tcg',
+      VFLEET_VM_STOP_TIMEOUT_MS: '5000',
+    };
+    const run = spawnVfleet(args, dir, env, children);
+    const closed = new Promise((resolve) => run.child.once('close', resolve));
+    // A bound for a loaded machine (a boot under TCG), not a timing test.
+    const timer = setTimeout(() => run.child.kill('SIGKILL'), 600_000);
+    await closed;
+    clearTimeout(timer);
+    return { code: await run.exited, out: run.output() };
+  };
 
   before(async () => {
     image = await aptVmImage();
@@ -197,6 +186,7 @@ describe('RealEngine.patch: apt-get in a VM guest over ssh, with a snapshot to r
   });
   after(async () => {
     console.log(`vm-patch timings (ms): ${JSON.stringify(timings)}`);
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     const left = await cleanUp(dataDir, host);
     await repo?.stop();
     await server?.stop();
