@@ -80,7 +80,10 @@ export async function installGuestfwdHelper(ctx: DriverContext, record: Instance
     GUESTFWD_SHA256,
     'guest forward helper',
   );
-  if (path !== guestfwdHelper(ctx)) throw new Error(`guestfwd helper at ${path}`);
+  // QEMU's command line names it before it is installed (commandLine is synchronous).
+  if (path !== guestfwdHelper(ctx)) {
+    throw new VfleetError('helper-corrupt', `${ctx.host}: the guest forward helper is at ${path}`);
+  }
 }
 
 /** QEMU's -nic for a VM: none, or the restricted user network with the guest's forwards. */
