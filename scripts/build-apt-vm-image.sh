@@ -61,7 +61,8 @@ readonly apt_key
 key="$(
   {
     common_key_inputs
-    mkfs.ext4 -V 2>&1 | head -n1
+    # sed reads all of it: head would leave mke2fs a SIGPIPE (exit 141: pipefail, errexit)
+    mkfs.ext4 -V 2>&1 | sed -n 1p
     echo "$apt_key"
   } | sha256sum | cut -d' ' -f1
 )"
