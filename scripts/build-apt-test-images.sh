@@ -30,88 +30,24 @@
 #   vfleet-demo-lib     1.0-1 (a new dependency of vfleet-demo-tls 1.0-2)
 #   vfleet-demo-broken  1.0-1; 1.0-2, whose postinst writes a message and exits 1
 #
-# The cache key is the sha256 of this script (which defines the packages), the mirror's sources
+# The cache key is the sha256 of this script (which defines the packages) and of
+# scripts/apt-images-common.sh (what it shares with build-apt-vm-image.sh), the mirror's sources
 # file, the suite and mmdebstrap's version. The archive is the network's one use: when it cannot
 # be reached mmdebstrap fails and so does this script, naming the mirror.
 set -Eeuo pipefail
 umask 022
 
-readonly suite=bookworm
+readonly script_name=build-apt-test-images
 readonly manifest_format=1
 readonly rootfs_name=debian12-apt-rootfs.tar
 readonly repo_name=apt-demo-repo
-# Fixed times: the same inputs make the same packages (dpkg-deb and mmdebstrap read it).
-export SOURCE_DATE_EPOCH=1700000000
 
-trap 'echo "build-apt-test-images: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-
-die() {
-  echo "build-apt-test-images: $*" >&2
-  exit 1
-}
-
-out="${VFLEET_TEST_IMAGES:-$HOME/.cache/vfleet/test-images}"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --out)
-      [ $# -ge 2 ] || die "--out needs a folder"
-      out="$2"
-      shift 2
-      ;;
-    --out=*)
-      out="${1#--out=}"
-      shift
-      ;;
-    -h | --help)
-      sed -n '2,/^set -E/{/^set -E/d;s/^# \{0,1\}//;p}' "$0"
-      exit 0
-      ;;
-    *) die "unknown argument: $1 (try --help)" ;;
-  esac
-done
-
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "$1 is missing: apt-get install $2"
-}
-need mmdebstrap mmdebstrap
+# shellcheck source=scripts/apt-images-common.sh
+. "$(dirname "$(readlink -f "$0")")/apt-images-common.sh"
 need dpkg-deb dpkg
 need apt-ftparchive apt-utils
-need sha256sum coreutils
-need flock util-linux
-need tar tar
 
-# The Debian mirror this machine's apt uses: its deb822 sources file (Debian 12's default), else
-# sources.list. mmdebstrap pastes the file into the new root's apt sources while it builds.
-sources=''
-for candidate in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
-  if [ -f "$candidate" ] && grep -Eq '^[[:space:]]*(Types:|deb[[:space:]])' "$candidate"; then
-    sources="$candidate"
-    break
-  fi
-done
-[ -n "$sources" ] || die "no Debian apt sources on this machine (/etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list)"
-mirror="$(sed -n 's/^[[:space:]]*URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p; s/^[[:space:]]*deb[[:space:]]\{1,\}\(\[[^]]*\][[:space:]]*\)\{0,1\}\([^[:space:]]*\).*/\2/p' "$sources" | head -n1)"
-readonly sources mirror
-
-script_path="$(readlink -f "$0")"
-readonly script_path
-mkdir -p "$out"
-out="$(cd "$out" && pwd -P)"
-readonly out
-
-manifest_field() { # file name
-  [ -f "$1" ] || return 0
-  sed -n "s/^ *\"$2\": \"\\([^\"]*\\)\",\\{0,1\\}\$/\\1/p" "$1" | sed -n 1p
-}
-
-key="$(
-  {
-    sha256sum <"$script_path" | cut -d' ' -f1
-    sha256sum <"$sources" | cut -d' ' -f1
-    echo "$suite"
-    mmdebstrap --version 2>&1 | head -n1
-  } | sha256sum | cut -d' ' -f1
-)"
+key="$(common_key_inputs | sha256sum | cut -d' ' -f1)"
 readonly key
 
 up_to_date() {
@@ -196,24 +132,12 @@ mv "$work/Release" "$repo/Release"
 
 # --- the Debian root filesystem --------------------------------------------------------------
 
-# Docs, man pages and locales are left out (as Debian's own slim images do); copyright stays.
-# shellcheck disable=SC2016 # mmdebstrap runs the hooks with the root as $1
-mmdebstrap --variant=apt --format=tar --quiet \
-  --dpkgopt='path-exclude=/usr/share/man/*' \
-  --dpkgopt='path-exclude=/usr/share/locale/*' \
-  --dpkgopt='path-exclude=/usr/share/info/*' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' \
-  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --customize-hook="copy-in $repo/vfleet-demo-tls_1.0-1_all.deb $repo/vfleet-demo-broken_1.0-1_all.deb /tmp" \
-  --customize-hook='chroot "$1" dpkg -i /tmp/vfleet-demo-tls_1.0-1_all.deb /tmp/vfleet-demo-broken_1.0-1_all.deb' \
-  --customize-hook='echo "# a local change, as an operator would make" >>"$1/etc/vfleet-demo/vfleet-demo-tls.conf"' \
-  --customize-hook='rm -f "$1"/tmp/*.deb "$1"/etc/apt/sources.list "$1"/etc/apt/sources.list.d/*' \
-  "$suite" "$work/$rootfs_name" "$sources" ||
+demo_root_options "$repo"
+mmdebstrap "${demo_root[@]}" --format=tar "$suite" "$work/$rootfs_name" "$sources" ||
   die "mmdebstrap could not build Debian $suite from $mirror (is the Debian archive reachable?)"
 
 # --- manifest, then everything into place ----------------------------------------------------
 
-sha256_of() { sha256sum <"$1" | cut -d' ' -f1; }
 {
   printf '{\n'
   printf '  "formatVersion": %s,\n' "$manifest_format"

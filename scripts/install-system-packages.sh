@@ -4,12 +4,13 @@
 # openssh-server (real sshd hosts), QEMU (VMs), busybox-static and cpio (sandbox and guest images),
 # iproute2, xz-utils (the test images' kernel package), mmdebstrap, dpkg-dev and apt-utils (the
 # Debian root filesystem and the demo APT repository of the patch tests, made by
-# scripts/build-apt-test-images.sh), Chromium (headless: the HTML audit report's screenshot
+# scripts/build-apt-test-images.sh), e2fsprogs and openssh-client (the patch tests' VM disk, made
+# by scripts/build-apt-vm-image.sh, and the ssh client they check its guest with), Chromium (headless: the HTML audit report's screenshot
 # test, and the queue board and report pages of `--http` opened as a browser would) and
 # ShellCheck (CI checks the scripts). One list, used by scripts/setup.sh and CI (.ci/run).
 set -euo pipefail
 
-packages=(redis-server openssh-server qemu-system-x86 qemu-utils busybox-static cpio iproute2 xz-utils mmdebstrap dpkg-dev apt-utils libdpkg-perl chromium shellcheck)
+packages=(redis-server openssh-server qemu-system-x86 qemu-utils busybox-static cpio iproute2 xz-utils mmdebstrap dpkg-dev apt-utils libdpkg-perl e2fsprogs openssh-client chromium shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -162,15 +162,18 @@ function withLocalPaths(loaded: LoadedFleet, files: SpecFiles): LoadedFleet {
   const fleet = loaded.fleet;
   if (!fleet) return loaded;
   const images = fleet.images.map((image, i) => {
-    if (image.source === undefined) return image;
-    const source = { ...image.source };
+    const source = image.source === undefined ? undefined : { ...image.source };
     for (const key of SOURCE_KEYS) {
-      const path = source[key];
+      const path = source?.[key];
       if (path === undefined) continue;
       const confined = files.confined(path, ['spec', 'images', i, 'source', key]);
-      if (confined !== undefined) source[key] = confined;
+      if (confined !== undefined && source) source[key] = confined;
     }
-    return { ...image, source };
+    const guest =
+      image.guest === undefined
+        ? undefined
+        : { ...image.guest, identityFile: files.absolute(image.guest.identityFile) };
+    return { ...image, source, guest };
   });
   const hosts = fleet.hosts.map((host) =>
     host.ssh?.identityFile === undefined

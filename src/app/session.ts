@@ -163,6 +163,7 @@ export function realEngineOptions(env: NodeJS.ProcessEnv): RealEngineOptions {
       // kvm:tcg by default; `tcg` where /dev/kvm opens but KVM does not work (nested guests).
       ...(env.VFLEET_QEMU_ACCEL ? { accel: env.VFLEET_QEMU_ACCEL } : {}),
       ...(qemuStop === undefined ? {} : { stopTimeoutMs: qemuStop }),
+      ...(patchInstall === undefined ? {} : { patch: { installMs: patchInstall } }),
       migration: {
         ...(migrationTimeout === undefined ? {} : { timeoutMs: migrationTimeout }),
         ...(migrationBandwidth === undefined ? {} : { maxBandwidth: migrationBandwidth }),

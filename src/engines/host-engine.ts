@@ -172,8 +172,9 @@ export interface PatchOptions {
   readonly reboot?: readonly string[];
   /**
    * The group's `onFailure: rollback`: a failed patch puts the instance back as it was before
-   * it, from a snapshot. The embedded engine emulates it; real hosts patch no VM yet, and
-   * sandboxes (which have no snapshot) are refused rollback by the spec's checks.
+   * it, from a snapshot. The embedded engine emulates it; real hosts take an internal snapshot
+   * of the VM before the install and `loadvm` it on failure (real/vm-patch.ts); sandboxes (which
+   * have no snapshot) are refused rollback by the spec's checks.
    */
   readonly rollback?: boolean;
 }
@@ -216,10 +217,11 @@ export interface HostEngine {
   destroy(name: string, generation: number): Promise<void>;
   /**
    * Raises the given packages to at least the given versions (a package already there is left
-   * alone). The embedded engine records them; real hosts install exactly those versions in a
-   * sandbox with its own APT and report what dpkg then has, with `lastPatch` (docs/patching.md),
-   * and refuse a VM with `patch-not-supported` (not retryable). Only the kinds
-   * `capabilities.patch` names are patched.
+   * alone). The embedded engine records them; real hosts install exactly those versions with
+   * the instance's own APT — in a sandbox's rootfs, in a VM's guest over ssh — and report what
+   * dpkg then has, with `lastPatch` (docs/patching.md); a VM whose image gives no `guest` is
+   * refused with `patch-not-supported` (not retryable). Only the kinds `capabilities.patch`
+   * names are patched.
    */
   patch(
     name: string,

@@ -18,9 +18,14 @@ export interface EngineCapabilities {
   /**
    * The kinds of instance whose packages it raises to a baseline itself (`patch` jobs are
    * planned for them): the embedded engine records versions for any; real hosts install them
-   * with APT into a sandbox's root (engines/real/apt-patch.ts) and do not patch VMs yet.
+   * with APT into a sandbox's root or, over ssh, into a VM's guest (engines/real/apt-patch.ts).
    */
   readonly patch: readonly InstanceKind[];
+  /**
+   * Patches a VM from inside its running guest, which needs the image's `guest` (a way in over
+   * ssh): a VM of an image without one is not patched there (the audit reports it).
+   */
+  readonly patchesVmsInGuest: boolean;
   /**
    * Reports facts of its own (CPU, memory, OS read from the machine) that may disagree with the
    * spec; an emulated host's facts are the spec's, so there is nothing to compare.
@@ -58,6 +63,7 @@ export interface EngineCapabilities {
 export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities>> = {
   embedded: {
     patch: ['vm', 'container'],
+    patchesVmsInGuest: false,
     ownFacts: false,
     copiesDiskTo: ['embedded'],
     replicatesTo: ['embedded'],
@@ -69,7 +75,8 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     keepsInstances: 'in Redis',
   },
   local: {
-    patch: ['container'],
+    patch: ['container', 'vm'],
+    patchesVmsInGuest: true,
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     replicatesTo: ['local', 'ssh'],
@@ -81,7 +88,8 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     keepsInstances: 'in dataDir on this machine',
   },
   ssh: {
-    patch: ['container'],
+    patch: ['container', 'vm'],
+    patchesVmsInGuest: true,
     ownFacts: true,
     copiesDiskTo: ['local', 'ssh'],
     replicatesTo: ['local', 'ssh'],

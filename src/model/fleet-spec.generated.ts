@@ -297,6 +297,7 @@ export interface Image {
   kind: InstanceKind;
   os: ImageOs;
   source?: ImageSource;
+  guest?: GuestAccess;
   /**
    * container: the program the sandbox runs and its arguments (an argument vector, never parsed by a shell); default /sbin/init.
    *
@@ -347,6 +348,46 @@ export interface ImageSource {
    * A kernel command line of letters, digits, spaces and . _ , : = / + - only, not starting with '-' (vm with kernel).
    */
   cmdline?: string;
+}
+/**
+ * vm on a local or ssh host: how vfleet reaches the running guest to read its dpkg inventory and patch it with its own APT. The VM gets QEMU's user network with restrict=on (the guest reaches nothing but its forwards), its sshd forwarded to a port on its host's loopback; vfleet logs in with identityFile over the host's transport and pins hostKey. Without it a VM on a real host is neither inventoried nor patched.
+ */
+export interface GuestAccess {
+  /**
+   * The login user in the guest: root, or a user that may run any command through sudo without a password.
+   */
+  user?: string;
+  /**
+   * The TCP port of the guest's sshd.
+   */
+  port?: number;
+  /**
+   * An OpenSSH public key line ("ssh-ed25519 AAAA...") or its SHA256 fingerprint: the guest's sshd's pinned key. vfleet refuses a guest whose key differs.
+   */
+  hostKey: string;
+  /**
+   * The private key vfleet logs into the guest with, on the machine that runs vfleet.
+   */
+  identityFile: string;
+  /**
+   * What the guest may reach on its host: a connection to 10.0.2.100:port in the guest goes to 127.0.0.1:hostPort on the host (an APT mirror or proxy there). Nothing else leaves the guest.
+   *
+   * @maxItems 64
+   */
+  forwards?: GuestForward[];
+}
+/**
+ * A port on the host's loopback the guest may reach.
+ */
+export interface GuestForward {
+  /**
+   * The port the guest connects to at 10.0.2.100.
+   */
+  port: number;
+  /**
+   * The port on the host's 127.0.0.1 it reaches.
+   */
+  hostPort: number;
 }
 /**
  * The image's package inventory (name to installed version), as the embedded engine reports it.

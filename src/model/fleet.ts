@@ -92,11 +92,27 @@ export interface Host {
   readonly packagesFrom: string | undefined;
 }
 
+/**
+ * vm on a real host: how vfleet reaches its running guest (the image's `guest`, defaults
+ * applied): ssh to `port` in the guest as `user`, through a port QEMU forwards on the host's
+ * loopback, the guest's key pinned; `forwards` are what the guest may reach of its host
+ * (10.0.2.100:port in the guest → 127.0.0.1:hostPort on the host).
+ */
+export interface GuestAccess {
+  readonly user: string;
+  readonly port: number;
+  readonly hostKey: string;
+  readonly identityFile: string;
+  readonly forwards: readonly { readonly port: number; readonly hostPort: number }[];
+}
+
 export interface Image {
   readonly name: string;
   readonly kind: InstanceKind;
   readonly os: ImageSpec['os'];
   readonly source: NonNullable<ImageSpec['source']> | undefined;
+  /** vm: how vfleet reaches the running guest (absent: it does not, and patches none there). */
+  readonly guest: GuestAccess | undefined;
   /** container: the sandbox's argument vector (real engines); default /sbin/init. */
   readonly command: readonly string[];
   readonly allowEmulation: boolean;

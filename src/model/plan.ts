@@ -3,6 +3,7 @@
 
 import type {
   FailoverPriority,
+  GuestAccess,
   InstanceKind,
   PackageVersions,
   PatchWindow,
@@ -145,6 +146,8 @@ export interface PlanImage {
   };
   /** Real engines, containers: the sandbox's argument vector. */
   readonly command?: readonly string[];
+  /** Real engines, VMs: how vfleet reaches the guest (its identityFile an absolute path). */
+  readonly guest?: GuestAccess;
 }
 
 export interface LicenseChange {

@@ -247,7 +247,7 @@ function patchActions(
   // (model/engine-capabilities.ts: real hosts patch sandboxes, not VMs yet); elsewhere the audit
   // reports what is below its baseline, and no job is planned that would only fail.
   const patchable = new Map(
-    fleet.hosts.map((h) => [h.name, ENGINE_CAPABILITIES[h.engine].patch] as const),
+    fleet.hosts.map((h) => [h.name, ENGINE_CAPABILITIES[h.engine]] as const),
   );
   // Per group, its rollout so far: the batch being filled, the one before, their number.
   const rollouts = new Map<
@@ -302,7 +302,10 @@ function patchActions(
     const baseline = ofBaseline;
     const image = ofImage;
     if (!group || !baseline || !image) continue;
-    if (!patchable.get(desired.host)?.includes(image.kind)) continue;
+    const engine = patchable.get(desired.host);
+    if (!engine?.patch.includes(image.kind)) continue;
+    // A VM on a real host is patched from inside its guest, which needs the image's way in.
+    if (image.kind === 'vm' && engine.patchesVmsInGuest && image.guest === undefined) continue;
     const before = befores[k];
     const prior = own.size === 0 ? undefined : own.get(desired.instance);
     const fresh = prior === undefined ? false : prior.kind === 'create' || prior.kind === 'update';
@@ -485,6 +488,7 @@ function imagesOf(fleet: Fleet, actions: readonly PlanAction[]): Record<string, 
       packages: image.packages,
       ...(image.source === undefined ? {} : { source: image.source }),
       ...(image.kind === 'container' ? { command: image.command } : {}),
+      ...(image.kind === 'vm' && image.guest !== undefined ? { guest: image.guest } : {}),
     };
   }
   return images;

@@ -85,6 +85,16 @@ export function normalizeFleet(doc: FleetDocument): Fleet {
     kind: i.kind,
     os: { ...i.os },
     source: i.source === undefined ? undefined : { ...i.source },
+    guest:
+      i.guest === undefined
+        ? undefined
+        : {
+            user: i.guest.user ?? DEFAULTS.sshUser,
+            port: i.guest.port ?? DEFAULTS.sshPort,
+            hostKey: i.guest.hostKey,
+            identityFile: i.guest.identityFile,
+            forwards: (i.guest.forwards ?? []).map((f) => ({ port: f.port, hostPort: f.hostPort })),
+          },
     command: i.command ?? DEFAULTS.command,
     allowEmulation: i.allowEmulation ?? DEFAULTS.allowEmulation,
     packages: { ...i.packages },

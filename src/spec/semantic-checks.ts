@@ -251,6 +251,15 @@ export function checkSemantics(
         }
       }
     }
+    if (image.kind === 'container' && image.guest !== undefined) {
+      // A sandbox is patched from its host, in its rootfs: there is no guest to log into.
+      error(
+        'schema',
+        'guest does not apply to a container image',
+        ['spec', 'images', i, 'guest'],
+        'key',
+      );
+    }
     (image.licenses ?? []).forEach((pool, j) => {
       reference('licenses', poolByName, pool, ['spec', 'images', i, 'licenses', j]);
     });

@@ -88,6 +88,7 @@ export function withCommandTimeout(transport: Transport, timeoutMs: number): Tra
     createReadStream: (path) => transport.createReadStream(path),
     createWriteStream: (path, mode) => transport.createWriteStream(path, mode),
     connectUnixSocket: (path) => transport.connectUnixSocket(path),
+    connectLoopbackPort: (port) => transport.connectLoopbackPort(port),
     close: () => transport.close(),
   };
 }

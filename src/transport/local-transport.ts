@@ -4,7 +4,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { VfleetError } from '../model/errors.js';
 import { openRegularFileStream } from './bounded-file.js';
@@ -87,15 +87,22 @@ export class LocalTransport implements Transport {
   }
 
   connectUnixSocket(path: string): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-      const socket = connect(path);
-      socket.once('connect', () => {
-        socket.off('error', reject);
-        resolve(socket);
-      });
-      socket.once('error', reject);
-    });
+    return connected(connect(path));
+  }
+
+  connectLoopbackPort(port: number): Promise<Duplex> {
+    return connected(connect({ host: '127.0.0.1', port }));
   }
 
   async close(): Promise<void> {}
+}
+
+function connected(socket: Socket): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
 }

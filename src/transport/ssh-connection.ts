@@ -6,6 +6,7 @@
 // running on a dropped connection are killed first thing on the new one, before any command may
 // start on it (the kill itself is ssh-exec.ts's). The words for a drop, `lost` and `neverSent`,
 // are here for the commands and SFTP alike.
+import type { Duplex } from 'node:stream';
 import type * as Ssh2 from 'ssh2';
 import type { ConnectConfig, SFTPWrapper } from 'ssh2';
 import { VfleetError } from '../model/errors.js';
@@ -41,6 +42,11 @@ export interface SshConnectionOptions {
   /** SSH keepalives: a connection whose peer misses `keepaliveCountMax` of them is dropped. */
   readonly keepaliveIntervalMs: number;
   readonly keepaliveCountMax: number;
+  /**
+   * Where the TCP stream comes from when it is not a connect to the endpoint's address: a VM
+   * guest's sshd is reached through its host's transport (Transport.connectLoopbackPort).
+   */
+  readonly openSocket?: () => Promise<Duplex>;
 }
 
 /** Kills process groups on a connection (over an exec channel): how orphans are stopped. */
@@ -103,6 +109,7 @@ export class SshConnection {
 
   async #connect(): Promise<Connection> {
     const credentials = await this.#credentials();
+    const sock = await this.#socket();
     const { Client } = await ssh2();
     const client = new Client();
     this.#opening = client;
@@ -164,8 +171,7 @@ export class SshConnection {
         );
       });
       const config: ConnectConfig = {
-        host: this.#ssh.address,
-        port: this.#ssh.port,
+        ...(sock ? { sock } : { host: this.#ssh.address, port: this.#ssh.port }),
         username: this.#ssh.user,
         ...credentials,
         // Before authentication: a key that is not the pinned one ends the handshake here.
@@ -213,6 +219,20 @@ export class SshConnection {
     for (const group of conn.running) this.#orphans.add(group);
     conn.running.clear();
     conn.client.destroy();
+  }
+
+  /** The stream `openSocket` gives, or undefined (ssh2 connects); a refusal is retryable. */
+  async #socket(): Promise<Duplex | undefined> {
+    if (!this.#options.openSocket) return undefined;
+    try {
+      return await this.#options.openSocket();
+    } catch (e) {
+      throw new VfleetError(
+        'host-unreachable',
+        `${this.host} (${this.endpoint}): ${e instanceof Error ? e.message : String(e)}`,
+        { retryable: true },
+      );
+    }
   }
 
   /** The identity file, read now (a rotated key is picked up), or the ssh-agent. */

@@ -5,21 +5,46 @@
 import type { Duplex } from 'node:stream';
 import { VfleetError } from '../model/errors.js';
 import type { ChannelSlots } from './channel-slots.js';
-import type { SshConnection } from './ssh-connection.js';
+import type { SshClient, SshConnection } from './ssh-connection.js';
 
 /** A stream to the unix socket `path` on the host; a refused one is an `ECONNREFUSED` error. */
-export async function forwardUnixSocket(
+export function forwardUnixSocket(
   connection: SshConnection,
   slots: ChannelSlots,
   path: string,
+): Promise<Duplex> {
+  return forward(connection, slots, path, (client, done) =>
+    client.openssh_forwardOutStreamLocal(path, done),
+  );
+}
+
+/**
+ * A stream to TCP `port` on the host's 127.0.0.1 (ssh's direct-tcpip, which sshd's
+ * AllowTcpForwarding allows by default); a refused one is an `ECONNREFUSED` error.
+ */
+export function forwardLoopbackPort(
+  connection: SshConnection,
+  slots: ChannelSlots,
+  port: number,
+): Promise<Duplex> {
+  return forward(connection, slots, `127.0.0.1:${port}`, (client, done) =>
+    client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, done),
+  );
+}
+
+type Opened = (e: Error | undefined, channel: Duplex) => void;
+
+async function forward(
+  connection: SshConnection,
+  slots: ChannelSlots,
+  what: string,
+  open: (client: SshClient, done: Opened) => void,
 ): Promise<Duplex> {
   const release = await slots.acquire();
   try {
     const conn = await connection.get();
     const stream = await new Promise<Duplex>((resolve, reject) =>
-      conn.client.openssh_forwardOutStreamLocal(path, (e, channel) =>
-        e ? reject(e) : resolve(channel),
-      ),
+      open(conn.client, (e, channel) => (e ? reject(e) : resolve(channel))),
     );
     let released = false;
     const done = () => {
@@ -36,7 +61,7 @@ export async function forwardUnixSocket(
     if (e instanceof VfleetError) throw e;
     const error = Object.assign(
       new Error(
-        `${connection.host}: cannot connect to ${path}: ${e instanceof Error ? e.message : String(e)}`,
+        `${connection.host}: cannot connect to ${what}: ${e instanceof Error ? e.message : String(e)}`,
       ),
       { code: 'ECONNREFUSED' },
     );

@@ -9,7 +9,7 @@ import type { Host } from '../model/fleet.js';
 import { ChannelSlots } from './channel-slots.js';
 import { SshConnection } from './ssh-connection.js';
 import { SshExec } from './ssh-exec.js';
-import { forwardUnixSocket } from './ssh-forwarding.js';
+import { forwardLoopbackPort, forwardUnixSocket } from './ssh-forwarding.js';
 import { SshSftp } from './ssh-sftp.js';
 import type { ExecOptions, ExecResult, Transport } from './transport.js';
 
@@ -26,6 +26,8 @@ export interface SshTransportOptions {
   readonly keepaliveCountMax?: number;
   /** How long a killed command may take to report its end before its channel is closed (ms). */
   readonly killGraceMs?: number;
+  /** Where the TCP stream comes from instead of a connect (a VM guest's, through its host). */
+  readonly openSocket?: () => Promise<Duplex>;
 }
 
 export class SshTransport implements Transport {
@@ -36,7 +38,7 @@ export class SshTransport implements Transport {
   readonly #exec: SshExec;
   readonly #sftp: SshSftp;
 
-  constructor(host: Host, options: SshTransportOptions = {}) {
+  constructor(host: Pick<Host, 'name' | 'ssh'>, options: SshTransportOptions = {}) {
     // The endpoint is what makes a host reachable over ssh (normalize gives one to the hosts
     // whose engine reads it); which engine that is, is engines/' business.
     if (host.ssh === undefined) {
@@ -51,6 +53,7 @@ export class SshTransport implements Transport {
         readyTimeoutMs: options.readyTimeoutMs ?? 20_000,
         keepaliveIntervalMs: options.keepaliveIntervalMs ?? 10_000,
         keepaliveCountMax: options.keepaliveCountMax ?? 3,
+        ...(options.openSocket ? { openSocket: options.openSocket } : {}),
       },
       (conn, groups) => this.#exec.kill(conn, groups),
     );
@@ -86,6 +89,11 @@ export class SshTransport implements Transport {
   /** It holds one of the commands' channels until it closes. */
   connectUnixSocket(path: string): Promise<Duplex> {
     return forwardUnixSocket(this.#connection, this.#slots, path);
+  }
+
+  /** It holds one of the commands' channels until it closes. */
+  connectLoopbackPort(port: number): Promise<Duplex> {
+    return forwardLoopbackPort(this.#connection, this.#slots, port);
   }
 
   close(): Promise<void> {

@@ -34,6 +34,11 @@ export interface Transport {
   createWriteStream(path: string, mode?: number): Promise<Writable>;
   /** A stream to a unix socket on the host (QEMU's QMP): local connect, or OpenSSH streamlocal. */
   connectUnixSocket(path: string): Promise<Duplex>;
+  /**
+   * A stream to a TCP port on the host's own 127.0.0.1 (a VM's forwarded sshd): local connect, or
+   * ssh's direct-tcpip to 127.0.0.1. Never another address.
+   */
+  connectLoopbackPort(port: number): Promise<Duplex>;
   close(): Promise<void>;
 }
 

@@ -47,7 +47,7 @@ export function sandboxRequest(
 }
 
 export function vmRequest(
-  images: EngineTestImages,
+  images: Pick<EngineTestImages, 'base' | 'vmlinuz' | 'initrd' | 'cmdline'>,
   name: string,
   generation: number,
   resources: Resources = { vcpus: 1, memoryMiB: 128, diskGiB: 1 },
@@ -109,6 +109,10 @@ export class SwitchableTransport implements Transport {
   async connectUnixSocket(path: string): Promise<Duplex> {
     this.check();
     return this.inner.connectUnixSocket(path);
+  }
+  async connectLoopbackPort(port: number): Promise<Duplex> {
+    this.check();
+    return this.inner.connectLoopbackPort(port);
   }
   close(): Promise<void> {
     return this.inner.close();

@@ -356,6 +356,42 @@ describe('makePlan', () => {
     );
   });
 
+  it('patches a VM on a real host only when its image gives a way into the guest', () => {
+    const vmImage = (name: string, guest: boolean) =>
+      anImage({
+        name,
+        kind: 'vm',
+        source: { disk: `images/${name}.qcow2` },
+        packages: { openssl: '3.0.13-1~deb12u1' },
+        ...(guest
+          ? { guest: { hostKey: `ssh-ed25519 ${'A'.repeat(68)}`, identityFile: 'k' } }
+          : {}),
+      });
+    const fleet = fleetOf({
+      hosts: [aHost({ name: 'hv-01', engine: 'local', runs: ['vm'] })],
+      images: [vmImage('open', true), vmImage('closed', false)],
+      patchBaselines: [
+        {
+          name: 'sec',
+          appliesTo: { family: 'debian', release: '12' },
+          minimum: { openssl: '3.0.15-1~deb12u1' },
+        },
+      ],
+      instances: [
+        aGroup({ name: 'web', image: 'open', replicas: 1, patchBaseline: 'sec' }),
+        aGroup({ name: 'db', image: 'closed', replicas: 1, patchBaseline: 'sec' }),
+      ],
+    });
+    const plan = planFor(fleet);
+    assert.deepEqual(
+      plan.actions.filter((a) => a.kind === 'patch').map((a) => a.id),
+      ['web-0.patch'],
+    );
+    // The way in travels with the plan: a saved plan's apply reaches the guest.
+    assert.equal(plan.images.open?.guest?.identityFile, 'k');
+    assert.equal(plan.images.closed?.guest, undefined);
+  });
+
   it('patches what is below its baseline: after its own action, one replica of a group at a time', () => {
     const baseline = {
       name: 'sec',

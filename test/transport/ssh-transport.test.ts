@@ -289,6 +289,29 @@ describe('ssh transport: one connection, bounded channels, drops', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
+  it("connects to a port of the host's 127.0.0.1 (a VM guest's sshd), and says so when none listens", async () => {
+    const transport = new SshTransport(sshd.host('loopback'));
+    // An echo server on this machine's 127.0.0.1, which is the sshd host's too.
+    const echo: Server = createServer((socket) => socket.pipe(socket));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const port = (echo.address() as { port: number }).port;
+    try {
+      const stream = await transport.connectLoopbackPort(port);
+      const answer = new Promise<string>((resolve) =>
+        stream.once('data', (d) => resolve(String(d))),
+      );
+      stream.write('through sshd');
+      assert.equal(await answer, 'through sshd');
+      stream.destroy();
+    } finally {
+      await new Promise((resolve) => echo.close(resolve));
+    }
+    await assert.rejects(transport.connectLoopbackPort(port), (e) =>
+      /cannot connect to 127\.0\.0\.1:\d+/.test((e as Error).message),
+    );
+    await transport.close();
+  });
+
   it('runs 40 commands at once over one connection, never more channels than allowed', async () => {
     const transport = new SshTransport(sshd.host('busy'));
     const before = accepted(sshd);

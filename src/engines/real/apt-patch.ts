@@ -1,7 +1,7 @@
 // Patching an instance with APT: its own package manager, in its own root, against the apt
 // sources its root has (docs/patching.md). Where the root is does not matter here: an
 // `InstanceRoot` runs a program inside it — a sandbox's rootfs through chroot in namespaces of
-// its own (sandbox-patch.ts); a VM's guest over ssh is the next one. The steps:
+// its own (sandbox-patch.ts), a VM's guest over ssh (qemu-guest.ts, vm-patch.ts). The steps:
 //
 //   1. dpkg-query: what is installed, so a package already at or above its minimum is left alone;
 //   2. apt-get update (--error-on=any: an unreachable mirror fails, it is not a quiet no-op);
@@ -134,11 +134,16 @@ export function checkPatchPackages(where: string, packages: PackageVersions): vo
   }
 }
 
-/** Raises `packages` to exactly the given versions in the root; throws `patch-failed` and co. */
+/**
+ * Raises `packages` to exactly the given versions in the root; throws `patch-failed` and co.
+ * `beforeInstall` runs once the simulation has shown what will change, right before anything
+ * is (a VM's snapshot for a rollback: vm-patch.ts).
+ */
 export async function aptPatch(
   root: InstanceRoot,
   packages: PackageVersions,
   limits: AptLimits = DEFAULT_APT_LIMITS,
+  beforeInstall?: () => Promise<void>,
 ): Promise<AptPatchResult> {
   const where = `${root.host}: ${root.instance}`;
   checkPatchPackages(where, packages);
@@ -182,6 +187,7 @@ export async function aptPatch(
     );
   }
 
+  await beforeInstall?.();
   const installing = [
     'apt-get',
     ...APT_OPTIONS,

@@ -72,12 +72,19 @@ export interface Provisioned {
   readonly driver: Record<string, unknown>;
 }
 
+/** What a start may return: the inventory read from the running instance (a VM's guest). */
+// biome-ignore lint/suspicious/noConfusingVoidType: a driver that reads none returns nothing
+export type Started = PackageVersions | undefined | void;
+
 export interface InstanceDriver {
   readonly kind: InstanceKind;
   /** Stages the image and makes the instance's disk or rootfs; returns what goes in the record. */
   provision(ctx: DriverContext, request: ProvisionRequest): Promise<Provisioned>;
-  /** Boots it; running already is fine. */
-  start(ctx: DriverContext, record: InstanceRecord): Promise<void>;
+  /**
+   * Boots it; running already is fine. A driver that reads the inventory from the running
+   * instance (a VM's guest) returns it, and the record takes it.
+   */
+  start(ctx: DriverContext, record: InstanceRecord): Promise<Started>;
   /** Shuts it down (gracefully, then by force after the driver's timeout); stopped is fine. */
   stop(ctx: DriverContext, record: InstanceRecord): Promise<void>;
   status(ctx: DriverContext, record: InstanceRecord): Promise<DriverStatus>;
@@ -95,5 +102,6 @@ export interface InstanceDriver {
     ctx: DriverContext,
     record: InstanceRecord,
     packages: PackageVersions,
+    options?: { readonly rollback?: boolean },
   ): Promise<AptPatchResult>;
 }

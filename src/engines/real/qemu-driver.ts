@@ -6,11 +6,15 @@
 //   <dir>/qmp.sock     the QMP socket: status, power button, pause for a disk copy, quit
 //   <dir>/serial.log   the guest's serial console
 //
+// A VM whose image gives `guest` has a network (qemu-guest.ts) and is inventoried and patched
+// from inside, over ssh (vm-patch.ts); its start waits for its sshd and reads its dpkg.
+//
 // "running" is QEMU's run state (QMP query-status), not the guest's readiness: a guest that
 // is still booting is running.
 import { VfleetError } from '../../model/errors.js';
 import type { PackageVersions } from '../../model/fleet.js';
 import { run, type Transport } from '../../transport/transport.js';
+import { type AptPatchResult, DEFAULT_APT_LIMITS } from './apt-patch.js';
 import {
   copyChecked,
   exists,
@@ -30,8 +34,10 @@ import type {
   Provisioned,
   ProvisionRequest,
 } from './instance-driver.js';
+import { guestOf, installGuestfwdHelper, networkArgs } from './qemu-guest.js';
 import type { MigrationOptions } from './qemu-migration.js';
 import { qmp } from './qmp-client.js';
+import { guestInventory, patchVm, type VmPatchLimits } from './vm-patch.js';
 
 export interface QemuDriverOptions {
   /**
@@ -46,6 +52,11 @@ export interface QemuDriverOptions {
   readonly binary?: string;
   /** Live migration's bounds and QEMU settings (qemu-migration.ts). */
   readonly migration?: MigrationOptions;
+  /**
+   * A guest's patch (vm-patch.ts): apt's time limits, how long its sshd may take to answer
+   * (a boot included: 5 min by default, for TCG on a loaded host), and the snapshot's.
+   */
+  readonly patch?: Partial<VmPatchLimits>;
 }
 
 const GiB = 1024 ** 3;
@@ -60,9 +71,16 @@ export class QemuDriver implements InstanceDriver {
   readonly qmpTimeoutMs: number;
   private readonly binary: string;
   readonly migration: MigrationOptions;
+  private readonly patchLimits: VmPatchLimits;
 
   constructor(options: QemuDriverOptions = {}) {
     this.accel = options.accel;
+    this.patchLimits = {
+      ...DEFAULT_APT_LIMITS,
+      reachMs: 300_000,
+      snapshotMs: 300_000,
+      ...options.patch,
+    };
     this.migration = options.migration ?? {};
     this.stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
     this.qmpTimeoutMs = options.qmpTimeoutMs ?? 5_000;
@@ -121,7 +139,10 @@ export class QemuDriver implements InstanceDriver {
     return {
       staged,
       packages: { ...request.image.packages },
-      driver: { accel: await this.accelFor(ctx) },
+      driver: {
+        accel: await this.accelFor(ctx),
+        ...(request.image.guest ? { guest: request.image.guest } : {}),
+      },
     };
   }
 
@@ -135,7 +156,14 @@ export class QemuDriver implements InstanceDriver {
     return known;
   }
 
-  async start(ctx: DriverContext, record: InstanceRecord): Promise<void> {
+  /** Boots it; a VM with guest access: also waits for its sshd, and returns its dpkg's inventory. */
+  async start(ctx: DriverContext, record: InstanceRecord): Promise<PackageVersions | undefined> {
+    await this.boot(ctx, record);
+    const guest = guestOf(record);
+    return guest ? guestInventory(ctx, guest, this.patchLimits) : undefined;
+  }
+
+  private async boot(ctx: DriverContext, record: InstanceRecord): Promise<void> {
     const now = await this.status(ctx, record);
     if (now.running) return;
     if (now.runtime.pid !== undefined) {
@@ -145,6 +173,7 @@ export class QemuDriver implements InstanceDriver {
       await this.kill(ctx);
     }
     await ctx.t.exec(['rm', '-f', '--', `${ctx.dir}/qemu.pid`, `${ctx.dir}/qmp.sock`]);
+    await installGuestfwdHelper(ctx, record);
     const argv = this.commandLine(ctx, record, await this.accelFor(ctx));
     // -daemonize returns once QEMU is set up (or failed, with its reason on stderr).
     await run(ctx.t, argv, { timeoutMs: 60_000 });
@@ -187,8 +216,7 @@ export class QemuDriver implements InstanceDriver {
       `file=${qemuOption(`${dir}/disk.qcow2`)},if=virtio,format=qcow2`,
       '-display',
       'none',
-      '-nic',
-      'none',
+      ...networkArgs(ctx, guestOf(record)),
       '-serial',
       `file:${dir}/serial.log`,
       '-qmp',
@@ -209,6 +237,7 @@ export class QemuDriver implements InstanceDriver {
    */
   async startIncoming(ctx: DriverContext, record: InstanceRecord, machine: string): Promise<void> {
     await ctx.t.exec(['rm', '-f', '--', `${ctx.dir}/qemu.pid`, `${ctx.dir}/qmp.sock`]);
+    await installGuestfwdHelper(ctx, record);
     const argv = this.commandLine(ctx, record, await this.accelFor(ctx), machine);
     await run(ctx.t, [...argv, '-incoming', 'defer', '-S'], { timeoutMs: 60_000 });
     const waiting = await waitFor(
@@ -263,9 +292,37 @@ export class QemuDriver implements InstanceDriver {
     await this.kill(ctx);
   }
 
-  async inventory(_ctx: DriverContext, record: InstanceRecord): Promise<PackageVersions> {
-    // Nothing looks inside a guest (no agent): the image's inventory is what a VM reports.
-    return { ...record.image.packages };
+  async inventory(ctx: DriverContext, record: InstanceRecord): Promise<PackageVersions> {
+    // A guest vfleet can reach reports its dpkg's; otherwise (no way in, or not running) the
+    // record's: the image's, or what the guest's dpkg said last.
+    const guest = guestOf(record);
+    if (guest && (await this.status(ctx, record)).running) {
+      return guestInventory(ctx, guest, this.patchLimits);
+    }
+    return { ...record.packages };
+  }
+
+  /** apt-get in the guest over ssh, with a snapshot to roll back to if asked (vm-patch.ts). */
+  async patch(
+    ctx: DriverContext,
+    record: InstanceRecord,
+    packages: PackageVersions,
+    options: { readonly rollback?: boolean } = {},
+  ): Promise<AptPatchResult> {
+    const guest = guestOf(record);
+    if (!guest) {
+      throw new VfleetError(
+        'patch-not-supported',
+        `host ${ctx.host} cannot patch ${ctx.instance}: its image ${record.image.name} gives no guest access (image.guest), and a VM is patched from inside`,
+      );
+    }
+    if (!(await this.status(ctx, record)).running) {
+      throw new VfleetError(
+        'patch-failed',
+        `${ctx.host}: ${ctx.instance}: the VM is not running, and a VM is patched from inside its guest`,
+      );
+    }
+    return patchVm(ctx, guest, packages, options.rollback === true, this.patchLimits);
   }
 
   async copyOut(ctx: DriverContext, record: InstanceRecord, target: DriverContext): Promise<void> {

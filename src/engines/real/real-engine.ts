@@ -29,6 +29,7 @@ import {
   type InstanceRequest,
   type MigrationOutcome,
   noFaultInjection,
+  type PatchOptions,
   type ReplicaIncoming,
   type ReplicaPoint,
   type ReplicationResult,
@@ -39,7 +40,7 @@ import { liveFacts, staticFacts } from './host-facts.js';
 import { checkInstanceName, HostLayout } from './host-layout.js';
 import { type HostLockOptions, HostLocks } from './host-lock.js';
 import { ImageStager } from './image-staging.js';
-import type { DriverContext, InstanceDriver, InstanceRecord } from './instance-driver.js';
+import type { DriverContext, InstanceDriver, InstanceRecord, Started } from './instance-driver.js';
 import { QemuDriver, type QemuDriverOptions } from './qemu-driver.js';
 import type { MigrationResult } from './qemu-migration.js';
 import {
@@ -198,8 +199,7 @@ export class RealEngine implements HostEngine {
       }
       await this.writeRecord(record);
       // Exists already (a repeated create, or a disk moved here): make sure it runs.
-      await this.driverOf(record.kind).start(ctx, record);
-      return this.instanceOf(record);
+      return this.started(record, await this.driverOf(record.kind).start(ctx, record));
     });
   }
 
@@ -221,14 +221,15 @@ export class RealEngine implements HostEngine {
     await this.mutate(name, generation, 'destroy', () => this.clearFolder(name));
   }
 
-  /** apt-get in the instance's own root (real-patch.ts, apt-patch.ts); VMs refuse for now. */
+  /** apt-get in the instance's own root: a sandbox's rootfs, a VM's guest (real-patch.ts). */
   async patch(
     name: string,
     generation: number,
     packages: PackageVersions,
+    options: PatchOptions = {},
   ): Promise<EngineInstance> {
     checkInstanceName(this.host, name);
-    return patchReal(this.borrowed(), name, generation, packages);
+    return patchReal(this.borrowed(), name, generation, packages, options.rollback === true);
   }
 
   async copyDisk(name: string, generation: number, to: HostEngine): Promise<void> {
@@ -389,7 +390,7 @@ export class RealEngine implements HostEngine {
     name: string,
     generation: number,
     op: string,
-    act: (driver: InstanceDriver, ctx: DriverContext, record: InstanceRecord) => Promise<void>,
+    act: (driver: InstanceDriver, ctx: DriverContext, record: InstanceRecord) => Promise<Started>,
   ): Promise<EngineInstance> {
     checkInstanceName(this.host, name);
     return this.mutate(name, generation, op, async () => {
@@ -397,9 +398,17 @@ export class RealEngine implements HostEngine {
       if (!found) throw this.missing(name);
       const record = { ...found, generation };
       await this.writeRecord(record);
-      await act(this.driverOf(record.kind), this.context(name), record);
-      return this.instanceOf(record);
+      const read = await act(this.driverOf(record.kind), this.context(name), record);
+      return this.started(record, read);
     });
+  }
+
+  /** The instance after a start: the record takes the inventory the driver read, if it did. */
+  private async started(record: InstanceRecord, packages: Started): Promise<EngineInstance> {
+    if (!packages) return this.instanceOf(record);
+    const now = { ...record, packages };
+    await this.writeRecord(now);
+    return this.instanceOf(now);
   }
 
   async fences(): Promise<ReadonlyMap<string, number>> {

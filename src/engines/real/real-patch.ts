@@ -1,13 +1,16 @@
 // RealEngine's `patch` (docs/patching.md): under the instance's lock and fence, the instance's
-// driver raises its packages with the instance's own package manager (apt-patch.ts; sandboxes
-// only so far), and the record then holds what dpkg says is installed and the patch's outcome —
-// also when it failed, so the next plan and the audit see the instance as dpkg left it.
+// driver raises its packages with the instance's own package manager (apt-patch.ts: in a
+// sandbox's rootfs, in a VM's guest over ssh), and the record then holds what dpkg says is
+// installed and the patch's outcome — also when it failed, so the next plan and the audit see
+// the instance as dpkg left it; or, for a VM put back to its snapshot (`rollback`: vm-patch.ts),
+// as it was before, with `rolledBack`, as the embedded engine records it.
 import { isVfleetError, VfleetError } from '../../model/errors.js';
 import type { InstanceKind, PackageVersions } from '../../model/fleet.js';
 import type { PatchRecord } from '../../model/instances.js';
 import type { EngineInstance } from '../host-engine.js';
 import { changes, checkPatchPackages } from './apt-patch.js';
 import type { DriverContext, InstanceDriver, InstanceRecord } from './instance-driver.js';
+import { RolledBackError } from './vm-patch.js';
 
 /** What patching borrows of RealEngine. */
 export interface PatchingHost {
@@ -26,6 +29,7 @@ export async function patchReal(
   name: string,
   generation: number,
   packages: PackageVersions,
+  rollback: boolean,
 ): Promise<EngineInstance> {
   checkPatchPackages(`${h.host}: ${name}`, packages);
   return h.fenced(name, generation, 'patch', async () => {
@@ -33,18 +37,16 @@ export async function patchReal(
     if (!found) throw new VfleetError('instance-missing', `${name} does not exist on ${h.host}`);
     const driver = h.driverOf(found.kind);
     if (!driver.patch) {
-      // VMs: apt over ssh into the guest is the next step (docs/patching.md); until then a VM's
-      // packages come from its image.
       throw new VfleetError(
         'patch-not-supported',
-        `host ${h.host} (${h.engine}) cannot patch ${name}: a ${found.kind} on a real host is not patched yet (only sandboxes are); rebuild its image with the packages and replace it`,
+        `host ${h.host} (${h.engine}) cannot patch ${name}: its driver patches no ${found.kind}`,
       );
     }
     let record: InstanceRecord = { ...found, generation };
     await h.writeRecord(record);
     const ctx = h.context(name);
     try {
-      const result = await driver.patch(ctx, record, packages);
+      const result = await driver.patch(ctx, record, packages, { rollback });
       const lastPatch: PatchRecord = {
         generation,
         outcome: result.outcome,
@@ -63,12 +65,15 @@ export async function patchReal(
         : e instanceof Error
           ? e.message
           : String(e);
+      const rolledBack = e instanceof RolledBackError;
       const lastPatch: PatchRecord = {
         generation,
         outcome: 'failed',
-        changed: changes(record.packages, now),
-        rebootRequired: false,
+        changed: rolledBack ? [] : changes(record.packages, now),
+        // Put back: as it was, a reboot the patch before asked for included.
+        rebootRequired: rolledBack ? found.lastPatch?.rebootRequired === true : false,
         error,
+        ...(rolledBack ? { rolledBack: true } : {}),
       };
       await h.writeRecord({ ...record, packages: now, lastPatch }).catch(() => undefined);
       throw e;
