@@ -17,6 +17,11 @@ import type { ActionJobData } from './plan-jobs.js';
 /** Where outcomes go: the state store (src/state) implements it. */
 export interface StateSink {
   putInstance(record: RecordedInstance): Promise<unknown>;
+  /**
+   * `putInstance` only while `planId` is the plan being applied (one step on the server); false
+   * when refused. A sink without it writes unconditionally.
+   */
+  putInstanceOfPlan?(record: RecordedInstance, planId: string): Promise<boolean>;
   deleteInstance(name: string): Promise<unknown>;
   appendEvent(event: Record<string, string | number | null>): Promise<unknown>;
   /**
@@ -128,7 +133,18 @@ async function record(
   instance: EngineInstance,
   host: string,
 ) {
-  await state.putInstance(recordedAfterAction(host, instance, data.action));
+  const record = recordedAfterAction(host, instance, data.action);
+  if (!state.putInstanceOfPlan) {
+    await state.putInstance(record);
+    return;
+  }
+  // What the host did stands (its own fence keeps it from going back); the state takes the record
+  // only from the plan being applied: a late job of a superseded plan leaves it to the next refresh.
+  if (!(await state.putInstanceOfPlan(record, data.planId))) {
+    throw new UnrecoverableError(
+      `superseded: plan ${data.planId} was replaced while ${data.action.instance} was being acted on; its record is left to the next refresh`,
+    );
+  }
 }
 
 async function perform(

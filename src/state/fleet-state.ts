@@ -122,6 +122,17 @@ function byName<T>(key: (item: T) => string): (a: T, b: T) => number {
   return (a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
 }
 
+/** KEYS: current plan, instances, version, then a hash per entry; ARGV: plan, name, json, then id, text per entry. */
+const PUT_OF_PLAN = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 4, #KEYS do
+  redis.call('HSET', KEYS[i], ARGV[2 * i - 4], ARGV[2 * i - 3])
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('INCR', KEYS[3])
+return 1
+`;
+
 export class FleetState {
   readonly fleet: string;
   readonly keys: FleetKeys;
@@ -274,6 +285,25 @@ export class FleetState {
       ),
       (m) => m.hset(this.keys.instances, record.instance, json),
     );
+  }
+
+  /**
+   * `putInstance` for a job of plan `planId`: written, in one script, only while that plan is the
+   * one being applied. A job's worker that was cut off (or stopped) past its lock and comes back
+   * after a newer plan took over would otherwise write its instance back into the state — one
+   * the newer plan destroyed, say. False when refused.
+   */
+  async putInstanceOfPlan(record: ObservedInstanceRecord, planId: string): Promise<boolean> {
+    const { json, entries } = storedInstanceRecord(record);
+    const keys = [
+      this.keys.currentPlan,
+      this.keys.instances,
+      this.keys.version,
+      ...entries.map(([hash]) => this.keys[hash]),
+    ];
+    const args = [planId, record.instance, json, ...entries.flatMap(([, id, text]) => [id, text])];
+    const written = await runScript(this.redis, 'put-instance-of-plan', PUT_OF_PLAN, keys, args);
+    return written === 1;
   }
 
   /** Returns the new state version (bumped even when there was nothing to delete). */

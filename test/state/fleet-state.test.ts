@@ -93,6 +93,31 @@ describe('FleetState records', () => {
     assert.deepEqual((await state.readAll()).instances, []);
   });
 
+  it("writes a job's record only while its plan is the one being applied", async () => {
+    const state = aFleet();
+    await state.setCurrentPlan('plan-a');
+    assert.equal(await state.putInstanceOfPlan(anInstance(), 'plan-a'), true);
+    assert.equal(await state.version(), 1);
+    assert.deepEqual(
+      (await state.readAll()).instances.map((i) => [i.instance, i.generation, i.packages]),
+      [['web-0', 1, { openssl: '3.0.15-1~deb12u1' }]],
+      'the record and the package list it names',
+    );
+    // A newer plan took over: the late job of plan-a writes nothing, the version stays.
+    await state.setCurrentPlan('plan-b');
+    const late = anInstance({ generation: 2, packages: { openssl: '3.0.16-1~deb12u1' } });
+    assert.equal(await state.putInstanceOfPlan(late, 'plan-a'), false);
+    assert.equal(await state.version(), 1);
+    assert.deepEqual(
+      (await state.readAll()).instances.map((i) => [i.instance, i.generation]),
+      [['web-0', 1]],
+    );
+    assert.equal(await state.putInstanceOfPlan(late, 'plan-b'), true);
+    assert.deepEqual((await state.readAll()).instances[0]?.packages, {
+      openssl: '3.0.16-1~deb12u1',
+    });
+  });
+
   it('counts concurrent mutations exactly (each one is a MULTI with its INCR)', async () => {
     const state = aFleet();
     await Promise.all(
