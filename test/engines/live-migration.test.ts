@@ -100,7 +100,10 @@ describe('live migration between real hosts (real QEMU, TCG)', () => {
     assert.equal(moved.instance.status, 'running');
     assert.equal(moved.instance.generation, 2);
     assert.ok(moved.downtimeMs >= (moved.qemuDowntimeMs ?? 0));
-    assert.ok(moved.downtimeMs < 1000, `the guest paused ${moved.downtimeMs} ms`);
+    // A live migration's pause, not a stop-copy-start's (a boot: tens of seconds under TCG). The
+    // figure is reported above; a bound of 1 s is a speed target, for a quiet machine, not a test
+    // (1.27 s was seen in CI at load 9-13).
+    assert.ok(moved.downtimeMs < 5000, `the guest paused ${moved.downtimeMs} ms`);
     // A bound for a loaded machine (the guest prints every second; 1.22–1.41 s seen here).
     assert.ok(gap < 3000, `the console was silent ${gap} ms`);
 
