@@ -110,14 +110,16 @@ async function runWave(
     applyTerminal,
   );
   if (applied !== 0) return failed('the apply that drains them');
-  const levels: Record<string, number> = {};
-  const patched = await withSession(args.file, terminal, async (session) => {
+  const emptied = await withSession(args.file, terminal, async (session) => {
     const { instances } = await session.state.readAll();
     const left = instances.filter((i) => wave.hosts.includes(i.host)).map((i) => i.instance);
-    if (left.length > 0) {
-      terminal.err(`vfleet: the drain left ${left.join(', ')} on ${wave.hosts.join(', ')}.`);
-      return 1;
-    }
+    if (left.length === 0) return 0;
+    terminal.err(`vfleet: the drain left ${left.join(', ')} on ${wave.hosts.join(', ')}.`);
+    return 1;
+  });
+  if (emptied !== 0) return failed('the drain (instances left on its hosts)');
+  const levels: Record<string, number> = {};
+  const patched = await withSession(args.file, terminal, async (session) => {
     const done = await Promise.all(
       wave.hosts.map((h) => patchDrainedHost(session, h, args.rebootMs)),
     );
