@@ -27,7 +27,9 @@ export async function hostRolloutOf(
   }
   const cannot = chosen.filter((n) => !session.engines.capabilities(n).hostPatch);
   if (cannot.length > 0) {
-    const engines = [...new Set(cannot.map((n) => session.engines.engine(n).engine))];
+    const engines = [
+      ...new Set(fleet.hosts.filter((h) => cannot.includes(h.name)).map((h) => h.engine)),
+    ];
     throw new VfleetError(
       'host-patch-not-built',
       `cannot patch ${cannot.join(', ')}: patching a ${engines.join(' or ')} host (its own apt and reboot over its transport) is not built; only embedded hosts are patched (docs/patching.md, "Hosts")`,

@@ -9,15 +9,15 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { FleetState } from '../../src/state/fleet-state.js';
 import { engineHostKeys, fleetKeys } from '../../src/state/keys.js';
-import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { aFleetDocument, aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
 import {
   fleetEvents,
   type StatusJson,
   spawnVfleet,
+  useApplyRedis,
   vfleet,
   workdir,
 } from '../helpers/vfleet-cli.js';
@@ -60,25 +60,21 @@ function rackFleet(name: string): string {
 }
 
 describe('vfleet host patch', () => {
-  let server: TestRedisServer;
-  let env: NodeJS.ProcessEnv;
+  const redisServer = useApplyRedis();
   const children: ChildProcess[] = [];
-  before(async () => {
-    server = await startRedisServer({ args: ['--maxmemory-policy', 'noeviction'], tcp: true });
-    env = { REDIS_URL: `${server.url}/0`, VFLEET_EMBEDDED_BOOT_MS: '0' };
-  });
-  after(async () => {
+  // What a failed test left running.
+  after(() => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    await server.stop();
   });
 
   it('patches every host rack by rack, within the failover reserve, each instance once', async () => {
-    const cwd = workdir();
+    const cwd = await redisServer.fresh();
+    const env = { ...redisServer.env, VFLEET_EMBEDDED_BOOT_MS: '0' };
     writeFileSync(`${cwd}/fleet.yaml`, rackFleet('roll'));
     const applied = vfleet(['apply', '--auto-approve'], cwd, env);
     assert.equal(applied.code, 0, applied.stderr);
 
-    const redis = server.client();
+    const redis = redisServer.server.client();
     const state = new FleetState(redis, 'roll');
     const drainedKey = fleetKeys('roll').drained;
     const sample = async () => {
@@ -176,8 +172,9 @@ describe('vfleet host patch', () => {
     redis.disconnect();
   });
 
-  it('stops at a host it cannot empty, left drained, in one line; later waves not started', () => {
-    const cwd = workdir();
+  it('stops at a host it cannot empty, left drained, in one line; later waves not started', async () => {
+    const cwd = await redisServer.fresh();
+    const env = redisServer.env;
     writeFileSync(`${cwd}/fleet.yaml`, rackFleet('stuck'));
     assert.equal(vfleet(['apply', '--auto-approve'], cwd, env).code, 0);
     const status = () => JSON.parse(vfleet(['status', '--json'], cwd, env).stdout) as StatusJson;
@@ -192,19 +189,52 @@ describe('vfleet host patch', () => {
     const result = JSON.parse(r.stdout) as { ok: boolean; waves: unknown[] };
     assert.equal(result.ok, false);
     assert.equal(result.waves.length, 1, 'the second wave never started');
-    assert.equal(status().hosts.find((h) => h.name === victim)?.health === 'ok', false);
     const events = fleetEvents(cwd, env);
     assert.deepEqual(
       events.filter((e) => e.type === 'host-patched'),
       [],
     );
     assert.ok(events.some((e) => e.type === 'host-draining' && e.host === victim));
+    assert.ok(
+      !events.some((e) => e.type === 'host-undrained' && e.host === victim),
+      'left drained',
+    );
     assert.ok(!events.some((e) => e.type === 'host-draining' && e.host === other));
 
     const unknown = vfleet(['host', 'patch', 'nope', '--auto-approve'], cwd, env);
     assert.equal(unknown.code, 1);
     assert.equal(unknown.stderr.trim().split('\n').length, 1, unknown.stderr);
     assert.match(unknown.stderr, /no host nope/);
+    // A real host: refused before anything is drained, in one line naming what is not built.
+    const local = workdir();
+    writeFileSync(
+      `${local}/fleet.yaml`,
+      toYaml({
+        apiVersion: 'vfleet/v1',
+        kind: 'Fleet',
+        metadata: { name: 'realpatch' },
+        spec: {
+          failover: { tolerate: 0 },
+          hosts: [
+            aHost({ name: 'emu', labels: {} }),
+            { ...aHost({ name: 'here', labels: {} }), engine: 'local', dataDir: `${local}/data` },
+          ],
+          images: [],
+          instances: [],
+        },
+      }),
+    );
+    const real = vfleet(['host', 'patch', '--all', '--auto-approve'], local, env);
+    assert.equal(real.code, 1, real.stdout + real.stderr);
+    const refusal = real.stderr.split('\n').filter((l) => l.startsWith('vfleet:'));
+    assert.equal(refusal.length, 1, real.stderr);
+    assert.match(refusal[0] as string, /cannot patch here: patching a local host .* is not built/);
+    assert.doesNotMatch(real.stderr, /\n\s+at /);
+    assert.deepEqual(
+      fleetEvents(local, env).filter((e) => e.type === 'host-draining'),
+      [],
+      'nothing drained',
+    );
     const neither = vfleet(['host', 'patch', '--auto-approve'], cwd, env);
     assert.notEqual(neither.code, 0);
     assert.match(neither.stderr, /name the hosts to patch, or --all/);
