@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostPatchLevel } from '../engines/host-engine.js';
 import { VfleetError } from '../model/errors.js';
 import type { Fleet } from '../model/fleet.js';
-import { type HostRollout, planHostRollout } from '../plan/host-rollout.js';
+import type { ObservedPlacement } from '../model/placement.js';
+import { drainLoses, type HostRollout, planHostRollout } from '../plan/host-rollout.js';
 import { type HostJudgement, judgeHosts } from './host-health.js';
 import type { FleetSession } from './session.js';
 
@@ -35,15 +36,37 @@ export async function hostRolloutOf(
       `cannot patch ${cannot.join(', ')}: patching a ${engines.join(' or ')} host (its own apt and reboot over its transport) is not built; only embedded hosts are patched (docs/patching.md, "Hosts")`,
     );
   }
+  const { fleet: withDrains, observed } = await currentPlacement(session);
+  return planHostRollout(withDrains, observed, chosen);
+}
+
+/**
+ * Before a wave's drain: the instances the scheduler could no longer place with `hosts` draining,
+ * asked of the state as it is now (earlier waves moved instances since the waves were planned).
+ */
+export async function waveLoses(
+  session: FleetSession,
+  hosts: readonly string[],
+): Promise<string[]> {
+  const { fleet, observed } = await currentPlacement(session);
+  return drainLoses(fleet, observed, hosts);
+}
+
+/** The spec's hosts with an operator's drains, and where the state has the instances. */
+async function currentPlacement(
+  session: FleetSession,
+): Promise<{ readonly fleet: Fleet; readonly observed: ObservedPlacement }> {
   const [{ instances }, drained] = await Promise.all([
     session.state.readAll(),
     session.control.drained(),
   ]);
-  const withDrains: Fleet = {
-    ...fleet,
-    hosts: fleet.hosts.map((h) => (drained.has(h.name) && !h.drain ? { ...h, drain: true } : h)),
+  const fleet: Fleet = {
+    ...session.fleet,
+    hosts: session.fleet.hosts.map((h) =>
+      drained.has(h.name) && !h.drain ? { ...h, drain: true } : h,
+    ),
   };
-  return planHostRollout(withDrains, { instances }, chosen);
+  return { fleet, observed: { instances } };
 }
 
 /** The drained host's own patch and reboot (HostEngine.patchHost), recorded as an event. */

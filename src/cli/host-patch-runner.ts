@@ -3,7 +3,7 @@
 // (app/hosts.ts's drainHost, and the apply that empties them — live migration where the engines
 // can), patch each host (HostEngine.patchHost), undrain, wait until healthy, next wave. A failure
 // stops the rollout with the wave's hosts left drained, and says so.
-import { hostRolloutOf, patchDrainedHost, waitHostHealthy } from '../app/host-patch.js';
+import { hostRolloutOf, patchDrainedHost, waitHostHealthy, waveLoses } from '../app/host-patch.js';
 import { drainHost } from '../app/hosts.js';
 import { VfleetError } from '../model/errors.js';
 import type { HostWave } from '../plan/host-rollout.js';
@@ -11,7 +11,12 @@ import { takeoverMsFrom } from '../queue/worker-lock.js';
 import { ask, runApply } from './apply-runner.js';
 import { withSession } from './open-session.js';
 import type { Terminal } from './terminal.js';
-import { hostRolloutText, refusedRolloutText, waveFailedText } from './views/host-rollout-view.js';
+import {
+  hostRolloutText,
+  type LeftAs,
+  refusedRolloutText,
+  waveFailedText,
+} from './views/host-rollout-view.js';
 import { jsonDocument } from './views/json.js';
 
 export interface HostPatchArgs {
@@ -24,8 +29,6 @@ export interface HostPatchArgs {
   readonly healthyTimeoutMs: number;
   readonly operator: string;
 }
-
-const HEALTH_STEP = 'waiting until healthy';
 
 interface WaveResult {
   readonly hosts: readonly string[];
@@ -87,10 +90,24 @@ async function runWave(
   terminal: Terminal,
   say: (text: string) => void,
 ): Promise<WaveResult> {
-  const failed = (step: string, levels: Record<string, number> = {}): WaveResult => {
-    terminal.err(waveFailedText(n, wave.hosts, step, step !== HEALTH_STEP));
+  const failed = (
+    step: string,
+    levels: Record<string, number> = {},
+    left: LeftAs = 'drained',
+  ): WaveResult => {
+    terminal.err(waveFailedText(n, wave.hosts, step, left));
     return { hosts: wave.hosts, levels, ok: false, failedAt: step };
   };
+  // Earlier waves moved instances: the wave is asked again of the state as it is now.
+  const fits = await withSession(args.file, terminal, async (session) => {
+    const lost = await waveLoses(session, wave.hosts);
+    if (lost.length === 0) return 0;
+    terminal.err(
+      `vfleet: with ${wave.hosts.join(', ')} drained now, nothing could place ${lost.join(', ')}.`,
+    );
+    return 1;
+  });
+  if (fits !== 0) return failed('the check before its drain', {}, 'undrained');
   say(`Wave ${n}: draining ${wave.hosts.join(', ')}.`);
   const marked = await withSession(args.file, terminal, async (session) => {
     for (const host of wave.hosts) await drainHost(session, host, true, args.operator);
@@ -143,6 +160,6 @@ async function runWave(
     }
     return 0;
   });
-  if (healthy !== 0) return failed(HEALTH_STEP, levels);
+  if (healthy !== 0) return failed('waiting until healthy', levels, 'unhealthy');
   return { hosts: wave.hosts, levels, ok: true };
 }

@@ -55,17 +55,13 @@ export function planHostRollout(
   const unplacedNow = new Set(schedule(fleet, observed).unplaceable.map((u) => u.instance));
   const holds = new Map<string, number>();
   for (const i of observed.instances) holds.set(i.host, (holds.get(i.host) ?? 0) + 1);
-  /** The instances the scheduler cannot place with `hosts` draining that it places now. */
-  const lost = (hosts: readonly Host[]): string[] => {
-    const draining = new Set(hosts.map((h) => h.name));
-    const drained: Fleet = {
-      ...fleet,
-      hosts: fleet.hosts.map((h) => (draining.has(h.name) ? { ...h, drain: true } : h)),
-    };
-    return schedule(drained, observed)
-      .unplaceable.map((u) => u.instance)
-      .filter((i) => !unplacedNow.has(i));
-  };
+  const lost = (hosts: readonly Host[]): string[] =>
+    drainLoses(
+      fleet,
+      observed,
+      hosts.map((h) => h.name),
+      unplacedNow,
+    );
   const wave = (hosts: readonly Host[]): HostWave => ({
     hosts: hosts.map((h) => h.name),
     domains: [...new Set(hosts.map((h) => failureDomainOf(fleet, h)))],
@@ -104,4 +100,27 @@ export function planHostRollout(
     at += 1;
   }
   return { ok: true, waves, maxDomainsPerWave: most };
+}
+
+/**
+ * The instances the scheduler cannot place with `hosts` draining that it places now (those in
+ * `unplacedNow`, computed when not given, are not counted): empty when the hosts may drain
+ * together. The rollout asks it again before each wave, of the state as it is then.
+ */
+export function drainLoses(
+  fleet: Fleet,
+  observed: ObservedPlacement,
+  hosts: readonly string[],
+  unplacedNow: ReadonlySet<string> = new Set(
+    schedule(fleet, observed).unplaceable.map((u) => u.instance),
+  ),
+): string[] {
+  const draining = new Set(hosts);
+  const drained: Fleet = {
+    ...fleet,
+    hosts: fleet.hosts.map((h) => (draining.has(h.name) ? { ...h, drain: true } : h)),
+  };
+  return schedule(drained, observed)
+    .unplaceable.map((u) => u.instance)
+    .filter((i) => !unplacedNow.has(i));
 }

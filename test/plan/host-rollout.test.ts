@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type Fleet, failureDomainOf } from '../../src/model/fleet.js';
 import type { ObservedPlacement } from '../../src/model/placement.js';
-import { domainsPerWave, planHostRollout } from '../../src/plan/host-rollout.js';
+import { domainsPerWave, drainLoses, planHostRollout } from '../../src/plan/host-rollout.js';
 import { schedule } from '../../src/scheduler/schedule.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
 import { aFleetDocument, aGroup, aHost } from '../helpers/spec-builders.js';
@@ -165,6 +165,11 @@ describe('planHostRollout', () => {
       memoryMiB: 8192,
     });
     const refused = planHostRollout(full, observedOf(full), ['hv-0-0']);
-    assert.equal(refused.ok, false);
+    assert.ok(!refused.ok);
+    assert.equal(refused.host, 'hv-0-0');
+    const lost = drainLoses(full, observedOf(full), ['hv-0-0']);
+    assert.ok(lost.length > 0);
+    assert.deepEqual(refused.unplaceable, lost);
+    assert.deepEqual(drainLoses(full, observedOf(full), []), [], 'nothing drained loses nothing');
   });
 });

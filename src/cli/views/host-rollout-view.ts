@@ -30,14 +30,19 @@ export function refusedRolloutText(host: string, unplaceable: readonly string[])
   return `vfleet: cannot patch ${host}: with it drained, the other hosts cannot place ${unplaceable.join(', ')}; nothing was drained.`;
 }
 
+/** Where the hosts of a stopped wave were left. */
+export type LeftAs = 'undrained' | 'drained' | 'unhealthy';
+
 export function waveFailedText(
   wave: number,
   hosts: readonly string[],
   step: string,
-  drained: boolean,
+  left: LeftAs,
 ): string {
-  const left = drained
-    ? `${hosts.join(', ')} left drained (\`vfleet host undrain NAME\` ends it)`
-    : `${hosts.join(', ')} undrained but not healthy`;
-  return `vfleet: wave ${wave} stopped at ${step}; ${left}. Later waves were not started.`;
+  const words = {
+    undrained: `${hosts.join(', ')} not drained`,
+    drained: `${hosts.join(', ')} left drained (\`vfleet host undrain NAME\` ends it)`,
+    unhealthy: `${hosts.join(', ')} undrained but not healthy`,
+  }[left];
+  return `vfleet: wave ${wave} stopped at ${step}; ${words}. Later waves were not started.`;
 }
