@@ -74,7 +74,7 @@ export async function runHostPatch(args: HostPatchArgs, terminal: Terminal): Pro
     if (!result.ok) break;
   }
   const ok = results.length === waves.length && results.every((r) => r.ok);
-  if (args.json) terminal.out(jsonDocument({ ok, waves: results }));
+  if (args.json) terminal.out(jsonDocument({ ok, planned: waves, waves: results }));
   else if (ok)
     terminal.out(
       `Patched ${results.flatMap((r) => r.hosts).length} host(s) in ${results.length} wave(s).`,

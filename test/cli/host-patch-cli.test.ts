@@ -186,8 +186,9 @@ describe('vfleet host patch', () => {
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     assert.match(r.stderr, new RegExp(`wave 1 stopped at the drain .*; ${victim} left drained`));
-    const result = JSON.parse(r.stdout) as { ok: boolean; waves: unknown[] };
+    const result = JSON.parse(r.stdout) as { ok: boolean; waves: unknown[]; planned: unknown[] };
     assert.equal(result.ok, false);
+    assert.equal(result.planned.length, 2, 'two waves planned: two racks');
     assert.equal(result.waves.length, 1, 'the second wave never started');
     const events = fleetEvents(cwd, env);
     assert.deepEqual(
