@@ -5,7 +5,7 @@
 // wave's hosts draining must place every instance it places now (docs/patching.md, "Hosts").
 // Pure: the same fleet, observation and names give the same waves.
 import { type Fleet, failureDomainOf, type Host } from '../model/fleet.js';
-import type { ObservedPlacement } from '../model/placement.js';
+import type { ObservedPlacement, Placement } from '../model/placement.js';
 import { schedule } from '../scheduler/schedule.js';
 
 export interface HostWave {
@@ -18,6 +18,12 @@ export interface HostWave {
    * move more onto them before their turn).
    */
   readonly holdsNow: number;
+  /**
+   * Protected instances with a failover host while the wave is drained, of how many: below the
+   * whole when what is left cannot hold every reserve (the wave uses the tolerance up).
+   */
+  readonly covered: number;
+  readonly protected: number;
 }
 
 export type HostRollout =
@@ -55,18 +61,24 @@ export function planHostRollout(
   const unplacedNow = new Set(schedule(fleet, observed).unplaceable.map((u) => u.instance));
   const holds = new Map<string, number>();
   for (const i of observed.instances) holds.set(i.host, (holds.get(i.host) ?? 0) + 1);
-  const lost = (hosts: readonly Host[]): string[] =>
-    drainLoses(
-      fleet,
-      observed,
-      hosts.map((h) => h.name),
-      unplacedNow,
-    );
-  const wave = (hosts: readonly Host[]): HostWave => ({
-    hosts: hosts.map((h) => h.name),
-    domains: [...new Set(hosts.map((h) => failureDomainOf(fleet, h)))],
-    holdsNow: hosts.reduce((n, h) => n + (holds.get(h.name) ?? 0), 0),
-  });
+  // The placement each tried wave gave: the one taken says its failover coverage.
+  const tried = new Map<string, Placement>();
+  const lost = (hosts: readonly Host[]): string[] => {
+    const names = hosts.map((h) => h.name);
+    const placement = drainedPlacement(fleet, observed, names);
+    tried.set(names.join(), placement);
+    return placement.unplaceable.map((u) => u.instance).filter((i) => !unplacedNow.has(i));
+  };
+  const wave = (hosts: readonly Host[]): HostWave => {
+    const during = tried.get(hosts.map((h) => h.name).join())?.failover;
+    return {
+      hosts: hosts.map((h) => h.name),
+      domains: [...new Set(hosts.map((h) => failureDomainOf(fleet, h)))],
+      holdsNow: hosts.reduce((n, h) => n + (holds.get(h.name) ?? 0), 0),
+      covered: during?.covered ?? 0,
+      protected: during?.protected ?? 0,
+    };
+  };
   const waves: HostWave[] = [];
   const domains = [...byDomain.values()];
   const most = domainsPerWave(fleet);
@@ -115,12 +127,21 @@ export function drainLoses(
     schedule(fleet, observed).unplaceable.map((u) => u.instance),
   ),
 ): string[] {
+  return drainedPlacement(fleet, observed, hosts)
+    .unplaceable.map((u) => u.instance)
+    .filter((i) => !unplacedNow.has(i));
+}
+
+/** schedule() of the fleet with `hosts` draining. */
+function drainedPlacement(
+  fleet: Fleet,
+  observed: ObservedPlacement,
+  hosts: readonly string[],
+): Placement {
   const draining = new Set(hosts);
   const drained: Fleet = {
     ...fleet,
     hosts: fleet.hosts.map((h) => (draining.has(h.name) ? { ...h, drain: true } : h)),
   };
-  return schedule(drained, observed)
-    .unplaceable.map((u) => u.instance)
-    .filter((i) => !unplacedNow.has(i));
+  return schedule(drained, observed);
 }

@@ -124,6 +124,14 @@ describe('planHostRollout', () => {
     });
     const rollout = planHostRollout(fleet, observedOf(fleet), ['hv-2-1', 'hv-0-0', 'hv-0-1']);
     assert.ok(rollout.ok);
+    // Two racks left: each protected instance keeps a failover host while a rack is drained.
+    assert.deepEqual(
+      rollout.waves.map((w) => [w.covered, w.protected]),
+      [
+        [2, 2],
+        [2, 2],
+      ],
+    );
     assert.deepEqual(
       rollout.waves.map((w) => [w.hosts, w.domains]),
       [

@@ -14,7 +14,7 @@ export function hostRolloutText(
   ];
   rollout.waves.forEach((w, i) => {
     lines.push(
-      `  wave ${i + 1}: ${w.hosts.join(', ')}  (${domainWords(w, domain)}; ${w.holdsNow} instance(s) there now)`,
+      `  wave ${i + 1}: ${w.hosts.join(', ')}  (${domainWords(w, domain)}; ${w.holdsNow} instance(s) there now; failover ${w.covered} of ${w.protected} covered meanwhile)`,
     );
   });
   return lines.join('\n');
