@@ -12,7 +12,12 @@ import { FILE_LIMITS, readBoundedFileSync } from '../transport/bounded-file.js';
 import { parseDuration } from './duration.js';
 import { withSession } from './open-session.js';
 import type { Terminal } from './terminal.js';
-import { applyEventView, applyWords, renderApplyResult } from './views/apply-view.js';
+import {
+  type ApplyWords,
+  applyEventView,
+  applyWords,
+  renderApplyResult,
+} from './views/apply-view.js';
 import { windowClock } from './window-clock.js';
 
 export interface ApplyArgs {
@@ -134,8 +139,8 @@ export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<num
   );
 }
 
-/** Terraform's question; refused without a terminal to ask on. */
-async function ask(words: ReturnType<typeof applyWords>, terminal: Terminal): Promise<boolean> {
+/** Terraform's question; refused without a terminal to ask on. (`vfleet host patch` asks it too.) */
+export async function ask(words: ApplyWords, terminal: Terminal): Promise<boolean> {
   if (!terminal.isTTY || !process.stdin.isTTY) {
     terminal.err(
       `vfleet: not ${words.doing} without confirmation; run with --auto-approve when no one can answer.`,

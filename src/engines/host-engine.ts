@@ -277,6 +277,18 @@ export interface HostEngine {
   inject(fault: HostFault): Promise<void>;
   /** The fault the host is under, or undefined (always undefined without fault injection). */
   injectedFault(): Promise<InjectedFault | undefined>;
+  /**
+   * Patches the host itself and reboots it (`vfleet host patch`, the host drained first): its
+   * patch level goes up by one. Refused (`host-patch-not-built`) where `capabilities.hostPatch`
+   * is false: real hosts' package manager and reboot are not built (docs/patching.md, "Hosts").
+   */
+  patchHost(rebootMs: number): Promise<HostPatchLevel>;
+}
+
+/** A host's own patch level: how many times `patchHost` patched it, and when last. */
+export interface HostPatchLevel {
+  readonly level: number;
+  readonly at: number;
 }
 
 /**

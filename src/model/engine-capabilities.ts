@@ -46,6 +46,11 @@ export interface EngineCapabilities {
    */
   readonly faultInjection: boolean;
   /**
+   * Whether the engine patches the host itself (`HostEngine.patchHost`, `vfleet host patch`): the
+   * embedded engine records a patch level and takes a reboot's latency; real hosts not yet.
+   */
+  readonly hostPatch: boolean;
+  /**
    * Stops its own instances when it has been cut off from the control plane for a lease ttl (a
    * watchdog on the host): only then may the controller restart a lost host's instances elsewhere
    * without an operator's `vfleet host fenced` (model/host-health.ts). Embedded hosts through
@@ -69,6 +74,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     replicatesTo: ['embedded'],
     migratesTo: ['embedded'],
     faultInjection: true,
+    hostPatch: true,
     selfFences: true,
     hostFields: [],
     requiredHostFields: [],
@@ -82,6 +88,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     replicatesTo: ['local', 'ssh'],
     migratesTo: ['local', 'ssh'],
     faultInjection: false,
+    hostPatch: false,
     selfFences: true,
     hostFields: ['dataDir'],
     requiredHostFields: [],
@@ -95,6 +102,7 @@ export const ENGINE_CAPABILITIES: Readonly<Record<EngineKind, EngineCapabilities
     replicatesTo: ['local', 'ssh'],
     migratesTo: ['local', 'ssh'],
     faultInjection: false,
+    hostPatch: false,
     selfFences: true,
     hostFields: ['address', 'port', 'user', 'hostKey', 'identityFile', 'dataDir'],
     requiredHostFields: ['address', 'hostKey'],

@@ -99,6 +99,8 @@ export interface EngineHostKeys {
   readonly stopped: string;
   /** Injected patch faults: instance → the package whose install fails (embedded-engine.ts). */
   readonly patchFaults: string;
+  /** The host's own patch: hash {level, at} (`vfleet host patch`, embedded-engine.ts). */
+  readonly hostPatch: string;
 }
 
 /** Matches every fleet's lock key (SCAN MATCH: braces are literal in Redis's glob). */
@@ -163,5 +165,6 @@ export function engineHostKeys(fleet: string, host: string): EngineHostKeys {
     agent: `${base}agent`,
     stopped: `${base}stopped`,
     patchFaults: `${base}patch-faults`,
+    hostPatch: `${base}host-patch`,
   };
 }

@@ -179,6 +179,18 @@ export function engineConformance(name: string, make: () => Promise<EngineFixtur
       await f.b.destroy('c9-0', 3);
     });
 
+    it('patches the host itself where its capabilities say so, else refuses in one line', async () => {
+      if (!f.a.capabilities.hostPatch) {
+        await rejectsWith(f.a.patchHost(0), 'host-patch-not-built');
+        return;
+      }
+      const first = await f.a.patchHost(0);
+      const second = await f.a.patchHost(0);
+      assert.equal(second.level, first.level + 1, 'each patch raises the level by one');
+      assert.ok(second.at >= first.at);
+      assert.equal((await f.a.facts()).name, f.a.host, 'it answers after its reboot');
+    });
+
     it('takes injected faults where its capabilities say so, else refuses them', async () => {
       if (!f.a.capabilities.faultInjection) {
         for (const fault of ['fail', 'partition', 'recover'] as const) {

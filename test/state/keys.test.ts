@@ -67,6 +67,7 @@ describe('state keys', () => {
       agent: 'vfleet:{lab}:engine:hv-01:agent',
       stopped: 'vfleet:{lab}:engine:hv-01:stopped',
       patchFaults: 'vfleet:{lab}:engine:hv-01:patch-faults',
+      hostPatch: 'vfleet:{lab}:engine:hv-01:host-patch',
     });
   });
 

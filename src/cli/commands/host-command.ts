@@ -1,9 +1,11 @@
-// `vfleet host forget|fail|partition|recover|fenced|drain|undrain <name>` (app/hosts.ts).
+// `vfleet host forget|fail|partition|recover|fenced|drain|undrain <name>` (app/hosts.ts), and
+// `vfleet host patch [names…|--all]` (cli/host-patch-runner.ts).
 
 import { userInfo } from 'node:os';
 import { Command } from 'commander';
 import { drainHost, fenceHost, forgetHost, injectFault } from '../../app/hosts.js';
 import { takeoverMsFrom } from '../../queue/worker-lock.js';
+import { parseDuration } from '../duration.js';
 import { withSession } from '../open-session.js';
 import type { Terminal } from '../terminal.js';
 import { jsonDocument } from '../views/json.js';
@@ -148,7 +150,46 @@ export function hostCommand(terminal: Terminal, setExit: (code: number) => void)
         }),
       );
     });
+  command
+    .command('patch')
+    .description(
+      'patch hosts, drained first, in waves the failover policy tolerates (one rack, or `tolerate` hosts, at a time): drain, patch and reboot, undrain, wait until healthy, next wave (docs/patching.md, "Hosts"); embedded hosts only for now',
+    )
+    .argument('[names...]', 'the hosts (or --all)')
+    .option('-f, --file <path>', 'the fleet spec', 'fleet.yaml')
+    .option('--all', 'every host of the spec', false)
+    .option('--auto-approve', 'patch without asking', false)
+    .option('--reboot <duration>', "an embedded host's reboot latency", '200ms')
+    .option('--healthy-timeout <duration>', 'how long a host may take to be healthy again', '60s')
+    .option('--json', `${JSON_HELP}; needs --auto-approve`, false)
+    .action(async (names: string[], o: HostPatchOptions) => {
+      const { runHostPatch } = await import('../host-patch-runner.js');
+      setExit(
+        await runHostPatch(
+          {
+            file: o.file,
+            names,
+            all: o.all,
+            autoApprove: o.autoApprove,
+            json: o.json,
+            rebootMs: parseDuration(o.reboot, '--reboot'),
+            healthyTimeoutMs: parseDuration(o.healthyTimeout, '--healthy-timeout'),
+            operator: operatorName(),
+          },
+          terminal,
+        ),
+      );
+    });
   return command;
+}
+
+interface HostPatchOptions {
+  readonly file: string;
+  readonly all: boolean;
+  readonly autoApprove: boolean;
+  readonly json: boolean;
+  readonly reboot: string;
+  readonly healthyTimeout: string;
 }
 
 function operatorName(): string {

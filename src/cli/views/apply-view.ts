@@ -13,7 +13,7 @@ import { renderPlanText } from './plan-view.js';
 
 /** The words of apply, or of destroy. */
 export interface ApplyWords {
-  readonly verb: 'Apply' | 'Destroy';
+  readonly verb: 'Apply' | 'Destroy' | 'Host patch';
   readonly doing: string;
   readonly ask: string;
 }

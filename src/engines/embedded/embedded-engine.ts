@@ -19,6 +19,7 @@
 //                                             renewal, its own clock), fencedAt, rejoin
 //   vfleet:{<fleet>}:engine:<host>:stopped    set   the instances that are stopped (kept by every
 //                                             script that changes a status), listed with the names
+//   vfleet:{<fleet>}:engine:<host>:host-patch hash {level, at}: the host's own patch (patchHost)
 //
 // The emulated agent (emulated-agent.ts) renews each host's lease, stops a partitioned host's
 // instances a ttl after its last renewal, and has a returning host destroy its stale copies.
@@ -38,6 +39,7 @@ import {
   type HostEngine,
   type HostFacts,
   type HostFault,
+  type HostPatchLevel,
   type InjectedFault,
   type InstanceRequest,
   type PatchOptions,
@@ -345,6 +347,16 @@ export class EmbeddedEngine implements HostEngine {
 
   async injectedFault(): Promise<InjectedFault | undefined> {
     return faultOf(await this.redis.get(this.keys.down));
+  }
+
+  /** The host's patch level up by one, then a reboot's latency (the host answers after it). */
+  async patchHost(rebootMs: number): Promise<HostPatchLevel> {
+    await this.answering();
+    const at = Date.now();
+    const level = await this.redis.hincrby(this.keys.hostPatch, 'level', 1);
+    await this.redis.hset(this.keys.hostPatch, 'at', String(at));
+    if (rebootMs > 0) await this.sleep(rebootMs);
+    return { level, at };
   }
 
   private async answering(): Promise<void> {

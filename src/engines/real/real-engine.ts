@@ -386,6 +386,13 @@ export class RealEngine implements HostEngine {
     return undefined;
   }
 
+  async patchHost(): Promise<never> {
+    throw new VfleetError(
+      'host-patch-not-built',
+      `patching a ${this.engine} host (${this.host}) is not built: vfleet does not yet run the host's own apt and reboot over its transport (docs/patching.md, "Hosts")`,
+    );
+  }
+
   private async transition(
     name: string,
     generation: number,
