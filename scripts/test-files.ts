@@ -28,6 +28,9 @@ const LONG: Readonly<Record<string, number>> = {
   'engines/apt-patch.test.js': 103,
   'engines/real-drivers.test.js': 81,
   'cli/local-host-cli.test.js': 79,
+  // Boots a Debian guest under TCG (2-4 min); early, so that it is not the run's tail (in CI it
+  // first waits for its image, built in the background while the suite starts).
+  'engines/vm-patch.test.js': 150,
   // 50 s at load 6, 110-140 s at load 11-18 (docs/many-machines.md)
   'cli/many-machines-cli.test.js': 110,
 };
