@@ -1,6 +1,7 @@
 // Everything a Redis server holds, as text — every key's name, its DUMP payload and a typed read
 // of its value — for the tests that look for a secret that must not be there (secrets-cli,
-// redis-cluster-cli, redis-sentinel-cli: on a Cluster or a Sentinel setup, once per node).
+// redis-cluster-cli, redis-sentinel-cli: on a Cluster or a Sentinel setup, once per node;
+// controller-webhook-cli). A key that expires between the listing and its read reads as nothing.
 import type { Redis } from 'ioredis';
 
 /** Every key of the server and everything in it, as text: names, values, DUMP payloads. */
