@@ -156,6 +156,24 @@ describe('every Lua script runs on a Cluster, each fleet on its own master', () 
         holder,
       );
       assert.equal(await state.releaseLock('l1'), true);
+      // a job's record, fenced by its plan (with a package list: a key besides the record's)
+      assert.equal(
+        await state.putInstanceOfPlan(
+          {
+            instance: 'web-0',
+            group: 'web',
+            host: 'emu-a',
+            generation: 1,
+            status: 'running',
+            image: 'debian-12',
+            resources: { vcpus: 1, memoryMiB: 512, diskGiB: 1 },
+            failoverHost: null,
+            packages: { openssl: '3.0.15-1~deb12u1' },
+          },
+          'p1',
+        ),
+        true,
+      );
       const control = new ControlState(redis, fleet);
       const policy = { ttlMs: 10_000, graceMs: 4_000 } as never;
       const taken = await control.takeLeadership(
