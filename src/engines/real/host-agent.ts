@@ -94,7 +94,8 @@ fence() { # SIGKILL every instance process of the host; print the names
     if alive "$q" "$idir/qemu.pid"; then kill -9 "$q" 2>/dev/null && hit=1; fi
     s=$(cat "$idir/sandbox.pid" 2>/dev/null) || s=
     if alive "$s" "$idir/rootfs"; then
-      for c in $(cat "/proc/$s/task/$s/children" 2>/dev/null); do kill -9 "$c" 2>/dev/null; done
+      # killed if any of its processes was: a PID 1 may exit by itself once its children die
+      for c in $(cat "/proc/$s/task/$s/children" 2>/dev/null); do kill -9 "$c" 2>/dev/null && hit=1; done
       kill -9 "$s" 2>/dev/null && hit=1
     fi
     [ -z "$hit" ] || printf '%s\\n' "$name"
