@@ -50,8 +50,8 @@ import {
   migrateReal,
   receiveMigrationReal,
 } from './real-migration.js';
-import { type PatchingHost, patchReal } from './real-patch.js';
-import { readFences, readRecord, writeRecord } from './real-records.js';
+import { hostPatchNotBuilt, inventoryReal, type PatchingHost, patchReal } from './real-patch.js';
+import { instanceMissing, newRecord, readFences, readRecord, writeRecord } from './real-records.js';
 import {
   dropReplicaReal,
   type ReplicatingHost,
@@ -161,9 +161,7 @@ export class RealEngine implements HostEngine {
   async inventory(name: string): Promise<PackageVersions> {
     checkInstanceName(this.host, name);
     await this.prepare();
-    const record = await this.readRecord(name);
-    if (!record) throw this.missing(name);
-    return this.driverOf(record.kind).inventory(this.context(name), record);
+    return inventoryReal(this.borrowed(), name);
   }
 
   async create(request: InstanceRequest): Promise<EngineInstance> {
@@ -175,25 +173,7 @@ export class RealEngine implements HostEngine {
       if (!record) {
         await clearDeadIncoming(this.migrating(), request.name);
         await mkdirs(this.transport, ctx.dir);
-        const made = await driver.provision(ctx, request);
-        record = {
-          formatVersion: 2,
-          instance: request.name,
-          group: request.group,
-          generation: request.generation,
-          kind: request.image.kind,
-          image: {
-            name: request.image.name,
-            os: request.image.os,
-            packages: { ...request.image.packages },
-            ...(request.image.command ? { command: [...request.image.command] } : {}),
-            ...(request.image.source?.cmdline ? { cmdline: request.image.source.cmdline } : {}),
-            staged: made.staged,
-          },
-          resources: { ...request.resources },
-          packages: made.packages,
-          driver: made.driver,
-        };
+        record = newRecord(request, await driver.provision(ctx, request));
       } else {
         record = { ...record, generation: request.generation };
       }
@@ -237,7 +217,7 @@ export class RealEngine implements HostEngine {
     checkCopyTarget(this, name, to);
     await this.mutate(name, generation, 'copy-disk', async () => {
       const record = await this.readRecord(name);
-      if (!record) throw this.missing(name);
+      if (!record) throw instanceMissing(this.host, name);
       const source = this.context(name);
       await to.receiveDisk({
         name,
@@ -387,10 +367,7 @@ export class RealEngine implements HostEngine {
   }
 
   async patchHost(): Promise<never> {
-    throw new VfleetError(
-      'host-patch-not-built',
-      `patching a ${this.engine} host (${this.host}) is not built: vfleet does not yet run the host's own apt and reboot over its transport (docs/patching.md, "Hosts")`,
-    );
+    throw hostPatchNotBuilt(this);
   }
 
   private async transition(
@@ -402,7 +379,7 @@ export class RealEngine implements HostEngine {
     checkInstanceName(this.host, name);
     return this.mutate(name, generation, op, async () => {
       const found = await this.readRecord(name);
-      if (!found) throw this.missing(name);
+      if (!found) throw instanceMissing(this.host, name);
       const record = { ...found, generation };
       await this.writeRecord(record);
       const read = await act(this.driverOf(record.kind), this.context(name), record);
@@ -509,9 +486,5 @@ export class RealEngine implements HostEngine {
       runtime: live.runtime,
       ...(record.lastPatch ? { lastPatch: record.lastPatch } : {}),
     };
-  }
-
-  private missing(name: string): VfleetError {
-    return new VfleetError('instance-missing', `${name} does not exist on ${this.host}`);
   }
 }

@@ -3,13 +3,16 @@
 // sandbox's rootfs, in a VM's guest over ssh), and the record then holds what dpkg says is
 // installed and the patch's outcome — also when it failed, so the next plan and the audit see
 // the instance as dpkg left it; or, for a VM put back to its snapshot (`rollback`: vm-patch.ts),
-// as it was before, with `rolledBack`, as the embedded engine records it.
+// as it was before, with `rolledBack`, as the embedded engine records it. Also what the engine
+// reads for the patch path: an instance's inventory as its package manager has it now; and the
+// refusal of a host's own patch, not built for real hosts.
 import { isVfleetError, VfleetError } from '../../model/errors.js';
 import type { InstanceKind, PackageVersions } from '../../model/fleet.js';
 import type { PatchRecord } from '../../model/instances.js';
 import type { EngineInstance } from '../host-engine.js';
 import { changes, checkPatchPackages } from './apt-patch.js';
 import type { DriverContext, InstanceDriver, InstanceRecord } from './instance-driver.js';
+import { instanceMissing } from './real-records.js';
 import { RolledBackError } from './vm-patch.js';
 
 /** What patching borrows of RealEngine. */
@@ -34,7 +37,7 @@ export async function patchReal(
   checkPatchPackages(`${h.host}: ${name}`, packages);
   return h.fenced(name, generation, 'patch', async () => {
     const found = await h.readRecord(name);
-    if (!found) throw new VfleetError('instance-missing', `${name} does not exist on ${h.host}`);
+    if (!found) throw instanceMissing(h.host, name);
     const driver = h.driverOf(found.kind);
     if (!driver.patch) {
       throw new VfleetError(
@@ -79,4 +82,19 @@ export async function patchReal(
       throw e;
     }
   });
+}
+
+/** RealEngine's `inventory`: what the instance's package manager says is installed now. */
+export async function inventoryReal(h: PatchingHost, name: string): Promise<PackageVersions> {
+  const record = await h.readRecord(name);
+  if (!record) throw instanceMissing(h.host, name);
+  return h.driverOf(record.kind).inventory(h.context(name), record);
+}
+
+/** RealEngine's `patchHost`: refused, a real host's own apt and reboot are not built. */
+export function hostPatchNotBuilt(h: Pick<PatchingHost, 'host' | 'engine'>): VfleetError {
+  return new VfleetError(
+    'host-patch-not-built',
+    `patching a ${h.engine} host (${h.host}) is not built: vfleet does not yet run the host's own apt and reboot over its transport (docs/patching.md, "Hosts")`,
+  );
 }

@@ -1,11 +1,13 @@
 // RealEngine's files on a host that say what it holds: an instance's record
 // (`instances/<name>/record.json`) and the fences (`fence/<name>`), read and written over the
-// host's transport. The lock and the fence check around them are the engine's (real-engine.ts).
+// host's transport; the record a create writes first. The lock and the fence check around them
+// are the engine's (real-engine.ts).
 import { VfleetError } from '../../model/errors.js';
 import type { Transport } from '../../transport/transport.js';
+import type { InstanceRequest } from '../host-engine.js';
 import { readText } from './host-commands.js';
 import type { HostLayout } from './host-layout.js';
-import type { InstanceRecord } from './instance-driver.js';
+import type { InstanceRecord, Provisioned } from './instance-driver.js';
 
 const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -28,6 +30,33 @@ export async function readRecord(
   // Format 1 (an older vfleet) named the instance `name`: read, and written again, as format 2.
   const { name: instance, ...rest } = record;
   return { ...rest, formatVersion: 2, instance: instance as string };
+}
+
+/** A new instance's record: the request's, and what its driver's provisioning made. */
+export function newRecord(request: InstanceRequest, made: Provisioned): InstanceRecord {
+  return {
+    formatVersion: 2,
+    instance: request.name,
+    group: request.group,
+    generation: request.generation,
+    kind: request.image.kind,
+    image: {
+      name: request.image.name,
+      os: request.image.os,
+      packages: { ...request.image.packages },
+      ...(request.image.command ? { command: [...request.image.command] } : {}),
+      ...(request.image.source?.cmdline ? { cmdline: request.image.source.cmdline } : {}),
+      staged: made.staged,
+    },
+    resources: { ...request.resources },
+    packages: made.packages,
+    driver: made.driver,
+  };
+}
+
+/** The error of a call on an instance the host does not have. */
+export function instanceMissing(host: string, name: string): VfleetError {
+  return new VfleetError('instance-missing', `${name} does not exist on ${host}`);
 }
 
 /** Writes the record whole (Transport.writeFile: a temporary file renamed). */
