@@ -29,10 +29,11 @@ import { tmpdir } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { generateFleetDocument, mulberry32 } from '../examples/generate.js';
 import { engineHostKeys, fleetKeys } from '../src/state/keys.js';
+import { type BenchRedis, startRedis } from './bench-redis.js';
 
 const FAULTS = [
   'redis-kill',
@@ -54,8 +55,21 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     faults: { type: 'string', default: FAULTS.join(',') },
     'converge-timeout': { type: 'string', default: '180' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (values.help) {
+  console.log(`npm run bench:chaos [-- options]   (or node dist/bench/chaos.js [options])
+  --instances N           the generated fleet's instances (default 20000)
+  --hosts N               its emulated hosts (default 200)
+  --minutes M             how long faults are injected (default 5)
+  --rate R                faults a minute, exponential gaps (default 4)
+  --seed S                the fleet's and the faults' seed (default 1)
+  --faults a,b,…          drawn from ${FAULTS.join(', ')} (default all)
+  --converge-timeout S    how long a convergence may take, in seconds (default 180)
+Prints each fault and its convergence, then the instances lost and running twice (both must be 0).`);
+  process.exit(0);
+}
 const faults = String(values.faults)
   .split(',')
   .map((f) => f.trim())
@@ -82,47 +96,27 @@ let keep = false;
 const rand = mulberry32(SEED);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
 
-// --- the redis-server, restartable on its AOF -------------------------------------------------
-const port = 20000 + Math.floor(Math.random() * 20000);
-let redisProcess: ChildProcess | undefined;
-const probe = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, lazyConnect: true });
-probe.on('error', () => undefined); // refused while the server restarts
+// --- the redis-server, restartable on its AOF (bench-redis.ts) --------------------------------
+let redis: BenchRedis | undefined;
+/** The run's own reads: one try a command, so that a look fails while the server restarts. */
+let probe: Redis | undefined;
+const reads = (): Redis => {
+  if (!probe) throw new Error('no redis-server yet');
+  return probe;
+};
+let env: NodeJS.ProcessEnv = process.env;
 async function startRedisServer(): Promise<void> {
-  redisProcess = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      redisDir,
-      '--save',
-      '',
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--maxmemory-policy',
-      'noeviction',
-    ],
-    { stdio: 'ignore' },
-  );
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const ping = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' });
-    if (ping.stdout.trim() === 'PONG') return;
-    await delay(100);
-  }
-  throw new Error('redis-server did not answer within 60 s');
+  redis = await startRedis({ aof: true, dir: redisDir, readyMs: 60_000 });
+  probe = redis.connect({ maxRetriesPerRequest: 1, lazyConnect: true });
+  probe.on('error', () => undefined); // refused while the server restarts
+  env = {
+    ...process.env,
+    REDIS_URL: `redis://127.0.0.1:${redis.port}/0`,
+    VFLEET_EMBEDDED_BOOT_MS: '0',
+  };
 }
 
 // --- the vfleet processes --------------------------------------------------------------------
-const env = {
-  ...process.env,
-  REDIS_URL: `redis://127.0.0.1:${port}/0`,
-  VFLEET_EMBEDDED_BOOT_MS: '0',
-};
 interface Proc {
   readonly role: 'controller' | 'worker';
   readonly name: string;
@@ -200,7 +194,7 @@ let placed = new Set<string>();
 
 /** How many hosts (but `except`) run each instance, by their own records. */
 async function running(except?: string): Promise<Map<string, number>> {
-  const pipe = probe.pipeline();
+  const pipe = reads().pipeline();
   for (const host of hosts) {
     if (host !== except) pipe.hgetall(engineHostKeys(fleetName, host).instances);
   }
@@ -275,7 +269,9 @@ async function converge(from: number, what: string): Promise<number> {
 }
 
 async function leader(): Promise<Proc | undefined> {
-  const raw = await probe.get(fleetKeys(fleetName).leader).catch(() => null);
+  const raw = await reads()
+    .get(fleetKeys(fleetName).leader)
+    .catch(() => null);
   if (!raw) return undefined;
   const pid = (JSON.parse(raw) as { pid?: number }).pid;
   return procs.find((p) => p.child.pid === pid && p.role === 'controller');
@@ -311,10 +307,8 @@ async function failedOver(host: string, protectedThere: readonly string[]): Prom
 async function inject(fault: Fault): Promise<string> {
   switch (fault) {
     case 'redis-kill': {
-      redisProcess?.kill('SIGKILL');
-      await new Promise((done) => redisProcess?.once('exit', done));
-      await startRedisServer();
-      return `redis-server pid ${redisProcess?.pid}`;
+      await redis?.killAndRestart();
+      return `redis-server pid ${redis?.pid}`;
     }
     case 'worker-kill': {
       const victim = pick(alive('worker'));
@@ -349,7 +343,7 @@ async function inject(fault: Fault): Promise<string> {
       const copies = await running();
       const candidates: Array<[string, string[]]> = [];
       for (const host of hosts) {
-        const names = await probe.hkeys(engineHostKeys(fleetName, host).instances);
+        const names = await reads().hkeys(engineHostKeys(fleetName, host).instances);
         const mine = names.filter((n) => protectedNames.has(n) && (copies.get(n) ?? 0) > 0);
         if (mine.length > 0) candidates.push([host, mine]);
       }
@@ -422,7 +416,7 @@ function changeSpec(): string {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     for (const p of procs) p.child.kill('SIGKILL');
-    redisProcess?.kill('SIGKILL');
+    redis?.kill();
     console.log(`stopped by ${signal}; the processes' logs: ${dir}/logs`);
     process.exit(1);
   });
@@ -533,9 +527,8 @@ try {
     ),
   );
   for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
-  probe.disconnect();
-  redisProcess?.kill('SIGTERM');
-  if (redisProcess) await new Promise((done) => redisProcess?.once('exit', done));
+  probe?.disconnect();
+  await redis?.stop();
   if (keep || process.exitCode) console.log(`the processes' logs: ${dir}/logs`);
   else rmSync(dir, { recursive: true, force: true });
 }
