@@ -11,7 +11,6 @@
 //      it (the audit: failed), while the rest goes on
 //   4. plan again: only the broken one; scaled to zero, nothing left running
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
@@ -20,6 +19,7 @@ import {
   type AptRepoServer,
   type AptTestImages,
   aptTestImages,
+  DEBIAN_SANDBOX_COMMAND,
   dpkgStatus,
   dpkgVersions,
   rootfsWithSource,
@@ -30,21 +30,11 @@ import { cleanUp, processesUsing } from '../helpers/real-hosts.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
 import { startSshd, type TestSshd } from '../helpers/sshd.js';
+import { runVfleet, type VfleetRun } from '../helpers/vfleet-cli.js';
 
-const bin = fromRoot('bin', 'vfleet.js');
+const _bin = fromRoot('bin', 'vfleet.js');
 const suffix = process.pid.toString(36);
 const OS = { family: 'debian', release: '12', arch: 'x86_64' } as const;
-const COMMAND: [string, ...string[]] = [
-  '/bin/sh',
-  '-c',
-  'trap "exit 0" TERM; while :; do sleep 1 & wait; done',
-];
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 describe('vfleet apply patches sandboxes with apt (a local and an ssh host)', () => {
   let images: AptTestImages;
@@ -120,7 +110,7 @@ describe('vfleet apply patches sandboxes with apt (a local and an ssh host)', ()
             kind: 'container',
             os: OS,
             source: { rootfs: rootfsTar },
-            command: COMMAND,
+            command: DEBIAN_SANDBOX_COMMAND,
             // What the image is said to have; the hosts report what dpkg has.
             packages: { 'vfleet-demo-tls': '1.0-1', 'vfleet-demo-broken': '1.0-1' },
           }),
@@ -164,34 +154,14 @@ describe('vfleet apply patches sandboxes with apt (a local and an ssh host)', ()
     return toYaml(document);
   }
 
-  function vfleet(args: string[]): Promise<Run> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [bin, ...args], {
-        cwd: dir,
-        env: {
-          ...process.env,
-          REDIS_URL: `${server.url}/0`,
-          // The test images live outside the spec's folder: allowed, as a user would (README).
-          VFLEET_ALLOW_PATHS: `${images.dir}:${dir}`,
-          VFLEET_SANDBOX_STOP_TIMEOUT_MS: '3000',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c) => {
-        stdout += c;
-      });
-      child.stderr.on('data', (c) => {
-        stderr += c;
-      });
-      // A bound for a loaded machine, not a timing test.
-      const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-      child.once('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-    });
+  function vfleet(args: string[]): Promise<VfleetRun> {
+    const env = {
+      REDIS_URL: `${server.url}/0`,
+      // The test images live outside the spec's folder: allowed, as a user would (README).
+      VFLEET_ALLOW_PATHS: `${images.dir}:${dir}`,
+      VFLEET_SANDBOX_STOP_TIMEOUT_MS: '3000',
+    };
+    return runVfleet(args, dir, env, 300_000);
   }
 
   const hostOf = new Map<string, { name: string; dataDir: string }>();

@@ -17,7 +17,7 @@
 // All along, the process table is sampled every 100 ms: at every sample each instance has at
 // most one QEMU or sandbox (`unshare`) process on all hosts together.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
@@ -32,9 +32,15 @@ import { cleanUp, processesUsing, SANDBOX_COMMAND } from '../helpers/real-hosts.
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
 import { startSshd, type TestSshd } from '../helpers/sshd.js';
-import { pollUntil, type StatusJson, spawnVfleet } from '../helpers/vfleet-cli.js';
+import {
+  pollUntil,
+  runVfleet,
+  type StatusJson,
+  spawnVfleet,
+  type VfleetRun,
+} from '../helpers/vfleet-cli.js';
 
-const bin = fromRoot('bin', 'vfleet.js');
+const _bin = fromRoot('bin', 'vfleet.js');
 const suffix = process.pid.toString(36);
 const OS = { family: 'debian', release: '12', arch: 'x86_64' } as const;
 const TTL = '3s';
@@ -229,27 +235,8 @@ describe('vfleet controller on ssh hosts', () => {
   }
 
   /** vfleet without blocking this process (the sampler keeps running). */
-  function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [bin, ...args], {
-        cwd: dir,
-        env: { ...process.env, ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c) => {
-        stdout += c;
-      });
-      child.stderr.on('data', (c) => {
-        stderr += c;
-      });
-      const timer = setTimeout(() => child.kill('SIGKILL'), DEADLINE_MS);
-      child.once('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-    });
+  function run(args: string[]): Promise<VfleetRun> {
+    return runVfleet(args, dir, env, DEADLINE_MS);
   }
 
   async function status(): Promise<StatusJson> {

@@ -12,7 +12,6 @@
 //   5. every connection dropped while jobs run: retried, converged, every instance once
 //   6. scaled to zero: no process, no instance folder, no cgroup
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdtempSync,
@@ -47,8 +46,9 @@ import {
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
 import { keygen, startSshd, type TestSshd } from '../helpers/sshd.js';
+import { runVfleet } from '../helpers/vfleet-cli.js';
 
-const bin = fromRoot('bin', 'vfleet.js');
+const _bin = fromRoot('bin', 'vfleet.js');
 const suffix = process.pid.toString(36);
 const fleetName = `ssh-e2e-${suffix}`;
 const OS = { family: 'debian', release: '12', arch: 'x86_64' } as const;
@@ -281,38 +281,15 @@ describe('vfleet apply onto ssh hosts', () => {
   }
 
   function vfleet(args: string[], whileRunning?: (done: () => boolean) => Promise<void>) {
-    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [bin, ...args], {
-        cwd: dir,
-        env: {
-          ...process.env,
-          REDIS_URL: `${server.url}/0`,
-          // The test images live outside the spec's folder: allowed, as a user would (README).
-          VFLEET_ALLOW_PATHS: images.dir,
-          VFLEET_QEMU_ACCEL: 'tcg',
-          VFLEET_VM_STOP_TIMEOUT_MS: '3000',
-          VFLEET_SANDBOX_STOP_TIMEOUT_MS: '3000',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      let exited = false;
-      child.stdout.on('data', (c) => {
-        stdout += c;
-      });
-      child.stderr.on('data', (c) => {
-        stderr += c;
-      });
-      const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
-      const watching = whileRunning?.(() => exited) ?? Promise.resolve();
-      child.once('close', async (code) => {
-        exited = true;
-        clearTimeout(timer);
-        await watching;
-        resolve({ code, stdout, stderr });
-      });
-    });
+    const env = {
+      REDIS_URL: `${server.url}/0`,
+      // The test images live outside the spec's folder: allowed, as a user would (README).
+      VFLEET_ALLOW_PATHS: images.dir,
+      VFLEET_QEMU_ACCEL: 'tcg',
+      VFLEET_VM_STOP_TIMEOUT_MS: '3000',
+      VFLEET_SANDBOX_STOP_TIMEOUT_MS: '3000',
+    };
+    return runVfleet(args, dir, env, 180_000, whileRunning);
   }
 
   async function apply(shape: Shape, whileRunning?: (done: () => boolean) => Promise<void>) {

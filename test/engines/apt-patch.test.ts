@@ -14,6 +14,7 @@ import {
   type AptRepoServer,
   type AptTestImages,
   aptTestImages,
+  DEBIAN_SANDBOX_COMMAND,
   dpkgStatus,
   dpkgVersions,
   rootfsWithSource,
@@ -24,8 +25,6 @@ import { cleanUp, processesUsing, realHost, vmRequest } from '../helpers/real-ho
 
 const suffix = process.pid.toString(36);
 const OS = { family: 'debian', release: '12', arch: 'x86_64' } as const;
-/** PID 1 of the Debian sandboxes: dash, exiting on SIGTERM. */
-const COMMAND = ['/bin/sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1 & wait; done'];
 
 describe('RealEngine.patch: apt-get in a sandbox of the Debian rootfs', () => {
   let images: AptTestImages;
@@ -46,7 +45,7 @@ describe('RealEngine.patch: apt-get in a sandbox of the Debian rootfs', () => {
       os: OS,
       packages: {},
       source: { rootfs: rootfsTar },
-      command: COMMAND,
+      command: DEBIAN_SANDBOX_COMMAND,
     },
     resources: { vcpus: 1, memoryMiB: 128, diskGiB: 1 },
   });

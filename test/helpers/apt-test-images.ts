@@ -12,6 +12,13 @@ import { testImagesDir } from './test-images.js';
 
 const run = promisify(execFile);
 
+/** PID 1 of the Debian sandboxes: dash, exiting on SIGTERM. */
+export const DEBIAN_SANDBOX_COMMAND: [string, ...string[]] = [
+  '/bin/sh',
+  '-c',
+  'trap "exit 0" TERM; while :; do sleep 1 & wait; done',
+];
+
 export interface AptTestImages {
   readonly dir: string;
   /** Debian 12 (mmdebstrap, variant apt) with vfleet-demo-tls and -broken 1.0-1, no sources. */

@@ -1,6 +1,6 @@
 // What the tests of REDIS_URL's Cluster and Sentinel forms share (redis-cluster-cli,
 // redis-sentinel-cli): the canary password and where it must not be, the converged plan, and
-// the main job — apply, then a converged plan, then status — run through a form.
+// the main job — apply, then a converged plan, then status — run through a form, and over TLS.
 import assert from 'node:assert/strict';
 import { vfleet } from './vfleet-cli.js';
 
@@ -30,4 +30,20 @@ export function mainJob(run: ReturnType<typeof runner>, shown: RegExp): void {
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, shown);
   assert.match(status.stdout, /No drift: the fleet matches the spec\./);
+}
+
+/**
+ * The main job over TLS (`env`: the rediss URL and what makes its authority trusted): apply,
+ * a converged plan, status naming the URL without its password (`shown`); the canary in none of
+ * apply's and status's output. Returns those two runs.
+ */
+export function tlsMainJob(cwd: string, env: NodeJS.ProcessEnv, shown: RegExp) {
+  const apply = vfleet(['apply', '--auto-approve'], cwd, env);
+  assert.equal(apply.code, 0, apply.stdout + apply.stderr);
+  assert.match(apply.stdout, /Apply complete: 32 actions done\./);
+  assert.match(vfleet(['plan'], cwd, env).stdout, CONVERGED);
+  const status = vfleet(['status'], cwd, env);
+  assert.match(status.stdout, shown);
+  for (const run of [apply, status]) assert.deepEqual(leaks(run.stdout + run.stderr), []);
+  return [apply, status];
 }

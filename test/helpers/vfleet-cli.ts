@@ -1,6 +1,7 @@
 // The vfleet CLI as the apply tests run it: a folder holding the root fleet.yaml, the command
-// run to its end in a child process, and a redis-server for REDIS_URL. Shared by the apply test
-// files, which were split so that the runner can run them side by side.
+// run to its end in a child process (blocking, or not: runVfleet), and a redis-server for
+// REDIS_URL. Shared by the apply test files, which were split so that the runner can run them
+// side by side, and by the real-host CLI tests.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -101,6 +102,52 @@ export function spawnVfleet(
     child.once('exit', (code) => resolve(code)),
   );
   return { child, exited, output: () => output };
+}
+
+/** What a vfleet command run to its end printed, and its exit code (null: killed by a signal). */
+export interface VfleetRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * `vfleet args` in `cwd` with `env` (over this process's) without blocking this process (a
+ * sampler or a watcher keeps running), SIGKILLed past `deadlineMs` — a bound for a loaded
+ * machine, not a timing test. `whileRunning` runs beside it and is awaited before the result;
+ * its `done()` says whether the command has exited.
+ */
+export function runVfleet(
+  args: readonly string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  deadlineMs: number,
+  whileRunning?: (done: () => boolean) => Promise<void>,
+): Promise<VfleetRun> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let exited = false;
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
+    const watching = whileRunning?.(() => exited) ?? Promise.resolve();
+    child.once('close', async (code) => {
+      exited = true;
+      clearTimeout(timer);
+      await watching;
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 /**

@@ -4,48 +4,18 @@
 // windows deferring patches and closing on a rollout, and a rollback from the snapshot.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
-import { EmbeddedEngine } from '../../src/engines/embedded/embedded-engine.js';
+import type { Redis } from 'ioredis';
+import type { EmbeddedEngine } from '../../src/engines/embedded/embedded-engine.js';
 import type { Fleet } from '../../src/model/fleet.js';
 import type { FleetDocument } from '../../src/model/fleet-spec.generated.js';
-import type { PatchStatus, RecordedInstance } from '../../src/model/instances.js';
-import type { ObservedState } from '../../src/model/observed.js';
 import type { Plan } from '../../src/model/plan.js';
 import { makePlan } from '../../src/plan/make-plan.js';
-import type { StateSink } from '../../src/queue/action-handler.js';
 import { type ActionOutcome, runPlan } from '../../src/queue/run-plan.js';
 import { schedule } from '../../src/scheduler/schedule.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
+import { embeddedQueueRig } from '../helpers/memory-sink.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { aFleetDocument, aGroup, aHost, anImage } from '../helpers/spec-builders.js';
-
-class MemoryState implements StateSink {
-  readonly instances = new Map<string, RecordedInstance>();
-  readonly events: Array<Record<string, unknown>> = [];
-  readonly patches = new Map<string, PatchStatus>();
-  async putInstance(record: RecordedInstance): Promise<void> {
-    this.instances.set(record.instance, record);
-  }
-  async deleteInstance(name: string): Promise<void> {
-    this.instances.delete(name);
-  }
-  async isLeaderToken(): Promise<boolean> {
-    return false;
-  }
-  async isCurrentPlan(): Promise<boolean> {
-    return true;
-  }
-  async appendEvent(event: Record<string, unknown>): Promise<void> {
-    this.events.push(event);
-  }
-  async putPatchStatus(name: string, status: PatchStatus | null): Promise<void> {
-    if (status === null) this.patches.delete(name);
-    else this.patches.set(name, status);
-  }
-  observed(): ObservedState {
-    return { version: 0, instances: [...this.instances.values()] };
-  }
-}
 
 const OLD = { openssl: '3.0.13-1~deb12u1', libc6: '2.36-9' };
 const NEW = { openssl: '3.0.15-1~deb12u1', libc6: '2.36-9+deb12u7' };
@@ -109,22 +79,9 @@ describe('rolling patches through the host queues', () => {
 
   const setup = (fleet: Fleet) => {
     const fleetName = `roll-${n++}`;
-    const engines = new Map(
-      fleet.hosts.map((h) => [
-        h.name,
-        new EmbeddedEngine(redis, fleetName, h, { bootLatencyMs: 0 }),
-      ]),
+    const { engines, state, options } = embeddedQueueRig(server, redis, fleetName, fleet, () =>
+      Date.now(),
     );
-    const state = new MemoryState();
-    const options = {
-      connect: () => new Redis({ path: server.socket, maxRetriesPerRequest: null }),
-      prefix: `vfleet:{${fleetName}}:q`,
-      engines: { engine: (host: string) => engines.get(host) as EmbeddedEngine },
-      state,
-      clock: () => Date.now(),
-      concurrency: 4,
-      attempts: 2,
-    };
     const planNow = (nowMs?: number): Plan => {
       const observed = state.observed();
       return makePlan(fleet, schedule(fleet, { instances: observed.instances }), observed, {

@@ -3,47 +3,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'bullmq';
-import { Redis } from 'ioredis';
-import { EmbeddedEngine } from '../../src/engines/embedded/embedded-engine.js';
+import type { Redis } from 'ioredis';
+import type { EmbeddedEngine } from '../../src/engines/embedded/embedded-engine.js';
 import type { Fleet } from '../../src/model/fleet.js';
-import type { ObservedInstance, ObservedState } from '../../src/model/observed.js';
+import type { ObservedInstance } from '../../src/model/observed.js';
 import { makePlan } from '../../src/plan/make-plan.js';
-import type { StateSink } from '../../src/queue/action-handler.js';
 import { actionHandler } from '../../src/queue/action-handler.js';
 import { runPlan } from '../../src/queue/run-plan.js';
 import { schedule } from '../../src/scheduler/schedule.js';
 import { normalizeFleet } from '../../src/spec/normalize.js';
+import { embeddedQueueRig } from '../helpers/memory-sink.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { rootFleet } from '../helpers/root-fleet.js';
 import { aFleetDocument, aGroup, aHost } from '../helpers/spec-builders.js';
-
-class MemoryState implements StateSink {
-  readonly instances = new Map<string, ObservedInstance>();
-  readonly events: Array<Record<string, unknown>> = [];
-  version = 0;
-  async putInstance(record: ObservedInstance): Promise<void> {
-    this.instances.set(record.instance, record);
-    this.version++;
-  }
-  async deleteInstance(name: string): Promise<void> {
-    this.instances.delete(name);
-    this.version++;
-  }
-  current: string | null = null;
-  async isLeaderToken(_token: number): Promise<boolean> {
-    return false;
-  }
-
-  async isCurrentPlan(id: string): Promise<boolean> {
-    return this.current === null || this.current === id;
-  }
-  async appendEvent(event: Record<string, unknown>): Promise<void> {
-    this.events.push(event);
-  }
-  observed(): ObservedState {
-    return { version: this.version, instances: [...this.instances.values()] };
-  }
-}
 
 describe('runPlan', () => {
   let server: TestRedisServer;
@@ -59,22 +31,7 @@ describe('runPlan', () => {
 
   const setup = (name: string, fleet: Fleet = rootFleet()) => {
     const fleetName = `${name}-${n++}`;
-    const engines = new Map(
-      fleet.hosts.map((h) => [
-        h.name,
-        new EmbeddedEngine(redis, fleetName, h, { bootLatencyMs: 0 }),
-      ]),
-    );
-    const state = new MemoryState();
-    const options = {
-      connect: () => new Redis({ path: server.socket, maxRetriesPerRequest: null }),
-      prefix: `vfleet:{${fleetName}}:q`,
-      engines: { engine: (host: string) => engines.get(host) as EmbeddedEngine },
-      state,
-      clock: () => 0,
-      concurrency: 4,
-      attempts: 2,
-    };
+    const { engines, state, options } = embeddedQueueRig(server, redis, fleetName, fleet, () => 0);
     const planNow = (id: string, f: Fleet = fleet) => {
       const observed = state.observed();
       return makePlan(f, schedule(f, { instances: observed.instances }), observed, {
