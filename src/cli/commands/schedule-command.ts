@@ -17,7 +17,8 @@ export interface ScheduleArgs {
 }
 
 /**
- * Places the spec's instances on an empty fleet (a debugging tool until `plan` exists).
+ * Places the spec's instances on an empty fleet: the scheduler alone, without the state (a
+ * debugging tool; `plan` places against what the fleet runs).
  * Exit 0 when everything is placed (and covered), 2 when some instance is not, 1 on error.
  */
 export function runSchedule(args: ScheduleArgs, terminal: Terminal): number {
