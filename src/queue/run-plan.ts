@@ -60,6 +60,14 @@ export interface RunPlanOptions {
    */
   readonly signal?: AbortSignal;
   /**
+   * Aborted when the apply stops waiting and goes round again (Redis came back as another
+   * server, app/apply.ts): runPlan rejects with its reason as for `signal`, but its workers
+   * finish the jobs in hand and every connection is closed, Redis being there.
+   */
+  readonly interrupt?: AbortSignal;
+  /** Told the ids of the in-process workers once they have stopped (earlier-jobs.ts). */
+  readonly onWorkersStopped?: (ids: readonly string[]) => void;
+  /**
    * How many of a wave's actions are enqueued at a time (default: twice what the host queues run
    * at once, at least 1,000): the next slice is enqueued while one runs, so the queues stay fed
    * while the jobs, their data and their outcomes in this process stay bounded by two slices
@@ -184,12 +192,14 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
   // Once the store is gone nothing more can be enqueued, read or settled: every wait below
   // races the loss, so the apply stops within the loss bound rather than waiting for ever.
   const signal = options.signal;
+  const interrupt = options.interrupt;
+  const stop = interrupt && signal ? AbortSignal.any([signal, interrupt]) : (interrupt ?? signal);
   const lost = new Promise<never>((_, reject) => {
-    if (signal?.aborted) reject(signal.reason);
-    signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+    if (stop?.aborted) reject(stop.reason);
+    stop?.addEventListener('abort', () => reject(stop.reason), { once: true });
   });
   lost.catch(() => undefined);
-  const unlessLost = <T>(p: Promise<T>): Promise<T> => (signal ? Promise.race([p, lost]) : p);
+  const unlessLost = <T>(p: Promise<T>): Promise<T> => (stop ? Promise.race([p, lost]) : p);
   // Outcomes that arrived and are not reported yet: on a lost store, they still are.
   const arrived = new Set<ActionOutcome>();
   // Events say what this process's workers did; a job another process ran (a `vfleet worker`
@@ -302,7 +312,7 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
     }
   } catch (e) {
     // The store is gone: what did finish in the wave in hand is still reported.
-    if (signal?.aborted) for (const outcome of arrived) options.onOutcome?.(outcome);
+    if (stop?.aborted) for (const outcome of arrived) options.onOutcome?.(outcome);
     throw e;
   } finally {
     sweeping = false;
@@ -319,6 +329,7 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
       await within(CLOSE_AFTER_LOSS_MS, closing);
     } else {
       await closing;
+      options.onWorkersStopped?.(workers.flatMap((w) => (w instanceof Worker ? [w.id] : [])));
       await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
     }
   }

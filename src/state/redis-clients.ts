@@ -34,7 +34,15 @@ export interface RedisClientsOptions {
   readonly debug?: (message: string) => void;
   /** A Cluster's seed nodes: every client is then a `Cluster`, the options each node's. */
   readonly clusterNodes?: readonly RedisAddress[];
+  /**
+   * Brings the server back while a client is down (the private redis-server, whose only
+   * supervisor is vfleet: connect-redis.ts); tried at most every `REVIVE_EVERY_MS`.
+   */
+  readonly revive?: () => Promise<void>;
 }
+
+/** How long a client is down before `revive` is tried, and how often it is tried again. */
+const REVIVE_EVERY_MS = 1_000;
 
 /** Options that are the Cluster's own, not a node connection's (`open`'s `extra` may hold them). */
 const CLUSTER_LEVEL = ['lazyConnect', 'enableAutoPipelining', 'enableOfflineQueue'] as const;
@@ -53,6 +61,10 @@ export class RedisClients {
   private lastError: string | undefined;
   private connected = false;
   private timer: NodeJS.Timeout | undefined;
+  private readonly revive: (() => Promise<void>) | undefined;
+  private reviving: Promise<void> | undefined;
+  private revivedAt = 0;
+  private readonly reconnected = new Set<() => void>();
   private readonly controller = new AbortController();
   /** Aborted, with the user-facing VfleetError as its reason, when the store is lost. */
   readonly signal: AbortSignal = this.controller.signal;
@@ -67,6 +79,7 @@ export class RedisClients {
     this.lostAfterMs = options.lostAfterMs ?? DEFAULT_LOST_AFTER_MS;
     this.debug = options.debug ?? (() => undefined);
     this.clusterNodes = options.clusterNodes;
+    this.revive = options.revive;
     this.base = {
       connectTimeout: 5_000,
       ...base,
@@ -149,7 +162,8 @@ export class RedisClients {
     });
     client.on('ready', () => {
       this.connected = true;
-      this.down.delete(client);
+      // Back after a loss: the server may be another one now (restarted, failed over).
+      if (this.down.delete(client)) for (const listener of this.reconnected) listener();
     });
     client.on('end', () => {
       this.live.delete(client);
@@ -182,8 +196,19 @@ export class RedisClients {
     return client;
   }
 
+  /**
+   * Calls `listener` each time a client whose connection was lost is ready again — the server
+   * restarted, failed over, or the network came back: what it lost is for the caller to find
+   * out (`keyServersIdentity`). Returns the unsubscribe.
+   */
+  onReconnect(listener: () => void): () => void {
+    this.reconnected.add(listener);
+    return () => this.reconnected.delete(listener);
+  }
+
   private arm(): void {
-    if (this.timer !== undefined || !Number.isFinite(this.lostAfterMs)) return;
+    if (this.timer !== undefined) return;
+    if (!Number.isFinite(this.lostAfterMs) && this.revive === undefined) return;
     this.timer = setInterval(() => this.check(), CHECK_EVERY_MS);
     this.timer.unref();
   }
@@ -202,6 +227,20 @@ export class RedisClients {
       return;
     }
     if (now - oldest >= this.lostAfterMs) this.declareLost();
+    else if (
+      this.revive &&
+      this.reviving === undefined &&
+      now - oldest >= REVIVE_EVERY_MS &&
+      now - this.revivedAt >= REVIVE_EVERY_MS
+    ) {
+      const revive = this.revive;
+      this.reviving = revive()
+        .catch((e) => this.debug(`reviving ${this.shown}: ${redactedMessage(e)}`))
+        .finally(() => {
+          this.reviving = undefined;
+          this.revivedAt = Date.now();
+        });
+    }
   }
 
   private declareLost(): void {
