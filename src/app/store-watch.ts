@@ -5,11 +5,17 @@
 // write its AOF), after which it stops and says why in one line. A write probe finds the
 // refusal within a second, wherever it first hit (a job's state write, BullMQ's own scripts).
 import { keyServersIdentity } from '../state/redis-client.js';
+import { within } from '../state/within.js';
 import { writeRefusal } from '../state/write-refusal.js';
 import type { FleetSession } from './session.js';
 
 /** How often the write probe runs while jobs do. */
 const PROBE_EVERY_MS = 1_000;
+/**
+ * How long one probe and identity question may take: a reply that never comes (a client whose
+ * server went away again) must not stop the watch asking.
+ */
+const PROBE_LIMIT_MS = 5_000;
 
 export interface StoreWatch {
   /** Aborted when the server holding the fleet is another one than when the watch started. */
@@ -46,10 +52,9 @@ export function watchStore(
   const timer = setInterval(() => {
     if (probing) return;
     probing = true;
-    probe()
-      // Asked again each second too: a reconnect whose question found the server not ready (or
-      // a restart between two questions) is not missed.
-      .then(compare)
+    // Asked again each second too: a reconnect whose question found the server not ready (or a
+    // restart between two questions) is not missed.
+    within(PROBE_LIMIT_MS, probe().then(compare), undefined)
       .then(
         () => undefined,
         (e: unknown) => {

@@ -5,6 +5,7 @@
 import { FlowProducer, Job, type JobsOptions, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Plan } from '../model/plan.js';
 import type { RedisClient } from '../state/redis-client.js';
+import { within } from '../state/within.js';
 import {
   actionHandler,
   type EngineLookup,
@@ -78,6 +79,12 @@ export interface RunPlanOptions {
 
 /** How long closing the queues may take once the store is gone (nothing answers them). */
 const CLOSE_AFTER_LOSS_MS = 2_000;
+/**
+ * How long the workers may take to finish the jobs in hand and stop otherwise (an apply
+ * interrupted to go round again, or over): as long as the next apply waits for an earlier one's
+ * jobs (app/apply.ts), so a job that runs that long is not cut short, and nothing waits for ever.
+ */
+const CLOSE_LIMIT_MS = 10 * 60_000;
 
 const JOB_OPTIONS = (attempts: number): JobsOptions => ({
   attempts,
@@ -326,11 +333,27 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
     if (signal?.aborted) {
       // Nothing answers: close what closes within a bound. The connections end on their own
       // (the store's watch refuses their next reconnect, which fails what they still queue).
-      await within(CLOSE_AFTER_LOSS_MS, closing);
-    } else {
-      await closing;
+      await within(
+        CLOSE_AFTER_LOSS_MS,
+        closing.catch(() => undefined),
+        undefined,
+      );
+    } else if (
+      await within(
+        CLOSE_LIMIT_MS,
+        closing.then(
+          () => true,
+          () => false,
+        ),
+        false,
+      )
+    ) {
       options.onWorkersStopped?.(workers.flatMap((w) => (w instanceof Worker ? [w.id] : [])));
       await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+    } else {
+      // A worker that would not stop: its connections are dropped (what waits on them fails),
+      // and its jobs' locks, no longer renewed, expire for the next apply to take them over.
+      for (const c of connections) c.disconnect();
     }
   }
   return outcomes;
@@ -375,18 +398,6 @@ async function finishedJobs(
     );
   });
   return found;
-}
-
-/** Waits for `promise` at most `ms`; the timer is cleared so it keeps no process alive. */
-async function within(ms: number, promise: Promise<unknown>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    promise.catch(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]);
-  clearTimeout(timer);
 }
 
 /** A failed job's reason, followed down to the step that failed when a child failed it. */

@@ -169,6 +169,7 @@ export class RedisClients {
       this.live.delete(client);
       this.down.delete(client);
     });
+    endsWhenDisconnected(client);
     // BullMQ copies a connection it is given (a worker's blocking connection, QueueEvents):
     // the copy is made here too, so it has the listeners and is watched like the original.
     if (client instanceof Cluster) {
@@ -260,13 +261,6 @@ export class RedisClients {
   }
 
   /**
-   * Ends every client without waiting for a server that may not answer, and so fails every
-   * command still queued on them ("Connection is closed"). A client between two reconnect
-   * attempts is left to its next attempt, which the retry strategy now refuses: ioredis's
-   * disconnect() at that moment cancels the attempt but neither ends the client nor fails its
-   * queued commands, which would then wait for ever.
-   */
-  /**
    * Drops every client at once, reconnecting ones too: a daemon stopping while its Redis does not
    * answer gives up instead of waiting for it (pending commands fail).
    */
@@ -275,8 +269,33 @@ export class RedisClients {
     this.down.clear();
   }
 
+  /**
+   * Ends every client without waiting for a server that may not answer, and so fails every
+   * command still queued on them ("Connection is closed"), reconnecting ones too
+   * (`endsWhenDisconnected`).
+   */
   private disconnectAll(): void {
-    for (const client of this.live) if (client.status !== 'reconnecting') client.disconnect();
+    for (const client of this.live) if (client.status !== 'end') client.disconnect();
     this.down.clear();
   }
+}
+
+/**
+ * ioredis's disconnect() on a client between two reconnect attempts (`reconnecting`) cancels the
+ * next attempt but neither ends the client nor fails the commands it queued: it stays
+ * `reconnecting` for ever, and whoever waits for its `end` or for one of those commands waits for
+ * ever. BullMQ closing a worker does both (its blocking connection's `end`, the BZPOPMIN queued
+ * on it): an apply that stopped its workers just after Redis restarted — some of their
+ * connections still in their backoff — hung for good. Such a client is ended the way ioredis ends
+ * one that never connected (status `wait`: closed at once, its queue failed with "Connection is
+ * closed."), a Cluster likewise.
+ */
+function endsWhenDisconnected(client: RedisClient): void {
+  const disconnect = client.disconnect.bind(client);
+  client.disconnect = ((reconnect?: boolean) => {
+    if (!reconnect && client.status === 'reconnecting') {
+      (client as { status: string }).status = 'wait';
+    }
+    disconnect(reconnect);
+  }) as typeof client.disconnect;
 }
