@@ -9,9 +9,11 @@ import { type Staleness, stalenessOf } from '../plan/plan-id.js';
 import type { ActionOutcome } from '../queue/run-plan.js';
 import type { LockHolder } from '../state/fleet-state.js';
 import { isCluster, keyServersIdentity } from '../state/redis-client.js';
+import { writeRefusal } from '../state/write-refusal.js';
 import { underFleetLock } from './fleet-lock.js';
 import { planFleet } from './plan.js';
 import type { FleetSession } from './session.js';
+import { watchStore } from './store-watch.js';
 
 export type { ActionOutcome };
 
@@ -63,11 +65,29 @@ export type ApplyEvent =
   | { readonly type: 'waiting-for-earlier-jobs'; readonly jobs: readonly string[] }
   /** A host's own facts disagree with the spec, or it does not answer. */
   | { readonly type: 'warning'; readonly message: string }
-  /** The plan that will run (after approval). */
+  /**
+   * Redis came back as another server (restarted, failed over) while the jobs ran: the fleet is
+   * read again and what is left of it (what the restart lost included) planned and enqueued.
+   */
+  | { readonly type: 'resuming'; readonly round: number; readonly doneBefore: number }
+  /** The plan that will run (after approval; again after each resume). */
   | { readonly type: 'plan'; readonly plan: Plan }
   /** The plan was approved and its jobs are being enqueued. */
   | { readonly type: 'running'; readonly plan: Plan }
   | { readonly type: 'outcome'; readonly plan: Plan; readonly outcome: ActionOutcome };
+
+/**
+ * The apply resumed after Redis came back as another server: how often, what was done before
+ * (reported outcomes), and how many actions the fleet, read again, still needed (what was not
+ * run yet, and what the restart or failover lost).
+ */
+export interface Resumed {
+  readonly times: number;
+  /** The actions of the first round's plan (the one approved). */
+  readonly planned: number;
+  readonly doneBefore: number;
+  readonly reenqueued: number;
+}
 
 export type ApplyResult =
   | { readonly status: 'locked'; readonly holder: LockHolder }
@@ -76,22 +96,39 @@ export type ApplyResult =
   | { readonly status: 'cancelled'; readonly plan: Plan }
   /**
    * Every action ran (outcomes empty: there was nothing to do); some may have failed.
-   * `afterFailover`: Redis failed over (or restarted) during the apply, and the fleet, read again,
-   * is that many actions from the spec (writes the old master had not replicated are gone).
+   * `afterFailover`: Redis failed over (or restarted) at the apply's end too often to resume,
+   * and the fleet, read again, is that many actions from the spec.
    */
   | {
       readonly status: 'applied';
       readonly plan: Plan;
       readonly outcomes: readonly ActionOutcome[];
       readonly afterFailover?: number;
+      readonly resumed?: Resumed;
     }
-  /** The state store went away midway: what was reported before, and how it was connected. */
+  /**
+   * The state store went away midway (not back within the wait), or refuses writes (out of
+   * memory, a disk full): what was reported before, and the one-line error.
+   */
   | {
       readonly status: 'store-lost';
       readonly plan: Plan;
       readonly reported: readonly ActionOutcome[];
       readonly error: VfleetError;
+      readonly resumed?: Resumed;
     };
+
+/** A round of the apply: its result, or Redis came back as another server under it. */
+type RoundResult =
+  | ApplyResult
+  | {
+      readonly status: 'restarted';
+      readonly plan: Plan;
+      readonly reported: readonly ActionOutcome[];
+    };
+
+/** Rounds an apply runs at most: a Redis that keeps restarting under it is reported, not chased. */
+const MAX_ROUNDS = 10;
 
 const EARLIER_JOBS_DEADLINE_MS = 10 * 60_000;
 
@@ -113,6 +150,48 @@ async function applyLocked(
   options: ApplyOptions,
   emit: (event: ApplyEvent) => void,
 ): Promise<ApplyResult> {
+  let resumed:
+    | { times: number; planned: number; doneBefore: number; reenqueued: number }
+    | undefined;
+  // The in-process workers of earlier rounds: their locks are stale once they stopped.
+  const stoppedWorkers = new Set<string>();
+  const counting = (event: ApplyEvent) => {
+    // A resumed round's plan is what the restart left to do: it is enqueued again.
+    if (event.type === 'running' && resumed) resumed.reenqueued += event.plan.actions.length;
+    emit(event);
+  };
+  for (let round = 1; ; round++) {
+    // A resumed round runs the fresh plan of what is left, approved with the first (the same
+    // spec): a saved plan is stale once Redis lost writes.
+    const result = await applyRound(
+      session,
+      round === 1 ? options : { ...options, saved: undefined, approve: async () => true },
+      counting,
+      { last: round === MAX_ROUNDS, stoppedWorkers },
+    );
+    if (result.status !== 'restarted') {
+      const resumable = result.status === 'applied' || result.status === 'store-lost';
+      return resumed && resumable ? { ...result, resumed: { ...resumed } } : result;
+    }
+    const done = result.reported.filter((o) => o.outcome !== 'failed' && o.outcome !== 'skipped');
+    resumed ??= { times: 0, planned: result.plan.actions.length, doneBefore: 0, reenqueued: 0 };
+    resumed.times++;
+    resumed.doneBefore += done.length;
+    emit({ type: 'resuming', round: round + 1, doneBefore: resumed.doneBefore });
+  }
+}
+
+/**
+ * One round: supersede, plan, run. `last`: Redis coming back as another server is not resumed
+ * from again (the loss, if any, is reported). `stoppedWorkers`: the ids of earlier rounds'
+ * in-process workers, which this round's add to.
+ */
+async function applyRound(
+  session: FleetSession,
+  options: ApplyOptions,
+  emit: (event: ApplyEvent) => void,
+  { last, stoppedWorkers }: { readonly last: boolean; readonly stoppedWorkers: Set<string> },
+): Promise<RoundResult> {
   // Jobs of earlier applies stop acting before this one reads the hosts (queue/earlier-jobs.ts):
   // every earlier plan is marked superseded, then what still runs on a live worker is awaited.
   await session.state.setCurrentPlan('superseded');
@@ -120,6 +199,7 @@ async function applyLocked(
   const { waitForEarlierJobs } = await import('../queue/earlier-jobs.js');
   const ended = await waitForEarlierJobs(session.connection.redis, session.queuePrefix, {
     deadlineMs,
+    stoppedWorkers,
     onWaiting: (jobs) => emit({ type: 'waiting-for-earlier-jobs', jobs }),
   });
   if (!ended) return { status: 'earlier-jobs-running', deadlineMs };
@@ -164,6 +244,10 @@ async function applyLocked(
   // BullMQ loads only for operations that run jobs: plan and status start faster.
   const { runPlan } = await import('../queue/run-plan.js');
   const reported: ActionOutcome[] = [];
+  // Redis coming back as another server interrupts the round (it resumes); Redis refusing
+  // writes stops it, as a lost store does.
+  const watch = watchStore(session, servers, () => session.state.markCurrentPlan(plan.id));
+  const lost = [session.connection.clients.signal, watch.refused];
   try {
     const outcomes = await runPlan(plan, {
       connect: () => session.connect(),
@@ -176,15 +260,19 @@ async function applyLocked(
       external: options.externalWorkers,
       ...(options.leaderToken === undefined ? {} : { leaderToken: options.leaderToken }),
       takeoverMs: options.takeoverMs,
-      signal: options.signal
-        ? AbortSignal.any([session.connection.clients.signal, options.signal])
-        : session.connection.clients.signal,
+      signal: AbortSignal.any(options.signal ? [...lost, options.signal] : lost),
+      ...(last ? {} : { interrupt: watch.restarted }),
+      onWorkersStopped: (ids) => {
+        for (const id of ids) stoppedWorkers.add(id);
+      },
       onOutcome: (outcome: ActionOutcome) => {
         reported.push(outcome);
         emit({ type: 'outcome', plan, outcome });
       },
     });
+    watch.stop();
     const afterFailover = await checkAfterFailover(session, servers, destroy, emit);
+    if (afterFailover !== undefined && !last) return { status: 'restarted', plan, reported };
     if (afterFailover === undefined) await record(outcomes);
     return {
       status: 'applied',
@@ -194,9 +282,19 @@ async function applyLocked(
     };
   } catch (e) {
     if (options.signal?.aborted) throw options.signal.reason;
-    if (!(isVfleetError(e) && e.code === 'redis-lost')) throw e;
-    return { status: 'store-lost', plan, reported, error: e };
+    if (watch.refused.aborted) return stopped(plan, reported, watch.refused.reason);
+    if (watch.restarted.aborted && !last) return { status: 'restarted', plan, reported };
+    if (isVfleetError(e) && e.code === 'redis-lost') return stopped(plan, reported, e);
+    const refusal = writeRefusal(e, session.connection.url, session.connection.embedded);
+    if (refusal) return stopped(plan, reported, refusal);
+    throw e;
+  } finally {
+    watch.stop();
   }
+}
+
+function stopped(plan: Plan, reported: readonly ActionOutcome[], error: VfleetError): RoundResult {
+  return { status: 'store-lost', plan, reported, error };
 }
 
 /**

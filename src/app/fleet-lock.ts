@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { LockHolder } from '../state/fleet-state.js';
 import { isProcessAlive } from '../state/process-alive.js';
+import { writeRefusal } from '../state/write-refusal.js';
 import type { FleetSession } from './session.js';
 
 const LOCK_TTL_MS = 60_000;
@@ -45,8 +46,13 @@ export async function underFleetLock<T>(
     return { ok: true, value: await act() };
   } finally {
     clearInterval(renew);
-    // With the store gone the lock cannot be released; the next apply on this machine removes
-    // it (its holder's process is gone), elsewhere `vfleet force-unlock` does.
-    if (!session.connection.clients.signal.aborted) await session.state.releaseLock(holder.id);
+    // With the store gone, or refusing writes (a disk full), the lock cannot be released; the
+    // next apply on this machine removes it (its holder's process is gone), elsewhere
+    // `vfleet force-unlock` does (it expires in LOCK_TTL_MS anyway).
+    if (!session.connection.clients.signal.aborted) {
+      await session.state.releaseLock(holder.id).catch((e: unknown) => {
+        if (writeRefusal(e) === undefined) throw e;
+      });
+    }
   }
 }

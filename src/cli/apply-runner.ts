@@ -9,6 +9,7 @@ import type { Plan } from '../model/plan.js';
 import { parsePlan } from '../plan/plan-file.js';
 import { takeoverMsFrom } from '../queue/worker-lock.js';
 import { FILE_LIMITS, readBoundedFileSync } from '../transport/bounded-file.js';
+import { parseDuration } from './duration.js';
 import { withSession } from './open-session.js';
 import type { Terminal } from './terminal.js';
 import {
@@ -33,6 +34,8 @@ export interface ApplyArgs {
   readonly destroy?: boolean;
   /** Only JSON lines on standard output (the plan, each action, the result); needs --auto-approve. */
   readonly json?: boolean;
+  /** How long a Redis that went away may take to come back before the apply stops (--redis-wait). */
+  readonly redisWaitMs?: number;
 }
 
 /** What `apply` and `destroy` both take on the command line. */
@@ -42,7 +45,15 @@ export interface ApplyOptionValues {
   readonly workers: number;
   readonly externalWorkers: boolean;
   readonly json: boolean;
+  readonly redisWait?: string;
 }
+
+/**
+ * How long an apply waits for a Redis that went away (killed, restarting, failing over) before
+ * it stops: long enough for a supervisor's restart and a replay of the AOF, or a Sentinel's
+ * failover (docs/redis.md, "Faults").
+ */
+export const DEFAULT_REDIS_WAIT = '60s';
 
 /** Adds the options `apply` and `destroy` share; `verb` words the --auto-approve help. */
 export function withApplyOptions(command: Command, verb: string): Command {
@@ -51,6 +62,10 @@ export function withApplyOptions(command: Command, verb: string): Command {
     .option('--auto-approve', `${verb} without asking`, false)
     .option('--workers <n>', 'jobs each host runs at once', (v) => Number.parseInt(v, 10), 4)
     .option('--external-workers', 'vfleet worker processes serve the queues: run none here', false)
+    .option(
+      '--redis-wait <duration>',
+      `how long to wait for a Redis that went away (killed, restarting, failing over): back in time, the ${verb} reads the fleet again and resumes; else it stops (default VFLEET_REDIS_WAIT, else ${DEFAULT_REDIS_WAIT})`,
+    )
     .option(
       '--json',
       'print only JSON lines (formatVersion 1): the plan, each action, the result',
@@ -70,6 +85,12 @@ export function applyArgsOf(target: string, o: ApplyOptionValues): ApplyArgs {
     externalWorkers: o.externalWorkers,
     takeoverMs: takeoverMsFrom(process.env),
     json: o.json,
+    redisWaitMs: parseDuration(
+      o.redisWait ?? process.env.VFLEET_REDIS_WAIT ?? DEFAULT_REDIS_WAIT,
+      o.redisWait === undefined && process.env.VFLEET_REDIS_WAIT
+        ? 'VFLEET_REDIS_WAIT'
+        : '--redis-wait',
+    ),
   };
 }
 
@@ -88,29 +109,34 @@ export async function runApply(args: ApplyArgs, terminal: Terminal): Promise<num
       '--json needs --auto-approve (or a saved plan): no question is asked in JSON',
     );
   }
-  return withSession(saved ? args.spec : args.target, terminal, async (session) => {
-    const words = applyWords(
-      saved ? saved.destroy === true : args.destroy === true,
-      session.fleet.name,
-    );
-    const view = applyEventView(terminal, session.fleet.name, json);
-    try {
-      const result = await applyFleet(session, {
-        ...(saved ? { saved } : {}),
-        destroy: args.destroy === true,
-        approve: () => (args.autoApprove ? Promise.resolve(true) : ask(words, terminal)),
-        concurrency: args.concurrency,
-        externalWorkers: args.externalWorkers,
-        takeoverMs: args.takeoverMs,
-        clock: windowClock(process.env),
-        onEvent: view.onEvent,
-      });
-      view.end();
-      return renderApplyResult(result, session, words, terminal, json);
-    } finally {
-      view.end();
-    }
-  });
+  return withSession(
+    saved ? args.spec : args.target,
+    terminal,
+    async (session) => {
+      const words = applyWords(
+        saved ? saved.destroy === true : args.destroy === true,
+        session.fleet.name,
+      );
+      const view = applyEventView(terminal, session.fleet.name, json);
+      try {
+        const result = await applyFleet(session, {
+          ...(saved ? { saved } : {}),
+          destroy: args.destroy === true,
+          approve: () => (args.autoApprove ? Promise.resolve(true) : ask(words, terminal)),
+          concurrency: args.concurrency,
+          externalWorkers: args.externalWorkers,
+          takeoverMs: args.takeoverMs,
+          clock: windowClock(process.env),
+          onEvent: view.onEvent,
+        });
+        view.end();
+        return renderApplyResult(result, session, words, terminal, json);
+      } finally {
+        view.end();
+      }
+    },
+    args.redisWaitMs === undefined ? {} : { lostAfterMs: args.redisWaitMs },
+  );
 }
 
 /** Terraform's question; refused without a terminal to ask on. (`vfleet host patch` asks it too.) */

@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { isVfleetError } from '../model/errors.js';
 import { redact, redactedMessage } from '../state/redact.js';
 import { lostStore } from '../state/store-loss.js';
+import { writeRefusal } from '../state/write-refusal.js';
 import { processTerminal, safeTerminal, type Terminal } from './terminal.js';
 
 type CommandFactory = (terminal: Terminal, setExit: (code: number) => void) => Command;
@@ -162,6 +163,12 @@ export async function main(
     if (lost !== undefined) {
       terminal.err(`vfleet: ${lost.message}`);
       return lost.exitCode;
+    }
+    // Redis answers but refuses writes (out of memory, a disk full): the cause and the fix.
+    const refused = writeRefusal(e);
+    if (refused !== undefined) {
+      terminal.err(`vfleet: ${refused.message}`);
+      return refused.exitCode;
     }
     if (isRedisConnectionError(e)) {
       terminal.err(`vfleet: Redis: ${redactedMessage(e)}`);

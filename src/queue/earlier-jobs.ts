@@ -16,6 +16,12 @@ export interface EarlierJobsOptions {
   /** Told once, when there is something to wait for. */
   readonly onWaiting?: (jobs: readonly string[]) => void;
   readonly pollMs?: number;
+  /**
+   * Ids of this process's workers that have stopped (an apply's earlier round): a lock one of
+   * them holds is stale — it ran nothing when it stopped — and is not waited for. A Redis that
+   * failed over can bring such a lock back on a job whose end it lost.
+   */
+  readonly stoppedWorkers?: ReadonlySet<string>;
 }
 
 /**
@@ -24,7 +30,11 @@ export interface EarlierJobsOptions {
  * notifications — are not waited for: a sync stuck on a host that stopped answering held every
  * apply, and with it the restarts of that very host's instances, until its ssh gave up.
  */
-export async function liveActiveJobs(redis: RedisClient, prefix: string): Promise<string[]> {
+export async function liveActiveJobs(
+  redis: RedisClient,
+  prefix: string,
+  stoppedWorkers: ReadonlySet<string> = new Set(),
+): Promise<string[]> {
   // On a Cluster, every master is scanned: the fleet's keys are on one, which SCAN cannot name.
   const lists = await scanKeys(redis, `${prefix}:${queueNameOf('*')}:active`);
   const live: string[] = [];
@@ -33,10 +43,13 @@ export async function liveActiveJobs(redis: RedisClient, prefix: string): Promis
     const ids = await redis.lrange(list, 0, -1);
     if (ids.length === 0) continue;
     const pipe = redis.pipeline();
-    for (const id of ids) pipe.exists(`${queue}:${id}:lock`);
+    // A lock's value is BullMQ's token, `<worker id>:<n>`.
+    for (const id of ids) pipe.get(`${queue}:${id}:lock`);
     const replies = (await pipe.exec()) ?? [];
     ids.forEach((id, i) => {
-      if (replies[i]?.[1] === 1) live.push(`${queue.slice(prefix.length + 1)}/${id}`);
+      const token = replies[i]?.[1];
+      if (typeof token !== 'string' || stoppedWorkers.has(token.split(':')[0] as string)) return;
+      live.push(`${queue.slice(prefix.length + 1)}/${id}`);
     });
   }
   return live.sort();
@@ -51,7 +64,7 @@ export async function waitForEarlierJobs(
   const deadline = Date.now() + options.deadlineMs;
   let told = false;
   for (;;) {
-    const live = await liveActiveJobs(redis, prefix);
+    const live = await liveActiveJobs(redis, prefix, options.stoppedWorkers);
     if (live.length === 0) return true;
     if (!told) options.onWaiting?.(live);
     told = true;

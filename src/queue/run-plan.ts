@@ -5,6 +5,7 @@
 import { FlowProducer, Job, type JobsOptions, Queue, QueueEvents, Worker } from 'bullmq';
 import type { Plan } from '../model/plan.js';
 import type { RedisClient } from '../state/redis-client.js';
+import { within } from '../state/within.js';
 import {
   actionHandler,
   type EngineLookup,
@@ -60,6 +61,14 @@ export interface RunPlanOptions {
    */
   readonly signal?: AbortSignal;
   /**
+   * Aborted when the apply stops waiting and goes round again (Redis came back as another
+   * server, app/apply.ts): runPlan rejects with its reason as for `signal`, but its workers
+   * finish the jobs in hand and every connection is closed, Redis being there.
+   */
+  readonly interrupt?: AbortSignal;
+  /** Told the ids of the in-process workers once they have stopped (earlier-jobs.ts). */
+  readonly onWorkersStopped?: (ids: readonly string[]) => void;
+  /**
    * How many of a wave's actions are enqueued at a time (default: twice what the host queues run
    * at once, at least 1,000): the next slice is enqueued while one runs, so the queues stay fed
    * while the jobs, their data and their outcomes in this process stay bounded by two slices
@@ -70,6 +79,12 @@ export interface RunPlanOptions {
 
 /** How long closing the queues may take once the store is gone (nothing answers them). */
 const CLOSE_AFTER_LOSS_MS = 2_000;
+/**
+ * How long the workers may take to finish the jobs in hand and stop otherwise (an apply
+ * interrupted to go round again, or over): as long as the next apply waits for an earlier one's
+ * jobs (app/apply.ts), so a job that runs that long is not cut short, and nothing waits for ever.
+ */
+const CLOSE_LIMIT_MS = 10 * 60_000;
 
 const JOB_OPTIONS = (attempts: number): JobsOptions => ({
   attempts,
@@ -184,12 +199,14 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
   // Once the store is gone nothing more can be enqueued, read or settled: every wait below
   // races the loss, so the apply stops within the loss bound rather than waiting for ever.
   const signal = options.signal;
+  const interrupt = options.interrupt;
+  const stop = interrupt && signal ? AbortSignal.any([signal, interrupt]) : (interrupt ?? signal);
   const lost = new Promise<never>((_, reject) => {
-    if (signal?.aborted) reject(signal.reason);
-    signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+    if (stop?.aborted) reject(stop.reason);
+    stop?.addEventListener('abort', () => reject(stop.reason), { once: true });
   });
   lost.catch(() => undefined);
-  const unlessLost = <T>(p: Promise<T>): Promise<T> => (signal ? Promise.race([p, lost]) : p);
+  const unlessLost = <T>(p: Promise<T>): Promise<T> => (stop ? Promise.race([p, lost]) : p);
   // Outcomes that arrived and are not reported yet: on a lost store, they still are.
   const arrived = new Set<ActionOutcome>();
   // Events say what this process's workers did; a job another process ran (a `vfleet worker`
@@ -302,7 +319,7 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
     }
   } catch (e) {
     // The store is gone: what did finish in the wave in hand is still reported.
-    if (signal?.aborted) for (const outcome of arrived) options.onOutcome?.(outcome);
+    if (stop?.aborted) for (const outcome of arrived) options.onOutcome?.(outcome);
     throw e;
   } finally {
     sweeping = false;
@@ -316,10 +333,27 @@ export async function runPlan(plan: Plan, options: RunPlanOptions): Promise<Acti
     if (signal?.aborted) {
       // Nothing answers: close what closes within a bound. The connections end on their own
       // (the store's watch refuses their next reconnect, which fails what they still queue).
-      await within(CLOSE_AFTER_LOSS_MS, closing);
-    } else {
-      await closing;
+      await within(
+        CLOSE_AFTER_LOSS_MS,
+        closing.catch(() => undefined),
+        undefined,
+      );
+    } else if (
+      await within(
+        CLOSE_LIMIT_MS,
+        closing.then(
+          () => true,
+          () => false,
+        ),
+        false,
+      )
+    ) {
+      options.onWorkersStopped?.(workers.flatMap((w) => (w instanceof Worker ? [w.id] : [])));
       await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+    } else {
+      // A worker that would not stop: its connections are dropped (what waits on them fails),
+      // and its jobs' locks, no longer renewed, expire for the next apply to take them over.
+      for (const c of connections) c.disconnect();
     }
   }
   return outcomes;
@@ -364,18 +398,6 @@ async function finishedJobs(
     );
   });
   return found;
-}
-
-/** Waits for `promise` at most `ms`; the timer is cleared so it keeps no process alive. */
-async function within(ms: number, promise: Promise<unknown>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    promise.catch(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]);
-  clearTimeout(timer);
 }
 
 /** A failed job's reason, followed down to the step that failed when a child failed it. */

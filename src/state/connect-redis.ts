@@ -12,7 +12,7 @@ import { ping } from './raw-redis.js';
 import { redactedMessage } from './redact.js';
 import { isCluster, type RedisClient } from './redis-client.js';
 import { DEFAULT_LOST_AFTER_MS, RedisClients } from './redis-clients.js';
-import { ensureEmbeddedRedis } from './redis-server.js';
+import { ensureEmbeddedRedis, reviveEmbeddedRedis } from './redis-server.js';
 import { clientsFor } from './redis-target.js';
 import { parseRedisUrl, type RedisTarget } from './redis-url.js';
 import { within } from './within.js';
@@ -76,7 +76,17 @@ export async function connectRedis(options: ConnectRedisOptions): Promise<RedisC
   const shown = `unix://${paths.socket}`;
   const clients = new RedisClients(
     { path: paths.socket },
-    { shown, lostAfterMs: lostAfter(options), debug },
+    {
+      shown,
+      lostAfterMs: lostAfter(options),
+      debug,
+      // Gone (SIGKILLed): vfleet started it and is its only supervisor, so it starts it again.
+      revive: async () => {
+        if (await reviveEmbeddedRedis(options.cwd, options.env, debug)) {
+          await waitWhileLoading(paths.socket, debug);
+        }
+      },
+    },
   );
   const redis = await openClient(clients);
   await refuseEviction(redis, shown);

@@ -354,6 +354,14 @@ export class FleetState {
     await this.redis.set(this.keys.currentPlan, id);
   }
 
+  /**
+   * Writes the current plan's id again, where it is still the current one (`XX`, the same
+   * value): a harmless write that fails as every write would when Redis refuses them.
+   */
+  async markCurrentPlan(id: string): Promise<void> {
+    await this.redis.set(this.keys.currentPlan, id, 'XX');
+  }
+
   async isCurrentPlan(id: string): Promise<boolean> {
     return (await this.redis.get(this.keys.currentPlan)) === id;
   }

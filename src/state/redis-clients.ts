@@ -34,7 +34,15 @@ export interface RedisClientsOptions {
   readonly debug?: (message: string) => void;
   /** A Cluster's seed nodes: every client is then a `Cluster`, the options each node's. */
   readonly clusterNodes?: readonly RedisAddress[];
+  /**
+   * Brings the server back while a client is down (the private redis-server, whose only
+   * supervisor is vfleet: connect-redis.ts); tried at most every `REVIVE_EVERY_MS`.
+   */
+  readonly revive?: () => Promise<void>;
 }
+
+/** How long a client is down before `revive` is tried, and how often it is tried again. */
+const REVIVE_EVERY_MS = 1_000;
 
 /** Options that are the Cluster's own, not a node connection's (`open`'s `extra` may hold them). */
 const CLUSTER_LEVEL = ['lazyConnect', 'enableAutoPipelining', 'enableOfflineQueue'] as const;
@@ -53,6 +61,10 @@ export class RedisClients {
   private lastError: string | undefined;
   private connected = false;
   private timer: NodeJS.Timeout | undefined;
+  private readonly revive: (() => Promise<void>) | undefined;
+  private reviving: Promise<void> | undefined;
+  private revivedAt = 0;
+  private readonly reconnected = new Set<() => void>();
   private readonly controller = new AbortController();
   /** Aborted, with the user-facing VfleetError as its reason, when the store is lost. */
   readonly signal: AbortSignal = this.controller.signal;
@@ -67,6 +79,7 @@ export class RedisClients {
     this.lostAfterMs = options.lostAfterMs ?? DEFAULT_LOST_AFTER_MS;
     this.debug = options.debug ?? (() => undefined);
     this.clusterNodes = options.clusterNodes;
+    this.revive = options.revive;
     this.base = {
       connectTimeout: 5_000,
       ...base,
@@ -149,12 +162,14 @@ export class RedisClients {
     });
     client.on('ready', () => {
       this.connected = true;
-      this.down.delete(client);
+      // Back after a loss: the server may be another one now (restarted, failed over).
+      if (this.down.delete(client)) for (const listener of this.reconnected) listener();
     });
     client.on('end', () => {
       this.live.delete(client);
       this.down.delete(client);
     });
+    endsWhenDisconnected(client);
     // BullMQ copies a connection it is given (a worker's blocking connection, QueueEvents):
     // the copy is made here too, so it has the listeners and is watched like the original.
     if (client instanceof Cluster) {
@@ -182,8 +197,19 @@ export class RedisClients {
     return client;
   }
 
+  /**
+   * Calls `listener` each time a client whose connection was lost is ready again — the server
+   * restarted, failed over, or the network came back: what it lost is for the caller to find
+   * out (`keyServersIdentity`). Returns the unsubscribe.
+   */
+  onReconnect(listener: () => void): () => void {
+    this.reconnected.add(listener);
+    return () => this.reconnected.delete(listener);
+  }
+
   private arm(): void {
-    if (this.timer !== undefined || !Number.isFinite(this.lostAfterMs)) return;
+    if (this.timer !== undefined) return;
+    if (!Number.isFinite(this.lostAfterMs) && this.revive === undefined) return;
     this.timer = setInterval(() => this.check(), CHECK_EVERY_MS);
     this.timer.unref();
   }
@@ -202,6 +228,20 @@ export class RedisClients {
       return;
     }
     if (now - oldest >= this.lostAfterMs) this.declareLost();
+    else if (
+      this.revive &&
+      this.reviving === undefined &&
+      now - oldest >= REVIVE_EVERY_MS &&
+      now - this.revivedAt >= REVIVE_EVERY_MS
+    ) {
+      const revive = this.revive;
+      this.reviving = revive()
+        .catch((e) => this.debug(`reviving ${this.shown}: ${redactedMessage(e)}`))
+        .finally(() => {
+          this.reviving = undefined;
+          this.revivedAt = Date.now();
+        });
+    }
   }
 
   private declareLost(): void {
@@ -221,13 +261,6 @@ export class RedisClients {
   }
 
   /**
-   * Ends every client without waiting for a server that may not answer, and so fails every
-   * command still queued on them ("Connection is closed"). A client between two reconnect
-   * attempts is left to its next attempt, which the retry strategy now refuses: ioredis's
-   * disconnect() at that moment cancels the attempt but neither ends the client nor fails its
-   * queued commands, which would then wait for ever.
-   */
-  /**
    * Drops every client at once, reconnecting ones too: a daemon stopping while its Redis does not
    * answer gives up instead of waiting for it (pending commands fail).
    */
@@ -236,8 +269,33 @@ export class RedisClients {
     this.down.clear();
   }
 
+  /**
+   * Ends every client without waiting for a server that may not answer, and so fails every
+   * command still queued on them ("Connection is closed"), reconnecting ones too
+   * (`endsWhenDisconnected`).
+   */
   private disconnectAll(): void {
-    for (const client of this.live) if (client.status !== 'reconnecting') client.disconnect();
+    for (const client of this.live) if (client.status !== 'end') client.disconnect();
     this.down.clear();
   }
+}
+
+/**
+ * ioredis's disconnect() on a client between two reconnect attempts (`reconnecting`) cancels the
+ * next attempt but neither ends the client nor fails the commands it queued: it stays
+ * `reconnecting` for ever, and whoever waits for its `end` or for one of those commands waits for
+ * ever. BullMQ closing a worker does both (its blocking connection's `end`, the BZPOPMIN queued
+ * on it): an apply that stopped its workers just after Redis restarted — some of their
+ * connections still in their backoff — hung for good. Such a client is ended the way ioredis ends
+ * one that never connected (status `wait`: closed at once, its queue failed with "Connection is
+ * closed."), a Cluster likewise.
+ */
+function endsWhenDisconnected(client: RedisClient): void {
+  const disconnect = client.disconnect.bind(client);
+  client.disconnect = ((reconnect?: boolean) => {
+    if (!reconnect && client.status === 'reconnecting') {
+      (client as { status: string }).status = 'wait';
+    }
+    disconnect(reconnect);
+  }) as typeof client.disconnect;
 }

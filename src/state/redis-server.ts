@@ -115,6 +115,27 @@ export async function ensureEmbeddedRedis(
   return paths;
 }
 
+/**
+ * The private server of `cwd` started again, from its AOF, when its process is gone (SIGKILLed,
+ * the OOM killer): vfleet started it as a daemon and is its only supervisor (docs/redis.md,
+ * "Faults"). A crash leaves its pidfile naming a dead process; a shutdown (`vfleet down`, a
+ * SHUTDOWN) removes it, and a server stopped on purpose is not started again. A process that is
+ * alive and does not answer (stopped, busy, loading) is never replaced: a second server on the
+ * same files would corrupt them. True when it was started.
+ */
+export async function reviveEmbeddedRedis(
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  debug: (message: string) => void,
+): Promise<boolean> {
+  const paths = embeddedRedisPaths(cwd);
+  const pid = await readPid(paths.pidfile);
+  if (pid === null || isProcessAlive(pid)) return false;
+  debug(`the private redis-server (pid ${pid}) is gone; starting it again from its AOF`);
+  await ensureEmbeddedRedis(cwd, env, { debug });
+  return true;
+}
+
 function serverArgs(paths: EmbeddedRedisPaths): string[] {
   // Redis 7 quotes option values it reads from argv, so paths with spaces are safe here.
   return [

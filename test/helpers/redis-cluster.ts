@@ -2,7 +2,8 @@
 // `--cluster-enabled yes` on loopback ports (and `replicasPerMaster` replicas each), joined with
 // `redis-cli --cluster create … --cluster-yes`, waited for until every node says
 // cluster_state:ok. Its own mkdtemp folder (the nodes.conf files); stopped by pid in an after()
-// hook. `redis-cluster://` URLs for REDIS_URL.
+// hook. `redis-cluster://` URLs for REDIS_URL. With replicas, ready once every replica is known
+// as one and in sync with its master.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,6 +41,18 @@ export interface TestRedisClusterOptions {
    * TLS to each other (`tls-cluster`); the plain port stays, for the helper's own probes.
    */
   readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
+}
+
+/**
+ * With replicas: `node` knows every replica as one, and when it is one it is in sync with its
+ * master (what `CLUSTER FAILOVER` asks for).
+ */
+async function replicasReady(node: Redis, expected: number): Promise<boolean> {
+  if (expected === 0) return true;
+  const known = String(await node.cluster('NODES').catch(() => ''));
+  if ((known.match(/[ ,]slave[ ,]/g)?.length ?? 0) !== expected) return false;
+  const replication = await node.info('replication').catch(() => '');
+  return !/role:slave/.test(replication) || /master_link_status:up/.test(replication);
 }
 
 export async function startRedisCluster(
@@ -148,7 +161,12 @@ export async function startRedisCluster(
         for (;;) {
           const info = await redis.cluster('INFO').catch(() => '');
           const known = /cluster_known_nodes:(\d+)/.exec(String(info))?.[1];
-          if (/cluster_state:ok/.test(String(info)) && Number(known) === nodes.length) break;
+          if (
+            /cluster_state:ok/.test(String(info)) &&
+            Number(known) === nodes.length &&
+            (await replicasReady(redis, masters * replicas))
+          )
+            break;
           if (Date.now() > deadline) throw new Error(`cluster node ${n.port} not ok: ${info}`);
           await delay(100);
         }

@@ -3,7 +3,7 @@
 // tools), the failures, the summary line, and the exit code.
 import { createRequire } from 'node:module';
 import type * as CliProgress from 'cli-progress';
-import type { ApplyEvent, ApplyResult } from '../../app/apply.js';
+import type { ApplyEvent, ApplyResult, Resumed } from '../../app/apply.js';
 import type { FleetSession } from '../../app/session.js';
 import type { Plan } from '../../model/plan.js';
 import { escapeInvisibles, type Terminal } from '../terminal.js';
@@ -49,6 +49,17 @@ export function applyEventView(
       }
       case 'warning':
         terminal.err(`Warning: ${event.message}`);
+        return;
+      case 'resuming':
+        bar?.stop();
+        bar = undefined;
+        terminal.err(
+          `vfleet: Redis came back as another server (restarted or failed over) during the apply, ${event.doneBefore} action${event.doneBefore === 1 ? '' : 's'} done before; reading the fleet again and resuming (round ${event.round}): what it lost is enqueued again.`,
+        );
+        if (json)
+          terminal.out(
+            jsonDocument({ type: 'resuming', round: event.round, doneBefore: event.doneBefore }),
+          );
         return;
       case 'plan':
         terminal.out(
@@ -111,15 +122,17 @@ function resultCounts(result: ApplyResult) {
         : [];
   const failed = outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped').length;
   const deferred = outcomes.filter((o) => o.outcome === 'deferred').length;
+  const resumed = 'resumed' in result ? result.resumed : undefined;
   return {
     status: result.status,
     plan: plan?.id ?? null,
     actions: plan?.actions.length ?? 0,
-    done: outcomes.length - failed - deferred,
+    done: (resumed?.doneBefore ?? 0) + outcomes.length - failed - deferred,
     failed,
     deferred,
     stoppedRollouts: stoppedRollouts(plan, outcomes),
     unplaceable: plan?.unplaceable.length ?? 0,
+    ...(resumed ? { resumed } : {}),
   };
 }
 
@@ -144,8 +157,10 @@ function sayResult(
     case 'cancelled':
       return 1;
     case 'store-lost':
+      sayResumed(result.resumed, terminal);
       return storeLost(result, session, terminal);
     case 'applied':
+      sayResumed(result.resumed, terminal);
       if (result.afterFailover !== undefined) {
         const n = result.afterFailover;
         terminal.out(
@@ -153,8 +168,17 @@ function sayResult(
         );
         return 1;
       }
-      return applied(result.plan, result.outcomes, words, terminal);
+      return applied(result.plan, result.outcomes, words, terminal, result.resumed);
   }
+}
+
+/** How often the apply resumed, and what it enqueued again. */
+function sayResumed(resumed: Resumed | undefined, terminal: Terminal): void {
+  if (!resumed) return;
+  const n = resumed.reenqueued;
+  terminal.out(
+    `Resumed ${resumed.times === 1 ? 'once' : `${resumed.times} times`} after Redis came back as another server: ${n} action${n === 1 ? '' : 's'} enqueued again (not run yet, or lost with the writes Redis lost).`,
+  );
 }
 
 /**
@@ -167,10 +191,12 @@ function applied(
   outcomes: Extract<ApplyResult, { status: 'applied' }>['outcomes'],
   words: ApplyWords,
   terminal: Terminal,
+  resumed?: Resumed,
 ): number {
+  const doneBefore = resumed?.doneBefore ?? 0;
   const unplaced = plan.unplaceable.length;
   const cannotPlace = `${unplaced} instance${unplaced === 1 ? '' : 's'} cannot be placed (above)`;
-  if (plan.actions.length === 0) {
+  if (plan.actions.length === 0 && doneBefore === 0) {
     if (unplaced === 0) return 0;
     terminal.out(`Apply incomplete: nothing to do, but ${cannotPlace}.`);
     return 1;
@@ -189,9 +215,12 @@ function applied(
     deferred.length === 0
       ? ''
       : `; ${deferred.length} patch${deferred.length === 1 ? '' : 'es'} deferred until ${until.join(', ')} (outside ${deferred.length === 1 ? 'its' : 'their'} patch window: the next apply inside it, or the controller, runs ${deferred.length === 1 ? 'it' : 'them'})`;
-  const done = outcomes.length - failed.length - deferred.length;
+  const done = doneBefore + outcomes.length - failed.length - deferred.length;
   if (failed.length === 0 && unplaced === 0) {
-    terminal.out(`${words.verb} complete: ${done} action${done === 1 ? '' : 's'} done${later}.`);
+    // Resumed to the end: every action of the plan approved has its effect, whichever round's
+    // job (or a job whose outcome Redis lost) did it.
+    const all = resumed && deferred.length === 0 ? resumed.planned : done;
+    terminal.out(`${words.verb} complete: ${all} action${all === 1 ? '' : 's'} done${later}.`);
     return 0;
   }
   terminal.out(
@@ -234,13 +263,16 @@ function storeLost(
   const failed = reported.filter((o) => o.outcome === 'failed' || o.outcome === 'skipped').length;
   const done = reported.length - failed;
   const unknown = plan.actions.length - reported.length;
+  const refused = result.error.code === 'redis-refuses-writes';
   terminal.out(
-    `Apply interrupted: ${done} of ${plan.actions.length} actions done, ${failed} failed or skipped, ${unknown} not run or unknown (in flight when Redis went away).`,
+    `Apply interrupted: ${done} of ${plan.actions.length} actions done, ${failed} failed or skipped, ${unknown} not run or unknown (in flight when Redis ${refused ? 'refused writes' : 'went away'}).`,
   );
   terminal.out(
-    session.connection.embedded
-      ? "To resume, run vfleet apply again: it restarts the private redis-server from its AOF (at most the last second of writes is lost; what the hosts run is adopted), removes this apply's lock, and applies what is left."
-      : `To resume, run vfleet apply again once Redis at ${session.connection.url} answers; it removes this apply's lock (from another machine: vfleet force-unlock <id>, as it says) and applies what is left.`,
+    refused
+      ? 'To resume, run vfleet apply again once Redis accepts writes (above): it reads what the hosts run and applies what is left.'
+      : session.connection.embedded
+        ? "To resume, run vfleet apply again: it restarts the private redis-server from its AOF (at most the last second of writes is lost; what the hosts run is adopted), removes this apply's lock, and applies what is left."
+        : `To resume, run vfleet apply again once Redis at ${session.connection.url} answers; it removes this apply's lock (from another machine: vfleet force-unlock <id>, as it says) and applies what is left.`,
   );
   return 1;
 }
