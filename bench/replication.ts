@@ -124,6 +124,9 @@ async function sync(a: ReplicationHost, b: ReplicationHost): Promise<Sync> {
 const line = (label: string, s: Sync) =>
   `${label.padEnd(14)} ${bytes(s.inc.bytes).padStart(10)} ${ms(s.totalMs).padStart(10)}  (take ${ms(s.takeMs)}, ship ${ms(s.shipMs)}, apply ${ms(s.applyMs)})`;
 
+/** What SIGTERM must stop besides the hosts' processes (the scheduler path's redis-server). */
+const onStop: Array<() => Promise<void>> = [];
+
 /** A sync as both paths see it: its bytes and its time, take to apply. */
 interface Sample {
   readonly bytes: number;
@@ -169,6 +172,7 @@ async function direct(a: ReplicationHost, b: ReplicationHost): Promise<Run> {
  */
 async function viaScheduler(a: ReplicationHost, b: ReplicationHost): Promise<Run> {
   const redis = await startRedisServer();
+  onStop.push(() => redis.stop());
   const clients: Redis[] = [];
   const client = () => {
     const c = new Redis({ path: redis.socket, maxRetriesPerRequest: null });
@@ -236,7 +240,9 @@ async function viaScheduler(a: ReplicationHost, b: ReplicationHost): Promise<Run
           bytes: status.lastBytes,
           totalMs: status.lastSyncAt - (job.processedOn ?? 0),
         };
-        const started = `started ${ms((job.processedOn ?? 0) - job.timestamp - job.delay)} after it was due`;
+        // A scheduler's job is `repeat:<scheduler>:<the time it is due>`.
+        const due = Number(job.id?.split(':').at(-1));
+        const started = `started ${ms((job.processedOn ?? 0) - due)} after it was due`;
         if (round === 0) {
           console.log(
             `full           ${bytes(sample.bytes).padStart(10)} ${ms(sample.totalMs).padStart(10)}  (${started})`,
@@ -282,6 +288,7 @@ async function main(): Promise<void> {
   const b = replicationHost(PATH === 'scheduler' ? 'bench-sched-b' : 'bench-repl-b');
   const stop = async () => {
     for (const h of [a, b]) await cleanUp(h.dataDir, h.name);
+    for (const f of onStop.splice(0)) await f().catch(() => undefined);
   };
   process.once('SIGTERM', () => void stop().finally(() => process.exit(143)));
   try {
