@@ -315,6 +315,10 @@ export async function createController(
     if (reconciling)
       reconciler.supersede(`superseded by a newer spec${commit ? ` (${commit.slice(0, 7)})` : ''}`);
     await (reconciling ?? Promise.resolve());
+    // The replication queue and worker were made from the older session's connections, which its
+    // close quits: closed first (a sync running is let finish), they are made anew from the new
+    // session at the next tick. Left on the old one, every sync and schedule change stopped.
+    await replication.close();
     await old.close().catch(() => undefined);
   }
 
