@@ -15,9 +15,9 @@
 // for the dirty bitmap a write through the drive is a write like the guest's.
 //
 // Printed: the full sync's bytes and time, the incrementals' median bytes and time, as ratios
-// (targets: bytes ≤ 2% of the full, time ≤ 10%), and the RPO achieved: the longest the replica
+// (targets: bytes ≤ 2% of the full, time ≤ 10%), and the RPO achieved — how long the replica
 // lagged the source, from an increment's consistency point to the moment the next one was
-// applied on the target.
+// applied on the target — as its p50, p99 (nearest rank) and worst over the steady intervals.
 //
 // BENCH_PATH=scheduler takes the fleet's own path for the syncs instead of the direct loop: a
 // redis-server of this machine, the `replication` queue with the Job Scheduler the leader keeps

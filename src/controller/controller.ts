@@ -316,10 +316,11 @@ export async function createController(
       reconciler.supersede(`superseded by a newer spec${commit ? ` (${commit.slice(0, 7)})` : ''}`);
     await (reconciling ?? Promise.resolve());
     // The replication queue and worker were made from the older session's connections, which its
-    // close quits: closed first (a sync running is let finish), they are made anew from the new
-    // session at the next tick. Left on the old one, every sync and schedule change stopped.
-    await replication.close();
-    await old.close().catch(() => undefined);
+    // close quits (left on them, every sync and schedule change stopped): new ones are made from
+    // the new session at the next tick, and the old session closes once they have (a sync they
+    // run is let finish, in the background: a full copy can outlast the leader's lease).
+    const detached = replication.detach();
+    void detached.then(() => old.close()).catch(() => undefined);
   }
 
   /** `vfleet suspend|resume`, `vfleet reconcile --now`, and the source's own troubles. */
