@@ -315,7 +315,12 @@ export async function createController(
     if (reconciling)
       reconciler.supersede(`superseded by a newer spec${commit ? ` (${commit.slice(0, 7)})` : ''}`);
     await (reconciling ?? Promise.resolve());
-    await old.close().catch(() => undefined);
+    // The replication queue and worker were made from the older session's connections, which its
+    // close quits (left on them, every sync and schedule change stopped): new ones are made from
+    // the new session at the next tick, and the old session closes once they have (a sync they
+    // run is let finish, in the background: a full copy can outlast the leader's lease).
+    const detached = replication.detach();
+    void detached.then(() => old.close()).catch(() => undefined);
   }
 
   /** `vfleet suspend|resume`, `vfleet reconcile --now`, and the source's own troubles. */

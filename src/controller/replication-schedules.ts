@@ -73,6 +73,21 @@ export class ReplicationSchedules {
     this.synced = key;
   }
 
+  /**
+   * Lets go of the queue and worker (made from a session about to close): the next `startWorker`
+   * and `sync` make new ones from the current session. The promise is theirs closing, a sync
+   * running let finish first (which may take longer than a tick may wait).
+   */
+  detach(): Promise<void> {
+    const { worker, queue } = this;
+    this.worker = undefined;
+    this.queue = undefined;
+    return (async () => {
+      await worker?.close().catch(() => undefined);
+      await queue?.close().catch(() => undefined);
+    })();
+  }
+
   async close(): Promise<void> {
     await this.worker?.close().catch(() => undefined);
     await this.queue?.close().catch(() => undefined);

@@ -105,4 +105,52 @@ describe('disk replication on the embedded engine', () => {
       `data window lost: ${restarted.rpoSeconds}s`,
     );
   });
+
+  it("keeps syncing after the controller follows a changed spec (the queue and worker move to the new spec's session)", async () => {
+    const cwd = workdir();
+    const spec = (maxRpo: string) =>
+      toYaml(
+        threeHostVmFleet('repl-spec', {
+          failover: { tolerate: 1, replication: { interval: '1s', maxRpo } },
+          instances: [aGroup({ name: 'db', image: 'vm-12', replicas: 1, failover: true })],
+        }),
+      );
+    writeFileSync(`${cwd}/fleet.yaml`, spec('30s'));
+    const applied = vfleet(['apply', '--auto-approve'], cwd, env);
+    assert.equal(applied.code, 0, applied.stderr);
+    spawnVfleet(
+      ['controller', '--lease-ttl', '1s', '--interval', '2s', '--auto-apply', '--json'],
+      cwd,
+      { VFLEET_EMBEDDED_BOOT_MS: '0', ...env },
+      children,
+    );
+    const replication = () => {
+      const result = vfleet(['status', '--json'], cwd, env);
+      assert.equal(result.code, 0, result.stderr);
+      const status = JSON.parse(result.stdout) as StatusJson;
+      return status.instances.find((i) => i.instance === 'db-0')?.replication;
+    };
+    await pollUntil('the first sync', () => (replication()?.state === 'ok' ? true : undefined));
+    // The controller closes the older spec's session, and with it the connections it had made
+    // from it: the replication queue and worker made from them must not die with them.
+    writeFileSync(`${cwd}/fleet.yaml`, spec('40s'));
+    const changed = await pollUntil('the controller following the new spec', () => {
+      const events = vfleet(['events', '--json', '--last', '200'], cwd, env);
+      const followed = events.stdout
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as { type?: string; at?: number })
+        .find((e) => e.type === 'spec-changed');
+      return followed?.at;
+    });
+    const after = await pollUntil(
+      'a sync after the spec changed',
+      () => {
+        const r = replication();
+        return (r?.consistentAt ?? 0) > changed + 1_000 ? r : undefined;
+      },
+      DEADLINE_MS,
+    );
+    assert.equal(after.state, 'ok');
+  });
 });
