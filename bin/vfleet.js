@@ -5,6 +5,9 @@
 import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+/** How long a finished command's open handles may keep the process up. */
+const EXIT_GRACE_MS = 5_000;
+
 const modules = new URL('../dist/src/cli/main.js', import.meta.url);
 const bundle = new URL('../dist/cli/main.js', import.meta.url);
 const mtime = (url) => {
@@ -36,3 +39,8 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 process.exitCode = await cli.main(process.argv.slice(2));
+// The command is over: what it left open must not keep the process up. A daemon stopped by
+// SIGTERM (`vfleet controller`) stayed up 38 s and more, until a host's sshd went away, on a
+// connection nothing of it used any more. The process is given a few seconds to flush its output
+// and let its handles close, then exits; the timer is unref'd, so it never delays an exit.
+setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
