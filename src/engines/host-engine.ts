@@ -135,6 +135,7 @@ export interface ReplicationResult {
   readonly point: ReplicaPoint;
   /** Why the increment was a full copy (first sync, a new target, a lost dirty bitmap…). */
   readonly fullReason?: string;
+  /** The whole sync: the increment taken, shipped and committed on the target. */
   readonly durationMs: number;
 }
 

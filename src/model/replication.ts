@@ -16,6 +16,7 @@ export interface ReplicationStatus {
   readonly lastSyncAt: number;
   readonly lastBytes: number;
   readonly lastKind: 'full' | 'incremental' | null;
+  /** The last sync's whole time: take, ship and commit on the replica's host. */
   readonly lastDurationMs: number;
   /** Why the last full copy was one. */
   readonly fullReason?: string;

@@ -66,6 +66,7 @@ export async function replicateReal(
   options: { readonly full?: string },
 ): Promise<ReplicationResult> {
   checkReplicaTarget(engine, name, to);
+  const started = Date.now();
   const held = (await to.replicas()).get(name) as (ReplicaPoint & { chain?: string }) | undefined;
   return self.hold(name, async () => {
     const record = await self.readRecord(name);
@@ -112,7 +113,8 @@ export async function replicateReal(
       return {
         point,
         ...(inc.fullReason ? { fullReason: inc.fullReason } : {}),
-        durationMs: inc.durationMs,
+        // The take alone is the increment's own durationMs: status shows the whole sync.
+        durationMs: Date.now() - started,
       };
     } finally {
       await dropIncrement(ctx, inc).catch(() => undefined);
