@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
-import { freePort, type RedisProcess, startRedisProcess } from './redis-process.js';
+import { freePort, type RedisProcess, startOnFreePorts } from './redis-process.js';
 
 const run = promisify(execFile);
 const READY_TIMEOUT_MS = 60_000;
@@ -74,58 +74,63 @@ export async function startRedisCluster(
   };
   try {
     for (let i = 0; i < masters * (1 + replicas); i++) {
-      const port = await freePort();
-      // The bus port is chosen too: port + 10000 may be past 65535 for an ephemeral port.
-      const busPort = await freePort();
-      const tls = options.tls;
-      const tlsArgs: string[] = [];
-      if (tls) {
-        const tlsPort = await freePort();
-        tlsPorts.push(tlsPort);
-        tlsArgs.push(
-          '--tls-port',
-          String(tlsPort),
-          '--tls-cluster',
-          'yes',
-          '--tls-replication',
-          'yes',
-          '--tls-cert-file',
-          tls.cert,
-          '--tls-key-file',
-          tls.key,
-          '--tls-ca-cert-file',
-          tls.ca,
-          '--tls-auth-clients',
-          'no',
-        );
-      }
-      nodes.push(
-        await startRedisProcess(port, [
-          '--port',
-          String(port),
-          '--bind',
-          '127.0.0.1',
-          '--cluster-enabled',
-          'yes',
-          '--cluster-port',
-          String(busPort),
-          '--cluster-config-file',
-          `${dir}/nodes-${port}.conf`,
-          '--cluster-node-timeout',
-          '2000',
-          '--dir',
-          dir,
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          '--maxmemory-policy',
-          'noeviction',
-          ...auth,
-          ...tlsArgs,
-          ...(options.args ?? []),
-        ]),
-      );
+      let tlsPort: number | undefined; // the one of the attempt that started
+      const node = await startOnFreePorts(async () => {
+        const port = await freePort();
+        // The bus port is chosen too: port + 10000 may be past 65535 for an ephemeral port.
+        const busPort = await freePort();
+        const tls = options.tls;
+        const tlsArgs: string[] = [];
+        if (tls) {
+          tlsPort = await freePort();
+          tlsArgs.push(
+            '--tls-port',
+            String(tlsPort),
+            '--tls-cluster',
+            'yes',
+            '--tls-replication',
+            'yes',
+            '--tls-cert-file',
+            tls.cert,
+            '--tls-key-file',
+            tls.key,
+            '--tls-ca-cert-file',
+            tls.ca,
+            '--tls-auth-clients',
+            'no',
+          );
+        }
+        return {
+          port,
+          args: [
+            '--port',
+            String(port),
+            '--bind',
+            '127.0.0.1',
+            '--cluster-enabled',
+            'yes',
+            '--cluster-port',
+            String(busPort),
+            '--cluster-config-file',
+            `${dir}/nodes-${port}.conf`,
+            '--cluster-node-timeout',
+            '2000',
+            '--dir',
+            dir,
+            '--save',
+            '',
+            '--appendonly',
+            'no',
+            '--maxmemory-policy',
+            'noeviction',
+            ...auth,
+            ...tlsArgs,
+            ...(options.args ?? []),
+          ],
+        };
+      });
+      nodes.push(node);
+      if (tlsPort !== undefined) tlsPorts.push(tlsPort);
     }
     await run(
       'redis-cli',

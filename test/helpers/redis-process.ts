@@ -60,6 +60,24 @@ export interface RedisProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts a redis-server on the ports `build` picks (with `freePort`), and picks them again when
+ * one was taken by another process between the probe and the bind (test files run side by side;
+ * seen once in a loaded run).
+ */
+export async function startOnFreePorts(
+  build: () => Promise<{ readonly port: number; readonly args: readonly string[] }>,
+): Promise<RedisProcess> {
+  for (let attempt = 1; ; attempt++) {
+    const { port, args } = await build();
+    try {
+      return await startRedisProcess(port, args);
+    } catch (e) {
+      if (attempt >= 5 || !/Address already in use/.test(String(e))) throw e;
+    }
+  }
+}
+
 /** Starts `redis-server ...args` (which must make it listen on `port`) and waits for PING. */
 export async function startRedisProcess(
   port: number,

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { freePort, type RedisProcess, startRedisProcess } from './redis-process.js';
+import { freePort, type RedisProcess, startOnFreePorts } from './redis-process.js';
 
 const READY_TIMEOUT_MS = 60_000;
 export const MASTER_NAME = 'vfleet-test';
@@ -90,65 +90,77 @@ export async function startRedisSentinel(
   };
   try {
     const common = ['--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'];
-    const masterPort = await freePort();
-    const masterArgs = await tlsArgs(masterPort);
-    // Replicas and Sentinels reach the master where it speaks TLS, when it does.
-    const masterAt = tlsPorts.get(masterPort) ?? masterPort;
-    servers.push(
-      await startRedisProcess(masterPort, [
-        '--port',
-        String(masterPort),
-        ...common,
-        ...auth,
-        ...masterArgs,
-        ...(options.args ?? []),
-      ]),
-    );
-    for (let i = 0; i < (options.replicas ?? 1); i++) {
+    const master = await startOnFreePorts(async () => {
       const port = await freePort();
-      servers.push(
-        await startRedisProcess(port, [
+      return {
+        port,
+        args: [
           '--port',
           String(port),
           ...common,
-          '--replicaof',
-          '127.0.0.1',
-          String(masterAt),
           ...auth,
           ...(await tlsArgs(port)),
           ...(options.args ?? []),
-        ]),
+        ],
+      };
+    });
+    servers.push(master);
+    // Replicas and Sentinels reach the master where it speaks TLS, when it does.
+    const masterAt = tlsPorts.get(master.port) ?? master.port;
+    for (let i = 0; i < (options.replicas ?? 1); i++) {
+      servers.push(
+        await startOnFreePorts(async () => {
+          const port = await freePort();
+          return {
+            port,
+            args: [
+              '--port',
+              String(port),
+              ...common,
+              '--replicaof',
+              '127.0.0.1',
+              String(masterAt),
+              ...auth,
+              ...(await tlsArgs(port)),
+              ...(options.args ?? []),
+            ],
+          };
+        }),
       );
     }
     const count = options.sentinels ?? 3;
     for (let i = 0; i < count; i++) {
-      const port = await freePort();
-      const conf = `${dir}/sentinel-${port}.conf`;
-      writeFileSync(
-        conf,
-        [
-          `port ${port}`,
-          'bind 127.0.0.1',
-          `dir ${dir}`,
-          `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${masterAt} ${Math.floor(count / 2) + 1}`,
-          ...(password ? [`sentinel auth-pass ${MASTER_NAME} ${password}`] : []),
-          `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
-          `sentinel failover-timeout ${MASTER_NAME} 10000`,
-          `sentinel parallel-syncs ${MASTER_NAME} 1`,
-          ...(tls
-            ? [
-                `tls-port ${(await tlsArgs(port))[1]}`,
-                'tls-replication yes',
-                'tls-auth-clients no',
-                `tls-cert-file ${tls.cert}`,
-                `tls-key-file ${tls.key}`,
-                `tls-ca-cert-file ${tls.ca}`,
-              ]
-            : []),
-          '',
-        ].join('\n'),
+      sentinels.push(
+        await startOnFreePorts(async () => {
+          const port = await freePort();
+          const conf = `${dir}/sentinel-${port}.conf`;
+          writeFileSync(
+            conf,
+            [
+              `port ${port}`,
+              'bind 127.0.0.1',
+              `dir ${dir}`,
+              `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${masterAt} ${Math.floor(count / 2) + 1}`,
+              ...(password ? [`sentinel auth-pass ${MASTER_NAME} ${password}`] : []),
+              `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
+              `sentinel failover-timeout ${MASTER_NAME} 10000`,
+              `sentinel parallel-syncs ${MASTER_NAME} 1`,
+              ...(tls
+                ? [
+                    `tls-port ${(await tlsArgs(port))[1]}`,
+                    'tls-replication yes',
+                    'tls-auth-clients no',
+                    `tls-cert-file ${tls.cert}`,
+                    `tls-key-file ${tls.key}`,
+                    `tls-ca-cert-file ${tls.ca}`,
+                  ]
+                : []),
+              '',
+            ].join('\n'),
+          );
+          return { port, args: [conf, '--sentinel'] };
+        }),
       );
-      sentinels.push(await startRedisProcess(port, [conf, '--sentinel']));
     }
     // Every Sentinel knows the replicas and the other Sentinels (discovered through the master).
     const deadline = Date.now() + READY_TIMEOUT_MS;
