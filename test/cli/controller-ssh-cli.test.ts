@@ -27,7 +27,6 @@ import {
   engineTestImages,
   tinyVmImage,
 } from '../helpers/engine-test-images.js';
-import { fromRoot } from '../helpers/paths.js';
 import { cleanUp, processesUsing, SANDBOX_COMMAND } from '../helpers/real-hosts.js';
 import { startRedisServer, type TestRedisServer } from '../helpers/redis.js';
 import { aGroup, aHost, anImage, toYaml } from '../helpers/spec-builders.js';
@@ -40,7 +39,6 @@ import {
   type VfleetRun,
 } from '../helpers/vfleet-cli.js';
 
-const _bin = fromRoot('bin', 'vfleet.js');
 const suffix = process.pid.toString(36);
 const OS = { family: 'debian', release: '12', arch: 'x86_64' } as const;
 const TTL = '3s';

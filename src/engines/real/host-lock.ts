@@ -47,8 +47,12 @@ export class HostLocks {
       const path = this.pathOf(name);
       const token = await this.acquire(name, path);
       // Refreshing keeps a long critical section (a disk copy) from being taken for a dead one.
+      // Not past a lost connection: the host went away under the critical section (a host killed
+      // mid-sync), which cannot count on what it did there, and a holder stuck on it would keep
+      // the lock fresh on the host come back, for ever (its stale copies never destroyed: seen
+      // in controller-ssh-cli). The lock then goes stale a lease after the last touch.
       const refresh = setInterval(
-        () => void this.t.exec(['touch', '-c', '--', path]).catch(() => undefined),
+        () => void this.t.exec(['touch', '-c', '--', path]).catch(() => clearInterval(refresh)),
         Math.max(50, this.leaseMs / 4),
       );
       try {
