@@ -27,6 +27,7 @@ import {
   fleetOfLockKey,
 } from './keys.js';
 import { runScript } from './lua-script.js';
+import { replies } from './multi-replies.js';
 import { recordPlacement } from './record-placement.js';
 import { type RedisClient, scanKeys } from './redis-client.js';
 
@@ -484,20 +485,4 @@ export class FleetState {
       };
     });
   }
-}
-
-/** The replies of a MULTI, or its first error (ioredis reports errors per command). */
-function replies(results: [Error | null, unknown][] | null, expected: number): unknown[] {
-  if (results === null || results.length !== expected) {
-    throw new VfleetError('redis-transaction', 'a Redis transaction was aborted', {
-      retryable: true,
-    });
-  }
-  const failed = results.find(([error]) => error !== null)?.[0];
-  if (failed) {
-    throw new VfleetError('redis-command', `Redis refused a state command: ${failed.message}`, {
-      retryable: false,
-    });
-  }
-  return results.map(([, value]) => value);
 }
